@@ -1,0 +1,131 @@
+/**
+ * The one error hierarchy of cuda-llama. Every error a user can catch from this package is a
+ * `CudaLlamaError` (or a plain `TypeError`/`RangeError` for invalid arguments, see validate.ts),
+ * with a stable `code` to branch on and a `remedy` that says what to do.
+ */
+
+/** Every code this package throws. Stable across releases: add, never rename. */
+export const ErrorCode = {
+  /** No native binary could be loaded for this platform. */
+  NO_BINARY: 'ERR_NO_BINARY',
+  /** The model path does not exist. */
+  MODEL_NOT_FOUND: 'ERR_MODEL_NOT_FOUND',
+  /** The model path is not a regular file (a directory, a device). */
+  MODEL_NOT_A_FILE: 'ERR_MODEL_NOT_A_FILE',
+  /** The file is not a well-formed GGUF (empty, random bytes, truncated, corrupted tables). */
+  MODEL_INVALID: 'ERR_MODEL_INVALID',
+  /** The GGUF names an architecture this llama.cpp build does not implement. */
+  UNSUPPORTED_ARCHITECTURE: 'ERR_UNSUPPORTED_ARCHITECTURE',
+  /** llama.cpp refused the model for a reason our own checks did not catch. */
+  MODEL_LOAD: 'ERR_MODEL_LOAD',
+  /** llama.cpp could not create a context (usually out of memory). */
+  CONTEXT_CREATE: 'ERR_CONTEXT_CREATE',
+  /** The prompt does not fit in the context. */
+  CONTEXT_FULL: 'ERR_CONTEXT_FULL',
+  /** llama_decode failed; `status` holds its return value. */
+  DECODE: 'ERR_DECODE',
+  /** The model has no chat template and none was given. */
+  NO_CHAT_TEMPLATE: 'ERR_NO_CHAT_TEMPLATE',
+  /** The object was disposed; it cannot be used any more. */
+  DISPOSED: 'ERR_DISPOSED',
+  /** Quantizing a model file failed. */
+  QUANTIZE: 'ERR_QUANTIZE',
+} as const;
+
+export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
+
+export interface CudaLlamaErrorOptions {
+  /** What to do about it, in words a user can act on. */
+  remedy?: string;
+  /** The upstream numeric status (e.g. llama_decode's return value), when there is one. */
+  status?: number;
+  cause?: unknown;
+  /** Structured facts for programs (paths, sizes, the plan that did not fit). */
+  details?: Record<string, unknown>;
+}
+
+export class CudaLlamaError extends Error {
+  override name = 'CudaLlamaError';
+  readonly code: ErrorCode;
+  readonly remedy: string | undefined;
+  readonly status: number | undefined;
+  readonly details: Record<string, unknown> | undefined;
+
+  constructor(code: ErrorCode, message: string, options: CudaLlamaErrorOptions = {}) {
+    super(options.remedy ? `${message}\nRemedy: ${options.remedy}` : message, { cause: options.cause });
+    this.code = code;
+    this.remedy = options.remedy;
+    this.status = options.status;
+    this.details = options.details;
+  }
+}
+
+/** The model file could not be used: missing, not a file, not a GGUF, unsupported. */
+export class ModelFileError extends CudaLlamaError {
+  override name = 'ModelFileError';
+}
+
+/** Loading the native binary failed; the message lists every candidate tried. */
+export class NativeBindingError extends CudaLlamaError {
+  override name = 'NativeBindingError';
+}
+
+/** Context creation, decoding or a full context. */
+export class ContextError extends CudaLlamaError {
+  override name = 'ContextError';
+}
+
+/** Use of a disposed model or context. */
+export class DisposedError extends CudaLlamaError {
+  override name = 'DisposedError';
+  constructor(what: string) {
+    super(ErrorCode.DISPOSED, `${what} has been disposed`, {
+      remedy: `load a new model (or create a new context) instead of reusing a disposed one`,
+    });
+  }
+}
+
+const errorClassByCode: Partial<Record<ErrorCode, typeof CudaLlamaError>> = {
+  [ErrorCode.NO_BINARY]: NativeBindingError,
+  [ErrorCode.MODEL_NOT_FOUND]: ModelFileError,
+  [ErrorCode.MODEL_NOT_A_FILE]: ModelFileError,
+  [ErrorCode.MODEL_INVALID]: ModelFileError,
+  [ErrorCode.UNSUPPORTED_ARCHITECTURE]: ModelFileError,
+  [ErrorCode.MODEL_LOAD]: ModelFileError,
+  [ErrorCode.CONTEXT_CREATE]: ContextError,
+  [ErrorCode.CONTEXT_FULL]: ContextError,
+  [ErrorCode.DECODE]: ContextError,
+};
+
+/** Builds the right subclass for a code. */
+export function makeError(code: ErrorCode, message: string, options: CudaLlamaErrorOptions = {}): CudaLlamaError {
+  const ErrorClass = errorClassByCode[code] ?? CudaLlamaError;
+  return new ErrorClass(code, message, options);
+}
+
+/** Remedies for the codes the native layer reports (native errors carry code + message + status). */
+const nativeRemedies: Partial<Record<ErrorCode, string>> = {
+  [ErrorCode.MODEL_LOAD]:
+    'check that the file is a complete GGUF for a supported architecture; enable logs with NODE_DEBUG=cuda-llama to see llama.cpp\'s reason',
+  [ErrorCode.CONTEXT_CREATE]: 'lower contextSize or batchSize, or free memory; the layer report and Llama.devices() show what is in use',
+  [ErrorCode.DECODE]: 'lower batchSize or contextSize; status 1 means no KV-cache slot was free, negative values are errors inside llama.cpp',
+  [ErrorCode.QUANTIZE]: 'check that the input is an F32/F16 GGUF and that the output folder is writable',
+};
+
+/**
+ * Turns an error thrown or rejected by the addon into a CudaLlamaError. The addon sets `code`
+ * (one of ErrorCode) and, where llama.cpp returned one, a numeric `status`. The JS call-site
+ * stack is re-attached because errors made on worker threads have none of it.
+ */
+export function fromNativeError(error: unknown, callSite?: Error): unknown {
+  if (!(error instanceof Error) || error instanceof CudaLlamaError) return error;
+  const { code, status } = error as Error & { code?: string; status?: number };
+  if (!code || !(Object.values(ErrorCode) as string[]).includes(code)) return error;
+  const wrapped = makeError(code as ErrorCode, error.message, {
+    remedy: nativeRemedies[code as ErrorCode],
+    status,
+    cause: error,
+  });
+  if (callSite?.stack) wrapped.stack = `${wrapped.name}: ${wrapped.message}\n${callSite.stack.split('\n').slice(1).join('\n')}`;
+  return wrapped;
+}

@@ -1,0 +1,27 @@
+// ggml backend registry: loading backend modules (GGML_BACKEND_DL) and describing devices.
+// Mirrors ggml-backend.h; which backend a user gets is decided in lib/, not here.
+#pragma once
+
+#include <napi.h>
+
+namespace cuda_llama {
+
+// JS: loadBackendsFromDir(dir) -> undefined. ggml_backend_load_all_from_path: picks the best CPU
+// variant for this machine and every other backend module found in dir.
+Napi::Value LoadBackendsFromDir(const Napi::CallbackInfo& info);
+
+// JS: probeLibrary(path) -> string | null. dlopen(path) and return dlerror() on failure, so a
+// backend module that did not load can be explained ("libcudart.so.13: cannot open shared object
+// file") without reading llama.cpp's logs. The handle is closed again.
+Napi::Value ProbeLibrary(const Napi::CallbackInfo& info);
+
+// JS: listBackends() -> [{ name, deviceCount, features: { [name]: value } }]
+Napi::Value ListBackends(const Napi::CallbackInfo& info);
+
+// JS: listDevices() -> [{ index, name, description, type, backend, memoryFree, memoryTotal, deviceId }]
+Napi::Value ListDevices(const Napi::CallbackInfo& info);
+
+// Device type as the string lib/ uses ("cpu", "gpu", "igpu", "accel", "meta").
+const char* DeviceTypeName(int type);
+
+}  // namespace cuda_llama

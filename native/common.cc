@@ -1,0 +1,43 @@
+#include "common.h"
+
+namespace cuda_llama {
+
+const napi_type_tag kModelTag = {0x6375646131a9aa01ULL, 0x6c6c616d61000001ULL};
+const napi_type_tag kContextTag = {0x6375646131a9aa01ULL, 0x6c6c616d61000002ULL};
+const napi_type_tag kSamplerTag = {0x6375646131a9aa01ULL, 0x6c6c616d61000003ULL};
+const napi_type_tag kCancelFlagTag = {0x6375646131a9aa01ULL, 0x6c6c616d61000004ULL};
+
+Napi::Error MakeError(Napi::Env env, const char* code, const std::string& message, std::optional<int> status) {
+  Napi::Error error = Napi::Error::New(env, message);
+  error.Set("code", Napi::String::New(env, code));
+  if (status) error.Set("status", Napi::Number::New(env, *status));
+  return error;
+}
+
+void TagObject(Napi::Object object, const napi_type_tag& tag) {
+  napi_status status = napi_type_tag_object(object.Env(), object, &tag);
+  NAPI_THROW_IF_FAILED_VOID(object.Env(), status);
+}
+
+bool HasTag(Napi::Value value, const napi_type_tag& tag) {
+  if (!value.IsObject()) return false;
+  bool result = false;
+  napi_status status = napi_check_object_type_tag(value.Env(), value, &tag, &result);
+  return status == napi_ok && result;
+}
+
+std::optional<double> OptionalNumber(Napi::Object object, const char* key) {
+  Napi::Value value = object.Get(key);
+  if (value.IsUndefined()) return std::nullopt;
+  if (!value.IsNumber()) throw Napi::TypeError::New(object.Env(), std::string(key) + " must be a number");
+  return value.As<Napi::Number>().DoubleValue();
+}
+
+std::optional<bool> OptionalBool(Napi::Object object, const char* key) {
+  Napi::Value value = object.Get(key);
+  if (value.IsUndefined()) return std::nullopt;
+  if (!value.IsBoolean()) throw Napi::TypeError::New(object.Env(), std::string(key) + " must be a boolean");
+  return value.As<Napi::Boolean>().Value();
+}
+
+}  // namespace cuda_llama

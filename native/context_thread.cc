@@ -1,0 +1,43 @@
+#include "context_thread.h"
+
+namespace cuda_llama {
+
+ContextThread::ContextThread() : thread_([this] { Run(); }) {}
+
+ContextThread::~ContextThread() {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    quit_ = true;
+  }
+  wake_.notify_one();
+  thread_.join();
+}
+
+bool ContextThread::Post(std::function<void()> job) {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (busy_ || quit_) return false;
+    busy_ = true;
+    job_ = std::move(job);
+  }
+  wake_.notify_one();
+  return true;
+}
+
+void ContextThread::Run() {
+  for (;;) {
+    std::function<void()> job;
+    {
+      std::unique_lock<std::mutex> lock(mutex_);
+      wake_.wait(lock, [this] { return quit_ || job_ != nullptr; });
+      if (job_ == nullptr) return;  // quit with nothing left to run
+      job = std::move(job_);
+      job_ = nullptr;
+    }
+    job();
+    std::lock_guard<std::mutex> lock(mutex_);
+    busy_ = false;
+  }
+}
+
+}  // namespace cuda_llama

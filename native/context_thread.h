@@ -1,0 +1,36 @@
+// One dedicated thread per Context. Every decode of that context runs here, never on the libuv
+// pool: a long generation must not starve fs/dns/crypto, and ggml's threadpool stays attached to
+// one caller thread (changing caller threads is what makes per-token decode several times slower).
+#pragma once
+
+#include <condition_variable>
+#include <functional>
+#include <mutex>
+#include <thread>
+
+namespace cuda_llama {
+
+class ContextThread {
+ public:
+  ContextThread();
+  // Waits for the running job (callers cancel it first), then joins.
+  ~ContextThread();
+
+  ContextThread(const ContextThread&) = delete;
+  ContextThread& operator=(const ContextThread&) = delete;
+
+  // Queues a job; false when one is already queued or running (one operation per context).
+  bool Post(std::function<void()> job);
+
+ private:
+  void Run();
+
+  std::mutex mutex_;
+  std::condition_variable wake_;
+  std::function<void()> job_;  // guarded by mutex_
+  bool busy_ = false;          // guarded by mutex_: a job is queued or running
+  bool quit_ = false;          // guarded by mutex_
+  std::thread thread_;         // last: starts after the fields above exist
+};
+
+}  // namespace cuda_llama

@@ -1,0 +1,115 @@
+// Internals live here only. See llama_adapter.h for why.
+#include "llama_adapter.h"
+
+#include <map>
+#include <string>
+
+#include "backend.h"
+#include "common.h"
+#include "context.h"
+#include "ggml-backend.h"
+#include "llama-arch.h"
+#include "llama-context.h"
+#include "llama-ext.h"
+#include "llama-model.h"
+#include "model.h"
+
+// Fail the build, not a user, when the pinned internals move.
+static_assert(std::is_same_v<decltype(&llama_model::dev_layer), ggml_backend_dev_t (llama_model::*)(int) const>,
+              "llama_model::dev_layer changed: update native/llama_adapter.cc for the new llama.cpp pin");
+static_assert(std::is_same_v<decltype(&llama_get_memory_breakdown), llama_memory_breakdown (*)(const llama_context*)>,
+              "llama_get_memory_breakdown changed: update native/llama_adapter.cc for the new llama.cpp pin");
+
+namespace cuda_llama {
+namespace {
+
+Napi::Value DeviceName(Napi::Env env, ggml_backend_dev_t dev) {
+  if (dev == nullptr) return env.Null();
+  return Napi::String::New(env, ggml_backend_dev_name(dev));
+}
+
+Napi::Value TensorDevice(Napi::Env env, const llama_model* model, const char* name) {
+  const ggml_tensor* tensor = model->get_tensor(name);
+  if (tensor == nullptr || tensor->buffer == nullptr) return env.Null();
+  ggml_backend_buffer_type_t buft = ggml_backend_buffer_get_type(tensor->buffer);
+  ggml_backend_dev_t dev = ggml_backend_buft_get_device(buft);
+  return DeviceName(env, dev);
+}
+
+}  // namespace
+
+Napi::Value ArchitectureSupported(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsString()) throw Napi::TypeError::New(env, "name must be a string");
+  return Napi::Boolean::New(env, llm_arch_from_string(info[0].As<Napi::String>()) != LLM_ARCH_UNKNOWN);
+}
+
+Napi::Value LayerPlacement(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Model* wrapper = UnwrapTagged<Model>(info[0], kModelTag, "Model");
+  const llama_model* model = wrapper->Get(env);
+  Napi::Object result = Napi::Object::New(env);
+  Napi::Array layers = Napi::Array::New(env);
+  const int32_t n_layer = llama_model_n_layer(model);
+  for (int32_t il = 0; il < n_layer; il++) layers.Set(static_cast<uint32_t>(il), DeviceName(env, model->dev_layer(il)));
+  result.Set("layers", layers);
+  result.Set("output", DeviceName(env, model->dev_output()));
+  // Where the weights actually are (a buffer's device), as opposed to where compute is assigned.
+  result.Set("input", TensorDevice(env, model, "token_embd.weight"));
+  Napi::Value output_tensor = TensorDevice(env, model, "output.weight");
+  // Tied embeddings: the output projection reuses token_embd.
+  result.Set("outputTensor", output_tensor.IsNull() ? TensorDevice(env, model, "token_embd.weight") : output_tensor);
+  return result;
+}
+
+Napi::Value MemoryBreakdown(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Context* wrapper = UnwrapTagged<Context>(info[0], kContextTag, "Context");
+  const llama_context* ctx = wrapper->Get(env);
+  Napi::Array result = Napi::Array::New(env);
+  uint32_t i = 0;
+  for (const auto& [buft, bytes] : llama_get_memory_breakdown(ctx)) {
+    Napi::Object entry = Napi::Object::New(env);
+    entry.Set("bufferType", ggml_backend_buft_name(buft));
+    ggml_backend_dev_t dev = ggml_backend_buft_get_device(buft);
+    entry.Set("device", DeviceName(env, dev));
+    entry.Set("deviceType", dev != nullptr ? Napi::Value(Napi::String::New(env, DeviceTypeName(ggml_backend_dev_type(dev)))) : env.Null());
+    entry.Set("isHost", ggml_backend_buft_is_host(buft));
+    entry.Set("model", Napi::Number::New(env, static_cast<double>(bytes.model)));
+    entry.Set("context", Napi::Number::New(env, static_cast<double>(bytes.context)));
+    entry.Set("compute", Napi::Number::New(env, static_cast<double>(bytes.compute)));
+    result.Set(i++, entry);
+  }
+  return result;
+}
+
+Napi::Value GraphPlacement(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Context* wrapper = UnwrapTagged<Context>(info[0], kContextTag, "Context");
+  llama_context* ctx = wrapper->Get(env);
+  if (info.Length() < 2 || !info[1].IsNumber()) throw Napi::TypeError::New(env, "nTokens must be a number");
+  uint32_t n_tokens = info[1].As<Napi::Number>().Uint32Value();
+  ggml_cgraph* graph = llama_graph_reserve(ctx, n_tokens, 1, 1);
+  if (graph == nullptr) throw MakeError(env, code::kContextCreate, "could not build the compute graph");
+  ggml_backend_sched_t sched = ctx->get_sched();
+  std::map<std::string, int> by_backend;
+  const int n_nodes = ggml_graph_n_nodes(graph);
+  for (int i = 0; i < n_nodes; i++) {
+    ggml_tensor* node = ggml_graph_node(graph, i);
+    if (ggml_is_empty(node) || node->op == GGML_OP_NONE || node->op == GGML_OP_RESHAPE ||
+        node->op == GGML_OP_VIEW || node->op == GGML_OP_PERMUTE || node->op == GGML_OP_TRANSPOSE) {
+      continue;  // views compute nothing; counting them would blur where the work runs
+    }
+    ggml_backend_t backend = ggml_backend_sched_get_tensor_backend(sched, node);
+    by_backend[backend != nullptr ? ggml_backend_name(backend) : "unassigned"]++;
+  }
+  Napi::Object result = Napi::Object::New(env);
+  result.Set("splits", ggml_backend_sched_get_n_splits(sched));
+  result.Set("nodes", n_nodes);
+  Napi::Object nodes_by_backend = Napi::Object::New(env);
+  for (const auto& [name, count] : by_backend) nodes_by_backend.Set(name, count);
+  result.Set("nodesByBackend", nodes_by_backend);
+  return result;
+}
+
+}  // namespace cuda_llama

@@ -1,0 +1,27 @@
+// The ONE place that reads llama.cpp internals (src/llama-ext.h, llama_model, llama_context).
+// Everything a layer report needs that llama.h does not offer: which device holds each layer,
+// the input and output tensors, bytes per buffer type, and where the graph's ops are scheduled.
+// Pinned to vendor/llama.cpp.pin.json; test/native/adapter.test.ts fails loudly if an upgrade
+// moves any of it.
+#pragma once
+
+#include <napi.h>
+
+namespace cuda_llama {
+
+// JS: architectureSupported(name) -> boolean (llm_arch_from_string)
+Napi::Value ArchitectureSupported(const Napi::CallbackInfo& info);
+
+// JS: layerPlacement(model) -> { layers: string[], output: string, input: string | null,
+//                                outputTensor: string | null }   (device names)
+Napi::Value LayerPlacement(const Napi::CallbackInfo& info);
+
+// JS: memoryBreakdown(context) -> [{ bufferType, device, deviceType, model, context, compute }]
+Napi::Value MemoryBreakdown(const Napi::CallbackInfo& info);
+
+// JS: graphPlacement(context, nTokens) -> { splits, nodes, nodesByBackend: { [backend]: n } }
+// Reserves (builds and schedules, computes nothing) the graph for a batch of nTokens. Call it
+// only while the context is idle.
+Napi::Value GraphPlacement(const Napi::CallbackInfo& info);
+
+}  // namespace cuda_llama

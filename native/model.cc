@@ -1,0 +1,371 @@
+#include "model.h"
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "addon.h"
+#include "cancel_flag.h"
+#include "common.h"
+#include "context.h"
+#include "ggml-backend.h"
+#include "log.h"
+#include "promise_worker.h"
+
+namespace cuda_llama {
+namespace {
+
+std::string MetaString(const llama_model* model, const char* key) {
+  char buf[512];
+  int32_t n = llama_model_meta_val_str(model, key, buf, sizeof(buf));
+  return n >= 0 ? std::string(buf) : std::string();
+}
+
+// Runs llama_model_load_from_file on the libuv pool; progress is coalesced (only the latest
+// fraction matters), cancellation goes through the progress callback's return value.
+class LoadWorker : public Napi::AsyncProgressWorker<float> {
+ public:
+  LoadWorker(Napi::Env env, std::string path, llama_model_params params, std::vector<std::string> device_names,
+             bool devices_given, std::vector<float> tensor_split, Napi::Function on_progress,
+             std::shared_ptr<std::atomic<bool>> cancel)
+      : Napi::AsyncProgressWorker<float>(env, "cuda-llama-load"),
+        deferred_(Napi::Promise::Deferred::New(env)),
+        path_(std::move(path)),
+        params_(params),
+        device_names_(std::move(device_names)),
+        devices_given_(devices_given),
+        tensor_split_(std::move(tensor_split)),
+        cancel_(std::move(cancel)) {
+    if (!on_progress.IsEmpty()) on_progress_ = Napi::Persistent(on_progress);
+  }
+
+  ~LoadWorker() override {
+    if (model_ != nullptr) llama_model_free(model_);  // loaded, but never handed to JS
+  }
+
+  Napi::Promise Promise() { return deferred_.Promise(); }
+
+ protected:
+  void Execute(const ExecutionProgress& progress) override {
+    std::vector<ggml_backend_dev_t> devices;
+    if (devices_given_) {
+      for (const std::string& name : device_names_) {
+        ggml_backend_dev_t dev = ggml_backend_dev_by_name(name.c_str());
+        if (dev == nullptr) {
+          error_ = "no device named " + name;
+          SetError(error_);
+          return;
+        }
+        devices.push_back(dev);
+      }
+      devices.push_back(nullptr);  // NULL-terminated; an empty list means "CPU only"
+      params_.devices = devices.data();
+    }
+    if (!tensor_split_.empty()) {
+      tensor_split_.resize(llama_max_devices(), 0.0f);
+      params_.tensor_split = tensor_split_.data();
+    }
+    progress_ = &progress;
+    params_.progress_callback = [](float fraction, void* self_ptr) {
+      auto* self = static_cast<LoadWorker*>(self_ptr);
+      if (self->cancel_ && self->cancel_->load()) return false;
+      self->progress_->Send(&fraction, 1);
+      return true;
+    };
+    params_.progress_callback_user_data = this;
+    ClearThreadErrors();
+    model_ = llama_model_load_from_file(path_.c_str(), params_);
+    if (model_ == nullptr) {
+      cancelled_ = cancel_ && cancel_->load();
+      std::string reason = TakeThreadErrors();
+      error_ = cancelled_ ? "model load cancelled" : "llama.cpp could not load " + path_ + (reason.empty() ? "" : ": " + reason);
+      SetError(error_);
+    }
+  }
+
+  void OnProgress(const float* data, size_t count) override {
+    if (on_progress_.IsEmpty() || count == 0) return;
+    try {
+      on_progress_.Call({Napi::Number::New(Env(), data[count - 1])});
+    } catch (const Napi::Error&) {
+      // lib/ wraps user callbacks; nothing thrown here may disturb the load.
+    }
+  }
+
+  void OnOK() override {
+    Napi::Env env = Env();
+    Addon* addon = env.GetInstanceData<Addon>();
+    Napi::Object model = addon->model_constructor.New({Napi::External<llama_model>::New(env, model_)});
+    model_ = nullptr;
+    deferred_.Resolve(model);
+  }
+
+  void OnError(const Napi::Error&) override {
+    Napi::Error error = MakeError(Env(), cancelled_ ? "ERR_ABORTED" : code::kModelLoad, error_);
+    deferred_.Reject(error.Value());
+  }
+
+ private:
+  Napi::Promise::Deferred deferred_;
+  std::string path_;
+  llama_model_params params_;
+  std::vector<std::string> device_names_;
+  bool devices_given_;
+  std::vector<float> tensor_split_;
+  Napi::FunctionReference on_progress_;
+  std::shared_ptr<std::atomic<bool>> cancel_;
+  const ExecutionProgress* progress_ = nullptr;
+  llama_model* model_ = nullptr;
+  bool cancelled_ = false;
+  std::string error_;
+};
+
+}  // namespace
+
+Napi::Function Model::Define(Napi::Env env) {
+  return DefineClass(env, "Model",
+                     {StaticMethod<&Model::Load>("load"),
+                      InstanceMethod<&Model::Info>("info"),
+                      InstanceMethod<&Model::Metadata>("metadata"),
+                      InstanceMethod<&Model::Tokenize>("tokenize"),
+                      InstanceMethod<&Model::Detokenize>("detokenize"),
+                      InstanceMethod<&Model::TokenPiece>("tokenPiece"),
+                      InstanceMethod<&Model::ApplyChatTemplate>("applyChatTemplate"),
+                      InstanceMethod<&Model::Dispose>("dispose"),
+                      InstanceAccessor<&Model::IsDisposed>("disposed")});
+}
+
+Model::Model(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Model>(info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsExternal()) {
+    throw Napi::TypeError::New(env, "Model cannot be constructed directly; use Llama.load()");
+  }
+  model_ = info[0].As<Napi::External<llama_model>>().Data();
+  TagObject(info.This().As<Napi::Object>(), kModelTag);
+  registry_ = env.GetInstanceData<Addon>()->live_models;
+  registry_->insert(this);
+}
+
+Model::~Model() {
+  Free();
+  registry_->erase(this);
+}
+
+void Model::Free() {
+  // Copy: Context::Free() unregisters itself from contexts_.
+  std::set<Context*> contexts = contexts_;
+  for (Context* context : contexts) context->Free();
+  contexts_.clear();
+  if (model_ != nullptr) {
+    llama_model_free(model_);
+    model_ = nullptr;
+  }
+}
+
+llama_model* Model::Get(Napi::Env env) const {
+  if (model_ == nullptr) throw MakeError(env, code::kDisposed, "model has been disposed");
+  return model_;
+}
+
+Napi::Value Model::Load(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 2 || !info[0].IsString() || !info[1].IsObject()) {
+    throw Napi::TypeError::New(env, "load(path: string, params: object, onProgress?, cancelFlag?)");
+  }
+  std::string path = info[0].As<Napi::String>();
+  Napi::Object options = info[1].As<Napi::Object>();
+
+  // Start from llama.cpp's defaults and override only what lib/ set.
+  llama_model_params params = llama_model_default_params();
+  if (auto v = OptionalNumber(options, "nGpuLayers")) params.n_gpu_layers = static_cast<int32_t>(*v);
+  if (auto v = OptionalNumber(options, "splitMode")) params.split_mode = static_cast<llama_split_mode>(*v);
+  if (auto v = OptionalNumber(options, "mainGpu")) params.main_gpu = static_cast<int32_t>(*v);
+  if (auto v = OptionalNumber(options, "loadMode")) params.load_mode = static_cast<llama_load_mode>(*v);
+  if (auto v = OptionalBool(options, "vocabOnly")) params.vocab_only = *v;
+  if (auto v = OptionalBool(options, "checkTensors")) params.check_tensors = *v;
+  if (auto v = OptionalBool(options, "noAlloc")) params.no_alloc = *v;
+
+  std::vector<std::string> device_names;
+  bool devices_given = false;
+  Napi::Value devices = options.Get("devices");
+  if (devices.IsArray()) {
+    devices_given = true;
+    Napi::Array list = devices.As<Napi::Array>();
+    for (uint32_t i = 0; i < list.Length(); i++) device_names.push_back(list.Get(i).As<Napi::String>());
+  }
+  std::vector<float> tensor_split;
+  Napi::Value split = options.Get("tensorSplit");
+  if (split.IsArray()) {
+    Napi::Array list = split.As<Napi::Array>();
+    for (uint32_t i = 0; i < list.Length(); i++) tensor_split.push_back(list.Get(i).As<Napi::Number>().FloatValue());
+  }
+
+  Napi::Function on_progress;
+  if (info.Length() > 2 && info[2].IsFunction()) on_progress = info[2].As<Napi::Function>();
+  std::shared_ptr<std::atomic<bool>> cancel;
+  if (info.Length() > 3 && HasTag(info[3], kCancelFlagTag)) {
+    cancel = CancelFlag::Unwrap(info[3].As<Napi::Object>())->flag();
+  }
+
+  auto* worker = new LoadWorker(env, std::move(path), params, std::move(device_names), devices_given,
+                                std::move(tensor_split), on_progress, std::move(cancel));
+  Napi::Promise promise = worker->Promise();
+  worker->Queue();
+  return promise;
+}
+
+Napi::Value Model::Info(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  llama_model* model = Get(env);
+  const llama_vocab* vocab = llama_model_get_vocab(model);
+  Napi::Object result = Napi::Object::New(env);
+  char desc[256];
+  llama_model_desc(model, desc, sizeof(desc));
+  result.Set("description", desc);
+  result.Set("architecture", MetaString(model, "general.architecture"));
+  result.Set("name", MetaString(model, "general.name"));
+  result.Set("parameters", Napi::Number::New(env, static_cast<double>(llama_model_n_params(model))));
+  result.Set("sizeBytes", Napi::Number::New(env, static_cast<double>(llama_model_size(model))));
+  result.Set("layerCount", llama_model_n_layer(model));
+  result.Set("trainingContextSize", llama_model_n_ctx_train(model));
+  result.Set("embeddingSize", llama_model_n_embd(model));
+  result.Set("headCount", llama_model_n_head(model));
+  result.Set("headCountKv", llama_model_n_head_kv(model));
+  result.Set("vocabSize", llama_vocab_n_tokens(vocab));
+  result.Set("fileType", static_cast<int>(llama_model_ftype(model)));
+  result.Set("fileTypeName", llama_ftype_name(llama_model_ftype(model)));
+  const char* tmpl = llama_model_chat_template(model, nullptr);
+  result.Set("chatTemplate", tmpl != nullptr ? Napi::Value(Napi::String::New(env, tmpl)) : env.Null());
+  result.Set("bosToken", llama_vocab_bos(vocab));
+  result.Set("eosToken", llama_vocab_eos(vocab));
+  result.Set("addBos", llama_vocab_get_add_bos(vocab));
+  result.Set("hasEncoder", llama_model_has_encoder(model));
+  result.Set("hasDecoder", llama_model_has_decoder(model));
+  return result;
+}
+
+Napi::Value Model::Metadata(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  llama_model* model = Get(env);
+  Napi::Object result = Napi::Object::New(env);
+  std::vector<char> key(256), value(4096);
+  for (int32_t i = 0; i < llama_model_meta_count(model); i++) {
+    if (llama_model_meta_key_by_index(model, i, key.data(), key.size()) < 0) continue;
+    int32_t n = llama_model_meta_val_str_by_index(model, i, value.data(), value.size());
+    if (n < 0) continue;
+    result.Set(key.data(), value.data());
+  }
+  return result;
+}
+
+Napi::Value Model::Tokenize(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  llama_model* model = Get(env);
+  if (info.Length() < 3 || !info[0].IsString()) throw Napi::TypeError::New(env, "tokenize(text, addSpecial, parseSpecial)");
+  std::string text = info[0].As<Napi::String>();
+  bool add_special = info[1].ToBoolean();
+  bool parse_special = info[2].ToBoolean();
+  const llama_vocab* vocab = llama_model_get_vocab(model);
+  std::vector<llama_token> tokens(text.size() + 8);
+  int32_t n = llama_tokenize(vocab, text.data(), static_cast<int32_t>(text.size()), tokens.data(),
+                             static_cast<int32_t>(tokens.size()), add_special, parse_special);
+  if (n < 0) {
+    if (n == INT32_MIN) throw Napi::RangeError::New(env, "text is too long to tokenize");
+    tokens.resize(static_cast<size_t>(-n));
+    n = llama_tokenize(vocab, text.data(), static_cast<int32_t>(text.size()), tokens.data(),
+                       static_cast<int32_t>(tokens.size()), add_special, parse_special);
+  }
+  Napi::Int32Array result = Napi::Int32Array::New(env, static_cast<size_t>(n));
+  std::copy(tokens.begin(), tokens.begin() + n, result.Data());
+  return result;
+}
+
+namespace {
+// Cheap defensive check; lib/ validates token ids before they get here.
+void CheckTokens(Napi::Env env, const llama_vocab* vocab, const int32_t* tokens, size_t n) {
+  const int32_t n_vocab = llama_vocab_n_tokens(vocab);
+  for (size_t i = 0; i < n; i++) {
+    if (tokens[i] < 0 || tokens[i] >= n_vocab) throw Napi::RangeError::New(env, "token id out of range");
+  }
+}
+}  // namespace
+
+Napi::Value Model::Detokenize(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  llama_model* model = Get(env);
+  if (info.Length() < 3 || !info[0].IsTypedArray()) throw Napi::TypeError::New(env, "detokenize(Int32Array, removeSpecial, unparseSpecial)");
+  Napi::Int32Array tokens = info[0].As<Napi::Int32Array>();
+  const llama_vocab* vocab = llama_model_get_vocab(model);
+  CheckTokens(env, vocab, tokens.Data(), tokens.ElementLength());
+  bool remove_special = info[1].ToBoolean();
+  bool unparse_special = info[2].ToBoolean();
+  std::string text(tokens.ElementLength() * 8 + 16, '\0');
+  int32_t n = llama_detokenize(vocab, tokens.Data(), static_cast<int32_t>(tokens.ElementLength()), text.data(),
+                               static_cast<int32_t>(text.size()), remove_special, unparse_special);
+  if (n < 0) {
+    text.resize(static_cast<size_t>(-n));
+    n = llama_detokenize(vocab, tokens.Data(), static_cast<int32_t>(tokens.ElementLength()), text.data(),
+                         static_cast<int32_t>(text.size()), remove_special, unparse_special);
+  }
+  return Napi::Buffer<char>::Copy(env, text.data(), static_cast<size_t>(std::max(n, 0)));
+}
+
+Napi::Value Model::TokenPiece(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  llama_model* model = Get(env);
+  if (info.Length() < 2 || !info[0].IsNumber()) throw Napi::TypeError::New(env, "tokenPiece(token, special)");
+  int32_t token = info[0].As<Napi::Number>().Int32Value();
+  const llama_vocab* vocab = llama_model_get_vocab(model);
+  CheckTokens(env, vocab, &token, 1);
+  char buf[256];
+  int32_t n = llama_token_to_piece(vocab, token, buf, sizeof(buf), 0, info[1].ToBoolean());
+  return Napi::Buffer<char>::Copy(env, buf, static_cast<size_t>(std::max(n, 0)));
+}
+
+Napi::Value Model::ApplyChatTemplate(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  llama_model* model = Get(env);
+  if (info.Length() < 3 || !info[1].IsArray()) {
+    throw Napi::TypeError::New(env, "applyChatTemplate(template | null, messages, addAssistant)");
+  }
+  std::string tmpl;
+  if (info[0].IsString()) {
+    tmpl = info[0].As<Napi::String>();
+  } else {
+    const char* model_tmpl = llama_model_chat_template(model, nullptr);
+    if (model_tmpl == nullptr) return env.Null();  // lib/ turns this into ERR_NO_CHAT_TEMPLATE
+    tmpl = model_tmpl;
+  }
+  Napi::Array list = info[1].As<Napi::Array>();
+  std::vector<std::string> roles, contents;
+  size_t total = 0;
+  for (uint32_t i = 0; i < list.Length(); i++) {
+    Napi::Object message = list.Get(i).As<Napi::Object>();
+    roles.push_back(message.Get("role").As<Napi::String>());
+    contents.push_back(message.Get("content").As<Napi::String>());
+    total += roles.back().size() + contents.back().size();
+  }
+  std::vector<llama_chat_message> messages;
+  for (size_t i = 0; i < roles.size(); i++) messages.push_back({roles[i].c_str(), contents[i].c_str()});
+  std::vector<char> buf(total * 2 + 256);
+  int32_t n = llama_chat_apply_template(tmpl.c_str(), messages.data(), messages.size(), info[2].ToBoolean(),
+                                        buf.data(), static_cast<int32_t>(buf.size()));
+  if (n > static_cast<int32_t>(buf.size())) {
+    buf.resize(static_cast<size_t>(n));
+    n = llama_chat_apply_template(tmpl.c_str(), messages.data(), messages.size(), info[2].ToBoolean(), buf.data(),
+                                  static_cast<int32_t>(buf.size()));
+  }
+  if (n < 0) return Napi::Number::New(env, n);  // unsupported template: lib/ explains
+  return Napi::String::New(env, buf.data(), static_cast<size_t>(n));
+}
+
+Napi::Value Model::Dispose(const Napi::CallbackInfo& info) {
+  Free();
+  return info.Env().Undefined();
+}
+
+Napi::Value Model::IsDisposed(const Napi::CallbackInfo& info) {
+  return Napi::Boolean::New(info.Env(), model_ == nullptr);
+}
+
+}  // namespace cuda_llama

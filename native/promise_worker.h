@@ -1,0 +1,52 @@
+// Base class for one-shot blocking work (model load, context creation, quantization) on the libuv
+// pool. Subclasses copy every JS input into plain C++ members in their constructor, do the work in
+// Execute() (worker thread: no N-API there), and build JS values only in Resolve() (JS thread).
+#pragma once
+
+#include <napi.h>
+
+#include <optional>
+#include <string>
+
+#include "common.h"
+
+namespace cuda_llama {
+
+class PromiseWorker : public Napi::AsyncWorker {
+ public:
+  explicit PromiseWorker(Napi::Env env, const char* name)
+      : Napi::AsyncWorker(env, name), deferred_(Napi::Promise::Deferred::New(env)) {}
+
+  Napi::Promise Promise() { return deferred_.Promise(); }
+
+ protected:
+  // Worker thread: record a failure with our code and, when there is one, llama.cpp's status.
+  void Fail(const char* code, std::string message, std::optional<int> status = std::nullopt) {
+    code_ = code;
+    status_ = status;
+    SetError(message);
+  }
+
+  // JS thread: the value the promise resolves to.
+  virtual Napi::Value Resolve(Napi::Env env) = 0;
+
+  void OnOK() override {
+    Napi::Env env = Env();
+    try {
+      deferred_.Resolve(Resolve(env));
+    } catch (const Napi::Error& error) {
+      deferred_.Reject(error.Value());
+    }
+  }
+
+  void OnError(const Napi::Error& error) override {
+    deferred_.Reject(MakeError(Env(), code_, error.Message(), status_).Value());
+  }
+
+ private:
+  Napi::Promise::Deferred deferred_;
+  const char* code_ = "ERR_NATIVE";
+  std::optional<int> status_;
+};
+
+}  // namespace cuda_llama
