@@ -354,12 +354,14 @@ Napi::Value Context::Generate(const Napi::CallbackInfo& info) {
   job.release();  // owned by the thread-safe function's finalizer from here on
 
   running_cancel_ = raw_job->cancel;
-  bool posted = thread_->Post([this, ctx, raw_job] {
-    abort_flag_.store(raw_job->cancel.get());
-    RunGeneration(ctx, raw_job);
-    abort_flag_.store(nullptr);
-    raw_job->on_token.Release();  // the finalizer settles the promise on the JS thread
-  });
+  bool posted = thread_->Post(
+      [this, ctx, raw_job] {
+        abort_flag_.store(raw_job->cancel.get());
+        RunGeneration(ctx, raw_job);
+        abort_flag_.store(nullptr);
+      },
+      // The finalizer settles the promise on the JS thread, once the context is idle again.
+      [raw_job] { raw_job->on_token.Release(); });
   if (!posted) {
     raw_job->error_code = "ERR_BUSY";
     raw_job->error_message = "another generation is running on this context";

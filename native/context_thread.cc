@@ -13,12 +13,13 @@ ContextThread::~ContextThread() {
   thread_.join();
 }
 
-bool ContextThread::Post(std::function<void()> job) {
+bool ContextThread::Post(std::function<void()> job, std::function<void()> done) {
   {
     std::lock_guard<std::mutex> lock(mutex_);
     if (busy_ || quit_) return false;
     busy_ = true;
     job_ = std::move(job);
+    done_ = std::move(done);
   }
   wake_.notify_one();
   return true;
@@ -26,17 +27,22 @@ bool ContextThread::Post(std::function<void()> job) {
 
 void ContextThread::Run() {
   for (;;) {
-    std::function<void()> job;
+    std::function<void()> job, done;
     {
       std::unique_lock<std::mutex> lock(mutex_);
       wake_.wait(lock, [this] { return quit_ || job_ != nullptr; });
       if (job_ == nullptr) return;  // quit with nothing left to run
       job = std::move(job_);
+      done = std::move(done_);
       job_ = nullptr;
+      done_ = nullptr;
     }
     job();
-    std::lock_guard<std::mutex> lock(mutex_);
-    busy_ = false;
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      busy_ = false;
+    }
+    if (done) done();
   }
 }
 

@@ -20,14 +20,17 @@ class ContextThread {
   ContextThread& operator=(const ContextThread&) = delete;
 
   // Queues a job; false when one is already queued or running (one operation per context).
-  bool Post(std::function<void()> job);
+  // `done` runs on this thread after the context is marked idle again, so whatever it signals
+  // (the JS promise) can never find the context still busy.
+  bool Post(std::function<void()> job, std::function<void()> done);
 
  private:
   void Run();
 
   std::mutex mutex_;
   std::condition_variable wake_;
-  std::function<void()> job_;  // guarded by mutex_
+  std::function<void()> job_;   // guarded by mutex_
+  std::function<void()> done_;  // guarded by mutex_
   bool busy_ = false;          // guarded by mutex_: a job is queued or running
   bool quit_ = false;          // guarded by mutex_
   std::thread thread_;         // last: starts after the fields above exist

@@ -101,6 +101,8 @@ Napi::Value GraphPlacement(const Napi::CallbackInfo& info) {
       continue;  // views compute nothing; counting them would blur where the work runs
     }
     ggml_backend_t backend = ggml_backend_sched_get_tensor_backend(sched, node);
+    // With a single backend the scheduler assigns nothing: everything runs on that one.
+    if (backend == nullptr && ggml_backend_sched_get_n_backends(sched) == 1) backend = ggml_backend_sched_get_backend(sched, 0);
     by_backend[backend != nullptr ? ggml_backend_name(backend) : "unassigned"]++;
   }
   Napi::Object result = Napi::Object::New(env);
