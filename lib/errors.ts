@@ -30,6 +30,12 @@ export const ErrorCode = {
   DISPOSED: 'ERR_DISPOSED',
   /** Quantizing a model file failed. */
   QUANTIZE: 'ERR_QUANTIZE',
+  /** gpu: 'cuda' was asked for and no usable CUDA device exists (module missing, unloadable, no device). */
+  CUDA_UNAVAILABLE: 'ERR_CUDA_UNAVAILABLE',
+  /** The model loaded, but not where gpu: 'cuda' asked (layers, output or KV cache on the CPU). */
+  GPU_PLACEMENT: 'ERR_GPU_PLACEMENT',
+  /** Another generation already runs on this native context (lib/ queues, so this is a bug guard). */
+  BUSY: 'ERR_BUSY',
 } as const;
 
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
@@ -75,6 +81,11 @@ export class ContextError extends CudaLlamaError {
   override name = 'ContextError';
 }
 
+/** The GPU was asked for and cannot be had, or the model did not land on it. */
+export class GpuError extends CudaLlamaError {
+  override name = 'GpuError';
+}
+
 /** Use of a disposed model or context. */
 export class DisposedError extends CudaLlamaError {
   override name = 'DisposedError';
@@ -95,10 +106,17 @@ const errorClassByCode: Partial<Record<ErrorCode, typeof CudaLlamaError>> = {
   [ErrorCode.CONTEXT_CREATE]: ContextError,
   [ErrorCode.CONTEXT_FULL]: ContextError,
   [ErrorCode.DECODE]: ContextError,
+  [ErrorCode.BUSY]: ContextError,
+  [ErrorCode.CUDA_UNAVAILABLE]: GpuError,
+  [ErrorCode.GPU_PLACEMENT]: GpuError,
 };
 
 /** Builds the right subclass for a code. */
 export function makeError(code: ErrorCode, message: string, options: CudaLlamaErrorOptions = {}): CudaLlamaError {
+  if (code === ErrorCode.DISPOSED) {
+    const disposed = new DisposedError(message.replace(/ has been disposed$/, ''));
+    return disposed;
+  }
   const ErrorClass = errorClassByCode[code] ?? CudaLlamaError;
   return new ErrorClass(code, message, options);
 }

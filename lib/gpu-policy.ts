@@ -1,0 +1,140 @@
+/**
+ * The GPU policy: turns `gpu` / `gpuLayers` into native load parameters, and refuses, with the
+ * exact cause, when the GPU was asked for and cannot be had. What it decides is recorded so the
+ * layer report can show it; an 'auto' fallback to the CPU is loud (a process warning), never silent.
+ */
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { ErrorCode, GpuError } from './errors.js';
+import type { LoadedBinary } from './load-native.js';
+import type { NativeModelParams } from './native.js';
+import type { LoadOptions } from './options.js';
+
+export const CUDA_MODULE_FILE = 'libggml-cuda.so';
+export const CPU_FALLBACK_WARNING = 'CUDA_LLAMA_CPU_FALLBACK';
+
+export interface GpuDecision {
+  /** Where the model goes. */
+  target: 'cuda' | 'cpu';
+  /** What the caller asked for. */
+  requested: NonNullable<LoadOptions['gpu']>;
+  /** The CUDA device names used (empty for the CPU). */
+  devices: string[];
+  /** Layers asked for on the GPU: a count, or 'max' / 'auto'. */
+  gpuLayers: number | 'max' | 'auto';
+  /** Why an 'auto' request landed on the CPU; null when it did not. */
+  fallback: { reason: string; remedy: string } | null;
+}
+
+export interface CudaAvailability {
+  available: boolean;
+  devices: string[];
+  reason?: string;
+  remedy?: string;
+}
+
+/** Why CUDA can or cannot be used with this binary, from the registry and the module file. */
+export function cudaAvailability(binary: Pick<LoadedBinary, 'addon' | 'dir'>): CudaAvailability {
+  const { addon, dir } = binary;
+  const registry = addon.listBackends().find((b) => b.name === 'CUDA');
+  if (!registry) {
+    const modulePath = join(dir, CUDA_MODULE_FILE);
+    if (!existsSync(modulePath)) {
+      return {
+        available: false,
+        devices: [],
+        reason: `the loaded binary (${dir}) has no CUDA backend: ${CUDA_MODULE_FILE} is not there (CPU-only build)`,
+        remedy: 'build the CUDA variant with `npm run build:cuda` (needs nvcc and cuBLAS, see README "GPU set-up"), or pass gpu: \'cpu\'',
+      };
+    }
+    const loadError = addon.probeLibrary(modulePath) ?? 'the module loaded but did not register a CUDA backend';
+    return { available: false, devices: [], reason: `${CUDA_MODULE_FILE} failed to load: ${loadError}`, remedy: remedyForLoadError(loadError) };
+  }
+  const devices = addon.listDevices().filter((d) => d.backend === 'CUDA' && d.type === 'gpu').map((d) => d.name);
+  if (devices.length === 0) {
+    return {
+      available: false,
+      devices,
+      reason: 'the CUDA backend loaded but found no CUDA device',
+      remedy: 'check `nvidia-smi`, and that CUDA_VISIBLE_DEVICES does not hide every GPU',
+    };
+  }
+  return { available: true, devices };
+}
+
+/** The missing library named in a dlopen error, with the command that installs it. */
+export function remedyForLoadError(loadError: string): string {
+  if (/libcuda\.so/.test(loadError)) return 'libcuda.so.1 is the NVIDIA driver: install the NVIDIA driver (a CUDA 13 capable one), or pass gpu: \'cpu\'';
+  if (/libcublas/.test(loadError)) return 'cuBLAS is missing: `pip install "nvidia-cublas==13.0.*"` (or the CUDA toolkit) and put its lib folder on LD_LIBRARY_PATH';
+  if (/libcudart/.test(loadError)) return 'the CUDA runtime is missing: `pip install "nvidia-cuda-runtime==13.0.*"` (or the CUDA toolkit) and put its lib folder on LD_LIBRARY_PATH';
+  return 'rebuild the CUDA variant (`npm run build:cuda`), or pass gpu: \'cpu\'';
+}
+
+export function decideGpu(options: LoadOptions & { gpu: NonNullable<LoadOptions['gpu']> }, binary: Pick<LoadedBinary, 'addon' | 'dir'>): GpuDecision {
+  const gpuLayers = options.gpuLayers ?? 'max';
+  if (options.gpu === 'cpu') return { target: 'cpu', requested: 'cpu', devices: [], gpuLayers: 0, fallback: null };
+  const cuda = cudaAvailability(binary);
+  if (cuda.available) {
+    return { target: 'cuda', requested: options.gpu, devices: cuda.devices, gpuLayers, fallback: null };
+  }
+  if (options.gpu === 'cuda') {
+    throw new GpuError(ErrorCode.CUDA_UNAVAILABLE, `gpu: 'cuda' was requested, but ${cuda.reason}`, {
+      remedy: cuda.remedy,
+      details: { reason: cuda.reason },
+    });
+  }
+  const fallback = { reason: cuda.reason ?? 'no CUDA device', remedy: cuda.remedy ?? '' };
+  process.emitWarning(`gpu: 'auto' is running on the CPU because ${fallback.reason}. ${fallback.remedy}`, {
+    type: 'CudaLlamaWarning',
+    code: CPU_FALLBACK_WARNING,
+  });
+  return { target: 'cpu', requested: 'auto', devices: [], gpuLayers: 0, fallback };
+}
+
+/** Native load parameters for a decision. */
+export function modelParams(decision: GpuDecision, options: LoadOptions): NativeModelParams {
+  // llama.cpp: a negative n_gpu_layers means every layer, the output layer included.
+  const layers = typeof decision.gpuLayers === 'number' ? decision.gpuLayers : -1;
+  return {
+    // An empty device list keeps llama.cpp from placing anything (weights, KV, ops) on a GPU.
+    devices: decision.devices,
+    nGpuLayers: decision.target === 'cpu' ? 0 : layers,
+    mainGpu: options.mainGpu,
+    splitMode: options.splitMode === undefined ? undefined : { none: 0, layer: 1, row: 2 }[options.splitMode],
+    tensorSplit: options.tensorSplit,
+    loadMode: options.mmap === undefined ? undefined : options.mmap ? 1 : 0,
+  };
+}
+
+/** What placement verification needs from a layer report. */
+export interface PlacementFacts {
+  layers: { index: number; device: string }[];
+  output: string;
+  kvCache: { devices: string[] };
+}
+
+/**
+ * With gpu: 'cuda', the model must sit where it was asked to: the requested number of layers on
+ * the GPU, and with every layer requested also the output layer and the whole KV cache. Returns
+ * the problems (empty when placement is as asked); Llama.load turns them into ERR_GPU_PLACEMENT.
+ */
+export function placementProblems(decision: GpuDecision, facts: PlacementFacts, options: { offloadKvCache?: boolean }): string[] {
+  if (decision.target !== 'cuda') return [];
+  const onGpu = (device: string) => decision.devices.includes(device);
+  const total = facts.layers.length;
+  const offloaded = facts.layers.filter((l) => onGpu(l.device)).length;
+  const wanted = typeof decision.gpuLayers === 'number' ? Math.min(decision.gpuLayers, total) : total;
+  const problems: string[] = [];
+  if (offloaded !== wanted) {
+    const cpuLayers = facts.layers.filter((l) => !onGpu(l.device)).map((l) => l.index);
+    problems.push(`${offloaded} of ${total} layers are on the GPU, ${wanted} were requested (on the CPU: ${cpuLayers.join(', ')})`);
+  }
+  if (wanted === total) {
+    if (!onGpu(facts.output)) problems.push(`the output layer is on ${facts.output}, not on the GPU`);
+    if (options.offloadKvCache !== false) {
+      const cpuKv = facts.kvCache.devices.filter((d) => !onGpu(d));
+      if (cpuKv.length > 0) problems.push(`part of the KV cache is on ${cpuKv.join(', ')}, not on the GPU`);
+    }
+  }
+  return problems;
+}

@@ -1,0 +1,17 @@
+export { Llama, type BuildReport } from './llama.js';
+export { LlamaModel, type ModelInfo, type ContextInfo, type ChatMessage, type ChatTemplateOptions, type TextStream } from './model.js';
+export type { GenerateResult, GenerationTimings, StopReason } from './generation.js';
+export type { LoadOptions, GenerateOptions, GpuPolicy, FlashAttention, KvCacheType } from './options.js';
+export type { LayerReport, DeviceUsage, GraphUsage } from './layer-report.js';
+export type { Logger, LogLevel } from './log.js';
+export type { NativeDevice as Device, NativeBackend as Backend } from './native.js';
+export {
+  CudaLlamaError,
+  ModelFileError,
+  NativeBindingError,
+  ContextError,
+  GpuError,
+  DisposedError,
+  ErrorCode,
+} from './errors.js';
+export { CPU_FALLBACK_WARNING } from './gpu-policy.js';

@@ -1,0 +1,137 @@
+/**
+ * The layer report: where every part of a loaded model lives, built from llama.cpp's APIs (device
+ * registry, per-layer device, memory breakdown per buffer type, scheduled graph), never from logs.
+ * Plain, frozen, JSON-serializable data, plus a table from toString().
+ */
+import type { GpuDecision } from './gpu-policy.js';
+import type { NativeGraphPlacement, NativeLayerPlacement, NativeMemoryEntry } from './native.js';
+
+export interface DeviceUsage {
+  /** ggml device name ('CPU', 'CUDA0', ...), or the buffer type name for host buffers without a device. */
+  device: string;
+  weightsBytes: number;
+  kvCacheBytes: number;
+  computeBytes: number;
+}
+
+export interface GraphUsage {
+  /** Graph splits: each split boundary is a copy between backends. */
+  splits: number;
+  /** Compute ops per backend (views and no-ops excluded). */
+  opsByBackend: Record<string, number>;
+}
+
+export interface LayerReport {
+  policy: { requested: GpuDecision['requested']; target: GpuDecision['target']; gpuLayers: GpuDecision['gpuLayers']; fallback: GpuDecision['fallback'] };
+  layerCount: number;
+  /** Device of each repeating layer, in order. */
+  layers: { index: number; device: string }[];
+  /** Device holding the token-embedding tensor. */
+  input: string;
+  /** Device the output layer is computed on. */
+  output: string;
+  /** Device holding the output projection tensor. */
+  outputTensor: string;
+  kvCache: { devices: string[]; bytes: number };
+  devices: DeviceUsage[];
+  graph: { tokenGeneration: GraphUsage; promptProcessing: GraphUsage };
+  offloaded: { layers: number; total: number };
+  /** e.g. "offloaded: 22/22 layers to CUDA0; output CUDA0; KV cache CUDA0". */
+  summary: string;
+}
+
+export interface LayerReportInputs {
+  decision: GpuDecision;
+  placement: NativeLayerPlacement;
+  memory: NativeMemoryEntry[];
+  tokenGraph: NativeGraphPlacement;
+  promptGraph: NativeGraphPlacement;
+}
+
+const CPU = 'CPU';
+
+function mib(bytes: number): string {
+  return `${(bytes / 1024 / 1024).toFixed(1)} MiB`;
+}
+
+function isCpu(device: string): boolean {
+  return device === CPU || device.startsWith('CPU');
+}
+
+export function buildLayerReport({ decision, placement, memory, tokenGraph, promptGraph }: LayerReportInputs): LayerReport {
+  const layers = placement.layers.map((device, index) => ({ index, device: device ?? CPU }));
+  const byDevice = new Map<string, DeviceUsage>();
+  for (const entry of memory) {
+    // Host buffer types without a device (CPU_Mapped: the mmapped file) are CPU memory.
+    const device = entry.device ?? (entry.isHost ? CPU : entry.bufferType);
+    const usage = byDevice.get(device) ?? { device, weightsBytes: 0, kvCacheBytes: 0, computeBytes: 0 };
+    usage.weightsBytes += entry.model;
+    usage.kvCacheBytes += entry.context;
+    usage.computeBytes += entry.compute;
+    byDevice.set(device, usage);
+  }
+  const devices = [...byDevice.values()].filter((d) => d.weightsBytes + d.kvCacheBytes + d.computeBytes > 0);
+  const kvDevices = devices.filter((d) => d.kvCacheBytes > 0);
+  const offloadedLayers = layers.filter((l) => !isCpu(l.device)).length;
+  const output = placement.output ?? CPU;
+  const kvNames = kvDevices.map((d) => d.device);
+  const gpuNames = [...new Set(layers.map((l) => l.device).filter((d) => !isCpu(d)))];
+  const summary = `offloaded: ${offloadedLayers}/${layers.length} layers${gpuNames.length ? ` to ${gpuNames.join(', ')}` : ''}; ` +
+    `output ${output}; KV cache ${kvNames.join(', ') || 'none'}` +
+    (decision.fallback ? `; CPU FALLBACK: ${decision.fallback.reason}` : '');
+
+  const report: LayerReport = {
+    policy: { requested: decision.requested, target: decision.target, gpuLayers: decision.gpuLayers, fallback: decision.fallback },
+    layerCount: layers.length,
+    layers,
+    input: placement.input ?? CPU,
+    output,
+    outputTensor: placement.outputTensor ?? CPU,
+    kvCache: { devices: kvNames, bytes: kvDevices.reduce((sum, d) => sum + d.kvCacheBytes, 0) },
+    devices,
+    graph: {
+      tokenGeneration: { splits: tokenGraph.splits, opsByBackend: { ...tokenGraph.nodesByBackend } },
+      promptProcessing: { splits: promptGraph.splits, opsByBackend: { ...promptGraph.nodesByBackend } },
+    },
+    offloaded: { layers: offloadedLayers, total: layers.length },
+    summary,
+  };
+  Object.defineProperty(report, 'toString', { value: () => formatLayerReport(report), enumerable: false });
+  return deepFreeze(report);
+}
+
+/** Groups consecutive layers on one device: "0-21 CUDA0". */
+function layerRuns(layers: LayerReport['layers']): string[] {
+  const runs: string[] = [];
+  let start = 0;
+  for (let i = 1; i <= layers.length; i++) {
+    if (i === layers.length || layers[i].device !== layers[start].device) {
+      runs.push(`${start === i - 1 ? start : `${start}-${i - 1}`} ${layers[start].device}`);
+      start = i;
+    }
+  }
+  return runs;
+}
+
+export function formatLayerReport(report: LayerReport): string {
+  const lines = [
+    `policy: gpu '${report.policy.requested}' -> ${report.policy.target}${report.policy.fallback ? ` (fallback: ${report.policy.fallback.reason})` : ''}`,
+    `layers: ${layerRuns(report.layers).join(', ')}`,
+    `input (token_embd): ${report.input}   output layer: ${report.output}   output tensor: ${report.outputTensor}`,
+    `KV cache: ${report.kvCache.devices.join(', ') || 'none'} (${mib(report.kvCache.bytes)})`,
+    'device          weights        KV cache       compute',
+    ...report.devices.map((d) => `${d.device.padEnd(16)}${mib(d.weightsBytes).padEnd(15)}${mib(d.kvCacheBytes).padEnd(15)}${mib(d.computeBytes)}`),
+    `graph (1 token): ${report.graph.tokenGeneration.splits} split(s), ops ${JSON.stringify(report.graph.tokenGeneration.opsByBackend)}`,
+    `graph (prompt):  ${report.graph.promptProcessing.splits} split(s), ops ${JSON.stringify(report.graph.promptProcessing.opsByBackend)}`,
+    report.summary,
+  ];
+  return lines.join('\n');
+}
+
+function deepFreeze<T>(value: T): T {
+  if (value && typeof value === 'object' && !Object.isFrozen(value)) {
+    Object.freeze(value);
+    for (const child of Object.values(value as Record<string, unknown>)) deepFreeze(child);
+  }
+  return value;
+}

@@ -1,0 +1,166 @@
+/**
+ * Llama: the entry point. Loads models under the GPU policy, lists devices, reports the build.
+ */
+import { stat } from 'node:fs/promises';
+import { availableParallelism } from 'node:os';
+import { ErrorCode, GpuError, ModelFileError, fromNativeError } from './errors.js';
+import { ggufNumber, ggufString, readGguf } from './gguf.js';
+import { cudaAvailability, decideGpu, modelParams, placementProblems, type CudaAvailability, type GpuDecision } from './gpu-policy.js';
+import { nativeBinary, type BuildMetadata, type LoadedBinary } from './load-native.js';
+import { installLogger, type Logger, type LogLevel } from './log.js';
+import { LlamaModel } from './model.js';
+import { LlamaFileType, type NativeBackend, type NativeContext, type NativeDevice, type NativeModel } from './native.js';
+import { contextParams, resolveContextSize, validateLoadOptions, type LoadOptions } from './options.js';
+import { expectString, optionalEnum, typeError } from './validate.js';
+
+export interface BuildReport {
+  /** The .node file that was loaded. */
+  path: string;
+  /** Where it was found: CUDA_LLAMA_BINARY_DIR, the local build, or a prebuild. */
+  source: LoadedBinary['source'];
+  /** What the build recorded about itself (null for a build without metadata). */
+  metadata: BuildMetadata | null;
+  llamaCppCommit: string;
+  backends: NativeBackend[];
+  cuda: CudaAvailability;
+  systemInfo: string;
+}
+
+let loggerInstalled = false;
+
+function binary(): LoadedBinary {
+  const loaded = nativeBinary();
+  if (!loggerInstalled) {
+    installLogger(loaded.addon, null);
+    loggerInstalled = true;
+  }
+  return loaded;
+}
+
+/** Checks the file before llama.cpp sees it: llama.cpp asserts abort the process, our errors don't. */
+async function inspectModelFile(path: string): Promise<{ fileSizeBytes: number; trainingContextSize: number }> {
+  let info;
+  try {
+    info = await stat(path);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') {
+      throw new ModelFileError(ErrorCode.MODEL_NOT_FOUND, `model file not found: ${path}`, { remedy: 'check the path (relative paths resolve from process.cwd())', cause: error });
+    }
+    throw new ModelFileError(ErrorCode.MODEL_NOT_FOUND, `cannot read ${path}: ${(error as Error).message}`, { remedy: 'check the path and its permissions', cause: error });
+  }
+  if (!info.isFile()) {
+    throw new ModelFileError(ErrorCode.MODEL_NOT_A_FILE, `${path} is not a regular file`, { remedy: 'pass the path of a .gguf file, not a folder' });
+  }
+  const gguf = await readGguf(path);
+  const architecture = ggufString(gguf, 'general.architecture');
+  if (!architecture) {
+    throw new ModelFileError(ErrorCode.MODEL_INVALID, `${path} has no general.architecture key`, { remedy: 're-convert the model with llama.cpp\'s convert_hf_to_gguf.py' });
+  }
+  if (!binary().addon.architectureSupported(architecture)) {
+    throw new ModelFileError(ErrorCode.UNSUPPORTED_ARCHITECTURE, `${path}: architecture '${architecture}' is not supported by the bundled llama.cpp (${binary().addon.buildInfo().llamaCppCommit.slice(0, 12)})`, {
+      remedy: 'use a model of a supported architecture, or a cuda-llama release whose llama.cpp supports it',
+      details: { architecture },
+    });
+  }
+  return { fileSizeBytes: info.size, trainingContextSize: ggufNumber(gguf, `${architecture}.context_length`) ?? 0 };
+}
+
+/** Asking for the GPU never silently yields the CPU: check where llama.cpp actually put things. */
+async function verifyPlacement(model: LlamaModel, decision: GpuDecision, options: LoadOptions): Promise<void> {
+  const report = await model.layerReport();
+  const problems = placementProblems(decision, report, options);
+  if (problems.length === 0) return;
+  await model.dispose();
+  throw new GpuError(ErrorCode.GPU_PLACEMENT, `gpu: 'cuda' was requested, but llama.cpp placed the model otherwise: ${problems.join('; ')}`, {
+    remedy: 'free GPU memory or lower contextSize / gpuLayers; see the layer report in error.details',
+    details: { problems, report: JSON.parse(JSON.stringify(report)) },
+  });
+}
+
+export class Llama {
+  private constructor() {}
+
+  /** Loads a GGUF model and creates its context. See LoadOptions for the GPU policy. */
+  static async load(path: string, options: LoadOptions = {}): Promise<LlamaModel> {
+    expectString('path', path, { allowEmpty: false });
+    const valid = validateLoadOptions(options);
+    const { signal } = valid;
+    signal?.throwIfAborted();
+    const file = await inspectModelFile(path);
+    const contextSize = resolveContextSize(valid.contextSize, file.trainingContextSize);
+    const loaded = binary();
+    const decision = decideGpu(valid, loaded);
+    const { addon } = loaded;
+
+    const cancel = new addon.CancelFlag();
+    const onAbort = () => cancel.cancel();
+    signal?.addEventListener('abort', onAbort, { once: true });
+    const onProgress = valid.onProgress
+      ? (fraction: number) => {
+          try {
+            valid.onProgress?.(fraction);
+          } catch {
+            // a throwing progress callback must not fail the load
+          }
+        }
+      : undefined;
+    let native: NativeModel | undefined;
+    let context: NativeContext | undefined;
+    try {
+      native = await addon.Model.load(path, modelParams(decision, valid), onProgress, cancel);
+      signal?.throwIfAborted();
+      context = await addon.Context.create(native, contextParams(valid, contextSize));
+      signal?.throwIfAborted();
+      const model = new LlamaModel({ binary: loaded, native, context, decision, path, fileSizeBytes: file.fileSizeBytes });
+      if (decision.target === 'cuda') await verifyPlacement(model, decision, valid);
+      return model;
+    } catch (error) {
+      context?.dispose();
+      native?.dispose();
+      if (signal?.aborted) throw signal.reason;
+      throw fromNativeError(error);
+    } finally {
+      signal?.removeEventListener('abort', onAbort);
+    }
+  }
+
+  /** Backends and their devices, with free and total memory. */
+  static devices(): NativeDevice[] {
+    return binary().addon.listDevices();
+  }
+
+  /** Which binary is loaded, what it was built with, and whether CUDA is usable (and why not). */
+  static build(): BuildReport {
+    const loaded = binary();
+    const { addon } = loaded;
+    return {
+      path: loaded.path,
+      source: loaded.source,
+      metadata: loaded.metadata,
+      llamaCppCommit: addon.buildInfo().llamaCppCommit,
+      backends: addon.listBackends(),
+      cuda: cudaAvailability(loaded),
+      systemInfo: addon.systemInfo(),
+    };
+  }
+
+  /** Sends llama.cpp's log lines to `logger` (null: back to NODE_DEBUG=cuda-llama only). */
+  static setLogger(logger: Logger | null, minLevel: LogLevel = 'info'): void {
+    if (logger !== null && typeof logger !== 'function') throw typeError('logger', 'a function or null', logger);
+    installLogger(binary().addon, logger, optionalEnum('minLevel', minLevel, ['debug', 'info', 'warn', 'error'] as const));
+    loggerInstalled = true;
+  }
+
+  /** Quantizes an F32/F16 GGUF with llama.cpp (used to make Q8_0 / Q4_0 test models). */
+  static async quantize(input: string, output: string, type: 'Q8_0' | 'Q4_0' | 'F16', options: { threads?: number } = {}): Promise<void> {
+    expectString('input', input, { allowEmpty: false });
+    expectString('output', output, { allowEmpty: false });
+    const ftype = LlamaFileType[optionalEnum('type', type, ['Q8_0', 'Q4_0', 'F16'] as const) ?? 'Q8_0'];
+    await inspectModelFile(input);
+    try {
+      await binary().addon.quantize(input, output, ftype, options.threads ?? availableParallelism());
+    } catch (error) {
+      throw fromNativeError(error);
+    }
+  }
+}

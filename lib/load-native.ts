@@ -1,0 +1,126 @@
+/**
+ * The one loader of the native binary. It tries the candidates in a fixed order, records why each
+ * one failed, and when none loads throws one NativeBindingError with the runtime tuple and the
+ * remedies that match the failures. After loading, it registers the ggml backend modules that sit
+ * next to the binary (GGML_BACKEND_DL), so "which build am I running" has one answer.
+ */
+import { existsSync, readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { ErrorCode, NativeBindingError } from './errors.js';
+import type { NativeAddon } from './native.js';
+
+export const ADDON_FILE = 'cuda_llama.node';
+export const BUILD_INFO_FILE = 'cuda-llama-build.json';
+
+/** What the build wrote next to the binary (CMakeLists.txt generates it). */
+export interface BuildMetadata {
+  variant: 'cpu' | 'cuda';
+  llamaCppCommit: string;
+  llamaCppTag: string;
+  cpuVariants: string;
+  cpuFeatures: string;
+  cudaArchitectures: string | null;
+  cudaCompilerVersion: string | null;
+  compiler: string;
+  system: string;
+}
+
+export interface Candidate {
+  /** Where it came from: 'env' (CUDA_LLAMA_BINARY_DIR), 'local-build', 'prebuild'. */
+  source: 'env' | 'local-build' | 'prebuild';
+  dir: string;
+}
+
+export interface LoadedBinary {
+  addon: NativeAddon;
+  source: Candidate['source'];
+  dir: string;
+  path: string;
+  metadata: BuildMetadata | null;
+}
+
+export interface CandidateFailure extends Candidate {
+  reason: string;
+}
+
+export const packageRoot = join(dirname(fileURLToPath(import.meta.url)), '..');
+
+/** The candidates, in the order they are tried. */
+export function binaryCandidates(env: NodeJS.ProcessEnv = process.env, root = packageRoot): Candidate[] {
+  if (env.CUDA_LLAMA_BINARY_DIR) {
+    // An explicit choice is the only candidate: falling through to another build would hide the mistake.
+    return [{ source: 'env', dir: env.CUDA_LLAMA_BINARY_DIR }];
+  }
+  return [
+    { source: 'local-build', dir: join(root, 'build', 'Release') },
+    { source: 'prebuild', dir: join(root, 'prebuilds', `${process.platform}-${process.arch}`) },
+  ];
+}
+
+/** The runtime tuple printed with every loader failure. */
+export function runtimeDescription(): string {
+  const report = process.report?.getReport?.() as { header?: { glibcVersionRuntime?: string } } | undefined;
+  const libc = report?.header?.glibcVersionRuntime ? `glibc ${report.header.glibcVersionRuntime}` : 'libc unknown (musl?)';
+  const nvidiaDriver = existsSync('/proc/driver/nvidia/version') ? 'NVIDIA driver present' : 'no NVIDIA driver (/proc/driver/nvidia/version absent)';
+  return `${process.platform}-${process.arch}, ${libc}, Node ${process.versions.node} (Node-API ${process.versions.napi}), ${nvidiaDriver}`;
+}
+
+/** Remedies matched to the failures seen. */
+export function remediesFor(failures: CandidateFailure[], execArgv: string[] = process.execArgv): string[] {
+  const remedies: string[] = [];
+  if (execArgv.includes('--no-addons')) remedies.push('Node was started with --no-addons; native addons cannot load. Remove the flag.');
+  const reasons = failures.map((f) => f.reason).join('\n');
+  if (/libcudart|libcublas/.test(reasons)) {
+    remedies.push('the CUDA runtime is missing: `pip install nvidia-cuda-runtime-cu13 nvidia-cublas-cu13` or install the CUDA toolkit, then add its lib folder to LD_LIBRARY_PATH');
+  }
+  if (/libcuda\.so/.test(reasons)) remedies.push('no NVIDIA driver library (libcuda.so.1): install the NVIDIA driver, or use the CPU build');
+  if (/GLIBC_|GLIBCXX_/.test(reasons)) remedies.push('the binary needs a newer C/C++ runtime than this system has: build from source with `npm run build`');
+  if (/not found|does not exist/.test(reasons)) {
+    remedies.push('no binary was built or shipped for this platform: run `npm run build` in the package folder (needs cmake and a C++17 compiler)');
+  }
+  if (remedies.length === 0) remedies.push('rebuild from source with `npm run build`, and report the failure with the lines above');
+  return remedies;
+}
+
+function readMetadata(dir: string): BuildMetadata | null {
+  try {
+    return JSON.parse(readFileSync(join(dir, BUILD_INFO_FILE), 'utf8')) as BuildMetadata;
+  } catch {
+    return null; // an old or hand-made build without metadata; reported as unknown, not guessed
+  }
+}
+
+/** Loads the first candidate that works. Throws ERR_NO_BINARY with every failure otherwise. */
+export function loadNativeBinary(candidates: Candidate[] = binaryCandidates(), requireFn: NodeJS.Require = createRequire(import.meta.url)): LoadedBinary {
+  const failures: CandidateFailure[] = [];
+  for (const candidate of candidates) {
+    const path = join(candidate.dir, ADDON_FILE);
+    if (!existsSync(path)) {
+      failures.push({ ...candidate, reason: `${path} does not exist` });
+      continue;
+    }
+    try {
+      const addon = requireFn(path) as NativeAddon;
+      addon.loadBackendsFromDir(candidate.dir);
+      return { addon, source: candidate.source, dir: candidate.dir, path, metadata: readMetadata(candidate.dir) };
+    } catch (error) {
+      failures.push({ ...candidate, reason: (error as Error).message.split('\n')[0] });
+    }
+  }
+  const tried = failures.map((f, i) => `  ${i + 1}. [${f.source}] ${f.reason}`).join('\n');
+  const remedies = remediesFor(failures);
+  throw new NativeBindingError(ErrorCode.NO_BINARY, `No cuda-llama binary could be loaded for ${runtimeDescription()}.\nTried:\n${tried}`, {
+    remedy: remedies.map((r, i) => `(${i + 1}) ${r}`).join(' '),
+    details: { failures, runtime: runtimeDescription() },
+  });
+}
+
+let loaded: LoadedBinary | undefined;
+
+/** The process-wide binary, loaded on first use. */
+export function nativeBinary(): LoadedBinary {
+  loaded ??= loadNativeBinary();
+  return loaded;
+}

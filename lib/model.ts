@@ -1,0 +1,288 @@
+/**
+ * LlamaModel: a loaded model with its context. Owns the native model and context, serializes
+ * operations on the context (one at a time, the rest wait their turn), and disposes in cascade.
+ */
+import { DisposedError, ErrorCode, ContextError, CudaLlamaError, fromNativeError } from './errors.js';
+import { runGeneration, type GenerateResult } from './generation.js';
+import type { GpuDecision } from './gpu-policy.js';
+import { buildLayerReport, type LayerReport } from './layer-report.js';
+import type { LoadedBinary } from './load-native.js';
+import type { NativeContext, NativeContextInfo, NativeModel, NativeModelInfo } from './native.js';
+import { resolveMaxTokens, samplerParams, validateGenerateOptions, type GenerateOptions } from './options.js';
+import { expectObject, expectString, optionalBoolean, rejectUnknownKeys, typeError, rangeError } from './validate.js';
+
+export interface ModelInfo extends Omit<NativeModelInfo, 'fileType'> {
+  path: string;
+  /** Size of the file on disk. */
+  fileSizeBytes: number;
+  /** Quantization / file type, e.g. "Q4_0", "F16" (llama_ftype_name). */
+  quantization: string;
+}
+
+export type ContextInfo = NativeContextInfo;
+
+export interface ChatMessage {
+  role: 'system' | 'user' | 'assistant' | (string & {});
+  content: string;
+}
+
+export interface ChatTemplateOptions {
+  /** A llama.cpp built-in template name ('chatml', 'llama3', ...) or template text. Default: the model's own. */
+  template?: string;
+  /** End with the assistant turn's opening, ready for generation. Default true. */
+  addAssistant?: boolean;
+}
+
+/** A token stream: iterate for text pieces; `result` settles with the whole result. */
+export interface TextStream extends AsyncIterable<string> {
+  result: Promise<GenerateResult>;
+}
+
+export interface ModelParts {
+  binary: LoadedBinary;
+  native: NativeModel;
+  context: NativeContext;
+  decision: GpuDecision;
+  path: string;
+  fileSizeBytes: number;
+}
+
+export class LlamaModel implements AsyncDisposable {
+  readonly info: Readonly<ModelInfo>;
+  readonly contextInfo: Readonly<ContextInfo>;
+  readonly #binary: LoadedBinary;
+  readonly #native: NativeModel;
+  readonly #context: NativeContext;
+  readonly #decision: GpuDecision;
+  #tail: Promise<unknown> = Promise.resolve();
+  #running: { cancel(): void } | undefined;
+  #disposing: Promise<void> | undefined;
+
+  /** @internal Use Llama.load(). */
+  constructor(parts: ModelParts) {
+    this.#binary = parts.binary;
+    this.#native = parts.native;
+    this.#context = parts.context;
+    this.#decision = parts.decision;
+    const { fileType: _fileType, ...info } = parts.native.info();
+    this.info = Object.freeze({ ...info, path: parts.path, fileSizeBytes: parts.fileSizeBytes, quantization: info.fileTypeName });
+    this.contextInfo = Object.freeze(parts.context.info());
+  }
+
+  get disposed(): boolean {
+    return this.#disposing !== undefined;
+  }
+
+  /** Text to token ids. `addSpecial` adds BOS/EOS as the model wants (default true). */
+  tokenize(text: string, options: { addSpecial?: boolean; parseSpecial?: boolean } = {}): number[] {
+    this.#assertAlive();
+    expectString('text', text);
+    const o = expectObject('options', options);
+    rejectUnknownKeys('options', o, ['addSpecial', 'parseSpecial']);
+    return Array.from(this.#native.tokenize(text, optionalBoolean('options.addSpecial', o.addSpecial) ?? true,
+      optionalBoolean('options.parseSpecial', o.parseSpecial) ?? false));
+  }
+
+  /** Token ids to text. `special` renders special tokens such as BOS (default false). */
+  detokenize(tokens: ArrayLike<number>, options: { special?: boolean } = {}): string {
+    this.#assertAlive();
+    const o = expectObject('options', options);
+    rejectUnknownKeys('options', o, ['special']);
+    const special = optionalBoolean('options.special', o.special) ?? false;
+    return this.#native.detokenize(this.#checkTokens('tokens', tokens), !special, special).toString('utf8');
+  }
+
+  /** Formats chat messages with the model's chat template (or options.template). */
+  applyChatTemplate(messages: ChatMessage[], options: ChatTemplateOptions = {}): string {
+    this.#assertAlive();
+    if (!Array.isArray(messages) || messages.length === 0) throw typeError('messages', 'a non-empty array of { role, content }', messages);
+    messages.forEach((m, i) => {
+      if (!m || typeof m !== 'object') throw typeError(`messages[${i}]`, 'an object { role, content }', m);
+      expectString(`messages[${i}].role`, m.role, { allowEmpty: false });
+      expectString(`messages[${i}].content`, m.content);
+    });
+    const o = expectObject('options', options);
+    rejectUnknownKeys('options', o, ['template', 'addAssistant']);
+    const template = o.template === undefined ? null : expectString('options.template', o.template, { allowEmpty: false });
+    const formatted = this.#native.applyChatTemplate(template, messages.map(({ role, content }) => ({ role, content })),
+      optionalBoolean('options.addAssistant', o.addAssistant) ?? true);
+    if (formatted === null) {
+      throw new CudaLlamaError(ErrorCode.NO_CHAT_TEMPLATE, `${this.info.path} has no chat template (tokenizer.chat_template)`, {
+        remedy: "pass options.template, a llama.cpp built-in name such as 'chatml' or 'llama3', or format the prompt yourself and call generate()",
+      });
+    }
+    if (typeof formatted === 'number') {
+      throw new CudaLlamaError(ErrorCode.NO_CHAT_TEMPLATE, `llama.cpp does not support this chat template (${template ?? 'the model\'s own'})`, {
+        remedy: "pass options.template with a llama.cpp built-in name such as 'chatml' or 'llama3'",
+      });
+    }
+    return formatted;
+  }
+
+  /** Generates text for a prompt (a string, or token ids). Calls on one model run one at a time, in order. */
+  generate(prompt: string | ArrayLike<number>, options: GenerateOptions = {}): Promise<GenerateResult> {
+    return this.#generate(prompt, options, new this.#binary.addon.CancelFlag());
+  }
+
+  /** Like generate(), as an async iterable of text pieces. Breaking out of the loop stops the generation. */
+  stream(prompt: string | ArrayLike<number>, options: GenerateOptions = {}): TextStream {
+    const pieces: string[] = [];
+    let wake: (() => void) | undefined;
+    let settled = false;
+    const cancel = new this.#binary.addon.CancelFlag();
+    const userOnText = options?.onText;
+    const result = this.#generate(prompt, {
+      ...options,
+      onText: (text) => {
+        pieces.push(text);
+        wake?.();
+        userOnText?.(text);
+      },
+    }, cancel);
+    const done = result.then(() => undefined, (error: unknown) => ({ error }));
+    void done.then(() => {
+      settled = true;
+      wake?.();
+    });
+    result.catch(() => undefined); // the iterator or `result` reports it; never unhandled here
+    return {
+      result,
+      async *[Symbol.asyncIterator]() {
+        try {
+          for (;;) {
+            if (pieces.length > 0) {
+              yield pieces.shift() as string;
+              continue;
+            }
+            if (settled) {
+              const failure = await done;
+              if (failure) throw failure.error;
+              return;
+            }
+            await new Promise<void>((resolve) => (wake = resolve));
+            wake = undefined;
+          }
+        } finally {
+          if (!settled) cancel.cancel();
+        }
+      },
+    };
+  }
+
+  /** Applies the chat template to messages and generates the assistant's reply. */
+  chat(messages: ChatMessage[], options: GenerateOptions & { template?: string } = {}): Promise<GenerateResult> {
+    const { template, ...rest } = options;
+    return this.generate(this.#chatPrompt(messages, template), rest);
+  }
+
+  /** chat() as a stream. */
+  chatStream(messages: ChatMessage[], options: GenerateOptions & { template?: string } = {}): TextStream {
+    const { template, ...rest } = options;
+    return this.stream(this.#chatPrompt(messages, template), rest);
+  }
+
+  /** Where every layer, tensor, cache and op of this model lives. Waits for running generations. */
+  layerReport(): Promise<LayerReport> {
+    return this.#enqueue(async () => {
+      const { addon } = this.#binary;
+      return buildLayerReport({
+        decision: this.#decision,
+        placement: addon.layerPlacement(this.#native),
+        memory: addon.memoryBreakdown(this.#context),
+        tokenGraph: addon.graphPlacement(this.#context, 1),
+        promptGraph: addon.graphPlacement(this.#context, Math.min(this.contextInfo.ubatchSize, this.contextInfo.contextSize)),
+      });
+    });
+  }
+
+  /**
+   * Frees the context and the model. A running generation is stopped and rejects with
+   * ERR_DISPOSED, as do queued ones. Safe to call more than once.
+   */
+  dispose(): Promise<void> {
+    this.#disposing ??= (async () => {
+      this.#running?.cancel();
+      await this.#tail.catch(() => undefined);
+      this.#context.dispose();
+      this.#native.dispose();
+    })();
+    return this.#disposing;
+  }
+
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.dispose();
+  }
+
+  #assertAlive(): void {
+    if (this.#disposing !== undefined) throw new DisposedError('model');
+  }
+
+  #enqueue<T>(operation: () => Promise<T>): Promise<T> {
+    if (this.#disposing !== undefined) return Promise.reject(new DisposedError('model'));
+    const run = this.#tail.then(() => {
+      this.#assertAlive();
+      return operation();
+    });
+    this.#tail = run.catch(() => undefined);
+    return run;
+  }
+
+  #chatPrompt(messages: ChatMessage[], template: string | undefined): string {
+    return this.applyChatTemplate(messages, template === undefined ? {} : { template });
+  }
+
+  #checkTokens(name: string, tokens: ArrayLike<number>): Int32Array {
+    if (tokens === null || typeof tokens !== 'object' || typeof tokens.length !== 'number') throw typeError(name, 'an array of token ids', tokens);
+    const ids = Int32Array.from(tokens);
+    for (let i = 0; i < tokens.length; i++) {
+      const id = tokens[i];
+      if (!Number.isInteger(id) || id < 0 || id >= this.info.vocabSize) {
+        throw rangeError(`${name}[${i}]`, `a token id from 0 to ${this.info.vocabSize - 1}`, id);
+      }
+    }
+    return ids;
+  }
+
+  #generate(prompt: string | ArrayLike<number>, rawOptions: GenerateOptions, cancel: InstanceType<LoadedBinary['addon']['CancelFlag']>): Promise<GenerateResult> {
+    try {
+      this.#assertAlive();
+      const options = validateGenerateOptions(rawOptions);
+      // Same tokenization as llama.cpp's examples: BOS as the model wants, special tokens parsed.
+      const promptTokens = typeof prompt === 'string'
+        ? this.#native.tokenize(prompt, true, true)
+        : this.#checkTokens('prompt', prompt);
+      if (promptTokens.length === 0) throw rangeError('prompt', 'a prompt of at least one token', prompt);
+      const { contextSize } = this.contextInfo;
+      if (promptTokens.length >= contextSize) {
+        throw new ContextError(ErrorCode.CONTEXT_FULL, `the prompt has ${promptTokens.length} tokens; the context holds ${contextSize}`, {
+          remedy: `shorten the prompt, or load with a larger contextSize (this model was trained for ${this.info.trainingContextSize})`,
+          details: { promptTokens: promptTokens.length, contextSize },
+        });
+      }
+      return this.#enqueue(async () => {
+        this.#running = cancel;
+        try {
+          const result = await runGeneration({
+            addon: this.#binary.addon,
+            model: this.#native,
+            context: this.#context,
+            promptTokens,
+            maxTokens: resolveMaxTokens(options.maxTokens, contextSize, promptTokens.length),
+            sampler: samplerParams(options),
+            stopSequences: options.stopSequences,
+            signal: options.signal,
+            stopOnAbort: options.stopOnAbort,
+            onText: options.onText,
+            cancel,
+          });
+          if (this.#disposing !== undefined && result.stopReason === 'abort') throw new DisposedError('model');
+          return result;
+        } finally {
+          this.#running = undefined;
+        }
+      });
+    } catch (error) {
+      return Promise.reject(fromNativeError(error));
+    }
+  }
+}

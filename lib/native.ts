@@ -1,0 +1,223 @@
+/**
+ * The contract between lib/ and native/: every export of the addon, typed, with the llama.cpp /
+ * ggml function it wraps. scripts/check-exports.mjs compares `nativeExportNames` with what the
+ * addon registers. Nothing here has behaviour; lib/ builds the user-facing API on top.
+ */
+
+export interface NativeDevice {
+  index: number;
+  name: string;
+  description: string;
+  type: 'cpu' | 'gpu' | 'igpu' | 'accel' | 'meta' | 'unknown';
+  backend: string;
+  memoryFree: number;
+  memoryTotal: number;
+  deviceId: string | null;
+}
+
+export interface NativeBackend {
+  name: string;
+  deviceCount: number;
+  /** ggml_backend_get_features: build facts the backend publishes (CUDA: ARCHS, ...). */
+  features: Record<string, string>;
+}
+
+/** llama_model_params fields lib/ may set; undefined keeps llama_model_default_params(). */
+export interface NativeModelParams {
+  nGpuLayers?: number;
+  splitMode?: number;
+  mainGpu?: number;
+  loadMode?: number;
+  vocabOnly?: boolean;
+  checkTensors?: boolean;
+  noAlloc?: boolean;
+  /** Device names; [] means CPU only (llama_model_params.devices, NULL-terminated). */
+  devices?: string[];
+  tensorSplit?: number[];
+}
+
+/** llama_context_params fields lib/ may set; undefined keeps llama_context_default_params(). */
+export interface NativeContextParams {
+  nCtx?: number;
+  nBatch?: number;
+  nUbatch?: number;
+  nSeqMax?: number;
+  nThreads?: number;
+  nThreadsBatch?: number;
+  flashAttnType?: number;
+  typeK?: number;
+  typeV?: number;
+  offloadKqv?: boolean;
+  opOffload?: boolean;
+  kvUnified?: boolean;
+}
+
+export interface NativeModelInfo {
+  description: string;
+  architecture: string;
+  name: string;
+  parameters: number;
+  sizeBytes: number;
+  layerCount: number;
+  trainingContextSize: number;
+  embeddingSize: number;
+  headCount: number;
+  headCountKv: number;
+  vocabSize: number;
+  fileType: number;
+  fileTypeName: string;
+  chatTemplate: string | null;
+  bosToken: number;
+  eosToken: number;
+  addBos: boolean;
+  hasEncoder: boolean;
+  hasDecoder: boolean;
+}
+
+export interface NativeContextInfo {
+  contextSize: number;
+  batchSize: number;
+  ubatchSize: number;
+  sequences: number;
+  threads: number;
+  threadsBatch: number;
+  /** A persistent ggml threadpool is attached (llama_attach_threadpool). */
+  threadpool: boolean;
+}
+
+export interface NativeGenerateResult {
+  promptTokens: number;
+  generatedTokens: number;
+  promptMs: number;
+  firstTokenMs: number;
+  generationMs: number;
+  stopReason: 'eog' | 'maxTokens' | 'aborted' | 'contextFull';
+}
+
+export interface NativeSamplerParams {
+  temperature: number;
+  topK: number;
+  topP: number;
+  minP: number;
+  repeatPenalty: number;
+  repeatLastN: number;
+  frequencyPenalty: number;
+  presencePenalty: number;
+  seed: number;
+}
+
+export interface NativeModel {
+  /** llama_model_meta_*, llama_model_n_*, llama_model_desc, llama_model_chat_template, llama_vocab_* */
+  info(): NativeModelInfo;
+  /** llama_model_meta_key_by_index / llama_model_meta_val_str_by_index */
+  metadata(): Record<string, string>;
+  /** llama_tokenize */
+  tokenize(text: string, addSpecial: boolean, parseSpecial: boolean): Int32Array;
+  /** llama_detokenize (UTF-8 bytes) */
+  detokenize(tokens: Int32Array, removeSpecial: boolean, unparseSpecial: boolean): Buffer;
+  /** llama_token_to_piece (UTF-8 bytes, may be part of a character) */
+  tokenPiece(token: number, special: boolean): Buffer;
+  /** llama_chat_apply_template: null = the model has no template; a negative number = unsupported template */
+  applyChatTemplate(template: string | null, messages: { role: string; content: string }[], addAssistant: boolean): string | null | number;
+  /** llama_model_free (contexts first) */
+  dispose(): void;
+  readonly disposed: boolean;
+}
+
+export interface NativeContext {
+  /** llama_n_ctx, llama_n_batch, llama_n_ubatch, llama_n_seq_max, llama_n_threads(_batch) */
+  info(): NativeContextInfo;
+  /** llama_decode + llama_sampler_sample on the context's own thread; tokens stream to onToken. */
+  generate(
+    promptTokens: Int32Array,
+    sampler: NativeSampler,
+    maxTokens: number,
+    cancel: NativeCancelFlag,
+    onToken: (token: number, piece: Buffer) => void,
+  ): Promise<NativeGenerateResult>;
+  /** llama_free + ggml_threadpool_free */
+  dispose(): void;
+  readonly disposed: boolean;
+}
+
+/** llama_sampler_chain_* with penalties, top_k, top_p, min_p, temp, dist or greedy. */
+export interface NativeSampler {
+  dispose(): void;
+}
+
+export interface NativeCancelFlag {
+  cancel(): void;
+  readonly cancelled: boolean;
+}
+
+export interface NativeMemoryEntry {
+  bufferType: string;
+  device: string | null;
+  deviceType: string | null;
+  isHost: boolean;
+  model: number;
+  context: number;
+  compute: number;
+}
+
+export interface NativeLayerPlacement {
+  layers: (string | null)[];
+  output: string | null;
+  input: string | null;
+  outputTensor: string | null;
+}
+
+export interface NativeGraphPlacement {
+  splits: number;
+  nodes: number;
+  nodesByBackend: Record<string, number>;
+}
+
+export interface NativeAddon {
+  Model: {
+    /** llama_model_load_from_file (progress_callback carries progress and cancellation) */
+    load(path: string, params: NativeModelParams, onProgress?: (fraction: number) => void, cancel?: NativeCancelFlag): Promise<NativeModel>;
+  };
+  Context: {
+    /** llama_init_from_model + ggml_threadpool_new + llama_attach_threadpool */
+    create(model: NativeModel, params: NativeContextParams): Promise<NativeContext>;
+  };
+  Sampler: new (model: NativeModel, params: NativeSamplerParams) => NativeSampler;
+  CancelFlag: new () => NativeCancelFlag;
+  /** ggml_backend_load_all_from_path */
+  loadBackendsFromDir(dir: string): void;
+  /** dlopen + dlerror, to explain a backend module that did not load */
+  probeLibrary(path: string): string | null;
+  /** ggml_backend_reg_* + ggml_backend_get_features */
+  listBackends(): NativeBackend[];
+  /** ggml_backend_dev_get_props */
+  listDevices(): NativeDevice[];
+  /** llama_log_set (installed once; this only changes where lines go) */
+  setLogger(logger: ((level: number, text: string) => void) | null, minLevel: number): void;
+  /** llama_model_quantize */
+  quantize(input: string, output: string, ftype: number, threads: number): Promise<void>;
+  /** adapter: llm_arch_from_string */
+  architectureSupported(name: string): boolean;
+  /** adapter: llama_model::dev_layer / dev_output / tensor buffers */
+  layerPlacement(model: NativeModel): NativeLayerPlacement;
+  /** adapter: llama_get_memory_breakdown (src/llama-ext.h) */
+  memoryBreakdown(context: NativeContext): NativeMemoryEntry[];
+  /** adapter: llama_graph_reserve + ggml_backend_sched_get_tensor_backend */
+  graphPlacement(context: NativeContext, nTokens: number): NativeGraphPlacement;
+  buildInfo(): { llamaCppCommit: string; napiVersion: number; supportsGpuOffload: boolean; maxDevices: number };
+  /** llama_print_system_info */
+  systemInfo(): string;
+}
+
+/** The export names, in the order addon.cc registers them. */
+export const nativeExportNames = [
+  'Model', 'Context', 'Sampler', 'CancelFlag', 'loadBackendsFromDir', 'probeLibrary', 'listBackends', 'listDevices',
+  'setLogger', 'quantize', 'architectureSupported', 'layerPlacement', 'memoryBreakdown', 'graphPlacement',
+  'buildInfo', 'systemInfo',
+] as const satisfies readonly (keyof NativeAddon)[];
+
+/** llama_ftype values used by quantize (include/llama.h). */
+export const LlamaFileType = { F32: 0, F16: 1, Q4_0: 2, Q8_0: 7 } as const;
+
+/** ggml_log_level values (ggml/include/ggml.h). */
+export const GgmlLogLevel = { NONE: 0, DEBUG: 1, INFO: 2, WARN: 3, ERROR: 4, CONT: 5 } as const;

@@ -1,0 +1,230 @@
+/**
+ * Public option types, their validation, and their translation into native parameters. Defaults
+ * that are ours (not llama.cpp's) live here and only here, each documented on its option.
+ */
+import { availableParallelism } from 'node:os';
+import type { NativeContextParams, NativeSamplerParams } from './native.js';
+import {
+  expectObject,
+  optionalBoolean,
+  optionalEnum,
+  optionalFunction,
+  optionalInteger,
+  optionalNumber,
+  optionalSignal,
+  rangeError,
+  rejectUnknownKeys,
+  typeError,
+} from './validate.js';
+
+export type GpuPolicy = 'auto' | 'cuda' | 'cpu';
+export type FlashAttention = 'auto' | 'on' | 'off';
+export type KvCacheType = 'f32' | 'f16' | 'bf16' | 'q8_0' | 'q4_0' | 'q4_1' | 'q5_0' | 'q5_1';
+
+export interface LoadOptions {
+  /**
+   * Where to run. 'cuda': the GPU or a typed error, never a silent CPU run. 'auto' (default): CUDA
+   * when a CUDA device is usable, else the CPU with a `CUDA_LLAMA_CPU_FALLBACK` process warning
+   * and `fallback` set in the layer report. 'cpu': the CPU only.
+   */
+  gpu?: GpuPolicy;
+  /** Repeating layers to put on the GPU: a count, or 'max' (default: all, the output layer too). */
+  gpuLayers?: number | 'max' | 'auto';
+  /** Index of the GPU used when the model is not split. Default 0. */
+  mainGpu?: number;
+  /** How to split across several GPUs. Default: llama.cpp's ('layer'). */
+  splitMode?: 'none' | 'layer' | 'row';
+  /** Share of the model per GPU, e.g. [3, 1]. Default: by free memory (llama.cpp). */
+  tensorSplit?: number[];
+  /**
+   * Context window in tokens. Default: 4096, or the model's training context when smaller. A
+   * bigger window costs KV-cache memory on every device that holds layers; ask for what you use.
+   */
+  contextSize?: number;
+  /** Logical batch: most prompt tokens handed to one llama_decode. Default: llama.cpp's (2048). */
+  batchSize?: number;
+  /** Physical batch: most tokens computed at once. Default: llama.cpp's (512). */
+  ubatchSize?: number;
+  /** CPU threads for generation. Default: os.availableParallelism(). */
+  threads?: number;
+  /** CPU threads for prompt processing. Default: same as `threads`. */
+  threadsBatch?: number;
+  /** Flash attention. Default: llama.cpp's ('auto'). */
+  flashAttention?: FlashAttention;
+  /** KV-cache element type for K and V. Default: llama.cpp's ('f16'). */
+  kvCacheType?: KvCacheType;
+  /** Keep the KV cache and attention on the GPU. Default: llama.cpp's (true). */
+  offloadKvCache?: boolean;
+  /** Memory-map the file (default: llama.cpp's choice) or read it. */
+  mmap?: boolean;
+  /** Load progress from 0 to 1. */
+  onProgress?: (fraction: number) => void;
+  /** Aborts the load; the promise rejects with `signal.reason` and nothing stays allocated. */
+  signal?: AbortSignal;
+}
+
+export interface GenerateOptions {
+  /** Most tokens to generate. Default: until end-of-generation or the context is full. */
+  maxTokens?: number;
+  /** 0 = greedy (deterministic). Default 0.8. */
+  temperature?: number;
+  /** Keep the K most likely tokens; 0 = off. Default 40. */
+  topK?: number;
+  /** Nucleus sampling; 1 = off. Default 0.95. */
+  topP?: number;
+  /** Drop tokens below minP × the best token's probability; 0 = off. Default 0.05. */
+  minP?: number;
+  /** Penalty for repeating recent tokens; 1 = off. Default 1. */
+  repeatPenalty?: number;
+  /** How many recent tokens repeatPenalty looks at. Default 64. */
+  repeatLastN?: number;
+  /** Seed for sampling. Default: random per call. */
+  seed?: number;
+  /** Stop before any of these strings; the stop string is not part of the result. */
+  stop?: string | string[];
+  /** Cancels the generation: rejects with `signal.reason`, or resolves with the text so far when stopOnAbort. */
+  signal?: AbortSignal;
+  /** With `signal`: resolve with what was generated instead of rejecting. Default false. */
+  stopOnAbort?: boolean;
+  /** Called with each piece of text as it is produced (the same pieces `stream` yields). */
+  onText?: (text: string) => void;
+}
+
+const loadKeys = [
+  'gpu', 'gpuLayers', 'mainGpu', 'splitMode', 'tensorSplit', 'contextSize', 'batchSize', 'ubatchSize', 'threads',
+  'threadsBatch', 'flashAttention', 'kvCacheType', 'offloadKvCache', 'mmap', 'onProgress', 'signal',
+] as const;
+const generateKeys = [
+  'maxTokens', 'temperature', 'topK', 'topP', 'minP', 'repeatPenalty', 'repeatLastN', 'seed', 'stop', 'signal',
+  'stopOnAbort', 'onText',
+] as const;
+
+export const DEFAULT_CONTEXT_SIZE = 4096;
+const MAX_TOKENS_LIMIT = 2 ** 31 - 1;
+
+/** ggml_type ids (ggml/include/ggml.h) for the KV-cache types we accept. */
+export const ggmlTypeIds: Record<KvCacheType, number> = { f32: 0, f16: 1, q4_0: 2, q4_1: 3, q5_0: 6, q5_1: 7, q8_0: 8, bf16: 30 };
+const flashAttnIds: Record<FlashAttention, number> = { auto: -1, off: 0, on: 1 };
+
+export type ValidLoadOptions = LoadOptions & { gpu: GpuPolicy };
+
+export function validateLoadOptions(input: unknown): ValidLoadOptions {
+  const options = expectObject('options', input);
+  rejectUnknownKeys('options', options, loadKeys, {
+    nGpuLayers: 'use gpuLayers',
+    gpuLayer: 'use gpuLayers',
+    contextLength: 'use contextSize',
+    nCtx: 'use contextSize',
+    flashAttn: 'use flashAttention',
+  });
+  const gpu = optionalEnum('options.gpu', options.gpu, ['auto', 'cuda', 'cpu'] as const) ?? 'auto';
+  const { gpuLayers } = options;
+  if (gpuLayers === 'auto') {
+    throw typeError('options.gpuLayers', "a count or 'max' ('auto', sized by llama.cpp's fitter, is not available in this version)", gpuLayers);
+  }
+  if (gpuLayers !== undefined && gpuLayers !== 'max') {
+    optionalInteger('options.gpuLayers', gpuLayers, 0, 100_000, "or 'max' / 'auto'");
+  }
+  optionalInteger('options.mainGpu', options.mainGpu, 0, 255);
+  optionalEnum('options.splitMode', options.splitMode, ['none', 'layer', 'row'] as const);
+  if (options.tensorSplit !== undefined) {
+    if (!Array.isArray(options.tensorSplit)) throw typeError('options.tensorSplit', 'an array of numbers', options.tensorSplit);
+    options.tensorSplit.forEach((share, i) => optionalNumber(`options.tensorSplit[${i}]`, share, 0, 1e9));
+  }
+  optionalInteger('options.contextSize', options.contextSize, 1, 16_777_216);
+  optionalInteger('options.batchSize', options.batchSize, 1, 1_048_576);
+  optionalInteger('options.ubatchSize', options.ubatchSize, 1, 1_048_576);
+  if (options.batchSize !== undefined && options.ubatchSize !== undefined && (options.ubatchSize as number) > (options.batchSize as number)) {
+    throw rangeError('options.ubatchSize', `at most options.batchSize (${options.batchSize})`, options.ubatchSize);
+  }
+  optionalInteger('options.threads', options.threads, 1, 1024);
+  optionalInteger('options.threadsBatch', options.threadsBatch, 1, 1024);
+  optionalEnum('options.flashAttention', options.flashAttention, ['auto', 'on', 'off'] as const);
+  optionalEnum('options.kvCacheType', options.kvCacheType, Object.keys(ggmlTypeIds) as KvCacheType[]);
+  optionalBoolean('options.offloadKvCache', options.offloadKvCache);
+  optionalBoolean('options.mmap', options.mmap);
+  optionalFunction('options.onProgress', options.onProgress);
+  optionalSignal('options.signal', options.signal);
+  return { ...(options as LoadOptions), gpu };
+}
+
+/** The context size we ask for, checked against what the model was trained for. */
+export function resolveContextSize(requested: number | undefined, trainingContextSize: number): number {
+  const training = trainingContextSize > 0 ? trainingContextSize : DEFAULT_CONTEXT_SIZE;
+  if (requested === undefined) return Math.min(DEFAULT_CONTEXT_SIZE, training);
+  if (requested > training) {
+    throw rangeError('options.contextSize', `at most the model's training context (${training})`, requested,
+      'a longer window needs RoPE scaling this package does not configure yet');
+  }
+  return requested;
+}
+
+export function contextParams(options: LoadOptions, contextSize: number): NativeContextParams {
+  const threads = options.threads ?? availableParallelism();
+  return {
+    nCtx: contextSize,
+    nBatch: options.batchSize === undefined ? undefined : Math.min(options.batchSize, contextSize),
+    nUbatch: options.ubatchSize,
+    nThreads: threads,
+    nThreadsBatch: options.threadsBatch ?? threads,
+    flashAttnType: options.flashAttention === undefined ? undefined : flashAttnIds[options.flashAttention],
+    typeK: options.kvCacheType === undefined ? undefined : ggmlTypeIds[options.kvCacheType],
+    typeV: options.kvCacheType === undefined ? undefined : ggmlTypeIds[options.kvCacheType],
+    offloadKqv: options.offloadKvCache,
+  };
+}
+
+export interface ValidGenerateOptions extends GenerateOptions {
+  stopSequences: string[];
+}
+
+export function validateGenerateOptions(input: unknown): ValidGenerateOptions {
+  const options = expectObject('options', input);
+  rejectUnknownKeys('options', options, generateKeys, {
+    nPredict: 'use maxTokens',
+    maxNewTokens: 'use maxTokens',
+    temp: 'use temperature',
+    onToken: 'use onText, or iterate model.stream()',
+    stopSequences: 'use stop',
+  });
+  optionalInteger('options.maxTokens', options.maxTokens, 1, Number.MAX_SAFE_INTEGER);
+  optionalNumber('options.temperature', options.temperature, 0, 100);
+  optionalInteger('options.topK', options.topK, 0, 1_000_000);
+  optionalNumber('options.topP', options.topP, 0, 1, { minExclusive: true });
+  optionalNumber('options.minP', options.minP, 0, 1);
+  optionalNumber('options.repeatPenalty', options.repeatPenalty, 0, 100, { minExclusive: true });
+  optionalInteger('options.repeatLastN', options.repeatLastN, 0, 1_000_000);
+  optionalInteger('options.seed', options.seed, 0, 2 ** 32 - 1);
+  optionalSignal('options.signal', options.signal);
+  optionalBoolean('options.stopOnAbort', options.stopOnAbort);
+  optionalFunction('options.onText', options.onText);
+  let stopSequences: string[] = [];
+  if (options.stop !== undefined) {
+    stopSequences = typeof options.stop === 'string' ? [options.stop] : (options.stop as string[]);
+    if (!Array.isArray(stopSequences)) throw typeError('options.stop', 'a string or an array of strings', options.stop);
+    stopSequences.forEach((s, i) => {
+      if (typeof s !== 'string' || s.length === 0) throw typeError(`options.stop[${i}]`, 'a non-empty string', s);
+    });
+  }
+  return { ...(options as GenerateOptions), stopSequences };
+}
+
+export function samplerParams(options: GenerateOptions): NativeSamplerParams {
+  return {
+    temperature: options.temperature ?? 0.8,
+    topK: options.topK ?? 40,
+    topP: options.topP ?? 0.95,
+    minP: options.minP ?? 0.05,
+    repeatPenalty: options.repeatPenalty ?? 1,
+    repeatLastN: options.repeatLastN ?? 64,
+    frequencyPenalty: 0,
+    presencePenalty: 0,
+    seed: options.seed ?? Math.floor(Math.random() * 2 ** 32),
+  };
+}
+
+/** maxTokens as the native layer takes it: bounded by the room left in the context. */
+export function resolveMaxTokens(maxTokens: number | undefined, contextSize: number, promptTokens: number): number {
+  const room = contextSize - promptTokens;
+  return Math.min(maxTokens ?? MAX_TOKENS_LIMIT, room, MAX_TOKENS_LIMIT);
+}
