@@ -1,0 +1,64 @@
+// GPU suite: runs on a host with a CUDA build and device, skips with the reason everywhere else.
+// CUDA_LLAMA_REQUIRE_GPU=1 turns the skip into a failure (GPU CI, GPU sessions).
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Llama, type LlamaModel } from '../../lib/index.js';
+import { quantizedModel } from '../helpers/models.js';
+
+const build = Llama.build();
+const cuda = build.cuda.available;
+if (!cuda) {
+  const why = `GPU suite skipped: ${build.cuda.reason}`;
+  if (process.env.CUDA_LLAMA_REQUIRE_GPU === '1') throw new Error(`${why} (CUDA_LLAMA_REQUIRE_GPU=1)`);
+  console.warn(why);
+}
+
+describe.skipIf(!cuda)('CUDA (synthetic TinyLlama-1.1B shape, Q4_0)', () => {
+  let path: string;
+  let gpu: LlamaModel;
+  const prompt = 'The quick brown fox jumps over the lazy dog because';
+
+  beforeAll(async () => {
+    path = await quantizedModel('tinyllama1b', 'Q4_0');
+    gpu = await Llama.load(path, { gpu: 'cuda', contextSize: 2048 });
+  }, 600_000);
+  afterAll(async () => {
+    await gpu?.dispose();
+  });
+
+  it('full offload puts every layer, the output and the KV cache on CUDA0', async () => {
+    const report = await gpu.layerReport();
+    expect(report.layers.every((l) => l.device === 'CUDA0')).toBe(true);
+    expect(report.offloaded).toEqual({ layers: 22, total: 22 });
+    expect(report.output).toBe('CUDA0');
+    expect(report.outputTensor).toBe('CUDA0');
+    expect(report.kvCache.devices).toEqual(['CUDA0']);
+    expect(report.devices.find((d) => d.device === 'CUDA0')?.weightsBytes).toBeGreaterThan(500e6);
+    console.log(String(report));
+  });
+
+  it('gpuLayers: 7 reports exactly 7 layers on the GPU', async () => {
+    const partial = await Llama.load(path, { gpu: 'cuda', gpuLayers: 7, contextSize: 2048 });
+    try {
+      const report = await partial.layerReport();
+      expect(report.offloaded.layers).toBe(7);
+      expect(report.layers.filter((l) => l.device === 'CUDA0')).toHaveLength(7);
+    } finally {
+      await partial.dispose();
+    }
+  });
+
+  it('greedy tokens on the GPU equal those on the CPU for a short prompt, and the GPU is faster', async () => {
+    const cpu = await Llama.load(path, { gpu: 'cpu', contextSize: 2048 });
+    try {
+      const onCpu = await cpu.generate(prompt, { maxTokens: 16, temperature: 0 });
+      const onGpu = await gpu.generate(prompt, { maxTokens: 16, temperature: 0 });
+      expect(onGpu.tokens.slice(0, 8)).toEqual(onCpu.tokens.slice(0, 8));
+      const cpuSpeed = (await cpu.generate(prompt, { maxTokens: 64, temperature: 0 })).timings.tokensPerSecond;
+      const gpuSpeed = (await gpu.generate(prompt, { maxTokens: 64, temperature: 0 })).timings.tokensPerSecond;
+      console.log(`tg: CPU ${cpuSpeed.toFixed(1)} tok/s, GPU ${gpuSpeed.toFixed(1)} tok/s`);
+      expect(gpuSpeed).toBeGreaterThan(cpuSpeed);
+    } finally {
+      await cpu.dispose();
+    }
+  });
+});

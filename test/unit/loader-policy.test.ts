@@ -1,0 +1,152 @@
+// The loader's choices and the GPU policy, with injected fakes (no addon): which binary is tried,
+// what a failure says, and why gpu: 'cuda' is refused.
+import { mkdtempSync, mkdirSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it, vi } from 'vitest';
+import { ErrorCode, GpuError, NativeBindingError } from '../../lib/errors.js';
+import { CPU_FALLBACK_WARNING, CUDA_MODULE_FILE, cudaAvailability, decideGpu, modelParams, remedyForLoadError } from '../../lib/gpu-policy.js';
+import { binaryCandidates, loadNativeBinary, remediesFor } from '../../lib/load-native.js';
+import type { NativeAddon, NativeBackend, NativeDevice } from '../../lib/native.js';
+
+function fakeAddon(backends: NativeBackend[], devices: Partial<NativeDevice>[] = [], probe: string | null = null): NativeAddon {
+  return {
+    listBackends: () => backends,
+    listDevices: () => devices as NativeDevice[],
+    probeLibrary: () => probe,
+    loadBackendsFromDir: () => undefined,
+  } as unknown as NativeAddon;
+}
+
+const cpuOnly = [{ name: 'CPU', deviceCount: 1, features: {} }];
+const withCuda = [...cpuOnly, { name: 'CUDA', deviceCount: 1, features: { ARCHS: '900' } }];
+
+describe('binary candidates', () => {
+  it('tries the local build, then the prebuild; an explicit directory is the only candidate', () => {
+    expect(binaryCandidates({}, '/pkg').map((c) => [c.source, c.dir])).toEqual([
+      ['local-build', '/pkg/build/Release'],
+      ['prebuild', `/pkg/prebuilds/${process.platform}-${process.arch}`],
+    ]);
+    expect(binaryCandidates({ CUDA_LLAMA_BINARY_DIR: '/x' }, '/pkg')).toEqual([{ source: 'env', dir: '/x' }]);
+  });
+
+  it('reports every candidate and a remedy when nothing loads', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'cuda-llama-loader-'));
+    writeFileSync(join(dir, 'cuda_llama.node'), 'not a shared object');
+    const requireFn = ((path: string) => {
+      throw new Error(`${path}: libcudart.so.13: cannot open shared object file`);
+    }) as unknown as NodeJS.Require;
+    let error: unknown;
+    try {
+      loadNativeBinary([{ source: 'local-build', dir: '/nowhere' }, { source: 'prebuild', dir }], requireFn);
+    } catch (e) {
+      error = e;
+    }
+    expect(error).toBeInstanceOf(NativeBindingError);
+    const e = error as NativeBindingError;
+    expect(e.code).toBe(ErrorCode.NO_BINARY);
+    expect(e.message).toMatch(/1\. \[local-build\] \/nowhere\/cuda_llama\.node does not exist/);
+    expect(e.message).toMatch(/2\. \[prebuild\] .*libcudart\.so\.13/);
+    expect(e.message).toMatch(/Node-API/);
+    expect(e.remedy).toMatch(/nvidia-cuda-runtime/);
+    expect(e.remedy).toMatch(/npm run build/);
+  });
+
+  it('matches remedies to failures', () => {
+    expect(remediesFor([], ['--no-addons'])[0]).toMatch(/--no-addons/);
+    expect(remediesFor([{ source: 'prebuild', dir: '/', reason: "GLIBCXX_3.4.32' not found" }], [])[0]).toMatch(/newer C\/C\+\+ runtime/);
+  });
+});
+
+describe('GPU policy', () => {
+  it("gpu: 'cuda' with a CPU-only build: ERR_CUDA_UNAVAILABLE naming the missing module", () => {
+    const dir = mkdtempSync(join(tmpdir(), 'cuda-llama-cpuonly-'));
+    const binary = { addon: fakeAddon(cpuOnly), dir };
+    expect(() => decideGpu({ gpu: 'cuda' }, binary)).toThrow(GpuError);
+    expect(() => decideGpu({ gpu: 'cuda' }, binary)).toThrow(new RegExp(`${CUDA_MODULE_FILE} is not there`));
+    try {
+      decideGpu({ gpu: 'cuda' }, binary);
+    } catch (e) {
+      expect((e as GpuError).code).toBe(ErrorCode.CUDA_UNAVAILABLE);
+      expect((e as GpuError).remedy).toMatch(/build:cuda/);
+    }
+  });
+
+  it('a CUDA module that fails to load: the dlopen reason and the install command', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'cuda-llama-badcuda-'));
+    writeFileSync(join(dir, CUDA_MODULE_FILE), '');
+    const availability = cudaAvailability({ addon: fakeAddon(cpuOnly, [], 'libcublas.so.13: cannot open shared object file'), dir });
+    expect(availability.available).toBe(false);
+    expect(availability.reason).toMatch(/libcublas\.so\.13/);
+    expect(availability.remedy).toMatch(/pip install "nvidia-cublas/);
+    expect(remedyForLoadError('libcuda.so.1: cannot open')).toMatch(/NVIDIA driver/);
+    expect(remedyForLoadError('libcudart.so.13: cannot open')).toMatch(/nvidia-cuda-runtime/);
+  });
+
+  it('a CUDA backend with no device', () => {
+    const availability = cudaAvailability({ addon: fakeAddon([...cpuOnly, { name: 'CUDA', deviceCount: 0, features: {} }]), dir: '/x' });
+    expect(availability).toMatchObject({ available: false, reason: 'the CUDA backend loaded but found no CUDA device' });
+  });
+
+  it("gpu: 'auto' without CUDA falls back to the CPU with a coded warning and records why", () => {
+    const dir = mkdtempSync(join(tmpdir(), 'cuda-llama-auto-'));
+    const warn = vi.spyOn(process, 'emitWarning').mockImplementation(() => undefined);
+    const decision = decideGpu({ gpu: 'auto' }, { addon: fakeAddon(cpuOnly), dir });
+    expect(decision).toMatchObject({ target: 'cpu', requested: 'auto', devices: [], gpuLayers: 0 });
+    expect(decision.fallback?.reason).toMatch(/no CUDA backend/);
+    expect(warn).toHaveBeenCalledWith(expect.stringMatching(/running on the CPU/), expect.objectContaining({ code: CPU_FALLBACK_WARNING }));
+    warn.mockRestore();
+  });
+
+  it("gpu: 'cuda' with a CUDA device: every layer on it, CPU excluded from placement", () => {
+    const binary = { addon: fakeAddon(withCuda, [{ name: 'CUDA0', backend: 'CUDA', type: 'gpu' }, { name: 'CPU', backend: 'CPU', type: 'cpu' }]), dir: '/x' };
+    const decision = decideGpu({ gpu: 'cuda' }, binary);
+    expect(decision).toMatchObject({ target: 'cuda', devices: ['CUDA0'], gpuLayers: 'max', fallback: null });
+    expect(modelParams(decision, {})).toMatchObject({ devices: ['CUDA0'], nGpuLayers: -1 });
+    expect(modelParams(decideGpu({ gpu: 'cuda', gpuLayers: 7 }, binary), {})).toMatchObject({ nGpuLayers: 7 });
+    expect(modelParams(decideGpu({ gpu: 'cpu' }, binary), {})).toMatchObject({ devices: [], nGpuLayers: 0 });
+  });
+});
+
+describe('layer report formatting', async () => {
+  const { buildLayerReport } = await import('../../lib/layer-report.js');
+  it('summarises a partial offload from API data', () => {
+    const report = buildLayerReport({
+      decision: { target: 'cuda', requested: 'cuda', devices: ['CUDA0'], gpuLayers: 2, fallback: null },
+      placement: { layers: ['CPU', 'CPU', 'CUDA0', 'CUDA0'], output: 'CPU', input: 'CPU', outputTensor: 'CPU' },
+      memory: [
+        { bufferType: 'CUDA0', device: 'CUDA0', deviceType: 'gpu', isHost: false, model: 2 << 20, context: 1 << 20, compute: 3 << 20 },
+        { bufferType: 'CPU_Mapped', device: null, deviceType: null, isHost: true, model: 5 << 20, context: 0, compute: 0 },
+        { bufferType: 'CPU', device: 'CPU', deviceType: 'cpu', isHost: true, model: 0, context: 1 << 20, compute: 1 << 20 },
+      ],
+      tokenGraph: { splits: 3, nodes: 90, nodesByBackend: { CPU: 50, CUDA0: 40 } },
+      promptGraph: { splits: 3, nodes: 90, nodesByBackend: { CPU: 50, CUDA0: 40 } },
+    });
+    expect(report.offloaded).toEqual({ layers: 2, total: 4 });
+    expect(report.kvCache).toEqual({ devices: ['CUDA0', 'CPU'], bytes: 2 << 20 });
+    expect(report.devices.find((d) => d.device === 'CPU')).toMatchObject({ weightsBytes: 5 << 20, kvCacheBytes: 1 << 20 });
+    expect(report.summary).toBe('offloaded: 2/4 layers to CUDA0; output CPU; KV cache CUDA0, CPU');
+    expect(String(report)).toContain('layers: 0-1 CPU, 2-3 CUDA0');
+  });
+});
+
+describe('placement verification', async () => {
+  const { placementProblems } = await import('../../lib/gpu-policy.js');
+  const cuda = { target: 'cuda' as const, requested: 'cuda' as const, devices: ['CUDA0'], fallback: null };
+  const layers = (devices: string[]) => devices.map((device, index) => ({ index, device }));
+
+  it('accepts a full offload and an exact partial offload', () => {
+    expect(placementProblems({ ...cuda, gpuLayers: 'max' }, { layers: layers(['CUDA0', 'CUDA0']), output: 'CUDA0', kvCache: { devices: ['CUDA0'] } }, {})).toEqual([]);
+    expect(placementProblems({ ...cuda, gpuLayers: 1 }, { layers: layers(['CPU', 'CUDA0']), output: 'CPU', kvCache: { devices: ['CPU', 'CUDA0'] } }, {})).toEqual([]);
+  });
+
+  it('names layers, output and KV cache that stayed on the CPU', () => {
+    const problems = placementProblems({ ...cuda, gpuLayers: 'max' }, { layers: layers(['CPU', 'CUDA0', 'CUDA0']), output: 'CPU', kvCache: { devices: ['CUDA0', 'CPU'] } }, {});
+    expect(problems).toEqual([
+      '2 of 3 layers are on the GPU, 3 were requested (on the CPU: 0)',
+      'the output layer is on CPU, not on the GPU',
+      'part of the KV cache is on CPU, not on the GPU',
+    ]);
+    expect(placementProblems({ ...cuda, gpuLayers: 'max' }, { layers: layers(['CUDA0']), output: 'CUDA0', kvCache: { devices: ['CPU'] } }, { offloadKvCache: false })).toEqual([]);
+  });
+});
