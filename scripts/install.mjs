@@ -1,37 +1,51 @@
 #!/usr/bin/env node
 // `npm install` entry point: materialize the pinned llama.cpp, then build the addon unless the
-// build in build/Release already came from exactly these inputs.
+// build folder already came from exactly these inputs.
 //
 // Usage: node scripts/install.mjs [--force]
 //   --force                always run the (incremental) build
-// Environment:
-//   CUDA_LLAMA_CUDA=1      build the CUDA backend module too (see scripts/build-cuda.mjs)
-//   CUDA_LLAMA_CPU_VARIANTS=native|all
+// Environment (scripts/build-cuda.mjs sets the CUDA ones):
+//   CUDA_LLAMA_CUDA=1|0, CUDA_LLAMA_CUDA_ARCHITECTURES, CUDA_LLAMA_CUDA_TOOLKIT, CUDA_LLAMA_NVCC,
+//   CUDA_LLAMA_CUDA_RPATH, CUDA_LLAMA_CPU_VARIANTS=native|all, CUDA_LLAMA_BUILD_DIR (default build)
+// The settings of the last successful build are kept in <build>/build-settings.json, so a plain
+// `npm install` after `npm run build:cuda` keeps the CUDA build; CUDA_LLAMA_CUDA=0 goes back to CPU.
 import { createHash } from 'node:crypto';
 import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createRequire } from 'node:module';
-import { repoRoot, say, cmakeJsArgs } from './build-common.mjs';
+import { buildDirName, cmakeJsArgs, repoRoot, say } from './build-common.mjs';
 
 const require = createRequire(import.meta.url);
 const force = process.argv.includes('--force');
+const SETTING_NAMES = ['CUDA_LLAMA_CUDA', 'CUDA_LLAMA_CUDA_ARCHITECTURES', 'CUDA_LLAMA_CUDA_TOOLKIT', 'CUDA_LLAMA_NVCC',
+  'CUDA_LLAMA_CUDA_RPATH', 'CUDA_LLAMA_CPU_VARIANTS'];
 
 execFileSync(process.execPath, [join(repoRoot, 'vendor', 'materialize.mjs')], { stdio: 'inherit' });
 
+const buildDir = join(repoRoot, buildDirName());
+const settingsFile = join(buildDir, 'build-settings.json');
+const previous = existsSync(settingsFile) ? JSON.parse(readFileSync(settingsFile, 'utf8')) : {};
+const settings = {};
+for (const name of SETTING_NAMES) {
+  const value = process.env[name] ?? previous[name];
+  if (value !== undefined) settings[name] = value;
+}
+if (settings.CUDA_LLAMA_CUDA === '0') for (const name of SETTING_NAMES.filter((n) => n.includes('CUDA_LLAMA_CUDA') || n === 'CUDA_LLAMA_NVCC')) delete settings[name];
+
 // `cmake-js build`, not `compile`: compile wipes the build folder after any failure, turning a
 // typo into a full llama.cpp rebuild.
-const args = cmakeJsArgs();
+const args = cmakeJsArgs({ ...process.env, ...settings });
 const hash = createHash('sha256');
 hash.update(JSON.stringify(args));
 for (const file of ['CMakeLists.txt', 'vendor/llama.cpp.pin.json']) hash.update(readFileSync(join(repoRoot, file)));
 for (const file of readdirSync(join(repoRoot, 'native')).sort()) hash.update(file).update(readFileSync(join(repoRoot, 'native', file)));
 const inputsHash = hash.digest('hex');
 
-const stampFile = join(repoRoot, 'build', 'inputs.sha256');
-const addon = join(repoRoot, 'build', 'Release', 'cuda_llama.node');
+const stampFile = join(buildDir, 'inputs.sha256');
+const addon = join(buildDir, 'Release', 'cuda_llama.node');
 if (!force && existsSync(addon) && existsSync(stampFile) && readFileSync(stampFile, 'utf8').trim() === inputsHash) {
-  say('native build is up to date (build/Release); `npm run build` forces a rebuild');
+  say(`native build is up to date (${buildDirName()}/Release); \`npm run build\` forces a rebuild`);
   process.exit(0);
 }
 
@@ -40,6 +54,8 @@ const started = Date.now();
 execFileSync(process.execPath, [require.resolve('cmake-js/bin/cmake-js'), 'build', ...args], {
   cwd: repoRoot,
   stdio: 'inherit',
+  env: { ...process.env, ...settings },
 });
 writeFileSync(stampFile, `${inputsHash}\n`);
-say(`native build done in ${((Date.now() - started) / 1000).toFixed(0)} s: ${readFileSync(join(repoRoot, 'build', 'Release', 'cuda-llama-build.json'), 'utf8').replace(/\s+/g, ' ')}`);
+writeFileSync(settingsFile, `${JSON.stringify(settings, null, 2)}\n`);
+say(`native build done in ${((Date.now() - started) / 1000).toFixed(0)} s: ${readFileSync(join(buildDir, 'Release', 'cuda-llama-build.json'), 'utf8').replace(/\s+/g, ' ')}`);

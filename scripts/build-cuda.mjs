@@ -1,0 +1,112 @@
+#!/usr/bin/env node
+// npm run build:cuda: builds the CUDA backend module (libggml-cuda.so) next to the addon, with a
+// CUDA toolkit found on this machine. Search order, first hit wins:
+//   1. CUDA_PATH / CUDA_HOME            (a system toolkit the user points at)
+//   2. nvcc on PATH                     (its parent folder is the toolkit)
+//   3. /usr/local/cuda
+//   4. PyPI wheels in python3's site-packages: nvidia/cu13 (nvidia-cuda-nvcc, -runtime, -cublas, ...)
+//   5. build/cuda-wheels/nvidia/cu13    (what --install-wheels puts there)
+// Usage: node scripts/build-cuda.mjs [--arch 90] [--install-wheels]
+//   --arch LIST        CMAKE_CUDA_ARCHITECTURES, e.g. 90 or "86-real;90-real" (default: Turing..Blackwell)
+//   --install-wheels   pip-install the CUDA 13.0 wheels into build/cuda-wheels first (PyPI only)
+import { execFileSync, spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, readdirSync, realpathSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { buildDirName, repoRoot, say } from './build-common.mjs';
+
+const CUDA_VERSION = '13.0';
+const WHEELS = ['nvidia-cuda-nvcc', 'nvidia-cuda-runtime', 'nvidia-cublas', 'nvidia-cuda-cccl', 'nvidia-nvvm', 'nvidia-cuda-crt']
+  .map((name) => `${name}==${CUDA_VERSION}.*`);
+
+const argv = process.argv.slice(2);
+const archIndex = argv.indexOf('--arch');
+const arch = archIndex >= 0 ? argv[archIndex + 1] : undefined;
+const wheelDir = join(repoRoot, buildDirName(), 'cuda-wheels');
+
+function hasNvcc(root) {
+  return root && existsSync(join(root, 'bin', 'nvcc'));
+}
+
+function pythonWheelRoots() {
+  for (const python of ['python3', 'python']) {
+    const found = spawnSync(python, ['-c', 'import nvidia, json; print(json.dumps(list(nvidia.__path__)))'], { encoding: 'utf8' });
+    if (found.status === 0) {
+      try {
+        return JSON.parse(found.stdout).map((p) => join(p, 'cu13'));
+      } catch {
+        // not JSON: an odd python; try the next one
+      }
+    }
+  }
+  return [];
+}
+
+/** Returns { root, source } of the first toolkit found, or null. */
+export function findToolkit(env = process.env) {
+  for (const name of ['CUDA_PATH', 'CUDA_HOME']) {
+    if (env[name]) {
+      if (hasNvcc(env[name])) return { root: env[name], source: name };
+      say(`${name}=${env[name]} has no bin/nvcc; looking further`);
+    }
+  }
+  const which = spawnSync('sh', ['-c', 'command -v nvcc'], { encoding: 'utf8' });
+  if (which.status === 0 && which.stdout.trim()) {
+    const root = dirname(dirname(realpathSync(which.stdout.trim())));
+    if (hasNvcc(root)) return { root, source: 'nvcc on PATH' };
+  }
+  if (hasNvcc('/usr/local/cuda')) return { root: '/usr/local/cuda', source: '/usr/local/cuda' };
+  for (const root of pythonWheelRoots()) if (hasNvcc(root)) return { root, source: 'python3 site-packages (PyPI wheels)' };
+  const local = join(wheelDir, 'nvidia', 'cu13');
+  if (hasNvcc(local)) return { root: local, source: 'build/cuda-wheels (PyPI wheels)' };
+  return null;
+}
+
+/** The wheels are a toolkit without unversioned library links and without a libcuda stub. */
+function wheelShim(root) {
+  const shim = join(repoRoot, buildDirName(), 'cuda-toolkit');
+  rmSync(shim, { recursive: true, force: true });
+  mkdirSync(join(shim, 'lib64', 'stubs'), { recursive: true });
+  for (const dir of ['bin', 'include', 'nvvm']) if (existsSync(join(root, dir))) symlinkSync(join(root, dir), join(shim, dir));
+  for (const file of readdirSync(join(root, 'lib'))) {
+    symlinkSync(join(root, 'lib', file), join(shim, 'lib64', file));
+    const unversioned = file.replace(/\.so\.\d+(\.\d+)*$/, '.so');
+    if (unversioned !== file && !existsSync(join(shim, 'lib64', unversioned))) symlinkSync(join(root, 'lib', file), join(shim, 'lib64', unversioned));
+  }
+  // libggml-cuda links the driver API (VMM). The real libcuda.so.1 comes with the NVIDIA driver at
+  // run time; to link without one, an empty stub with the same soname stands in, as the toolkit's own stubs do.
+  const stubSource = join(shim, 'lib64', 'stubs', 'cuda-stub.c');
+  writeFileSync(stubSource, '/* link-time stand-in for the NVIDIA driver library */\n');
+  execFileSync('cc', ['-shared', '-fPIC', '-Wl,-soname,libcuda.so.1', '-o', join(shim, 'lib64', 'stubs', 'libcuda.so'), stubSource]);
+  return shim;
+}
+
+if (argv.includes('--install-wheels')) {
+  say(`installing the CUDA ${CUDA_VERSION} wheels from PyPI into ${wheelDir}`);
+  execFileSync('python3', ['-m', 'pip', 'install', '--quiet', '--no-deps', '--target', wheelDir, ...WHEELS], { stdio: 'inherit' });
+}
+
+const toolkit = findToolkit();
+if (!toolkit) {
+  say('no CUDA toolkit found (CUDA_PATH, CUDA_HOME, nvcc on PATH, /usr/local/cuda, python3 nvidia wheels).');
+  say(`install one: \`npm run build:cuda -- --install-wheels\` (PyPI: ${WHEELS.join(' ')}), or the CUDA toolkit ${CUDA_VERSION}, then run this again.`);
+  process.exit(1);
+}
+const isWheel = !existsSync(join(toolkit.root, 'lib64')) && existsSync(join(toolkit.root, 'lib'));
+const toolkitRoot = isWheel ? wheelShim(toolkit.root) : toolkit.root;
+const nvcc = join(toolkit.root, 'bin', 'nvcc');
+const version = execFileSync(nvcc, ['--version'], { encoding: 'utf8' }).match(/release ([\d.]+)/)?.[1] ?? 'unknown';
+say(`CUDA toolkit ${version} from ${toolkit.source}: ${toolkit.root}${isWheel ? ` (wheel layout, shim in ${toolkitRoot})` : ''}`);
+say(`CUDA architectures: ${arch ?? 'default list (Turing through Blackwell)'}; this build takes a while (ggml's CUDA kernels are many)`);
+
+const env = {
+  ...process.env,
+  CUDA_LLAMA_CUDA: '1',
+  CUDA_LLAMA_CUDA_TOOLKIT: toolkitRoot,
+  CUDA_LLAMA_NVCC: nvcc,
+  // Local builds find the runtime libraries where they were built from, with no LD_LIBRARY_PATH.
+  CUDA_LLAMA_CUDA_RPATH: join(toolkit.root, isWheel ? 'lib' : 'lib64'),
+  ...(arch ? { CUDA_LLAMA_CUDA_ARCHITECTURES: arch } : {}),
+  PATH: `${join(toolkit.root, 'bin')}:${process.env.PATH}`,
+};
+const result = spawnSync(process.execPath, [join(repoRoot, 'scripts', 'install.mjs'), '--force'], { stdio: 'inherit', env });
+process.exit(result.status ?? 1);
