@@ -1,0 +1,41 @@
+// npm run demo: the main job with no model from the user. Makes a small synthetic llama model
+// (random weights, llama.cpp's real tokenizer), loads it under the default GPU policy ('auto'),
+// streams a generation, and prints the layer report and the speeds.
+import { mkdir } from 'node:fs/promises';
+import { fileURLToPath } from 'node:url';
+import { Llama } from '../lib/index.js';
+import { ensureSyntheticModel, shapes, type SyntheticShapeName } from '../lib/synthetic-model.js';
+
+const shapeName = (process.argv[2] ?? 'small') as SyntheticShapeName;
+if (!(shapeName in shapes)) {
+  console.error(`usage: npm run demo -- [${Object.keys(shapes).join('|')}]`);
+  process.exit(2);
+}
+const cacheDir = fileURLToPath(new URL('../test/.models', import.meta.url));
+const vocabPath = fileURLToPath(new URL('../vendor/llama.cpp/models/ggml-vocab-llama-spm.gguf', import.meta.url));
+await mkdir(cacheDir, { recursive: true });
+
+
+const build = Llama.build();
+console.log(`binary: ${build.path} (${build.source}, ${build.metadata?.variant ?? 'unknown'} build, llama.cpp ${build.llamaCppCommit.slice(0, 12)})`);
+console.log(`devices: ${Llama.devices().map((d) => `${d.name} [${d.type}] ${(d.memoryFree / 2 ** 30).toFixed(1)}/${(d.memoryTotal / 2 ** 30).toFixed(1)} GiB free`).join(', ')}`);
+
+const t0 = performance.now();
+const path = await ensureSyntheticModel({ cacheDir, shape: shapeName, vocabPath });
+console.log(`model: ${path} (${(performance.now() - t0).toFixed(0)} ms to make or find)`);
+
+const loadStart = performance.now();
+await using model = await Llama.load(path, { contextSize: 2048 });
+const loadMs = performance.now() - loadStart;
+console.log(`loaded in ${loadMs.toFixed(0)} ms: ${model.info.description}, ${model.info.layerCount} layers, context ${model.contextInfo.contextSize}, ${model.contextInfo.threads} threads`);
+
+process.stdout.write('\n--- generation (random weights: the text is noise, the machinery is real) ---\n');
+const stream = model.stream('Once upon a time', { maxTokens: 64, temperature: 0 });
+for await (const piece of stream) process.stdout.write(piece);
+const result = await stream.result;
+process.stdout.write('\n\n--- layer report ---\n');
+console.log(String(await model.layerReport()));
+const { timings } = result;
+console.log('\n--- speeds ---');
+console.log(`load ${loadMs.toFixed(0)} ms | prompt ${result.promptTokens} tokens at ${timings.promptTokensPerSecond.toFixed(1)} tok/s | ` +
+  `time to first token ${timings.timeToFirstTokenMs.toFixed(1)} ms | generation ${result.tokens.length} tokens at ${timings.tokensPerSecond.toFixed(1)} tok/s (${result.stopReason})`);
