@@ -3,6 +3,7 @@ export { LlamaModel, type ModelInfo, type ContextInfo, type ChatMessage, type Ch
 export type { GenerateResult, GenerationTimings, StopReason } from './generation.js';
 export type { LoadOptions, GenerateOptions, GpuPolicy, FlashAttention, KvCacheType } from './options.js';
 export type { LayerReport, DeviceUsage, GraphUsage } from './layer-report.js';
+export type { LoadPlan, PlannedDevice } from './plan.js';
 export type { Logger, LogLevel } from './log.js';
 export type { NativeDevice as Device, NativeBackend as Backend } from './native.js';
 export {

@@ -58,8 +58,8 @@ function isCpu(device: string): boolean {
   return device === CPU || device.startsWith('CPU');
 }
 
-export function buildLayerReport({ decision, placement, memory, tokenGraph, promptGraph }: LayerReportInputs): LayerReport {
-  const layers = placement.layers.map((device, index) => ({ index, device: device ?? CPU }));
+/** Bytes per device from llama_get_memory_breakdown's per-buffer-type rows (used by the report and the plan). */
+export function memoryByDevice(memory: NativeMemoryEntry[]): DeviceUsage[] {
   const byDevice = new Map<string, DeviceUsage>();
   for (const entry of memory) {
     // Host buffer types without a device (CPU_Mapped: the mmapped file) are CPU memory.
@@ -70,7 +70,17 @@ export function buildLayerReport({ decision, placement, memory, tokenGraph, prom
     usage.computeBytes += entry.compute;
     byDevice.set(device, usage);
   }
-  const devices = [...byDevice.values()].filter((d) => d.weightsBytes + d.kvCacheBytes + d.computeBytes > 0);
+  return [...byDevice.values()].filter((d) => d.weightsBytes + d.kvCacheBytes + d.computeBytes > 0);
+}
+
+/** Layer devices with nulls (no device) read as the CPU. */
+export function layerDevices(placement: NativeLayerPlacement): { index: number; device: string }[] {
+  return placement.layers.map((device, index) => ({ index, device: device ?? CPU }));
+}
+
+export function buildLayerReport({ decision, placement, memory, tokenGraph, promptGraph }: LayerReportInputs): LayerReport {
+  const layers = layerDevices(placement);
+  const devices = memoryByDevice(memory);
   const kvDevices = devices.filter((d) => d.kvCacheBytes > 0);
   const offloadedLayers = layers.filter((l) => !isCpu(l.device)).length;
   const output = placement.output ?? CPU;

@@ -9,6 +9,7 @@ import { cudaAvailability, decideGpu, modelParams, placementProblems, type CudaA
 import { nativeBinary, type BuildMetadata, type LoadedBinary } from './load-native.js';
 import { installLogger, type Logger, type LogLevel } from './log.js';
 import { LlamaModel } from './model.js';
+import { dryRun, formatPlan, type LoadPlan } from './plan.js';
 import { LlamaFileType, type NativeBackend, type NativeContext, type NativeDevice, type NativeModel } from './native.js';
 import { contextParams, resolveContextSize, validateLoadOptions, type LoadOptions } from './options.js';
 import { expectString, optionalEnum, typeError } from './validate.js';
@@ -77,20 +78,37 @@ async function verifyPlacement(model: LlamaModel, decision: GpuDecision, options
   });
 }
 
+/** Validation, file checks and the GPU decision shared by load() and plan(). */
+async function prepare(path: string, options: LoadOptions) {
+  expectString('path', path, { allowEmpty: false });
+  const valid = validateLoadOptions(options);
+  valid.signal?.throwIfAborted();
+  const file = await inspectModelFile(path);
+  const contextSize = resolveContextSize(valid.contextSize, file.trainingContextSize);
+  const loaded = binary();
+  const decision = decideGpu(valid, loaded);
+  return { valid, file, loaded, decision, modelParams: modelParams(decision, valid), contextParams: contextParams(valid, contextSize) };
+}
+
 export class Llama {
   private constructor() {}
 
   /** Loads a GGUF model and creates its context. See LoadOptions for the GPU policy. */
   static async load(path: string, options: LoadOptions = {}): Promise<LlamaModel> {
-    expectString('path', path, { allowEmpty: false });
-    const valid = validateLoadOptions(options);
+    const prepared = await prepare(path, options);
+    const { valid, loaded, decision, file } = prepared;
     const { signal } = valid;
-    signal?.throwIfAborted();
-    const file = await inspectModelFile(path);
-    const contextSize = resolveContextSize(valid.contextSize, file.trainingContextSize);
-    const loaded = binary();
-    const decision = decideGpu(valid, loaded);
     const { addon } = loaded;
+    if (decision.target === 'cuda') {
+      // Refuse what will not fit before allocating anything: no partial spill, no OOM abort.
+      const plan = await dryRun(addon, path, decision, prepared.modelParams, prepared.contextParams);
+      if (!plan.fits) {
+        throw new GpuError(ErrorCode.GPU_PLACEMENT, `gpu: 'cuda' was requested, but the model does not fit: ${formatPlan(plan)}`, {
+          remedy: 'lower contextSize, use a smaller quantization, offload fewer layers (gpuLayers), or free GPU memory',
+          details: { plan },
+        });
+      }
+    }
 
     const cancel = new addon.CancelFlag();
     const onAbort = () => cancel.cancel();
@@ -107,9 +125,9 @@ export class Llama {
     let native: NativeModel | undefined;
     let context: NativeContext | undefined;
     try {
-      native = await addon.Model.load(path, modelParams(decision, valid), onProgress, cancel);
+      native = await addon.Model.load(path, prepared.modelParams, onProgress, cancel);
       signal?.throwIfAborted();
-      context = await addon.Context.create(native, contextParams(valid, contextSize));
+      context = await addon.Context.create(native, prepared.contextParams);
       signal?.throwIfAborted();
       const model = new LlamaModel({ binary: loaded, native, context, decision, path, fileSizeBytes: file.fileSizeBytes });
       if (decision.target === 'cuda') await verifyPlacement(model, decision, valid);
@@ -121,6 +139,19 @@ export class Llama {
       throw fromNativeError(error);
     } finally {
       signal?.removeEventListener('abort', onAbort);
+    }
+  }
+
+  /**
+   * What a load with these options would need, per device, without allocating it: llama.cpp's
+   * no-alloc load. `fits` says whether every device has the room.
+   */
+  static async plan(path: string, options: LoadOptions = {}): Promise<LoadPlan> {
+    const { loaded, decision, modelParams, contextParams } = await prepare(path, options);
+    try {
+      return await dryRun(loaded.addon, path, decision, modelParams, contextParams);
+    } catch (error) {
+      throw fromNativeError(error);
     }
   }
 

@@ -158,3 +158,19 @@ describe('model', () => {
     expect(String(report)).toContain('layers: 0-3 CPU');
   });
 });
+
+describe('Llama.plan (no-alloc dry run)', () => {
+  it('predicts the bytes the real load holds, before allocating anything', async () => {
+    const plan = await Llama.plan(path, { gpu: 'cpu', contextSize: 512 });
+    const report = await model.layerReport();
+    expect(plan.fits).toBe(true);
+    expect(plan.contextSize).toBe(512);
+    expect(plan.layers).toEqual(report.layers);
+    const planned = plan.devices.find((d) => d.device === 'CPU');
+    const actual = report.devices.find((d) => d.device === 'CPU');
+    expect(planned?.weightsBytes).toBe(actual?.weightsBytes);
+    expect(planned?.kvCacheBytes).toBe(actual?.kvCacheBytes);
+    expect(planned?.freeBytes).toBeGreaterThan(0);
+    expect(planned?.totalBytes).toBe((planned?.weightsBytes ?? 0) + (planned?.kvCacheBytes ?? 0) + (planned?.computeBytes ?? 0));
+  });
+});
