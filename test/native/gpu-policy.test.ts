@@ -1,0 +1,78 @@
+// The GPU policy with the real addon on a CPU-only machine: every refusal we can provoke here.
+import { execFileSync, spawnSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { CPU_FALLBACK_WARNING, ErrorCode, GpuError, Llama } from '../../lib/index.js';
+import { repoRoot, syntheticModel } from '../helpers/models.js';
+
+const cudaHere = Llama.build().cuda.available;
+let tiny: string;
+let scratch: string;
+
+beforeAll(async () => {
+  tiny = await syntheticModel('tiny');
+  scratch = mkdtempSync(join(tmpdir(), 'cuda-llama-policy-'));
+});
+afterAll(() => rmSync(scratch, { recursive: true, force: true }));
+
+describe.skipIf(cudaHere)('GPU policy on a machine without CUDA', () => {
+  it("gpu: 'cuda' with the CPU-only build throws ERR_CUDA_UNAVAILABLE naming the missing module", async () => {
+    const error = await Llama.load(tiny, { gpu: 'cuda' }).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(GpuError);
+    expect(error).toMatchObject({ code: ErrorCode.CUDA_UNAVAILABLE });
+    expect((error as Error).message).toMatch(/has no CUDA backend: libggml-cuda\.so is not there/);
+    expect((error as GpuError).remedy).toMatch(/build:cuda/);
+    await expect(Llama.plan(tiny, { gpu: 'cuda' })).rejects.toMatchObject({ code: ErrorCode.CUDA_UNAVAILABLE });
+  });
+
+  it("gpu: 'auto' falls back to the CPU loudly: a coded warning and the fallback in the report", async () => {
+    const warnings: { code?: string; message: string }[] = [];
+    const spy = vi.spyOn(process, 'emitWarning').mockImplementation(((message: string, options: { code?: string }) => {
+      warnings.push({ message, code: options?.code });
+    }) as never);
+    const model = await Llama.load(tiny, { contextSize: 256 });
+    spy.mockRestore();
+    try {
+      expect(warnings).toEqual([expect.objectContaining({ code: CPU_FALLBACK_WARNING })]);
+      const report = await model.layerReport();
+      expect(report.policy).toMatchObject({ requested: 'auto', target: 'cpu' });
+      expect(report.policy.fallback?.reason).toMatch(/no CUDA backend/);
+      expect(report.summary).toMatch(/CPU FALLBACK/);
+      expect(String(report)).toMatch(/fallback:/);
+    } finally {
+      await model.dispose();
+    }
+  });
+
+  it('a CUDA module that fails to load: the error names the missing library and how to install it', () => {
+    // A binary folder like build/Release, plus a libggml-cuda.so that needs a libcudart.so.13 that is not there.
+    const bin = join(scratch, 'bin');
+    const lib = join(scratch, 'lib');
+    mkdirSync(bin);
+    mkdirSync(lib);
+    for (const file of readdirSync(join(repoRoot, 'build', 'Release'))) symlinkSync(join(repoRoot, 'build', 'Release', file), join(bin, file));
+    writeFileSync(join(scratch, 'empty.c'), 'int cuda_llama_fake_module;\n');
+    execFileSync('cc', ['-shared', '-fPIC', '-Wl,-soname,libcudart.so.13', '-o', join(lib, 'libcudart.so.13'), join(scratch, 'empty.c')]);
+    execFileSync('cc', ['-shared', '-fPIC', '-o', join(bin, 'libggml-cuda.so'), join(scratch, 'empty.c'), `-L${lib}`, '-Wl,--no-as-needed', '-l:libcudart.so.13']);
+    rmSync(join(lib, 'libcudart.so.13'));
+
+    const script = `
+      import { Llama } from ${JSON.stringify(join(repoRoot, 'lib', 'index.ts'))};
+      const build = Llama.build();
+      const error = await Llama.load(${JSON.stringify(tiny)}, { gpu: 'cuda' }).catch((e) => e);
+      console.log(JSON.stringify({ source: build.source, cuda: build.cuda, code: error.code, message: error.message, remedy: error.remedy }));
+    `;
+    const child = spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], {
+      cwd: repoRoot, encoding: 'utf8', timeout: 60_000, env: { ...process.env, CUDA_LLAMA_BINARY_DIR: bin },
+    });
+    expect(child.status, child.stderr).toBe(0);
+    const out = JSON.parse(child.stdout.trim().split('\n').pop() as string);
+    expect(out.source).toBe('env');
+    expect(out.cuda.available).toBe(false);
+    expect(out.code).toBe(ErrorCode.CUDA_UNAVAILABLE);
+    expect(out.message).toMatch(/libggml-cuda\.so failed to load: .*libcudart\.so\.13/);
+    expect(out.remedy).toMatch(/pip install "nvidia-cuda-runtime==13\.0\.\*"/);
+  });
+});
