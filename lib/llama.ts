@@ -95,6 +95,7 @@ export class Llama {
 
   /** Loads a GGUF model and creates its context. See LoadOptions for the GPU policy. */
   static async load(path: string, options: LoadOptions = {}): Promise<LlamaModel> {
+    const callSite = new Error();
     const prepared = await prepare(path, options);
     const { valid, loaded, decision, file } = prepared;
     const { signal } = valid;
@@ -136,7 +137,7 @@ export class Llama {
       context?.dispose();
       native?.dispose();
       if (signal?.aborted) throw signal.reason;
-      throw fromNativeError(error);
+      throw fromNativeError(error, callSite);
     } finally {
       signal?.removeEventListener('abort', onAbort);
     }

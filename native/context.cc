@@ -244,7 +244,7 @@ Napi::Function Context::Define(Napi::Env env) {
 Context::Context(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Context>(info) {
   Napi::Env env = info.Env();
   if (info.Length() < 2 || !info[0].IsExternal() || !HasTag(info[1], kModelTag)) {
-    throw Napi::TypeError::New(env, "Context cannot be constructed directly; use model.createContext()");
+    throw Napi::TypeError::New(env, "Context cannot be constructed directly; use Llama.load()");
   }
   std::unique_ptr<ContextParts> parts(info[0].As<Napi::External<ContextParts>>().Data());
   parts_ = *parts;
