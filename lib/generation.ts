@@ -15,13 +15,13 @@ export interface GenerationTimings {
   promptMs: number;
   /** From the call to the first generated token reaching JavaScript (ms): time to first token. */
   timeToFirstTokenMs: number;
-  /** From the first generated token to the last (ms). */
+  /** From the first generated token to the last, as the decoding thread produced them (ms). */
   generationMs: number;
   /** Whole call (ms). */
   totalMs: number;
   /** Prompt tokens per second. */
   promptTokensPerSecond: number;
-  /** Generated tokens per second, after the first token. */
+  /** Generated tokens per second after the first token, at the decoding thread's pace. */
   tokensPerSecond: number;
 }
 
@@ -130,6 +130,7 @@ export async function runGeneration(request: GenerationRequest): Promise<Generat
   const { addon, model, context, signal } = request;
   const callSite = new Error();
   const started = performance.now();
+  let firstTokenSeenAt = 0;
   let firstTokenAt = 0;
   let lastTokenAt = 0;
   const tokens: number[] = [];
@@ -153,10 +154,14 @@ export async function runGeneration(request: GenerationRequest): Promise<Generat
   const sampler = new addon.Sampler(model, request.sampler);
   let result: NativeGenerateResult;
   try {
-    result = await context.generate(request.promptTokens, sampler, request.maxTokens, cancel, (token, piece) => {
-      const now = performance.now();
-      if (tokens.length === 0) firstTokenAt = now;
-      lastTokenAt = now;
+    result = await context.generate(request.promptTokens, sampler, request.maxTokens, cancel, (token, piece, atMs) => {
+      // Time to first token is what the caller sees (JS clock); throughput is the engine's own
+      // pace (the context thread's clock), not how promptly the event loop picked tokens up.
+      if (tokens.length === 0) {
+        firstTokenSeenAt = performance.now();
+        firstTokenAt = atMs;
+      }
+      lastTokenAt = atMs;
       tokens.push(token);
       if (assembler.push(piece)) cancel.cancel();
     });
@@ -183,7 +188,7 @@ export async function runGeneration(request: GenerationRequest): Promise<Generat
     ...(assembler.stopSequence !== undefined ? { stopSequence: assembler.stopSequence } : {}),
     timings: {
       promptMs: result.promptMs,
-      timeToFirstTokenMs: tokens.length > 0 ? firstTokenAt - started : 0,
+      timeToFirstTokenMs: tokens.length > 0 ? firstTokenSeenAt - started : 0,
       generationMs,
       totalMs,
       promptTokensPerSecond: result.promptMs > 0 ? (result.promptTokens * 1000) / result.promptMs : 0,

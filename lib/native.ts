@@ -133,7 +133,8 @@ export interface NativeContext {
     sampler: NativeSampler,
     maxTokens: number,
     cancel: NativeCancelFlag,
-    onToken: (token: number, piece: Buffer) => void,
+    /** Called in order for every token; `atMs` is when the context thread produced it, since the call began. */
+    onToken: (token: number, piece: Buffer, atMs: number) => void,
   ): Promise<NativeGenerateResult>;
   /** llama_free + ggml_threadpool_free */
   dispose(): void;

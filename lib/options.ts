@@ -2,6 +2,7 @@
  * Public option types, their validation, and their translation into native parameters. Defaults
  * that are ours (not llama.cpp's) live here and only here, each documented on its option.
  */
+import { readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import type { NativeContextParams, NativeSamplerParams } from './native.js';
 import {
@@ -45,7 +46,7 @@ export interface LoadOptions {
   batchSize?: number;
   /** Physical batch: most tokens computed at once. Default: llama.cpp's (512). */
   ubatchSize?: number;
-  /** CPU threads for generation. Default: os.availableParallelism(). */
+  /** CPU threads for generation. Default: physical cores (as llama.cpp's tools), else os.availableParallelism(). */
   threads?: number;
   /** CPU threads for prompt processing. Default: same as `threads`. */
   threadsBatch?: number;
@@ -159,8 +160,35 @@ export function resolveContextSize(requested: number | undefined, trainingContex
   return requested;
 }
 
+let physicalCores: number | undefined;
+
+/**
+ * Physical cores, like llama.cpp's own default: SMT siblings share one core's vector units, so
+ * a thread per logical CPU usually makes matrix work slower, not faster.
+ */
+export function defaultThreadCount(cpuinfo?: string): number {
+  if (cpuinfo === undefined && physicalCores !== undefined) return physicalCores;
+  let text = cpuinfo;
+  if (text === undefined) {
+    try {
+      text = readFileSync('/proc/cpuinfo', 'utf8');
+    } catch {
+      text = ''; // not Linux: fall back to the logical count below
+    }
+  }
+  const cores = new Set<string>();
+  for (const block of text.split(/\n\s*\n/)) {
+    const physical = block.match(/^physical id\s*:\s*(\d+)/m)?.[1];
+    const core = block.match(/^core id\s*:\s*(\d+)/m)?.[1];
+    if (physical !== undefined && core !== undefined) cores.add(`${physical}:${core}`);
+  }
+  const count = Math.min(cores.size || availableParallelism(), availableParallelism());
+  if (cpuinfo === undefined) physicalCores = count;
+  return count;
+}
+
 export function contextParams(options: LoadOptions, contextSize: number): NativeContextParams {
-  const threads = options.threads ?? availableParallelism();
+  const threads = options.threads ?? defaultThreadCount();
   return {
     nCtx: contextSize,
     nBatch: options.batchSize === undefined ? undefined : Math.min(options.batchSize, contextSize),

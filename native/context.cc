@@ -1,6 +1,7 @@
 #include "context.h"
 
 #include <chrono>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <vector>
@@ -89,6 +90,7 @@ class CreateWorker : public PromiseWorker {
 struct TokenEvent {
   llama_token token;
   std::string piece;
+  double at_ms;  // since the generation started, on the context thread's clock
 };
 
 // One generation: inputs copied from JS, outputs written on the context thread and read on the
@@ -102,6 +104,13 @@ struct GenerateJob {
   std::shared_ptr<std::atomic<bool>> cancel;
   Napi::ThreadSafeFunction on_token;
 
+  // Tokens waiting for the JS thread. The context thread wakes JS only when no drain is already
+  // pending: every wake-up of the JS thread competes with the compute threads for the cores, so
+  // a JS thread that falls behind takes several tokens per wake-up instead of one each.
+  std::mutex pending_mutex;
+  std::vector<TokenEvent> pending;  // guarded by pending_mutex
+  bool drain_scheduled = false;     // guarded by pending_mutex
+
   int32_t generated = 0;
   double prompt_ms = 0, first_token_ms = 0, generation_ms = 0;
   const char* stop_reason = "";
@@ -113,6 +122,36 @@ struct GenerateJob {
   Napi::ObjectReference context_ref, sampler_ref;  // alive until the promise settles
 };
 
+// JS thread: hands every pending token to the JS callback, in order.
+void DrainTokens(Napi::Env env, Napi::Function fn, GenerateJob* job) {
+  std::vector<TokenEvent> events;
+  {
+    std::lock_guard<std::mutex> lock(job->pending_mutex);
+    events.swap(job->pending);
+    job->drain_scheduled = false;
+  }
+  if (env == nullptr || fn == nullptr) return;
+  for (const TokenEvent& event : events) {
+    // lib/ wraps the user's callback; a throw here would be our bug, not a user's.
+    fn.Call({Napi::Number::New(env, event.token), Napi::Buffer<char>::Copy(env, event.piece.data(), event.piece.size()),
+             Napi::Number::New(env, event.at_ms)});
+  }
+}
+
+// Context thread: queues a token and wakes the JS thread unless a drain is already on its way.
+void EmitToken(GenerateJob* job, llama_token token, std::string piece, double at_ms) {
+  bool wake = false;
+  {
+    std::lock_guard<std::mutex> lock(job->pending_mutex);
+    job->pending.push_back(TokenEvent{token, std::move(piece), at_ms});
+    if (!job->drain_scheduled) {
+      job->drain_scheduled = true;
+      wake = true;
+    }
+  }
+  if (wake) job->on_token.BlockingCall(job, DrainTokens);
+}
+
 // Runs on the context thread. No N-API here except the thread-safe function.
 void RunGeneration(llama_context* ctx, GenerateJob* job) {
   const auto start = Clock::now();
@@ -122,8 +161,9 @@ void RunGeneration(llama_context* ctx, GenerateJob* job) {
   const int32_t n_prompt = static_cast<int32_t>(job->prompt.size());
   auto cancelled = [&] { return job->cancel->load(); };
 
-  // Each generation starts from an empty KV cache: same prompt, same result.
-  llama_memory_clear(llama_get_memory(ctx), true);
+  // Each generation starts from an empty KV cache: same prompt, same result. The cells are reset;
+  // zeroing the buffer too (data = true) would cost milliseconds per call for nothing.
+  llama_memory_clear(llama_get_memory(ctx), false);
   llama_sampler_reset(job->sampler);
 
   for (int32_t i = 0; i < n_prompt; i += n_batch) {
@@ -161,15 +201,9 @@ void RunGeneration(llama_context* ctx, GenerateJob* job) {
     }
     char buf[256];
     int32_t n = llama_token_to_piece(vocab, token, buf, sizeof(buf), 0, false);
-    auto* event = new TokenEvent{token, std::string(buf, static_cast<size_t>(std::max(n, 0)))};
-    if (job->generated == 0) job->first_token_ms = MsSince(start);
-    job->on_token.BlockingCall(event, [](Napi::Env env, Napi::Function fn, TokenEvent* data) {
-      if (env != nullptr && fn != nullptr) {
-        // lib/ wraps the user's callback; a throw here would be our bug, not a user's.
-        fn.Call({Napi::Number::New(env, data->token), Napi::Buffer<char>::Copy(env, data->piece.data(), data->piece.size())});
-      }
-      delete data;
-    });
+    const double at_ms = MsSince(start);
+    if (job->generated == 0) job->first_token_ms = at_ms;
+    EmitToken(job, token, std::string(buf, static_cast<size_t>(std::max(n, 0))), at_ms);
     job->generated++;
     if (job->generated >= job->max_tokens) {
       job->stop_reason = "maxTokens";

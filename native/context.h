@@ -43,7 +43,7 @@ class Context : public Napi::ObjectWrap<Context> {
   // JS: Context.create(model, params) -> Promise<Context>
   static Napi::Value Create(const Napi::CallbackInfo& info);
   Napi::Value Info(const Napi::CallbackInfo& info);
-  // JS: generate(promptTokens: Int32Array, sampler, maxTokens, cancelFlag, onToken(token, bytes))
+  // JS: generate(promptTokens: Int32Array, sampler, maxTokens, cancelFlag, onToken(token, bytes, atMs))
   //     -> Promise<{ promptTokens, generatedTokens, promptMs, firstTokenMs, generationMs, stopReason }>
   Napi::Value Generate(const Napi::CallbackInfo& info);
   Napi::Value Dispose(const Napi::CallbackInfo& info);

@@ -68,3 +68,13 @@ describe('resolution', () => {
     expect(() => validateGenerateOptions({ nPredict: 3 })).toThrow(/use maxTokens/);
   });
 });
+
+describe('defaultThreadCount', async () => {
+  const { defaultThreadCount } = await import('../../lib/options.js');
+  it('counts physical cores, not SMT siblings', () => {
+    const block = (cpu: number, core: number) => `processor\t: ${cpu}\nphysical id\t: 0\ncore id\t\t: ${core}\n`;
+    const smt = [block(0, 0), block(1, 0)].join('\n');
+    expect(defaultThreadCount(smt)).toBe(1);
+    expect(defaultThreadCount('')).toBeGreaterThan(0); // no topology: the logical count
+  });
+});
