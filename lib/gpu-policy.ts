@@ -9,6 +9,7 @@ import { ErrorCode, GpuError } from './errors.js';
 import type { LoadedBinary } from './load-native.js';
 import type { NativeModelParams } from './native.js';
 import type { LoadOptions } from './options.js';
+import { archSupportsDevice, sampleGpus } from './telemetry.js';
 
 export const CUDA_MODULE_FILE = 'libggml-cuda.so';
 export const CPU_FALLBACK_WARNING = 'CUDA_LLAMA_CPU_FALLBACK';
@@ -58,6 +59,22 @@ export function cudaAvailability(binary: Pick<LoadedBinary, 'addon' | 'dir'>): C
       reason: 'the CUDA backend loaded but found no CUDA device',
       remedy: 'check `nvidia-smi`, and that CUDA_VISIBLE_DEVICES does not hide every GPU',
     };
+  }
+  // A device older than every compiled architecture would fail at its first kernel launch.
+  const archs = registry.features.ARCHS;
+  const telemetry = sampleGpus(addon);
+  if (telemetry.available) {
+    const unsupported = telemetry.devices.filter((d) => archSupportsDevice(archs, d.computeCapability) === false);
+    if (unsupported.length === telemetry.devices.length && unsupported.length > 0) {
+      const d = unsupported[0];
+      const cc = (d.computeCapability ?? '').replace('.', '');
+      return {
+        available: false,
+        devices,
+        reason: `${d.name ?? 'the GPU'} has compute capability ${d.computeCapability}, older than every architecture this CUDA build contains (${archs})`,
+        remedy: `rebuild the CUDA module for it: \`npm run build:cuda -- --arch ${cc}\``,
+      };
+    }
   }
   return { available: true, devices };
 }

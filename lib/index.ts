@@ -16,3 +16,4 @@ export {
   ErrorCode,
 } from './errors.js';
 export { CPU_FALLBACK_WARNING } from './gpu-policy.js';
+export type { GpuTelemetry, GpuReading, ThrottleReason } from './telemetry.js';

@@ -10,6 +10,7 @@ import { nativeBinary, type BuildMetadata, type LoadedBinary } from './load-nati
 import { installLogger, type Logger, type LogLevel } from './log.js';
 import { LlamaModel } from './model.js';
 import { dryRun, formatPlan, type LoadPlan } from './plan.js';
+import { sampleGpus, type GpuTelemetry } from './telemetry.js';
 import { LlamaFileType, type NativeBackend, type NativeContext, type NativeDevice, type NativeModel } from './native.js';
 import { contextParams, resolveContextSize, validateLoadOptions, type LoadOptions } from './options.js';
 import { expectString, optionalEnum, typeError } from './validate.js';
@@ -174,6 +175,11 @@ export class Llama {
       cuda: cudaAvailability(loaded),
       systemInfo: addon.systemInfo(),
     };
+  }
+
+  /** NVML readings per NVIDIA GPU: clocks, power and limit, temperature, utilization, throttle reasons. */
+  static telemetry(): GpuTelemetry {
+    return sampleGpus(binary().addon);
   }
 
   /** Sends llama.cpp's log lines to `logger` (null: back to NODE_DEBUG=cuda-llama only). */

@@ -174,6 +174,29 @@ export interface NativeGraphPlacement {
   nodesByBackend: Record<string, number>;
 }
 
+export interface NativeNvmlDevice {
+  index: number;
+  name: string | null;
+  /** "9.0" for an H100. */
+  computeCapability: string | null;
+  smClockMHz: number | null;
+  memoryClockMHz: number | null;
+  maxSmClockMHz: number | null;
+  powerW: number | null;
+  powerLimitW: number | null;
+  temperatureC: number | null;
+  utilizationGpu: number | null;
+  utilizationMemory: number | null;
+  /** nvmlClocksEventReasons bit mask; lib/telemetry.ts names the bits. */
+  throttleReasons: number | null;
+  memoryTotal: number | null;
+  memoryFree: number | null;
+}
+
+export type NativeNvmlSample =
+  | { available: false; reason: string }
+  | { available: true; driverVersion: string | null; cudaDriverVersion: number | null; devices: NativeNvmlDevice[] };
+
 export interface NativeAddon {
   Model: {
     /** llama_model_load_from_file (progress_callback carries progress and cancellation) */
@@ -205,6 +228,8 @@ export interface NativeAddon {
   memoryBreakdown(context: NativeContext): NativeMemoryEntry[];
   /** adapter: llama_graph_reserve + ggml_backend_sched_get_tensor_backend */
   graphPlacement(context: NativeContext, nTokens: number): NativeGraphPlacement;
+  /** NVML via dlopen(libnvidia-ml.so.1): driver, clocks, power, temperature, throttle reasons */
+  nvmlSample(): NativeNvmlSample;
   buildInfo(): { llamaCppCommit: string; napiVersion: number; supportsGpuOffload: boolean; maxDevices: number };
   /** llama_print_system_info */
   systemInfo(): string;
@@ -214,7 +239,7 @@ export interface NativeAddon {
 export const nativeExportNames = [
   'Model', 'Context', 'Sampler', 'CancelFlag', 'loadBackendsFromDir', 'probeLibrary', 'listBackends', 'listDevices',
   'setLogger', 'quantize', 'architectureSupported', 'layerPlacement', 'memoryBreakdown', 'graphPlacement',
-  'buildInfo', 'systemInfo',
+  'nvmlSample', 'buildInfo', 'systemInfo',
 ] as const satisfies readonly (keyof NativeAddon)[];
 
 /** llama_ftype values used by quantize (include/llama.h). */

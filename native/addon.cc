@@ -11,6 +11,7 @@
 #include "llama_adapter.h"
 #include "log.h"
 #include "model.h"
+#include "nvml.h"
 #include "quantize.h"
 #include "sampler.h"
 
@@ -46,6 +47,7 @@ Addon::Addon(Napi::Env env, Napi::Object exports) {
       InstanceValue("layerPlacement", Napi::Function::New(env, LayerPlacement), napi_enumerable),
       InstanceValue("memoryBreakdown", Napi::Function::New(env, MemoryBreakdown), napi_enumerable),
       InstanceValue("graphPlacement", Napi::Function::New(env, GraphPlacement), napi_enumerable),
+      InstanceValue("nvmlSample", Napi::Function::New(env, NvmlSample), napi_enumerable),
       InstanceMethod<&Addon::BuildInfo>("buildInfo", napi_enumerable),
       InstanceMethod<&Addon::SystemInfo>("systemInfo", napi_enumerable),
   });

@@ -9,8 +9,12 @@ import { CPU_FALLBACK_WARNING, CUDA_MODULE_FILE, cudaAvailability, decideGpu, mo
 import { binaryCandidates, loadNativeBinary, remediesFor } from '../../lib/load-native.js';
 import type { NativeAddon, NativeBackend, NativeDevice } from '../../lib/native.js';
 
-function fakeAddon(backends: NativeBackend[], devices: Partial<NativeDevice>[] = [], probe: string | null = null): NativeAddon {
+function fakeAddon(backends: NativeBackend[], devices: Partial<NativeDevice>[] = [], probe: string | null = null,
+  computeCapability: string | null = null): NativeAddon {
   return {
+    nvmlSample: () => computeCapability === null
+      ? { available: false, reason: 'no NVML here' }
+      : { available: true, driverVersion: '580.0', cudaDriverVersion: 13000, devices: [{ index: 0, name: 'NVIDIA Test', computeCapability } as never] },
     listBackends: () => backends,
     listDevices: () => devices as NativeDevice[],
     probeLibrary: () => probe,
@@ -98,6 +102,15 @@ describe('GPU policy', () => {
     warn.mockRestore();
   });
 
+  it('a GPU older than every compiled architecture is refused with the rebuild command', () => {
+    const gpus = [{ name: 'CUDA0', backend: 'CUDA', type: 'gpu' as const }];
+    const old = cudaAvailability({ addon: fakeAddon(withCuda, gpus, null, '8.6'), dir: '/x' });
+    expect(old.available).toBe(false);
+    expect(old.reason).toMatch(/compute capability 8\.6, older than every architecture this CUDA build contains \(900\)/);
+    expect(old.remedy).toMatch(/--arch 86/);
+    expect(cudaAvailability({ addon: fakeAddon(withCuda, gpus, null, '9.0'), dir: '/x' }).available).toBe(true);
+  });
+
   it("gpu: 'cuda' with a CUDA device: every layer on it, CPU excluded from placement", () => {
     const binary = { addon: fakeAddon(withCuda, [{ name: 'CUDA0', backend: 'CUDA', type: 'gpu' }, { name: 'CPU', backend: 'CPU', type: 'cpu' }]), dir: '/x' };
     const decision = decideGpu({ gpu: 'cuda' }, binary);
@@ -148,5 +161,27 @@ describe('placement verification', async () => {
       'part of the KV cache is on CPU, not on the GPU',
     ]);
     expect(placementProblems({ ...cuda, gpuLayers: 'max' }, { layers: layers(['CUDA0']), output: 'CUDA0', kvCache: { devices: ['CPU'] } }, { offloadKvCache: false })).toEqual([]);
+  });
+});
+
+describe('telemetry decoding', async () => {
+  const { decodeThrottleReasons, isThrottled, archSupportsDevice, cudaVersionString, sampleGpus } = await import('../../lib/telemetry.js');
+  it('names throttle bits and flags power/thermal ones', () => {
+    expect(decodeThrottleReasons(0x1)).toEqual(['gpuIdle']);
+    expect(isThrottled(decodeThrottleReasons(0x1))).toBe(false);
+    expect(decodeThrottleReasons(0x4 | 0x40)).toEqual(['swPowerCap', 'hwThermalSlowdown']);
+    expect(isThrottled(decodeThrottleReasons(0x40))).toBe(true);
+    expect(decodeThrottleReasons(null)).toEqual([]);
+  });
+  it('checks compiled CUDA architectures against a compute capability', () => {
+    expect(archSupportsDevice('900', '9.0')).toBe(true);
+    expect(archSupportsDevice('900', '8.6')).toBe(false);
+    expect(archSupportsDevice('750,800,860,890,900,1000,1200', '7.5')).toBe(true);
+    expect(archSupportsDevice('1200', '9.0')).toBe(false);
+    expect(archSupportsDevice(undefined, '9.0')).toBeNull();
+    expect(cudaVersionString(13000)).toBe('13.0');
+  });
+  it('passes through an NVML that is not there', () => {
+    expect(sampleGpus({ nvmlSample: () => ({ available: false, reason: 'libnvidia-ml.so.1: cannot open' }) })).toEqual({ available: false, reason: 'libnvidia-ml.so.1: cannot open' });
   });
 });
