@@ -76,11 +76,11 @@ export function remediesFor(failures: CandidateFailure[], execArgv: string[] = p
     remedies.push('the CUDA runtime is missing: `pip install nvidia-cuda-runtime-cu13 nvidia-cublas-cu13` or install the CUDA toolkit, then add its lib folder to LD_LIBRARY_PATH');
   }
   if (/libcuda\.so/.test(reasons)) remedies.push('no NVIDIA driver library (libcuda.so.1): install the NVIDIA driver, or use the CPU build');
-  if (/GLIBC_|GLIBCXX_/.test(reasons)) remedies.push('the binary needs a newer C/C++ runtime than this system has: build from source with `npm run build`');
+  if (/GLIBC_|GLIBCXX_/.test(reasons)) remedies.push('the binary needs a newer C/C++ runtime than this system has: build from source with `npm run build:native`');
   if (/not found|does not exist/.test(reasons)) {
-    remedies.push('no binary was built or shipped for this platform: run `npm run build` in the package folder (needs cmake and a C++17 compiler)');
+    remedies.push('no binary was built or shipped for this platform: run `npm run build:native` in the package folder (needs cmake and a C++17 compiler)');
   }
-  if (remedies.length === 0) remedies.push('rebuild from source with `npm run build`, and report the failure with the lines above');
+  if (remedies.length === 0) remedies.push('rebuild from source with `npm run build:native`, and report the failure with the lines above');
   return remedies;
 }
 

@@ -10,7 +10,7 @@
 #include "llama.h"
 
 #ifndef CUDA_LLAMA_LLAMA_CPP_COMMIT
-#error "CUDA_LLAMA_LLAMA_CPP_COMMIT is not defined: build through CMakeLists.txt (npm run build), which reads vendor/llama.cpp.pin.json"
+#error "CUDA_LLAMA_LLAMA_CPP_COMMIT is not defined: build through CMakeLists.txt (npm run build:native), which reads vendor/llama.cpp.pin.json"
 #endif
 
 namespace cuda_llama {

@@ -1,4 +1,6 @@
 // Shared by the build scripts: where the repo is, and the one list of cmake-js arguments.
+import { spawnSync } from 'node:child_process';
+import { existsSync, realpathSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -32,3 +34,43 @@ export function cmakeJsArgs(env = process.env) {
   }
   return args;
 }
+
+// CUDA toolkit discovery, shared by build-cuda.mjs (which uses it) and install.mjs (which names it).
+function hasNvcc(root) {
+  return root && existsSync(join(root, 'bin', 'nvcc'));
+}
+
+function pythonWheelRoots() {
+  for (const python of ['python3', 'python']) {
+    const found = spawnSync(python, ['-c', 'import nvidia, json; print(json.dumps(list(nvidia.__path__)))'], { encoding: 'utf8' });
+    if (found.status === 0) {
+      try {
+        return JSON.parse(found.stdout).map((p) => join(p, 'cu13'));
+      } catch {
+        // not JSON: an odd python; try the next one
+      }
+    }
+  }
+  return [];
+}
+
+/** Returns { root, source } of the first toolkit found, or null. */
+export function findToolkit(env = process.env, wheelDir = join(repoRoot, buildDirName(env), 'cuda-wheels')) {
+  for (const name of ['CUDA_PATH', 'CUDA_HOME']) {
+    if (env[name]) {
+      if (hasNvcc(env[name])) return { root: env[name], source: name };
+      say(`${name}=${env[name]} has no bin/nvcc; looking further`);
+    }
+  }
+  const which = spawnSync('sh', ['-c', 'command -v nvcc'], { encoding: 'utf8' });
+  if (which.status === 0 && which.stdout.trim()) {
+    const root = dirname(dirname(realpathSync(which.stdout.trim())));
+    if (hasNvcc(root)) return { root, source: 'nvcc on PATH' };
+  }
+  if (hasNvcc('/usr/local/cuda')) return { root: '/usr/local/cuda', source: '/usr/local/cuda' };
+  for (const root of pythonWheelRoots()) if (hasNvcc(root)) return { root, source: 'python3 site-packages (PyPI wheels)' };
+  const local = join(wheelDir, 'nvidia', 'cu13');
+  if (hasNvcc(local)) return { root: local, source: `${wheelDir} (PyPI wheels)` };
+  return null;
+}
+

@@ -10,9 +10,9 @@
 //   --arch LIST        CMAKE_CUDA_ARCHITECTURES, e.g. 90 or "86-real;90-real" (default: Turing..Blackwell)
 //   --install-wheels   pip-install the CUDA 13.0 wheels into build/cuda-wheels first (PyPI only)
 import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync, realpathSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { buildDirName, repoRoot, say } from './build-common.mjs';
+import { existsSync, mkdirSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { buildDirName, findToolkit, repoRoot, say } from './build-common.mjs';
 
 const CUDA_VERSION = '13.0';
 const WHEELS = ['nvidia-cuda-nvcc', 'nvidia-cuda-runtime', 'nvidia-cublas', 'nvidia-cuda-cccl', 'nvidia-nvvm', 'nvidia-cuda-crt']
@@ -22,44 +22,6 @@ const argv = process.argv.slice(2);
 const archIndex = argv.indexOf('--arch');
 const arch = archIndex >= 0 ? argv[archIndex + 1] : undefined;
 const wheelDir = join(repoRoot, buildDirName(), 'cuda-wheels');
-
-function hasNvcc(root) {
-  return root && existsSync(join(root, 'bin', 'nvcc'));
-}
-
-function pythonWheelRoots() {
-  for (const python of ['python3', 'python']) {
-    const found = spawnSync(python, ['-c', 'import nvidia, json; print(json.dumps(list(nvidia.__path__)))'], { encoding: 'utf8' });
-    if (found.status === 0) {
-      try {
-        return JSON.parse(found.stdout).map((p) => join(p, 'cu13'));
-      } catch {
-        // not JSON: an odd python; try the next one
-      }
-    }
-  }
-  return [];
-}
-
-/** Returns { root, source } of the first toolkit found, or null. */
-export function findToolkit(env = process.env) {
-  for (const name of ['CUDA_PATH', 'CUDA_HOME']) {
-    if (env[name]) {
-      if (hasNvcc(env[name])) return { root: env[name], source: name };
-      say(`${name}=${env[name]} has no bin/nvcc; looking further`);
-    }
-  }
-  const which = spawnSync('sh', ['-c', 'command -v nvcc'], { encoding: 'utf8' });
-  if (which.status === 0 && which.stdout.trim()) {
-    const root = dirname(dirname(realpathSync(which.stdout.trim())));
-    if (hasNvcc(root)) return { root, source: 'nvcc on PATH' };
-  }
-  if (hasNvcc('/usr/local/cuda')) return { root: '/usr/local/cuda', source: '/usr/local/cuda' };
-  for (const root of pythonWheelRoots()) if (hasNvcc(root)) return { root, source: 'python3 site-packages (PyPI wheels)' };
-  const local = join(wheelDir, 'nvidia', 'cu13');
-  if (hasNvcc(local)) return { root: local, source: 'build/cuda-wheels (PyPI wheels)' };
-  return null;
-}
 
 /** The wheels are a toolkit without unversioned library links and without a libcuda stub. */
 function wheelShim(root) {
@@ -85,7 +47,7 @@ if (argv.includes('--install-wheels')) {
   execFileSync('python3', ['-m', 'pip', 'install', '--quiet', '--no-deps', '--target', wheelDir, ...WHEELS], { stdio: 'inherit' });
 }
 
-const toolkit = findToolkit();
+const toolkit = findToolkit(process.env, wheelDir);
 if (!toolkit) {
   say('no CUDA toolkit found (CUDA_PATH, CUDA_HOME, nvcc on PATH, /usr/local/cuda, python3 nvidia wheels).');
   say(`install one: \`npm run build:cuda -- --install-wheels\` (PyPI: ${WHEELS.join(' ')}), or the CUDA toolkit ${CUDA_VERSION}, then run this again.`);

@@ -53,7 +53,7 @@ describe('binary candidates', () => {
     expect(e.message).toMatch(/2\. \[prebuild\] .*libcudart\.so\.13/);
     expect(e.message).toMatch(/Node-API/);
     expect(e.remedy).toMatch(/nvidia-cuda-runtime/);
-    expect(e.remedy).toMatch(/npm run build/);
+    expect(e.remedy).toMatch(/npm run build:native/);
   });
 
   it('matches remedies to failures', () => {

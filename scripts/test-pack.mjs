@@ -1,0 +1,75 @@
+#!/usr/bin/env node
+// npm run test:pack: the packed tarball installs into an empty project on a PATH with no C/C++
+// compiler, cmake or git, and loads and generates from its prebuilt binary.
+//
+//   node scripts/test-pack.mjs [--build native|all]
+//     --build V   run `npm run prebuild -- --cpu-variants V` first (CI uses native: minutes, not a quarter hour)
+import { execFileSync, spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { repoRoot, say } from './build-common.mjs';
+
+const argv = process.argv.slice(2);
+const build = argv.includes('--build') ? argv[argv.indexOf('--build') + 1] : undefined;
+const platformDir = join(repoRoot, 'prebuilds', `${process.platform}-${process.arch}`);
+
+if (build) execFileSync(process.execPath, [join(repoRoot, 'scripts', 'prebuild.mjs'), '--cpu-variants', build], { stdio: 'inherit' });
+if (!existsSync(join(platformDir, 'cuda_llama.node'))) {
+  say('no prebuilt binary: run `npm run prebuild` (or pass --build native) first');
+  process.exit(1);
+}
+
+const work = mkdtempSync(join(tmpdir(), 'cuda-llama-pack-'));
+try {
+  // 1. The tarball, and what is (not) in it.
+  const npmCli = join(dirname(process.execPath), '..', 'lib', 'node_modules', 'npm', 'bin', 'npm-cli.js');
+  const npm = (args, options = {}) => execFileSync(process.execPath, [npmCli, ...args], { encoding: 'utf8', ...options });
+  const packed = JSON.parse(npm(['pack', '--json', '--pack-destination', work], { cwd: repoRoot, stdio: ['ignore', 'pipe', 'inherit'] }));
+  const files = packed[0].files.map((f) => f.path);
+  const tarball = join(work, packed[0].filename);
+  const must = ['dist/index.js', 'dist/cli.js', `prebuilds/${process.platform}-${process.arch}/cuda_llama.node`, 'assets/ggml-vocab-llama-spm.gguf', 'scripts/install.mjs'];
+  const missing = must.filter((f) => !files.includes(f));
+  const forbidden = files.filter((f) => /^(test|build|build-[^/]+|docs)\//.test(f) || f.startsWith('vendor/llama.cpp/') || /\.git\//.test(f) || (f.endsWith('.gguf') && !f.startsWith('assets/')));
+  if (missing.length || forbidden.length) throw new Error(`tarball content: missing ${JSON.stringify(missing)}, must not contain ${JSON.stringify(forbidden.slice(0, 5))}`);
+  say(`${packed[0].filename}: ${files.length} files, ${(packed[0].size / 2 ** 20).toFixed(1)} MiB packed`);
+
+  // 2. An empty project, and a PATH that has node and nothing to compile with.
+  const project = join(work, 'project');
+  const bin = join(work, 'bin');
+  mkdirSync(project);
+  mkdirSync(bin);
+  symlinkSync(process.execPath, join(bin, 'node'));
+  const env = { ...process.env, PATH: bin, npm_config_foreground_scripts: 'true' };
+  for (const tool of ['cc', 'gcc', 'g++', 'c++', 'cmake', 'make', 'ninja', 'git', 'nvcc']) {
+    if (spawnSync('/bin/sh', ['-c', `command -v ${tool}`], { env }).status === 0) throw new Error(`${tool} is still on the test PATH`);
+  }
+  writeFileSync(join(project, 'package.json'), JSON.stringify({ name: 'consumer', private: true, type: 'module' }));
+  const install = spawnSync(process.execPath, [npmCli, 'install', '--no-audit', '--no-fund', tarball], { cwd: project, env, encoding: 'utf8' });
+  if (install.status !== 0) throw new Error(`npm install of the tarball failed:\n${install.stdout}\n${install.stderr}`);
+  if (!/using the prebuilt binary/.test(install.stdout + install.stderr)) throw new Error(`the install did not use the prebuilt binary:\n${install.stdout}\n${install.stderr}`);
+  say('installed from the tarball with no compiler on PATH, using the prebuilt binary');
+
+  // 3. Load and generate, as a user would, with a model the package itself can make.
+  writeFileSync(join(project, 'use.mjs'), `
+    import { Llama } from 'cuda-llama';
+    const build = Llama.build();
+    const model = await Llama.load(process.argv[2], { gpu: 'cpu', contextSize: 256 });
+    const result = await model.generate('Hello from the tarball', { maxTokens: 8, temperature: 0 });
+    console.log(JSON.stringify({ source: build.source, variant: build.metadata?.variant, prebuild: build.metadata?.prebuild, tokens: result.tokens.length, text: result.text }));
+    await model.dispose();
+  `);
+  const modelsDir = join(repoRoot, 'test', '.models');
+  const model = existsSync(modelsDir) ? readdirSync(modelsDir).find((f) => /^tiny-.*-f16\.gguf$/.test(f)) : undefined;
+  if (!model) throw new Error('no tiny test model in test/.models: run `npm test` first');
+  const use = spawnSync(process.execPath, ['use.mjs', join(modelsDir, model)], { cwd: project, env, encoding: 'utf8' });
+  if (use.status !== 0) throw new Error(`loading from the installed package failed:\n${use.stdout}\n${use.stderr}`);
+  const out = JSON.parse(use.stdout.trim().split('\n').pop());
+  if (out.source !== 'prebuild' || out.tokens !== 8) throw new Error(`unexpected result: ${use.stdout}`);
+  const doctor = spawnSync(join(project, 'node_modules', '.bin', 'cuda-llama'), ['doctor', '--cpu'], { cwd: project, env, encoding: 'utf8' });
+  if (doctor.status !== 0) throw new Error(`cuda-llama doctor --cpu failed in the installed package:\n${doctor.stdout}\n${doctor.stderr}`);
+  say(`generated ${out.tokens} tokens from the ${out.source} (${out.variant}); doctor --cpu passed`);
+  console.log('test:pack: 1 passed, 0 failed');
+} finally {
+  rmSync(work, { recursive: true, force: true });
+}
