@@ -40,6 +40,7 @@ try {
   mkdirSync(project);
   mkdirSync(bin);
   symlinkSync(process.execPath, join(bin, 'node'));
+  symlinkSync('/bin/sh', join(bin, 'sh')); // npm runs install scripts through sh
   const env = { ...process.env, PATH: bin, npm_config_foreground_scripts: 'true' };
   for (const tool of ['cc', 'gcc', 'g++', 'c++', 'cmake', 'make', 'ninja', 'git', 'nvcc']) {
     if (spawnSync('/bin/sh', ['-c', `command -v ${tool}`], { env }).status === 0) throw new Error(`${tool} is still on the test PATH`);
