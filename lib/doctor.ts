@@ -131,6 +131,7 @@ export function formatDoctorReport(report: DoctorReport): string {
     lines.push(`  variant ${m?.variant ?? 'unknown'}, llama.cpp ${build.llamaCppCommit.slice(0, 12)}, CPU features ${m?.cpuFeatures ?? '?'}, CUDA architectures ${m?.cudaArchitectures ?? 'none'}`);
     lines.push(`backends: ${build.backends.map((b) => `${b.name} (${b.deviceCount} device${b.deviceCount === 1 ? '' : 's'})`).join(', ')}`);
     lines.push(`CUDA: ${build.cuda.available ? `usable on ${build.cuda.devices.join(', ')}` : `not usable - ${build.cuda.reason}`}`);
+    for (const lib of build.cudaRuntime?.preloaded ?? []) lines.push(`  CUDA runtime ${lib.soname}: ${lib.path} (${lib.source})`);
   }
   for (const d of report.devices) lines.push(`device ${d.name} [${d.type}] ${d.description}: ${gib(d.memoryFree)} free of ${gib(d.memoryTotal)}`);
   const t = report.telemetry;

@@ -25,6 +25,8 @@ export interface BuildReport {
   llamaCppCommit: string;
   backends: NativeBackend[];
   cuda: CudaAvailability;
+  /** CUDA runtime libraries the loader had to find and preload, and where it looked. */
+  cudaRuntime: LoadedBinary['cudaRuntime'];
   systemInfo: string;
 }
 
@@ -173,6 +175,7 @@ export class Llama {
       llamaCppCommit: addon.buildInfo().llamaCppCommit,
       backends: addon.listBackends(),
       cuda: cudaAvailability(loaded),
+      cudaRuntime: loaded.cudaRuntime,
       systemInfo: addon.systemInfo(),
     };
   }

@@ -9,6 +9,7 @@ import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ErrorCode, NativeBindingError } from './errors.js';
+import { cudaLibraryDirs, satisfyLibraries, type RuntimeResolution } from './cuda-runtime.js';
 import type { NativeAddon } from './native.js';
 
 export const ADDON_FILE = 'cuda_llama.node';
@@ -35,6 +36,8 @@ export interface Candidate {
 
 export interface LoadedBinary {
   addon: NativeAddon;
+  /** CUDA runtime libraries preloaded for the CUDA module (empty when the loader found them itself). */
+  cudaRuntime: RuntimeResolution | null;
   source: Candidate['source'];
   dir: string;
   path: string;
@@ -103,8 +106,11 @@ export function loadNativeBinary(candidates: Candidate[] = binaryCandidates(), r
     }
     try {
       const addon = requireFn(path) as NativeAddon;
+      // Before ggml loads the CUDA module: make its runtime libraries findable if they are not.
+      const cudaModule = join(candidate.dir, 'libggml-cuda.so');
+      const cudaRuntime = existsSync(cudaModule) ? satisfyLibraries(addon, cudaModule, () => cudaLibraryDirs()) : null;
       addon.loadBackendsFromDir(candidate.dir);
-      return { addon, source: candidate.source, dir: candidate.dir, path, metadata: readMetadata(candidate.dir) };
+      return { addon, cudaRuntime, source: candidate.source, dir: candidate.dir, path, metadata: readMetadata(candidate.dir) };
     } catch (error) {
       failures.push({ ...candidate, reason: (error as Error).message.split('\n')[0] });
     }

@@ -212,6 +212,8 @@ export interface NativeAddon {
   loadBackendsFromDir(dir: string): void;
   /** dlopen + dlerror, to explain a backend module that did not load */
   probeLibrary(path: string): string | null;
+  /** dlopen(RTLD_GLOBAL), kept: satisfies a backend module's DT_NEEDED by soname (CUDA runtime from wheels) */
+  preloadLibrary(path: string): string | null;
   /** ggml_backend_reg_* + ggml_backend_get_features */
   listBackends(): NativeBackend[];
   /** ggml_backend_dev_get_props */
@@ -237,7 +239,7 @@ export interface NativeAddon {
 
 /** The export names, in the order addon.cc registers them. */
 export const nativeExportNames = [
-  'Model', 'Context', 'Sampler', 'CancelFlag', 'loadBackendsFromDir', 'probeLibrary', 'listBackends', 'listDevices',
+  'Model', 'Context', 'Sampler', 'CancelFlag', 'loadBackendsFromDir', 'probeLibrary', 'preloadLibrary', 'listBackends', 'listDevices',
   'setLogger', 'quantize', 'architectureSupported', 'layerPlacement', 'memoryBreakdown', 'graphPlacement',
   'nvmlSample', 'buildInfo', 'systemInfo',
 ] as const satisfies readonly (keyof NativeAddon)[];

@@ -39,6 +39,7 @@ Addon::Addon(Napi::Env env, Napi::Object exports) {
       InstanceValue("CancelFlag", CancelFlag::Define(env), napi_enumerable),
       InstanceValue("loadBackendsFromDir", Napi::Function::New(env, LoadBackendsFromDir), napi_enumerable),
       InstanceValue("probeLibrary", Napi::Function::New(env, ProbeLibrary), napi_enumerable),
+      InstanceValue("preloadLibrary", Napi::Function::New(env, PreloadLibrary), napi_enumerable),
       InstanceValue("listBackends", Napi::Function::New(env, ListBackends), napi_enumerable),
       InstanceValue("listDevices", Napi::Function::New(env, ListDevices), napi_enumerable),
       InstanceValue("setLogger", Napi::Function::New(env, SetLogger), napi_enumerable),

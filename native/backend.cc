@@ -41,6 +41,19 @@ Napi::Value ProbeLibrary(const Napi::CallbackInfo& info) {
   return env.Null();
 }
 
+Napi::Value PreloadLibrary(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsString()) throw Napi::TypeError::New(env, "path must be a string");
+  std::string path = info[0].As<Napi::String>();
+  dlerror();
+  // Never closed: the backend module that needs it stays loaded for the life of the process.
+  if (dlopen(path.c_str(), RTLD_NOW | RTLD_GLOBAL) == nullptr) {
+    const char* reason = dlerror();
+    return Napi::String::New(env, reason != nullptr ? reason : "dlopen failed");
+  }
+  return env.Null();
+}
+
 Napi::Value ListBackends(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Napi::Array result = Napi::Array::New(env);

@@ -15,6 +15,11 @@ Napi::Value LoadBackendsFromDir(const Napi::CallbackInfo& info);
 // file") without reading llama.cpp's logs. The handle is closed again.
 Napi::Value ProbeLibrary(const Napi::CallbackInfo& info);
 
+// JS: preloadLibrary(path) -> string | null. dlopen(path, RTLD_GLOBAL) and keep it loaded, so a
+// backend module's DT_NEEDED entry with the same soname (libcudart.so.13 from a PyPI wheel folder,
+// say) is satisfied without LD_LIBRARY_PATH. Returns dlerror() on failure.
+Napi::Value PreloadLibrary(const Napi::CallbackInfo& info);
+
 // JS: listBackends() -> [{ name, deviceCount, features: { [name]: value } }]
 Napi::Value ListBackends(const Napi::CallbackInfo& info);
 

@@ -56,6 +56,10 @@ describe.skipIf(cudaHere)('GPU policy on a machine without CUDA', () => {
     writeFileSync(join(scratch, 'empty.c'), 'int cuda_llama_fake_module;\n');
     execFileSync('cc', ['-shared', '-fPIC', '-Wl,-soname,libcudart.so.13', '-o', join(lib, 'libcudart.so.13'), join(scratch, 'empty.c')]);
     execFileSync('cc', ['-shared', '-fPIC', '-o', join(bin, 'libggml-cuda.so'), join(scratch, 'empty.c'), `-L${lib}`, '-Wl,--no-as-needed', '-l:libcudart.so.13']);
+    // Keep one copy where only an explicit search would find it (as a PyPI wheel folder would be).
+    const wheel = join(scratch, 'wheel');
+    mkdirSync(wheel);
+    execFileSync('cp', [join(lib, 'libcudart.so.13'), join(wheel, 'libcudart.so.13')]);
     rmSync(join(lib, 'libcudart.so.13'));
 
     const script = `
@@ -74,5 +78,19 @@ describe.skipIf(cudaHere)('GPU policy on a machine without CUDA', () => {
     expect(out.code).toBe(ErrorCode.CUDA_UNAVAILABLE);
     expect(out.message).toMatch(/libggml-cuda\.so failed to load: .*libcudart\.so\.13/);
     expect(out.remedy).toMatch(/pip install "nvidia-cuda-runtime==13\.0\.\*"/);
+    expect(out.cuda.reason).toMatch(/libcudart\.so\.13/);
+
+    // With the library's folder among the places searched, the loader preloads it and the module
+    // loads; this fake registers no backend, and the error now says exactly that.
+    const found = spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', `
+      import { Llama } from ${JSON.stringify(join(repoRoot, 'lib', 'index.ts'))};
+      const build = Llama.build();
+      console.log(JSON.stringify({ runtime: build.cudaRuntime, cuda: build.cuda }));
+    `], { cwd: repoRoot, encoding: 'utf8', timeout: 60_000, env: { ...process.env, CUDA_LLAMA_BINARY_DIR: bin, CUDA_LLAMA_CUDA_LIB_DIRS: wheel } });
+    expect(found.status, found.stderr).toBe(0);
+    const resolved = JSON.parse(found.stdout.trim().split('\n').pop() as string);
+    expect(resolved.runtime.preloaded).toEqual([{ soname: 'libcudart.so.13', path: join(wheel, 'libcudart.so.13'), source: 'CUDA_LLAMA_CUDA_LIB_DIRS' }]);
+    expect(resolved.runtime.error).toBeNull();
+    expect(resolved.cuda.reason).toMatch(/libggml-cuda\.so failed to load: the module loaded but did not register a CUDA backend/);
   });
 });

@@ -185,3 +185,35 @@ describe('telemetry decoding', async () => {
     expect(sampleGpus({ nvmlSample: () => ({ available: false, reason: 'libnvidia-ml.so.1: cannot open' }) })).toEqual({ available: false, reason: 'libnvidia-ml.so.1: cannot open' });
   });
 });
+
+describe('CUDA runtime libraries', async () => {
+  const { missingLibrary, satisfyLibraries } = await import('../../lib/cuda-runtime.js');
+  it('reads the missing library from a dlopen error', () => {
+    expect(missingLibrary('libcublas.so.13: cannot open shared object file: No such file or directory')).toBe('libcublas.so.13');
+    expect(missingLibrary('undefined symbol: foo')).toBeNull();
+  });
+
+  it('preloads dependencies first (cublasLt before cublas) and stops at a library found nowhere', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'cuda-llama-runtime-'));
+    for (const lib of ['libcudart.so.13', 'libcublas.so.13', 'libcublasLt.so.13']) writeFileSync(join(dir, lib), '');
+    const loaded = new Set<string>();
+    const needs: Record<string, string[]> = { module: ['libcudart.so.13', 'libcublas.so.13'], 'libcublas.so.13': ['libcublasLt.so.13'] };
+    const addon = {
+      probeLibrary: (path: string) => {
+        const name = path.split('/').pop() as string;
+        const missing = (needs[name] ?? []).find((n) => !loaded.has(n));
+        return missing ? `${missing}: cannot open shared object file: No such file or directory` : null;
+      },
+      preloadLibrary: (path: string) => {
+        loaded.add(path.split('/').pop() as string);
+        return null;
+      },
+    };
+    const result = satisfyLibraries(addon, 'module', () => [{ dir, source: 'test' }]);
+    expect(result.error).toBeNull();
+    expect(result.preloaded.map((p) => p.soname)).toEqual(['libcudart.so.13', 'libcublasLt.so.13', 'libcublas.so.13']);
+    needs.module.push('libcuda.so.1');
+    const missing = satisfyLibraries(addon, 'module', () => [{ dir, source: 'test' }]);
+    expect(missing.error).toMatch(/libcuda\.so\.1/);
+  });
+});
