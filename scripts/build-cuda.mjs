@@ -10,7 +10,7 @@
 //   --arch LIST        CMAKE_CUDA_ARCHITECTURES, e.g. 90 or "86-real;90-real" (default: Turing..Blackwell)
 //   --install-wheels   pip-install the CUDA 13.0 wheels into build/cuda-wheels first (PyPI only)
 import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, copyFileSync, existsSync, mkdirSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { buildDirName, findToolkit, repoRoot, say } from './build-common.mjs';
 
@@ -23,17 +23,34 @@ const archIndex = argv.indexOf('--arch');
 const arch = archIndex >= 0 ? argv[archIndex + 1] : undefined;
 const wheelDir = join(repoRoot, buildDirName(), 'cuda-wheels');
 
-/** The wheels are a toolkit without unversioned library links and without a libcuda stub. */
+/**
+ * The wheels are a toolkit without unversioned library links, without static runtime archives and
+ * without a libcuda stub; and nvcc finds its libraries relative to its own real location. So the
+ * shim is a toolkit root of its own: a copy of nvcc and its profile (so $(TOP) is the shim), links
+ * to everything else, and the missing link-time pieces.
+ */
 function wheelShim(root) {
   const shim = join(repoRoot, buildDirName(), 'cuda-toolkit');
   rmSync(shim, { recursive: true, force: true });
+  mkdirSync(join(shim, 'bin'), { recursive: true });
   mkdirSync(join(shim, 'lib64', 'stubs'), { recursive: true });
-  for (const dir of ['bin', 'include', 'nvvm']) if (existsSync(join(root, dir))) symlinkSync(join(root, dir), join(shim, dir));
+  for (const entry of readdirSync(join(root, 'bin'))) {
+    if (entry === 'nvcc' || entry === 'nvcc.profile') copyFileSync(join(root, 'bin', entry), join(shim, 'bin', entry));
+    else symlinkSync(join(root, 'bin', entry), join(shim, 'bin', entry));
+  }
+  chmodSync(join(shim, 'bin', 'nvcc'), 0o755);
+  for (const dir of ['include', 'nvvm']) if (existsSync(join(root, dir))) symlinkSync(join(root, dir), join(shim, dir));
   for (const file of readdirSync(join(root, 'lib'))) {
     symlinkSync(join(root, 'lib', file), join(shim, 'lib64', file));
     const unversioned = file.replace(/\.so\.\d+(\.\d+)*$/, '.so');
     if (unversioned !== file && !existsSync(join(shim, 'lib64', unversioned))) symlinkSync(join(root, 'lib', file), join(shim, 'lib64', unversioned));
   }
+  // nvcc links -lcudart_static -lcudadevrt by default (CMake's compiler check does too). The wheels
+  // ship only the shared runtime: a GNU ld linker script named like the archive points at it, and
+  // ggml uses no relocatable device code, so an empty device-runtime archive stands in.
+  const cudart = readdirSync(join(root, 'lib')).find((f) => /^libcudart\.so\.\d+$/.test(f));
+  if (cudart) writeFileSync(join(shim, 'lib64', 'libcudart_static.a'), `INPUT(${join(root, 'lib', cudart)})\n`);
+  writeFileSync(join(shim, 'lib64', 'libcudadevrt.a'), '!<arch>\n');
   // libggml-cuda links the driver API (VMM). The real libcuda.so.1 comes with the NVIDIA driver at
   // run time; to link without one, an empty stub with the same soname stands in, as the toolkit's own stubs do.
   const stubSource = join(shim, 'lib64', 'stubs', 'cuda-stub.c');
@@ -55,7 +72,7 @@ if (!toolkit) {
 }
 const isWheel = !existsSync(join(toolkit.root, 'lib64')) && existsSync(join(toolkit.root, 'lib'));
 const toolkitRoot = isWheel ? wheelShim(toolkit.root) : toolkit.root;
-const nvcc = join(toolkit.root, 'bin', 'nvcc');
+const nvcc = join(toolkitRoot, 'bin', 'nvcc');
 const version = execFileSync(nvcc, ['--version'], { encoding: 'utf8' }).match(/release ([\d.]+)/)?.[1] ?? 'unknown';
 say(`CUDA toolkit ${version} from ${toolkit.source}: ${toolkit.root}${isWheel ? ` (wheel layout, shim in ${toolkitRoot})` : ''}`);
 say(`CUDA architectures: ${arch ?? 'default list (Turing through Blackwell)'}; this build takes a while (ggml's CUDA kernels are many)`);
