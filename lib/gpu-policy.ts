@@ -7,7 +7,7 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { ErrorCode, GpuError } from './errors.js';
 import type { LoadedBinary } from './load-native.js';
-import type { NativeModelParams } from './native.js';
+import type { NativeAddon, NativeContextParams, NativeModelParams } from './native.js';
 import type { LoadOptions } from './options.js';
 import { archSupportsDevice, sampleGpus } from './telemetry.js';
 
@@ -25,6 +25,8 @@ export interface GpuDecision {
   gpuLayers: number | 'max' | 'auto';
   /** Why an 'auto' request landed on the CPU; null when it did not. */
   fallback: { reason: string; remedy: string } | null;
+  /** For gpuLayers 'auto': the layer count llama.cpp's fitter chose (-1: all). */
+  fittedLayers?: number;
 }
 
 export interface CudaAvailability {
@@ -111,7 +113,7 @@ export function decideGpu(options: LoadOptions & { gpu: NonNullable<LoadOptions[
 /** Native load parameters for a decision. */
 export function modelParams(decision: GpuDecision, options: LoadOptions): NativeModelParams {
   // llama.cpp: a negative n_gpu_layers means every layer, the output layer included.
-  const layers = typeof decision.gpuLayers === 'number' ? decision.gpuLayers : -1;
+  const layers = typeof decision.gpuLayers === 'number' ? decision.gpuLayers : decision.fittedLayers ?? -1;
   return {
     // An empty device list keeps llama.cpp from placing anything (weights, KV, ops) on a GPU.
     devices: decision.devices,
@@ -140,7 +142,8 @@ export function placementProblems(decision: GpuDecision, facts: PlacementFacts, 
   const onGpu = (device: string) => decision.devices.includes(device);
   const total = facts.layers.length;
   const offloaded = facts.layers.filter((l) => onGpu(l.device)).length;
-  const wanted = typeof decision.gpuLayers === 'number' ? Math.min(decision.gpuLayers, total) : total;
+  const requested = typeof decision.gpuLayers === 'number' ? decision.gpuLayers : decision.fittedLayers ?? -1;
+  const wanted = requested < 0 ? total : Math.min(requested, total);
   const problems: string[] = [];
   if (offloaded !== wanted) {
     const cpuLayers = facts.layers.filter((l) => !onGpu(l.device)).map((l) => l.index);
@@ -154,4 +157,29 @@ export function placementProblems(decision: GpuDecision, facts: PlacementFacts, 
     }
   }
   return problems;
+}
+
+/** llama.cpp's own default margin for its fitter (common_params::fit_params_target): 1 GiB per device. */
+export const FIT_MARGIN_BYTES = 1024 ** 3;
+
+/**
+ * gpuLayers: 'auto' on CUDA: asks llama.cpp's fitter how many layers fit, and records it in the
+ * decision. When nothing fits, gpu: 'cuda' is refused; gpu: 'auto' falls back to the CPU, loudly.
+ */
+export async function fitLayers(addon: NativeAddon, path: string, decision: GpuDecision, context: NativeContextParams): Promise<GpuDecision> {
+  if (decision.target !== 'cuda' || decision.gpuLayers !== 'auto') return decision;
+  const fit = await addon.fitParams(path, { ...context, devices: decision.devices }, FIT_MARGIN_BYTES);
+  if (fit.status === 'success' && fit.tensorOverrides === 0) return { ...decision, fittedLayers: fit.nGpuLayers };
+  const reason = fit.tensorOverrides > 0
+    ? 'llama.cpp\'s fitter needs tensor overrides (MoE experts on the host), which this version does not apply'
+    : `llama.cpp's fitter found no placement that fits free GPU memory (status: ${fit.status})`;
+  if (decision.requested === 'cuda') {
+    throw new GpuError(ErrorCode.GPU_PLACEMENT, `gpu: 'cuda' with gpuLayers: 'auto' was requested, but ${reason}`, {
+      remedy: 'lower contextSize or use a smaller quantization; or pass a gpuLayers count for a deliberate partial offload',
+      details: { fit },
+    });
+  }
+  const fallback = { reason, remedy: 'lower contextSize, or pass a gpuLayers count' };
+  process.emitWarning(`gpu: 'auto' is running on the CPU because ${reason}.`, { type: 'CudaLlamaWarning', code: CPU_FALLBACK_WARNING });
+  return { target: 'cpu', requested: decision.requested, devices: [], gpuLayers: 0, fallback };
 }

@@ -5,7 +5,7 @@ import { stat } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
 import { ErrorCode, GpuError, ModelFileError, fromNativeError } from './errors.js';
 import { ggufNumber, ggufString, readGguf } from './gguf.js';
-import { cudaAvailability, decideGpu, modelParams, placementProblems, type CudaAvailability, type GpuDecision } from './gpu-policy.js';
+import { cudaAvailability, decideGpu, fitLayers, modelParams, placementProblems, type CudaAvailability, type GpuDecision } from './gpu-policy.js';
 import { nativeBinary, type BuildMetadata, type LoadedBinary } from './load-native.js';
 import { installLogger, type Logger, type LogLevel } from './log.js';
 import { LlamaModel } from './model.js';
@@ -89,8 +89,14 @@ async function prepare(path: string, options: LoadOptions) {
   const file = await inspectModelFile(path);
   const contextSize = resolveContextSize(valid.contextSize, file.trainingContextSize);
   const loaded = binary();
-  const decision = decideGpu(valid, loaded);
-  return { valid, file, loaded, decision, modelParams: modelParams(decision, valid), contextParams: contextParams(valid, contextSize) };
+  const context = contextParams(valid, contextSize);
+  let decision = decideGpu(valid, loaded);
+  try {
+    decision = await fitLayers(loaded.addon, path, decision, context);
+  } catch (error) {
+    throw fromNativeError(error);
+  }
+  return { valid, file, loaded, decision, modelParams: modelParams(decision, valid), contextParams: context };
 }
 
 export class Llama {

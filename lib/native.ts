@@ -197,6 +197,14 @@ export type NativeNvmlSample =
   | { available: false; reason: string }
   | { available: true; driverVersion: string | null; cudaDriverVersion: number | null; devices: NativeNvmlDevice[] };
 
+export interface NativeFitResult {
+  status: 'success' | 'failure' | 'error';
+  nGpuLayers: number;
+  tensorSplit: number[];
+  /** Tensor-level overrides the fit asked for (MoE experts on the host); not applied by lib/ yet. */
+  tensorOverrides: number;
+}
+
 export interface NativeAddon {
   Model: {
     /** llama_model_load_from_file (progress_callback carries progress and cancellation) */
@@ -228,6 +236,8 @@ export interface NativeAddon {
   layerPlacement(model: NativeModel): NativeLayerPlacement;
   /** adapter: llama_get_memory_breakdown (src/llama-ext.h) */
   memoryBreakdown(context: NativeContext): NativeMemoryEntry[];
+  /** common_fit_params (llama.cpp's common/fit.h): layers that fit free device memory, no_alloc projection */
+  fitParams(path: string, params: NativeContextParams & { devices: string[] }, marginBytes: number): Promise<NativeFitResult>;
   /** adapter: llama_graph_reserve + ggml_backend_sched_get_tensor_backend */
   graphPlacement(context: NativeContext, nTokens: number): NativeGraphPlacement;
   /** NVML via dlopen(libnvidia-ml.so.1): driver, clocks, power, temperature, throttle reasons */
@@ -240,7 +250,7 @@ export interface NativeAddon {
 /** The export names, in the order addon.cc registers them. */
 export const nativeExportNames = [
   'Model', 'Context', 'Sampler', 'CancelFlag', 'loadBackendsFromDir', 'probeLibrary', 'preloadLibrary', 'listBackends', 'listDevices',
-  'setLogger', 'quantize', 'architectureSupported', 'layerPlacement', 'memoryBreakdown', 'graphPlacement',
+  'setLogger', 'quantize', 'architectureSupported', 'layerPlacement', 'memoryBreakdown', 'fitParams', 'graphPlacement',
   'nvmlSample', 'buildInfo', 'systemInfo',
 ] as const satisfies readonly (keyof NativeAddon)[];
 

@@ -29,7 +29,11 @@ export interface LoadOptions {
    * and `fallback` set in the layer report. 'cpu': the CPU only.
    */
   gpu?: GpuPolicy;
-  /** Repeating layers to put on the GPU: a count, or 'max' (default: all, the output layer too). */
+  /**
+   * Repeating layers to put on the GPU: a count, 'max' (default: all, the output layer too), or
+   * 'auto': as many as fit in free VRAM (1 GiB kept free per device), decided by llama.cpp's own
+   * fitter (common_fit_params) from a no-alloc projection.
+   */
   gpuLayers?: number | 'max' | 'auto';
   /** Index of the GPU used when the model is not split. Default 0. */
   mainGpu?: number;
@@ -120,10 +124,7 @@ export function validateLoadOptions(input: unknown): ValidLoadOptions {
   });
   const gpu = optionalEnum('options.gpu', options.gpu, ['auto', 'cuda', 'cpu'] as const) ?? 'auto';
   const { gpuLayers } = options;
-  if (gpuLayers === 'auto') {
-    throw typeError('options.gpuLayers', "a count or 'max' ('auto', sized by llama.cpp's fitter, is not available in this version)", gpuLayers);
-  }
-  if (gpuLayers !== undefined && gpuLayers !== 'max') {
+  if (gpuLayers !== undefined && gpuLayers !== 'max' && gpuLayers !== 'auto') {
     optionalInteger('options.gpuLayers', gpuLayers, 0, 100_000, "or 'max' / 'auto'");
   }
   optionalInteger('options.mainGpu', options.mainGpu, 0, 255);

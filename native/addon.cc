@@ -7,6 +7,7 @@
 #include "backend.h"
 #include "cancel_flag.h"
 #include "context.h"
+#include "fit_params.h"
 #include "llama.h"
 #include "llama_adapter.h"
 #include "log.h"
@@ -47,6 +48,7 @@ Addon::Addon(Napi::Env env, Napi::Object exports) {
       InstanceValue("architectureSupported", Napi::Function::New(env, ArchitectureSupported), napi_enumerable),
       InstanceValue("layerPlacement", Napi::Function::New(env, LayerPlacement), napi_enumerable),
       InstanceValue("memoryBreakdown", Napi::Function::New(env, MemoryBreakdown), napi_enumerable),
+      InstanceValue("fitParams", Napi::Function::New(env, FitParams), napi_enumerable),
       InstanceValue("graphPlacement", Napi::Function::New(env, GraphPlacement), napi_enumerable),
       InstanceValue("nvmlSample", Napi::Function::New(env, NvmlSample), napi_enumerable),
       InstanceMethod<&Addon::BuildInfo>("buildInfo", napi_enumerable),

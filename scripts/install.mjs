@@ -8,8 +8,8 @@
 //   CUDA_LLAMA_CUDA=1|0, CUDA_LLAMA_CUDA_ARCHITECTURES, CUDA_LLAMA_CUDA_TOOLKIT, CUDA_LLAMA_NVCC,
 //   CUDA_LLAMA_CUDA_RPATH, CUDA_LLAMA_CPU_VARIANTS=native|all, CUDA_LLAMA_BUILD_DIR (default build)
 //   CUDA_LLAMA_FROM_SOURCE=1   build even when a prebuilt binary for this platform loads
-// A prebuilt binary (prebuilds/<platform>-<arch>, shipped in the npm tarball) that loads here is used
-// as is: no compiler, cmake or git needed.
+// An installed package uses a prebuilt binary (prebuilds/<platform>-<arch>, shipped in the npm
+// tarball) that loads here as is: no compiler, cmake or git needed. A git checkout always builds.
 // The settings of the last successful build are kept in <build>/build-settings.json, so a plain
 // `npm install` after `npm run build:cuda` keeps the CUDA build; CUDA_LLAMA_CUDA=0 goes back to CPU.
 import { createHash } from 'node:crypto';
@@ -33,7 +33,9 @@ function prebuildProblem(dir) {
   return probe.status === 0 ? null : (probe.stderr.split('\n').find((line) => /Error/.test(line)) ?? `exit ${probe.status}`);
 }
 
-if (!force && process.env.CUDA_LLAMA_FROM_SOURCE !== '1') {
+// A git checkout is development: it builds what its sources say, whatever prebuilds lie around.
+const checkout = existsSync(join(repoRoot, '.git'));
+if (!force && !checkout && process.env.CUDA_LLAMA_FROM_SOURCE !== '1') {
   const prebuildDir = join(repoRoot, 'prebuilds', `${process.platform}-${process.arch}`);
   const problem = prebuildProblem(prebuildDir);
   if (problem === null) {

@@ -27,7 +27,7 @@ const release = join(repoRoot, buildDirName, 'Release');
 // What the addon needs at run time: itself, the libraries under their sonames (what DT_NEEDED
 // names), the backend modules, and the build metadata. Not llama.cpp's tools or their libraries.
 const wanted = (name) => name === 'cuda_llama.node' || name === 'cuda-llama-build.json'
-  || /^lib(llama|ggml|ggml-base)\.so\.\d+$/.test(name) || /^libggml-(cpu|cuda)[\w-]*\.so$/.test(name);
+  || /^lib(llama|llama-common|ggml|ggml-base)\.so\.\d+$/.test(name) || /^libggml-(cpu|cuda)[\w-]*\.so$/.test(name);
 rmSync(platformDir, { recursive: true, force: true });
 mkdirSync(platformDir, { recursive: true });
 const copied = [];

@@ -217,3 +217,35 @@ describe('CUDA runtime libraries', async () => {
     expect(missing.error).toMatch(/libcuda\.so\.1/);
   });
 });
+
+describe("gpuLayers: 'auto' through llama.cpp's fitter", async () => {
+  const { fitLayers, modelParams: params, placementProblems } = await import('../../lib/gpu-policy.js');
+  const cudaDecision = { target: 'cuda' as const, requested: 'cuda' as const, devices: ['CUDA0'], gpuLayers: 'auto' as const, fallback: null };
+  const fitting = (result: object) => ({ fitParams: async () => ({ status: 'success', nGpuLayers: 12, tensorSplit: [], tensorOverrides: 0, ...result }) }) as never;
+
+  it('uses the layer count the fitter chose, and checks placement against it', async () => {
+    const decision = await fitLayers(fitting({}), '/m.gguf', cudaDecision, {});
+    expect(decision.fittedLayers).toBe(12);
+    expect(params(decision, {})).toMatchObject({ nGpuLayers: 12, devices: ['CUDA0'] });
+    const layers = Array.from({ length: 22 }, (_, index) => ({ index, device: index < 10 ? 'CPU' : 'CUDA0' }));
+    expect(placementProblems(decision, { layers, output: 'CPU', kvCache: { devices: ['CPU', 'CUDA0'] } }, {})).toEqual([]);
+  });
+
+  it("refuses for gpu: 'cuda' and falls back loudly for gpu: 'auto' when nothing fits", async () => {
+    await expect(fitLayers(fitting({ status: 'failure' }), '/m.gguf', cudaDecision, {})).rejects.toMatchObject({ code: ErrorCode.GPU_PLACEMENT });
+    await expect(fitLayers(fitting({ tensorOverrides: 3 }), '/m.gguf', cudaDecision, {})).rejects.toThrow(/tensor overrides/);
+    const warn = vi.spyOn(process, 'emitWarning').mockImplementation(() => undefined);
+    const decision = await fitLayers(fitting({ status: 'failure' }), '/m.gguf', { ...cudaDecision, requested: 'auto' as never }, {});
+    expect(decision).toMatchObject({ target: 'cpu', gpuLayers: 0 });
+    expect(decision.fallback?.reason).toMatch(/fitter found no placement/);
+    expect(warn).toHaveBeenCalledWith(expect.any(String), expect.objectContaining({ code: CPU_FALLBACK_WARNING }));
+    warn.mockRestore();
+  });
+
+  it('leaves CPU decisions and explicit counts alone', async () => {
+    const cpu = { target: 'cpu' as const, requested: 'cpu' as const, devices: [], gpuLayers: 0, fallback: null };
+    expect(await fitLayers({} as never, '/m.gguf', cpu, {})).toBe(cpu);
+    const counted = { ...cudaDecision, gpuLayers: 7 };
+    expect(await fitLayers({} as never, '/m.gguf', counted, {})).toBe(counted);
+  });
+});

@@ -24,7 +24,6 @@ describe('validateLoadOptions', () => {
     [{ contextSize: -1 }, 'ERR_OUT_OF_RANGE', /options\.contextSize must be an integer from 1 to/],
     [{ contextSize: '2048' }, 'ERR_INVALID_ARG_TYPE', /options\.contextSize must be an integer, got the string "2048"/],
     [{ gpuLayers: 'all' }, 'ERR_INVALID_ARG_TYPE', /gpuLayers/],
-    [{ gpuLayers: 'auto' }, 'ERR_INVALID_ARG_TYPE', /fitter/],
     [{ kvCacheType: 'q3' }, 'ERR_INVALID_ARG_TYPE', /kvCacheType/],
     [{ flashAttn: true }, 'ERR_INVALID_ARG_VALUE', /use flashAttention/],
     [{ tensorSplit: [1, Number.NaN] }, 'ERR_OUT_OF_RANGE', /tensorSplit\[1\]/],
