@@ -254,6 +254,24 @@ void SettleGeneration(Napi::Env env, GenerateJob* job) {
 
 }  // namespace
 
+llama_context_params ContextParamsFromJs(Napi::Object options) {
+  // llama.cpp's defaults, overridden only where lib/ passed a value.
+  llama_context_params params = llama_context_default_params();
+  if (auto v = OptionalNumber(options, "nCtx")) params.n_ctx = static_cast<uint32_t>(*v);
+  if (auto v = OptionalNumber(options, "nBatch")) params.n_batch = static_cast<uint32_t>(*v);
+  if (auto v = OptionalNumber(options, "nUbatch")) params.n_ubatch = static_cast<uint32_t>(*v);
+  if (auto v = OptionalNumber(options, "nSeqMax")) params.n_seq_max = static_cast<uint32_t>(*v);
+  if (auto v = OptionalNumber(options, "nThreads")) params.n_threads = static_cast<int32_t>(*v);
+  if (auto v = OptionalNumber(options, "nThreadsBatch")) params.n_threads_batch = static_cast<int32_t>(*v);
+  if (auto v = OptionalNumber(options, "flashAttnType")) params.flash_attn_type = static_cast<llama_flash_attn_type>(*v);
+  if (auto v = OptionalNumber(options, "typeK")) params.type_k = static_cast<ggml_type>(*v);
+  if (auto v = OptionalNumber(options, "typeV")) params.type_v = static_cast<ggml_type>(*v);
+  if (auto v = OptionalBool(options, "offloadKqv")) params.offload_kqv = *v;
+  if (auto v = OptionalBool(options, "opOffload")) params.op_offload = *v;
+  if (auto v = OptionalBool(options, "kvUnified")) params.kv_unified = *v;
+  return params;
+}
+
 void ContextParts::Free() {
   if (ctx != nullptr) {
     llama_free(ctx);
@@ -320,21 +338,8 @@ Napi::Value Context::Create(const Napi::CallbackInfo& info) {
   if (info.Length() < 2 || !info[1].IsObject()) throw Napi::TypeError::New(env, "params must be an object");
   Napi::Object options = info[1].As<Napi::Object>();
 
-  // llama.cpp's defaults, overridden only where lib/ passed a value.
-  llama_context_params params = llama_context_default_params();
+  llama_context_params params = ContextParamsFromJs(options);
   params.no_perf = true;  // we time generations ourselves
-  if (auto v = OptionalNumber(options, "nCtx")) params.n_ctx = static_cast<uint32_t>(*v);
-  if (auto v = OptionalNumber(options, "nBatch")) params.n_batch = static_cast<uint32_t>(*v);
-  if (auto v = OptionalNumber(options, "nUbatch")) params.n_ubatch = static_cast<uint32_t>(*v);
-  if (auto v = OptionalNumber(options, "nSeqMax")) params.n_seq_max = static_cast<uint32_t>(*v);
-  if (auto v = OptionalNumber(options, "nThreads")) params.n_threads = static_cast<int32_t>(*v);
-  if (auto v = OptionalNumber(options, "nThreadsBatch")) params.n_threads_batch = static_cast<int32_t>(*v);
-  if (auto v = OptionalNumber(options, "flashAttnType")) params.flash_attn_type = static_cast<llama_flash_attn_type>(*v);
-  if (auto v = OptionalNumber(options, "typeK")) params.type_k = static_cast<ggml_type>(*v);
-  if (auto v = OptionalNumber(options, "typeV")) params.type_v = static_cast<ggml_type>(*v);
-  if (auto v = OptionalBool(options, "offloadKqv")) params.offload_kqv = *v;
-  if (auto v = OptionalBool(options, "opOffload")) params.op_offload = *v;
-  if (auto v = OptionalBool(options, "kvUnified")) params.kv_unified = *v;
 
   auto* worker = new CreateWorker(env, info[0].As<Napi::Object>(), raw_model, params);
   Napi::Promise promise = worker->Promise();

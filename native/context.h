@@ -17,6 +17,10 @@ namespace cuda_llama {
 
 class Model;
 
+// lib/'s NativeContextParams -> llama_context_params: llama.cpp's defaults, overridden only where
+// a value was passed. Shared by context creation and the fitter (JS thread).
+llama_context_params ContextParamsFromJs(Napi::Object options);
+
 // What context creation produces on the worker thread, handed to the JS object.
 struct ContextParts {
   llama_context* ctx = nullptr;

@@ -4,6 +4,7 @@
 #include <vector>
 
 #include "common.h"
+#include "context.h"
 #include "fit.h"  // llama.cpp's common library (linked as llama-common): common_fit_params
 #include "ggml-backend.h"
 #include "promise_worker.h"
@@ -78,14 +79,7 @@ Napi::Value FitParams(const Napi::CallbackInfo& info) {
     Napi::Array array = list.As<Napi::Array>();
     for (uint32_t i = 0; i < array.Length(); i++) devices.push_back(array.Get(i).As<Napi::String>());
   }
-  llama_context_params cparams = llama_context_default_params();
-  if (auto v = OptionalNumber(options, "nCtx")) cparams.n_ctx = static_cast<uint32_t>(*v);
-  if (auto v = OptionalNumber(options, "nBatch")) cparams.n_batch = static_cast<uint32_t>(*v);
-  if (auto v = OptionalNumber(options, "nUbatch")) cparams.n_ubatch = static_cast<uint32_t>(*v);
-  if (auto v = OptionalNumber(options, "flashAttnType")) cparams.flash_attn_type = static_cast<llama_flash_attn_type>(*v);
-  if (auto v = OptionalNumber(options, "typeK")) cparams.type_k = static_cast<ggml_type>(*v);
-  if (auto v = OptionalNumber(options, "typeV")) cparams.type_v = static_cast<ggml_type>(*v);
-  if (auto v = OptionalBool(options, "offloadKqv")) cparams.offload_kqv = *v;
+  llama_context_params cparams = ContextParamsFromJs(options);
   auto* worker = new FitWorker(env, info[0].As<Napi::String>(), std::move(devices), cparams,
                                static_cast<size_t>(info[2].As<Napi::Number>().DoubleValue()));
   Napi::Promise promise = worker->Promise();
