@@ -12,7 +12,7 @@
 
 import { createHash } from 'node:crypto';
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -21,6 +21,9 @@ const pin = JSON.parse(readFileSync(join(vendorDir, 'llama.cpp.pin.json'), 'utf8
 const sourceDir = join(vendorDir, 'llama.cpp');
 const cacheDir = join(vendorDir, '.cache');
 const tarballName = `${pin.npmPackage}-${pin.npmVersion}.tgz`;
+// Written after a verification; lets a tree exported without .git (carried to a build host with no
+// registry access) be recognised. Weaker than the git check, and said so when it is relied on.
+const stampFile = join(sourceDir, '.cuda-llama-verified');
 
 function say(message) {
   process.stderr.write(`[cuda-llama] ${message}\n`);
@@ -36,7 +39,13 @@ function digest(algorithm, file, encoding) {
 
 /** Returns a reason string when the checkout does not match the pin, or null when it does. */
 function checkoutMismatch() {
-  if (!existsSync(join(sourceDir, '.git'))) return 'vendor/llama.cpp is absent';
+  if (!existsSync(join(sourceDir, '.git'))) {
+    if (existsSync(stampFile) && readFileSync(stampFile, 'utf8').trim() === `${pin.commit} ${pin.tree}`) {
+      say('vendor/llama.cpp has no .git (an exported tree); trusting its verification stamp for the pinned commit');
+      return null;
+    }
+    return 'vendor/llama.cpp is absent';
+  }
   try {
     const head = git(['rev-parse', 'HEAD'], sourceDir);
     if (head !== pin.commit) return `vendor/llama.cpp is at ${head}, the pin says ${pin.commit}`;
@@ -102,6 +111,7 @@ function materialize() {
 const checkOnly = process.argv.includes('--check');
 const mismatch = checkoutMismatch();
 if (!mismatch) {
+  if (existsSync(join(sourceDir, '.git'))) writeFileSync(stampFile, `${pin.commit} ${pin.tree}\n`);
   say(`llama.cpp ${pin.tag} (${pin.commit.slice(0, 12)}) present and verified`);
 } else if (checkOnly) {
   say(mismatch);
@@ -114,5 +124,6 @@ if (!mismatch) {
     say(`could not materialize llama.cpp: ${error.message}`);
     process.exit(1);
   }
+  writeFileSync(stampFile, `${pin.commit} ${pin.tree}\n`);
   say('llama.cpp source verified against vendor/llama.cpp.pin.json');
 }
