@@ -1,0 +1,97 @@
+/** llama.cpp's llama-bench: built from our build folder, run once per repetition, its JSON parsed and checked. */
+import { spawn, spawnSync } from 'node:child_process';
+import { join } from 'node:path';
+import { GEN_TOKENS, PROMPT_TOKENS, fail, repoRoot, type BenchConfig } from './common.js';
+
+export const llamaBenchDir = join(repoRoot, 'build', 'Release');
+export const llamaBenchPath = join(llamaBenchDir, 'llama-bench');
+
+/** One row of `llama-bench -o json` (the fields we read; the rest is kept for the record). */
+export interface LlamaBenchEntry {
+  n_prompt: number;
+  n_gen: number;
+  n_threads: number;
+  n_batch: number;
+  n_ubatch: number;
+  n_gpu_layers: number;
+  devices: string;
+  avg_ts: number;
+  stddev_ts: number;
+  samples_ts: number[];
+  [key: string]: unknown;
+}
+
+export interface LlamaBenchRun {
+  pp: LlamaBenchEntry;
+  tg: LlamaBenchEntry;
+}
+
+export function buildLlamaBench(): void {
+  // The child's stdout goes to our stderr: our stdout is reserved for the JSON result.
+  const result = spawnSync(process.execPath, [join(repoRoot, 'scripts', 'build-tools.mjs'), 'llama-bench'], {
+    cwd: repoRoot,
+    stdio: ['ignore', 2, 2],
+  });
+  if (result.status !== 0) fail('could not build llama-bench (see above)');
+}
+
+export function llamaBenchArgs(model: string, threads: number, reps: number, config: BenchConfig): string[] {
+  // -ngl 0 -dev none: the same placement as gpu: 'cpu' (no device list at all), so a CUDA
+  // build cannot offload large prompt batches to a GPU behind the CPU-only label. Batch, ubatch,
+  // flash attention (-fa) and KV type stay at llama-bench's defaults, which are llama.cpp's, as
+  // ours are; its --fit-target stays off, so -ngl is taken as given, as gpuLayers is.
+  return ['-m', model, '-p', String(PROMPT_TOKENS), '-n', String(GEN_TOKENS), '-t', String(threads),
+    '-r', String(reps), '-ngl', String(config.ngl), '-dev', config.dev, '-o', 'json'];
+}
+
+/**
+ * Fails before any measurement when llama-bench cannot see the CUDA devices cuda-llama will use:
+ * it would otherwise reject `-dev` only when the first GPU row comes up, after minutes of CPU
+ * rows. Its CUDA module is the libggml-cuda.so next to it, in build/Release.
+ */
+export function checkLlamaBenchDevices(devices: string[]): void {
+  const result = spawnSync(llamaBenchPath, ['--list-devices'], { cwd: repoRoot, encoding: 'utf8' });
+  const listed = new Set([...(result.stdout ?? '').matchAll(/^[ \t]+(\S+):/gm)].map((m) => m[1]));
+  const missing = devices.filter((d) => !listed.has(d));
+  if (result.status !== 0 || missing.length > 0) {
+    fail(`llama-bench (build/Release) does not list ${(missing.length ? missing : devices).join(', ')}:\n${(result.stdout ?? '').trim()}\n` +
+      'Remedy: build the CUDA variant into build/ (`npm run build:cuda`), so that llama-bench and the addon share build/Release and its libggml-cuda.so');
+  }
+}
+
+/** A row that does not carry the placement we asked for is refused rather than compared. */
+function checkPlacement(entry: LlamaBenchEntry, config: BenchConfig): void {
+  if (entry.n_gpu_layers !== config.ngl || entry.devices !== config.dev) {
+    throw new Error(`llama-bench reported n_gpu_layers ${entry.n_gpu_layers} / devices ${entry.devices}, ` +
+      `expected ${config.ngl} / ${config.dev} for the ${config.name} configuration`);
+  }
+}
+
+export function runLlamaBench(model: string, threads: number, config: BenchConfig): Promise<LlamaBenchRun> {
+  const args = llamaBenchArgs(model, threads, 1, config);
+  return new Promise((resolve, reject) => {
+    const child = spawn(llamaBenchPath, args, { cwd: repoRoot, stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    let err = '';
+    child.stdout.setEncoding('utf8').on('data', (chunk: string) => (out += chunk));
+    child.stderr.setEncoding('utf8').on('data', (chunk: string) => (err += chunk));
+    child.on('error', reject);
+    child.on('close', (code, signal) => {
+      if (code !== 0) {
+        reject(new Error(`llama-bench ${args.join(' ')} exited with ${code ?? signal}:\n${err.trim()}`));
+        return;
+      }
+      try {
+        const entries = JSON.parse(out) as LlamaBenchEntry[];
+        const pp = entries.find((e) => e.n_prompt === PROMPT_TOKENS && e.n_gen === 0);
+        const tg = entries.find((e) => e.n_prompt === 0 && e.n_gen === GEN_TOKENS);
+        if (!pp || !tg) throw new Error(`no pp${PROMPT_TOKENS}/tg${GEN_TOKENS} rows in: ${out}`);
+        checkPlacement(pp, config);
+        checkPlacement(tg, config);
+        resolve({ pp, tg });
+      } catch (error) {
+        reject(error);
+      }
+    });
+  });
+}

@@ -1,0 +1,68 @@
+/** Summaries of repeated measurements, and how much of the machine other processes took meanwhile. */
+import { readFile } from 'node:fs/promises';
+
+export interface Stats {
+  median: number;
+  min: number;
+  max: number;
+  samples: number[];
+}
+
+export function stats(samples: number[]): Stats {
+  const sorted = [...samples].sort((a, b) => a - b);
+  const mid = Math.floor(sorted.length / 2);
+  const median = sorted.length % 2 === 1 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
+  return { median, min: sorted[0]!, max: sorted[sorted.length - 1]!, samples };
+}
+
+/** (max − min) / median: above 0.1 a small ratio difference is not worth reading. */
+export function spread(s: Stats): number {
+  return (s.max - s.min) / s.median;
+}
+
+interface CpuSnapshot {
+  busy: number;
+  steal: number;
+  all: number;
+  ours: number;
+}
+
+/**
+ * System-wide CPU time (/proc/stat) and this process's own plus its waited-for children's
+ * (/proc/self/stat: utime, stime, cutime, cstime; llama-bench is such a child). The difference
+ * over a measurement is what everything else on the machine used, which the load average (a
+ * decaying average that still shows our own previous work) cannot tell apart.
+ */
+export async function cpuSnapshot(): Promise<CpuSnapshot | undefined> {
+  try {
+    const [system, self] = await Promise.all([readFile('/proc/stat', 'utf8'), readFile('/proc/self/stat', 'utf8')]);
+    const f = system.split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number);
+    const [user = 0, nice = 0, sys = 0, idle = 0, iowait = 0, irq = 0, softirq = 0, steal = 0] = f;
+    const s = self.slice(self.lastIndexOf(')') + 2).split(' ').map(Number);
+    return { busy: user + nice + sys + irq + softirq, steal, all: user + nice + sys + idle + iowait + irq + softirq + steal, ours: s[11]! + s[12]! + s[13]! + s[14]! };
+  } catch {
+    return undefined;
+  }
+}
+
+export interface Interference {
+  /** Share of the machine's CPU time used by other processes during the measurement (0..1). */
+  otherProcesses: number;
+  /** Share taken by the hypervisor from this VM (steal time). */
+  steal: number;
+}
+
+export function interference(before: CpuSnapshot | undefined, after: CpuSnapshot | undefined): Interference | null {
+  if (!before || !after || after.all <= before.all) return null;
+  const all = after.all - before.all;
+  const other = Math.max(0, after.busy - before.busy - (after.ours - before.ours));
+  return { otherProcesses: other / all, steal: (after.steal - before.steal) / all };
+}
+
+export type Measured<T> = T & { interference: Interference | null };
+
+export async function measured<T>(run: () => Promise<T>): Promise<Measured<T>> {
+  const before = await cpuSnapshot();
+  const value = await run();
+  return { ...value, interference: interference(before, await cpuSnapshot()) };
+}
