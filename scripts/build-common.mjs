@@ -31,6 +31,7 @@ export function cmakeJsArgs(env = process.env) {
     if (env.CUDA_LLAMA_CUDA_TOOLKIT) args.push(`--CDCUDAToolkit_ROOT=${env.CUDA_LLAMA_CUDA_TOOLKIT}`);
     if (env.CUDA_LLAMA_NVCC) args.push(`--CDCMAKE_CUDA_COMPILER=${env.CUDA_LLAMA_NVCC}`);
     if (env.CUDA_LLAMA_CUDA_RPATH) args.push(`--CDCUDA_LLAMA_CUDA_RPATH=${env.CUDA_LLAMA_CUDA_RPATH}`);
+    if (env.CUDA_LLAMA_CUDA_VERSION) args.push(`--CDCUDA_LLAMA_CUDA_VERSION=${env.CUDA_LLAMA_CUDA_VERSION}`);
   }
   return args;
 }

@@ -82,6 +82,7 @@ const env = {
   CUDA_LLAMA_CUDA: '1',
   CUDA_LLAMA_CUDA_TOOLKIT: toolkitRoot,
   CUDA_LLAMA_NVCC: nvcc,
+  CUDA_LLAMA_CUDA_VERSION: version,
   // Local builds find the runtime libraries where they were built from, with no LD_LIBRARY_PATH.
   CUDA_LLAMA_CUDA_RPATH: join(toolkit.root, isWheel ? 'lib' : 'lib64'),
   ...(arch ? { CUDA_LLAMA_CUDA_ARCHITECTURES: arch } : {}),

@@ -22,7 +22,7 @@ import { buildDirName, cmakeJsArgs, findToolkit, repoRoot, say } from './build-c
 const require = createRequire(import.meta.url);
 const force = process.argv.includes('--force');
 const SETTING_NAMES = ['CUDA_LLAMA_CUDA', 'CUDA_LLAMA_CUDA_ARCHITECTURES', 'CUDA_LLAMA_CUDA_TOOLKIT', 'CUDA_LLAMA_NVCC',
-  'CUDA_LLAMA_CUDA_RPATH', 'CUDA_LLAMA_CPU_VARIANTS'];
+  'CUDA_LLAMA_CUDA_RPATH', 'CUDA_LLAMA_CUDA_VERSION', 'CUDA_LLAMA_CPU_VARIANTS'];
 
 /** Loads the prebuilt addon in a child process; returns null when it works here, else why not. */
 function prebuildProblem(dir) {
@@ -58,8 +58,8 @@ for (const name of SETTING_NAMES) {
 }
 if (settings.CUDA_LLAMA_CUDA === '0') for (const name of SETTING_NAMES.filter((n) => n.includes('CUDA_LLAMA_CUDA') || n === 'CUDA_LLAMA_NVCC')) delete settings[name];
 
-// `cmake-js build`, not `compile`: compile wipes the build folder after any failure, turning a
-// typo into a full llama.cpp rebuild.
+// `cmake-js configure` + `build`, not `compile`: compile wipes the build folder after any failure,
+// turning a typo into a full llama.cpp rebuild.
 const args = cmakeJsArgs({ ...process.env, ...settings });
 const hash = createHash('sha256');
 hash.update(JSON.stringify(args));
@@ -84,11 +84,15 @@ if (settings.CUDA_LLAMA_CUDA === '1') {
 }
 say(`building the addon and llama.cpp (${args.join(' ')}); the first build takes several minutes`);
 const started = Date.now();
-execFileSync(process.execPath, [require.resolve('cmake-js/bin/cmake-js'), 'build', ...args], {
-  cwd: repoRoot,
-  stdio: 'inherit',
-  env: { ...process.env, ...settings },
-});
+// Configure explicitly: `cmake-js build` alone skips configuration in a configured folder, and new
+// settings (CUDA on, other architectures) would be silently ignored. Configuring is incremental.
+for (const command of ['configure', 'build']) {
+  execFileSync(process.execPath, [require.resolve('cmake-js/bin/cmake-js'), command, ...args], {
+    cwd: repoRoot,
+    stdio: 'inherit',
+    env: { ...process.env, ...settings },
+  });
+}
 writeFileSync(stampFile, `${inputsHash}\n`);
 writeFileSync(settingsFile, `${JSON.stringify(settings, null, 2)}\n`);
 say(`native build done in ${((Date.now() - started) / 1000).toFixed(0)} s: ${readFileSync(join(buildDir, 'Release', 'cuda-llama-build.json'), 'utf8').replace(/\s+/g, ' ')}`);
