@@ -123,12 +123,15 @@ export class Llama {
     const cancel = new addon.CancelFlag();
     const onAbort = () => cancel.cancel();
     signal?.addEventListener('abort', onAbort, { once: true });
+    // A throwing progress callback stops the load and becomes its error (never reaches native code).
+    let callbackError: unknown;
     const onProgress = valid.onProgress
       ? (fraction: number) => {
           try {
             valid.onProgress?.(fraction);
-          } catch {
-            // a throwing progress callback must not fail the load
+          } catch (error) {
+            callbackError ??= error;
+            cancel.cancel();
           }
         }
       : undefined;
@@ -136,6 +139,7 @@ export class Llama {
     let context: NativeContext | undefined;
     try {
       native = await addon.Model.load(path, prepared.modelParams, onProgress, cancel);
+      if (callbackError !== undefined) throw callbackError;
       signal?.throwIfAborted();
       context = await addon.Context.create(native, prepared.contextParams);
       signal?.throwIfAborted();
@@ -145,6 +149,7 @@ export class Llama {
     } catch (error) {
       context?.dispose();
       native?.dispose();
+      if (callbackError !== undefined) throw callbackError;
       if (signal?.aborted) throw signal.reason;
       throw fromNativeError(error, callSite);
     } finally {

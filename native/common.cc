@@ -1,5 +1,7 @@
 #include "common.h"
 
+#include <algorithm>
+
 namespace cuda_llama {
 
 const napi_type_tag kModelTag = {0x6375646131a9aa01ULL, 0x6c6c616d61000001ULL};
@@ -12,6 +14,16 @@ Napi::Error MakeError(Napi::Env env, const char* code, const std::string& messag
   error.Set("code", Napi::String::New(env, code));
   if (status) error.Set("status", Napi::Number::New(env, *status));
   return error;
+}
+
+std::string TokenPiece(const llama_vocab* vocab, llama_token token, bool special) {
+  char buf[256];
+  int32_t n = llama_token_to_piece(vocab, token, buf, sizeof(buf), 0, special);
+  if (n >= 0) return std::string(buf, static_cast<size_t>(n));
+  std::string piece(static_cast<size_t>(-n), '\0');  // negative: the size it needs
+  n = llama_token_to_piece(vocab, token, piece.data(), static_cast<int32_t>(piece.size()), 0, special);
+  piece.resize(static_cast<size_t>(std::max(n, 0)));
+  return piece;
 }
 
 void TagObject(Napi::Object object, const napi_type_tag& tag) {

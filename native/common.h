@@ -22,7 +22,16 @@ inline constexpr const char* kContextCreate = "ERR_CONTEXT_CREATE";
 inline constexpr const char* kDecode = "ERR_DECODE";
 inline constexpr const char* kDisposed = "ERR_DISPOSED";
 inline constexpr const char* kQuantize = "ERR_QUANTIZE";
+inline constexpr const char* kContextFull = "ERR_CONTEXT_FULL";
+inline constexpr const char* kBusy = "ERR_BUSY";
+inline constexpr const char* kCudaUnavailable = "ERR_CUDA_UNAVAILABLE";
+// Not a user-facing code: lib/ rejects a cancelled load with the AbortSignal's reason instead.
+inline constexpr const char* kAborted = "ERR_ABORTED";
 }  // namespace code
+
+// A token's text as UTF-8 bytes (possibly part of a character). Never truncated: a piece longer
+// than the first buffer is fetched again at the size llama.cpp asks for. Any thread.
+std::string TokenPiece(const llama_vocab* vocab, llama_token token, bool special);
 
 // An Error with `code` (ours) and, when llama.cpp returned one, `status` (theirs).
 Napi::Error MakeError(Napi::Env env, const char* code, const std::string& message,

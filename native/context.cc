@@ -199,11 +199,9 @@ void RunGeneration(llama_context* ctx, GenerateJob* job) {
       job->stop_reason = "eog";
       break;
     }
-    char buf[256];
-    int32_t n = llama_token_to_piece(vocab, token, buf, sizeof(buf), 0, false);
     const double at_ms = MsSince(start);
     if (job->generated == 0) job->first_token_ms = at_ms;
-    EmitToken(job, token, std::string(buf, static_cast<size_t>(std::max(n, 0))), at_ms);
+    EmitToken(job, token, TokenPiece(vocab, token, false), at_ms);
     job->generated++;
     if (job->generated >= job->max_tokens) {
       job->stop_reason = "maxTokens";
@@ -373,7 +371,7 @@ Napi::Value Context::Generate(const Napi::CallbackInfo& info) {
   Napi::Int32Array prompt = info[0].As<Napi::Int32Array>();
   if (prompt.ElementLength() == 0) throw Napi::RangeError::New(env, "prompt has no tokens");
   if (prompt.ElementLength() >= llama_n_ctx(ctx)) {
-    throw MakeError(env, "ERR_CONTEXT_FULL", "prompt of " + std::to_string(prompt.ElementLength()) +
+    throw MakeError(env, code::kContextFull, "prompt of " + std::to_string(prompt.ElementLength()) +
                                                  " tokens does not fit a context of " + std::to_string(llama_n_ctx(ctx)));
   }
 
@@ -402,7 +400,7 @@ Napi::Value Context::Generate(const Napi::CallbackInfo& info) {
       // The finalizer settles the promise on the JS thread, once the context is idle again.
       [raw_job] { raw_job->on_token.Release(); });
   if (!posted) {
-    raw_job->error_code = "ERR_BUSY";
+    raw_job->error_code = code::kBusy;
     raw_job->error_message = "another generation is running on this context";
     raw_job->on_token.Release();
   }

@@ -25,7 +25,7 @@ class FitWorker : public PromiseWorker {
     for (const std::string& name : device_names_) {
       ggml_backend_dev_t dev = ggml_backend_dev_by_name(name.c_str());
       if (dev == nullptr) {
-        Fail("ERR_CUDA_UNAVAILABLE", "no device named " + name);
+        Fail(code::kCudaUnavailable, "no device named " + name);
         return;
       }
       devices_.push_back(dev);

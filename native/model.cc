@@ -101,7 +101,7 @@ class LoadWorker : public Napi::AsyncProgressWorker<float> {
   }
 
   void OnError(const Napi::Error&) override {
-    Napi::Error error = MakeError(Env(), cancelled_ ? "ERR_ABORTED" : code::kModelLoad, error_);
+    Napi::Error error = MakeError(Env(), cancelled_ ? code::kAborted : code::kModelLoad, error_);
     deferred_.Reject(error.Value());
   }
 
@@ -317,9 +317,8 @@ Napi::Value Model::TokenPiece(const Napi::CallbackInfo& info) {
   int32_t token = info[0].As<Napi::Number>().Int32Value();
   const llama_vocab* vocab = llama_model_get_vocab(model);
   CheckTokens(env, vocab, &token, 1);
-  char buf[256];
-  int32_t n = llama_token_to_piece(vocab, token, buf, sizeof(buf), 0, info[1].ToBoolean());
-  return Napi::Buffer<char>::Copy(env, buf, static_cast<size_t>(std::max(n, 0)));
+  std::string piece = cuda_llama::TokenPiece(vocab, token, info[1].ToBoolean());
+  return Napi::Buffer<char>::Copy(env, piece.data(), piece.size());
 }
 
 Napi::Value Model::ApplyChatTemplate(const Napi::CallbackInfo& info) {

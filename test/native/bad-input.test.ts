@@ -223,3 +223,23 @@ describe('files are checked against the copy on disk', () => {
     await model.dispose();
   });
 });
+
+describe('user callbacks', () => {
+  it('a throwing onProgress stops the load and becomes its error', async () => {
+    const boom = new Error('progress handler failed');
+    await expect(Llama.load(tiny, { gpu: 'cpu', mmap: false, onProgress: () => { throw boom; } })).rejects.toBe(boom);
+    const model = await Llama.load(tiny, { gpu: 'cpu', contextSize: 64 });
+    await model.dispose();
+  });
+
+  it('a throwing onText stops the generation and becomes its error', async () => {
+    const model = await Llama.load(tiny, { gpu: 'cpu', contextSize: 256 });
+    try {
+      const boom = new Error('text handler failed');
+      await expect(model.generate('x', { maxTokens: 50, onText: () => { throw boom; } })).rejects.toBe(boom);
+      expect((await model.generate('x', { maxTokens: 3, temperature: 0 })).tokens).toHaveLength(3);
+    } finally {
+      await model.dispose();
+    }
+  });
+});
