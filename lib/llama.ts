@@ -13,6 +13,7 @@ import { dryRun, formatPlan, type LoadPlan } from './plan.js';
 import { sampleGpus, type GpuTelemetry } from './telemetry.js';
 import { LlamaFileType, type NativeBackend, type NativeContext, type NativeDevice, type NativeModel } from './native.js';
 import { contextParams, resolveContextSize, validateLoadOptions, type LoadOptions } from './options.js';
+import { tune, type TuneOptions, type TuneResult } from './tune.js';
 import { expectString, optionalEnum, typeError } from './validate.js';
 
 export interface BuildReport {
@@ -144,7 +145,14 @@ export class Llama {
       context = await addon.Context.create(native, prepared.contextParams);
       signal?.throwIfAborted();
       const model = new LlamaModel({ binary: loaded, native, context, decision, path, fileSizeBytes: file.fileSizeBytes });
-      if (decision.target === 'cuda') await verifyPlacement(model, decision, valid);
+      try {
+        if (decision.target === 'cuda') await verifyPlacement(model, decision, valid);
+        if (valid.warmup !== false) await model.warmUp();
+        signal?.throwIfAborted();
+      } catch (error) {
+        await model.dispose();
+        throw error;
+      }
       return model;
     } catch (error) {
       context?.dispose();
@@ -201,6 +209,23 @@ export class Llama {
     if (logger !== null && typeof logger !== 'function') throw typeError('logger', 'a function or null', logger);
     installLogger(binary().addon, logger, optionalEnum('minLevel', minLevel, ['debug', 'info', 'warn', 'error'] as const));
     loggerInstalled = true;
+  }
+
+  /**
+   * Measures a few load configurations (CPU, full offload, llama.cpp's fit, flash attention off
+   * and on, the context the workload needs against the default one) for one workload on this
+   * machine, and recommends the fastest with the reasons in words and options to paste.
+   */
+  static async tune(path: string, options: TuneOptions = {}): Promise<TuneResult> {
+    expectString('path', path, { allowEmpty: false });
+    return tune({
+      load: (p, o) => Llama.load(p, o),
+      cudaUsable: () => {
+        const cuda = cudaAvailability(binary());
+        return cuda.available ? { usable: true } : { usable: false, reason: cuda.reason ?? 'unknown reason' };
+      },
+      defaultContextSize: async (p) => resolveContextSize(undefined, (await inspectModelFile(p)).trainingContextSize),
+    }, path, options);
   }
 
   /** Quantizes an F32/F16 GGUF with llama.cpp (used to make Q8_0 / Q4_0 test models). */

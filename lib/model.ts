@@ -181,6 +181,17 @@ export class LlamaModel implements AsyncDisposable {
     return this.stream(this.#chatPrompt(messages, template), rest);
   }
 
+  /**
+   * One throwaway decode (the model's BOS token, one greedy token), so that the next request does
+   * not pay first-use costs. load() calls it unless `warmup: false`; the KV cache is reset by
+   * every generation, so nothing of it stays behind.
+   */
+  async warmUp(): Promise<void> {
+    const bos = this.tokenize('', { addSpecial: true });
+    // Token 0 exists in every vocabulary; a model without BOS still gets a real decode.
+    await this.generate(bos.length > 0 ? bos : [0], { maxTokens: 1, temperature: 0 });
+  }
+
   /** Where every layer, tensor, cache and op of this model lives. Waits for running generations. */
   layerReport(): Promise<LayerReport> {
     return this.#enqueue(async () => {

@@ -62,6 +62,12 @@ export interface LoadOptions {
   offloadKvCache?: boolean;
   /** Memory-map the file (default: llama.cpp's choice) or read it. */
   mmap?: boolean;
+  /**
+   * Run one throwaway decode before load() returns (default true, as llama.cpp's own tools do), so
+   * the first request does not pay the cold start: weights paged in, compute buffers touched, GPU
+   * kernels and cuBLAS initialized. `false` makes load() faster and the first request slower.
+   */
+  warmup?: boolean;
   /** Load progress from 0 to 1. */
   onProgress?: (fraction: number) => void;
   /** Aborts the load; the promise rejects with `signal.reason` and nothing stays allocated. */
@@ -97,7 +103,7 @@ export interface GenerateOptions {
 
 const loadKeys = [
   'gpu', 'gpuLayers', 'mainGpu', 'splitMode', 'tensorSplit', 'contextSize', 'batchSize', 'ubatchSize', 'threads',
-  'threadsBatch', 'flashAttention', 'kvCacheType', 'offloadKvCache', 'mmap', 'onProgress', 'signal',
+  'threadsBatch', 'flashAttention', 'kvCacheType', 'offloadKvCache', 'mmap', 'warmup', 'onProgress', 'signal',
 ] as const;
 const generateKeys = [
   'maxTokens', 'temperature', 'topK', 'topP', 'minP', 'repeatPenalty', 'repeatLastN', 'seed', 'stop', 'signal',
@@ -145,6 +151,7 @@ export function validateLoadOptions(input: unknown): ValidLoadOptions {
   optionalEnum('options.kvCacheType', options.kvCacheType, Object.keys(ggmlTypeIds) as KvCacheType[]);
   optionalBoolean('options.offloadKvCache', options.offloadKvCache);
   optionalBoolean('options.mmap', options.mmap);
+  optionalBoolean('options.warmup', options.warmup);
   optionalFunction('options.onProgress', options.onProgress);
   optionalSignal('options.signal', options.signal);
   return { ...(options as LoadOptions), gpu };
