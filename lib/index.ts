@@ -17,3 +17,4 @@ export {
 } from './errors.js';
 export { CPU_FALLBACK_WARNING } from './gpu-policy.js';
 export type { GpuTelemetry, GpuReading, ThrottleReason } from './telemetry.js';
+export type { TuneOptions, TuneResult, TuneCandidate, TunedLoadOptions } from './tune.js';

@@ -1,0 +1,270 @@
+/**
+ * Tuning: measure a few load configurations for one stated workload (prompt length, output
+ * length) on this machine and recommend the fastest, with the reason in words and the options to
+ * paste. Measured, not estimated: what makes a GPU slower than the CPU (launch cost per token on a
+ * small model, a partial offload, an oversized context) shows up only when it is run.
+ */
+import { performance } from 'node:perf_hooks';
+import { CudaLlamaError } from './errors.js';
+import type { LayerReport } from './layer-report.js';
+import type { LlamaModel } from './model.js';
+import type { GpuPolicy, LoadOptions } from './options.js';
+import { expectObject, optionalEnum, optionalFunction, optionalInteger, rejectUnknownKeys } from './validate.js';
+
+export interface TuneOptions {
+  /** Prompt tokens per request. Default 512. */
+  promptTokens?: number;
+  /** Generated tokens per request. Default 128. */
+  outputTokens?: number;
+  /** Which devices may be tried: 'auto' (default) tries CUDA when usable and the CPU; 'cpu' or 'cuda' only those. */
+  gpu?: GpuPolicy;
+  /** CPU threads for every configuration. Default: the library's default. */
+  threads?: number;
+  /** Requests measured per configuration, after one warm-up request. Default 2. */
+  repetitions?: number;
+  /** Progress lines ("measuring full offload ..."). */
+  onProgress?: (message: string) => void;
+}
+
+/** Load options as they can be pasted: plain data, no callbacks. */
+export type TunedLoadOptions = Pick<LoadOptions, 'gpu' | 'gpuLayers' | 'contextSize' | 'flashAttention' | 'threads'>;
+
+export interface TuneCandidate {
+  name: string;
+  options: TunedLoadOptions;
+  /** Why it could not be measured (does not fit, no GPU); the numbers below are then absent. */
+  error?: string;
+  /** Median time for one request of the workload: time to first token + the rest of the output at the measured pace. */
+  requestMs?: number;
+  timeToFirstTokenMs?: number;
+  promptTokensPerSecond?: number;
+  tokensPerSecond?: number;
+  loadMs?: number;
+  kvCacheBytes?: number;
+  /** Bytes on GPUs (weights + KV + compute), from the layer report. */
+  gpuBytes?: number;
+  layerReport?: string;
+}
+
+export interface TuneResult {
+  workload: { promptTokens: number; outputTokens: number };
+  candidates: TuneCandidate[];
+  best: TuneCandidate;
+  /** The recommendation and why, in sentences. */
+  reasons: string[];
+  /** The winner's options, ready to pass to Llama.load. */
+  recommended: TunedLoadOptions;
+}
+
+/** Deterministic English-like text, for prompts of any length. */
+export function sampleText(paragraphs: number): string {
+  const parts: string[] = [];
+  for (let i = 0; i < paragraphs; i++) {
+    parts.push(`Chapter ${i + 1}. The river ran past the old mill, where the miller counted sacks of grain ` +
+      `by lamplight and wrote each number in a ledger bound with cracked leather. Travellers who stopped ` +
+      `for water heard him recite the totals aloud, season after season, as if the figures were a prayer.`);
+  }
+  return parts.join('\n\n');
+}
+
+/** Exactly `count` prompt tokens of sample text, tokenized by this model. */
+export function sampleTokens(model: LlamaModel, count: number): number[] {
+  let paragraphs = Math.max(1, Math.ceil(count / 50));
+  let ids = model.tokenize(sampleText(paragraphs));
+  while (ids.length < count) ids = model.tokenize(sampleText((paragraphs *= 2)));
+  return ids.slice(0, count);
+}
+
+/** The context a workload needs: prompt + output, rounded up to 256 (llama.cpp pads the KV cache to 256 anyway). */
+export function neededContextSize(promptTokens: number, outputTokens: number): number {
+  return Math.ceil((promptTokens + outputTokens + 1) / 256) * 256;
+}
+
+export interface TuneDeps {
+  load(path: string, options: LoadOptions): Promise<LlamaModel>;
+  cudaUsable(): { usable: boolean; reason?: string };
+  defaultContextSize(path: string): Promise<number>;
+}
+
+function gpuBytesOf(report: LayerReport): number {
+  return report.devices.filter((d) => !d.device.startsWith('CPU')).reduce((sum, d) => sum + d.weightsBytes + d.kvCacheBytes + d.computeBytes, 0);
+}
+
+function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = Math.floor(sorted.length / 2);
+  return sorted.length % 2 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
+}
+
+async function measure(deps: TuneDeps, path: string, candidate: TuneCandidate, work: { promptTokens: number; outputTokens: number; repetitions: number }): Promise<void> {
+  const started = performance.now();
+  let model: LlamaModel;
+  try {
+    model = await deps.load(path, candidate.options);
+  } catch (error) {
+    if (!(error instanceof CudaLlamaError)) throw error;
+    candidate.error = `${error.code}: ${error.message.split('\nRemedy:')[0]}`;
+    return;
+  }
+  candidate.loadMs = performance.now() - started;
+  try {
+    const prompt = sampleTokens(model, work.promptTokens);
+    const request = () => model.generate(prompt, { maxTokens: work.outputTokens, temperature: 0 });
+    await request(); // the first request after a load is not the steady state
+    const ttft: number[] = [];
+    const pp: number[] = [];
+    const tg: number[] = [];
+    for (let i = 0; i < work.repetitions; i++) {
+      const r = await request();
+      ttft.push(r.timings.timeToFirstTokenMs);
+      pp.push(r.timings.promptTokensPerSecond);
+      // A request that ended early (end of generation) still measured the pace of the tokens it made.
+      if (r.tokens.length > 1) tg.push(r.timings.tokensPerSecond);
+    }
+    candidate.timeToFirstTokenMs = median(ttft);
+    candidate.promptTokensPerSecond = median(pp);
+    candidate.tokensPerSecond = tg.length ? median(tg) : undefined;
+    // Random-weight or chatty models stop at different lengths; the request time is computed for
+    // exactly the stated output length, so configurations compare on the same work.
+    candidate.requestMs = candidate.timeToFirstTokenMs +
+      (candidate.tokensPerSecond ? ((work.outputTokens - 1) / candidate.tokensPerSecond) * 1000 : 0);
+    const report = await model.layerReport();
+    candidate.kvCacheBytes = report.kvCache.bytes;
+    candidate.gpuBytes = gpuBytesOf(report);
+    candidate.layerReport = report.summary;
+  } finally {
+    await model.dispose();
+  }
+}
+
+const mib = (bytes: number) => (bytes >= 2 ** 30 ? `${(bytes / 2 ** 30).toFixed(2)} GiB` : bytes >= 2 ** 20 ? `${(bytes / 2 ** 20).toFixed(0)} MiB` : `${(bytes / 1024).toFixed(0)} KiB`);
+const ms = (value: number) => `${value.toFixed(value < 100 ? 1 : 0)} ms`;
+
+function optionsText(options: TunedLoadOptions): string {
+  const parts = Object.entries(options).map(([k, v]) => `${k}: ${typeof v === 'string' ? `'${v}'` : v}`);
+  return `{ ${parts.join(', ')} }`;
+}
+
+export function validateTuneOptions(input: unknown): Required<Omit<TuneOptions, 'onProgress' | 'threads'>> & Pick<TuneOptions, 'onProgress' | 'threads'> {
+  const o = expectObject('options', input);
+  rejectUnknownKeys('options', o, ['promptTokens', 'outputTokens', 'gpu', 'threads', 'repetitions', 'onProgress'], {
+    prompt: 'use promptTokens', output: 'use outputTokens', maxTokens: 'use outputTokens', reps: 'use repetitions',
+  });
+  return {
+    promptTokens: optionalInteger('options.promptTokens', o.promptTokens, 1, 1_000_000) ?? 512,
+    outputTokens: optionalInteger('options.outputTokens', o.outputTokens, 1, 1_000_000) ?? 128,
+    gpu: optionalEnum('options.gpu', o.gpu, ['auto', 'cuda', 'cpu'] as const) ?? 'auto',
+    repetitions: optionalInteger('options.repetitions', o.repetitions, 1, 100) ?? 2,
+    threads: optionalInteger('options.threads', o.threads, 1, 1024),
+    onProgress: optionalFunction('options.onProgress', o.onProgress) as TuneOptions['onProgress'],
+  };
+}
+
+/**
+ * The candidates for this machine and workload. With CUDA: full offload, llama.cpp's fit
+ * ('auto'), flash attention off and on, and the CPU; on the CPU: flash attention off and on. Each
+ * at the context the workload needs, plus the default context once to show what it costs.
+ */
+export function tuneCandidates(opts: { cuda: boolean; allowCpu: boolean; neededContext: number; defaultContext: number; threads?: number }): TuneCandidate[] {
+  const ctx = opts.neededContext;
+  const t = opts.threads === undefined ? {} : { threads: opts.threads };
+  const list: TuneCandidate[] = [];
+  // On each device: llama.cpp's default flash-attention choice ('auto') at the needed context,
+  // off and on explicitly, and the default context once to show what a bigger window costs.
+  const variants = (device: string, base: TunedLoadOptions): TuneCandidate[] => [
+    { name: device, options: { ...base, contextSize: ctx, ...t } },
+    { name: `${device}, flash attention on`, options: { ...base, contextSize: ctx, flashAttention: 'on', ...t } },
+    { name: `${device}, flash attention off`, options: { ...base, contextSize: ctx, flashAttention: 'off', ...t } },
+    ...(opts.defaultContext !== ctx ? [{ name: `${device}, contextSize ${opts.defaultContext}`, options: { ...base, contextSize: opts.defaultContext, ...t } }] : []),
+  ];
+  if (opts.cuda) {
+    list.push(...variants('full offload', { gpu: 'cuda', gpuLayers: 'max' }));
+    list.push({ name: "llama.cpp's fit (gpuLayers 'auto')", options: { gpu: 'cuda', gpuLayers: 'auto', contextSize: ctx, ...t } });
+  }
+  if (opts.allowCpu) {
+    // Beside a GPU the CPU is the baseline, measured once; alone it gets the variants.
+    list.push(...(opts.cuda ? [{ name: 'CPU', options: { gpu: 'cpu' as const, contextSize: ctx, ...t } }] : variants('CPU', { gpu: 'cpu' })));
+  }
+  return list;
+}
+
+/** The recommendation in words, from the measured candidates. */
+export function tuneReasons(candidates: TuneCandidate[], best: TuneCandidate, work: { promptTokens: number; outputTokens: number }, cudaNote: string | undefined): string[] {
+  const ok = candidates.filter((c) => c.requestMs !== undefined);
+  const reasons: string[] = [];
+  const request = `a ${work.promptTokens}-token prompt with ${work.outputTokens} tokens out`;
+  reasons.push(`Fastest for ${request}: ${best.name}, ${ms(best.requestMs!)} per request (time to first token ${ms(best.timeToFirstTokenMs!)}, ${best.tokensPerSecond?.toFixed(1) ?? '?'} tok/s).`);
+  const isGpu = (c: TuneCandidate) => c.options.gpu === 'cuda';
+  const bestCpu = ok.filter((c) => !isGpu(c)).sort((a, b) => a.requestMs! - b.requestMs!)[0];
+  const bestGpu = ok.filter(isGpu).sort((a, b) => a.requestMs! - b.requestMs!)[0];
+  if (bestCpu && bestGpu) {
+    if (isGpu(best)) {
+      reasons.push(`${best.name} is ${(bestCpu.requestMs! / best.requestMs!).toFixed(1)}x faster than the CPU (${ms(bestCpu.requestMs!)} per request).`);
+    } else {
+      const perTokenNote = work.outputTokens <= 32 || (bestGpu.tokensPerSecond ?? 0) < (bestCpu.tokensPerSecond ?? 0)
+        ? ': for this model and output length the per-token cost of driving the GPU (kernel launches, synchronization) outweighs its compute'
+        : '';
+      reasons.push(`The CPU wins: ${ms(best.requestMs!)} per request against ${ms(bestGpu.requestMs!)} with ${bestGpu.name}${perTokenNote}.`);
+    }
+  } else if (cudaNote) {
+    reasons.push(cudaNote);
+  }
+  const fa = (value: 'on' | 'off') => ok.find((c) => c.options.gpu === best.options.gpu && c.options.flashAttention === value && c.options.contextSize === best.options.contextSize);
+  const on = fa('on');
+  const off = fa('off');
+  if (on && off) {
+    const faster = on.requestMs! <= off.requestMs! ? on : off;
+    const slower = faster === on ? off : on;
+    reasons.push(`Flash attention ${faster === on ? 'on' : 'off'} is ${(((slower.requestMs! / faster.requestMs!) - 1) * 100).toFixed(0)}% faster than ${faster === on ? 'off' : 'on'} here.`);
+  }
+  // The default-context candidate against the same placement at the context the workload needs.
+  const sameDevice = (c: TuneCandidate) => c.options.gpu === best.options.gpu && c.options.flashAttention === undefined;
+  const pair = ok.filter(sameDevice).filter((c, _, all) => all.some((o) => o !== c && o.options.gpuLayers === c.options.gpuLayers && o.options.contextSize !== c.options.contextSize));
+  const [small, big] = [...pair].sort((a, b) => a.options.contextSize! - b.options.contextSize!).filter((c, i, all) => i === 0 || i === all.length - 1);
+  if (big && small && big.kvCacheBytes !== undefined && small.kvCacheBytes !== undefined) {
+    const slower = (big.requestMs! / small.requestMs! - 1) * 100;
+    reasons.push(`A contextSize of ${big.options.contextSize} costs ${mib(big.kvCacheBytes)} of KV cache against ${mib(small.kvCacheBytes)} at ${small.options.contextSize}, ` +
+      `which this workload needs, and ${slower >= 0 ? `runs ${slower.toFixed(0)}% slower` : `costs no speed (it measured ${(-slower).toFixed(0)}% faster: noise)`}.`);
+  }
+  const failed = candidates.filter((c) => c.error);
+  for (const c of failed) reasons.push(`Not measured: ${c.name} (${c.error}).`);
+  reasons.push(`Paste: Llama.load(path, ${optionsText(best.options)})`);
+  return reasons;
+}
+
+export async function tune(deps: TuneDeps, path: string, options: TuneOptions): Promise<TuneResult> {
+  const o = validateTuneOptions(options);
+  const progress = o.onProgress ?? (() => {});
+  const cuda = deps.cudaUsable();
+  if (o.gpu === 'cuda' && !cuda.usable) {
+    // The same typed refusal a gpu: 'cuda' load gives, with its remedy.
+    const model = await deps.load(path, { gpu: 'cuda' });
+    await model.dispose();
+  }
+  const defaultContext = await deps.defaultContextSize(path);
+  const neededContext = neededContextSize(o.promptTokens, o.outputTokens);
+  const candidates = tuneCandidates({
+    cuda: o.gpu !== 'cpu' && cuda.usable,
+    allowCpu: o.gpu !== 'cuda',
+    neededContext,
+    defaultContext,
+    ...(o.threads === undefined ? {} : { threads: o.threads }),
+  });
+  const work = { promptTokens: o.promptTokens, outputTokens: o.outputTokens, repetitions: o.repetitions };
+  for (const c of candidates) {
+    progress(`measuring ${c.name} ${optionsText(c.options)}`);
+    await measure(deps, path, c, work);
+    progress(c.requestMs === undefined ? `  not measured: ${c.error}` : `  ${ms(c.requestMs)} per request (TTFT ${ms(c.timeToFirstTokenMs!)}, ${c.tokensPerSecond?.toFixed(1) ?? '?'} tok/s); ${c.layerReport}`);
+  }
+  const measured = candidates.filter((c) => c.requestMs !== undefined).sort((a, b) => a.requestMs! - b.requestMs!);
+  const best = measured[0];
+  if (!best) throw new Error(`no configuration could be measured: ${candidates.map((c) => `${c.name}: ${c.error}`).join('; ')}`);
+  const cudaNote = o.gpu === 'cpu' ? undefined : cuda.usable ? undefined : `CPU only: CUDA is not usable here (${cuda.reason ?? 'unknown reason'}); run \`npx cuda-llama doctor\` for the remedy.`;
+  return {
+    workload: { promptTokens: o.promptTokens, outputTokens: o.outputTokens },
+    candidates,
+    best,
+    reasons: tuneReasons(candidates, best, o, cudaNote),
+    recommended: best.options,
+  };
+}
