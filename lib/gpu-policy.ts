@@ -3,15 +3,13 @@
  * exact cause, when the GPU was asked for and cannot be had. What it decides is recorded so the
  * layer report can show it; an 'auto' fallback to the CPU is loud (a process warning), never silent.
  */
-import { existsSync } from 'node:fs';
-import { join } from 'node:path';
 import { ErrorCode, GpuError } from './errors.js';
-import type { LoadedBinary } from './load-native.js';
+import { CUDA_MODULE_FILE, CUDA_PACKAGE, type LoadedBinary } from './load-native.js';
 import type { NativeAddon, NativeContextParams, NativeModelParams } from './native.js';
 import type { LoadOptions } from './options.js';
 import { archSupportsDevice, sampleGpus } from './telemetry.js';
 
-export const CUDA_MODULE_FILE = 'libggml-cuda.so';
+export { CUDA_MODULE_FILE };
 export const CPU_FALLBACK_WARNING = 'CUDA_LLAMA_CPU_FALLBACK';
 
 export interface GpuDecision {
@@ -37,21 +35,21 @@ export interface CudaAvailability {
 }
 
 /** Why CUDA can or cannot be used with this binary, from the registry and the module file. */
-export function cudaAvailability(binary: Pick<LoadedBinary, 'addon' | 'dir'>): CudaAvailability {
-  const { addon, dir } = binary;
+export function cudaAvailability(binary: Pick<LoadedBinary, 'addon' | 'dir' | 'cudaModule'>): CudaAvailability {
+  const { addon, dir, cudaModule } = binary;
   const registry = addon.listBackends().find((b) => b.name === 'CUDA');
   if (!registry) {
-    const modulePath = join(dir, CUDA_MODULE_FILE);
-    if (!existsSync(modulePath)) {
+    if (!cudaModule) {
       return {
         available: false,
         devices: [],
-        reason: `the loaded binary (${dir}) has no CUDA backend: ${CUDA_MODULE_FILE} is not there (CPU-only build)`,
-        remedy: 'build the CUDA variant with `npm run build:cuda` (needs nvcc and cuBLAS, see README "GPU set-up"), or pass gpu: \'cpu\'',
+        reason: `the loaded binary (${dir}) has no CUDA backend: ${CUDA_MODULE_FILE} is not there (CPU-only build) and ${CUDA_PACKAGE} is not installed`,
+        remedy: `install the prebuilt CUDA module with \`npm install ${CUDA_PACKAGE}\`, or build the CUDA variant with \`npm run build:cuda\` (needs nvcc and cuBLAS, see README "GPU set-up"), or pass gpu: 'cpu'`,
       };
     }
-    const loadError = addon.probeLibrary(modulePath) ?? 'the module loaded but did not register a CUDA backend';
-    return { available: false, devices: [], reason: `${CUDA_MODULE_FILE} failed to load: ${loadError}`, remedy: remedyForLoadError(loadError) };
+    if (cudaModule.problem) return { available: false, devices: [], reason: `${cudaModule.problem}`, remedy: cudaModule.remedy };
+    const loadError = addon.probeLibrary(cudaModule.path) ?? 'the module loaded but did not register a CUDA backend';
+    return { available: false, devices: [], reason: `${cudaModule.path} failed to load: ${loadError}`, remedy: remedyForLoadError(loadError) };
   }
   const devices = addon.listDevices().filter((d) => d.backend === 'CUDA' && d.type === 'gpu').map((d) => d.name);
   if (devices.length === 0) {
@@ -89,7 +87,7 @@ export function remedyForLoadError(loadError: string): string {
   return 'rebuild the CUDA variant (`npm run build:cuda`), or pass gpu: \'cpu\'';
 }
 
-export function decideGpu(options: LoadOptions & { gpu: NonNullable<LoadOptions['gpu']> }, binary: Pick<LoadedBinary, 'addon' | 'dir'>): GpuDecision {
+export function decideGpu(options: LoadOptions & { gpu: NonNullable<LoadOptions['gpu']> }, binary: Pick<LoadedBinary, 'addon' | 'dir' | 'cudaModule'>): GpuDecision {
   const gpuLayers = options.gpuLayers ?? 'max';
   if (options.gpu === 'cpu') return { target: 'cpu', requested: 'cpu', devices: [], gpuLayers: 0, fallback: null };
   const cuda = cudaAvailability(binary);

@@ -34,6 +34,50 @@ export interface Candidate {
   dir: string;
 }
 
+/** npm package that carries the CUDA backend module for this platform (an optional install, see README). */
+export const CUDA_PACKAGE = `@cuda-llama/${process.platform}-${process.arch}-cuda13`;
+export const CUDA_MODULE_FILE = 'libggml-cuda.so';
+
+/** Where the CUDA backend module was found, if anywhere, and why it was not used when it was not. */
+export interface CudaModuleLocation {
+  path: string;
+  /** 'beside-addon': a local CUDA build or a prebuild folder; 'package': the optional CUDA package. */
+  source: 'beside-addon' | 'package';
+  /** The package's build metadata (variant, llama.cpp commit, CUDA architectures and version). */
+  metadata: BuildMetadata | null;
+  /** Set when the module was found but not loaded (e.g. built from another llama.cpp commit). */
+  problem?: string;
+  remedy?: string;
+}
+
+/**
+ * The CUDA module for an addon in `dir`: the one beside it wins (a local CUDA build ships both
+ * together); otherwise the optional CUDA package, used only when it was built from the same
+ * llama.cpp commit, because a module from another commit would be loaded against a libggml-base
+ * it was not compiled for.
+ */
+export function locateCudaModule(dir: string, addonMetadata: BuildMetadata | null, resolvePackage: (request: string) => string): CudaModuleLocation | null {
+  const beside = join(dir, CUDA_MODULE_FILE);
+  if (existsSync(beside)) return { path: beside, source: 'beside-addon', metadata: addonMetadata };
+  let packageDir: string;
+  try {
+    packageDir = dirname(resolvePackage(`${CUDA_PACKAGE}/package.json`));
+  } catch {
+    return null; // not installed: a CPU-only installation, which cudaAvailability explains
+  }
+  const location: CudaModuleLocation = { path: join(packageDir, CUDA_MODULE_FILE), source: 'package', metadata: readMetadata(packageDir) };
+  const wanted = addonMetadata?.llamaCppCommit;
+  const got = location.metadata?.llamaCppCommit;
+  if (!existsSync(location.path)) {
+    location.problem = `${CUDA_PACKAGE} is installed at ${packageDir} but has no ${CUDA_MODULE_FILE}`;
+    location.remedy = `reinstall it: \`npm install ${CUDA_PACKAGE}\``;
+  } else if (!wanted || !got || wanted !== got) {
+    location.problem = `${CUDA_PACKAGE} was built from llama.cpp ${got?.slice(0, 12) ?? 'unknown'}, the addon from ${wanted?.slice(0, 12) ?? 'unknown'}`;
+    location.remedy = `install the ${CUDA_PACKAGE} version that matches cuda-llama's (the same version number), or build the CUDA variant: \`npm run build:cuda\``;
+  }
+  return location;
+}
+
 export interface LoadedBinary {
   addon: NativeAddon;
   /** CUDA runtime libraries preloaded for the CUDA module (empty when the loader found them itself). */
@@ -42,6 +86,8 @@ export interface LoadedBinary {
   dir: string;
   path: string;
   metadata: BuildMetadata | null;
+  /** The CUDA backend module, beside the addon or from the optional CUDA package; null when there is none. */
+  cudaModule: CudaModuleLocation | null;
 }
 
 export interface CandidateFailure extends Candidate {
@@ -106,11 +152,15 @@ export function loadNativeBinary(candidates: Candidate[] = binaryCandidates(), r
     }
     try {
       const addon = requireFn(path) as NativeAddon;
+      const metadata = readMetadata(candidate.dir);
+      const cudaModule = locateCudaModule(candidate.dir, metadata, (request) => requireFn.resolve(request));
+      const usable = cudaModule !== null && cudaModule.problem === undefined;
       // Before ggml loads the CUDA module: make its runtime libraries findable if they are not.
-      const cudaModule = join(candidate.dir, 'libggml-cuda.so');
-      const cudaRuntime = existsSync(cudaModule) ? satisfyLibraries(addon, cudaModule, () => cudaLibraryDirs()) : null;
+      const cudaRuntime = usable ? satisfyLibraries(addon, cudaModule.path, () => cudaLibraryDirs()) : null;
       addon.loadBackendsFromDir(candidate.dir);
-      return { addon, cudaRuntime, source: candidate.source, dir: candidate.dir, path, metadata: readMetadata(candidate.dir) };
+      // ggml looks for modules in one folder at a time; the package's folder holds only the CUDA one.
+      if (usable && cudaModule.source === 'package') addon.loadBackendsFromDir(dirname(cudaModule.path));
+      return { addon, cudaRuntime, source: candidate.source, dir: candidate.dir, path, metadata, cudaModule };
     } catch (error) {
       failures.push({ ...candidate, reason: (error as Error).message.split('\n')[0] });
     }

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { describe, expect, it, vi } from 'vitest';
 import { ErrorCode, GpuError, NativeBindingError } from '../../lib/errors.js';
 import { CPU_FALLBACK_WARNING, CUDA_MODULE_FILE, cudaAvailability, decideGpu, modelParams, remedyForLoadError } from '../../lib/gpu-policy.js';
-import { binaryCandidates, loadNativeBinary, remediesFor } from '../../lib/load-native.js';
+import { CUDA_PACKAGE, binaryCandidates, loadNativeBinary, locateCudaModule, remediesFor } from '../../lib/load-native.js';
 import type { NativeAddon, NativeBackend, NativeDevice } from '../../lib/native.js';
 
 function fakeAddon(backends: NativeBackend[], devices: Partial<NativeDevice>[] = [], probe: string | null = null,
@@ -65,7 +65,7 @@ describe('binary candidates', () => {
 describe('GPU policy', () => {
   it("gpu: 'cuda' with a CPU-only build: ERR_CUDA_UNAVAILABLE naming the missing module", () => {
     const dir = mkdtempSync(join(tmpdir(), 'cuda-llama-cpuonly-'));
-    const binary = { addon: fakeAddon(cpuOnly), dir };
+    const binary = { addon: fakeAddon(cpuOnly), dir, cudaModule: null };
     expect(() => decideGpu({ gpu: 'cuda' }, binary)).toThrow(GpuError);
     expect(() => decideGpu({ gpu: 'cuda' }, binary)).toThrow(new RegExp(`${CUDA_MODULE_FILE} is not there`));
     try {
@@ -73,13 +73,53 @@ describe('GPU policy', () => {
     } catch (e) {
       expect((e as GpuError).code).toBe(ErrorCode.CUDA_UNAVAILABLE);
       expect((e as GpuError).remedy).toMatch(/build:cuda/);
+      expect((e as GpuError).remedy).toContain(`npm install ${CUDA_PACKAGE}`);
     }
+  });
+
+  it('uses the optional CUDA package only when it was built from the addon\'s llama.cpp commit', () => {
+    const addonDir = mkdtempSync(join(tmpdir(), 'cuda-llama-addon-'));
+    const packageDir = mkdtempSync(join(tmpdir(), 'cuda-llama-cudapkg-'));
+    writeFileSync(join(packageDir, 'package.json'), JSON.stringify({ name: CUDA_PACKAGE }));
+    const resolve = (request: string) => {
+      expect(request).toBe(`${CUDA_PACKAGE}/package.json`);
+      return join(packageDir, 'package.json');
+    };
+    const addonMetadata = { llamaCppCommit: 'de3ff815ea7d559ee917f063901b8986f038abc6' } as never;
+    // Not installed: no module, and the policy says what to install.
+    expect(locateCudaModule(addonDir, addonMetadata, () => {
+      throw new Error('Cannot find module');
+    })).toBeNull();
+    // Installed without its module.
+    expect(locateCudaModule(addonDir, addonMetadata, resolve)?.problem).toMatch(/has no libggml-cuda\.so/);
+    // Built from another llama.cpp: refused with the reason, never loaded.
+    writeFileSync(join(packageDir, CUDA_MODULE_FILE), '');
+    writeFileSync(join(packageDir, 'cuda-llama-build.json'), JSON.stringify({ variant: 'cuda', llamaCppCommit: '0123456789abcdef' }));
+    const other = locateCudaModule(addonDir, addonMetadata, resolve)!;
+    expect(other).toMatchObject({ source: 'package', path: join(packageDir, CUDA_MODULE_FILE) });
+    expect(other.problem).toBe(`${CUDA_PACKAGE} was built from llama.cpp 0123456789ab, the addon from de3ff815ea7d`);
+    const refused = cudaAvailability({ addon: fakeAddon(cpuOnly), dir: addonDir, cudaModule: other });
+    expect(refused).toMatchObject({ available: false, reason: other.problem });
+    expect(refused.remedy).toMatch(/matches cuda-llama's/);
+    // The same commit: used, and a load failure is reported from the package's path.
+    writeFileSync(join(packageDir, 'cuda-llama-build.json'), JSON.stringify({ variant: 'cuda', llamaCppCommit: 'de3ff815ea7d559ee917f063901b8986f038abc6', cudaArchitectures: '90-real' }));
+    const same = locateCudaModule(addonDir, addonMetadata, resolve)!;
+    expect(same.problem).toBeUndefined();
+    expect(same.metadata).toMatchObject({ variant: 'cuda', cudaArchitectures: '90-real' });
+    const failed = cudaAvailability({ addon: fakeAddon(cpuOnly, [], 'libcuda.so.1: cannot open shared object file'), dir: addonDir, cudaModule: same });
+    expect(failed.reason).toBe(`${same.path} failed to load: libcuda.so.1: cannot open shared object file`);
+    expect(failed.remedy).toMatch(/NVIDIA driver/);
+    // A module beside the addon (a local CUDA build) wins over the package.
+    writeFileSync(join(addonDir, CUDA_MODULE_FILE), '');
+    expect(locateCudaModule(addonDir, addonMetadata, resolve)?.source).toBe('beside-addon');
   });
 
   it('a CUDA module that fails to load: the dlopen reason and the install command', () => {
     const dir = mkdtempSync(join(tmpdir(), 'cuda-llama-badcuda-'));
     writeFileSync(join(dir, CUDA_MODULE_FILE), '');
-    const availability = cudaAvailability({ addon: fakeAddon(cpuOnly, [], 'libcublas.so.13: cannot open shared object file'), dir });
+    const cudaModule = locateCudaModule(dir, null, () => '/unused');
+    expect(cudaModule).toEqual({ path: join(dir, CUDA_MODULE_FILE), source: 'beside-addon', metadata: null });
+    const availability = cudaAvailability({ addon: fakeAddon(cpuOnly, [], 'libcublas.so.13: cannot open shared object file'), dir, cudaModule });
     expect(availability.available).toBe(false);
     expect(availability.reason).toMatch(/libcublas\.so\.13/);
     expect(availability.remedy).toMatch(/pip install "nvidia-cublas/);
@@ -88,14 +128,14 @@ describe('GPU policy', () => {
   });
 
   it('a CUDA backend with no device', () => {
-    const availability = cudaAvailability({ addon: fakeAddon([...cpuOnly, { name: 'CUDA', deviceCount: 0, features: {} }]), dir: '/x' });
+    const availability = cudaAvailability({ addon: fakeAddon([...cpuOnly, { name: 'CUDA', deviceCount: 0, features: {} }]), dir: '/x', cudaModule: null });
     expect(availability).toMatchObject({ available: false, reason: 'the CUDA backend loaded but found no CUDA device' });
   });
 
   it("gpu: 'auto' without CUDA falls back to the CPU with a coded warning and records why", () => {
     const dir = mkdtempSync(join(tmpdir(), 'cuda-llama-auto-'));
     const warn = vi.spyOn(process, 'emitWarning').mockImplementation(() => undefined);
-    const decision = decideGpu({ gpu: 'auto' }, { addon: fakeAddon(cpuOnly), dir });
+    const decision = decideGpu({ gpu: 'auto' }, { addon: fakeAddon(cpuOnly), dir, cudaModule: null });
     expect(decision).toMatchObject({ target: 'cpu', requested: 'auto', devices: [], gpuLayers: 0 });
     expect(decision.fallback?.reason).toMatch(/no CUDA backend/);
     expect(warn).toHaveBeenCalledWith(expect.stringMatching(/running on the CPU/), expect.objectContaining({ code: CPU_FALLBACK_WARNING }));
@@ -104,15 +144,15 @@ describe('GPU policy', () => {
 
   it('a GPU older than every compiled architecture is refused with the rebuild command', () => {
     const gpus = [{ name: 'CUDA0', backend: 'CUDA', type: 'gpu' as const }];
-    const old = cudaAvailability({ addon: fakeAddon(withCuda, gpus, null, '8.6'), dir: '/x' });
+    const old = cudaAvailability({ addon: fakeAddon(withCuda, gpus, null, '8.6'), dir: '/x', cudaModule: null });
     expect(old.available).toBe(false);
     expect(old.reason).toMatch(/compute capability 8\.6, older than every architecture this CUDA build contains \(900\)/);
     expect(old.remedy).toMatch(/--arch 86/);
-    expect(cudaAvailability({ addon: fakeAddon(withCuda, gpus, null, '9.0'), dir: '/x' }).available).toBe(true);
+    expect(cudaAvailability({ addon: fakeAddon(withCuda, gpus, null, '9.0'), dir: '/x', cudaModule: null }).available).toBe(true);
   });
 
   it("gpu: 'cuda' with a CUDA device: every layer on it, CPU excluded from placement", () => {
-    const binary = { addon: fakeAddon(withCuda, [{ name: 'CUDA0', backend: 'CUDA', type: 'gpu' }, { name: 'CPU', backend: 'CPU', type: 'cpu' }]), dir: '/x' };
+    const binary = { addon: fakeAddon(withCuda, [{ name: 'CUDA0', backend: 'CUDA', type: 'gpu' }, { name: 'CPU', backend: 'CPU', type: 'cpu' }]), dir: '/x', cudaModule: null };
     const decision = decideGpu({ gpu: 'cuda' }, binary);
     expect(decision).toMatchObject({ target: 'cuda', devices: ['CUDA0'], gpuLayers: 'max', fallback: null });
     expect(modelParams(decision, {})).toMatchObject({ devices: ['CUDA0'], nGpuLayers: -1 });
