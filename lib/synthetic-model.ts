@@ -232,6 +232,8 @@ export interface EnsureSyntheticModelOptions {
   vocabPath: string;
   seed?: number;
   chatTemplate?: string;
+  /** File-name prefix for a custom shape (default: the shape's name, or 'custom'). */
+  label?: string;
 }
 
 const inFlight = new Map<string, Promise<string>>();
@@ -255,7 +257,8 @@ export async function ensureSyntheticModel(opts: EnsureSyntheticModelOptions): P
     }))
     .digest('hex')
     .slice(0, 10);
-  const label = typeof opts.shape === 'string' ? opts.shape : 'custom';
+  const label = opts.label ?? (typeof opts.shape === 'string' ? opts.shape : 'custom');
+  if (!/^[\w.-]+$/.test(label)) throw new RangeError(`label must be a plain file-name part, got '${label}'`);
   const name = `${label}-${key}`;
   const path = join(opts.cacheDir, `${name}-s${seed}-f16.gguf`);
 

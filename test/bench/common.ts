@@ -6,11 +6,18 @@ import type { LoadOptions } from '../../lib/index.js';
 
 export const repoRoot = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 
+/** Prompt-processing sizes measured by every program (pp128, pp512, pp2048). */
+export const PROMPT_SIZES = [128, 512, 2048] as const;
+export type PromptSize = (typeof PROMPT_SIZES)[number];
+/** The size the sweeps and the per-configuration summaries use. */
 export const PROMPT_TOKENS = 512;
 export const GEN_TOKENS = 128;
 export const SHORT_PROMPT_TOKENS = 16;
-export const CONTEXT_SIZE = 2048;
-export const TARGET_RATIO = 0.97;
+/** Room for the longest prompt plus the one sampled token that ends a prompt measurement. */
+export const CONTEXT_SIZE = 4096;
+/** The training context the benchmark model declares, so the context-size sweep can go past 4096. */
+export const MODEL_CONTEXT_LENGTH = 32768;
+export const TARGET_RATIO = 0.98;
 
 export type ConfigName = 'cpu' | 'full' | 'partial';
 
@@ -62,4 +69,36 @@ export function git(args: string[]): string {
   } catch {
     return 'unknown';
   }
+}
+
+/** One cuda-llama-only configuration of the sweeps; `x` places it on the chart. */
+export interface SweepPoint {
+  group: 'attention and KV type' | 'context size' | 'gpuLayers';
+  name: string;
+  load: Pick<LoadOptions, 'gpu' | 'gpuLayers' | 'flashAttention' | 'kvCacheType' | 'contextSize'>;
+  x: number;
+}
+
+/**
+ * What the sweeps try. On the CPU: flash attention off/on, a q8_0 KV cache, and context sizes
+ * (the memory an oversized window costs). With a GPU the same on full offload, plus gpuLayers
+ * from none to all: the curve that shows where partial offload stops paying.
+ */
+export function sweepPoints(gpuMode: boolean, layerCount: number): SweepPoint[] {
+  const base: SweepPoint['load'] = gpuMode ? { gpu: 'cuda', gpuLayers: 'max' } : { gpu: 'cpu' };
+  const points: SweepPoint[] = [
+    { group: 'attention and KV type', name: 'flashAttention off, KV f16', load: { ...base, flashAttention: 'off', kvCacheType: 'f16' }, x: 0 },
+    { group: 'attention and KV type', name: 'flashAttention on, KV f16', load: { ...base, flashAttention: 'on', kvCacheType: 'f16' }, x: 1 },
+    { group: 'attention and KV type', name: 'flashAttention on, KV q8_0', load: { ...base, flashAttention: 'on', kvCacheType: 'q8_0' }, x: 2 },
+    ...[2048, 8192, MODEL_CONTEXT_LENGTH].map((contextSize, i): SweepPoint => (
+      { group: 'context size', name: `contextSize ${contextSize}`, load: { ...base, contextSize }, x: i })),
+  ];
+  if (gpuMode) {
+    const steps = [...new Set([0, Math.round(layerCount / 4), Math.round(layerCount / 2), Math.round((3 * layerCount) / 4), layerCount])];
+    for (const n of steps) {
+      points.push({ group: 'gpuLayers', name: n === 0 ? 'gpu: cpu' : `gpuLayers ${n}`, load: n === 0 ? { gpu: 'cpu' } : { gpu: 'cuda', gpuLayers: n }, x: n });
+    }
+    points.push({ group: 'gpuLayers', name: "gpuLayers 'max' (output layer too)", load: { gpu: 'cuda', gpuLayers: 'max' }, x: layerCount + 1 });
+  }
+  return points;
 }

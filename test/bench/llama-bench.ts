@@ -1,7 +1,7 @@
 /** llama.cpp's llama-bench: built from our build folder, run once per repetition, its JSON parsed and checked. */
 import { spawn, spawnSync } from 'node:child_process';
 import { join } from 'node:path';
-import { GEN_TOKENS, PROMPT_TOKENS, fail, repoRoot, type BenchConfig } from './common.js';
+import { GEN_TOKENS, PROMPT_SIZES, fail, repoRoot, type BenchConfig, type PromptSize } from './common.js';
 
 export const llamaBenchDir = join(repoRoot, 'build', 'Release');
 export const llamaBenchPath = join(llamaBenchDir, 'llama-bench');
@@ -22,7 +22,8 @@ export interface LlamaBenchEntry {
 }
 
 export interface LlamaBenchRun {
-  pp: LlamaBenchEntry;
+  /** One row per prompt size (pp128, pp512, pp2048). */
+  pp: Record<PromptSize, LlamaBenchEntry>;
   tg: LlamaBenchEntry;
 }
 
@@ -40,7 +41,7 @@ export function llamaBenchArgs(model: string, threads: number, reps: number, con
   // build cannot offload large prompt batches to a GPU behind the CPU-only label. Batch, ubatch,
   // flash attention (-fa) and KV type stay at llama-bench's defaults, which are llama.cpp's, as
   // ours are; its --fit-target stays off, so -ngl is taken as given, as gpuLayers is.
-  return ['-m', model, '-p', String(PROMPT_TOKENS), '-n', String(GEN_TOKENS), '-t', String(threads),
+  return ['-m', model, '-p', PROMPT_SIZES.join(','), '-n', String(GEN_TOKENS), '-t', String(threads),
     '-r', String(reps), '-ngl', String(config.ngl), '-dev', config.dev, '-o', 'json'];
 }
 
@@ -83,12 +84,14 @@ export function runLlamaBench(model: string, threads: number, config: BenchConfi
       }
       try {
         const entries = JSON.parse(out) as LlamaBenchEntry[];
-        const pp = entries.find((e) => e.n_prompt === PROMPT_TOKENS && e.n_gen === 0);
-        const tg = entries.find((e) => e.n_prompt === 0 && e.n_gen === GEN_TOKENS);
-        if (!pp || !tg) throw new Error(`no pp${PROMPT_TOKENS}/tg${GEN_TOKENS} rows in: ${out}`);
-        checkPlacement(pp, config);
-        checkPlacement(tg, config);
-        resolve({ pp, tg });
+        const row = (nPrompt: number, nGen: number, label: string) => {
+          const entry = entries.find((e) => e.n_prompt === nPrompt && e.n_gen === nGen);
+          if (!entry) throw new Error(`no ${label} row in: ${out}`);
+          checkPlacement(entry, config);
+          return entry;
+        };
+        const pp = Object.fromEntries(PROMPT_SIZES.map((n) => [n, row(n, 0, `pp${n}`)])) as Record<PromptSize, LlamaBenchEntry>;
+        resolve({ pp, tg: row(0, GEN_TOKENS, `tg${GEN_TOKENS}`) });
       } catch (error) {
         reject(error);
       }

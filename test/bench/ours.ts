@@ -1,52 +1,117 @@
-/** cuda-llama's side of one repetition: load, warm up, then TTFT, pp512 and tg128 on one model. */
+/** cuda-llama's side: one repetition of the workload on one model, and the cold-versus-warm request. */
 import { performance } from 'node:perf_hooks';
-import { Llama, type ContextInfo, type LlamaModel, type LoadOptions } from '../../lib/index.js';
-import { GEN_TOKENS, PROMPT_TOKENS } from './common.js';
-
-/** Deterministic English-like text, long enough to tokenize to well over 512 tokens. */
-export function longText(paragraphs: number): string {
-  const parts: string[] = [];
-  for (let i = 0; i < paragraphs; i++) {
-    parts.push(`Chapter ${i + 1}. The river ran past the old mill, where the miller counted sacks of grain ` +
-      `by lamplight and wrote each number in a ledger bound with cracked leather. Travellers who stopped ` +
-      `for water heard him recite the totals aloud, season after season, as if the figures were a prayer.`);
-  }
-  return parts.join('\n\n');
-}
+import { Llama, type ContextInfo, type LayerReport, type LlamaModel, type LoadOptions } from '../../lib/index.js';
+import { GEN_TOKENS, SHORT_PROMPT_TOKENS } from './common.js';
 
 export interface OursRun {
+  /** Llama.load with warmup: false: file, weights, context; what node-llama-cpp's load also does. */
   loadMs: number;
+  /** model.warmUp() right after that load: the cold-start cost load() takes by default. */
+  warmupMs: number;
   ttftMs: number;
-  ppTokensPerSecond: number;
+  /** Prompt tokens per second, by prompt size. */
+  pp: Record<number, number>;
   tgTokensPerSecond: number;
   tgGeneratedTokens: number;
   tgStopReason: string;
   contextInfo: ContextInfo;
+  /** KV-cache bytes over all devices, from the layer report (when asked for). */
+  kvCacheBytes?: number;
+  layerReport?: LayerReport;
 }
 
-export async function runOurs(path: string, loadOptions: LoadOptions, shortPrompt: number[], longPrompt: number[]): Promise<OursRun> {
+export interface OursWorkload {
+  shortPrompt: number[];
+  /** At least as long as the largest prompt size; each pp run takes its first n tokens. */
+  longPrompt: number[];
+  promptSizes: readonly number[];
+  /** Also take the layer report (KV bytes per device): the sweeps want it, the comparison does not. */
+  withReport?: boolean;
+}
+
+export async function runOurs(path: string, loadOptions: LoadOptions, work: OursWorkload): Promise<OursRun> {
   const started = performance.now();
-  const model: LlamaModel = await Llama.load(path, loadOptions);
+  const model: LlamaModel = await Llama.load(path, { ...loadOptions, warmup: false });
   const loadMs = performance.now() - started;
   try {
-    // The same warm-up as llama-bench's (a full prompt batch, then one token): a short one would
-    // leave most of the 512-token compute buffer untouched, and the first pp512 would pay its
-    // page faults.
-    await model.generate(longPrompt, { maxTokens: 2, temperature: 0 });
-    const ttft = await model.generate(shortPrompt, { maxTokens: 1, temperature: 0 });
-    const pp = await model.generate(longPrompt, { maxTokens: 1, temperature: 0 });
-    if (pp.promptTokens !== PROMPT_TOKENS) throw new Error(`expected ${PROMPT_TOKENS} prompt tokens, got ${pp.promptTokens}`);
-    const tg = await model.generate(shortPrompt, { maxTokens: GEN_TOKENS, temperature: 0, seed: 1 });
+    const warmStarted = performance.now();
+    await model.warmUp();
+    const warmupMs = performance.now() - warmStarted;
+    // The same warm-up as llama-bench's (a full prompt batch, then one token): a one-token one
+    // leaves most of the 512-token compute buffer untouched, and the first pp run would pay its
+    // page faults. Excluded, like llama-bench's.
+    await model.generate(work.longPrompt.slice(0, 512), { maxTokens: 2, temperature: 0 });
+    const ttft = await model.generate(work.shortPrompt, { maxTokens: 1, temperature: 0 });
+    const pp: Record<number, number> = {};
+    for (const size of work.promptSizes) {
+      const run = await model.generate(work.longPrompt.slice(0, size), { maxTokens: 1, temperature: 0 });
+      if (run.promptTokens !== size) throw new Error(`expected ${size} prompt tokens, got ${run.promptTokens}`);
+      pp[size] = run.timings.promptTokensPerSecond;
+    }
+    const tg = await model.generate(work.shortPrompt, { maxTokens: GEN_TOKENS, temperature: 0, seed: 1 });
+    const report = work.withReport ? await model.layerReport() : undefined;
     return {
       loadMs,
+      warmupMs,
       ttftMs: ttft.timings.timeToFirstTokenMs,
-      ppTokensPerSecond: pp.timings.promptTokensPerSecond,
+      pp,
       tgTokensPerSecond: tg.timings.tokensPerSecond,
       tgGeneratedTokens: tg.tokens.length,
       tgStopReason: tg.stopReason,
       contextInfo: model.contextInfo,
+      ...(report ? { layerReport: report, kvCacheBytes: report.kvCache.bytes } : {}),
     };
   } finally {
     await model.dispose();
   }
 }
+
+/** The same short request (16-token prompt, 16 tokens out) timed right after load and again. */
+export interface ColdWarmRun {
+  /** Llama.load with warmup: false, then the request twice. */
+  loadMs: number;
+  coldRequestMs: number;
+  coldTtftMs: number;
+  warmRequestMs: number;
+  warmTtftMs: number;
+  /** Llama.load with the default warmup: true, then the request once. */
+  loadWithWarmupMs: number;
+  requestAfterWarmupMs: number;
+  ttftAfterWarmupMs: number;
+}
+
+export const COLD_REQUEST_TOKENS = 16;
+
+export async function runColdWarm(path: string, loadOptions: LoadOptions, shortPrompt: number[]): Promise<ColdWarmRun> {
+  const request = (model: LlamaModel) => model.generate(shortPrompt.slice(0, SHORT_PROMPT_TOKENS), { maxTokens: COLD_REQUEST_TOKENS, temperature: 0 });
+  let started = performance.now();
+  const cold = await Llama.load(path, { ...loadOptions, warmup: false });
+  const loadMs = performance.now() - started;
+  let first, second;
+  try {
+    first = await request(cold);
+    second = await request(cold);
+  } finally {
+    await cold.dispose();
+  }
+  started = performance.now();
+  const warmed = await Llama.load(path, { ...loadOptions, warmup: true });
+  const loadWithWarmupMs = performance.now() - started;
+  let afterWarmup;
+  try {
+    afterWarmup = await request(warmed);
+  } finally {
+    await warmed.dispose();
+  }
+  return {
+    loadMs,
+    coldRequestMs: first.timings.totalMs,
+    coldTtftMs: first.timings.timeToFirstTokenMs,
+    warmRequestMs: second.timings.totalMs,
+    warmTtftMs: second.timings.timeToFirstTokenMs,
+    loadWithWarmupMs,
+    requestAfterWarmupMs: afterWarmup.timings.totalMs,
+    ttftAfterWarmupMs: afterWarmup.timings.timeToFirstTokenMs,
+  };
+}
+

@@ -1,9 +1,10 @@
 /** From measured runs to numbers, markdown tables, notes and the docs page. */
 import type { LayerReport } from '../../lib/index.js';
-import { CONTEXT_SIZE, GEN_TOKENS, PROMPT_TOKENS, SHORT_PROMPT_TOKENS, TARGET_RATIO, isGpuConfig, type BenchConfig } from './common.js';
+import { CONTEXT_SIZE, GEN_TOKENS, PROMPT_SIZES, PROMPT_TOKENS, SHORT_PROMPT_TOKENS, TARGET_RATIO, isGpuConfig, type BenchConfig, type SweepPoint } from './common.js';
 import type { GpuWindow } from './gpu.js';
 import { llamaBenchArgs, type LlamaBenchRun } from './llama-bench.js';
-import type { OursRun } from './ours.js';
+import type { NodeLlamaCppRun } from './node-llama-cpp.js';
+import { COLD_REQUEST_TOKENS, type ColdWarmRun, type OursRun } from './ours.js';
 import { spread, stats, type Interference, type Measured, type Stats } from './stats.js';
 
 export function fmt(value: number, digits: number): string {
@@ -14,16 +15,29 @@ export function pct(share: number): string {
   return `${(share * 100).toFixed(1)}%`;
 }
 
+export function mib(bytes: number): string {
+  return `${(bytes / 2 ** 20).toFixed(0)} MiB`;
+}
+
 export function othersNote(i: Interference | null): string {
   return i ? `; other processes ${pct(i.otherProcesses)}, steal ${pct(i.steal)}` : '';
 }
 
-function cell(s: Stats, digits: number): string {
+function cell(s: Stats | undefined, digits: number): string {
+  if (!s) return '—';
   return s.samples.length === 1 ? fmt(s.median, digits) : `${fmt(s.median, digits)} (${fmt(s.min, digits)}–${fmt(s.max, digits)})`;
 }
 
-function ratioCell(ratio: number): string {
+/** Ours against llama-bench: the same engine, so anything under the target is overhead of ours. */
+function ratioCell(ratio: number | undefined): string {
+  if (ratio === undefined) return '—';
   return `${ratio.toFixed(3)} ${ratio >= TARGET_RATIO ? 'ok' : `**below ${TARGET_RATIO}**`}`;
+}
+
+/** Ours against node-llama-cpp, as "how many times better": above 1 we are ahead. */
+function aheadCell(factor: number | undefined): string {
+  if (factor === undefined) return '—';
+  return `${factor.toFixed(2)}x ${factor >= 1 ? 'ahead' : '**behind**'}`;
 }
 
 export type Sampled<T> = Measured<T> & { gpu?: GpuWindow };
@@ -33,32 +47,32 @@ export interface ConfigRuns {
   config: BenchConfig;
   ours: Sampled<OursRun>[];
   bench: Sampled<LlamaBenchRun>[];
+  nodeLlamaCpp: Sampled<NodeLlamaCppRun>[];
   /** From the excluded warm-up load; only with --gpu. */
   layerReport?: LayerReport;
 }
 
 export type ConfigSummary = ReturnType<typeof summarizeConfig>;
 
-/** `gpuMode` adds the placement and NVML fields; without it the shape is the CPU-only result's, unchanged. */
+const ppKey = (n: number) => `pp${n}`;
+
+/** `gpuMode` adds the placement and NVML fields. */
 export function summarizeConfig(runs: ConfigRuns, modelPath: string, threads: number, gpuMode: boolean) {
-  const { config, ours, bench } = runs;
-  const loadMs = stats(ours.map((o) => o.loadMs));
-  const ttftMs = stats(ours.map((o) => o.ttftMs));
-  const oursPp = stats(ours.map((o) => o.ppTokensPerSecond));
-  const oursTg = stats(ours.map((o) => o.tgTokensPerSecond));
-  const benchPp = stats(bench.map((b) => b.pp.avg_ts));
-  const benchTg = stats(bench.map((b) => b.tg.avg_ts));
-  const tgCounts = [...new Set(ours.map((o) => o.tgGeneratedTokens))];
-  const contextInfo = ours[0]!.contextInfo;
-  const first = bench[0]!;
+  const { config, ours, bench, nodeLlamaCpp } = runs;
   const sampled = gpuMode && isGpuConfig(config);
+  const oursPp = Object.fromEntries(PROMPT_SIZES.map((n) => [ppKey(n), stats(ours.map((o) => o.pp[n]!))]));
+  const benchPp = Object.fromEntries(PROMPT_SIZES.map((n) => [ppKey(n), stats(bench.map((b) => b.pp[n].avg_ts))]));
+  const nlcPp = nodeLlamaCpp.length ? Object.fromEntries(PROMPT_SIZES.map((n) => [ppKey(n), stats(nodeLlamaCpp.map((r) => r.pp[n]!))])) : undefined;
+  const tgCounts = [...new Set(ours.map((o) => o.tgGeneratedTokens))];
+  const first = bench[0]!;
 
   const cudaLlama = {
-    contextInfo,
-    loadMs,
-    timeToFirstTokenMs: ttftMs,
-    pp512TokensPerSecond: oursPp,
-    tg128TokensPerSecond: oursTg,
+    contextInfo: ours[0]!.contextInfo,
+    loadMs: stats(ours.map((o) => o.loadMs)),
+    warmupMs: stats(ours.map((o) => o.warmupMs)),
+    timeToFirstTokenMs: stats(ours.map((o) => o.ttftMs)),
+    ppTokensPerSecond: oursPp,
+    tg128TokensPerSecond: stats(ours.map((o) => o.tgTokensPerSecond)),
     tg128GeneratedTokens: ours.map((o) => o.tgGeneratedTokens),
     tg128StopReasons: ours.map((o) => o.tgStopReason),
     interference: ours.map((o) => o.interference),
@@ -66,29 +80,58 @@ export function summarizeConfig(runs: ConfigRuns, modelPath: string, threads: nu
   };
   const llamaBench = {
     command: `build/Release/llama-bench ${llamaBenchArgs(modelPath, threads, 1, config).join(' ')}`,
-    nBatch: first.pp.n_batch,
-    nUbatch: first.pp.n_ubatch,
-    nThreads: first.pp.n_threads,
-    flashAttn: first.pp.flash_attn ?? null,
-    typeK: first.pp.type_k ?? null,
-    ...(gpuMode ? { nGpuLayers: first.pp.n_gpu_layers, devices: first.pp.devices, backends: first.pp.backends ?? null, gpuInfo: first.pp.gpu_info ?? null } : {}),
-    pp512TokensPerSecond: benchPp,
-    tg128TokensPerSecond: benchTg,
+    nBatch: first.tg.n_batch,
+    nUbatch: first.tg.n_ubatch,
+    nThreads: first.tg.n_threads,
+    flashAttn: first.tg.flash_attn ?? null,
+    typeK: first.tg.type_k ?? null,
+    ...(gpuMode ? { nGpuLayers: first.tg.n_gpu_layers, devices: first.tg.devices, backends: first.tg.backends ?? null, gpuInfo: first.tg.gpu_info ?? null } : {}),
+    ppTokensPerSecond: benchPp,
+    tg128TokensPerSecond: stats(bench.map((b) => b.tg.avg_ts)),
     interference: bench.map((b) => b.interference),
     ...(sampled ? { gpu: bench.map((b) => b.gpu ?? null) } : {}),
   };
-  const ratios = { pp512: oursPp.median / benchPp.median, tg128: oursTg.median / benchTg.median, target: TARGET_RATIO };
+  const nodeLlama = nodeLlamaCpp.length
+    ? {
+        binary: nodeLlamaCpp[0]!.binary,
+        settings: { contextSize: nodeLlamaCpp[0]!.contextSize, threads: nodeLlamaCpp[0]!.threads, batchSize: nodeLlamaCpp[0]!.batchSize },
+        bindingLoadMs: stats(nodeLlamaCpp.map((r) => r.bindingLoadMs)),
+        loadMs: stats(nodeLlamaCpp.map((r) => r.loadMs)),
+        timeToFirstTokenMs: stats(nodeLlamaCpp.map((r) => r.ttftMs)),
+        ppTokensPerSecond: nlcPp!,
+        tg128TokensPerSecond: stats(nodeLlamaCpp.map((r) => r.tgTokensPerSecond)),
+        tg128GeneratedTokens: nodeLlamaCpp.map((r) => r.tgGeneratedTokens),
+        interference: nodeLlamaCpp.map((r) => r.interference),
+        ...(sampled ? { gpu: nodeLlamaCpp.map((r) => r.gpu ?? null) } : {}),
+      }
+    : undefined;
 
+  const vsLlamaBench: Record<string, number> = {};
+  for (const n of PROMPT_SIZES) vsLlamaBench[ppKey(n)] = oursPp[ppKey(n)]!.median / benchPp[ppKey(n)]!.median;
+  vsLlamaBench[`tg${GEN_TOKENS}`] = cudaLlama.tg128TokensPerSecond.median / llamaBench.tg128TokensPerSecond.median;
+  // Times: theirs / ours; throughput: ours / theirs. Either way above 1 means we are ahead.
+  const vsNodeLlamaCpp: Record<string, number> | undefined = nodeLlama
+    ? {
+        loadMs: nodeLlama.loadMs.median / cudaLlama.loadMs.median,
+        timeToFirstTokenMs: nodeLlama.timeToFirstTokenMs.median / cudaLlama.timeToFirstTokenMs.median,
+        ...Object.fromEntries(PROMPT_SIZES.map((n) => [ppKey(n), oursPp[ppKey(n)]!.median / nlcPp![ppKey(n)]!.median])),
+        [`tg${GEN_TOKENS}`]: cudaLlama.tg128TokensPerSecond.median / nodeLlama.tg128TokensPerSecond.median,
+      }
+    : undefined;
+  const ratios = { vsLlamaBench, targetVsLlamaBench: TARGET_RATIO, ...(vsNodeLlamaCpp ? { vsNodeLlamaCpp } : {}) };
+
+  const nlcCol = (s: Stats | undefined, digits: number) => (nodeLlama ? ` ${cell(s, digits)} |` : '');
+  const aheadCol = (key: string) => (vsNodeLlamaCpp ? ` ${aheadCell(vsNodeLlamaCpp[key])} |` : '');
   const table = [
-    `| metric | cuda-llama median (min–max) | llama-bench median (min–max) | ratio (target ≥ ${TARGET_RATIO}) |`,
-    '|---|---|---|---|',
-    `| load time (ms) | ${cell(loadMs, 0)} | — | — |`,
-    `| time to first token, ${SHORT_PROMPT_TOKENS}-token prompt, ${CONTEXT_SIZE} context (ms) | ${cell(ttftMs, 1)} | — (no TTFT reference) | — |`,
-    `| prompt processing pp${PROMPT_TOKENS} (tok/s) | ${cell(oursPp, 2)} | ${cell(benchPp, 2)} | ${ratioCell(ratios.pp512)} |`,
-    `| generation tg${GEN_TOKENS} (tok/s) | ${cell(oursTg, 2)}${tgCounts.some((n) => n < GEN_TOKENS) ? ` (${tgCounts.join('/')} tokens)` : ''} | ${cell(benchTg, 2)} | ${ratioCell(ratios.tg128)} |`,
+    `| metric | cuda-llama median (min–max) | llama-bench median (min–max) |${nodeLlama ? ' node-llama-cpp median (min–max) |' : ''} cuda-llama / llama-bench (target ≥ ${TARGET_RATIO}) |${nodeLlama ? ' cuda-llama vs node-llama-cpp |' : ''}`,
+    `|---|---|---|${nodeLlama ? '---|' : ''}---|${nodeLlama ? '---|' : ''}`,
+    `| load time, model + context (ms) | ${cell(cudaLlama.loadMs, 0)} | — |${nlcCol(nodeLlama?.loadMs, 0)} — |${aheadCol('loadMs')}`,
+    `| time to first token, ${SHORT_PROMPT_TOKENS}-token prompt, ${CONTEXT_SIZE} context (ms) | ${cell(cudaLlama.timeToFirstTokenMs, 1)} | — (no TTFT measurement) |${nlcCol(nodeLlama?.timeToFirstTokenMs, 1)} — |${aheadCol('timeToFirstTokenMs')}`,
+    ...PROMPT_SIZES.map((n) => `| prompt processing pp${n} (tok/s) | ${cell(oursPp[ppKey(n)], 2)} | ${cell(benchPp[ppKey(n)], 2)} |${nlcCol(nlcPp?.[ppKey(n)], 2)} ${ratioCell(vsLlamaBench[ppKey(n)])} |${aheadCol(ppKey(n))}`),
+    `| generation tg${GEN_TOKENS} (tok/s) | ${cell(cudaLlama.tg128TokensPerSecond, 2)}${tgCounts.some((n) => n < GEN_TOKENS) ? ` (${tgCounts.join('/')} tokens)` : ''} | ${cell(llamaBench.tg128TokensPerSecond, 2)} |${nlcCol(nodeLlama?.tg128TokensPerSecond, 2)} ${ratioCell(vsLlamaBench[`tg${GEN_TOKENS}`])} |${aheadCol(`tg${GEN_TOKENS}`)}`,
   ].join('\n');
 
-  return { config, layerReport: runs.layerReport, cudaLlama, llamaBench, ratios, table, tgCounts, runs };
+  return { config, layerReport: runs.layerReport, cudaLlama, llamaBench, nodeLlamaCpp: nodeLlama, ratios, table, tgCounts, runs };
 }
 
 /** How cuda-llama and llama-bench were told to place the model. */
@@ -98,14 +141,14 @@ export function placementLabel(config: BenchConfig): string {
   return `gpu: '${config.load.gpu}'${gpuLayers} / -ngl ${config.ngl} -dev ${config.dev}`;
 }
 
-/** One row per configuration, for reading the three side by side. */
+/** One row per configuration, for reading the GPU placements side by side. */
 export function overviewTable(summaries: ConfigSummary[]): string {
   return [
     `| configuration | cuda-llama / llama-bench placement | layer report | pp${PROMPT_TOKENS} cuda-llama | pp${PROMPT_TOKENS} llama-bench | ratio | tg${GEN_TOKENS} cuda-llama | tg${GEN_TOKENS} llama-bench | ratio |`,
     '|---|---|---|---|---|---|---|---|---|',
     ...summaries.map((s) => `| ${s.config.name} | ${placementLabel(s.config)} | ${s.layerReport?.summary ?? '—'} | ` +
-      `${fmt(s.cudaLlama.pp512TokensPerSecond.median, 2)} | ${fmt(s.llamaBench.pp512TokensPerSecond.median, 2)} | ${ratioCell(s.ratios.pp512)} | ` +
-      `${fmt(s.cudaLlama.tg128TokensPerSecond.median, 2)} | ${fmt(s.llamaBench.tg128TokensPerSecond.median, 2)} | ${ratioCell(s.ratios.tg128)} |`),
+      `${fmt(s.cudaLlama.ppTokensPerSecond[ppKey(PROMPT_TOKENS)]!.median, 2)} | ${fmt(s.llamaBench.ppTokensPerSecond[ppKey(PROMPT_TOKENS)]!.median, 2)} | ${ratioCell(s.ratios.vsLlamaBench[ppKey(PROMPT_TOKENS)])} | ` +
+      `${fmt(s.cudaLlama.tg128TokensPerSecond.median, 2)} | ${fmt(s.llamaBench.tg128TokensPerSecond.median, 2)} | ${ratioCell(s.ratios.vsLlamaBench[`tg${GEN_TOKENS}`])} |`),
   ].join('\n');
 }
 
@@ -118,13 +161,69 @@ export function tables(summaries: ConfigSummary[], gpuMode: boolean): string {
   ].join('\n\n');
 }
 
+/** Cold versus warm: what the first request after a load costs, and what load()'s warm-up buys. */
+export function summarizeColdWarm(runs: Measured<ColdWarmRun>[]) {
+  const pick = (key: keyof ColdWarmRun) => stats(runs.map((r) => r[key]));
+  const s = {
+    loadMs: pick('loadMs'),
+    coldRequestMs: pick('coldRequestMs'),
+    coldTtftMs: pick('coldTtftMs'),
+    warmRequestMs: pick('warmRequestMs'),
+    warmTtftMs: pick('warmTtftMs'),
+    loadWithWarmupMs: pick('loadWithWarmupMs'),
+    requestAfterWarmupMs: pick('requestAfterWarmupMs'),
+    ttftAfterWarmupMs: pick('ttftAfterWarmupMs'),
+  };
+  const coldCostMs = s.coldRequestMs.median - s.warmRequestMs.median;
+  const coldShare = coldCostMs / s.coldRequestMs.median;
+  const warmupCostMs = s.loadWithWarmupMs.median - s.loadMs.median;
+  const request = `${SHORT_PROMPT_TOKENS}-token prompt, ${COLD_REQUEST_TOKENS} tokens out`;
+  const table = [
+    `| request (${request}) | total (ms) | time to first token (ms) |`,
+    '|---|---|---|',
+    `| first after load with warmup: false (cold) | ${cell(s.coldRequestMs, 1)} | ${cell(s.coldTtftMs, 1)} |`,
+    `| second after that load (warm, steady state) | ${cell(s.warmRequestMs, 1)} | ${cell(s.warmTtftMs, 1)} |`,
+    `| first after load with the default warmup: true | ${cell(s.requestAfterWarmupMs, 1)} | ${cell(s.ttftAfterWarmupMs, 1)} |`,
+  ].join('\n');
+  const sentence = `Cold start: the first request after a load without warm-up took ${fmt(s.coldRequestMs.median, 1)} ms against ${fmt(s.warmRequestMs.median, 1)} ms warm, ` +
+    `so ${fmt(Math.max(0, coldCostMs), 1)} ms (${pct(Math.max(0, coldShare))}) of that short request was cold-start cost. ` +
+    `load()'s default warm-up moves it into the load: ${fmt(s.loadMs.median, 0)} ms without, ${fmt(s.loadWithWarmupMs.median, 0)} ms with (+${fmt(warmupCostMs, 0)} ms), ` +
+    `and the first request then takes ${fmt(s.requestAfterWarmupMs.median, 1)} ms.`;
+  return { ...s, coldCostMs, coldShare, warmupCostMs, table, sentence };
+}
+
+/** One sweep point's summary: the settings, its KV bytes and speeds. */
+export function summarizeSweep(points: { point: SweepPoint; runs: Measured<OursRun>[] }[]) {
+  const rows = points.map(({ point, runs }) => ({
+    name: point.name,
+    group: point.group,
+    loadOptions: point.load,
+    x: point.x,
+    layerReportSummary: runs[0]?.layerReport?.summary ?? null,
+    kvCacheBytes: runs[0]?.kvCacheBytes ?? null,
+    loadMs: stats(runs.map((r) => r.loadMs)),
+    timeToFirstTokenMs: stats(runs.map((r) => r.ttftMs)),
+    pp512TokensPerSecond: stats(runs.map((r) => r.pp[PROMPT_TOKENS]!)),
+    tg128TokensPerSecond: stats(runs.map((r) => r.tgTokensPerSecond)),
+  }));
+  const table = [
+    `| group | configuration | layer report | KV cache | load (ms) | TTFT (ms) | pp${PROMPT_TOKENS} (tok/s) | tg${GEN_TOKENS} (tok/s) |`,
+    '|---|---|---|---|---|---|---|---|',
+    ...rows.map((r) => `| ${r.group} | ${r.name} | ${r.layerReportSummary ?? '—'} | ${r.kvCacheBytes === null ? '—' : mib(r.kvCacheBytes)} | ` +
+      `${cell(r.loadMs, 0)} | ${cell(r.timeToFirstTokenMs, 1)} | ${cell(r.pp512TokensPerSecond, 2)} | ${cell(r.tg128TokensPerSecond, 2)} |`),
+  ].join('\n');
+  return { rows, table };
+}
+
 export function buildNotes(summaries: ConfigSummary[], overall: Interference | null, gpuMode: boolean, extra: string[]): string[] {
+  const programs = summaries[0]?.nodeLlamaCpp ? 'llama-bench -r 1, cuda-llama and node-llama-cpp once each, rotating which goes first' : 'llama-bench -r 1 and cuda-llama once, alternating which goes first';
   const perRep = gpuMode
-    ? `Each repetition runs, for each configuration in turn (${summaries.map((s) => s.config.name).join(', ')}), llama-bench -r 1 and cuda-llama once, alternating which goes first; both do an excluded warm-up after loading the model.`
-    : `Each repetition runs llama-bench -r 1 and cuda-llama once, alternating which goes first; both do an excluded warm-up after loading the model.`;
+    ? `Each repetition runs, for each configuration in turn (${summaries.map((s) => s.config.name).join(', ')}), ${programs}; each does an excluded warm-up after loading the model.`
+    : `Each repetition runs ${programs}; each does an excluded warm-up after loading the model.`;
   const notes: string[] = [
-    `TTFT is reported for cuda-llama only: llama-bench has no time-to-first-token measurement (its short-prompt rows time a batch decode without sampling or delivery), so it is not a TTFT reference.`,
-    `cuda-llama tg${GEN_TOKENS} is (generated − 1) tokens over the time from the first to the last token as the context thread produced them (the engine's pace; time to first token is on the JavaScript clock), after a ${SHORT_PROMPT_TOKENS}-token prompt; llama-bench tg${GEN_TOKENS} is ${GEN_TOKENS} single-token decodes from an empty cache, with no sampling.`,
+    `Time to first token is from the call to the first generated token reaching JavaScript, ${SHORT_PROMPT_TOKENS}-token prompt on an empty ${CONTEXT_SIZE}-token context. llama-bench has no such measurement (its short-prompt rows time a batch decode without sampling or delivery), so TTFT and load are compared with node-llama-cpp only.`,
+    `Load time is Llama.load with warmup: false (model + context, the work node-llama-cpp's loadModel + createContext do); the default warm-up is measured separately (cold versus warm).`,
+    `cuda-llama tg${GEN_TOKENS} is (generated − 1) tokens over the time from the first to the last token as the context thread produced them (the engine's pace), after a ${SHORT_PROMPT_TOKENS}-token prompt; llama-bench tg${GEN_TOKENS} is ${GEN_TOKENS} single-token decodes from an empty cache, with no sampling. pp rows are the prompt decode alone on an empty cache: ${PROMPT_SIZES.join(', ')} tokens of the same text on all sides.`,
     perRep,
   ];
   for (const s of summaries) {
@@ -133,13 +232,14 @@ export function buildNotes(summaries: ConfigSummary[], overall: Interference | n
     }
   }
   if (overall) {
-    const all = summaries.flatMap((s) => [...s.runs.ours, ...s.runs.bench]);
+    const all = summaries.flatMap((s) => [...s.runs.ours, ...s.runs.bench, ...s.runs.nodeLlamaCpp]);
     const worst = Math.max(...all.map((run) => run.interference?.otherProcesses ?? 0));
     const busy = overall.otherProcesses > 0.02 || worst > 0.05 || overall.steal > 0.02;
     notes.push(`Other processes used ${pct(overall.otherProcesses)} of the machine's CPU time during the measured repetitions ` +
       `(worst single run ${pct(worst)}), hypervisor steal ${pct(overall.steal)}${busy ? ': the machine was not quiet, expect noise' : ''}.`);
   }
-  const spreads = summaries.flatMap((s) => [s.cudaLlama.pp512TokensPerSecond, s.cudaLlama.tg128TokensPerSecond, s.llamaBench.pp512TokensPerSecond, s.llamaBench.tg128TokensPerSecond].map(spread));
+  const spreads = summaries.flatMap((s) => [...Object.values(s.cudaLlama.ppTokensPerSecond), s.cudaLlama.tg128TokensPerSecond,
+    ...Object.values(s.llamaBench.ppTokensPerSecond), s.llamaBench.tg128TokensPerSecond].map(spread));
   if (Math.max(...spreads) > 0.1) {
     notes.push('Some rows vary by more than 10% between repetitions: compare medians, and rerun with more --reps before reading a small ratio difference as real.');
   }
@@ -164,6 +264,8 @@ export interface DocInputs {
   summaries: ConfigSummary[];
   summary: string;
   tables: string;
+  /** Further sections (cold versus warm, sweeps, charts), each starting with its "## " heading. */
+  sections: string[];
   notes: string[];
   json: string;
 }
@@ -172,12 +274,14 @@ export function docPage(d: DocInputs): string {
   const llamaBenchLines = d.gpuMode
     ? d.summaries.map((s) => `- llama-bench ${s.config.name}, once per repetition: \`${s.llamaBench.command}\``)
     : [`- llama-bench, once per repetition: \`${d.summaries[0]!.llamaBench.command}\``];
+  const nlc = d.summaries[0]?.nodeLlamaCpp;
   return [
-    `# Benchmarks: cuda-llama vs llama-bench (${d.gpuMode ? 'CPU, full and partial CUDA offload' : 'CPU'})`,
+    `# Benchmarks: cuda-llama vs llama-bench${nlc ? ' vs node-llama-cpp' : ''} (${d.gpuMode ? 'CPU, full and partial CUDA offload' : 'CPU'})`,
     '',
-    `Generated by \`test/bench/compare.ts ${d.gpuMode ? '--gpu ' : ''}--write-docs\`; rerun it to refresh this page. Both sides run`,
+    `Generated by \`test/bench/compare.ts ${d.gpuMode ? '--gpu ' : ''}--write-docs\`; rerun it to refresh this page. cuda-llama and llama-bench run`,
     'the same GGUF file through the same libllama/libggml build (llama-bench is built from this',
-    `repository's build folder), with the same thread count${d.gpuMode ? ' and the same layer placement' : ''}, interleaved in one run.`,
+    `repository's build folder), with the same thread count${d.gpuMode ? ' and the same layer placement' : ''}; node-llama-cpp runs the same file with its own`,
+    'prebuilt binary. All three are interleaved in one run.',
     '',
     `- Date (UTC): ${d.date.replace('T', ' ').replace(/\.\d+Z$/, '')}`,
     ...d.machineLines.map((l) => `- ${l}`),
@@ -188,6 +292,7 @@ export function docPage(d: DocInputs): string {
     `- Model: ${d.modelLine}`,
     `- Command: \`${d.command}\``,
     ...llamaBenchLines,
+    ...(nlc ? [`- node-llama-cpp: ${JSON.stringify(nlc.binary)}`] : []),
     '',
     d.summary,
     '',
@@ -195,6 +300,7 @@ export function docPage(d: DocInputs): string {
     '',
     ...d.notes.map((n) => `- ${n}`),
     '',
+    ...d.sections.flatMap((s) => [s, '']),
     '## Raw result',
     '',
     '```json',

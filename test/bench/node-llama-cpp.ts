@@ -1,0 +1,268 @@
+/**
+ * node-llama-cpp's side of the three-way benchmark: a pinned install in an ignored folder, and one
+ * repetition run in a child process (node-llama-cpp-child.mjs).
+ *
+ * node-llama-cpp is a comparison tool here, never a dependency: it is installed from the npm
+ * registry only, as prebuilt binaries only, and it is never loaded into this process, which has our
+ * own libllama/libggml loaded under some of the same sonames (libggml-base.so, libllama-common.so).
+ */
+import { spawn } from 'node:child_process';
+import { mkdir, readFile, readdir, writeFile } from 'node:fs/promises';
+import { delimiter, join, relative } from 'node:path';
+import { log, repoRoot } from './common.js';
+
+export const NODE_LLAMA_CPP_VERSION = '3.22.1';
+export const nodeLlamaCppDir = join(repoRoot, 'test', 'bench', '.node-llama-cpp');
+const childScriptPath = join(repoRoot, 'test', 'bench', 'node-llama-cpp-child.mjs');
+
+export interface NodeLlamaCppInstall {
+  dir: string;
+  version: string;
+  /** The prebuilt-binary packages present in `dir`, as `name@version`. */
+  binaryPackages: string[];
+}
+
+export interface NodeLlamaCppArgs {
+  modelPath: string;
+  threads: number;
+  /** Context size in tokens, as given to ours and llama-bench. */
+  contextSize: number;
+  gpu: false | 'cuda';
+  /** Layers to offload when gpu is 'cuda' (default 'max': all of them, the output layer too). */
+  gpuLayers?: number | 'max';
+  /**
+   * The pp prompt: token ids from our tokenizer for the same GGUF, so all three programs see the
+   * same input (512 of them, or as many as the largest of promptSizes). Its first 512 are the warm-up.
+   */
+  longPrompt: number[];
+  /**
+   * Extra prompt sizes for pp, each run on the first n tokens of longPrompt (for pp128/pp2048
+   * next to pp512). longPrompt's own length is always measured, and is ppTokensPerSecond.
+   */
+  promptSizes?: number[];
+  /** The TTFT and tg prompt (16 token ids). */
+  shortPrompt: number[];
+  /** Tokens to generate for tg (128). */
+  genTokens: number;
+  /**
+   * Batch size given to node-llama-cpp (default 512). Its addon sets n_ubatch = n_batch, so
+   * llama-bench's n_batch 2048 / n_ubatch 512 cannot both be had. 512 keeps what the compute sees:
+   * 512-token ubatches and compute buffers sized for them (a 2048-token prompt becomes four
+   * llama_decode calls instead of one with four ubatches). 2048 would make a 2048-token prompt
+   * one 2048-token ubatch, and size the compute buffers for that.
+   */
+  batchSize?: number;
+}
+
+/** What node-llama-cpp says about the binary it loaded, from its own API and from /proc/self/maps. */
+export interface NodeLlamaCppBinary {
+  nodeLlamaCppVersion: string;
+  buildType: 'localBuild' | 'prebuilt';
+  gpu: false | string;
+  supportsGpuOffloading: boolean;
+  supportsMmap: boolean;
+  cpuMathCores: number;
+  maxThreads: number;
+  llamaCppRelease: { repo: string; release: string };
+  /** llama.cpp's llama_print_system_info(): the CPU features of the loaded ggml-cpu variant. */
+  systemInfo: string;
+  gpuDeviceNames: string[];
+  /** The llama/ggml libraries mapped into the child, relative to the install folder. */
+  loadedLibraries: string[];
+  [key: string]: unknown;
+}
+
+export interface NodeLlamaCppRun {
+  /**
+   * getLlama(): finding the binding, testing it in a throwaway child process (which it always does
+   * for prebuilt binaries on Linux), loading it and its ggml backends; not part of loadMs.
+   */
+  bindingLoadMs: number;
+  /** llama.loadModel() + model.createContext(). */
+  loadMs: number;
+  ttftMs: number;
+  /** pp over the whole longPrompt. */
+  ppTokensPerSecond: number;
+  /** pp by prompt size: promptSizes and longPrompt's length. */
+  pp: Record<number, number>;
+  tgTokensPerSecond: number;
+  tgGeneratedTokens: number;
+  /** End-of-generation tokens generated through (never stopped at) during tg. */
+  tgEogTokens: number;
+  binary: NodeLlamaCppBinary;
+  /** Layers node-llama-cpp offloaded (model.gpuLayers). */
+  gpuLayers: number;
+  useMmap: boolean;
+  flashAttention: 'auto' | boolean;
+  contextSize: number;
+  /** Threads the context decoded with (llama_n_threads after the last decode). */
+  threads: number;
+  /** n_batch, which is also n_ubatch in node-llama-cpp. */
+  batchSize: number;
+}
+
+function binaryPackageNames(cuda: boolean): string[] {
+  if (process.platform !== 'linux' || process.arch !== 'x64') {
+    throw new Error(`the node-llama-cpp benchmark installs linux-x64 binaries only; this is ${process.platform}-${process.arch}`);
+  }
+  // -cuda's libggml-cuda.so links the CUDA 13 runtime (libcudart.so.13, libcublas.so.13); -cuda-ext
+  // holds only a "fallback" one for CUDA 12 that node-llama-cpp loads when that fails (Llama.js,
+  // loadBackends). Neither ships the runtime libraries. A default linux-x64 install gets both.
+  return cuda
+    ? ['@node-llama-cpp/linux-x64', '@node-llama-cpp/linux-x64-cuda', '@node-llama-cpp/linux-x64-cuda-ext']
+    : ['@node-llama-cpp/linux-x64'];
+}
+
+async function installedVersion(dir: string, packageName: string): Promise<string | undefined> {
+  try {
+    const manifest = JSON.parse(await readFile(join(dir, 'node_modules', packageName, 'package.json'), 'utf8')) as { version?: string };
+    return manifest.version;
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw error;
+  }
+}
+
+/**
+ * --omit=optional keeps npm from pulling node-llama-cpp's 14 per-platform binary packages; the ones
+ * we want are named explicitly, which makes them ordinary dependencies of the folder's package.json.
+ * --ignore-scripts skips node-llama-cpp's postinstall, which would otherwise test the binary and,
+ * failing that, clone llama.cpp from GitHub and build it; the env vars say the same to it should a
+ * script run anyway.
+ */
+export function npmInstallArgs(packageSpecs: string[]): string[] {
+  return ['install', '--omit=optional', '--ignore-scripts', '--save-exact', '--no-audit', '--no-fund',
+    '--update-notifier=false', ...packageSpecs];
+}
+
+function runNpmInstall(dir: string, packageSpecs: string[]): Promise<void> {
+  const args = npmInstallArgs(packageSpecs);
+  log(`installing into ${relative(repoRoot, dir)}: npm ${args.join(' ')}`);
+  return new Promise((resolve, reject) => {
+    // npm's stdout goes to our stderr: our stdout is reserved for the JSON result.
+    const child = spawn('npm', args, {
+      cwd: dir,
+      stdio: ['ignore', 2, 2],
+      env: { ...process.env, NODE_LLAMA_CPP_SKIP_DOWNLOAD: 'true', NODE_LLAMA_CPP_POSTINSTALL: 'skip' },
+    });
+    child.on('error', reject);
+    child.on('close', (code, signal) => {
+      if (code === 0) resolve();
+      else reject(new Error(`npm ${args.join(' ')} (in ${dir}) exited with ${code ?? signal}; see its output above`));
+    });
+  });
+}
+
+/** Installs node-llama-cpp and its prebuilt binaries into test/bench/.node-llama-cpp/ unless present. */
+export async function ensureNodeLlamaCpp(options: { cuda?: boolean } = {}): Promise<NodeLlamaCppInstall> {
+  const dir = nodeLlamaCppDir;
+  const wanted = ['node-llama-cpp', ...binaryPackageNames(options.cuda ?? false)];
+  const missing: string[] = [];
+  for (const name of wanted) {
+    if ((await installedVersion(dir, name)) !== NODE_LLAMA_CPP_VERSION) missing.push(name);
+  }
+  if (missing.length > 0) {
+    await mkdir(dir, { recursive: true });
+    // Without a package.json here, npm would walk up and install into the repository's own one.
+    const manifest = { name: 'cuda-llama-bench-node-llama-cpp', private: true, description: 'node-llama-cpp for test/bench only (git-ignored)' };
+    try {
+      await writeFile(join(dir, 'package.json'), `${JSON.stringify(manifest, null, 2)}\n`, { flag: 'wx' });
+    } catch (error) {
+      // An existing one lists what earlier installs added; npm adds the missing packages to it.
+      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+    }
+    await runNpmInstall(dir, missing.map((name) => `${name}@${NODE_LLAMA_CPP_VERSION}`));
+    for (const name of wanted) {
+      const version = await installedVersion(dir, name);
+      if (version !== NODE_LLAMA_CPP_VERSION) {
+        throw new Error(`after npm install, ${name} in ${dir} is ${version ?? 'missing'}, expected ${NODE_LLAMA_CPP_VERSION}`);
+      }
+    }
+  }
+  const scopeDir = join(dir, 'node_modules', '@node-llama-cpp');
+  const binaryPackages: string[] = [];
+  for (const entry of (await readdir(scopeDir)).sort()) {
+    const name = `@node-llama-cpp/${entry}`;
+    binaryPackages.push(`${name}@${await installedVersion(dir, name)}`);
+  }
+  return { dir, version: NODE_LLAMA_CPP_VERSION, binaryPackages };
+}
+
+function checkArgs(args: NodeLlamaCppArgs): void {
+  const positiveInteger = (name: string, value: unknown) => {
+    if (!Number.isInteger(value) || (value as number) < 1) throw new RangeError(`${name} must be a positive integer, got ${String(value)}`);
+  };
+  positiveInteger('threads', args.threads);
+  positiveInteger('contextSize', args.contextSize);
+  positiveInteger('genTokens', args.genTokens);
+  if (args.batchSize !== undefined) positiveInteger('batchSize', args.batchSize);
+  if (args.gpu !== false && args.gpu !== 'cuda') throw new TypeError(`gpu must be false or 'cuda', got ${String(args.gpu)}`);
+  if (args.gpuLayers !== undefined && args.gpuLayers !== 'max' && !(Number.isInteger(args.gpuLayers) && args.gpuLayers >= 0)) {
+    throw new TypeError(`gpuLayers must be a non-negative integer or 'max', got ${String(args.gpuLayers)}`);
+  }
+  for (const [name, prompt] of [['longPrompt', args.longPrompt], ['shortPrompt', args.shortPrompt]] as const) {
+    if (!Array.isArray(prompt) || prompt.length === 0 || !prompt.every((t) => Number.isInteger(t) && t >= 0)) {
+      throw new TypeError(`${name} must be a non-empty array of token ids`);
+    }
+  }
+  for (const size of args.promptSizes ?? []) {
+    if (!Number.isInteger(size) || size < 1 || size > args.longPrompt.length) {
+      throw new RangeError(`promptSizes must hold integers from 1 to longPrompt.length (${args.longPrompt.length}), got ${String(size)}`);
+    }
+  }
+  // A sequence that fills the context would make node-llama-cpp shift it (erase its beginning) in
+  // the middle of a measurement; llama-bench never does that.
+  const needed = Math.max(args.longPrompt.length + 2, args.shortPrompt.length + args.genTokens);
+  if (needed > args.contextSize) throw new RangeError(`contextSize ${args.contextSize} is too small for the prompts and genTokens (${needed} tokens)`);
+}
+
+/**
+ * Our build folders hold libggml-base.so and libllama-common.so under the same names as
+ * node-llama-cpp's; its addon finds its own through RUNPATH ($ORIGIN), which LD_LIBRARY_PATH
+ * overrides. Entries inside this repository are dropped for the child; others (a CUDA runtime) stay.
+ * The child also checks /proc/self/maps and fails if a library came from outside its install.
+ */
+function childEnv(): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = { ...process.env, NODE_LLAMA_CPP_SKIP_DOWNLOAD: 'true' };
+  if (env.LD_LIBRARY_PATH) {
+    const kept = env.LD_LIBRARY_PATH.split(delimiter).filter((entry) => entry !== '' && relative(repoRoot, entry).startsWith('..'));
+    if (kept.length > 0) env.LD_LIBRARY_PATH = kept.join(delimiter);
+    else delete env.LD_LIBRARY_PATH;
+  }
+  return env;
+}
+
+/** One repetition (load, warm-up, TTFT, pp, tg) in a fresh child process. Call ensureNodeLlamaCpp() first. */
+export function runNodeLlamaCpp(args: NodeLlamaCppArgs): Promise<NodeLlamaCppRun> {
+  checkArgs(args);
+  const promptSizes = [...new Set([...(args.promptSizes ?? []), args.longPrompt.length])];
+  const request = { ...args, promptSizes, batchSize: args.batchSize ?? 512, gpuLayers: args.gpuLayers ?? 'max', installDir: nodeLlamaCppDir };
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [childScriptPath], { cwd: repoRoot, stdio: ['pipe', 'pipe', 'pipe'], env: childEnv() });
+    let out = '';
+    let errTail = '';
+    child.stdout.setEncoding('utf8').on('data', (chunk: string) => (out += chunk));
+    child.stderr.setEncoding('utf8').on('data', (chunk: string) => {
+      process.stderr.write(chunk);
+      errTail = (errTail + chunk).slice(-4000);
+    });
+    child.on('error', reject);
+    child.on('close', (code, signal) => {
+      if (code !== 0) {
+        reject(new Error(`node-llama-cpp child exited with ${code ?? signal}:\n${errTail.trim()}`));
+        return;
+      }
+      const lines = out.split('\n').filter((line) => line.trim() !== '');
+      if (lines.length !== 1) {
+        reject(new Error(`node-llama-cpp child printed ${lines.length} lines on stdout, expected one JSON line:\n${out}`));
+        return;
+      }
+      try {
+        resolve(JSON.parse(lines[0]) as NodeLlamaCppRun);
+      } catch (error) {
+        reject(new Error(`node-llama-cpp child printed no valid JSON (${(error as Error).message}):\n${out}`));
+      }
+    });
+    child.stdin.end(JSON.stringify(request));
+  });
+}
