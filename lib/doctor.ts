@@ -130,6 +130,11 @@ export function formatDoctorReport(report: DoctorReport): string {
     lines.push(`binary: ${build.path} (${build.source})`);
     lines.push(`  variant ${m?.variant ?? 'unknown'}, llama.cpp ${build.llamaCppCommit.slice(0, 12)}, CPU features ${m?.cpuFeatures ?? '?'}, CUDA architectures ${m?.cudaArchitectures ?? 'none'}`);
     lines.push(`backends: ${build.backends.map((b) => `${b.name} (${b.deviceCount} device${b.deviceCount === 1 ? '' : 's'})`).join(', ')}`);
+    const cm = build.cudaModule;
+    if (cm) {
+      lines.push(`CUDA module: ${cm.path} (${cm.source === 'package' ? 'optional CUDA package' : 'beside the addon'}; CUDA ${cm.metadata?.cudaCompilerVersion ?? '?'}, architectures ${cm.metadata?.cudaArchitectures ?? '?'})` +
+        (cm.problem ? ` not used: ${cm.problem}` : ''));
+    }
     lines.push(`CUDA: ${build.cuda.available ? `usable on ${build.cuda.devices.join(', ')}` : `not usable - ${build.cuda.reason}`}`);
     for (const lib of build.cudaRuntime?.preloaded ?? []) lines.push(`  CUDA runtime ${lib.soname}: ${lib.path} (${lib.source})`);
   }

@@ -26,6 +26,8 @@ export interface BuildReport {
   llamaCppCommit: string;
   backends: NativeBackend[];
   cuda: CudaAvailability;
+  /** The CUDA backend module: beside the addon or from the optional CUDA package (with its metadata); null when none is installed. */
+  cudaModule: LoadedBinary['cudaModule'];
   /** CUDA runtime libraries the loader had to find and preload, and where it looked. */
   cudaRuntime: LoadedBinary['cudaRuntime'];
   systemInfo: string;
@@ -194,6 +196,7 @@ export class Llama {
       llamaCppCommit: addon.buildInfo().llamaCppCommit,
       backends: addon.listBackends(),
       cuda: cudaAvailability(loaded),
+      cudaModule: loaded.cudaModule,
       cudaRuntime: loaded.cudaRuntime,
       systemInfo: addon.systemInfo(),
     };

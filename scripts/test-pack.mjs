@@ -2,8 +2,12 @@
 // npm run test:pack: the packed tarball installs into an empty project on a PATH with no C/C++
 // compiler, cmake or git, and loads and generates from its prebuilt binary.
 //
-//   node scripts/test-pack.mjs [--build native|all]
+//   node scripts/test-pack.mjs [--build native|all] [--cuda]
 //     --build V   run `npm run prebuild -- --cpu-variants V` first (CI uses native: minutes, not a quarter hour)
+//     --cuda      also pack the optional CUDA package (prebuilds/<platform>-<arch>-cuda13, made by
+//                 `npm run prebuild -- --cuda` from a CUDA build), install it beside the main one,
+//                 and check the loader takes the CUDA module from it: CUDA usable on a GPU host,
+//                 else refused for the missing driver or runtime library it names
 import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -12,6 +16,12 @@ import { repoRoot, say } from './build-common.mjs';
 
 const argv = process.argv.slice(2);
 const build = argv.includes('--build') ? argv[argv.indexOf('--build') + 1] : undefined;
+const withCuda = argv.includes('--cuda');
+const cudaPackageDir = join(repoRoot, 'prebuilds', `${process.platform}-${process.arch}-cuda13`);
+if (withCuda && !existsSync(join(cudaPackageDir, 'package.json'))) {
+  say('--cuda: no CUDA package in prebuilds/: run `npm run build:cuda` and `npm run prebuild -- --cuda` first');
+  process.exit(1);
+}
 const platformDir = join(repoRoot, 'prebuilds', `${process.platform}-${process.arch}`);
 
 if (build) execFileSync(process.execPath, [join(repoRoot, 'scripts', 'prebuild.mjs'), '--cpu-variants', build], { stdio: 'inherit' });
@@ -30,7 +40,7 @@ try {
   const tarball = join(work, packed[0].filename);
   const must = ['dist/index.js', 'dist/cli.js', `prebuilds/${process.platform}-${process.arch}/cuda_llama.node`, 'assets/ggml-vocab-llama-spm.gguf', 'scripts/install.mjs'];
   const missing = must.filter((f) => !files.includes(f));
-  const forbidden = files.filter((f) => /^(test|build|build-[^/]+|docs)\//.test(f) || f.startsWith('vendor/llama.cpp/') || /\.git\//.test(f) || (f.endsWith('.gguf') && !f.startsWith('assets/')));
+  const forbidden = files.filter((f) => /^(test|build|build-[^/]+|docs)\//.test(f) || /^prebuilds\/[^/]*-cuda/.test(f) || f.startsWith('vendor/llama.cpp/') || /\.git\//.test(f) || (f.endsWith('.gguf') && !f.startsWith('assets/')));
   if (missing.length || forbidden.length) throw new Error(`tarball content: missing ${JSON.stringify(missing)}, must not contain ${JSON.stringify(forbidden.slice(0, 5))}`);
   say(`${packed[0].filename}: ${files.length} files, ${(packed[0].size / 2 ** 20).toFixed(1)} MiB packed`);
 
@@ -70,7 +80,33 @@ try {
   const doctor = spawnSync(join(project, 'node_modules', '.bin', 'cuda-llama'), ['doctor', '--cpu'], { cwd: project, env, encoding: 'utf8' });
   if (doctor.status !== 0) throw new Error(`cuda-llama doctor --cpu failed in the installed package:\n${doctor.stdout}\n${doctor.stderr}`);
   say(`generated ${out.tokens} tokens from the ${out.source} (${out.variant}); doctor --cpu passed`);
-  console.log('test:pack: 1 passed, 0 failed');
+  let passed = 1;
+
+  // 4. The optional CUDA package, installed beside the main one.
+  if (withCuda) {
+    const cudaPacked = JSON.parse(npm(['pack', '--json', '--pack-destination', work], { cwd: cudaPackageDir, stdio: ['ignore', 'pipe', 'inherit'] }));
+    say(`${cudaPacked[0].filename}: ${cudaPacked[0].files.length} files, ${(cudaPacked[0].size / 2 ** 20).toFixed(1)} MiB packed`);
+    const add = spawnSync(process.execPath, [npmCli, 'install', '--no-audit', '--no-fund', join(work, cudaPacked[0].filename)], { cwd: project, env, encoding: 'utf8' });
+    if (add.status !== 0) throw new Error(`npm install of the CUDA package failed:\n${add.stdout}\n${add.stderr}`);
+    writeFileSync(join(project, 'cuda.mjs'), `
+      import { Llama } from 'cuda-llama';
+      const build = Llama.build();
+      console.log(JSON.stringify({ cudaModule: build.cudaModule, cuda: build.cuda }));
+    `);
+    const probe = spawnSync(process.execPath, ['cuda.mjs'], { cwd: project, env, encoding: 'utf8' });
+    if (probe.status !== 0) throw new Error(`Llama.build() with the CUDA package failed:\n${probe.stdout}\n${probe.stderr}`);
+    const { cudaModule, cuda } = JSON.parse(probe.stdout.trim().split('\n').pop());
+    if (cudaModule?.source !== 'package' || cudaModule.problem) throw new Error(`the loader did not take the CUDA module from the package: ${probe.stdout}`);
+    // On a GPU host it must work; elsewhere it must have been tried and refused for a named library.
+    const driverPresent = existsSync('/proc/driver/nvidia/version');
+    if (driverPresent ? !cuda.available : !/lib(cuda|cudart|cublas)[\w.]*\.so/.test(cuda.reason ?? '')) {
+      throw new Error(`unexpected CUDA availability with the package (NVIDIA driver ${driverPresent ? 'present' : 'absent'}): ${JSON.stringify(cuda)}`);
+    }
+    say(`CUDA module taken from ${cudaModule.path.replace(project, '<project>')} (architectures ${cudaModule.metadata?.cudaArchitectures}); ` +
+      (cuda.available ? `CUDA devices: ${cuda.devices.join(', ')}` : `refused as it should be here: ${cuda.reason}`));
+    passed++;
+  }
+  console.log(`test:pack: ${passed} passed, 0 failed`);
 } finally {
   rmSync(work, { recursive: true, force: true });
 }

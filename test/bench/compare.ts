@@ -407,14 +407,14 @@ async function main(): Promise<void> {
     ? `CPU / full offload / partial offload (${configs[2]!.ngl} of ${info.layerCount} layers) on ${cudaBuild!.cuda.devices.join(', ')}`
     : 'CPU';
   const modelLabel = `${cli.model} ${cli.quant}`;
-  const summary = `${modelLabel} (${modelRel}), ${where}, ${cli.threads} threads, ${cli.reps} repetitions; ` +
+  const summary = `${modelLabel} (${modelRel}), ${where}, ${cli.threads} threads, ${cli.reps} repetition${cli.reps > 1 ? 's' : ''}; ` +
     `cuda-llama n_batch ${ctx.batchSize} / n_ubatch ${ctx.ubatchSize} / threads ${ctx.threads}+${ctx.threadsBatch} / threadpool ${ctx.threadpool}; ` +
     `llama-bench n_batch ${bench0.tg.n_batch} / n_ubatch ${bench0.tg.n_ubatch} / threads ${bench0.tg.n_threads}` +
     (first.nodeLlamaCpp ? `; node-llama-cpp context ${first.nodeLlamaCpp.settings.contextSize} / batch ${first.nodeLlamaCpp.settings.batchSize} / threads ${first.nodeLlamaCpp.settings.threads}` : '');
   const tablesText = tables(summaries, cli.gpu);
   const charts = chartSpecs(summaries, sweep, cli.gpu, modelLabel);
   const sections = (chartDir: string) => [
-    `## Cold versus warm (${mainConfig.name === 'cpu' ? 'CPU' : `${mainConfig.name} offload`}, ${cli.reps} repetitions)\n\n${coldTable}\n\n${coldSentence}`,
+    `## Cold versus warm (${mainConfig.name === 'cpu' ? 'CPU' : `${mainConfig.name} offload`}, ${cli.reps} repetition${cli.reps > 1 ? 's' : ''})\n\n${coldTable}\n\n${coldSentence}`,
     ...(sweep ? [`## Sweeps (cuda-llama only, ${cli.sweepReps} repetition${cli.sweepReps > 1 ? 's' : ''} each, a fresh load per point)\n\n${sweep.table}`] : []),
     `## Charts\n\n${charts.map((c) => `![${c.spec.title}](${chartDir}${c.file})`).join('\n\n')}`,
   ];

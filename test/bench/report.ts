@@ -187,7 +187,7 @@ export function summarizeColdWarm(runs: Measured<ColdWarmRun>[]) {
   ].join('\n');
   const sentence = `Cold start: the first request after a load without warm-up took ${fmt(s.coldRequestMs.median, 1)} ms against ${fmt(s.warmRequestMs.median, 1)} ms warm, ` +
     `so ${fmt(Math.max(0, coldCostMs), 1)} ms (${pct(Math.max(0, coldShare))}) of that short request was cold-start cost. ` +
-    `load()'s default warm-up moves it into the load: ${fmt(s.loadMs.median, 0)} ms without, ${fmt(s.loadWithWarmupMs.median, 0)} ms with (+${fmt(warmupCostMs, 0)} ms), ` +
+    `load()'s default warm-up moves it into the load: ${fmt(s.loadMs.median, 0)} ms without, ${fmt(s.loadWithWarmupMs.median, 0)} ms with (${warmupCostMs >= 0 ? '+' : '−'}${fmt(Math.abs(warmupCostMs), 0)} ms), ` +
     `and the first request then takes ${fmt(s.requestAfterWarmupMs.median, 1)} ms.`;
   return { ...s, coldCostMs, coldShare, warmupCostMs, table, sentence };
 }
