@@ -61,4 +61,35 @@ describe.skipIf(!cuda)('CUDA (synthetic TinyLlama-1.1B shape, Q4_0)', () => {
       await cpu.dispose();
     }
   });
+
+  it("gpuLayers: 'auto' uses llama.cpp's fit: the whole 1.1B model fits an H100-class GPU", async () => {
+    const plan = await Llama.plan(path, { gpu: 'cuda', gpuLayers: 'auto', contextSize: 2048 });
+    expect(plan.fits).toBe(true);
+    const fitted = await Llama.load(path, { gpu: 'cuda', gpuLayers: 'auto', contextSize: 2048 });
+    try {
+      const report = await fitted.layerReport();
+      console.log(`gpuLayers 'auto': ${report.summary}`);
+      expect(report.offloaded.layers).toBe(22);
+    } finally {
+      await fitted.dispose();
+    }
+  });
+
+  it('NVML telemetry reads the device the model runs on', () => {
+    const t = Llama.telemetry();
+    expect(t.available).toBe(true);
+    if (!t.available) return;
+    expect(t.devices.length).toBeGreaterThan(0);
+    expect(t.devices[0]!.computeCapability).toMatch(/^\d+\.\d+$/);
+    expect(t.devices[0]!.powerLimitW).toBeGreaterThan(0);
+    console.log(`NVML: ${JSON.stringify(t.devices[0])}`);
+  });
+
+  it('tune recommends the GPU over the CPU for the 1.1B model, in words', async () => {
+    const result = await Llama.tune(path, { promptTokens: 128, outputTokens: 32, repetitions: 1 });
+    console.log(result.reasons.join('\n'));
+    expect(result.best.options.gpu).toBe('cuda');
+    expect(result.candidates.some((c) => c.options.gpu === 'cpu' && c.requestMs !== undefined)).toBe(true);
+    expect(result.reasons[1]).toMatch(/x faster than the CPU/);
+  }, 600_000);
 });
