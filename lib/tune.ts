@@ -209,7 +209,8 @@ export function tuneReasons(candidates: TuneCandidate[], best: TuneCandidate, wo
   } else if (cudaNote) {
     reasons.push(cudaNote);
   }
-  const fa = (value: 'on' | 'off') => ok.find((c) => c.options.gpu === best.options.gpu && c.options.flashAttention === value && c.options.contextSize === best.options.contextSize);
+  // One off/on pair per device, at the context the workload needs (even when another context won).
+  const fa = (value: 'on' | 'off') => ok.find((c) => c.options.gpu === best.options.gpu && c.options.flashAttention === value);
   const on = fa('on');
   const off = fa('off');
   if (on && off) {

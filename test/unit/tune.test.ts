@@ -51,3 +51,15 @@ describe('tuning', () => {
     expect(reasons[1]).toBe('The CPU wins: 80.0 ms per request against 95.0 ms with full offload: for this model and output length the per-token cost of driving the GPU (kernel launches, synchronization) outweighs its compute.');
   });
 });
+
+describe('tuning advice when a bigger context happens to win', () => {
+  it('still compares flash attention and names what the bigger window costs', () => {
+    const needed = measured('CPU', { gpu: 'cpu', contextSize: 256 }, 21);
+    const on = measured('CPU, flash attention on', { gpu: 'cpu', contextSize: 256, flashAttention: 'on' }, 22);
+    const off = measured('CPU, flash attention off', { gpu: 'cpu', contextSize: 256, flashAttention: 'off' }, 24);
+    const big = measured('CPU, contextSize 2048', { gpu: 'cpu', contextSize: 2048 }, 20, { kvCacheBytes: 8 * 2 ** 20 });
+    const reasons = tuneReasons([needed, on, off, big], big, { promptTokens: 40, outputTokens: 8 }, undefined);
+    expect(reasons).toContain('Flash attention on is 9% faster than off here.');
+    expect(reasons.find((r) => r.startsWith('A contextSize of 2048'))).toMatch(/costs no speed \(it measured 5% faster: noise\)/);
+  });
+});
