@@ -9,7 +9,6 @@ import type { NativeAddon, NativeContextParams, NativeModelParams } from './nati
 import type { LoadOptions } from './options.js';
 import { archSupportsDevice, sampleGpus } from './telemetry.js';
 
-export { CUDA_MODULE_FILE };
 export const CPU_FALLBACK_WARNING = 'CUDA_LLAMA_CPU_FALLBACK';
 
 export interface GpuDecision {
@@ -47,7 +46,7 @@ export function cudaAvailability(binary: Pick<LoadedBinary, 'addon' | 'dir' | 'c
         remedy: `install the prebuilt CUDA module with \`npm install ${CUDA_PACKAGE}\`, or build the CUDA variant with \`npm run build:cuda\` (needs nvcc and cuBLAS, see README "GPU set-up"), or pass gpu: 'cpu'`,
       };
     }
-    if (cudaModule.problem) return { available: false, devices: [], reason: `${cudaModule.problem}`, remedy: cudaModule.remedy };
+    if (cudaModule.problem) return { available: false, devices: [], reason: cudaModule.problem, remedy: cudaModule.remedy };
     const loadError = addon.probeLibrary(cudaModule.path) ?? 'the module loaded but did not register a CUDA backend';
     return { available: false, devices: [], reason: `${cudaModule.path} failed to load: ${loadError}`, remedy: remedyForLoadError(loadError) };
   }

@@ -77,7 +77,7 @@ async function verifyPlacement(model: LlamaModel, decision: GpuDecision, options
   const report = await model.layerReport();
   const problems = placementProblems(decision, report, options);
   if (problems.length === 0) return;
-  await model.dispose();
+  // The caller (load) disposes the model when this throws.
   throw new GpuError(ErrorCode.GPU_PLACEMENT, `gpu: 'cuda' was requested, but llama.cpp placed the model otherwise: ${problems.join('; ')}`, {
     remedy: 'free GPU memory or lower contextSize / gpuLayers; see the layer report in error.details',
     details: { problems, report: JSON.parse(JSON.stringify(report)) },

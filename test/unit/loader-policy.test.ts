@@ -5,8 +5,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it, vi } from 'vitest';
 import { ErrorCode, GpuError, NativeBindingError } from '../../lib/errors.js';
-import { CPU_FALLBACK_WARNING, CUDA_MODULE_FILE, cudaAvailability, decideGpu, modelParams, remedyForLoadError } from '../../lib/gpu-policy.js';
-import { CUDA_PACKAGE, binaryCandidates, loadNativeBinary, locateCudaModule, remediesFor } from '../../lib/load-native.js';
+import { CPU_FALLBACK_WARNING, cudaAvailability, decideGpu, modelParams, remedyForLoadError } from '../../lib/gpu-policy.js';
+import { CUDA_MODULE_FILE, CUDA_PACKAGE, binaryCandidates, loadNativeBinary, locateCudaModule, remediesFor } from '../../lib/load-native.js';
 import type { NativeAddon, NativeBackend, NativeDevice } from '../../lib/native.js';
 
 function fakeAddon(backends: NativeBackend[], devices: Partial<NativeDevice>[] = [], probe: string | null = null,
