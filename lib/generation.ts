@@ -1,12 +1,13 @@
 /**
- * One generation from prompt tokens to text: drives the native context (which decodes on its own
- * thread and streams token ids and bytes), turns bytes into text without splitting characters,
- * stops at stop sequences without ever emitting part of one, and maps cancellation.
+ * Generation from prompt tokens to text, for one sequence or several decoded together: drives the
+ * native context (which decodes on its own thread and streams token ids and bytes), turns bytes
+ * into text without splitting characters, stops at stop sequences without ever emitting part of
+ * one, and maps cancellation.
  */
 import { performance } from 'node:perf_hooks';
 import { StringDecoder } from 'node:string_decoder';
 import { fromNativeError } from './errors.js';
-import type { NativeAddon, NativeCancelFlag, NativeContext, NativeGenerateResult, NativeModel, NativeSamplerParams } from './native.js';
+import type { NativeAddon, NativeCancelFlag, NativeContext, NativeGenerateResult, NativeModel, NativeSamplerParams, NativeSequenceResult } from './native.js';
 
 export type StopReason = 'eos' | 'maxTokens' | 'stop' | 'abort' | 'contextFull';
 
@@ -36,20 +37,45 @@ export interface GenerateResult {
   timings: GenerationTimings;
 }
 
+/** What generateBatch() returns: one result per prompt, in order, and the batch's throughput. */
+export interface BatchResult {
+  results: GenerateResult[];
+  timings: BatchTimings;
+}
+
+export interface BatchTimings {
+  /** Until every prompt was processed (they share batches) (ms). */
+  promptMs: number;
+  /** Prompt tokens of all sequences. */
+  promptTokens: number;
+  promptTokensPerSecond: number;
+  /** Generated tokens of all sequences. */
+  generatedTokens: number;
+  /** From the first sequence's first token to the last token of any sequence, at the decoding thread's pace (ms). */
+  generationMs: number;
+  /** Aggregate generation speed: tokens after each sequence's first, per second of generationMs. */
+  tokensPerSecond: number;
+  /** Whole call (ms). */
+  totalMs: number;
+}
+
 export interface GenerationRequest {
   addon: NativeAddon;
   model: NativeModel;
   context: NativeContext;
-  promptTokens: Int32Array;
-  maxTokens: number;
+  /** One prompt per sequence. */
+  prompts: Int32Array[];
+  /** Per prompt, already bounded by the room left in its sequence's window. */
+  maxTokens: number[];
+  /** Sequence i samples with seed + i, so equal prompts can still take different paths. */
   sampler: NativeSamplerParams;
   stopSequences: string[];
   signal?: AbortSignal;
   stopOnAbort?: boolean;
-  /** The flag that stops this generation; the caller keeps it to stop it too (dispose, stream break). */
+  /** The flag that stops every sequence; the caller keeps it to stop them too (dispose, stream break). */
   cancel: NativeCancelFlag;
   /** Receives each piece of text as soon as it is safe to show (never part of a stop sequence). */
-  onText?: (text: string) => void;
+  onText?: (text: string, sequence: number) => void;
 }
 
 /** Longest suffix of `text` that is a proper prefix of some stop sequence (text that may yet become one). */
@@ -119,80 +145,116 @@ export class TextAssembler {
   }
 }
 
-const nativeStopReasons: Record<NativeGenerateResult['stopReason'], StopReason> = {
+const nativeStopReasons: Record<NativeSequenceResult['stopReason'], StopReason> = {
   eog: 'eos',
   maxTokens: 'maxTokens',
   aborted: 'abort',
   contextFull: 'contextFull',
 };
 
-export async function runGeneration(request: GenerationRequest): Promise<GenerateResult> {
-  const { addon, model, context, signal } = request;
+/** One sequence's progress on the JS side. */
+class SequenceProgress {
+  readonly tokens: number[] = [];
+  readonly assembler: TextAssembler;
+  firstTokenSeenAt = 0;
+  firstTokenAt = 0;
+  lastTokenAt = 0;
+
+  constructor(stopSequences: string[], emit: (text: string) => void, readonly cancel: NativeCancelFlag) {
+    this.assembler = new TextAssembler(stopSequences, emit);
+  }
+
+  push(token: number, piece: Uint8Array, atMs: number): void {
+    // Tokens the context thread made before it saw the stop flag belong to nobody.
+    if (this.assembler.stopSequence !== undefined) return;
+    // Time to first token is what the caller sees (JS clock); throughput is the engine's own
+    // pace (the context thread's clock), not how promptly the event loop picked tokens up.
+    if (this.tokens.length === 0) {
+      this.firstTokenSeenAt = performance.now();
+      this.firstTokenAt = atMs;
+    }
+    this.lastTokenAt = atMs;
+    this.tokens.push(token);
+    if (this.assembler.push(piece)) this.cancel.cancel();
+  }
+
+  get generationMs(): number {
+    return this.tokens.length > 1 ? this.lastTokenAt - this.firstTokenAt : 0;
+  }
+}
+
+const perSecond = (count: number, ms: number) => (ms > 0 ? (count * 1000) / ms : 0);
+
+/** Runs one prompt per sequence on the context, decoded together; a single generate() is one sequence. */
+export async function runGenerations(request: GenerationRequest): Promise<BatchResult> {
+  const { addon, model, context, signal, cancel } = request;
   const callSite = new Error();
   const started = performance.now();
-  let firstTokenSeenAt = 0;
-  let firstTokenAt = 0;
-  let lastTokenAt = 0;
-  const tokens: number[] = [];
-  const { cancel } = request;
-  const onText = request.onText;
   let callbackError: unknown;
-  const assembler = new TextAssembler(request.stopSequences, (text) => {
-    if (!onText) return;
+  const sequences = request.prompts.map((_, index) => new SequenceProgress(request.stopSequences, (text) => {
+    if (!request.onText) return;
     try {
-      onText(text);
+      request.onText(text, index);
     } catch (error) {
-      // A throwing callback ends the generation; the error is reported to the caller.
+      // A throwing callback ends the whole call; the error is reported to the caller.
       callbackError ??= error;
       cancel.cancel();
     }
-  });
+  }, new addon.CancelFlag()));
   const onAbort = () => cancel.cancel();
   signal?.addEventListener('abort', onAbort, { once: true });
   if (signal?.aborted) cancel.cancel();
 
-  const sampler = new addon.Sampler(model, request.sampler);
-  let result: NativeGenerateResult;
+  const samplers = request.prompts.map((_, i) => new addon.Sampler(model, { ...request.sampler, seed: (request.sampler.seed + i) % 2 ** 32 }));
+  let native: NativeGenerateResult;
   try {
-    result = await context.generate(request.promptTokens, sampler, request.maxTokens, cancel, (token, piece, atMs) => {
-      // Time to first token is what the caller sees (JS clock); throughput is the engine's own
-      // pace (the context thread's clock), not how promptly the event loop picked tokens up.
-      if (tokens.length === 0) {
-        firstTokenSeenAt = performance.now();
-        firstTokenAt = atMs;
-      }
-      lastTokenAt = atMs;
-      tokens.push(token);
-      if (assembler.push(piece)) cancel.cancel();
-    });
+    native = await context.generate(request.prompts, samplers, Int32Array.from(request.maxTokens), cancel,
+      sequences.map((s) => s.cancel), (sequence, token, piece, atMs) => sequences[sequence]!.push(token, piece, atMs));
   } catch (error) {
     throw fromNativeError(error, callSite);
   } finally {
-    sampler.dispose();
+    for (const sampler of samplers) sampler.dispose();
     signal?.removeEventListener('abort', onAbort);
   }
   if (callbackError !== undefined) throw callbackError;
 
-  const text = assembler.finish();
-  let stopReason = nativeStopReasons[result.stopReason];
-  if (assembler.stopSequence !== undefined) stopReason = 'stop';
-  if (stopReason === 'abort' && signal?.aborted && !request.stopOnAbort) throw signal.reason;
-
   const totalMs = performance.now() - started;
-  const generationMs = tokens.length > 1 ? lastTokenAt - firstTokenAt : 0;
+  const promptTokensPerSecond = perSecond(native.promptTokens, native.promptMs);
+  const results = sequences.map((sequence, i): GenerateResult => {
+    const { assembler, tokens } = sequence;
+    const text = assembler.finish();
+    const stopReason = assembler.stopSequence !== undefined ? 'stop' : nativeStopReasons[native.sequences[i]!.stopReason];
+    return {
+      text,
+      tokens,
+      promptTokens: native.sequences[i]!.promptTokens,
+      stopReason,
+      ...(assembler.stopSequence !== undefined ? { stopSequence: assembler.stopSequence } : {}),
+      timings: {
+        promptMs: native.promptMs,
+        timeToFirstTokenMs: tokens.length > 0 ? sequence.firstTokenSeenAt - started : 0,
+        generationMs: sequence.generationMs,
+        totalMs,
+        promptTokensPerSecond,
+        tokensPerSecond: perSecond(tokens.length - 1, sequence.generationMs),
+      },
+    };
+  });
+  if (signal?.aborted && !request.stopOnAbort && results.some((r) => r.stopReason === 'abort')) throw signal.reason;
+  const producing = sequences.filter((s) => s.tokens.length > 0);
+  const generatedTokens = sequences.reduce((sum, s) => sum + s.tokens.length, 0);
+  const generationMs = producing.length === 0 ? 0
+    : Math.max(...producing.map((s) => s.lastTokenAt)) - Math.min(...producing.map((s) => s.firstTokenAt));
   return {
-    text,
-    tokens,
-    promptTokens: result.promptTokens,
-    stopReason,
-    ...(assembler.stopSequence !== undefined ? { stopSequence: assembler.stopSequence } : {}),
+    results,
     timings: {
-      promptMs: result.promptMs,
-      timeToFirstTokenMs: tokens.length > 0 ? firstTokenSeenAt - started : 0,
+      promptMs: native.promptMs,
+      promptTokens: native.promptTokens,
+      promptTokensPerSecond,
+      generatedTokens,
       generationMs,
+      tokensPerSecond: perSecond(generatedTokens - producing.length, generationMs),
       totalMs,
-      promptTokensPerSecond: result.promptMs > 0 ? (result.promptTokens * 1000) / result.promptMs : 0,
-      tokensPerSecond: generationMs > 0 ? ((tokens.length - 1) * 1000) / generationMs : 0,
     },
   };
 }

@@ -1,7 +1,7 @@
 export { Llama, type BuildReport } from './llama.js';
 export { LlamaModel, type ModelInfo, type ContextInfo, type ChatMessage, type ChatTemplateOptions, type TextStream } from './model.js';
-export type { GenerateResult, GenerationTimings, StopReason } from './generation.js';
-export type { LoadOptions, GenerateOptions, GpuPolicy, FlashAttention, KvCacheType } from './options.js';
+export type { GenerateResult, GenerationTimings, StopReason, BatchResult, BatchTimings } from './generation.js';
+export type { LoadOptions, GenerateOptions, BatchGenerateOptions, GpuPolicy, FlashAttention, KvCacheType } from './options.js';
 export type { LayerReport, DeviceUsage, GraphUsage } from './layer-report.js';
 export type { LoadPlan, PlannedDevice } from './plan.js';
 export type { Logger, LogLevel } from './log.js';

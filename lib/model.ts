@@ -3,12 +3,12 @@
  * operations on the context (one at a time, the rest wait their turn), and disposes in cascade.
  */
 import { DisposedError, ErrorCode, ContextError, CudaLlamaError, fromNativeError } from './errors.js';
-import { runGeneration, type GenerateResult } from './generation.js';
+import { runGenerations, type BatchResult, type GenerateResult } from './generation.js';
 import type { GpuDecision } from './gpu-policy.js';
 import { buildLayerReport, type LayerReport } from './layer-report.js';
 import type { LoadedBinary } from './load-native.js';
-import type { NativeContext, NativeContextInfo, NativeModel, NativeModelInfo } from './native.js';
-import { resolveMaxTokens, samplerParams, validateGenerateOptions, type GenerateOptions } from './options.js';
+import type { NativeCancelFlag, NativeContext, NativeContextInfo, NativeModel, NativeModelInfo } from './native.js';
+import { resolveMaxTokens, samplerParams, validateGenerateOptions, type BatchGenerateOptions, type GenerateOptions } from './options.js';
 import { expectObject, expectString, optionalBoolean, rejectUnknownKeys, typeError, rangeError } from './validate.js';
 
 export interface ModelInfo extends Omit<NativeModelInfo, 'fileType'> {
@@ -122,6 +122,28 @@ export class LlamaModel implements AsyncDisposable {
   /** Generates text for a prompt (a string, or token ids). Calls on one model run one at a time, in order. */
   generate(prompt: string | ArrayLike<number>, options: GenerateOptions = {}): Promise<GenerateResult> {
     return this.#generate(prompt, options, new this.#binary.addon.CancelFlag());
+  }
+
+  /**
+   * Generates for several prompts at once, one sequence each, decoded together in shared batches:
+   * more tokens per second in total than one prompt after another, above all on a GPU. Needs a
+   * model loaded with `sequences` of at least `prompts.length`; each prompt has its own
+   * `contextSize` window. Options apply to every prompt; with sampling, prompt i uses seed + i.
+   * `onText(text, index)` streams each prompt's text. Queued with generate() calls, like them.
+   */
+  generateBatch(prompts: (string | ArrayLike<number>)[], options: BatchGenerateOptions = {}): Promise<BatchResult> {
+    try {
+      this.#assertAlive();
+      if (!Array.isArray(prompts) || prompts.length === 0) throw typeError('prompts', 'a non-empty array of prompts (strings or token ids)', prompts);
+      const { sequences } = this.contextInfo;
+      if (prompts.length > sequences) {
+        throw rangeError('prompts.length', `at most ${sequences} (the model was loaded with sequences: ${sequences})`, prompts.length,
+          `load with { sequences: ${prompts.length} } to generate for ${prompts.length} prompts at once`);
+      }
+      return this.#run(prompts.map((p, i) => [`prompts[${i}]`, p]), options, new this.#binary.addon.CancelFlag());
+    } catch (error) {
+      return Promise.reject(fromNativeError(error));
+    }
   }
 
   /** Like generate(), as an async iterable of text pieces. Breaking out of the loop stops the generation. */
@@ -254,31 +276,40 @@ export class LlamaModel implements AsyncDisposable {
     return ids;
   }
 
-  #generate(prompt: string | ArrayLike<number>, rawOptions: GenerateOptions, cancel: InstanceType<LoadedBinary['addon']['CancelFlag']>): Promise<GenerateResult> {
+  #generate(prompt: string | ArrayLike<number>, options: GenerateOptions, cancel: NativeCancelFlag): Promise<GenerateResult> {
+    // The user's onText takes the text only (console.log would print the sequence index too).
+    const onText: unknown = options !== null && typeof options === 'object' ? options.onText : undefined;
+    const forwarded = typeof onText === 'function' ? { ...options, onText: (text: string) => onText(text) } : options;
+    return this.#run([['prompt', prompt]], forwarded, cancel).then((batch) => batch.results[0]!);
+  }
+
+  /** Validates, tokenizes and queues one generation job of one or more named prompts. */
+  #run(prompts: [name: string, prompt: string | ArrayLike<number>][], rawOptions: BatchGenerateOptions, cancel: NativeCancelFlag): Promise<BatchResult> {
     try {
       this.#assertAlive();
       const options = validateGenerateOptions(rawOptions);
-      // Same tokenization as llama.cpp's examples: BOS as the model wants, special tokens parsed.
-      const promptTokens = typeof prompt === 'string'
-        ? this.#native.tokenize(prompt, true, true)
-        : this.#checkTokens('prompt', prompt);
-      if (promptTokens.length === 0) throw rangeError('prompt', 'a prompt of at least one token', prompt);
       const { contextSize } = this.contextInfo;
-      if (promptTokens.length >= contextSize) {
-        throw new ContextError(ErrorCode.CONTEXT_FULL, `the prompt has ${promptTokens.length} tokens; the context holds ${contextSize}`, {
-          remedy: `shorten the prompt, or load with a larger contextSize (this model was trained for ${this.info.trainingContextSize})`,
-          details: { promptTokens: promptTokens.length, contextSize },
-        });
-      }
+      const tokenized = prompts.map(([name, prompt]) => {
+        // Same tokenization as llama.cpp's examples: BOS as the model wants, special tokens parsed.
+        const tokens = typeof prompt === 'string' ? this.#native.tokenize(prompt, true, true) : this.#checkTokens(name, prompt);
+        if (tokens.length === 0) throw rangeError(name, 'a prompt of at least one token', prompt);
+        if (tokens.length >= contextSize) {
+          throw new ContextError(ErrorCode.CONTEXT_FULL, `${name} has ${tokens.length} tokens; the context holds ${contextSize}`, {
+            remedy: `shorten the prompt, or load with a larger contextSize (this model was trained for ${this.info.trainingContextSize})`,
+            details: { promptTokens: tokens.length, contextSize },
+          });
+        }
+        return tokens;
+      });
       return this.#enqueue(async () => {
         this.#running = cancel;
         try {
-          const result = await runGeneration({
+          const result = await runGenerations({
             addon: this.#binary.addon,
             model: this.#native,
             context: this.#context,
-            promptTokens,
-            maxTokens: resolveMaxTokens(options.maxTokens, contextSize, promptTokens.length),
+            prompts: tokenized,
+            maxTokens: tokenized.map((tokens) => resolveMaxTokens(options.maxTokens, contextSize, tokens.length)),
             sampler: samplerParams(options),
             stopSequences: options.stopSequences,
             signal: options.signal,
@@ -286,7 +317,7 @@ export class LlamaModel implements AsyncDisposable {
             onText: options.onText,
             cancel,
           });
-          if (this.#disposing !== undefined && result.stopReason === 'abort') throw new DisposedError('model');
+          if (this.#disposing !== undefined && result.results.some((r) => r.stopReason === 'abort')) throw new DisposedError('model');
           return result;
         } finally {
           this.#running = undefined;

@@ -75,7 +75,10 @@ export interface NativeModelInfo {
 }
 
 export interface NativeContextInfo {
+  /** llama_n_ctx_seq: the window of one sequence (a prompt and its output). */
   contextSize: number;
+  /** llama_n_ctx: KV-cache cells of the whole context (contextSize × sequences). */
+  totalContextSize: number;
   batchSize: number;
   ubatchSize: number;
   sequences: number;
@@ -85,13 +88,21 @@ export interface NativeContextInfo {
   threadpool: boolean;
 }
 
-export interface NativeGenerateResult {
+export interface NativeSequenceResult {
   promptTokens: number;
   generatedTokens: number;
-  promptMs: number;
+  /** When the context thread produced the sequence's first / last token, since the call began. */
   firstTokenMs: number;
-  generationMs: number;
+  lastTokenMs: number;
   stopReason: 'eog' | 'maxTokens' | 'aborted' | 'contextFull';
+}
+
+export interface NativeGenerateResult {
+  /** All sequences together. */
+  promptTokens: number;
+  /** Until every prompt was decoded. */
+  promptMs: number;
+  sequences: NativeSequenceResult[];
 }
 
 export interface NativeSamplerParams {
@@ -125,16 +136,21 @@ export interface NativeModel {
 }
 
 export interface NativeContext {
-  /** llama_n_ctx, llama_n_batch, llama_n_ubatch, llama_n_seq_max, llama_n_threads(_batch) */
+  /** llama_n_ctx_seq, llama_n_ctx, llama_n_batch, llama_n_ubatch, llama_n_seq_max, llama_n_threads(_batch) */
   info(): NativeContextInfo;
-  /** llama_decode + llama_sampler_sample on the context's own thread; tokens stream to onToken. */
+  /**
+   * llama_decode + llama_sampler_sample on the context's own thread, one sequence per prompt
+   * (seq_id = index, each with its own sampler and stop flag), decoded in shared batches; tokens
+   * stream to onToken. `cancel` stops them all (and a long CPU decode, through the abort callback).
+   */
   generate(
-    promptTokens: Int32Array,
-    sampler: NativeSampler,
-    maxTokens: number,
+    prompts: Int32Array[],
+    samplers: NativeSampler[],
+    maxTokens: Int32Array,
     cancel: NativeCancelFlag,
+    sequenceCancels: NativeCancelFlag[],
     /** Called in order for every token; `atMs` is when the context thread produced it, since the call began. */
-    onToken: (token: number, piece: Buffer, atMs: number) => void,
+    onToken: (sequence: number, token: number, piece: Buffer, atMs: number) => void,
   ): Promise<NativeGenerateResult>;
   /** llama_free + ggml_threadpool_free */
   dispose(): void;

@@ -42,10 +42,16 @@ export interface LoadOptions {
   /** Share of the model per GPU, e.g. [3, 1]. Default: by free memory (llama.cpp). */
   tensorSplit?: number[];
   /**
-   * Context window in tokens. Default: 4096, or the model's training context when smaller. A
-   * bigger window costs KV-cache memory on every device that holds layers; ask for what you use.
+   * Context window in tokens (a prompt and its output), per sequence. Default: 4096, or the model's
+   * training context when smaller. A bigger window costs KV-cache memory on every device that holds
+   * layers; ask for what you use. llama.cpp rounds it up to a multiple of 256 (contextInfo says).
    */
   contextSize?: number;
+  /**
+   * Prompts that model.generateBatch() can run at once, each in its own sequence with its own
+   * `contextSize` window: the KV cache holds contextSize × sequences tokens. Default 1.
+   */
+  sequences?: number;
   /** Logical batch: most prompt tokens handed to one llama_decode. Default: llama.cpp's (2048). */
   batchSize?: number;
   /** Physical batch: most tokens computed at once. Default: llama.cpp's (512). */
@@ -72,6 +78,12 @@ export interface LoadOptions {
   onProgress?: (fraction: number) => void;
   /** Aborts the load; the promise rejects with `signal.reason` and nothing stays allocated. */
   signal?: AbortSignal;
+}
+
+/** generate() options for several prompts; onText also gets the prompt's index. */
+export interface BatchGenerateOptions extends Omit<GenerateOptions, 'onText'> {
+  /** Called with each piece of text as it is produced and the index of the prompt it belongs to. */
+  onText?: (text: string, index: number) => void;
 }
 
 export interface GenerateOptions {
@@ -102,7 +114,7 @@ export interface GenerateOptions {
 }
 
 const loadKeys = [
-  'gpu', 'gpuLayers', 'mainGpu', 'splitMode', 'tensorSplit', 'contextSize', 'batchSize', 'ubatchSize', 'threads',
+  'gpu', 'gpuLayers', 'mainGpu', 'splitMode', 'tensorSplit', 'contextSize', 'sequences', 'batchSize', 'ubatchSize', 'threads',
   'threadsBatch', 'flashAttention', 'kvCacheType', 'offloadKvCache', 'mmap', 'warmup', 'onProgress', 'signal',
 ] as const;
 const generateKeys = [
@@ -127,6 +139,8 @@ export function validateLoadOptions(input: unknown): ValidLoadOptions {
     contextLength: 'use contextSize',
     nCtx: 'use contextSize',
     flashAttn: 'use flashAttention',
+    parallel: 'use sequences',
+    nSeqMax: 'use sequences',
   });
   const gpu = optionalEnum('options.gpu', options.gpu, ['auto', 'cuda', 'cpu'] as const) ?? 'auto';
   const { gpuLayers } = options;
@@ -140,7 +154,12 @@ export function validateLoadOptions(input: unknown): ValidLoadOptions {
     options.tensorSplit.forEach((share, i) => optionalNumber(`options.tensorSplit[${i}]`, share, 0, 1e9));
   }
   optionalInteger('options.contextSize', options.contextSize, 1, 16_777_216);
+  // llama.cpp's LLAMA_MAX_SEQ; every sequence's next token goes into one batch.
+  const sequences = optionalInteger('options.sequences', options.sequences, 1, 256);
   optionalInteger('options.batchSize', options.batchSize, 1, 1_048_576);
+  if (sequences !== undefined && options.batchSize !== undefined && (options.batchSize as number) < sequences) {
+    throw rangeError('options.batchSize', `at least options.sequences (${sequences}): one step decodes a token of every sequence`, options.batchSize);
+  }
   optionalInteger('options.ubatchSize', options.ubatchSize, 1, 1_048_576);
   if (options.batchSize !== undefined && options.ubatchSize !== undefined && (options.ubatchSize as number) > (options.batchSize as number)) {
     throw rangeError('options.ubatchSize', `at most options.batchSize (${options.batchSize})`, options.ubatchSize);
@@ -195,11 +214,14 @@ export function defaultThreadCount(cpuinfo?: string): number {
   return count;
 }
 
+/** `contextSize` is one sequence's window; llama.cpp's n_ctx is the whole cache, split per sequence. */
 export function contextParams(options: LoadOptions, contextSize: number): NativeContextParams {
   const threads = options.threads ?? defaultThreadCount();
+  const sequences = options.sequences ?? 1;
   return {
-    nCtx: contextSize,
-    nBatch: options.batchSize === undefined ? undefined : Math.min(options.batchSize, contextSize),
+    nCtx: contextSize * sequences,
+    nSeqMax: options.sequences,
+    nBatch: options.batchSize === undefined ? undefined : Math.min(options.batchSize, contextSize * sequences),
     nUbatch: options.ubatchSize,
     nThreads: threads,
     nThreadsBatch: options.threadsBatch ?? threads,

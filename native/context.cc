@@ -1,14 +1,12 @@
 #include "context.h"
 
-#include <chrono>
-#include <mutex>
-#include <optional>
 #include <string>
 #include <vector>
 
 #include "addon.h"
 #include "cancel_flag.h"
 #include "common.h"
+#include "generation.h"
 #include "ggml-backend.h"
 #include "ggml-cpu.h"
 #include "log.h"
@@ -18,12 +16,6 @@
 
 namespace cuda_llama {
 namespace {
-
-using Clock = std::chrono::steady_clock;
-
-double MsSince(Clock::time_point start) {
-  return std::chrono::duration<double, std::milli>(Clock::now() - start).count();
-}
 
 // The CPU backend is a runtime-loaded module (GGML_BACKEND_DL), so its threadpool functions are
 // reached through the registry rather than linked.
@@ -86,169 +78,6 @@ class CreateWorker : public PromiseWorker {
   llama_context_params params_;
   ContextParts parts_;
 };
-
-struct TokenEvent {
-  llama_token token;
-  std::string piece;
-  double at_ms;  // since the generation started, on the context thread's clock
-};
-
-// One generation: inputs copied from JS, outputs written on the context thread and read on the
-// JS thread only in the thread-safe function's finalizer (after the last token was delivered).
-struct GenerateJob {
-  explicit GenerateJob(Napi::Env env) : deferred(Napi::Promise::Deferred::New(env)) {}
-
-  std::vector<llama_token> prompt;
-  int32_t max_tokens = 0;
-  llama_sampler* sampler = nullptr;
-  std::shared_ptr<std::atomic<bool>> cancel;
-  Napi::ThreadSafeFunction on_token;
-
-  // Tokens waiting for the JS thread. The context thread wakes JS only when no drain is already
-  // pending: every wake-up of the JS thread competes with the compute threads for the cores, so
-  // a JS thread that falls behind takes several tokens per wake-up instead of one each.
-  std::mutex pending_mutex;
-  std::vector<TokenEvent> pending;  // guarded by pending_mutex
-  bool drain_scheduled = false;     // guarded by pending_mutex
-
-  int32_t generated = 0;
-  double prompt_ms = 0, first_token_ms = 0, generation_ms = 0;
-  const char* stop_reason = "";
-  const char* error_code = nullptr;
-  std::string error_message;
-  std::optional<int> status;
-
-  Napi::Promise::Deferred deferred;
-  Napi::ObjectReference context_ref, sampler_ref;  // alive until the promise settles
-};
-
-// JS thread: hands every pending token to the JS callback, in order.
-void DrainTokens(Napi::Env env, Napi::Function fn, GenerateJob* job) {
-  std::vector<TokenEvent> events;
-  {
-    std::lock_guard<std::mutex> lock(job->pending_mutex);
-    events.swap(job->pending);
-    job->drain_scheduled = false;
-  }
-  if (env == nullptr || fn == nullptr) return;
-  for (const TokenEvent& event : events) {
-    // lib/ wraps the user's callback; a throw here would be our bug, not a user's.
-    fn.Call({Napi::Number::New(env, event.token), Napi::Buffer<char>::Copy(env, event.piece.data(), event.piece.size()),
-             Napi::Number::New(env, event.at_ms)});
-  }
-}
-
-// Context thread: queues a token and wakes the JS thread unless a drain is already on its way.
-void EmitToken(GenerateJob* job, llama_token token, std::string piece, double at_ms) {
-  bool wake = false;
-  {
-    std::lock_guard<std::mutex> lock(job->pending_mutex);
-    job->pending.push_back(TokenEvent{token, std::move(piece), at_ms});
-    if (!job->drain_scheduled) {
-      job->drain_scheduled = true;
-      wake = true;
-    }
-  }
-  if (wake) job->on_token.BlockingCall(job, DrainTokens);
-}
-
-// Runs on the context thread. No N-API here except the thread-safe function.
-void RunGeneration(llama_context* ctx, GenerateJob* job) {
-  const auto start = Clock::now();
-  const llama_vocab* vocab = llama_model_get_vocab(llama_get_model(ctx));
-  const int32_t n_ctx = static_cast<int32_t>(llama_n_ctx(ctx));
-  const int32_t n_batch = static_cast<int32_t>(llama_n_batch(ctx));
-  const int32_t n_prompt = static_cast<int32_t>(job->prompt.size());
-  auto cancelled = [&] { return job->cancel->load(); };
-
-  // Each generation starts from an empty KV cache: same prompt, same result. The cells are reset;
-  // zeroing the buffer too (data = true) would cost milliseconds per call for nothing.
-  llama_memory_clear(llama_get_memory(ctx), false);
-  llama_sampler_reset(job->sampler);
-
-  for (int32_t i = 0; i < n_prompt; i += n_batch) {
-    if (cancelled()) {
-      job->stop_reason = "aborted";
-      return;
-    }
-    const int32_t n = std::min(n_batch, n_prompt - i);
-    int32_t rc = llama_decode(ctx, llama_batch_get_one(job->prompt.data() + i, n));
-    if (rc != 0) {
-      if (rc == 2 && cancelled()) {
-        job->stop_reason = "aborted";
-      } else {
-        job->error_code = code::kDecode;
-        job->error_message = "llama_decode failed on the prompt (tokens " + std::to_string(i) + ".." +
-                             std::to_string(i + n) + " of " + std::to_string(n_prompt) + ")";
-        job->status = rc;
-      }
-      return;
-    }
-  }
-  job->prompt_ms = MsSince(start);
-
-  const auto generation_start = Clock::now();
-  int32_t n_past = n_prompt;
-  while (true) {
-    if (cancelled()) {
-      job->stop_reason = "aborted";
-      break;
-    }
-    llama_token token = llama_sampler_sample(job->sampler, ctx, -1);
-    if (llama_vocab_is_eog(vocab, token)) {
-      job->stop_reason = "eog";
-      break;
-    }
-    const double at_ms = MsSince(start);
-    if (job->generated == 0) job->first_token_ms = at_ms;
-    EmitToken(job, token, TokenPiece(vocab, token, false), at_ms);
-    job->generated++;
-    if (job->generated >= job->max_tokens) {
-      job->stop_reason = "maxTokens";
-      break;
-    }
-    if (n_past >= n_ctx) {
-      job->stop_reason = "contextFull";
-      break;
-    }
-    int32_t rc = llama_decode(ctx, llama_batch_get_one(&token, 1));
-    if (rc != 0) {
-      if (rc == 2 && cancelled()) {
-        job->stop_reason = "aborted";
-      } else if (rc == 1) {
-        job->stop_reason = "contextFull";  // no KV slot left for the next token
-      } else {
-        job->error_code = code::kDecode;
-        job->error_message = "llama_decode failed after " + std::to_string(job->generated) + " generated tokens";
-        job->status = rc;
-      }
-      break;
-    }
-    n_past++;
-  }
-  job->generation_ms = MsSince(generation_start);
-}
-
-void SettleGeneration(Napi::Env env, GenerateJob* job) {
-  std::unique_ptr<GenerateJob> owned(job);
-  if (env == nullptr) return;  // env teardown: nobody is waiting any more
-  try {
-    if (job->error_code != nullptr) {
-      job->deferred.Reject(MakeError(env, job->error_code, job->error_message, job->status).Value());
-      return;
-    }
-    Napi::Object result = Napi::Object::New(env);
-    result.Set("promptTokens", Napi::Number::New(env, static_cast<double>(job->prompt.size())));
-    result.Set("generatedTokens", job->generated);
-    result.Set("promptMs", job->prompt_ms);
-    result.Set("firstTokenMs", job->first_token_ms);
-    result.Set("generationMs", job->generation_ms);
-    result.Set("stopReason", job->stop_reason);
-    job->deferred.Resolve(result);
-  } catch (const Napi::Error& error) {
-    job->deferred.Reject(error.Value());
-  }
-}
 
 }  // namespace
 
@@ -349,7 +178,8 @@ Napi::Value Context::Info(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   llama_context* ctx = Get(env);
   Napi::Object result = Napi::Object::New(env);
-  result.Set("contextSize", llama_n_ctx(ctx));
+  result.Set("contextSize", llama_n_ctx_seq(ctx));
+  result.Set("totalContextSize", llama_n_ctx(ctx));
   result.Set("batchSize", llama_n_batch(ctx));
   result.Set("ubatchSize", llama_n_ubatch(ctx));
   result.Set("sequences", llama_n_seq_max(ctx));
@@ -362,30 +192,56 @@ Napi::Value Context::Info(const Napi::CallbackInfo& info) {
 Napi::Value Context::Generate(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   llama_context* ctx = Get(env);
-  if (info.Length() < 5 || !info[0].IsTypedArray() || !info[2].IsNumber() || !info[4].IsFunction()) {
-    throw Napi::TypeError::New(env, "generate(promptTokens: Int32Array, sampler, maxTokens, cancelFlag, onToken)");
+  if (info.Length() < 6 || !info[0].IsArray() || !info[1].IsArray() || !info[2].IsTypedArray() || !info[4].IsArray() ||
+      !info[5].IsFunction()) {
+    throw Napi::TypeError::New(env, "generate(prompts: Int32Array[], samplers: Sampler[], maxTokens: Int32Array, cancel, "
+                                    "sequenceCancels: CancelFlag[], onToken)");
   }
-  Sampler* sampler = UnwrapTagged<Sampler>(info[1], kSamplerTag, "Sampler");
+  Napi::Array prompts = info[0].As<Napi::Array>();
+  Napi::Array samplers = info[1].As<Napi::Array>();
+  Napi::Int32Array max_tokens = info[2].As<Napi::Int32Array>();
+  Napi::Array sequence_cancels = info[4].As<Napi::Array>();
+  const uint32_t n = prompts.Length();
+  if (n == 0 || samplers.Length() != n || max_tokens.ElementLength() != n || sequence_cancels.Length() != n) {
+    throw Napi::TypeError::New(env, "generate: prompts, samplers, maxTokens and sequenceCancels need one entry per sequence");
+  }
+  if (n > llama_n_seq_max(ctx) || n > llama_n_batch(ctx)) {
+    throw Napi::RangeError::New(env, std::to_string(n) + " sequences do not fit this context (n_seq_max " +
+                                         std::to_string(llama_n_seq_max(ctx)) + ", n_batch " + std::to_string(llama_n_batch(ctx)) + ")");
+  }
   CancelFlag* cancel = UnwrapTagged<CancelFlag>(info[3], kCancelFlagTag, "CancelFlag");
-  if (sampler->get() == nullptr) throw MakeError(env, code::kDisposed, "sampler has been disposed");
-  Napi::Int32Array prompt = info[0].As<Napi::Int32Array>();
-  if (prompt.ElementLength() == 0) throw Napi::RangeError::New(env, "prompt has no tokens");
-  if (prompt.ElementLength() >= llama_n_ctx(ctx)) {
-    throw MakeError(env, code::kContextFull, "prompt of " + std::to_string(prompt.ElementLength()) +
-                                                 " tokens does not fit a context of " + std::to_string(llama_n_ctx(ctx)));
-  }
 
-  auto job = std::make_unique<GenerateJob>(env);
-  job->prompt.assign(prompt.Data(), prompt.Data() + prompt.ElementLength());
-  job->max_tokens = info[2].As<Napi::Number>().Int32Value();
-  job->sampler = sampler->get();
+  auto job = std::make_unique<GenerationJob>(env);
   job->cancel = cancel->flag();
+  job->sequences.resize(n);
+  for (uint32_t i = 0; i < n; i++) {
+    GenerationSequence& seq = job->sequences[i];
+    Napi::Value prompt_value = prompts.Get(i);
+    if (!prompt_value.IsTypedArray() || prompt_value.As<Napi::TypedArray>().TypedArrayType() != napi_int32_array) {
+      throw Napi::TypeError::New(env, "prompts[" + std::to_string(i) + "] must be an Int32Array");
+    }
+    Napi::Int32Array prompt = prompt_value.As<Napi::Int32Array>();
+    if (prompt.ElementLength() == 0) throw Napi::RangeError::New(env, "prompts[" + std::to_string(i) + "] has no tokens");
+    if (prompt.ElementLength() >= llama_n_ctx_seq(ctx)) {
+      throw MakeError(env, code::kContextFull, "prompt of " + std::to_string(prompt.ElementLength()) +
+                                                   " tokens does not fit a context of " + std::to_string(llama_n_ctx_seq(ctx)));
+    }
+    seq.prompt.assign(prompt.Data(), prompt.Data() + prompt.ElementLength());
+    Sampler* sampler = UnwrapTagged<Sampler>(samplers.Get(i), kSamplerTag, "Sampler");
+    if (sampler->get() == nullptr) throw MakeError(env, code::kDisposed, "sampler has been disposed");
+    for (const GenerationSequence& other : job->sequences) {
+      if (&other != &seq && other.sampler == sampler->get()) throw Napi::TypeError::New(env, "each sequence needs its own Sampler");
+    }
+    seq.sampler = sampler->get();
+    seq.cancel = UnwrapTagged<CancelFlag>(sequence_cancels.Get(i), kCancelFlagTag, "CancelFlag")->flag();
+    seq.max_tokens = max_tokens[i];
+    job->sampler_refs.push_back(Napi::Persistent(samplers.Get(i).As<Napi::Object>()));
+  }
   job->context_ref = Napi::Persistent(info.This().As<Napi::Object>());
-  job->sampler_ref = Napi::Persistent(info[1].As<Napi::Object>());
   Napi::Promise promise = job->deferred.Promise();
-  GenerateJob* raw_job = job.get();
-  job->on_token = Napi::ThreadSafeFunction::New(env, info[4].As<Napi::Function>(), "cuda-llama-generate", 0, 1,
-                                                raw_job, [](Napi::Env finalize_env, GenerateJob* done) {
+  GenerationJob* raw_job = job.get();
+  job->on_token = Napi::ThreadSafeFunction::New(env, info[5].As<Napi::Function>(), "cuda-llama-generate", 0, 1,
+                                                raw_job, [](Napi::Env finalize_env, GenerationJob* done) {
                                                   SettleGeneration(finalize_env, done);
                                                 });
   job.release();  // owned by the thread-safe function's finalizer from here on

@@ -47,8 +47,11 @@ class Context : public Napi::ObjectWrap<Context> {
   // JS: Context.create(model, params) -> Promise<Context>
   static Napi::Value Create(const Napi::CallbackInfo& info);
   Napi::Value Info(const Napi::CallbackInfo& info);
-  // JS: generate(promptTokens: Int32Array, sampler, maxTokens, cancelFlag, onToken(token, bytes, atMs))
-  //     -> Promise<{ promptTokens, generatedTokens, promptMs, firstTokenMs, generationMs, stopReason }>
+  // JS: generate(prompts: Int32Array[], samplers: Sampler[], maxTokens: Int32Array, cancel: CancelFlag,
+  //              sequenceCancels: CancelFlag[], onToken(sequence, token, bytes, atMs))
+  //     -> Promise<{ promptTokens, promptMs, sequences: [{ promptTokens, generatedTokens, firstTokenMs,
+  //                  lastTokenMs, stopReason }] }>
+  // One prompt per sequence (seq_id = index), decoded together; see native/generation.h.
   Napi::Value Generate(const Napi::CallbackInfo& info);
   Napi::Value Dispose(const Napi::CallbackInfo& info);
   Napi::Value IsDisposed(const Napi::CallbackInfo& info);

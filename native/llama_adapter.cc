@@ -89,7 +89,9 @@ Napi::Value GraphPlacement(const Napi::CallbackInfo& info) {
   llama_context* ctx = wrapper->Get(env);
   if (info.Length() < 2 || !info[1].IsNumber()) throw Napi::TypeError::New(env, "nTokens must be a number");
   uint32_t n_tokens = info[1].As<Napi::Number>().Uint32Value();
-  ggml_cgraph* graph = llama_graph_reserve(ctx, n_tokens, 1, 1);
+  // As llama.cpp's own reserve: the graph spans every sequence's KV stream, so the ubatch must too
+  // (it rounds n_tokens up to a multiple of n_seqs; one token per sequence is a generation step).
+  ggml_cgraph* graph = llama_graph_reserve(ctx, n_tokens, llama_n_seq_max(ctx), 1);
   if (graph == nullptr) throw MakeError(env, code::kContextCreate, "could not build the compute graph");
   ggml_backend_sched_t sched = ctx->get_sched();
   std::map<std::string, int> by_backend;

@@ -29,6 +29,9 @@ describe('validateLoadOptions', () => {
     [{ tensorSplit: [1, Number.NaN] }, 'ERR_OUT_OF_RANGE', /tensorSplit\[1\]/],
     [{ signal: {} }, 'ERR_INVALID_ARG_TYPE', /AbortSignal/],
     [null, 'ERR_INVALID_ARG_TYPE', /options must be an object/],
+    [{ sequences: 0 }, 'ERR_OUT_OF_RANGE', /options\.sequences must be an integer from 1 to 256/],
+    [{ sequences: 8, batchSize: 4 }, 'ERR_OUT_OF_RANGE', /options\.batchSize must be at least options\.sequences \(8\)/],
+    [{ parallel: 4 }, 'ERR_INVALID_ARG_VALUE', /use sequences/],
   ])('%o -> %s', (options, code, message) => {
     expect(codeOf(() => validateLoadOptions(options))).toBe(code);
     expect(() => validateLoadOptions(options)).toThrow(message);
@@ -49,6 +52,11 @@ describe('resolution', () => {
     expect(p.nBatch).toBeUndefined();
     expect(p.flashAttnType).toBeUndefined();
     expect(contextParams({ flashAttention: 'off', kvCacheType: 'q8_0', batchSize: 4096 }, 1024)).toMatchObject({ flashAttnType: 0, typeK: 8, typeV: 8, nBatch: 1024 });
+  });
+
+  it('sequences: each gets contextSize, so the cache (n_ctx) holds contextSize x sequences', () => {
+    expect(contextParams({}, 1024)).toMatchObject({ nCtx: 1024, nSeqMax: undefined });
+    expect(contextParams({ sequences: 4, batchSize: 8192 }, 1024)).toMatchObject({ nCtx: 4096, nSeqMax: 4, nBatch: 4096 });
   });
 
   it('maxTokens is bounded by the room left in the context', () => {

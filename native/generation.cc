@@ -1,0 +1,255 @@
+#include "generation.h"
+
+#include <algorithm>
+#include <chrono>
+
+#include "common.h"
+
+namespace cuda_llama {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// llama_batch_init / llama_batch_free, scoped.
+class OwnedBatch {
+ public:
+  explicit OwnedBatch(int32_t capacity) : batch_(llama_batch_init(capacity, 0, 1)) {}
+  ~OwnedBatch() { llama_batch_free(batch_); }
+  OwnedBatch(const OwnedBatch&) = delete;
+  OwnedBatch& operator=(const OwnedBatch&) = delete;
+
+  // Returns the token's index in the batch (what llama_sampler_sample takes). The caller keeps
+  // the count within the capacity.
+  int32_t Add(llama_token token, llama_pos pos, llama_seq_id seq, bool wants_logits) {
+    const int32_t i = batch_.n_tokens++;
+    batch_.token[i] = token;
+    batch_.pos[i] = pos;
+    batch_.n_seq_id[i] = 1;
+    batch_.seq_id[i][0] = seq;
+    batch_.logits[i] = wants_logits;
+    return i;
+  }
+  void Clear() { batch_.n_tokens = 0; }
+  int32_t size() const { return batch_.n_tokens; }
+  const llama_batch& get() const { return batch_; }
+
+ private:
+  llama_batch batch_;
+};
+
+// JS thread: hands every pending token to the JS callback, in order.
+void DrainTokens(Napi::Env env, Napi::Function fn, GenerationJob* job) {
+  std::vector<TokenEvent> events;
+  {
+    std::lock_guard<std::mutex> lock(job->pending_mutex);
+    events.swap(job->pending);
+    job->drain_scheduled = false;
+  }
+  if (env == nullptr || fn == nullptr) return;
+  for (const TokenEvent& event : events) {
+    // lib/ wraps the user's callback; a throw here would be our bug, not a user's.
+    fn.Call({Napi::Number::New(env, event.sequence), Napi::Number::New(env, event.token),
+             Napi::Buffer<char>::Copy(env, event.piece.data(), event.piece.size()), Napi::Number::New(env, event.at_ms)});
+  }
+}
+
+// The decode loop's state; lives on the context thread for one job.
+class Runner {
+ public:
+  Runner(llama_context* ctx, GenerationJob* job)
+      : ctx_(ctx),
+        job_(job),
+        vocab_(llama_model_get_vocab(llama_get_model(ctx))),
+        n_ctx_seq_(static_cast<llama_pos>(llama_n_ctx_seq(ctx))),
+        n_batch_(static_cast<int32_t>(llama_n_batch(ctx))),
+        next_(job->sequences.size()),
+        n_past_(job->sequences.size(), 0) {}
+
+  void Run() {
+    // Each job starts from an empty KV cache: same prompt, same result. The cells are reset;
+    // zeroing the buffer too (data = true) would cost milliseconds per call for nothing.
+    llama_memory_clear(llama_get_memory(ctx_), false);
+    for (GenerationSequence& seq : job_->sequences) llama_sampler_reset(seq.sampler);
+    if (!DecodePrompts()) return;
+    job_->prompt_ms = MsSinceStart();
+    GenerateTokens();
+  }
+
+ private:
+  double MsSinceStart() const { return std::chrono::duration<double, std::milli>(Clock::now() - start_).count(); }
+  bool JobCancelled() const { return job_->cancel->load(); }
+
+  // Every prompt, packed into batches of up to n_batch tokens across sequences; a sequence's first
+  // token is sampled right after the batch that holds the end of its prompt (later batches would
+  // overwrite those logits).
+  bool DecodePrompts() {
+    OwnedBatch batch(n_batch_);
+    std::vector<std::pair<int32_t, int32_t>> ended;  // (sequence, batch index) whose prompt ends in `batch`
+    int32_t decoded = 0;
+    auto flush = [&]() {
+      if (batch.size() == 0) return true;
+      if (!Decode(batch, "on the prompts (tokens " + std::to_string(decoded) + ".." + std::to_string(decoded + batch.size()) + ")", false)) {
+        return false;
+      }
+      decoded += batch.size();
+      for (auto [seq, index] : ended) Accept(seq, index);
+      ended.clear();
+      batch.Clear();
+      return true;
+    };
+    for (int32_t s = 0; s < static_cast<int32_t>(job_->sequences.size()); s++) {
+      const std::vector<llama_token>& prompt = job_->sequences[s].prompt;
+      const llama_pos n = static_cast<llama_pos>(prompt.size());
+      for (llama_pos t = 0; t < n; t++) {
+        if (batch.size() == n_batch_ && !flush()) return false;
+        const int32_t index = batch.Add(prompt[t], t, s, t == n - 1);
+        if (t == n - 1) {
+          n_past_[s] = n;
+          ended.emplace_back(s, index);
+        }
+      }
+    }
+    return flush();
+  }
+
+  // One token per live sequence per decode, until none is left.
+  void GenerateTokens() {
+    OwnedBatch batch(static_cast<int32_t>(job_->sequences.size()));
+    std::vector<std::pair<int32_t, int32_t>> stepped;  // (sequence, batch index) in this step
+    for (;;) {
+      batch.Clear();
+      stepped.clear();
+      for (int32_t s = 0; s < static_cast<int32_t>(job_->sequences.size()); s++) {
+        if (job_->sequences[s].stop_reason != nullptr) continue;
+        stepped.emplace_back(s, batch.Add(next_[s], n_past_[s], s, true));
+      }
+      if (stepped.empty()) return;
+      if (!Decode(batch, "after " + std::to_string(GeneratedSoFar()) + " generated tokens", true)) return;
+      for (auto [seq, index] : stepped) {
+        n_past_[seq]++;
+        Accept(seq, index);
+      }
+    }
+  }
+
+  // llama_decode; on failure every live sequence stops (or the job fails) and false is returned.
+  bool Decode(const OwnedBatch& batch, const std::string& where, bool generating) {
+    if (JobCancelled()) {
+      StopAll("aborted");
+      return false;
+    }
+    const int32_t rc = llama_decode(ctx_, batch.get());
+    if (rc == 0) return true;
+    if (rc == 2 && JobCancelled()) {
+      StopAll("aborted");
+    } else if (rc == 1 && generating) {
+      StopAll("contextFull");  // no KV slot left for the next tokens
+    } else {
+      job_->error_code = code::kDecode;
+      job_->error_message = "llama_decode failed " + where;
+      job_->status = rc;
+      StopAll("aborted");
+    }
+    return false;
+  }
+
+  // Samples sequence `s`'s next token from output `index` of the last decode, then streams it or
+  // stops the sequence.
+  void Accept(int32_t s, int32_t index) {
+    GenerationSequence& seq = job_->sequences[s];
+    if (seq.cancel->load() || JobCancelled()) {
+      seq.stop_reason = "aborted";
+      return;
+    }
+    const llama_token token = llama_sampler_sample(seq.sampler, ctx_, index);
+    if (llama_vocab_is_eog(vocab_, token)) {
+      seq.stop_reason = "eog";
+      return;
+    }
+    const double at_ms = MsSinceStart();
+    if (seq.generated == 0) seq.first_token_ms = at_ms;
+    seq.last_token_ms = at_ms;
+    Emit(s, token, at_ms);
+    seq.generated++;
+    if (seq.generated >= seq.max_tokens) {
+      seq.stop_reason = "maxTokens";
+    } else if (n_past_[s] >= n_ctx_seq_) {
+      seq.stop_reason = "contextFull";
+    } else {
+      next_[s] = token;
+    }
+  }
+
+  void StopAll(const char* reason) {
+    for (GenerationSequence& seq : job_->sequences) {
+      if (seq.stop_reason == nullptr) seq.stop_reason = reason;
+    }
+  }
+
+  int32_t GeneratedSoFar() const {
+    int32_t total = 0;
+    for (const GenerationSequence& seq : job_->sequences) total += seq.generated;
+    return total;
+  }
+
+  // Queues a token and wakes the JS thread unless a drain is already on its way.
+  void Emit(int32_t s, llama_token token, double at_ms) {
+    std::string piece = TokenPiece(vocab_, token, false);
+    bool wake = false;
+    {
+      std::lock_guard<std::mutex> lock(job_->pending_mutex);
+      job_->pending.push_back(TokenEvent{s, token, std::move(piece), at_ms});
+      if (!job_->drain_scheduled) {
+        job_->drain_scheduled = true;
+        wake = true;
+      }
+    }
+    if (wake) job_->on_token.BlockingCall(job_, DrainTokens);
+  }
+
+  llama_context* ctx_;
+  GenerationJob* job_;
+  const llama_vocab* vocab_;
+  const llama_pos n_ctx_seq_;
+  const int32_t n_batch_;
+  const Clock::time_point start_ = Clock::now();
+  std::vector<llama_token> next_;  // each live sequence's last sampled token, decoded in the next step
+  std::vector<llama_pos> n_past_;  // tokens of each sequence in the KV cache
+};
+
+}  // namespace
+
+void RunGeneration(llama_context* ctx, GenerationJob* job) { Runner(ctx, job).Run(); }
+
+void SettleGeneration(Napi::Env env, GenerationJob* job) {
+  std::unique_ptr<GenerationJob> owned(job);
+  if (env == nullptr) return;  // env teardown: nobody is waiting any more
+  try {
+    if (job->error_code != nullptr) {
+      job->deferred.Reject(MakeError(env, job->error_code, job->error_message, job->status).Value());
+      return;
+    }
+    Napi::Object result = Napi::Object::New(env);
+    Napi::Array sequences = Napi::Array::New(env, job->sequences.size());
+    double prompt_tokens = 0;
+    for (uint32_t i = 0; i < job->sequences.size(); i++) {
+      const GenerationSequence& seq = job->sequences[i];
+      prompt_tokens += static_cast<double>(seq.prompt.size());
+      Napi::Object entry = Napi::Object::New(env);
+      entry.Set("promptTokens", Napi::Number::New(env, static_cast<double>(seq.prompt.size())));
+      entry.Set("generatedTokens", seq.generated);
+      entry.Set("firstTokenMs", seq.first_token_ms);
+      entry.Set("lastTokenMs", seq.last_token_ms);
+      entry.Set("stopReason", seq.stop_reason == nullptr ? "aborted" : seq.stop_reason);
+      sequences.Set(i, entry);
+    }
+    result.Set("promptTokens", prompt_tokens);
+    result.Set("promptMs", job->prompt_ms);
+    result.Set("sequences", sequences);
+    job->deferred.Resolve(result);
+  } catch (const Napi::Error& error) {
+    job->deferred.Reject(error.Value());
+  }
+}
+
+}  // namespace cuda_llama
