@@ -2,7 +2,7 @@
 // The `cuda-llama` command.
 //   cuda-llama doctor [--json] [--cpu] [--no-probe]: exit code 0 only when everything asked for
 //     works (the GPU path, unless --cpu).
-//   cuda-llama tune <model.gguf> [--prompt 512] [--output 128] [--gpu auto|cuda|cpu] [--threads N]
+//   cuda-llama tune <model.gguf> [--prompt 512] [--output 128] [--sequences 1] [--gpu auto|cuda|cpu] [--threads N]
 //     [--reps 2] [--json]: measures configurations for that workload and recommends one.
 import { parseArgs } from 'node:util';
 import { CudaLlamaError } from './errors.js';
@@ -12,7 +12,7 @@ import type { GpuPolicy } from './options.js';
 
 const usage = [
   'usage: cuda-llama doctor [--json] [--cpu] [--no-probe]',
-  '       cuda-llama tune <model.gguf> [--prompt 512] [--output 128] [--gpu auto|cuda|cpu] [--threads N] [--reps 2] [--json]',
+  '       cuda-llama tune <model.gguf> [--prompt 512] [--output 128] [--sequences 1] [--gpu auto|cuda|cpu] [--threads N] [--reps 2] [--json]',
 ].join('\n');
 
 function integer(name: string, value: string | undefined): number | undefined {
@@ -27,7 +27,7 @@ async function tuneCommand(args: string[]): Promise<number> {
     args,
     allowPositionals: true,
     options: {
-      prompt: { type: 'string' }, output: { type: 'string' }, gpu: { type: 'string' }, threads: { type: 'string' },
+      prompt: { type: 'string' }, output: { type: 'string' }, sequences: { type: 'string' }, gpu: { type: 'string' }, threads: { type: 'string' },
       reps: { type: 'string' }, json: { type: 'boolean', default: false },
     },
   });
@@ -38,6 +38,7 @@ async function tuneCommand(args: string[]): Promise<number> {
   const result = await Llama.tune(positionals[0]!, {
     promptTokens: integer('prompt', values.prompt),
     outputTokens: integer('output', values.output),
+    sequences: integer('sequences', values.sequences),
     gpu: values.gpu as GpuPolicy | undefined,
     threads: integer('threads', values.threads),
     repetitions: integer('reps', values.reps),

@@ -1,6 +1,6 @@
 /**
  * Tuning: measure a few load configurations for one stated workload (prompt length, output
- * length) on this machine and recommend the fastest, with the reason in words and the options to
+ * length, requests that arrive together) on this machine and recommend the fastest, with the reason in words and the options to
  * paste. Measured, not estimated: what makes a GPU slower than the CPU (launch cost per token on a
  * small model, a partial offload, an oversized context) shows up only when it is run.
  */
@@ -16,6 +16,11 @@ export interface TuneOptions {
   promptTokens?: number;
   /** Generated tokens per request. Default 128. */
   outputTokens?: number;
+  /**
+   * Requests that arrive together. Default 1. Above 1 every candidate runs them as one
+   * generateBatch() (load option `sequences`), and the best placement also one after another.
+   */
+  sequences?: number;
   /** Which devices may be tried: 'auto' (default) tries CUDA when usable and the CPU; 'cpu' or 'cuda' only those. */
   gpu?: GpuPolicy;
   /** CPU threads for every configuration. Default: the library's default. */
@@ -27,18 +32,24 @@ export interface TuneOptions {
 }
 
 /** Load options as they can be pasted: plain data, no callbacks. */
-export type TunedLoadOptions = Pick<LoadOptions, 'gpu' | 'gpuLayers' | 'contextSize' | 'flashAttention' | 'threads'>;
+export type TunedLoadOptions = Pick<LoadOptions, 'gpu' | 'gpuLayers' | 'contextSize' | 'sequences' | 'flashAttention' | 'threads'>;
 
 export interface TuneCandidate {
   name: string;
   options: TunedLoadOptions;
   /** Why it could not be measured (does not fit, no GPU); the numbers below are then absent. */
   error?: string;
-  /** Median time for one request of the workload: time to first token + the rest of the output at the measured pace. */
+  /**
+   * Median time for the workload: time to first token + the rest of the output at the measured
+   * pace; with several sequences, until every request is answered (together, or one after another).
+   */
   requestMs?: number;
   timeToFirstTokenMs?: number;
   promptTokensPerSecond?: number;
+  /** Generation speed; with several sequences run together, all of them (aggregate). */
   tokensPerSecond?: number;
+  /** Runs the workload's requests one after another, though it has several (the comparison for batching). */
+  oneAtATime?: boolean;
   loadMs?: number;
   kvCacheBytes?: number;
   /** Bytes on GPUs (weights + KV + compute), from the layer report. */
@@ -47,7 +58,7 @@ export interface TuneCandidate {
 }
 
 export interface TuneResult {
-  workload: { promptTokens: number; outputTokens: number };
+  workload: { promptTokens: number; outputTokens: number; sequences: number };
   candidates: TuneCandidate[];
   best: TuneCandidate;
   /** The recommendation and why, in sentences. */
@@ -96,7 +107,37 @@ function median(values: number[]): number {
   return sorted.length % 2 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
 }
 
-async function measure(deps: TuneDeps, path: string, candidate: TuneCandidate, work: { promptTokens: number; outputTokens: number; repetitions: number }): Promise<void> {
+interface Workload {
+  promptTokens: number;
+  outputTokens: number;
+  sequences: number;
+  repetitions: number;
+}
+
+/** One measured request (or batch of them) and what it says about the workload's time. */
+interface Sample {
+  ttftMs: number;
+  promptTokensPerSecond: number;
+  tokensPerSecond?: number;
+}
+
+async function sampleOnce(model: LlamaModel, prompt: number[], n: number, outputTokens: number): Promise<Sample> {
+  const options = { maxTokens: outputTokens, temperature: 0 };
+  if (n === 1) {
+    const r = await model.generate(prompt, options);
+    // A request that ended early (end of generation) still measured the pace of the tokens it made.
+    return { ttftMs: r.timings.timeToFirstTokenMs, promptTokensPerSecond: r.timings.promptTokensPerSecond, ...(r.tokens.length > 1 ? { tokensPerSecond: r.timings.tokensPerSecond } : {}) };
+  }
+  const batch = await model.generateBatch(Array.from({ length: n }, () => prompt), options);
+  return {
+    // Every prompt is processed before generation goes on: the last first token is the batch's.
+    ttftMs: Math.max(...batch.results.map((r) => r.timings.timeToFirstTokenMs)),
+    promptTokensPerSecond: batch.timings.promptTokensPerSecond,
+    ...(batch.timings.generatedTokens > n ? { tokensPerSecond: batch.timings.tokensPerSecond } : {}),
+  };
+}
+
+async function measure(deps: TuneDeps, path: string, candidate: TuneCandidate, work: Workload): Promise<void> {
   const started = performance.now();
   let model: LlamaModel;
   try {
@@ -109,25 +150,19 @@ async function measure(deps: TuneDeps, path: string, candidate: TuneCandidate, w
   candidate.loadMs = performance.now() - started;
   try {
     const prompt = sampleTokens(model, work.promptTokens);
-    const request = () => model.generate(prompt, { maxTokens: work.outputTokens, temperature: 0 });
-    await request(); // the first request after a load is not the steady state
-    const ttft: number[] = [];
-    const pp: number[] = [];
-    const tg: number[] = [];
-    for (let i = 0; i < work.repetitions; i++) {
-      const r = await request();
-      ttft.push(r.timings.timeToFirstTokenMs);
-      pp.push(r.timings.promptTokensPerSecond);
-      // A request that ended early (end of generation) still measured the pace of the tokens it made.
-      if (r.tokens.length > 1) tg.push(r.timings.tokensPerSecond);
-    }
-    candidate.timeToFirstTokenMs = median(ttft);
-    candidate.promptTokensPerSecond = median(pp);
+    const together = candidate.options.sequences ?? 1;
+    await sampleOnce(model, prompt, together, work.outputTokens); // the first request after a load is not the steady state
+    const samples: Sample[] = [];
+    for (let i = 0; i < work.repetitions; i++) samples.push(await sampleOnce(model, prompt, together, work.outputTokens));
+    candidate.timeToFirstTokenMs = median(samples.map((s) => s.ttftMs));
+    candidate.promptTokensPerSecond = median(samples.map((s) => s.promptTokensPerSecond));
+    const tg = samples.flatMap((s) => (s.tokensPerSecond === undefined ? [] : [s.tokensPerSecond]));
     candidate.tokensPerSecond = tg.length ? median(tg) : undefined;
-    // Random-weight or chatty models stop at different lengths; the request time is computed for
-    // exactly the stated output length, so configurations compare on the same work.
-    candidate.requestMs = candidate.timeToFirstTokenMs +
-      (candidate.tokensPerSecond ? ((work.outputTokens - 1) / candidate.tokensPerSecond) * 1000 : 0);
+    // Random-weight or chatty models stop at different lengths; the time is computed for exactly
+    // the stated output length, so configurations compare on the same work.
+    const oneRun = candidate.timeToFirstTokenMs +
+      (candidate.tokensPerSecond ? (((work.outputTokens - 1) * together) / candidate.tokensPerSecond) * 1000 : 0);
+    candidate.requestMs = candidate.oneAtATime ? oneRun * work.sequences : oneRun;
     const report = await model.layerReport();
     candidate.kvCacheBytes = report.kvCache.bytes;
     candidate.gpuBytes = gpuBytesOf(report);
@@ -147,12 +182,13 @@ function optionsText(options: TunedLoadOptions): string {
 
 export function validateTuneOptions(input: unknown): Required<Omit<TuneOptions, 'onProgress' | 'threads'>> & Pick<TuneOptions, 'onProgress' | 'threads'> {
   const o = expectObject('options', input);
-  rejectUnknownKeys('options', o, ['promptTokens', 'outputTokens', 'gpu', 'threads', 'repetitions', 'onProgress'], {
-    prompt: 'use promptTokens', output: 'use outputTokens', maxTokens: 'use outputTokens', reps: 'use repetitions',
+  rejectUnknownKeys('options', o, ['promptTokens', 'outputTokens', 'sequences', 'gpu', 'threads', 'repetitions', 'onProgress'], {
+    prompt: 'use promptTokens', output: 'use outputTokens', maxTokens: 'use outputTokens', reps: 'use repetitions', parallel: 'use sequences',
   });
   return {
     promptTokens: optionalInteger('options.promptTokens', o.promptTokens, 1, 1_000_000) ?? 512,
     outputTokens: optionalInteger('options.outputTokens', o.outputTokens, 1, 1_000_000) ?? 128,
+    sequences: optionalInteger('options.sequences', o.sequences, 1, 256) ?? 1,
     gpu: optionalEnum('options.gpu', o.gpu, ['auto', 'cuda', 'cpu'] as const) ?? 'auto',
     repetitions: optionalInteger('options.repetitions', o.repetitions, 1, 100) ?? 2,
     threads: optionalInteger('options.threads', o.threads, 1, 1024),
@@ -163,11 +199,13 @@ export function validateTuneOptions(input: unknown): Required<Omit<TuneOptions, 
 /**
  * The candidates for this machine and workload. With CUDA: full offload, llama.cpp's fit
  * ('auto'), flash attention off and on, and the CPU; on the CPU: flash attention off and on. Each
- * at the context the workload needs, plus the default context once to show what it costs.
+ * at the context the workload needs, plus the default context once to show what it costs. With
+ * several sequences, each runs them together, and the first placement also one after another.
  */
-export function tuneCandidates(opts: { cuda: boolean; allowCpu: boolean; neededContext: number; defaultContext: number; threads?: number }): TuneCandidate[] {
+export function tuneCandidates(opts: { cuda: boolean; allowCpu: boolean; neededContext: number; defaultContext: number; threads?: number; sequences?: number }): TuneCandidate[] {
   const ctx = opts.neededContext;
-  const t = opts.threads === undefined ? {} : { threads: opts.threads };
+  const sequences = opts.sequences ?? 1;
+  const t = { ...(opts.threads === undefined ? {} : { threads: opts.threads }), ...(sequences > 1 ? { sequences } : {}) };
   const list: TuneCandidate[] = [];
   // On each device: llama.cpp's default flash-attention choice ('auto') at the needed context,
   // off and on explicitly, and the default context once to show what a bigger window costs.
@@ -185,32 +223,47 @@ export function tuneCandidates(opts: { cuda: boolean; allowCpu: boolean; neededC
     // Beside a GPU the CPU is the baseline, measured once; alone it gets the variants.
     list.push(...(opts.cuda ? [{ name: 'CPU', options: { gpu: 'cpu' as const, contextSize: ctx, ...t } }] : variants('CPU', { gpu: 'cpu' })));
   }
+  if (sequences > 1 && list.length > 0) {
+    const { sequences: _together, ...alone } = list[0]!.options;
+    list.push({ name: `${list[0]!.name}, one request at a time`, options: alone, oneAtATime: true });
+  }
   return list;
 }
 
 /** The recommendation in words, from the measured candidates. */
-export function tuneReasons(candidates: TuneCandidate[], best: TuneCandidate, work: { promptTokens: number; outputTokens: number }, cudaNote: string | undefined): string[] {
+export function tuneReasons(candidates: TuneCandidate[], best: TuneCandidate, work: { promptTokens: number; outputTokens: number; sequences?: number }, cudaNote: string | undefined): string[] {
   const ok = candidates.filter((c) => c.requestMs !== undefined);
   const reasons: string[] = [];
-  const request = `a ${work.promptTokens}-token prompt with ${work.outputTokens} tokens out`;
-  reasons.push(`Fastest for ${request}: ${best.name}, ${ms(best.requestMs!)} per request (time to first token ${ms(best.timeToFirstTokenMs!)}, ${best.tokensPerSecond?.toFixed(1) ?? '?'} tok/s).`);
+  const n = work.sequences ?? 1;
+  const request = `${n > 1 ? `${n} requests at once, each ` : ''}a ${work.promptTokens}-token prompt with ${work.outputTokens} tokens out`;
+  const per = n > 1 ? `for all ${n}` : 'per request';
+  reasons.push(`Fastest for ${request}: ${best.name}, ${ms(best.requestMs!)} ${per} (time to first token ${ms(best.timeToFirstTokenMs!)}, ` +
+    `${best.tokensPerSecond?.toFixed(1) ?? '?'} tok/s${n > 1 && !best.oneAtATime ? ' in total' : ''}).`);
+  const alone = ok.find((c) => c.oneAtATime);
+  const together = alone && ok.find((c) => !c.oneAtATime && c.options.gpu === alone.options.gpu && c.options.gpuLayers === alone.options.gpuLayers &&
+    c.options.contextSize === alone.options.contextSize && c.options.flashAttention === alone.options.flashAttention);
+  if (alone && together) {
+    reasons.push(together.requestMs! <= alone.requestMs!
+      ? `Running the ${n} requests together (sequences: ${n}) is ${(alone.requestMs! / together.requestMs!).toFixed(1)}x faster than one after another (${ms(alone.requestMs!)}).`
+      : `One request after another is ${(together.requestMs! / alone.requestMs!).toFixed(1)}x faster than running the ${n} together (${ms(together.requestMs!)}) on this machine.`);
+  }
   const isGpu = (c: TuneCandidate) => c.options.gpu === 'cuda';
   const bestCpu = ok.filter((c) => !isGpu(c)).sort((a, b) => a.requestMs! - b.requestMs!)[0];
   const bestGpu = ok.filter(isGpu).sort((a, b) => a.requestMs! - b.requestMs!)[0];
   if (bestCpu && bestGpu) {
     if (isGpu(best)) {
-      reasons.push(`${best.name} is ${(bestCpu.requestMs! / best.requestMs!).toFixed(1)}x faster than the CPU (${ms(bestCpu.requestMs!)} per request).`);
+      reasons.push(`${best.name} is ${(bestCpu.requestMs! / best.requestMs!).toFixed(1)}x faster than the CPU (${ms(bestCpu.requestMs!)} ${per}).`);
     } else {
       const perTokenNote = work.outputTokens <= 32 || (bestGpu.tokensPerSecond ?? 0) < (bestCpu.tokensPerSecond ?? 0)
         ? ': for this model and output length the per-token cost of driving the GPU (kernel launches, synchronization) outweighs its compute'
         : '';
-      reasons.push(`The CPU wins: ${ms(best.requestMs!)} per request against ${ms(bestGpu.requestMs!)} with ${bestGpu.name}${perTokenNote}.`);
+      reasons.push(`The CPU wins: ${ms(best.requestMs!)} ${per} against ${ms(bestGpu.requestMs!)} with ${bestGpu.name}${perTokenNote}.`);
     }
   } else if (cudaNote) {
     reasons.push(cudaNote);
   }
   // One off/on pair per device, at the context the workload needs (even when another context won).
-  const fa = (value: 'on' | 'off') => ok.find((c) => c.options.gpu === best.options.gpu && c.options.flashAttention === value);
+  const fa = (value: 'on' | 'off') => ok.find((c) => !c.oneAtATime && c.options.gpu === best.options.gpu && c.options.flashAttention === value);
   const on = fa('on');
   const off = fa('off');
   if (on && off) {
@@ -219,7 +272,7 @@ export function tuneReasons(candidates: TuneCandidate[], best: TuneCandidate, wo
     reasons.push(`Flash attention ${faster === on ? 'on' : 'off'} is ${(((slower.requestMs! / faster.requestMs!) - 1) * 100).toFixed(0)}% faster than ${faster === on ? 'off' : 'on'} here.`);
   }
   // The default-context candidate against the same placement at the context the workload needs.
-  const sameDevice = (c: TuneCandidate) => c.options.gpu === best.options.gpu && c.options.flashAttention === undefined;
+  const sameDevice = (c: TuneCandidate) => !c.oneAtATime && c.options.gpu === best.options.gpu && c.options.flashAttention === undefined;
   const pair = ok.filter(sameDevice).filter((c, _, all) => all.some((o) => o !== c && o.options.gpuLayers === c.options.gpuLayers && o.options.contextSize !== c.options.contextSize));
   const [small, big] = [...pair].sort((a, b) => a.options.contextSize! - b.options.contextSize!).filter((c, i, all) => i === 0 || i === all.length - 1);
   if (big && small && big.kvCacheBytes !== undefined && small.kvCacheBytes !== undefined) {
@@ -250,19 +303,20 @@ export async function tune(deps: TuneDeps, path: string, options: TuneOptions): 
     neededContext,
     defaultContext,
     ...(o.threads === undefined ? {} : { threads: o.threads }),
+    sequences: o.sequences,
   });
-  const work = { promptTokens: o.promptTokens, outputTokens: o.outputTokens, repetitions: o.repetitions };
+  const work = { promptTokens: o.promptTokens, outputTokens: o.outputTokens, sequences: o.sequences, repetitions: o.repetitions };
   for (const c of candidates) {
     progress(`measuring ${c.name} ${optionsText(c.options)}`);
     await measure(deps, path, c, work);
-    progress(c.requestMs === undefined ? `  not measured: ${c.error}` : `  ${ms(c.requestMs)} per request (TTFT ${ms(c.timeToFirstTokenMs!)}, ${c.tokensPerSecond?.toFixed(1) ?? '?'} tok/s); ${c.layerReport}`);
+    progress(c.requestMs === undefined ? `  not measured: ${c.error}` : `  ${ms(c.requestMs)} ${o.sequences > 1 ? `for all ${o.sequences}` : 'per request'} (TTFT ${ms(c.timeToFirstTokenMs!)}, ${c.tokensPerSecond?.toFixed(1) ?? '?'} tok/s); ${c.layerReport}`);
   }
   const measured = candidates.filter((c) => c.requestMs !== undefined).sort((a, b) => a.requestMs! - b.requestMs!);
   const best = measured[0];
   if (!best) throw new Error(`no configuration could be measured: ${candidates.map((c) => `${c.name}: ${c.error}`).join('; ')}`);
   const cudaNote = o.gpu === 'cpu' ? undefined : cuda.usable ? undefined : `CPU only: CUDA is not usable here (${cuda.reason ?? 'unknown reason'}); run \`npx cuda-llama doctor\` for the remedy.`;
   return {
-    workload: { promptTokens: o.promptTokens, outputTokens: o.outputTokens },
+    workload: { promptTokens: o.promptTokens, outputTokens: o.outputTokens, sequences: o.sequences },
     candidates,
     best,
     reasons: tuneReasons(candidates, best, o, cudaNote),

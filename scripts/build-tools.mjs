@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// Builds llama.cpp's own programs (llama-simple, llama-bench) from the addon's build folder, so
+// Builds llama.cpp's own programs (llama-simple, llama-bench, llama-batched-bench) from the addon's build folder, so
 // that the reference test and the benchmark run exactly the libllama/libggml the addon links.
 //
 // Usage: node scripts/build-tools.mjs [target...]     (default: llama-simple llama-bench)

@@ -4,11 +4,13 @@
  *     libllama/libggml) and node-llama-cpp (its prebuilt binary, in a child process) on the same
  *     GGUF, threads and context: load, time to first token, pp128/512/2048, tg128;
  *   - cold versus warm: the first request after a load against the steady state;
+ *   - parallel sequences: aggregate generation speed with 1, 4 and 16 prompts at once
+ *     (model.generateBatch) against llama.cpp's llama-batched-bench, interleaved too;
  *   - sweeps (cuda-llama only): flash attention, KV type, context size, and with --gpu gpuLayers.
  *
  *   npx tsx test/bench/compare.ts [--model tinyllama1b|small|tiny] [--quant Q4_0|Q8_0|F16]
  *     [--threads N] [--reps 3] [--sweep-reps 1] [--gpu] [--no-node-llama-cpp] [--no-sweep]
- *     [--out test/bench/results] [--json out.json] [--write-docs [--docs docs/benchmarks.md]]
+ *     [--no-parallel] [--out test/bench/results] [--json out.json] [--write-docs [--docs docs/benchmarks.md]]
  *
  * --gpu: cpu, full offload and partial offload (half the layers) on all sides, with the layer
  * report and NVML telemetry, and the gpuLayers sweep.
@@ -31,7 +33,8 @@ import { gpuMachineLine, requireCuda, telemetryLine, throttleFindings, windowNot
 import { buildLlamaBench, checkLlamaBenchDevices, llamaBenchDir, runLlamaBench } from './llama-bench.js';
 import { ensureNodeLlamaCpp, runNodeLlamaCpp } from './node-llama-cpp.js';
 import { runColdWarm, runOurs, type OursRun, type OursWorkload } from './ours.js';
-import { buildNotes, docPage, fmt, othersNote, placementLabel, summarizeColdWarm, summarizeConfig, summarizeSweep, tables, type ConfigRuns, type ConfigSummary } from './report.js';
+import { PARALLEL_SEQUENCES, parallelPrompts, runBatchedBench, runOursParallel, type OursParallelRun, type ParallelRun } from './parallel.js';
+import { buildNotes, docPage, fmt, othersNote, placementLabel, summarizeColdWarm, summarizeConfig, summarizeParallel, summarizeSweep, tables, type ConfigRuns, type ConfigSummary } from './report.js';
 import { cpuSnapshot, interference, measured, type Measured } from './stats.js';
 
 const modelsDir = join(repoRoot, 'test', '.models');
@@ -44,7 +47,7 @@ const quantNames = ['Q4_0', 'Q8_0', 'F16'] as const;
 type Quant = (typeof quantNames)[number];
 
 const usage = 'usage: npx tsx test/bench/compare.ts [--model tinyllama1b|small|tiny] [--quant Q4_0|Q8_0|F16] [--threads N] [--reps 3] [--sweep-reps 1] ' +
-  '[--gpu] [--no-node-llama-cpp] [--no-sweep] [--out test/bench/results] [--json out.json] [--write-docs [--docs docs/benchmarks.md]]\n';
+  '[--gpu] [--no-node-llama-cpp] [--no-sweep] [--no-parallel] [--out test/bench/results] [--json out.json] [--write-docs [--docs docs/benchmarks.md]]\n';
 
 function parseCli() {
   const { values } = parseArgs({
@@ -56,6 +59,7 @@ function parseCli() {
       'sweep-reps': { type: 'string', default: '1' },
       'no-node-llama-cpp': { type: 'boolean', default: false },
       'no-sweep': { type: 'boolean', default: false },
+      'no-parallel': { type: 'boolean', default: false },
       out: { type: 'string' },
       json: { type: 'string' },
       gpu: { type: 'boolean', default: false },
@@ -84,7 +88,7 @@ function parseCli() {
   const docs = values.docs === undefined ? defaultDocsPath : resolve(values.docs);
   return {
     model, quant, threads, reps, sweepReps, json: values.json, gpu: values.gpu, writeDocs: values['write-docs'], docs,
-    nodeLlamaCpp: !values['no-node-llama-cpp'], sweep: !values['no-sweep'], out: resolve(values.out ?? defaultOutDir),
+    nodeLlamaCpp: !values['no-node-llama-cpp'], sweep: !values['no-sweep'], parallel: !values['no-parallel'], out: resolve(values.out ?? defaultOutDir),
   };
 }
 
@@ -152,8 +156,23 @@ function rotation(programs: Program[], r: number): Program[] {
 }
 
 /** Charts a person can look at: pp by prompt length for the three programs, and the sweeps. */
-function chartSpecs(summaries: ConfigSummary[], sweep: ReturnType<typeof summarizeSweep> | undefined, gpuMode: boolean, modelLabel: string): { file: string; spec: LineChartSpec }[] {
+function chartSpecs(summaries: ConfigSummary[], sweep: ReturnType<typeof summarizeSweep> | undefined, parallel: ReturnType<typeof summarizeParallel> | undefined,
+  gpuMode: boolean, modelLabel: string): { file: string; spec: LineChartSpec }[] {
   const charts: { file: string; spec: LineChartSpec }[] = [];
+  if (parallel) {
+    const ticks = parallel.rows.map((r, i) => ({ value: i, label: String(r.sequences) }));
+    charts.push({
+      file: 'tg-by-parallel-sequences.png',
+      spec: {
+        title: `Aggregate generation with parallel sequences, ${modelLabel}, ${gpuMode ? 'full offload' : 'CPU'}`,
+        xLabel: 'sequences generating at once', yLabel: 'tokens/s, all sequences (median)', xTicks: ticks,
+        series: [
+          { name: 'cuda-llama generateBatch', points: parallel.rows.map((r, i) => ({ x: i, y: r.cudaLlamaTgTokensPerSecond.median })) },
+          { name: 'llama-batched-bench', points: parallel.rows.map((r, i) => ({ x: i, y: r.batchedBenchTgTokensPerSecond.median })), dashed: true },
+        ],
+      },
+    });
+  }
   const main = summaries.find((s) => s.config.name === (gpuMode ? 'full' : 'cpu')) ?? summaries[0]!;
   const xTicks = PROMPT_SIZES.map((n, i) => ({ value: i, label: String(n) }));
   const ppSeries = (name: string, values: Record<string, { median: number }>) => ({ name, points: PROMPT_SIZES.map((n, i) => ({ x: i, y: values[`pp${n}`]!.median })) });
@@ -290,6 +309,29 @@ async function main(): Promise<void> {
   }
   const coldWarm = summarizeColdWarm(coldRuns);
 
+  // Parallel sequences, on the main placement: ours and llama-batched-bench, alternating first.
+  let parallel: ReturnType<typeof summarizeParallel> | undefined;
+  if (cli.parallel) {
+    const prompts = parallelPrompts(longIds);
+    const oursParallel: Measured<OursParallelRun>[] = [];
+    const referenceParallel: Measured<ParallelRun>[] = [];
+    const line = (run: ParallelRun) => PARALLEL_SEQUENCES.map((n) => `${n}: ${fmt(run.tg[n]!, 2)}`).join(', ');
+    for (let r = 0; r < cli.reps; r++) {
+      for (const which of r % 2 === 0 ? ['batched-bench', 'ours'] : ['ours', 'batched-bench']) {
+        if (which === 'ours') {
+          const run = await measured(() => runOursParallel(modelPath, loadOptionsFor(mainConfig), prompts));
+          oursParallel.push(run);
+          log(`rep ${r + 1}/${cli.reps} parallel cuda-llama:          aggregate tg tok/s by sequences ${line(run)}${othersNote(run.interference)}`);
+        } else {
+          const run = await measured(() => runBatchedBench(modelPath, cli.threads, mainConfig));
+          referenceParallel.push(run);
+          log(`rep ${r + 1}/${cli.reps} parallel llama-batched-bench: aggregate tg tok/s by sequences ${line(run)}${othersNote(run.interference)}`);
+        }
+      }
+    }
+    parallel = summarizeParallel(oursParallel, referenceParallel, modelRel, cli.threads, mainConfig);
+  }
+
   // Sweeps: cuda-llama only; every point is a fresh load, like a user trying a setting.
   let sweep: ReturnType<typeof summarizeSweep> | undefined;
   if (cli.sweep) {
@@ -397,6 +439,7 @@ async function main(): Promise<void> {
       ratios: s.ratios,
     }])),
     coldVersusWarm: { configuration: mainConfig.name, ...coldNumbers },
+    ...(parallel ? { parallelSequences: { configuration: mainConfig.name, command: parallel.command, rows: parallel.rows } } : {}),
     ...(sweep ? { sweep: sweep.rows } : {}),
     notes,
   };
@@ -412,9 +455,10 @@ async function main(): Promise<void> {
     `llama-bench n_batch ${bench0.tg.n_batch} / n_ubatch ${bench0.tg.n_ubatch} / threads ${bench0.tg.n_threads}` +
     (first.nodeLlamaCpp ? `; node-llama-cpp context ${first.nodeLlamaCpp.settings.contextSize} / batch ${first.nodeLlamaCpp.settings.batchSize} / threads ${first.nodeLlamaCpp.settings.threads}` : '');
   const tablesText = tables(summaries, cli.gpu);
-  const charts = chartSpecs(summaries, sweep, cli.gpu, modelLabel);
+  const charts = chartSpecs(summaries, sweep, parallel, cli.gpu, modelLabel);
   const sections = (chartDir: string) => [
     `## Cold versus warm (${mainConfig.name === 'cpu' ? 'CPU' : `${mainConfig.name} offload`}, ${cli.reps} repetition${cli.reps > 1 ? 's' : ''})\n\n${coldTable}\n\n${coldSentence}`,
+    ...(parallel ? [`## Parallel sequences (${mainConfig.name === 'cpu' ? 'CPU' : `${mainConfig.name} offload`}, ${cli.reps} repetition${cli.reps > 1 ? 's' : ''})\n\n${parallel.table}\n\n${parallel.sentence}\n\nllama-batched-bench, once per repetition: \`${parallel.command}\``] : []),
     ...(sweep ? [`## Sweeps (cuda-llama only, ${cli.sweepReps} repetition${cli.sweepReps > 1 ? 's' : ''} each, a fresh load per point)\n\n${sweep.table}`] : []),
     `## Charts\n\n${charts.map((c) => `![${c.spec.title}](${chartDir}${c.file})`).join('\n\n')}`,
   ];

@@ -27,13 +27,14 @@ export interface LlamaBenchRun {
   tg: LlamaBenchEntry;
 }
 
+/** llama-bench and llama-batched-bench (test/bench/parallel.ts). */
 export function buildLlamaBench(): void {
   // The child's stdout goes to our stderr: our stdout is reserved for the JSON result.
-  const result = spawnSync(process.execPath, [join(repoRoot, 'scripts', 'build-tools.mjs'), 'llama-bench'], {
+  const result = spawnSync(process.execPath, [join(repoRoot, 'scripts', 'build-tools.mjs'), 'llama-bench', 'llama-batched-bench'], {
     cwd: repoRoot,
     stdio: ['ignore', 2, 2],
   });
-  if (result.status !== 0) fail('could not build llama-bench (see above)');
+  if (result.status !== 0) fail('could not build llama-bench and llama-batched-bench (see above)');
 }
 
 export function llamaBenchArgs(model: string, threads: number, reps: number, config: BenchConfig): string[] {

@@ -5,6 +5,7 @@ import type { GpuWindow } from './gpu.js';
 import { llamaBenchArgs, type LlamaBenchRun } from './llama-bench.js';
 import type { NodeLlamaCppRun } from './node-llama-cpp.js';
 import { COLD_REQUEST_TOKENS, type ColdWarmRun, type OursRun } from './ours.js';
+import { PARALLEL_GEN_TOKENS, PARALLEL_PROMPT_TOKENS, PARALLEL_SEQUENCES, PARALLEL_WINDOW, batchedBenchArgs, type OursParallelRun, type ParallelRun } from './parallel.js';
 import { spread, stats, type Interference, type Measured, type Stats } from './stats.js';
 
 export function fmt(value: number, digits: number): string {
@@ -190,6 +191,38 @@ export function summarizeColdWarm(runs: Measured<ColdWarmRun>[]) {
     `load()'s default warm-up moves it into the load: ${fmt(s.loadMs.median, 0)} ms without, ${fmt(s.loadWithWarmupMs.median, 0)} ms with (${warmupCostMs >= 0 ? '+' : '−'}${fmt(Math.abs(warmupCostMs), 0)} ms), ` +
     `and the first request then takes ${fmt(s.requestAfterWarmupMs.median, 1)} ms.`;
   return { ...s, coldCostMs, coldShare, warmupCostMs, table, sentence };
+}
+
+/** Parallel sequences: aggregate tok/s by sequence count, ours against llama-batched-bench. */
+export function summarizeParallel(ours: Measured<OursParallelRun>[], reference: Measured<ParallelRun>[], modelPath: string, threads: number, config: BenchConfig) {
+  const rows = PARALLEL_SEQUENCES.map((n) => {
+    const tg = stats(ours.map((r) => r.tg[n]!));
+    const referenceTg = stats(reference.map((r) => r.tg[n]!));
+    return {
+      sequences: n,
+      cudaLlamaTgTokensPerSecond: tg,
+      batchedBenchTgTokensPerSecond: referenceTg,
+      ratio: tg.median / referenceTg.median,
+      cudaLlamaPpTokensPerSecond: stats(ours.map((r) => r.pp[n]!)),
+      batchedBenchPpTokensPerSecond: stats(reference.map((r) => r.pp[n]!)),
+      generatedPerSequence: ours.map((r) => r.generated[n]!),
+    };
+  });
+  const table = [
+    `| sequences | cuda-llama aggregate tg (tok/s) | llama-batched-bench S_TG (tok/s) | ratio | cuda-llama pp (tok/s) | llama-batched-bench S_PP (tok/s) |`,
+    '|---|---|---|---|---|---|',
+    ...rows.map((r) => `| ${r.sequences} | ${cell(r.cudaLlamaTgTokensPerSecond, 2)} | ${cell(r.batchedBenchTgTokensPerSecond, 2)} | ${ratioCell(r.ratio)} | ` +
+      `${cell(r.cudaLlamaPpTokensPerSecond, 2)} | ${cell(r.batchedBenchPpTokensPerSecond, 2)} |`),
+  ].join('\n');
+  const one = rows[0]!;
+  const most = rows[rows.length - 1]!;
+  const early = rows.filter((r) => r.generatedPerSequence.some((counts) => counts.some((c) => c < PARALLEL_GEN_TOKENS)));
+  const sentence = `Each sequence: a ${PARALLEL_PROMPT_TOKENS}-token prompt (its own slice of the text; llama-batched-bench takes random tokens) and ${PARALLEL_GEN_TOKENS} generated tokens, ` +
+    `in one context with a ${PARALLEL_WINDOW}-token window per sequence for ${most.sequences} sequences on both sides. ` +
+    `cuda-llama: model.generateBatch() with greedy sampling, aggregate tg = tokens after each sequence's first over the decode loop's time; llama-batched-bench S_TG = sequences × ${PARALLEL_GEN_TOKENS} over its generation loop (no sampling). ` +
+    `${most.sequences} sequences at once gave ${fmt(most.cudaLlamaTgTokensPerSecond.median / one.cudaLlamaTgTokensPerSecond.median, 2)}x the tokens per second of one.` +
+    (early.length ? ` Some sequences ended early (end of generation) at ${early.map((r) => `${r.sequences}: ${r.generatedPerSequence.map((c) => Math.min(...c)).join('/')}`).join('; ')} tokens.` : '');
+  return { rows, table, sentence, command: `build/Release/llama-batched-bench ${batchedBenchArgs(modelPath, threads, config).join(' ')}` };
 }
 
 /** One sweep point's summary: the settings, its KV bytes and speeds. */

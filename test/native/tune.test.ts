@@ -9,7 +9,7 @@ describe('Llama.tune', () => {
     const path = await syntheticModel('tiny');
     const progress: string[] = [];
     const result = await Llama.tune(path, { gpu: 'cpu', promptTokens: 40, outputTokens: 8, repetitions: 1, threads: 1, onProgress: (l) => progress.push(l) });
-    expect(result.workload).toEqual({ promptTokens: 40, outputTokens: 8 });
+    expect(result.workload).toEqual({ promptTokens: 40, outputTokens: 8, sequences: 1 });
     // The workload needs 40 + 8 tokens (256 after padding); the default (the model's 2048) is tried once to show its cost.
     expect(result.candidates.map((c) => c.name)).toEqual(['CPU', 'CPU, flash attention on', 'CPU, flash attention off', 'CPU, contextSize 2048']);
     for (const c of result.candidates) {
@@ -30,6 +30,22 @@ describe('Llama.tune', () => {
     expect(result.reasons.some((r) => /^Flash attention (on|off) is \d+% faster/.test(r))).toBe(true);
     expect(result.reasons.at(-1)).toMatch(/^Paste: Llama\.load\(path, \{ gpu: 'cpu', contextSize: \d+/);
     expect(progress.filter((l) => l.startsWith('measuring '))).toHaveLength(4);
+  });
+
+  it('with several requests at once, runs them together and also one after another, and says which wins', async () => {
+    const path = await syntheticModel('tiny');
+    const result = await Llama.tune(path, { gpu: 'cpu', promptTokens: 24, outputTokens: 8, sequences: 3, repetitions: 1, threads: 1 });
+    expect(result.workload).toEqual({ promptTokens: 24, outputTokens: 8, sequences: 3 });
+    const alone = result.candidates.find((c) => c.oneAtATime)!;
+    expect(alone).toMatchObject({ name: 'CPU, one request at a time', options: { gpu: 'cpu', contextSize: 256, threads: 1 } });
+    expect(alone.options.sequences).toBeUndefined();
+    for (const c of result.candidates.filter((x) => !x.oneAtATime)) {
+      expect(c.options.sequences).toBe(3);
+      expect(c.requestMs).toBeGreaterThan(0);
+    }
+    expect(result.reasons[0]).toMatch(/^Fastest for 3 requests at once, each a 24-token prompt with 8 tokens out: .*for all 3/);
+    expect(result.reasons.some((r) => /^(Running the 3 requests together \(sequences: 3\) is [\d.]+x faster than one after another|One request after another is [\d.]+x faster than running the 3 together)/.test(r))).toBe(true);
+    expect(result.reasons.at(-1)).toMatch(result.best.oneAtATime ? /^Paste: Llama\.load\(path, \{ gpu: 'cpu', contextSize: 256, threads: 1 \}\)$/ : /sequences: 3/);
   });
 
   // On a GPU host there is nothing to refuse; the GPU suite runs tune there.

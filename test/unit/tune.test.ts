@@ -23,6 +23,26 @@ describe('tuning', () => {
       .toEqual(['CPU', 'CPU, flash attention on', 'CPU, flash attention off']);
   });
 
+  it('with several requests: every candidate batches them, and the first placement also runs them one by one', () => {
+    const list = tuneCandidates({ cuda: true, allowCpu: true, neededContext: 768, defaultContext: 4096, sequences: 4 });
+    expect(list.map((c) => c.name)).toEqual(['full offload', 'full offload, flash attention on', 'full offload, flash attention off',
+      'full offload, contextSize 4096', "llama.cpp's fit (gpuLayers 'auto')", 'CPU', 'full offload, one request at a time']);
+    expect(list.filter((c) => !c.oneAtATime).every((c) => c.options.sequences === 4)).toBe(true);
+    expect(list.at(-1)).toEqual({ name: 'full offload, one request at a time', options: { gpu: 'cuda', gpuLayers: 'max', contextSize: 768 }, oneAtATime: true });
+  });
+
+  it('says whether running the requests together pays', () => {
+    const batched = measured('CPU', { gpu: 'cpu', contextSize: 768, sequences: 4 }, 1000);
+    const alone = { ...measured('CPU, one request at a time', { gpu: 'cpu', contextSize: 768 }, 2500), oneAtATime: true };
+    const reasons = tuneReasons([batched, alone], batched, { ...work, sequences: 4 }, undefined);
+    expect(reasons[0]).toBe('Fastest for 4 requests at once, each a 512-token prompt with 128 tokens out: CPU, 1000 ms for all 4 (time to first token 100 ms, 1.0 tok/s in total).');
+    expect(reasons[1]).toBe('Running the 4 requests together (sequences: 4) is 2.5x faster than one after another (2500 ms).');
+    expect(reasons.at(-1)).toBe("Paste: Llama.load(path, { gpu: 'cpu', contextSize: 768, sequences: 4 })");
+    const slowBatch = { ...batched, requestMs: 3000 };
+    expect(tuneReasons([slowBatch, alone], alone, { ...work, sequences: 4 }, undefined)[1])
+      .toBe('One request after another is 1.2x faster than running the 4 together (3000 ms) on this machine.');
+  });
+
   it('says how much faster the GPU is, what flash attention and an oversized context cost', () => {
     const full = measured('full offload', { gpu: 'cuda', gpuLayers: 'max', contextSize: 768 }, 100, { kvCacheBytes: 12 * 2 ** 20 });
     const candidates = [

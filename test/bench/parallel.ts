@@ -1,0 +1,111 @@
+/**
+ * Parallel sequences: aggregate generation speed with 1, 4 and 16 prompts at once, through
+ * model.generateBatch() and through llama.cpp's own llama-batched-bench on the same libllama.
+ * Both sides hold one context of PARALLEL_WINDOW tokens per sequence for the largest count and
+ * run every count in it, as llama-batched-bench does.
+ */
+import { spawn } from 'node:child_process';
+import { join } from 'node:path';
+import { Llama, type LoadOptions } from '../../lib/index.js';
+import { repoRoot, type BenchConfig } from './common.js';
+import { llamaBenchDir } from './llama-bench.js';
+
+export const PARALLEL_SEQUENCES = [1, 4, 16] as const;
+export const PARALLEL_PROMPT_TOKENS = 16;
+/** Fewer than tg128: 16 sequences of 128 tokens would take minutes per repetition on a 2-core CPU. */
+export const PARALLEL_GEN_TOKENS = 64;
+/** Each sequence's window: prompt and output fit with room to spare. */
+export const PARALLEL_WINDOW = 256;
+
+const batchedBenchPath = join(llamaBenchDir, 'llama-batched-bench');
+const maxSequences = Math.max(...PARALLEL_SEQUENCES);
+
+/** Aggregate tokens per second by sequence count. */
+export interface ParallelRun {
+  tg: Record<number, number>;
+  pp: Record<number, number>;
+}
+
+export interface OursParallelRun extends ParallelRun {
+  /** Tokens each sequence generated, by count: fewer than PARALLEL_GEN_TOKENS means an early end of generation. */
+  generated: Record<number, number[]>;
+}
+
+/** One prompt per sequence, each a different slice of the sample text (llama-batched-bench takes random tokens). */
+export function parallelPrompts(sample: number[]): number[][] {
+  const body = sample.slice(1); // without BOS: each prompt gets its own
+  return Array.from({ length: maxSequences }, (_, i) => {
+    const start = (i * 7) % Math.max(1, body.length - PARALLEL_PROMPT_TOKENS);
+    return [sample[0]!, ...body.slice(start, start + PARALLEL_PROMPT_TOKENS - 1)];
+  });
+}
+
+export async function runOursParallel(path: string, loadOptions: LoadOptions, prompts: number[][]): Promise<OursParallelRun> {
+  const model = await Llama.load(path, { ...loadOptions, contextSize: PARALLEL_WINDOW, sequences: maxSequences });
+  try {
+    // Excluded, like llama-batched-bench's own warm-up: the largest batch once, so that no
+    // measured count pays for first use of the bigger compute graph.
+    await model.generateBatch(prompts, { maxTokens: 2, temperature: 0 });
+    const run: OursParallelRun = { tg: {}, pp: {}, generated: {} };
+    for (const n of PARALLEL_SEQUENCES) {
+      const batch = await model.generateBatch(prompts.slice(0, n), { maxTokens: PARALLEL_GEN_TOKENS, temperature: 0 });
+      run.tg[n] = batch.timings.tokensPerSecond;
+      run.pp[n] = batch.timings.promptTokensPerSecond;
+      run.generated[n] = batch.results.map((r) => r.tokens.length);
+    }
+    return run;
+  } finally {
+    await model.dispose();
+  }
+}
+
+export function batchedBenchArgs(model: string, threads: number, config: BenchConfig): string[] {
+  // -c: the whole cache; llama-batched-bench sets n_seq_max to the largest -npl, so each sequence
+  // gets PARALLEL_WINDOW cells, as ours does. Placement as llama-bench's rows (-ngl, -dev).
+  return ['-m', model, '-npp', String(PARALLEL_PROMPT_TOKENS), '-ntg', String(PARALLEL_GEN_TOKENS), '-npl', PARALLEL_SEQUENCES.join(','),
+    '-c', String(PARALLEL_WINDOW * maxSequences), '-t', String(threads), '-ngl', String(config.ngl), '-dev', config.dev, '--output-format', 'jsonl'];
+}
+
+interface BatchedBenchRow {
+  pl: number;
+  pp: number;
+  tg: number;
+  n_gpu_layers: number;
+  speed_pp: number;
+  speed_tg: number;
+}
+
+export function runBatchedBench(model: string, threads: number, config: BenchConfig): Promise<ParallelRun> {
+  const args = batchedBenchArgs(model, threads, config);
+  return new Promise((resolve, reject) => {
+    const child = spawn(batchedBenchPath, args, { cwd: repoRoot, stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    let err = '';
+    child.stdout.setEncoding('utf8').on('data', (chunk: string) => (out += chunk));
+    child.stderr.setEncoding('utf8').on('data', (chunk: string) => (err += chunk));
+    child.on('error', reject);
+    child.on('close', (code, signal) => {
+      if (code !== 0) {
+        reject(new Error(`llama-batched-bench ${args.join(' ')} exited with ${code ?? signal}:\n${err.trim()}`));
+        return;
+      }
+      // It logs its JSON rows through llama.cpp's logger, which may go to either stream.
+      const rows = `${out}\n${err}`.split('\n').filter((l) => l.startsWith('{"n_kv_max"')).map((l) => JSON.parse(l) as BatchedBenchRow);
+      const run: ParallelRun = { tg: {}, pp: {} };
+      for (const n of PARALLEL_SEQUENCES) {
+        const row = rows.find((r) => r.pl === n);
+        if (!row) {
+          reject(new Error(`llama-batched-bench printed no row for ${n} sequences:\n${out}`));
+          return;
+        }
+        if (row.n_gpu_layers !== config.ngl) {
+          reject(new Error(`llama-batched-bench reported n_gpu_layers ${row.n_gpu_layers}, expected ${config.ngl}`));
+          return;
+        }
+        run.tg[n] = row.speed_tg;
+        run.pp[n] = row.speed_pp;
+      }
+      resolve(run);
+    });
+  });
+}
