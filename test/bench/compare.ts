@@ -31,9 +31,9 @@ import { renderLineChartPng, type LineChartSpec } from './chart.js';
 import { CONTEXT_SIZE, GEN_TOKENS, MODEL_CONTEXT_LENGTH, PROMPT_SIZES, PROMPT_TOKENS, SHORT_PROMPT_TOKENS, cpuConfig, fail, git, gpuConfigs, isGpuConfig, log, repoRoot, sweepPoints, type BenchConfig, type SweepPoint } from './common.js';
 import { gpuMachineLine, requireCuda, telemetryLine, throttleFindings, windowNote, withGpuSamples, type GpuWindow } from './gpu.js';
 import { buildLlamaBench, checkLlamaBenchDevices, llamaBenchDir, runLlamaBench } from './llama-bench.js';
-import { ensureNodeLlamaCpp, runNodeLlamaCpp } from './node-llama-cpp.js';
+import { ensureNodeLlamaCpp, runNodeLlamaCpp, runNodeLlamaCppParallel, type NodeLlamaCppParallelRun } from './node-llama-cpp.js';
 import { runColdWarm, runOurs, type OursRun, type OursWorkload } from './ours.js';
-import { PARALLEL_SEQUENCES, parallelPrompts, runBatchedBench, runOursParallel, type OursParallelRun, type ParallelRun } from './parallel.js';
+import { PARALLEL_GEN_TOKENS, PARALLEL_SEQUENCES, PARALLEL_WINDOW, parallelPrompts, runBatchedBench, runOursParallel, type OursParallelRun, type ParallelRun } from './parallel.js';
 import { buildNotes, docPage, fmt, othersNote, placementLabel, summarizeColdWarm, summarizeConfig, summarizeParallel, summarizeSweep, tables, type ConfigRuns, type ConfigSummary } from './report.js';
 import { cpuSnapshot, interference, measured, type Measured } from './stats.js';
 
@@ -169,6 +169,8 @@ function chartSpecs(summaries: ConfigSummary[], sweep: ReturnType<typeof summari
         series: [
           { name: 'cuda-llama generateBatch', points: parallel.rows.map((r, i) => ({ x: i, y: r.cudaLlamaTgTokensPerSecond.median })) },
           { name: 'llama-batched-bench', points: parallel.rows.map((r, i) => ({ x: i, y: r.batchedBenchTgTokensPerSecond.median })), dashed: true },
+          ...(parallel.rows[0]!.nodeLlamaCppTgTokensPerSecond
+            ? [{ name: 'node-llama-cpp', points: parallel.rows.map((r, i) => ({ x: i, y: r.nodeLlamaCppTgTokensPerSecond!.median })) }] : []),
         ],
       },
     });
@@ -309,27 +311,35 @@ async function main(): Promise<void> {
   }
   const coldWarm = summarizeColdWarm(coldRuns);
 
-  // Parallel sequences, on the main placement: ours and llama-batched-bench, alternating first.
+  // Parallel sequences, on the main placement: ours, llama-batched-bench and node-llama-cpp, rotating first.
   let parallel: ReturnType<typeof summarizeParallel> | undefined;
   if (cli.parallel) {
     const prompts = parallelPrompts(longIds);
     const oursParallel: Measured<OursParallelRun>[] = [];
     const referenceParallel: Measured<ParallelRun>[] = [];
-    const line = (run: ParallelRun) => PARALLEL_SEQUENCES.map((n) => `${n}: ${fmt(run.tg[n]!, 2)}`).join(', ');
+    const nodeParallel: Measured<NodeLlamaCppParallelRun>[] = [];
+    const line = (run: { tg: Record<number, number> }) => PARALLEL_SEQUENCES.map((n) => `${n}: ${fmt(run.tg[n]!, 2)}`).join(', ');
     for (let r = 0; r < cli.reps; r++) {
-      for (const which of r % 2 === 0 ? ['batched-bench', 'ours'] : ['ours', 'batched-bench']) {
-        if (which === 'ours') {
+      for (const which of rotation(programs, r)) {
+        if (which === 'cuda-llama') {
           const run = await measured(() => runOursParallel(modelPath, loadOptionsFor(mainConfig), prompts));
           oursParallel.push(run);
           log(`rep ${r + 1}/${cli.reps} parallel cuda-llama:          aggregate tg tok/s by sequences ${line(run)}${othersNote(run.interference)}`);
-        } else {
+        } else if (which === 'llama-bench') {
           const run = await measured(() => runBatchedBench(modelPath, cli.threads, mainConfig));
           referenceParallel.push(run);
           log(`rep ${r + 1}/${cli.reps} parallel llama-batched-bench: aggregate tg tok/s by sequences ${line(run)}${othersNote(run.interference)}`);
+        } else {
+          const run = await measured(() => runNodeLlamaCppParallel({
+            modelPath, threads: cli.threads, gpu: isGpuConfig(mainConfig) ? 'cuda' : false, prompts, counts: [...PARALLEL_SEQUENCES],
+            genTokens: PARALLEL_GEN_TOKENS, window: PARALLEL_WINDOW,
+          }));
+          nodeParallel.push(run);
+          log(`rep ${r + 1}/${cli.reps} parallel node-llama-cpp:      aggregate tg tok/s by sequences ${line(run)}${othersNote(run.interference)}`);
         }
       }
     }
-    parallel = summarizeParallel(oursParallel, referenceParallel, modelRel, cli.threads, mainConfig);
+    parallel = summarizeParallel(oursParallel, referenceParallel, nodeParallel, modelRel, cli.threads, mainConfig);
   }
 
   // Sweeps: cuda-llama only; every point is a fresh load, like a user trying a setting.

@@ -2,8 +2,9 @@
  * One node-llama-cpp repetition of the benchmark, in a process of its own (node-llama-cpp.ts
  * spawns it; node-llama-cpp must never share a process with our libllama/libggml).
  *
- *   stdin:  the JSON request (NodeLlamaCppArgs plus installDir, batchSize and gpuLayers resolved)
- *   stdout: exactly one JSON line, the NodeLlamaCppRun
+ *   stdin:  the JSON request (NodeLlamaCppArgs plus installDir, batchSize and gpuLayers resolved),
+ *           or with mode 'parallel' a NodeLlamaCppParallelArgs request
+ *   stdout: exactly one JSON line, the NodeLlamaCppRun (or NodeLlamaCppParallelRun)
  *   stderr: everything else; on failure a message and exit code 1
  *
  * The measurements are defined as in ours.ts: load = loadModel + createContext; a warm-up (512
@@ -11,6 +12,11 @@
  * sequence to the first greedy token; pp = each prompt size (the first n tokens of the long
  * prompt) on an empty sequence, no token generated; tg = genTokens greedy tokens after the short
  * prompt, (n - 1) / (first to last token). The sequence is cleared between them.
+ *
+ * Mode 'parallel' (as parallel.ts does for ours): one context with a sequence per prompt, each
+ * `window` tokens; for each count n, n sequences evaluate at once (node-llama-cpp batches
+ * concurrent evaluations into shared decodes), and aggregate tg = tokens after each sequence's
+ * first over the time from the first first token to the last token.
  *
  * What node-llama-cpp does that llama-bench does not, and has no switch for:
  * - its addon sets n_ubatch = n_batch (AddonContext.cpp), so llama-bench's 2048/512 pair cannot be
@@ -34,7 +40,10 @@ globalThis.console = new Console({ stdout: process.stderr, stderr: process.stder
 
 function readRequest() {
   const request = JSON.parse(readFileSync(0, 'utf8'));
-  for (const key of ['installDir', 'modelPath', 'threads', 'contextSize', 'batchSize', 'longPrompt', 'promptSizes', 'shortPrompt', 'genTokens', 'gpuLayers']) {
+  const keys = request.mode === 'parallel'
+    ? ['installDir', 'modelPath', 'threads', 'window', 'batchSize', 'prompts', 'counts', 'genTokens', 'gpuLayers']
+    : ['installDir', 'modelPath', 'threads', 'contextSize', 'batchSize', 'longPrompt', 'promptSizes', 'shortPrompt', 'genTokens', 'gpuLayers'];
+  for (const key of keys) {
     if (request[key] === undefined) throw new TypeError(`request is missing ${key}`);
   }
   if (request.gpu !== false && request.gpu !== 'cuda') throw new TypeError(`request.gpu must be false or 'cuda', got ${request.gpu}`);
@@ -99,6 +108,43 @@ async function clear(sequence) {
   if (sequence.nextTokenIndex !== 0) throw new Error(`clearHistory left ${sequence.nextTokenIndex} tokens in the sequence`);
 }
 
+async function measureParallel(llama, request) {
+  const model = await llama.loadModel({
+    modelPath: request.modelPath, gpuLayers: request.gpu === false ? 0 : request.gpuLayers, ignoreMemorySafetyChecks: true,
+  });
+  const most = Math.max(...request.counts);
+  if (request.prompts.length < most) throw new RangeError(`${request.prompts.length} prompts for ${most} sequences`);
+  const context = await model.createContext({
+    // Per sequence, as ours: node-llama-cpp gives each sequence its own contextSize of cells.
+    contextSize: request.window,
+    sequences: most,
+    batchSize: request.batchSize,
+    threads: { ideal: request.threads, min: request.threads },
+    ignoreMemorySafetyChecks: true,
+    failedCreationRemedy: false,
+    performanceTracking: false,
+  });
+  const sequences = Array.from({ length: most }, () => context.getSequence());
+  // Excluded warm-up: every sequence at once, as the largest count will.
+  await Promise.all(sequences.map((sequence, i) => generate(sequence, request.prompts[i], 2)));
+  await Promise.all(sequences.map(clear));
+  const tg = {};
+  const generated = {};
+  for (const n of request.counts) {
+    const runs = await Promise.all(sequences.slice(0, n).map((sequence, i) => generate(sequence, request.prompts[i], request.genTokens)));
+    const first = Math.min(...runs.map((r) => r.tokenTimes[0]));
+    const last = Math.max(...runs.map((r) => r.tokenTimes.at(-1)));
+    const tokens = runs.reduce((sum, r) => sum + r.tokens.length, 0);
+    tg[n] = last > first ? ((tokens - n) * 1000) / (last - first) : 0;
+    generated[n] = runs.map((r) => r.tokens.length);
+    await Promise.all(sequences.slice(0, n).map(clear));
+  }
+  const result = { tg, generated, contextSize: context.contextSize, batchSize: context.batchSize, threads: context.currentThreads };
+  await context.dispose();
+  await model.dispose();
+  return result;
+}
+
 async function main() {
   const request = readRequest();
   const { module: nlc, version } = await importNodeLlamaCpp(request.installDir);
@@ -128,6 +174,12 @@ async function main() {
   // Llama.js falls back to whatever backend loads and reports it in llama.gpu: a CPU run must not
   // be recorded as a CUDA one.
   if (llama.gpu !== request.gpu) throw new Error(`asked node-llama-cpp for gpu ${request.gpu}, it loaded ${llama.gpu}`);
+  if (request.mode === 'parallel') {
+    const result = await measureParallel(llama, request);
+    await llama.dispose();
+    process.stdout.write(`${JSON.stringify(result)}\n`);
+    return;
+  }
 
   const loadStarted = performance.now();
   const model = await llama.loadModel({

@@ -236,7 +236,39 @@ function childEnv(): NodeJS.ProcessEnv {
 export function runNodeLlamaCpp(args: NodeLlamaCppArgs): Promise<NodeLlamaCppRun> {
   checkArgs(args);
   const promptSizes = [...new Set([...(args.promptSizes ?? []), args.longPrompt.length])];
-  const request = { ...args, promptSizes, batchSize: args.batchSize ?? 512, gpuLayers: args.gpuLayers ?? 'max', installDir: nodeLlamaCppDir };
+  return runChild({ ...args, promptSizes, batchSize: args.batchSize ?? 512, gpuLayers: args.gpuLayers ?? 'max', installDir: nodeLlamaCppDir });
+}
+
+export interface NodeLlamaCppParallelArgs {
+  modelPath: string;
+  threads: number;
+  gpu: false | 'cuda';
+  gpuLayers?: number | 'max';
+  /** One prompt per sequence, at least as many as the largest count. */
+  prompts: number[][];
+  counts: number[];
+  genTokens: number;
+  /** Each sequence's context size. */
+  window: number;
+}
+
+export interface NodeLlamaCppParallelRun {
+  /** Aggregate tokens per second by sequence count. */
+  tg: Record<number, number>;
+  generated: Record<number, number[]>;
+  contextSize: number;
+  batchSize: number;
+  threads: number;
+}
+
+/** Parallel sequences (see parallel.ts) in a fresh child process. */
+export function runNodeLlamaCppParallel(args: NodeLlamaCppParallelArgs): Promise<NodeLlamaCppParallelRun> {
+  if (args.prompts.length < Math.max(...args.counts)) throw new RangeError('fewer prompts than sequences');
+  if (args.prompts.some((p) => p.length + args.genTokens > args.window)) throw new RangeError(`window ${args.window} is too small for a prompt and ${args.genTokens} tokens`);
+  return runChild({ ...args, mode: 'parallel', batchSize: 512, gpuLayers: args.gpuLayers ?? 'max', installDir: nodeLlamaCppDir });
+}
+
+function runChild<T>(request: object): Promise<T> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [childScriptPath], { cwd: repoRoot, stdio: ['pipe', 'pipe', 'pipe'], env: childEnv() });
     let out = '';
@@ -258,7 +290,7 @@ export function runNodeLlamaCpp(args: NodeLlamaCppArgs): Promise<NodeLlamaCppRun
         return;
       }
       try {
-        resolve(JSON.parse(lines[0]) as NodeLlamaCppRun);
+        resolve(JSON.parse(lines[0]!) as T);
       } catch (error) {
         reject(new Error(`node-llama-cpp child printed no valid JSON (${(error as Error).message}):\n${out}`));
       }

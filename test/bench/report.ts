@@ -3,7 +3,7 @@ import type { LayerReport } from '../../lib/index.js';
 import { CONTEXT_SIZE, GEN_TOKENS, PROMPT_SIZES, PROMPT_TOKENS, SHORT_PROMPT_TOKENS, TARGET_RATIO, isGpuConfig, type BenchConfig, type SweepPoint } from './common.js';
 import type { GpuWindow } from './gpu.js';
 import { llamaBenchArgs, type LlamaBenchRun } from './llama-bench.js';
-import type { NodeLlamaCppRun } from './node-llama-cpp.js';
+import type { NodeLlamaCppParallelRun, NodeLlamaCppRun } from './node-llama-cpp.js';
 import { COLD_REQUEST_TOKENS, type ColdWarmRun, type OursRun } from './ours.js';
 import { PARALLEL_GEN_TOKENS, PARALLEL_PROMPT_TOKENS, PARALLEL_SEQUENCES, PARALLEL_WINDOW, batchedBenchArgs, type OursParallelRun, type ParallelRun } from './parallel.js';
 import { spread, stats, type Interference, type Measured, type Stats } from './stats.js';
@@ -194,11 +194,14 @@ export function summarizeColdWarm(runs: Measured<ColdWarmRun>[]) {
 }
 
 /** Parallel sequences: aggregate tok/s by sequence count, ours against llama-batched-bench. */
-export function summarizeParallel(ours: Measured<OursParallelRun>[], reference: Measured<ParallelRun>[], modelPath: string, threads: number, config: BenchConfig) {
+export function summarizeParallel(ours: Measured<OursParallelRun>[], reference: Measured<ParallelRun>[], node: Measured<NodeLlamaCppParallelRun>[],
+  modelPath: string, threads: number, config: BenchConfig) {
   const rows = PARALLEL_SEQUENCES.map((n) => {
     const tg = stats(ours.map((r) => r.tg[n]!));
     const referenceTg = stats(reference.map((r) => r.tg[n]!));
+    const nodeTg = node.length ? stats(node.map((r) => r.tg[n]!)) : undefined;
     return {
+      ...(nodeTg ? { nodeLlamaCppTgTokensPerSecond: nodeTg, aheadOfNodeLlamaCpp: tg.median / nodeTg.median } : {}),
       sequences: n,
       cudaLlamaTgTokensPerSecond: tg,
       batchedBenchTgTokensPerSecond: referenceTg,
@@ -208,10 +211,12 @@ export function summarizeParallel(ours: Measured<OursParallelRun>[], reference: 
       generatedPerSequence: ours.map((r) => r.generated[n]!),
     };
   });
+  const withNode = node.length > 0;
   const table = [
-    `| sequences | cuda-llama aggregate tg (tok/s) | llama-batched-bench S_TG (tok/s) | ratio | cuda-llama pp (tok/s) | llama-batched-bench S_PP (tok/s) |`,
-    '|---|---|---|---|---|---|',
+    `| sequences | cuda-llama aggregate tg (tok/s) | llama-batched-bench S_TG (tok/s) | vs llama-batched-bench |${withNode ? ' node-llama-cpp aggregate tg (tok/s) | vs node-llama-cpp |' : ''} cuda-llama pp (tok/s) | llama-batched-bench S_PP (tok/s) |`,
+    `|---|---|---|---|${withNode ? '---|---|' : ''}---|---|`,
     ...rows.map((r) => `| ${r.sequences} | ${cell(r.cudaLlamaTgTokensPerSecond, 2)} | ${cell(r.batchedBenchTgTokensPerSecond, 2)} | ${ratioCell(r.ratio)} | ` +
+      (withNode ? `${cell(r.nodeLlamaCppTgTokensPerSecond, 2)} | ${aheadCell(r.aheadOfNodeLlamaCpp)} | ` : '') +
       `${cell(r.cudaLlamaPpTokensPerSecond, 2)} | ${cell(r.batchedBenchPpTokensPerSecond, 2)} |`),
   ].join('\n');
   const one = rows[0]!;
@@ -219,7 +224,8 @@ export function summarizeParallel(ours: Measured<OursParallelRun>[], reference: 
   const early = rows.filter((r) => r.generatedPerSequence.some((counts) => counts.some((c) => c < PARALLEL_GEN_TOKENS)));
   const sentence = `Each sequence: a ${PARALLEL_PROMPT_TOKENS}-token prompt (its own slice of the text; llama-batched-bench takes random tokens) and ${PARALLEL_GEN_TOKENS} generated tokens, ` +
     `in one context with a ${PARALLEL_WINDOW}-token window per sequence for ${most.sequences} sequences on both sides. ` +
-    `cuda-llama: model.generateBatch() with greedy sampling, aggregate tg = tokens after each sequence's first over the decode loop's time; llama-batched-bench S_TG = sequences × ${PARALLEL_GEN_TOKENS} over its generation loop (no sampling). ` +
+    `cuda-llama: model.generateBatch() with greedy sampling, aggregate tg = tokens after each sequence's first over the decode loop's time; llama-batched-bench S_TG = sequences × ${PARALLEL_GEN_TOKENS} over its generation loop (no sampling)` +
+    (withNode ? `; node-llama-cpp: that many sequences of one context evaluating at once (it batches them), the same aggregate as ours but timed as tokens reach JavaScript` : '') + '. ' +
     `${most.sequences} sequences at once gave ${fmt(most.cudaLlamaTgTokensPerSecond.median / one.cudaLlamaTgTokensPerSecond.median, 2)}x the tokens per second of one.` +
     (early.length ? ` Some sequences ended early (end of generation) at ${early.map((r) => `${r.sequences}: ${r.generatedPerSequence.map((c) => Math.min(...c)).join('/')}`).join('; ')} tokens.` : '');
   return { rows, table, sentence, command: `build/Release/llama-batched-bench ${batchedBenchArgs(modelPath, threads, config).join(' ')}` };
