@@ -126,7 +126,7 @@ export class LlamaModel implements AsyncDisposable {
 
   /**
    * Generates for several prompts at once, one sequence each, decoded together in shared batches:
-   * more tokens per second in total than one prompt after another, above all on a GPU. Needs a
+   * more tokens per second in total than one prompt after another (docs/benchmarks.md). Needs a
    * model loaded with `sequences` of at least `prompts.length`; each prompt has its own
    * `contextSize` window. Options apply to every prompt; with sampling, prompt i uses seed + i.
    * `onText(text, index)` streams each prompt's text. Queued with generate() calls, like them.
