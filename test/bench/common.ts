@@ -1,6 +1,6 @@
 /** What every part of the benchmark shares: paths, the workload's sizes, the configurations, logging. */
-import { execFileSync } from 'node:child_process';
-import { dirname, join } from 'node:path';
+import { execFileSync, spawn } from 'node:child_process';
+import { basename, dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { LoadOptions } from '../../lib/index.js';
 
@@ -61,6 +61,22 @@ export function log(message: string): void {
 export function fail(message: string): never {
   log(message);
   process.exit(1);
+}
+
+/** Runs one of llama.cpp's programs to the end and gives its output; a failure carries its stderr. */
+export function runProgram(path: string, args: string[]): Promise<{ out: string; err: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(path, args, { cwd: repoRoot, stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    let err = '';
+    child.stdout.setEncoding('utf8').on('data', (chunk: string) => (out += chunk));
+    child.stderr.setEncoding('utf8').on('data', (chunk: string) => (err += chunk));
+    child.on('error', reject);
+    child.on('close', (code, signal) => {
+      if (code === 0) resolve({ out, err });
+      else reject(new Error(`${basename(path)} ${args.join(' ')} exited with ${code ?? signal}:\n${err.trim()}`));
+    });
+  });
 }
 
 export function git(args: string[]): string {

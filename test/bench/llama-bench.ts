@@ -1,7 +1,7 @@
 /** llama.cpp's llama-bench: built from our build folder, run once per repetition, its JSON parsed and checked. */
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
-import { GEN_TOKENS, PROMPT_SIZES, fail, repoRoot, type BenchConfig, type PromptSize } from './common.js';
+import { GEN_TOKENS, PROMPT_SIZES, fail, repoRoot, runProgram, type BenchConfig, type PromptSize } from './common.js';
 
 export const llamaBenchDir = join(repoRoot, 'build', 'Release');
 export const llamaBenchPath = join(llamaBenchDir, 'llama-bench');
@@ -69,33 +69,15 @@ function checkPlacement(entry: LlamaBenchEntry, config: BenchConfig): void {
   }
 }
 
-export function runLlamaBench(model: string, threads: number, config: BenchConfig): Promise<LlamaBenchRun> {
-  const args = llamaBenchArgs(model, threads, 1, config);
-  return new Promise((resolve, reject) => {
-    const child = spawn(llamaBenchPath, args, { cwd: repoRoot, stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    let err = '';
-    child.stdout.setEncoding('utf8').on('data', (chunk: string) => (out += chunk));
-    child.stderr.setEncoding('utf8').on('data', (chunk: string) => (err += chunk));
-    child.on('error', reject);
-    child.on('close', (code, signal) => {
-      if (code !== 0) {
-        reject(new Error(`llama-bench ${args.join(' ')} exited with ${code ?? signal}:\n${err.trim()}`));
-        return;
-      }
-      try {
-        const entries = JSON.parse(out) as LlamaBenchEntry[];
-        const row = (nPrompt: number, nGen: number, label: string) => {
-          const entry = entries.find((e) => e.n_prompt === nPrompt && e.n_gen === nGen);
-          if (!entry) throw new Error(`no ${label} row in: ${out}`);
-          checkPlacement(entry, config);
-          return entry;
-        };
-        const pp = Object.fromEntries(PROMPT_SIZES.map((n) => [n, row(n, 0, `pp${n}`)])) as Record<PromptSize, LlamaBenchEntry>;
-        resolve({ pp, tg: row(0, GEN_TOKENS, `tg${GEN_TOKENS}`) });
-      } catch (error) {
-        reject(error);
-      }
-    });
-  });
+export async function runLlamaBench(model: string, threads: number, config: BenchConfig): Promise<LlamaBenchRun> {
+  const { out } = await runProgram(llamaBenchPath, llamaBenchArgs(model, threads, 1, config));
+  const entries = JSON.parse(out) as LlamaBenchEntry[];
+  const row = (nPrompt: number, nGen: number, label: string) => {
+    const entry = entries.find((e) => e.n_prompt === nPrompt && e.n_gen === nGen);
+    if (!entry) throw new Error(`no ${label} row in: ${out}`);
+    checkPlacement(entry, config);
+    return entry;
+  };
+  const pp = Object.fromEntries(PROMPT_SIZES.map((n) => [n, row(n, 0, `pp${n}`)])) as Record<PromptSize, LlamaBenchEntry>;
+  return { pp, tg: row(0, GEN_TOKENS, `tg${GEN_TOKENS}`) };
 }

@@ -4,10 +4,9 @@
  * Both sides hold one context of PARALLEL_WINDOW tokens per sequence for the largest count and
  * run every count in it, as llama-batched-bench does.
  */
-import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { Llama, type LoadOptions } from '../../lib/index.js';
-import { repoRoot, type BenchConfig } from './common.js';
+import { runProgram, type BenchConfig } from './common.js';
 import { llamaBenchDir } from './llama-bench.js';
 
 export const PARALLEL_SEQUENCES = [1, 4, 16] as const;
@@ -75,37 +74,17 @@ interface BatchedBenchRow {
   speed_tg: number;
 }
 
-export function runBatchedBench(model: string, threads: number, config: BenchConfig): Promise<ParallelRun> {
-  const args = batchedBenchArgs(model, threads, config);
-  return new Promise((resolve, reject) => {
-    const child = spawn(batchedBenchPath, args, { cwd: repoRoot, stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    let err = '';
-    child.stdout.setEncoding('utf8').on('data', (chunk: string) => (out += chunk));
-    child.stderr.setEncoding('utf8').on('data', (chunk: string) => (err += chunk));
-    child.on('error', reject);
-    child.on('close', (code, signal) => {
-      if (code !== 0) {
-        reject(new Error(`llama-batched-bench ${args.join(' ')} exited with ${code ?? signal}:\n${err.trim()}`));
-        return;
-      }
-      // It logs its JSON rows through llama.cpp's logger, which may go to either stream.
-      const rows = `${out}\n${err}`.split('\n').filter((l) => l.startsWith('{"n_kv_max"')).map((l) => JSON.parse(l) as BatchedBenchRow);
-      const run: ParallelRun = { tg: {}, pp: {} };
-      for (const n of PARALLEL_SEQUENCES) {
-        const row = rows.find((r) => r.pl === n);
-        if (!row) {
-          reject(new Error(`llama-batched-bench printed no row for ${n} sequences:\n${out}`));
-          return;
-        }
-        if (row.n_gpu_layers !== config.ngl) {
-          reject(new Error(`llama-batched-bench reported n_gpu_layers ${row.n_gpu_layers}, expected ${config.ngl}`));
-          return;
-        }
-        run.tg[n] = row.speed_tg;
-        run.pp[n] = row.speed_pp;
-      }
-      resolve(run);
-    });
-  });
+export async function runBatchedBench(model: string, threads: number, config: BenchConfig): Promise<ParallelRun> {
+  const { out, err } = await runProgram(batchedBenchPath, batchedBenchArgs(model, threads, config));
+  // It logs its JSON rows through llama.cpp's logger, which may go to either stream.
+  const rows = `${out}\n${err}`.split('\n').filter((l) => l.startsWith('{"n_kv_max"')).map((l) => JSON.parse(l) as BatchedBenchRow);
+  const run: ParallelRun = { tg: {}, pp: {} };
+  for (const n of PARALLEL_SEQUENCES) {
+    const row = rows.find((r) => r.pl === n);
+    if (!row) throw new Error(`llama-batched-bench printed no row for ${n} sequences:\n${out}`);
+    if (row.n_gpu_layers !== config.ngl) throw new Error(`llama-batched-bench reported n_gpu_layers ${row.n_gpu_layers}, expected ${config.ngl}`);
+    run.tg[n] = row.speed_tg;
+    run.pp[n] = row.speed_pp;
+  }
+  return run;
 }
