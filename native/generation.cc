@@ -71,7 +71,6 @@ class Runner {
     llama_memory_clear(llama_get_memory(ctx_), false);
     for (GenerationSequence& seq : job_->sequences) llama_sampler_reset(seq.sampler);
     if (!DecodePrompts()) return;
-    job_->prompt_ms = MsSinceStart();
     GenerateTokens();
   }
 
@@ -88,10 +87,10 @@ class Runner {
     int32_t decoded = 0;
     auto flush = [&]() {
       if (batch.size() == 0) return true;
-      if (!Decode(batch, "on the prompts (tokens " + std::to_string(decoded) + ".." + std::to_string(decoded + batch.size()) + ")", false)) {
-        return false;
-      }
+      if (!Decode(batch, decoded)) return false;
       decoded += batch.size();
+      // The last flush leaves the time the last prompt token was decoded, before any sampling.
+      job_->prompt_ms = MsSinceStart();
       for (auto [seq, index] : ended) Accept(seq, index);
       ended.clear();
       batch.Clear();
@@ -124,7 +123,7 @@ class Runner {
         stepped.emplace_back(s, batch.Add(next_[s], n_past_[s], s, true));
       }
       if (stepped.empty()) return;
-      if (!Decode(batch, "after " + std::to_string(GeneratedSoFar()) + " generated tokens", true)) return;
+      if (!Decode(batch, kGenerating)) return;
       for (auto [seq, index] : stepped) {
         n_past_[seq]++;
         Accept(seq, index);
@@ -133,7 +132,10 @@ class Runner {
   }
 
   // llama_decode; on failure every live sequence stops (or the job fails) and false is returned.
-  bool Decode(const OwnedBatch& batch, const std::string& where, bool generating) {
+  // `prompt_offset`: where the batch starts in the prompts, or kGenerating. The error text is
+  // built only on failure: this runs once per generated token.
+  static constexpr int32_t kGenerating = -1;
+  bool Decode(const OwnedBatch& batch, int32_t prompt_offset) {
     if (JobCancelled()) {
       StopAll("aborted");
       return false;
@@ -142,11 +144,15 @@ class Runner {
     if (rc == 0) return true;
     if (rc == 2 && JobCancelled()) {
       StopAll("aborted");
-    } else if (rc == 1 && generating) {
+    } else if (rc == 1 && prompt_offset == kGenerating) {
       StopAll("contextFull");  // no KV slot left for the next tokens
     } else {
       job_->error_code = code::kDecode;
-      job_->error_message = "llama_decode failed " + where;
+      job_->error_message = "llama_decode failed " +
+                            (prompt_offset == kGenerating
+                                 ? "after " + std::to_string(GeneratedSoFar()) + " generated tokens"
+                                 : "on the prompts (tokens " + std::to_string(prompt_offset) + ".." +
+                                       std::to_string(prompt_offset + batch.size()) + ")");
       job_->status = rc;
       StopAll("aborted");
     }
