@@ -34,6 +34,7 @@ export interface LayerReport {
   outputTensor: string;
   kvCache: { devices: string[]; bytes: number };
   devices: DeviceUsage[];
+  /** Where the ops of a generation step (one token per sequence) and of a prompt batch are scheduled. */
   graph: { tokenGeneration: GraphUsage; promptProcessing: GraphUsage };
   offloaded: { layers: number; total: number };
   /** e.g. "offloaded: 22/22 layers to CUDA0; output CUDA0; KV cache CUDA0". */
@@ -131,7 +132,7 @@ export function formatLayerReport(report: LayerReport): string {
     `KV cache: ${report.kvCache.devices.join(', ') || 'none'} (${mib(report.kvCache.bytes)})`,
     'device          weights        KV cache       compute',
     ...report.devices.map((d) => `${d.device.padEnd(16)}${mib(d.weightsBytes).padEnd(15)}${mib(d.kvCacheBytes).padEnd(15)}${mib(d.computeBytes)}`),
-    `graph (1 token): ${report.graph.tokenGeneration.splits} split(s), ops ${JSON.stringify(report.graph.tokenGeneration.opsByBackend)}`,
+    `graph (step):    ${report.graph.tokenGeneration.splits} split(s), ops ${JSON.stringify(report.graph.tokenGeneration.opsByBackend)}`,
     `graph (prompt):  ${report.graph.promptProcessing.splits} split(s), ops ${JSON.stringify(report.graph.promptProcessing.opsByBackend)}`,
     report.summary,
   ];

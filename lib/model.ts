@@ -222,7 +222,8 @@ export class LlamaModel implements AsyncDisposable {
         decision: this.#decision,
         placement: addon.layerPlacement(this.#native),
         memory: addon.memoryBreakdown(this.#context),
-        tokenGraph: addon.graphPlacement(this.#context, 1),
+        // A generation step decodes one token of every sequence.
+        tokenGraph: addon.graphPlacement(this.#context, this.contextInfo.sequences),
         promptGraph: addon.graphPlacement(this.#context, Math.min(this.contextInfo.ubatchSize, this.contextInfo.contextSize)),
       });
     });
