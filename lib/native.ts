@@ -254,7 +254,7 @@ export interface NativeAddon {
   memoryBreakdown(context: NativeContext): NativeMemoryEntry[];
   /** common_fit_params (llama.cpp's common/fit.h): layers that fit free device memory, no_alloc projection */
   fitParams(path: string, params: NativeContextParams & { devices: string[] }, marginBytes: number): Promise<NativeFitResult>;
-  /** adapter: llama_graph_reserve + ggml_backend_sched_get_tensor_backend */
+  /** adapter: llama_graph_reserve (n_seqs = llama_n_seq_max; llama.cpp rounds nTokens up to a multiple) + ggml_backend_sched_get_tensor_backend */
   graphPlacement(context: NativeContext, nTokens: number): NativeGraphPlacement;
   /** NVML via dlopen(libnvidia-ml.so.1): driver, clocks, power, temperature, throttle reasons */
   nvmlSample(): NativeNvmlSample;
