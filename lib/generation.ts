@@ -7,7 +7,7 @@
 import { performance } from 'node:perf_hooks';
 import { StringDecoder } from 'node:string_decoder';
 import { fromNativeError } from './errors.js';
-import type { NativeAddon, NativeCancelFlag, NativeContext, NativeGenerateResult, NativeModel, NativeSamplerParams, NativeSequenceResult } from './native.js';
+import type { NativeAddon, NativeCancelFlag, NativeContext, NativeGenerateResult, NativeModel, NativeSamplerParams, NativeStopReason } from './native.js';
 
 export type StopReason = 'eos' | 'maxTokens' | 'stop' | 'abort' | 'contextFull';
 
@@ -145,7 +145,7 @@ export class TextAssembler {
   }
 }
 
-const nativeStopReasons: Record<NativeSequenceResult['stopReason'], StopReason> = {
+const nativeStopReasons: Record<NativeStopReason, StopReason> = {
   eog: 'eos',
   maxTokens: 'maxTokens',
   aborted: 'abort',
@@ -219,15 +219,16 @@ export async function runGenerations(request: GenerationRequest): Promise<BatchR
   if (callbackError !== undefined) throw callbackError;
 
   const totalMs = performance.now() - started;
-  const promptTokensPerSecond = perSecond(native.promptTokens, native.promptMs);
+  const promptTokens = request.prompts.reduce((sum, p) => sum + p.length, 0);
+  const promptTokensPerSecond = perSecond(promptTokens, native.promptMs);
   const results = sequences.map((sequence, i): GenerateResult => {
     const { assembler, tokens } = sequence;
     const text = assembler.finish();
-    const stopReason = assembler.stopSequence !== undefined ? 'stop' : nativeStopReasons[native.sequences[i]!.stopReason];
+    const stopReason = assembler.stopSequence !== undefined ? 'stop' : nativeStopReasons[native.stopReasons[i]!];
     return {
       text,
       tokens,
-      promptTokens: native.sequences[i]!.promptTokens,
+      promptTokens: request.prompts[i]!.length,
       stopReason,
       ...(assembler.stopSequence !== undefined ? { stopSequence: assembler.stopSequence } : {}),
       timings: {
@@ -249,7 +250,7 @@ export async function runGenerations(request: GenerationRequest): Promise<BatchR
     results,
     timings: {
       promptMs: native.promptMs,
-      promptTokens: native.promptTokens,
+      promptTokens,
       promptTokensPerSecond,
       generatedTokens,
       generationMs,

@@ -88,21 +88,14 @@ export interface NativeContextInfo {
   threadpool: boolean;
 }
 
-export interface NativeSequenceResult {
-  promptTokens: number;
-  generatedTokens: number;
-  /** When the context thread produced the sequence's first / last token, since the call began. */
-  firstTokenMs: number;
-  lastTokenMs: number;
-  stopReason: 'eog' | 'maxTokens' | 'aborted' | 'contextFull';
-}
+export type NativeStopReason = 'eog' | 'maxTokens' | 'aborted' | 'contextFull';
 
+/** Only what lib/ cannot know itself: token counts and times come from its prompts and the onToken events. */
 export interface NativeGenerateResult {
-  /** All sequences together. */
-  promptTokens: number;
-  /** Until every prompt was decoded. */
+  /** Until the last prompt token was decoded, on the context thread's clock. */
   promptMs: number;
-  sequences: NativeSequenceResult[];
+  /** Why each sequence ended, in prompt order. */
+  stopReasons: NativeStopReason[];
 }
 
 export interface NativeSamplerParams {

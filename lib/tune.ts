@@ -174,6 +174,8 @@ async function measure(deps: TuneDeps, path: string, candidate: TuneCandidate, w
 
 const mib = (bytes: number) => (bytes >= 2 ** 30 ? `${(bytes / 2 ** 30).toFixed(2)} GiB` : bytes >= 2 ** 20 ? `${(bytes / 2 ** 20).toFixed(0)} MiB` : `${(bytes / 1024).toFixed(0)} KiB`);
 const ms = (value: number) => `${value.toFixed(value < 100 ? 1 : 0)} ms`;
+/** What requestMs covers: one request, or all of the workload's requests. */
+const perWorkload = (sequences: number) => (sequences > 1 ? `for all ${sequences}` : 'per request');
 
 function optionsText(options: TunedLoadOptions): string {
   const parts = Object.entries(options).map(([k, v]) => `${k}: ${typeof v === 'string' ? `'${v}'` : v}`);
@@ -236,7 +238,7 @@ export function tuneReasons(candidates: TuneCandidate[], best: TuneCandidate, wo
   const reasons: string[] = [];
   const n = work.sequences ?? 1;
   const request = `${n > 1 ? `${n} requests at once, each ` : ''}a ${work.promptTokens}-token prompt with ${work.outputTokens} tokens out`;
-  const per = n > 1 ? `for all ${n}` : 'per request';
+  const per = perWorkload(n);
   reasons.push(`Fastest for ${request}: ${best.name}, ${ms(best.requestMs!)} ${per} (time to first token ${ms(best.timeToFirstTokenMs!)}, ` +
     `${best.tokensPerSecond?.toFixed(1) ?? '?'} tok/s${n > 1 && !best.oneAtATime ? ' in total' : ''}).`);
   const alone = ok.find((c) => c.oneAtATime);
@@ -309,7 +311,7 @@ export async function tune(deps: TuneDeps, path: string, options: TuneOptions): 
   for (const c of candidates) {
     progress(`measuring ${c.name} ${optionsText(c.options)}`);
     await measure(deps, path, c, work);
-    progress(c.requestMs === undefined ? `  not measured: ${c.error}` : `  ${ms(c.requestMs)} ${o.sequences > 1 ? `for all ${o.sequences}` : 'per request'} (TTFT ${ms(c.timeToFirstTokenMs!)}, ${c.tokensPerSecond?.toFixed(1) ?? '?'} tok/s); ${c.layerReport}`);
+    progress(c.requestMs === undefined ? `  not measured: ${c.error}` : `  ${ms(c.requestMs)} ${perWorkload(o.sequences)} (TTFT ${ms(c.timeToFirstTokenMs!)}, ${c.tokensPerSecond?.toFixed(1) ?? '?'} tok/s); ${c.layerReport}`);
   }
   const measured = candidates.filter((c) => c.requestMs !== undefined).sort((a, b) => a.requestMs! - b.requestMs!);
   const best = measured[0];

@@ -49,8 +49,7 @@ class Context : public Napi::ObjectWrap<Context> {
   Napi::Value Info(const Napi::CallbackInfo& info);
   // JS: generate(prompts: Int32Array[], samplers: Sampler[], maxTokens: Int32Array, cancel: CancelFlag,
   //              sequenceCancels: CancelFlag[], onToken(sequence, token, bytes, atMs))
-  //     -> Promise<{ promptTokens, promptMs, sequences: [{ promptTokens, generatedTokens, firstTokenMs,
-  //                  lastTokenMs, stopReason }] }>
+  //     -> Promise<{ promptMs, stopReasons: string[] (one per sequence) }>
   // One prompt per sequence (seq_id = index), decoded together; see native/generation.h.
   Napi::Value Generate(const Napi::CallbackInfo& info);
   Napi::Value Dispose(const Napi::CallbackInfo& info);

@@ -172,10 +172,7 @@ class Runner {
       seq.stop_reason = "eog";
       return;
     }
-    const double at_ms = MsSinceStart();
-    if (seq.generated == 0) seq.first_token_ms = at_ms;
-    seq.last_token_ms = at_ms;
-    Emit(s, token, at_ms);
+    Emit(s, token, MsSinceStart());
     seq.generated++;
     if (seq.generated >= seq.max_tokens) {
       seq.stop_reason = "maxTokens";
@@ -236,22 +233,13 @@ void SettleGeneration(Napi::Env env, GenerationJob* job) {
       return;
     }
     Napi::Object result = Napi::Object::New(env);
-    Napi::Array sequences = Napi::Array::New(env, job->sequences.size());
-    double prompt_tokens = 0;
+    Napi::Array stop_reasons = Napi::Array::New(env, job->sequences.size());
     for (uint32_t i = 0; i < job->sequences.size(); i++) {
-      const GenerationSequence& seq = job->sequences[i];
-      prompt_tokens += static_cast<double>(seq.prompt.size());
-      Napi::Object entry = Napi::Object::New(env);
-      entry.Set("promptTokens", Napi::Number::New(env, static_cast<double>(seq.prompt.size())));
-      entry.Set("generatedTokens", seq.generated);
-      entry.Set("firstTokenMs", seq.first_token_ms);
-      entry.Set("lastTokenMs", seq.last_token_ms);
-      entry.Set("stopReason", seq.stop_reason == nullptr ? "aborted" : seq.stop_reason);
-      sequences.Set(i, entry);
+      const char* reason = job->sequences[i].stop_reason;
+      stop_reasons.Set(i, reason == nullptr ? "aborted" : reason);
     }
-    result.Set("promptTokens", prompt_tokens);
     result.Set("promptMs", job->prompt_ms);
-    result.Set("sequences", sequences);
+    result.Set("stopReasons", stop_reasons);
     job->deferred.Resolve(result);
   } catch (const Napi::Error& error) {
     job->deferred.Reject(error.Value());

@@ -23,9 +23,9 @@ struct GenerationSequence {
   std::shared_ptr<std::atomic<bool>> cancel;  // this sequence only (a stop sequence was found)
   int32_t max_tokens = 0;
 
-  // Written on the context thread, read on the JS thread after the job is done.
-  int32_t generated = 0;
-  double first_token_ms = 0, last_token_ms = 0;
+  // Context thread only, until the job is done; then the JS thread reads stop_reason. Timings and
+  // counts are not reported from here: lib/ derives them from the token events (atMs) and its prompts.
+  int32_t generated = 0;              // against max_tokens
   const char* stop_reason = nullptr;  // null while the sequence is still generating
 };
 
