@@ -9,6 +9,18 @@ export const repoRoot = join(dirname(fileURLToPath(import.meta.url)), '..', '..'
 /** Prompt-processing sizes measured by every program (pp128, pp512, pp2048). */
 export const PROMPT_SIZES = [128, 512, 2048] as const;
 export type PromptSize = (typeof PROMPT_SIZES)[number];
+/**
+ * How many times each program decodes a prompt size per repetition; the repetition's figure is
+ * the mean, as llama-bench's avg_ts over its -r runs is. pp128 takes about 2 s on the 2-core CPU,
+ * where a single sample swings by 10% with the scheduler (three runs put pp128 at 0.93-0.98 of
+ * llama-bench while 30 interleaved samples each put it at 0.985); pp2048 is long enough alone.
+ */
+export const PP_SAMPLES: Record<PromptSize, number> = { 128: 3, 512: 3, 2048: 1 };
+export function ppSamples(size: number): number {
+  return (PP_SAMPLES as Record<number, number>)[size] ?? 1;
+}
+/** Time-to-first-token requests per repetition, by the same reasoning (one is about 0.3 s on the CPU); their mean is the figure. */
+export const TTFT_SAMPLES = 5;
 /** The size the sweeps and the per-configuration summaries use. */
 export const PROMPT_TOKENS = 512;
 export const GEN_TOKENS = 128;

@@ -1,7 +1,7 @@
-/** llama.cpp's llama-bench: built from our build folder, run once per repetition, its JSON parsed and checked. */
+/** llama.cpp's llama-bench: built from our build folder, run each repetition, its JSON parsed and checked. */
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
-import { GEN_TOKENS, PROMPT_SIZES, fail, repoRoot, runProgram, type BenchConfig, type PromptSize } from './common.js';
+import { GEN_TOKENS, PROMPT_SIZES, fail, ppSamples, repoRoot, runProgram, type BenchConfig, type PromptSize } from './common.js';
 
 export const llamaBenchDir = join(repoRoot, 'build', 'Release');
 export const llamaBenchPath = join(llamaBenchDir, 'llama-bench');
@@ -37,13 +37,20 @@ export function buildLlamaBench(): void {
   if (result.status !== 0) fail('could not build llama-bench and llama-batched-bench (see above)');
 }
 
-export function llamaBenchArgs(model: string, threads: number, reps: number, config: BenchConfig): string[] {
+/**
+ * The llama-bench runs of one repetition. Its -r applies to every test of a run, so the prompt
+ * sizes are grouped by their sample count (PP_SAMPLES) and tg128 rides with the single-sample group.
+ */
+export function llamaBenchInvocations(model: string, threads: number, config: BenchConfig): string[][] {
+  const groups = new Map<number, number[]>();
+  for (const size of PROMPT_SIZES) groups.set(ppSamples(size), [...(groups.get(ppSamples(size)) ?? []), size]);
+  if (!groups.has(1)) groups.set(1, [0]); // -p 0: tg128 alone
   // -ngl 0 -dev none: the same placement as gpu: 'cpu' (no device list at all), so a CUDA
   // build cannot offload large prompt batches to a GPU behind the CPU-only label. Batch, ubatch,
   // flash attention (-fa) and KV type stay at llama-bench's defaults, which are llama.cpp's, as
   // ours are; its --fit-target stays off, so -ngl is taken as given, as gpuLayers is.
-  return ['-m', model, '-p', PROMPT_SIZES.join(','), '-n', String(GEN_TOKENS), '-t', String(threads),
-    '-r', String(reps), '-ngl', String(config.ngl), '-dev', config.dev, '-o', 'json'];
+  return [...groups].map(([reps, sizes]) => ['-m', model, '-p', sizes.join(','), '-n', String(reps === 1 ? GEN_TOKENS : 0),
+    '-t', String(threads), '-r', String(reps), '-ngl', String(config.ngl), '-dev', config.dev, '-o', 'json']);
 }
 
 /**
@@ -70,11 +77,16 @@ function checkPlacement(entry: LlamaBenchEntry, config: BenchConfig): void {
 }
 
 export async function runLlamaBench(model: string, threads: number, config: BenchConfig): Promise<LlamaBenchRun> {
-  const { out } = await runProgram(llamaBenchPath, llamaBenchArgs(model, threads, 1, config));
-  const entries = JSON.parse(out) as LlamaBenchEntry[];
+  const entries: LlamaBenchEntry[] = [];
+  for (const args of llamaBenchInvocations(model, threads, config)) {
+    const { out } = await runProgram(llamaBenchPath, args);
+    entries.push(...(JSON.parse(out) as LlamaBenchEntry[]));
+  }
   const row = (nPrompt: number, nGen: number, label: string) => {
     const entry = entries.find((e) => e.n_prompt === nPrompt && e.n_gen === nGen);
-    if (!entry) throw new Error(`no ${label} row in: ${out}`);
+    if (!entry) throw new Error(`no ${label} row in: ${JSON.stringify(entries)}`);
+    const samples = nGen === 0 ? ppSamples(nPrompt) : 1;
+    if (entry.samples_ts.length !== samples) throw new Error(`llama-bench ${label}: ${entry.samples_ts.length} samples, expected ${samples}`);
     checkPlacement(entry, config);
     return entry;
   };

@@ -9,9 +9,10 @@
  *
  * The measurements are defined as in ours.ts: load = loadModel + createContext; a warm-up (512
  * prompt tokens, then one generated token decoded) excluded; TTFT = the short prompt on an empty
- * sequence to the first greedy token; pp = each prompt size (the first n tokens of the long
- * prompt) on an empty sequence, no token generated; tg = genTokens greedy tokens after the short
- * prompt, (n - 1) / (first to last token). The sequence is cleared between them.
+ * sequence to the first greedy token, ttftSamples times (the mean); pp = each prompt size (the
+ * first n tokens of the long prompt) on an empty sequence, no token generated, ppSamples[size]
+ * times (the mean); tg = genTokens greedy tokens after the short prompt, (n - 1) / (first to last
+ * token). The sequence is cleared between them.
  *
  * Mode 'parallel' (as parallel.ts does for ours): one context with a sequence per prompt, each
  * `window` tokens; for each count n, n sequences evaluate at once (node-llama-cpp batches
@@ -42,7 +43,7 @@ function readRequest() {
   const request = JSON.parse(readFileSync(0, 'utf8'));
   const keys = request.mode === 'parallel'
     ? ['installDir', 'modelPath', 'threads', 'window', 'batchSize', 'prompts', 'counts', 'genTokens', 'gpuLayers']
-    : ['installDir', 'modelPath', 'threads', 'contextSize', 'batchSize', 'longPrompt', 'promptSizes', 'shortPrompt', 'genTokens', 'gpuLayers'];
+    : ['installDir', 'modelPath', 'threads', 'contextSize', 'batchSize', 'longPrompt', 'promptSizes', 'ppSamples', 'ttftSamples', 'shortPrompt', 'genTokens', 'gpuLayers'];
   for (const key of keys) {
     if (request[key] === undefined) throw new TypeError(`request is missing ${key}`);
   }
@@ -214,18 +215,27 @@ async function main() {
   await generate(sequence, request.longPrompt.slice(0, 512), 2);
   await clear(sequence);
 
-  const ttft = await generate(sequence, request.shortPrompt, 1);
-  const ttftMs = ttft.tokenTimes[0] - ttft.startedAt;
-  await clear(sequence);
+  let ttftSum = 0;
+  for (let i = 0; i < request.ttftSamples; i++) {
+    const ttft = await generate(sequence, request.shortPrompt, 1);
+    ttftSum += ttft.tokenTimes[0] - ttft.startedAt;
+    await clear(sequence);
+  }
+  const ttftMs = ttftSum / request.ttftSamples;
 
   const pp = {};
   for (const size of request.promptSizes) {
-    const ppStarted = performance.now();
-    await sequence.evaluateWithoutGeneratingNewTokens(request.longPrompt.slice(0, size));
-    const ppMs = performance.now() - ppStarted;
-    if (sequence.nextTokenIndex !== size) throw new Error(`pp evaluated ${sequence.nextTokenIndex} tokens, expected ${size}`);
-    pp[size] = (size * 1000) / ppMs;
-    await clear(sequence);
+    const samples = request.ppSamples[size] ?? 1;
+    let sum = 0;
+    for (let i = 0; i < samples; i++) {
+      const ppStarted = performance.now();
+      await sequence.evaluateWithoutGeneratingNewTokens(request.longPrompt.slice(0, size));
+      const ppMs = performance.now() - ppStarted;
+      if (sequence.nextTokenIndex !== size) throw new Error(`pp evaluated ${sequence.nextTokenIndex} tokens, expected ${size}`);
+      sum += (size * 1000) / ppMs;
+      await clear(sequence);
+    }
+    pp[size] = sum / samples;
   }
 
   const tg = await generate(sequence, request.shortPrompt, request.genTokens);

@@ -9,7 +9,7 @@
 import { spawn } from 'node:child_process';
 import { mkdir, readFile, readdir, writeFile } from 'node:fs/promises';
 import { delimiter, join, relative } from 'node:path';
-import { log, repoRoot } from './common.js';
+import { TTFT_SAMPLES, log, ppSamples, repoRoot } from './common.js';
 
 export const NODE_LLAMA_CPP_VERSION = '3.22.1';
 export const nodeLlamaCppDir = join(repoRoot, 'test', 'bench', '.node-llama-cpp');
@@ -80,10 +80,11 @@ export interface NodeLlamaCppRun {
   bindingLoadMs: number;
   /** llama.loadModel() + model.createContext(). */
   loadMs: number;
+  /** The mean of TTFT_SAMPLES requests. */
   ttftMs: number;
   /** pp over the whole longPrompt. */
   ppTokensPerSecond: number;
-  /** pp by prompt size: promptSizes and longPrompt's length. */
+  /** pp by prompt size (promptSizes and longPrompt's length): the mean of ppSamples(size) decodes. */
   pp: Record<number, number>;
   tgTokensPerSecond: number;
   tgGeneratedTokens: number;
@@ -236,7 +237,9 @@ function childEnv(): NodeJS.ProcessEnv {
 export function runNodeLlamaCpp(args: NodeLlamaCppArgs): Promise<NodeLlamaCppRun> {
   checkArgs(args);
   const promptSizes = [...new Set([...(args.promptSizes ?? []), args.longPrompt.length])];
-  return runChild({ ...args, promptSizes, batchSize: args.batchSize ?? 512, gpuLayers: args.gpuLayers ?? 'max', installDir: nodeLlamaCppDir });
+  // The same number of decodes per size as ours and llama-bench (their mean is the figure).
+  const samples = Object.fromEntries(promptSizes.map((n) => [n, ppSamples(n)]));
+  return runChild({ ...args, promptSizes, ppSamples: samples, ttftSamples: TTFT_SAMPLES, batchSize: args.batchSize ?? 512, gpuLayers: args.gpuLayers ?? 'max', installDir: nodeLlamaCppDir });
 }
 
 export interface NodeLlamaCppParallelArgs {

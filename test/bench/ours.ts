@@ -1,15 +1,16 @@
 /** cuda-llama's side: one repetition of the workload on one model, and the cold-versus-warm request. */
 import { performance } from 'node:perf_hooks';
 import { Llama, type ContextInfo, type LayerReport, type LlamaModel, type LoadOptions } from '../../lib/index.js';
-import { GEN_TOKENS, SHORT_PROMPT_TOKENS } from './common.js';
+import { GEN_TOKENS, SHORT_PROMPT_TOKENS, TTFT_SAMPLES, ppSamples } from './common.js';
 
 export interface OursRun {
   /** Llama.load with warmup: false: file, weights, context; what node-llama-cpp's load also does. */
   loadMs: number;
   /** model.warmUp() right after that load: the cold-start cost load() takes by default. */
   warmupMs: number;
+  /** The mean of TTFT_SAMPLES requests. */
   ttftMs: number;
-  /** Prompt tokens per second, by prompt size. */
+  /** Prompt tokens per second, by prompt size: the mean of ppSamples(size) decodes. */
   pp: Record<number, number>;
   tgTokensPerSecond: number;
   tgGeneratedTokens: number;
@@ -41,19 +42,26 @@ export async function runOurs(path: string, loadOptions: LoadOptions, work: Ours
     // leaves most of the 512-token compute buffer untouched, and the first pp run would pay its
     // page faults. Excluded, like llama-bench's.
     await model.generate(work.longPrompt.slice(0, 512), { maxTokens: 2, temperature: 0 });
-    const ttft = await model.generate(work.shortPrompt, { maxTokens: 1, temperature: 0 });
+    let ttftSum = 0;
+    for (let i = 0; i < TTFT_SAMPLES; i++) {
+      ttftSum += (await model.generate(work.shortPrompt, { maxTokens: 1, temperature: 0 })).timings.timeToFirstTokenMs;
+    }
     const pp: Record<number, number> = {};
     for (const size of work.promptSizes) {
-      const run = await model.generate(work.longPrompt.slice(0, size), { maxTokens: 1, temperature: 0 });
-      if (run.promptTokens !== size) throw new Error(`expected ${size} prompt tokens, got ${run.promptTokens}`);
-      pp[size] = run.timings.promptTokensPerSecond;
+      let sum = 0;
+      for (let i = 0; i < ppSamples(size); i++) {
+        const run = await model.generate(work.longPrompt.slice(0, size), { maxTokens: 1, temperature: 0 });
+        if (run.promptTokens !== size) throw new Error(`expected ${size} prompt tokens, got ${run.promptTokens}`);
+        sum += run.timings.promptTokensPerSecond;
+      }
+      pp[size] = sum / ppSamples(size);
     }
     const tg = await model.generate(work.shortPrompt, { maxTokens: GEN_TOKENS, temperature: 0, seed: 1 });
     const report = work.withReport ? await model.layerReport() : undefined;
     return {
       loadMs,
       warmupMs,
-      ttftMs: ttft.timings.timeToFirstTokenMs,
+      ttftMs: ttftSum / TTFT_SAMPLES,
       pp,
       tgTokensPerSecond: tg.timings.tokensPerSecond,
       tgGeneratedTokens: tg.tokens.length,

@@ -1,8 +1,8 @@
 /** From measured runs to numbers, markdown tables, notes and the docs page. */
 import type { LayerReport } from '../../lib/index.js';
-import { CONTEXT_SIZE, GEN_TOKENS, PROMPT_SIZES, PROMPT_TOKENS, SHORT_PROMPT_TOKENS, TARGET_RATIO, isGpuConfig, type BenchConfig, type SweepPoint } from './common.js';
+import { CONTEXT_SIZE, GEN_TOKENS, PROMPT_SIZES, PROMPT_TOKENS, SHORT_PROMPT_TOKENS, TARGET_RATIO, TTFT_SAMPLES, ppSamples, isGpuConfig, type BenchConfig, type SweepPoint } from './common.js';
 import type { GpuWindow } from './gpu.js';
-import { llamaBenchArgs, type LlamaBenchRun } from './llama-bench.js';
+import { llamaBenchInvocations, type LlamaBenchRun } from './llama-bench.js';
 import type { NodeLlamaCppParallelRun, NodeLlamaCppRun } from './node-llama-cpp.js';
 import { COLD_REQUEST_TOKENS, type ColdWarmRun, type OursRun } from './ours.js';
 import { PARALLEL_GEN_TOKENS, PARALLEL_PROMPT_TOKENS, PARALLEL_SEQUENCES, PARALLEL_WINDOW, batchedBenchArgs, type OursParallelRun, type ParallelRun } from './parallel.js';
@@ -80,7 +80,7 @@ export function summarizeConfig(runs: ConfigRuns, modelPath: string, threads: nu
     ...(sampled ? { gpu: ours.map((o) => o.gpu ?? null) } : {}),
   };
   const llamaBench = {
-    command: `build/Release/llama-bench ${llamaBenchArgs(modelPath, threads, 1, config).join(' ')}`,
+    command: llamaBenchInvocations(modelPath, threads, config).map((args) => `build/Release/llama-bench ${args.join(' ')}`).join(' && '),
     nBatch: first.tg.n_batch,
     nUbatch: first.tg.n_ubatch,
     nThreads: first.tg.n_threads,
@@ -95,7 +95,7 @@ export function summarizeConfig(runs: ConfigRuns, modelPath: string, threads: nu
   const nodeLlama = nodeLlamaCpp.length
     ? {
         binary: nodeLlamaCpp[0]!.binary,
-        settings: { contextSize: nodeLlamaCpp[0]!.contextSize, threads: nodeLlamaCpp[0]!.threads, batchSize: nodeLlamaCpp[0]!.batchSize },
+        settings: { contextSize: nodeLlamaCpp[0]!.contextSize, threads: nodeLlamaCpp[0]!.threads, batchSize: nodeLlamaCpp[0]!.batchSize, flashAttention: nodeLlamaCpp[0]!.flashAttention },
         bindingLoadMs: stats(nodeLlamaCpp.map((r) => r.bindingLoadMs)),
         loadMs: stats(nodeLlamaCpp.map((r) => r.loadMs)),
         timeToFirstTokenMs: stats(nodeLlamaCpp.map((r) => r.ttftMs)),
@@ -255,10 +255,14 @@ export function summarizeSweep(points: { point: SweepPoint; runs: Measured<OursR
 }
 
 export function buildNotes(summaries: ConfigSummary[], overall: Interference | null, gpuMode: boolean, extra: string[]): string[] {
-  const programs = summaries[0]?.nodeLlamaCpp ? 'llama-bench -r 1, cuda-llama and node-llama-cpp once each, rotating which goes first' : 'llama-bench -r 1 and cuda-llama once, alternating which goes first';
+  const programs = summaries[0]?.nodeLlamaCpp ? 'llama-bench, cuda-llama and node-llama-cpp once each, rotating which goes first' : 'llama-bench and cuda-llama once, alternating which goes first';
+  const sampled = PROMPT_SIZES.filter((n) => ppSamples(n) > 1);
+  const samplesNote = sampled.length
+    ? ` Within a repetition every program decodes ${sampled.map((n) => `pp${n} ${ppSamples(n)} times`).join(' and ')}, reporting the mean (llama-bench with -r, its avg_ts), and cuda-llama and node-llama-cpp time ${TTFT_SAMPLES} first-token requests (the mean): one short sample swings by 10% on this machine.`
+    : '';
   const perRep = gpuMode
-    ? `Each repetition runs, for each configuration in turn (${summaries.map((s) => s.config.name).join(', ')}), ${programs}; each does an excluded warm-up after loading the model.`
-    : `Each repetition runs ${programs}; each does an excluded warm-up after loading the model.`;
+    ? `Each repetition runs, for each configuration in turn (${summaries.map((s) => s.config.name).join(', ')}), ${programs}; each does an excluded warm-up after loading the model.${samplesNote}`
+    : `Each repetition runs ${programs}; each does an excluded warm-up after loading the model.${samplesNote}`;
   const notes: string[] = [
     `Time to first token is from the call to the first generated token reaching JavaScript, ${SHORT_PROMPT_TOKENS}-token prompt on an empty ${CONTEXT_SIZE}-token context. llama-bench has no such measurement (its short-prompt rows time a batch decode without sampling or delivery), so TTFT and load are compared with node-llama-cpp only.`,
     `Load time is Llama.load with warmup: false (model + context, the work node-llama-cpp's loadModel + createContext do); the default warm-up is measured separately (cold versus warm).`,
@@ -311,8 +315,8 @@ export interface DocInputs {
 
 export function docPage(d: DocInputs): string {
   const llamaBenchLines = d.gpuMode
-    ? d.summaries.map((s) => `- llama-bench ${s.config.name}, once per repetition: \`${s.llamaBench.command}\``)
-    : [`- llama-bench, once per repetition: \`${d.summaries[0]!.llamaBench.command}\``];
+    ? d.summaries.map((s) => `- llama-bench ${s.config.name}, each repetition: \`${s.llamaBench.command}\``)
+    : [`- llama-bench, each repetition: \`${d.summaries[0]!.llamaBench.command}\``];
   const nlc = d.summaries[0]?.nodeLlamaCpp;
   return [
     `# Benchmarks: cuda-llama vs llama-bench${nlc ? ' vs node-llama-cpp' : ''} (${d.gpuMode ? 'CPU, full and partial CUDA offload' : 'CPU'})`,
