@@ -75,10 +75,13 @@ export function fail(message: string): never {
   process.exit(1);
 }
 
-/** Runs one of llama.cpp's programs to the end and gives its output; a failure carries its stderr. */
-export function runProgram(path: string, args: string[]): Promise<{ out: string; err: string }> {
+/**
+ * Runs one of llama.cpp's programs to the end and gives its output; a failure carries its stderr.
+ * `env`: see toolEnv() in llama-bench.ts (undefined: this process's environment).
+ */
+export function runProgram(path: string, args: string[], env?: NodeJS.ProcessEnv): Promise<{ out: string; err: string }> {
   return new Promise((resolve, reject) => {
-    const child = spawn(path, args, { cwd: repoRoot, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(path, args, { cwd: repoRoot, stdio: ['ignore', 'pipe', 'pipe'], env });
     let out = '';
     let err = '';
     child.stdout.setEncoding('utf8').on('data', (chunk: string) => (out += chunk));

@@ -30,7 +30,7 @@ import { sampleTokens } from '../../lib/tune.js';
 import { renderLineChartPng, type LineChartSpec } from './chart.js';
 import { CONTEXT_SIZE, GEN_TOKENS, MODEL_CONTEXT_LENGTH, PROMPT_SIZES, PROMPT_TOKENS, SHORT_PROMPT_TOKENS, cpuConfig, fail, git, gpuConfigs, isGpuConfig, log, repoRoot, sweepPoints, type BenchConfig, type SweepPoint } from './common.js';
 import { gpuMachineLine, requireCuda, telemetryLine, throttleFindings, windowNote, withGpuSamples, type GpuWindow } from './gpu.js';
-import { buildLlamaBench, checkLlamaBenchDevices, llamaBenchDir, runLlamaBench } from './llama-bench.js';
+import { buildLlamaBench, checkLlamaBenchDevices, llamaBenchDir, runLlamaBench, toolEnv } from './llama-bench.js';
 import { ensureNodeLlamaCpp, runNodeLlamaCpp, runNodeLlamaCppParallel, type NodeLlamaCppParallelRun } from './node-llama-cpp.js';
 import { runColdWarm, runOurs, type OursRun, type OursWorkload } from './ours.js';
 import { PARALLEL_GEN_TOKENS, PARALLEL_SEQUENCES, PARALLEL_WINDOW, parallelPrompts, runBatchedBench, runOursParallel, type OursParallelRun, type ParallelRun } from './parallel.js';
@@ -232,7 +232,8 @@ async function main(): Promise<void> {
   const cudaBuild: BuildReport | undefined = cli.gpu ? await requireCuda(vocabPath) : undefined;
 
   buildLlamaBench();
-  if (cudaBuild) checkLlamaBenchDevices(cudaBuild.cuda.devices);
+  const llamaToolEnv = toolEnv(cudaBuild);
+  if (cudaBuild) checkLlamaBenchDevices(cudaBuild.cuda.devices, llamaToolEnv);
   const nodeLlamaCpp = cli.nodeLlamaCpp ? await ensureNodeLlamaCpp({ cuda: cli.gpu }) : undefined;
   const modelPath = await prepareModel(cli.model, cli.quant, cli.threads);
   const modelRel = relative(repoRoot, modelPath);
@@ -278,7 +279,7 @@ async function main(): Promise<void> {
       for (const which of rotation(programs, r)) {
         const gpuNote = (run: { gpu?: GpuWindow }) => (run.gpu ? windowNote(run.gpu) : '');
         if (which === 'llama-bench') {
-          const run = await measured(() => sampledIf(sample, () => runLlamaBench(modelPath, cli.threads, c.config)));
+          const run = await measured(() => sampledIf(sample, () => runLlamaBench(modelPath, cli.threads, c.config, llamaToolEnv)));
           c.bench.push(run);
           log(`${label} llama-bench:    ${ppLine(Object.fromEntries(PROMPT_SIZES.map((n) => [n, run.pp[n].avg_ts])))}, tg${GEN_TOKENS} ${fmt(run.tg.avg_ts, 2)} tok/s${othersNote(run.interference)}${gpuNote(run)}`);
         } else if (which === 'cuda-llama') {
@@ -326,7 +327,7 @@ async function main(): Promise<void> {
           oursParallel.push(run);
           log(`rep ${r + 1}/${cli.reps} parallel cuda-llama:          aggregate tg tok/s by sequences ${line(run)}${othersNote(run.interference)}`);
         } else if (which === 'llama-bench') {
-          const run = await measured(() => runBatchedBench(modelPath, cli.threads, mainConfig));
+          const run = await measured(() => runBatchedBench(modelPath, cli.threads, mainConfig, llamaToolEnv));
           referenceParallel.push(run);
           log(`rep ${r + 1}/${cli.reps} parallel llama-batched-bench: aggregate tg tok/s by sequences ${line(run)}${othersNote(run.interference)}`);
         } else {
@@ -409,7 +410,7 @@ async function main(): Promise<void> {
     git: { commit: git(['rev-parse', '--short', 'HEAD']), uncommittedChangesInLibOrNative: dirty },
     llamaCpp: { commit: pin.commit, tag: pin.tag, llamaBenchBuildCommit: first.runs.bench[0]!.tg.build_commit ?? null },
     node: process.version,
-    build: { metadata: build.metadata, systemInfo: build.systemInfo, path: relative(repoRoot, build.path), source: build.source, backends: build.backends, cuda: build.cuda, cudaRuntime: build.cudaRuntime },
+    build: { metadata: build.metadata, systemInfo: build.systemInfo, path: relative(repoRoot, build.path), source: build.source, backends: build.backends, cuda: build.cuda, cudaModule: build.cudaModule, cudaRuntime: build.cudaRuntime },
     ...(nodeLlamaCpp ? { nodeLlamaCpp: { version: nodeLlamaCpp.version, binaryPackages: nodeLlamaCpp.binaryPackages, binary: first.nodeLlamaCpp?.binary ?? null } } : {}),
     ...(cli.gpu ? {
       gpu: {
@@ -492,6 +493,8 @@ async function main(): Promise<void> {
     const prefix = `${basename(cli.docs, '.md')}-`;
     for (const c of charts) await copyFile(join(cli.out, c.file), join(dirname(cli.docs), `${prefix}${c.file}`));
     const cudaBackend = build.backends.find((b) => b.name === 'CUDA');
+    // The CUDA module's own record (the optional package has one; a module beside the addon shares the addon's).
+    const cudaMetadata = build.cudaModule?.metadata ?? build.metadata;
     const doc = docPage({
       gpuMode: cli.gpu,
       date: result.date,
@@ -504,8 +507,10 @@ async function main(): Promise<void> {
       llamaCpp: pin,
       buildLines: [
         `CPU backend: ${build.metadata?.cpuFeatures ?? 'unknown features'}; ${build.systemInfo.trim().replace(/\s*\|$/, '')}`,
-        ...(cli.gpu ? [`CUDA build: architectures ${build.metadata?.cudaArchitectures ?? 'unknown'} (backend ARCHS ${cudaBackend?.features.ARCHS ?? 'unknown'}), ` +
-          `CUDA compiler ${build.metadata?.cudaCompilerVersion ?? 'unknown'}; addon ${relative(repoRoot, build.path)} (${build.source})`] : []),
+        ...(cli.gpu ? [`CUDA build: architectures ${cudaMetadata?.cudaArchitectures ?? 'unknown'} (backend ARCHS ${cudaBackend?.features.ARCHS ?? 'unknown'}), ` +
+          `CUDA compiler ${cudaMetadata?.cudaCompilerVersion ?? 'unknown'}; addon ${relative(repoRoot, build.path)} (${build.source}); ` +
+          `CUDA module ${relative(repoRoot, build.cudaModule?.path ?? '') || 'none'} (${build.cudaModule?.source ?? 'none'})` +
+          `${llamaToolEnv ? `, given to llama-bench and llama-batched-bench as GGML_BACKEND_PATH` : ''}`] : []),
       ],
       modelLine: `synthetic ${cli.model} shape (random weights, ${(info.parameters / 1e9).toFixed(2)} B parameters, ${info.layerCount} layers, training context ${info.trainingContextSize}), ${cli.quant}, ${(fileSizeBytes / 2 ** 20).toFixed(0)} MiB`,
       command,

@@ -1,6 +1,7 @@
 /** llama.cpp's llama-bench: built from our build folder, run each repetition, its JSON parsed and checked. */
 import { spawnSync } from 'node:child_process';
-import { join } from 'node:path';
+import { delimiter, dirname, join } from 'node:path';
+import type { BuildReport } from '../../lib/index.js';
 import { GEN_TOKENS, PROMPT_SIZES, fail, ppSamples, repoRoot, runProgram, type BenchConfig, type PromptSize } from './common.js';
 
 export const llamaBenchDir = join(repoRoot, 'build', 'Release');
@@ -54,17 +55,34 @@ export function llamaBenchInvocations(model: string, threads: number, config: Be
 }
 
 /**
+ * The environment under which llama.cpp's programs (llama-bench, llama-batched-bench) use the CUDA
+ * module cuda-llama loaded, so both sides run the same one. A module beside the addon is beside
+ * them too (build/Release). The optional CUDA package's module is not: ggml also loads the file
+ * GGML_BACKEND_PATH names, and the runtime libraries our loader preloaded for it go on
+ * LD_LIBRARY_PATH, because a child process does not inherit a preload. Undefined: nothing to add.
+ */
+export function toolEnv(build: BuildReport | undefined): NodeJS.ProcessEnv | undefined {
+  const module = build?.cudaModule;
+  if (!module || module.source !== 'package') return undefined;
+  const dirs = [...new Set((build.cudaRuntime?.preloaded ?? []).map((library) => dirname(library.path)))];
+  if (process.env.LD_LIBRARY_PATH) dirs.push(process.env.LD_LIBRARY_PATH);
+  return { ...process.env, GGML_BACKEND_PATH: module.path, ...(dirs.length ? { LD_LIBRARY_PATH: dirs.join(delimiter) } : {}) };
+}
+
+/**
  * Fails before any measurement when llama-bench cannot see the CUDA devices cuda-llama will use:
  * it would otherwise reject `-dev` only when the first GPU row comes up, after minutes of CPU
- * rows. Its CUDA module is the libggml-cuda.so next to it, in build/Release.
+ * rows. Its CUDA module is the libggml-cuda.so next to it in build/Release, or the optional
+ * package's (toolEnv).
  */
-export function checkLlamaBenchDevices(devices: string[]): void {
-  const result = spawnSync(llamaBenchPath, ['--list-devices'], { cwd: repoRoot, encoding: 'utf8' });
+export function checkLlamaBenchDevices(devices: string[], env?: NodeJS.ProcessEnv): void {
+  const result = spawnSync(llamaBenchPath, ['--list-devices'], { cwd: repoRoot, encoding: 'utf8', env });
   const listed = new Set([...(result.stdout ?? '').matchAll(/^[ \t]+(\S+):/gm)].map((m) => m[1]));
   const missing = devices.filter((d) => !listed.has(d));
   if (result.status !== 0 || missing.length > 0) {
     fail(`llama-bench (build/Release) does not list ${(missing.length ? missing : devices).join(', ')}:\n${(result.stdout ?? '').trim()}\n` +
-      'Remedy: build the CUDA variant into build/ (`npm run build:cuda`), so that llama-bench and the addon share build/Release and its libggml-cuda.so');
+      'Remedy: build the CUDA variant into build/ (`npm run build:cuda`), so that llama-bench and the addon share build/Release and its libggml-cuda.so, ' +
+      'or install the optional CUDA package, whose module llama-bench then loads through GGML_BACKEND_PATH');
   }
 }
 
@@ -76,10 +94,10 @@ function checkPlacement(entry: LlamaBenchEntry, config: BenchConfig): void {
   }
 }
 
-export async function runLlamaBench(model: string, threads: number, config: BenchConfig): Promise<LlamaBenchRun> {
+export async function runLlamaBench(model: string, threads: number, config: BenchConfig, env?: NodeJS.ProcessEnv): Promise<LlamaBenchRun> {
   const entries: LlamaBenchEntry[] = [];
   for (const args of llamaBenchInvocations(model, threads, config)) {
-    const { out } = await runProgram(llamaBenchPath, args);
+    const { out } = await runProgram(llamaBenchPath, args, env);
     entries.push(...(JSON.parse(out) as LlamaBenchEntry[]));
   }
   const row = (nPrompt: number, nGen: number, label: string) => {

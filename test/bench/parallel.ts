@@ -74,8 +74,9 @@ interface BatchedBenchRow {
   speed_tg: number;
 }
 
-export async function runBatchedBench(model: string, threads: number, config: BenchConfig): Promise<ParallelRun> {
-  const { out, err } = await runProgram(batchedBenchPath, batchedBenchArgs(model, threads, config));
+/** `env`: toolEnv() in llama-bench.ts. */
+export async function runBatchedBench(model: string, threads: number, config: BenchConfig, env?: NodeJS.ProcessEnv): Promise<ParallelRun> {
+  const { out, err } = await runProgram(batchedBenchPath, batchedBenchArgs(model, threads, config), env);
   // It logs its JSON rows through llama.cpp's logger, which may go to either stream.
   const rows = `${out}\n${err}`.split('\n').filter((l) => l.startsWith('{"n_kv_max"')).map((l) => JSON.parse(l) as BatchedBenchRow);
   const run: ParallelRun = { tg: {}, pp: {} };

@@ -1,0 +1,82 @@
+#!/usr/bin/env node
+// Packs what a session on a lent GPU host needs into .carry/ (git-ignored), within the device
+// tool's 64 MiB carry limit. That host has the CUDA wheels, cmake and ninja, but maybe no Node.js
+// and no registry, and git-ignored folders (vendor source, node_modules) reach it only when carried.
+//
+//   node scripts/gpu-carry.mjs [--no-cuda-package]
+//
+//   .carry/node.tar.xz          this machine's node, npm and npx (bin/, lib/node_modules/npm)
+//   .carry/llama.tar.xz         vendor/llama.cpp, verified and stamped, without .git, docs, the
+//                               server and its UI, and the vocab files the tests do not use
+//   .carry/node_modules.tar.xz  the dev dependencies (tsx, vitest, cmake-js, node-addon-api, ...)
+//   .carry/cuda13.tar.xz        the optional CUDA package (prebuilds/<platform>-<arch>-cuda13, from
+//                               `npm run prebuild -- --cuda`), when it was built from the pinned
+//                               llama.cpp: with it the host skips the CUDA compile (minutes of its
+//                               30-minute budget). --no-cuda-package leaves it out.
+//
+// docs/gpu-results.md has the device command that unpacks and uses these.
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { dirname, join, relative } from 'node:path';
+import { repoRoot, say } from './build-common.mjs';
+
+const CARRY_LIMIT_BYTES = 64 * 2 ** 20;
+const carry = join(repoRoot, '.carry');
+const withCudaPackage = !process.argv.includes('--no-cuda-package');
+const pin = JSON.parse(readFileSync(join(repoRoot, 'vendor', 'llama.cpp.pin.json'), 'utf8'));
+
+function tarXz(output, args, cwd = repoRoot) {
+  // -T0: xz on every core; -9 keeps the node binary and node_modules small enough to fit.
+  execFileSync('tar', ['-cf', output, '--use-compress-program=xz -9 -T0', ...args], { cwd, stdio: 'inherit' });
+}
+
+rmSync(carry, { recursive: true, force: true });
+mkdirSync(carry);
+
+say('verifying vendor/llama.cpp (and writing its stamp, which install.mjs accepts on the host)');
+execFileSync(process.execPath, [join(repoRoot, 'vendor', 'materialize.mjs')], { stdio: 'inherit' });
+
+// node with npm and npx beside it, as installed (bin/ and lib/node_modules/npm under one prefix):
+// the runbook calls npx, and test-pack finds npm relative to the node binary.
+const prefix = dirname(dirname(process.execPath));
+const npmFiles = ['bin/npm', 'bin/npx', 'lib/node_modules/npm'];
+const missingNpm = npmFiles.filter((f) => !existsSync(join(prefix, f)));
+if (missingNpm.length) throw new Error(`node at ${process.execPath} has no ${missingNpm.join(', ')} under ${prefix}: carry a Node.js install that has npm`);
+say(`packing node ${process.version} and npm from ${prefix}`);
+tarXz(join(carry, 'node.tar.xz'), [relative(prefix, process.execPath), ...npmFiles], prefix);
+
+say('packing vendor/llama.cpp');
+// Left out: what no target of ours configures or builds (the server and its web UI, docs, media,
+// benchmark logs, CI files) and every vocab file but llama-spm, the one the tests and demo use.
+tarXz(join(carry, 'llama.tar.xz'), [...['.git', '.github', 'docs', 'media', 'benches', 'tools/server', 'tools/ui', 'models/ggml-vocab-[a-km-z]*',
+  'models/ggml-vocab-llama-bpe*'].map((path) => `--exclude=vendor/llama.cpp/${path}`), 'vendor/llama.cpp']);
+
+say('packing node_modules');
+tarXz(join(carry, 'node_modules.tar.xz'), ['node_modules']);
+
+if (withCudaPackage) {
+  const packageDir = join('prebuilds', `${process.platform}-${process.arch}-cuda13`);
+  const metadataPath = join(repoRoot, packageDir, 'cuda-llama-build.json');
+  const metadata = existsSync(metadataPath) ? JSON.parse(readFileSync(metadataPath, 'utf8')) : null;
+  if (!metadata) {
+    say(`no ${packageDir} (run \`npm run prebuild -- --cuda\` after a CUDA build): the host will compile the CUDA module`);
+  } else if (metadata.llamaCppCommit !== pin.commit) {
+    say(`${packageDir} was built from llama.cpp ${metadata.llamaCppCommit.slice(0, 12)}, the pin is ${pin.commit.slice(0, 12)}: left out`);
+  } else {
+    say(`packing ${packageDir} (CUDA architectures ${metadata.cudaArchitectures}, CUDA ${metadata.cudaCompilerVersion})`);
+    tarXz(join(carry, 'cuda13.tar.xz'), [packageDir]);
+  }
+}
+
+const files = ['node.tar.xz', 'llama.tar.xz', 'node_modules.tar.xz', 'cuda13.tar.xz'].filter((f) => existsSync(join(carry, f)));
+let total = 0;
+for (const file of files) {
+  const bytes = statSync(join(carry, file)).size;
+  total += bytes;
+  say(`  .carry/${file}: ${(bytes / 2 ** 20).toFixed(1)} MiB`);
+}
+say(`  total ${(total / 2 ** 20).toFixed(1)} MiB of the ${CARRY_LIMIT_BYTES / 2 ** 20} MiB carry limit`);
+if (total > CARRY_LIMIT_BYTES) {
+  say(`too big to carry${files.includes('cuda13.tar.xz') ? ': rerun with --no-cuda-package and let the host compile the CUDA module' : ''}`);
+  process.exit(1);
+}

@@ -1,0 +1,56 @@
+// How the benchmark drives llama.cpp's own programs: which llama-bench runs make up a repetition,
+// and the environment that lets them load the same CUDA module as cuda-llama.
+import { describe, expect, it } from 'vitest';
+import type { BuildReport } from '../../lib/index.js';
+import { GEN_TOKENS, PROMPT_SIZES, cpuConfig, ppSamples } from '../bench/common.js';
+import { llamaBenchInvocations, toolEnv } from '../bench/llama-bench.js';
+
+const flag = (args: string[], name: string) => args[args.indexOf(name) + 1]!;
+
+describe('llamaBenchInvocations', () => {
+  const runs = llamaBenchInvocations('m.gguf', 2, cpuConfig);
+
+  it('measures every prompt size once, with as many runs (-r) as the other programs take samples', () => {
+    const seen = runs.flatMap((args) => flag(args, '-p').split(',').map(Number).filter((n) => n > 0)
+      .map((size) => ({ size, reps: Number(flag(args, '-r')) })));
+    expect(seen.map((s) => s.size).sort((a, b) => a - b)).toEqual([...PROMPT_SIZES].sort((a, b) => a - b));
+    for (const { size, reps } of seen) expect(reps).toBe(ppSamples(size));
+    expect(seen.some((s) => s.reps > 1)).toBe(true); // the short rows are sampled more than once
+  });
+
+  it(`runs tg${GEN_TOKENS} exactly once per repetition, on the CPU placement`, () => {
+    const withTg = runs.filter((args) => flag(args, '-n') !== '0');
+    expect(withTg).toHaveLength(1);
+    expect(flag(withTg[0]!, '-n')).toBe(String(GEN_TOKENS));
+    expect(flag(withTg[0]!, '-r')).toBe('1');
+    for (const args of runs) {
+      expect([flag(args, '-ngl'), flag(args, '-dev'), flag(args, '-t'), flag(args, '-o')]).toEqual(['0', 'none', '2', 'json']);
+    }
+  });
+});
+
+describe('toolEnv', () => {
+  const build = (cudaModule: Partial<NonNullable<BuildReport['cudaModule']>> | null, preloaded: string[] = []) =>
+    ({ cudaModule, cudaRuntime: { preloaded: preloaded.map((path) => ({ soname: path.split('/').pop(), path, source: 'test' })), error: null, searched: [] } }) as unknown as BuildReport;
+
+  it('adds nothing without a CUDA build, or when the module sits beside the addon (and so beside llama-bench)', () => {
+    expect(toolEnv(undefined)).toBeUndefined();
+    expect(toolEnv(build(null))).toBeUndefined();
+    expect(toolEnv(build({ path: '/repo/build/Release/libggml-cuda.so', source: 'beside-addon' }))).toBeUndefined();
+  });
+
+  it("names the optional package's module and the folders of the runtime libraries the loader preloaded", () => {
+    const saved = process.env.LD_LIBRARY_PATH;
+    process.env.LD_LIBRARY_PATH = '/opt/existing';
+    try {
+      const env = toolEnv(build({ path: '/p/node_modules/@cuda-llama/linux-x64-cuda13/libggml-cuda.so', source: 'package' },
+        ['/py/nvidia/cu13/lib/libcudart.so.13', '/py/nvidia/cu13/lib/libcublas.so.13']))!;
+      expect(env.GGML_BACKEND_PATH).toBe('/p/node_modules/@cuda-llama/linux-x64-cuda13/libggml-cuda.so');
+      expect(env.LD_LIBRARY_PATH).toBe('/py/nvidia/cu13/lib:/opt/existing');
+      expect(env.PATH).toBe(process.env.PATH); // the rest of the environment is kept
+    } finally {
+      if (saved === undefined) delete process.env.LD_LIBRARY_PATH;
+      else process.env.LD_LIBRARY_PATH = saved;
+    }
+  });
+});
