@@ -1,0 +1,194 @@
+/**
+ * Paired rounds: cuda-llama against llama-bench on one metric at a time, for a ratio that machine
+ * drift cannot fake. compare.ts runs every program through the whole workload in turn (minutes
+ * each), so a neighbour's load or a clock change can land on one program's turn and move a
+ * median by 5-10% on a shared 2-core VM. Here each round measures one metric on both sides within
+ * about a minute, alternating which goes first, and the figure is the median of the per-round
+ * ratios (each round's mean of `--samples` against llama-bench's avg_ts over -r `--samples`).
+ *
+ *   npx tsx test/bench/paired.ts [--metrics pp128,pp512,tg128] [--rounds 8] [--samples 3] [--threads N]
+ *                                [--model file.gguf] [--write-docs [--docs docs/benchmarks-paired.md]]
+ *
+ * Both sides are fresh processes every round with the same warm-up (llama-bench's: the same
+ * test once, unmeasured), on the CPU. The default model is the one `npm run bench` makes.
+ */
+import { spawn } from 'node:child_process';
+import { readdirSync } from 'node:fs';
+import { writeFile } from 'node:fs/promises';
+import { availableParallelism, cpus } from 'node:os';
+import { join, relative } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { Llama } from '../../lib/index.js';
+import { sampleTokens } from '../../lib/tune.js';
+import { CONTEXT_SIZE, SHORT_PROMPT_TOKENS, TARGET_RATIO, fail, git, log, repoRoot, runProgram } from './common.js';
+import { buildLlamaBench, llamaBenchPath } from './llama-bench.js';
+import { stats, type Stats } from './stats.js';
+
+interface Metric {
+  name: string;
+  kind: 'pp' | 'tg';
+  tokens: number;
+}
+
+function parseMetric(name: string): Metric {
+  const match = /^(pp|tg)(\d+)$/.exec(name);
+  if (!match || Number(match[2]) < 1 || Number(match[2]) > 2048) fail(`--metrics: '${name}' is not ppN or tgN (N from 1 to 2048)`);
+  return { name, kind: match[1] as 'pp' | 'tg', tokens: Number(match[2]) };
+}
+
+/** The child: one cuda-llama process for one round. Prints the samples (tok/s) as one JSON line. */
+async function child(modelPath: string, metric: Metric, samples: number, threads: number): Promise<void> {
+  const model = await Llama.load(modelPath, { gpu: 'cpu', threads, contextSize: CONTEXT_SIZE });
+  try {
+    const text = sampleTokens(model, Math.max(metric.tokens, SHORT_PROMPT_TOKENS));
+    // pp: the prompt decode alone (one token sampled to end it). tg: tokens after a short prompt, at the engine's pace.
+    const once = async () => metric.kind === 'pp'
+      ? (await model.generate(text.slice(0, metric.tokens), { maxTokens: 1, temperature: 0 })).timings.promptTokensPerSecond
+      : (await model.generate(text.slice(0, SHORT_PROMPT_TOKENS), { maxTokens: metric.tokens, temperature: 0 })).timings.tokensPerSecond;
+    await once(); // llama-bench's warm-up: the same test once, unmeasured
+    const values: number[] = [];
+    for (let i = 0; i < samples; i++) values.push(await once());
+    process.stdout.write(`${JSON.stringify(values)}\n`);
+  } finally {
+    await model.dispose();
+  }
+}
+
+function runChild(modelPath: string, metric: Metric, samples: number, threads: number): Promise<number[]> {
+  return new Promise((resolve, reject) => {
+    const script = fileURLToPath(import.meta.url);
+    const proc = spawn(process.execPath, [...process.execArgv, script, '--child', '--model', modelPath, '--metrics', metric.name,
+      '--samples', String(samples), '--threads', String(threads)], { cwd: repoRoot, stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    let err = '';
+    proc.stdout.setEncoding('utf8').on('data', (chunk: string) => (out += chunk));
+    proc.stderr.setEncoding('utf8').on('data', (chunk: string) => (err += chunk));
+    proc.on('error', reject);
+    proc.on('close', (code) => (code === 0 ? resolve(JSON.parse(out.trim().split('\n').at(-1)!) as number[]) : reject(new Error(`cuda-llama round failed:\n${err}`))));
+  });
+}
+
+async function runLlamaBenchRound(modelPath: string, metric: Metric, samples: number, threads: number): Promise<number[]> {
+  const args = ['-m', modelPath, '-p', metric.kind === 'pp' ? String(metric.tokens) : '0', '-n', metric.kind === 'tg' ? String(metric.tokens) : '0',
+    '-t', String(threads), '-r', String(samples), '-ngl', '0', '-dev', 'none', '-o', 'json'];
+  const { out } = await runProgram(llamaBenchPath, args);
+  const [row] = JSON.parse(out) as { samples_ts: number[] }[];
+  if (!row || row.samples_ts.length !== samples) throw new Error(`llama-bench ${args.join(' ')}: unexpected output ${out}`);
+  return row.samples_ts;
+}
+
+const mean = (values: number[]) => values.reduce((a, b) => a + b, 0) / values.length;
+
+interface MetricResult {
+  metric: string;
+  rounds: { first: 'cuda-llama' | 'llama-bench'; cudaLlama: number[]; llamaBench: number[]; ratio: number }[];
+  ratio: Stats;
+  cudaLlama: Stats;
+  llamaBench: Stats;
+}
+
+function defaultModel(): string {
+  const dir = join(repoRoot, 'test', '.models');
+  let file: string | undefined;
+  try {
+    file = readdirSync(dir).find((f) => f.startsWith('tinyllama1b-ctx32k-') && f.endsWith('-q4_0.gguf'));
+  } catch {
+    // no models yet
+  }
+  if (!file) fail('no test/.models/tinyllama1b-ctx32k-*-q4_0.gguf: run `npm run bench` once (it makes that model), or pass --model');
+  return join(dir, file);
+}
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({
+    options: {
+      metrics: { type: 'string', default: 'pp128,pp512,tg128' },
+      rounds: { type: 'string', default: '8' },
+      samples: { type: 'string', default: '3' },
+      threads: { type: 'string' },
+      model: { type: 'string' },
+      'write-docs': { type: 'boolean', default: false },
+      docs: { type: 'string', default: join(repoRoot, 'docs', 'benchmarks-paired.md') },
+      child: { type: 'boolean', default: false },
+    },
+    strict: true,
+  });
+  const metrics = values.metrics.split(',').map(parseMetric);
+  const rounds = Number(values.rounds);
+  const samples = Number(values.samples);
+  const threads = values.threads === undefined ? availableParallelism() : Number(values.threads);
+  for (const [name, n] of [['--rounds', rounds], ['--samples', samples], ['--threads', threads]] as const) {
+    if (!Number.isInteger(n) || n < 1) fail(`${name} must be a positive integer`);
+  }
+  const modelPath = values.model ?? defaultModel();
+  if (values.child) return child(modelPath, metrics[0]!, samples, threads);
+
+  buildLlamaBench();
+  const results: MetricResult[] = [];
+  for (const metric of metrics) {
+    const done: MetricResult['rounds'] = [];
+    for (let r = 0; r < rounds; r++) {
+      const oursFirst = r % 2 === 0;
+      let cudaLlama: number[] = [];
+      let llamaBench: number[] = [];
+      for (const side of oursFirst ? ['ours', 'bench'] : ['bench', 'ours']) {
+        if (side === 'ours') cudaLlama = await runChild(modelPath, metric, samples, threads);
+        else llamaBench = await runLlamaBenchRound(modelPath, metric, samples, threads);
+      }
+      const ratio = mean(cudaLlama) / mean(llamaBench);
+      done.push({ first: oursFirst ? 'cuda-llama' : 'llama-bench', cudaLlama, llamaBench, ratio });
+      log(`${metric.name} round ${r + 1}/${rounds}: cuda-llama ${cudaLlama.map((v) => v.toFixed(1)).join(' ')} | llama-bench ${llamaBench.map((v) => v.toFixed(1)).join(' ')} | ratio ${ratio.toFixed(3)}`);
+    }
+    results.push({
+      metric: metric.name,
+      rounds: done,
+      ratio: stats(done.map((x) => x.ratio)),
+      cudaLlama: stats(done.flatMap((x) => x.cudaLlama)),
+      llamaBench: stats(done.flatMap((x) => x.llamaBench)),
+    });
+  }
+
+  const date = new Date().toISOString().replace('T', ' ').replace(/\.\d+Z$/, '');
+  const command = `npx tsx test/bench/paired.ts ${process.argv.slice(2).join(' ')}`.trim();
+  const range = (s: Stats, digits: number) => `${s.median.toFixed(digits)} (${s.min.toFixed(digits)}–${s.max.toFixed(digits)})`;
+  const table = [
+    `| metric | paired ratio cuda-llama / llama-bench, median (min–max) over ${rounds} rounds (target ≥ ${TARGET_RATIO}) | cuda-llama tok/s, median (min–max) of ${rounds * samples} | llama-bench tok/s, median (min–max) of ${rounds * samples} |`,
+    '|---|---|---|---|',
+    ...results.map((r) => `| ${r.metric} | ${range(r.ratio, 3)} ${r.ratio.median >= TARGET_RATIO ? 'ok' : '**below**'} | ${range(r.cudaLlama, 2)} | ${range(r.llamaBench, 2)} |`),
+  ].join('\n');
+  process.stdout.write(`${table}\n`);
+  if (values['write-docs']) {
+    const page = [
+      '# Paired rounds: cuda-llama vs llama-bench (CPU)',
+      '',
+      'Generated by `test/bench/paired.ts --write-docs`. Each round measures one metric on both sides within about a minute,',
+      'alternating which goes first, each side a fresh process with the same warm-up (the same test once) and then',
+      `${samples} measurements; a round's ratio is the mean of cuda-llama's ${samples} over llama-bench's avg_ts of -r ${samples}.`,
+      'Drift between rounds (a neighbour on the VM, a clock change) hits both sides of a round alike, which the',
+      'whole-workload repetitions of [benchmarks.md](benchmarks.md) cannot promise: there one median moves by 5–10% from run to run.',
+      '',
+      `- Date (UTC): ${date}`,
+      `- Machine: ${cpus()[0]?.model ?? 'unknown'}, ${cpus().length} logical CPUs, ${threads} threads`,
+      `- cuda-llama commit: ${git(['rev-parse', '--short', 'HEAD'])}`,
+      `- Model: ${relative(repoRoot, modelPath)} (synthetic tinyllama1b shape, Q4_0), context ${CONTEXT_SIZE} for cuda-llama`,
+      `- Command: \`${command}\``,
+      '',
+      table,
+      '',
+      '## Rounds',
+      '',
+      '```json',
+      JSON.stringify(results, null, 1),
+      '```',
+      '',
+    ].join('\n');
+    await writeFile(values.docs, page);
+    log(`wrote ${relative(repoRoot, values.docs)}`);
+  }
+}
+
+main().catch((error: unknown) => {
+  process.stderr.write(`${(error as Error).stack ?? String(error)}\n`);
+  process.exit(1);
+});
