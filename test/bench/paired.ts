@@ -12,7 +12,6 @@
  * Both sides are fresh processes every round with the same warm-up (llama-bench's: the same
  * test once, unmeasured), on the CPU. The default model is the one `npm run bench` makes.
  */
-import { spawn } from 'node:child_process';
 import { readdirSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import { availableParallelism, cpus } from 'node:os';
@@ -55,18 +54,11 @@ async function child(modelPath: string, metric: Metric, samples: number, threads
   }
 }
 
-function runChild(modelPath: string, metric: Metric, samples: number, threads: number): Promise<number[]> {
-  return new Promise((resolve, reject) => {
-    const script = fileURLToPath(import.meta.url);
-    const proc = spawn(process.execPath, [...process.execArgv, script, '--child', '--model', modelPath, '--metrics', metric.name,
-      '--samples', String(samples), '--threads', String(threads)], { cwd: repoRoot, stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    let err = '';
-    proc.stdout.setEncoding('utf8').on('data', (chunk: string) => (out += chunk));
-    proc.stderr.setEncoding('utf8').on('data', (chunk: string) => (err += chunk));
-    proc.on('error', reject);
-    proc.on('close', (code) => (code === 0 ? resolve(JSON.parse(out.trim().split('\n').at(-1)!) as number[]) : reject(new Error(`cuda-llama round failed:\n${err}`))));
-  });
+async function runChild(modelPath: string, metric: Metric, samples: number, threads: number): Promise<number[]> {
+  // This file again, under the same loader (tsx) flags, in a fresh process.
+  const { out } = await runProgram(process.execPath, [...process.execArgv, fileURLToPath(import.meta.url), '--child', '--model', modelPath,
+    '--metrics', metric.name, '--samples', String(samples), '--threads', String(threads)]);
+  return JSON.parse(out.trim().split('\n').at(-1)!) as number[];
 }
 
 async function runLlamaBenchRound(modelPath: string, metric: Metric, samples: number, threads: number): Promise<number[]> {
