@@ -12,8 +12,8 @@ export type PromptSize = (typeof PROMPT_SIZES)[number];
 /**
  * How many times each program decodes a prompt size per repetition; the repetition's figure is
  * the mean, as llama-bench's avg_ts over its -r runs is. pp128 takes about 2 s on the 2-core CPU,
- * where a single sample swings by 10% with the scheduler (three runs put pp128 at 0.93-0.98 of
- * llama-bench while 30 interleaved samples each put it at 0.985); pp2048 is long enough alone.
+ * where a single sample swings by 10% with the scheduler; pp2048 (40 s) is long enough alone.
+ * Drift between repetitions is another matter: paired.ts measures ratios round by round.
  */
 export const PP_SAMPLES: Record<PromptSize, number> = { 128: 3, 512: 3, 2048: 1 };
 export function ppSamples(size: number): number {
