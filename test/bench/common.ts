@@ -16,6 +16,7 @@ export type PromptSize = (typeof PROMPT_SIZES)[number];
  * Drift between repetitions is another matter: paired.ts measures ratios round by round.
  */
 export const PP_SAMPLES: Record<PromptSize, number> = { 128: 3, 512: 3, 2048: 1 };
+/** Sizes not in PP_SAMPLES (a sweep's, a caller's own) are decoded once. */
 export function ppSamples(size: number): number {
   return (PP_SAMPLES as Record<number, number>)[size] ?? 1;
 }

@@ -47,6 +47,13 @@ function readRequest() {
   for (const key of keys) {
     if (request[key] === undefined) throw new TypeError(`request is missing ${key}`);
   }
+  if (request.mode !== 'parallel') {
+    // Every size gets an explicit count from the parent: a missing one would silently measure once.
+    const counts = [['ttftSamples', request.ttftSamples], ...request.promptSizes.map((size) => [`ppSamples[${size}]`, request.ppSamples[size]])];
+    for (const [name, count] of counts) {
+      if (!Number.isInteger(count) || count < 1) throw new TypeError(`request.${name} must be a positive integer, got ${count}`);
+    }
+  }
   if (request.gpu !== false && request.gpu !== 'cuda') throw new TypeError(`request.gpu must be false or 'cuda', got ${request.gpu}`);
   return request;
 }
@@ -225,7 +232,7 @@ async function main() {
 
   const pp = {};
   for (const size of request.promptSizes) {
-    const samples = request.ppSamples[size] ?? 1;
+    const samples = request.ppSamples[size];
     let sum = 0;
     for (let i = 0; i < samples; i++) {
       const ppStarted = performance.now();
