@@ -9,14 +9,18 @@
 //   .carry/llama.tar.xz         vendor/llama.cpp, verified and stamped, without .git, docs, the
 //                               server and its UI, and the vocab files the tests do not use
 //   .carry/node_modules.tar.xz  the dev dependencies (tsx, vitest, cmake-js, node-addon-api, ...)
+//   .carry/npm-cache.tar.xz     an npm cache holding the package's runtime dependencies: the host
+//                               has no registry, and test-pack installs the packed tarball into an
+//                               empty project, which npm can then do offline
 //   .carry/cuda13.tar.xz        the optional CUDA package (prebuilds/<platform>-<arch>-cuda13, from
 //                               `npm run prebuild -- --cuda`), when it was built from the pinned
 //                               llama.cpp: with it the host skips the CUDA compile (minutes of its
 //                               30-minute budget). --no-cuda-package leaves it out.
 //
-// docs/gpu-results.md has the device command that unpacks and uses these.
+// scripts/gpu-session.sh unpacks and uses these on the host (docs/gpu-results.md).
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { dirname, join, relative } from 'node:path';
 import { repoRoot, say } from './build-common.mjs';
 
@@ -54,6 +58,24 @@ tarXz(join(carry, 'llama.tar.xz'), [...['.git', '.github', 'docs', 'media', 'ben
 say('packing node_modules');
 tarXz(join(carry, 'node_modules.tar.xz'), ['node_modules']);
 
+// What `npm install <tarball>` fetches: the runtime dependencies, resolved from package.json's
+// ranges as the registry answers today, into a cache of their own (scripts skipped: only the
+// cache is kept).
+say('packing an npm cache with the runtime dependencies');
+const cacheWork = mkdtempSync(join(tmpdir(), 'cuda-llama-npm-cache-'));
+try {
+  const { dependencies } = JSON.parse(readFileSync(join(repoRoot, 'package.json'), 'utf8'));
+  const project = join(cacheWork, 'project');
+  mkdirSync(project);
+  writeFileSync(join(project, 'package.json'), JSON.stringify({ name: 'npm-cache-filler', private: true }));
+  const npmCli = join(prefix, 'lib', 'node_modules', 'npm', 'bin', 'npm-cli.js');
+  execFileSync(process.execPath, [npmCli, 'install', '--no-audit', '--no-fund', '--ignore-scripts', '--cache', join(cacheWork, 'npm-cache'),
+    ...Object.entries(dependencies).map(([name, range]) => `${name}@${range}`)], { cwd: project, stdio: 'inherit' });
+  tarXz(join(carry, 'npm-cache.tar.xz'), ['npm-cache'], cacheWork);
+} finally {
+  rmSync(cacheWork, { recursive: true, force: true });
+}
+
 if (withCudaPackage) {
   const packageDir = join('prebuilds', `${process.platform}-${process.arch}-cuda13`);
   const metadataPath = join(repoRoot, packageDir, 'cuda-llama-build.json');
@@ -68,7 +90,7 @@ if (withCudaPackage) {
   }
 }
 
-const files = ['node.tar.xz', 'llama.tar.xz', 'node_modules.tar.xz', 'cuda13.tar.xz'].filter((f) => existsSync(join(carry, f)));
+const files = ['node.tar.xz', 'llama.tar.xz', 'node_modules.tar.xz', 'npm-cache.tar.xz', 'cuda13.tar.xz'].filter((f) => existsSync(join(carry, f)));
 let total = 0;
 for (const file of files) {
   const bytes = statSync(join(carry, file)).size;

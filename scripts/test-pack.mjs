@@ -98,8 +98,9 @@ try {
     const { cudaModule, cuda } = JSON.parse(probe.stdout.trim().split('\n').pop());
     if (cudaModule?.source !== 'package' || cudaModule.problem) throw new Error(`the loader did not take the CUDA module from the package: ${probe.stdout}`);
     // On a GPU host it must work; elsewhere it must have been tried and refused for a named library.
-    const driverPresent = existsSync('/proc/driver/nvidia/version');
-    if (driverPresent ? !cuda.available : !/lib(cuda|cudart|cublas)[\w.]*\.so/.test(cuda.reason ?? '')) {
+    // A container may hide /proc/driver/nvidia yet pass the device nodes through: either one counts.
+    const driverPresent = existsSync('/proc/driver/nvidia/version') || existsSync('/dev/nvidiactl');
+    if (!cuda.available && (driverPresent || !/lib(cuda|cudart|cublas)[\w.]*\.so/.test(cuda.reason ?? ''))) {
       throw new Error(`unexpected CUDA availability with the package (NVIDIA driver ${driverPresent ? 'present' : 'absent'}): ${JSON.stringify(cuda)}`);
     }
     say(`CUDA module taken from ${cudaModule.path.replace(project, '<project>')} (architectures ${cudaModule.metadata?.cudaArchitectures}); ` +

@@ -1,6 +1,7 @@
 /** What every part of the benchmark shares: paths, the workload's sizes, the configurations, logging. */
 import { execFileSync, spawn } from 'node:child_process';
 import { basename, dirname, join } from 'node:path';
+import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import type { LoadOptions } from '../../lib/index.js';
 
@@ -67,8 +68,11 @@ export function isGpuConfig(config: BenchConfig): boolean {
   return config.load.gpu === 'cuda';
 }
 
+const started = performance.now();
+
+/** Progress on stderr, with the seconds since the run started: a device command has 10 minutes, and the log says where they went. */
 export function log(message: string): void {
-  process.stderr.write(`[bench] ${message}\n`);
+  process.stderr.write(`[bench +${((performance.now() - started) / 1000).toFixed(0)}s] ${message}\n`);
 }
 
 export function fail(message: string): never {

@@ -11,9 +11,12 @@
  *   npx tsx test/bench/compare.ts [--model tinyllama1b|small|tiny] [--quant Q4_0|Q8_0|F16]
  *     [--threads N] [--reps 3] [--sweep-reps 1] [--gpu] [--no-node-llama-cpp] [--no-sweep]
  *     [--no-parallel] [--out test/bench/results] [--json out.json] [--write-docs [--docs docs/benchmarks.md]]
+ *     [--prepare-only]
  *
  * --gpu: cpu, full offload and partial offload (half the layers) on all sides, with the layer
  * report and NVML telemetry, and the gpuLayers sweep.
+ * --prepare-only: build llama-bench and make the model, then stop. A GPU session does this in an
+ * earlier device call, so that the measuring call spends its 10 minutes measuring.
  *
  * stdout: the result as JSON. stderr: progress, then the markdown. --out gets result.json,
  * result.md and the PNG charts; --write-docs writes the docs page and its charts next to it.
@@ -47,7 +50,7 @@ const quantNames = ['Q4_0', 'Q8_0', 'F16'] as const;
 type Quant = (typeof quantNames)[number];
 
 const usage = 'usage: npx tsx test/bench/compare.ts [--model tinyllama1b|small|tiny] [--quant Q4_0|Q8_0|F16] [--threads N] [--reps 3] [--sweep-reps 1] ' +
-  '[--gpu] [--no-node-llama-cpp] [--no-sweep] [--no-parallel] [--out test/bench/results] [--json out.json] [--write-docs [--docs docs/benchmarks.md]]\n';
+  '[--gpu] [--no-node-llama-cpp] [--no-sweep] [--no-parallel] [--out test/bench/results] [--json out.json] [--write-docs [--docs docs/benchmarks.md]] [--prepare-only]\n';
 
 function parseCli() {
   const { values } = parseArgs({
@@ -65,6 +68,7 @@ function parseCli() {
       gpu: { type: 'boolean', default: false },
       'write-docs': { type: 'boolean', default: false },
       docs: { type: 'string' },
+      'prepare-only': { type: 'boolean', default: false },
       help: { type: 'boolean', short: 'h', default: false },
     },
     strict: true,
@@ -88,7 +92,7 @@ function parseCli() {
   const docs = values.docs === undefined ? defaultDocsPath : resolve(values.docs);
   return {
     model, quant, threads, reps, sweepReps, json: values.json, gpu: values.gpu, writeDocs: values['write-docs'], docs,
-    nodeLlamaCpp: !values['no-node-llama-cpp'], sweep: !values['no-sweep'], parallel: !values['no-parallel'], out: resolve(values.out ?? defaultOutDir),
+    prepareOnly: values['prepare-only'], nodeLlamaCpp: !values['no-node-llama-cpp'], sweep: !values['no-sweep'], parallel: !values['no-parallel'], out: resolve(values.out ?? defaultOutDir),
   };
 }
 
@@ -227,6 +231,13 @@ async function main(): Promise<void> {
   const cli = parseCli();
   const command = `npx tsx test/bench/compare.ts${process.argv.length > 2 ? ` ${process.argv.slice(2).join(' ')}` : ''}`;
   const loadAtStart = loadavg();
+
+  if (cli.prepareOnly) {
+    buildLlamaBench();
+    const modelPath = await prepareModel(cli.model, cli.quant, cli.threads);
+    log(`prepared: llama-bench in ${relative(repoRoot, llamaBenchDir)}, model ${relative(repoRoot, modelPath)}`);
+    return;
+  }
 
   // Before the llama-bench build, the model and the CPU rows: without CUDA, --gpu has nothing to measure.
   const cudaBuild: BuildReport | undefined = cli.gpu ? await requireCuda(vocabPath) : undefined;

@@ -1,0 +1,111 @@
+#!/usr/bin/env bash
+# A GPU session's work in three device calls, each under the device tool's 10-minute limit
+# (docs/gpu-results.md). Run on the lent host, in the repository root, with `.carry` carried
+# (made here by `node scripts/gpu-carry.mjs`):
+#
+#   bash scripts/gpu-session.sh setup    unpack, build, nvidia-smi, doctor, demo, the GPU suite, bench model
+#   bash scripts/gpu-session.sh bench    the GPU benchmark: CPU / full / partial offload, sweeps, parallel
+#   bash scripts/gpu-session.sh extras   tune (two workloads), the tarball with the CUDA package, npm test
+#
+# Every command's output goes to $OUT/<step>-<name>.log (the device tool returns $OUT), and a
+# failing command does not stop the step: a refusal from doctor is a result to record, not a
+# reason to skip the GPU suite. Each command gets only the time left before GPU_SESSION_SECONDS
+# (default 570 s), so the step ends itself and its logs come back before the tool's kill at 600 s.
+# $OUT/<step>-summary.txt lists each command with its exit status and seconds.
+# The machine is handed back 30 s after a call ends: send the next call straight away. A later
+# step on a fresh machine redoes the unpacking and the build first, and says so.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+
+step=${1:-}
+case "$step" in setup | bench | extras) ;; *) echo "usage: bash scripts/gpu-session.sh setup|bench|extras" >&2; exit 2 ;; esac
+OUT=${OUT:-$PWD/gpu-session-out}
+mkdir -p "$OUT"
+budget=${GPU_SESSION_SECONDS:-570}
+summary="$OUT/$step-summary.txt"
+: >"$summary"
+failures=0
+
+say() { echo "[gpu-session +${SECONDS}s] $*" | tee -a "$summary"; }
+
+# run NAME COMMAND...: the command under `timeout` with the time left, its output teed to a log.
+run() {
+  local name=$1
+  shift
+  local left=$((budget - SECONDS))
+  if ((left < 20)); then
+    say "$name: not run, ${left}s left of ${budget}s"
+    failures=$((failures + 1))
+    return 1
+  fi
+  local log="$OUT/$step-$name.log" began=$SECONDS rc
+  say "$name: $* (at most ${left}s)"
+  timeout --kill-after=5 "$left" "$@" >"$log" 2>&1
+  rc=$?
+  tail -n 25 "$log"
+  ((rc == 124)) && say "$name: TIMED OUT after $((SECONDS - began))s (log: $log)" || say "$name: exit $rc in $((SECONDS - began))s"
+  ((rc == 0)) || failures=$((failures + 1))
+  return "$rc"
+}
+
+# The carried node (the host may have none, or an older one), sources and dependencies.
+unpack() {
+  if [ -f .carry/node.tar.xz ]; then
+    if [ ! -x /tmp/node/bin/node ]; then mkdir -p /tmp/node && tar -C /tmp/node -xJf .carry/node.tar.xz; fi
+    export PATH=/tmp/node/bin:$PATH
+  fi
+  command -v node >/dev/null || { say "no node here and no .carry/node.tar.xz: run node scripts/gpu-carry.mjs and carry .carry"; exit 1; }
+  [ -f vendor/llama.cpp/CMakeLists.txt ] || tar -xJf .carry/llama.tar.xz
+  [ -d node_modules/vitest ] || tar -xJf .carry/node_modules.tar.xz
+  # The optional CUDA package, where npm would put it; without it `setup` compiles the module.
+  if [ -f .carry/cuda13.tar.xz ] && [ ! -f node_modules/@cuda-llama/linux-x64-cuda13/libggml-cuda.so ]; then
+    tar -xJf .carry/cuda13.tar.xz && mkdir -p node_modules/@cuda-llama && cp -r prebuilds/linux-x64-cuda13 node_modules/@cuda-llama/
+  fi
+  # The runtime dependencies the packed tarball pulls in, for an offline `npm install` (test-pack).
+  if [ -f .carry/npm-cache.tar.xz ] && [ ! -d /tmp/npm-cache ]; then tar -C /tmp -xJf .carry/npm-cache.tar.xz; fi
+  # No registry here: npm must not stall on its update check.
+  export npm_config_update_notifier=false
+  say "node $(node --version) at $(command -v node); $(nproc) cores"
+}
+
+build() {
+  run install node scripts/install.mjs
+  if [ ! -f node_modules/@cuda-llama/linux-x64-cuda13/libggml-cuda.so ]; then
+    # Finds python3's nvidia cu13 wheels or a system toolkit; sm_90 only, to fit the call.
+    run build-cuda node scripts/build-cuda.mjs --arch 90-real
+  fi
+  run tools node scripts/build-tools.mjs
+}
+
+unpack
+if [ "$step" != setup ] && [ ! -f build/Release/cuda_llama.node ]; then
+  say "no build/ here: the machine was handed back since setup, so this step builds first"
+  build
+fi
+
+case "$step" in
+  setup)
+    run nvidia-smi bash -c 'nvidia-smi; nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm,power.limit --format=csv'
+    run python-wheels python3 -c 'import nvidia, os; [print(p, sorted(os.listdir(p))) for p in nvidia.__path__]'
+    build
+    run doctor-json npx tsx lib/cli.ts doctor --json
+    run doctor npx tsx lib/cli.ts doctor
+    run demo npm run demo
+    CUDA_LLAMA_REQUIRE_GPU=1 run gpu-suite npx vitest run test/gpu
+    run bench-prepare npx tsx test/bench/compare.ts --prepare-only
+    ;;
+  bench)
+    run bench npx tsx test/bench/compare.ts --gpu --reps 3 --no-node-llama-cpp --out "$OUT/bench" --write-docs --docs "$OUT/gpu-bench.md"
+    ;;
+  extras)
+    model=$(ls test/.models/tinyllama1b-ctx32k-*-q4_0.gguf 2>/dev/null | head -n 1)
+    [ -n "$model" ] || { run bench-prepare npx tsx test/bench/compare.ts --prepare-only; model=$(ls test/.models/tinyllama1b-ctx32k-*-q4_0.gguf | head -n 1); }
+    run tune npx tsx lib/cli.ts tune "$model" --prompt 512 --output 128
+    run tune-16 npx tsx lib/cli.ts tune "$model" --prompt 128 --output 64 --sequences 16
+    npm_config_cache=/tmp/npm-cache npm_config_offline=true run test-pack-cuda node scripts/test-pack.mjs --build native --cuda
+    run npm-test npm test
+    ;;
+esac
+
+say "$step: done, $failures command(s) failed or were not run; logs in $OUT"
+((failures == 0))
