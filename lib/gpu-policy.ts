@@ -5,7 +5,7 @@
  */
 import { ErrorCode, GpuError } from './errors.js';
 import { CUDA_MODULE_FILE, CUDA_PACKAGE, type LoadedBinary } from './load-native.js';
-import type { NativeAddon, NativeContextParams, NativeModelParams } from './native.js';
+import type { NativeAddon, NativeContextParams, NativeCpuOpsOnGpuMemory, NativeModelParams } from './native.js';
 import type { LoadOptions } from './options.js';
 import { archSupportsDevice, sampleGpus } from './telemetry.js';
 
@@ -99,12 +99,19 @@ export function decideGpu(options: LoadOptions & { gpu: NonNullable<LoadOptions[
       details: { reason: cuda.reason },
     });
   }
-  const fallback = { reason: cuda.reason ?? 'no CUDA device', remedy: cuda.remedy ?? '' };
-  process.emitWarning(`gpu: 'auto' is running on the CPU because ${fallback.reason}. ${fallback.remedy}`, {
+  return fallBackToCpu(cuda.reason ?? 'no CUDA device', cuda.remedy ?? '');
+}
+
+/**
+ * gpu: 'auto' settling on the CPU: allowed, never silent. The one place that says so: a process
+ * warning with its code now, and `policy.fallback` in the layer report later.
+ */
+export function fallBackToCpu(reason: string, remedy: string): GpuDecision {
+  process.emitWarning(`gpu: 'auto' is running on the CPU because ${reason}.${remedy ? ` ${remedy}` : ''}`, {
     type: 'CudaLlamaWarning',
     code: CPU_FALLBACK_WARNING,
   });
-  return { target: 'cpu', requested: 'auto', devices: [], gpuLayers: 0, fallback };
+  return { target: 'cpu', requested: 'auto', devices: [], gpuLayers: 0, fallback: { reason, remedy } };
 }
 
 /** Native load parameters for a decision. */
@@ -122,38 +129,72 @@ export function modelParams(decision: GpuDecision, options: LoadOptions): Native
   };
 }
 
+/** Ops of one scheduled graph that run on the CPU although their weights or KV cache sit in GPU memory. */
+export type CpuOpsOnGpuMemory = NativeCpuOpsOnGpuMemory;
+
 /** What placement verification needs from a layer report. */
 export interface PlacementFacts {
   layers: { index: number; device: string }[];
   output: string;
   kvCache: { devices: string[] };
+  graph?: { tokenGeneration: { cpuOpsOnGpuMemory: CpuOpsOnGpuMemory }; promptProcessing: { cpuOpsOnGpuMemory: CpuOpsOnGpuMemory } };
+}
+
+/** Where a CUDA load differs from what was asked. `kind` picks the remedy. */
+export interface PlacementProblem {
+  kind: 'layers' | 'output' | 'kvCache' | 'ops';
+  message: string;
 }
 
 /**
- * With gpu: 'cuda', the model must sit where it was asked to: the requested number of layers on
- * the GPU, and with every layer requested also the output layer and the whole KV cache. Returns
- * the problems (empty when placement is as asked); Llama.load turns them into ERR_GPU_PLACEMENT.
+ * On CUDA, the model must sit where it was asked to: the requested number of layers on the GPU;
+ * with every layer requested also the output layer and the whole KV cache; and no op that reads
+ * GPU-resident weights or KV cache may run on the CPU (the GPU backend could not run it, so every
+ * step would copy that data to the host; llama.cpp only warns, and only for fused ops). Empty when
+ * placement is as asked. gpu: 'cuda' turns problems into ERR_GPU_PLACEMENT, gpu: 'auto' into a warning.
  */
-export function placementProblems(decision: GpuDecision, facts: PlacementFacts, options: { offloadKvCache?: boolean }): string[] {
+export function placementProblems(decision: GpuDecision, facts: PlacementFacts, options: { offloadKvCache?: boolean }): PlacementProblem[] {
   if (decision.target !== 'cuda') return [];
   const onGpu = (device: string) => decision.devices.includes(device);
   const total = facts.layers.length;
   const offloaded = facts.layers.filter((l) => onGpu(l.device)).length;
   const requested = typeof decision.gpuLayers === 'number' ? decision.gpuLayers : decision.fittedLayers ?? -1;
   const wanted = requested < 0 ? total : Math.min(requested, total);
-  const problems: string[] = [];
+  const problems: PlacementProblem[] = [];
   if (offloaded !== wanted) {
     const cpuLayers = facts.layers.filter((l) => !onGpu(l.device)).map((l) => l.index);
-    problems.push(`${offloaded} of ${total} layers are on the GPU, ${wanted} were requested (on the CPU: ${cpuLayers.join(', ')})`);
+    problems.push({ kind: 'layers', message: `${offloaded} of ${total} layers are on the GPU, ${wanted} were requested (on the CPU: ${cpuLayers.join(', ')})` });
   }
   if (wanted === total) {
-    if (!onGpu(facts.output)) problems.push(`the output layer is on ${facts.output}, not on the GPU`);
+    if (!onGpu(facts.output)) problems.push({ kind: 'output', message: `the output layer is on ${facts.output}, not on the GPU` });
     if (options.offloadKvCache !== false) {
       const cpuKv = facts.kvCache.devices.filter((d) => !onGpu(d));
-      if (cpuKv.length > 0) problems.push(`part of the KV cache is on ${cpuKv.join(', ')}, not on the GPU`);
+      if (cpuKv.length > 0) problems.push({ kind: 'kvCache', message: `part of the KV cache is on ${cpuKv.join(', ')}, not on the GPU` });
     }
   }
+  for (const [label, graph] of [['generation step', facts.graph?.tokenGeneration], ['prompt batch', facts.graph?.promptProcessing]] as const) {
+    const ops = graph?.cpuOpsOnGpuMemory;
+    if (!ops || ops.count === 0) continue;
+    const shown = ops.examples.map((e) => `${e.op} ${e.node} reads ${e.tensor} on ${e.device}`).join(', ');
+    problems.push({
+      kind: 'ops',
+      message: `${ops.count} op(s) of the ${label} graph run on ${ops.examples[0]?.backend ?? 'the CPU'} although they read weights or KV cache in GPU memory ` +
+        `(the GPU backend cannot run them here): ${shown}${ops.count > ops.examples.length ? ', ...' : ''}`,
+    });
+  }
   return problems;
+}
+
+/** What to do about a set of placement problems, one remedy per kind present. */
+export function placementRemedy(problems: PlacementProblem[]): string {
+  const remedies: string[] = [];
+  if (problems.some((p) => p.kind !== 'ops')) remedies.push('free GPU memory or lower contextSize / gpuLayers');
+  if (problems.some((p) => p.kind === 'ops')) {
+    remedies.push("for ops the GPU cannot run: flashAttention 'auto' (llama.cpp turns it off where the GPU lacks it) and kvCacheType 'f16' " +
+      'have the widest GPU support; `cuda-llama doctor` shows the compiled CUDA architectures');
+  }
+  remedies.push('the layer report in error.details shows where everything landed');
+  return remedies.join('; ');
 }
 
 /** llama.cpp's own default margin for its fitter (common_params::fit_params_target): 1 GiB per device. */
@@ -176,7 +217,5 @@ export async function fitLayers(addon: NativeAddon, path: string, decision: GpuD
       details: { fit },
     });
   }
-  const fallback = { reason, remedy: 'lower contextSize, or pass a gpuLayers count' };
-  process.emitWarning(`gpu: 'auto' is running on the CPU because ${reason}.`, { type: 'CudaLlamaWarning', code: CPU_FALLBACK_WARNING });
-  return { target: 'cpu', requested: decision.requested, devices: [], gpuLayers: 0, fallback };
+  return fallBackToCpu(reason, 'lower contextSize, or pass a gpuLayers count');
 }

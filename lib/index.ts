@@ -16,5 +16,6 @@ export {
   ErrorCode,
 } from './errors.js';
 export { CPU_FALLBACK_WARNING } from './gpu-policy.js';
+export type { PlacementProblem, CpuOpsOnGpuMemory } from './gpu-policy.js';
 export type { GpuTelemetry, GpuReading, ThrottleReason } from './telemetry.js';
 export type { TuneOptions, TuneResult, TuneCandidate, TunedLoadOptions } from './tune.js';

@@ -3,7 +3,7 @@
  * registry, per-layer device, memory breakdown per buffer type, scheduled graph), never from logs.
  * Plain, frozen, JSON-serializable data, plus a table from toString().
  */
-import type { GpuDecision } from './gpu-policy.js';
+import { placementProblems, type CpuOpsOnGpuMemory, type GpuDecision, type PlacementProblem } from './gpu-policy.js';
 import type { NativeGraphPlacement, NativeLayerPlacement, NativeMemoryEntry } from './native.js';
 
 export interface DeviceUsage {
@@ -19,6 +19,8 @@ export interface GraphUsage {
   splits: number;
   /** Compute ops per backend (views and no-ops excluded). */
   opsByBackend: Record<string, number>;
+  /** Ops on the CPU that read weights or KV cache held in GPU memory: 0 unless the GPU backend could not run them. */
+  cpuOpsOnGpuMemory: CpuOpsOnGpuMemory;
 }
 
 export interface LayerReport {
@@ -37,6 +39,11 @@ export interface LayerReport {
   /** Where the ops of a generation step (one token per sequence) and of a prompt batch are scheduled. */
   graph: { tokenGeneration: GraphUsage; promptProcessing: GraphUsage };
   offloaded: { layers: number; total: number };
+  /**
+   * Where a CUDA load differs from what was asked (layers, output layer, KV cache, ops on the CPU);
+   * empty when placement is as asked, and always for the CPU. gpu: 'cuda' refuses a load with any.
+   */
+  problems: PlacementProblem[];
   /** e.g. "offloaded: 22/22 layers to CUDA0; output CUDA0; KV cache CUDA0". */
   summary: string;
 }
@@ -47,6 +54,8 @@ export interface LayerReportInputs {
   memory: NativeMemoryEntry[];
   tokenGraph: NativeGraphPlacement;
   promptGraph: NativeGraphPlacement;
+  /** The load's offloadKvCache: false asks for the KV cache on the CPU, which is then no problem. */
+  offloadKvCache: boolean;
 }
 
 const CPU = 'CPU';
@@ -79,7 +88,12 @@ export function layerDevices(placement: NativeLayerPlacement): { index: number; 
   return placement.layers.map((device, index) => ({ index, device: device ?? CPU }));
 }
 
-export function buildLayerReport({ decision, placement, memory, tokenGraph, promptGraph }: LayerReportInputs): LayerReport {
+function graphUsage(graph: NativeGraphPlacement): GraphUsage {
+  const { count, examples } = graph.cpuOpsOnGpuMemory;
+  return { splits: graph.splits, opsByBackend: { ...graph.nodesByBackend }, cpuOpsOnGpuMemory: { count, examples: examples.map((e) => ({ ...e })) } };
+}
+
+export function buildLayerReport({ decision, placement, memory, tokenGraph, promptGraph, offloadKvCache }: LayerReportInputs): LayerReport {
   const layers = layerDevices(placement);
   const devices = memoryByDevice(memory);
   const kvDevices = devices.filter((d) => d.kvCacheBytes > 0);
@@ -87,9 +101,13 @@ export function buildLayerReport({ decision, placement, memory, tokenGraph, prom
   const output = placement.output ?? CPU;
   const kvNames = kvDevices.map((d) => d.device);
   const gpuNames = [...new Set(layers.map((l) => l.device).filter((d) => !isCpu(d)))];
+  const graph = { tokenGeneration: graphUsage(tokenGraph), promptProcessing: graphUsage(promptGraph) };
+  const kvCache = { devices: kvNames, bytes: kvDevices.reduce((sum, d) => sum + d.kvCacheBytes, 0) };
+  const problems = placementProblems(decision, { layers, output, kvCache, graph }, { offloadKvCache });
   const summary = `offloaded: ${offloadedLayers}/${layers.length} layers${gpuNames.length ? ` to ${gpuNames.join(', ')}` : ''}; ` +
     `output ${output}; KV cache ${kvNames.join(', ') || 'none'}` +
-    (decision.fallback ? `; CPU FALLBACK: ${decision.fallback.reason}` : '');
+    (decision.fallback ? `; CPU FALLBACK: ${decision.fallback.reason}` : '') +
+    (problems.length ? `; NOT AS REQUESTED: ${problems.map((p) => p.kind).join(', ')}` : '');
 
   const report: LayerReport = {
     policy: { requested: decision.requested, target: decision.target, gpuLayers: decision.gpuLayers, fallback: decision.fallback },
@@ -98,13 +116,11 @@ export function buildLayerReport({ decision, placement, memory, tokenGraph, prom
     input: placement.input ?? CPU,
     output,
     outputTensor: placement.outputTensor ?? CPU,
-    kvCache: { devices: kvNames, bytes: kvDevices.reduce((sum, d) => sum + d.kvCacheBytes, 0) },
+    kvCache,
     devices,
-    graph: {
-      tokenGeneration: { splits: tokenGraph.splits, opsByBackend: { ...tokenGraph.nodesByBackend } },
-      promptProcessing: { splits: promptGraph.splits, opsByBackend: { ...promptGraph.nodesByBackend } },
-    },
+    graph,
     offloaded: { layers: offloadedLayers, total: layers.length },
+    problems,
     summary,
   };
   Object.defineProperty(report, 'toString', { value: () => formatLayerReport(report), enumerable: false });
@@ -134,6 +150,7 @@ export function formatLayerReport(report: LayerReport): string {
     ...report.devices.map((d) => `${d.device.padEnd(16)}${mib(d.weightsBytes).padEnd(15)}${mib(d.kvCacheBytes).padEnd(15)}${mib(d.computeBytes)}`),
     `graph (step):    ${report.graph.tokenGeneration.splits} split(s), ops ${JSON.stringify(report.graph.tokenGeneration.opsByBackend)}`,
     `graph (prompt):  ${report.graph.promptProcessing.splits} split(s), ops ${JSON.stringify(report.graph.promptProcessing.opsByBackend)}`,
+    ...report.problems.map((p) => `NOT AS REQUESTED (${p.kind}): ${p.message}`),
     report.summary,
   ];
   return lines.join('\n');

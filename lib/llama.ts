@@ -5,7 +5,7 @@ import { stat } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
 import { ErrorCode, GpuError, ModelFileError, fromNativeError } from './errors.js';
 import { ggufNumber, ggufString, readGguf } from './gguf.js';
-import { cudaAvailability, decideGpu, fitLayers, modelParams, placementProblems, type CudaAvailability, type GpuDecision } from './gpu-policy.js';
+import { CPU_FALLBACK_WARNING, cudaAvailability, decideGpu, fallBackToCpu, fitLayers, modelParams, placementRemedy, type CudaAvailability, type GpuDecision } from './gpu-policy.js';
 import { nativeBinary, type BuildMetadata, type LoadedBinary } from './load-native.js';
 import { installLogger, type Logger, type LogLevel } from './log.js';
 import { LlamaModel } from './model.js';
@@ -72,14 +72,22 @@ async function inspectModelFile(path: string): Promise<{ fileSizeBytes: number; 
   return { fileSizeBytes: info.size, trainingContextSize: ggufNumber(gguf, `${architecture}.context_length`) ?? 0 };
 }
 
-/** Asking for the GPU never silently yields the CPU: check where llama.cpp actually put things. */
-async function verifyPlacement(model: LlamaModel, decision: GpuDecision, options: LoadOptions): Promise<void> {
+/**
+ * Asking for the GPU never silently yields the CPU: check where llama.cpp actually put things.
+ * gpu: 'cuda' refuses a placement other than asked; gpu: 'auto' keeps the model and says so.
+ */
+async function verifyPlacement(model: LlamaModel, decision: GpuDecision): Promise<void> {
   const report = await model.layerReport();
-  const problems = placementProblems(decision, report, options);
+  const { problems } = report;
   if (problems.length === 0) return;
+  const messages = problems.map((p) => p.message).join('; ');
+  if (decision.requested === 'auto') {
+    process.emitWarning(`gpu: 'auto' is running partly on the CPU: ${messages}. ${placementRemedy(problems)}`, { type: 'CudaLlamaWarning', code: CPU_FALLBACK_WARNING });
+    return;
+  }
   // The caller (load) disposes the model when this throws.
-  throw new GpuError(ErrorCode.GPU_PLACEMENT, `gpu: 'cuda' was requested, but llama.cpp placed the model otherwise: ${problems.join('; ')}`, {
-    remedy: 'free GPU memory or lower contextSize / gpuLayers; see the layer report in error.details',
+  throw new GpuError(ErrorCode.GPU_PLACEMENT, `gpu: 'cuda' was requested, but llama.cpp placed the model otherwise: ${messages}`, {
+    remedy: placementRemedy(problems),
     details: { problems, report: JSON.parse(JSON.stringify(report)) },
   });
 }
@@ -109,19 +117,24 @@ export class Llama {
   static async load(path: string, options: LoadOptions = {}): Promise<LlamaModel> {
     const callSite = new Error();
     const prepared = await prepare(path, options);
-    const { valid, loaded, decision, file } = prepared;
+    const { valid, loaded, file } = prepared;
+    let { decision } = prepared;
     const { signal } = valid;
     const { addon } = loaded;
     if (decision.target === 'cuda') {
       // Refuse what will not fit before allocating anything: no partial spill, no OOM abort.
       const plan = await dryRun(addon, path, decision, prepared.modelParams, prepared.contextParams);
-      if (!plan.fits) {
+      if (!plan.fits && decision.requested === 'cuda') {
         throw new GpuError(ErrorCode.GPU_PLACEMENT, `gpu: 'cuda' was requested, but the model does not fit: ${formatPlan(plan)}`, {
           remedy: 'lower contextSize, use a smaller quantization, offload fewer layers (gpuLayers), or free GPU memory',
           details: { plan },
         });
       }
+      if (!plan.fits) {
+        decision = fallBackToCpu(`the model does not fit on the GPU: ${formatPlan(plan)}`, "gpuLayers: 'auto' offloads as many layers as fit; or lower contextSize");
+      }
     }
+    const nativeModelParams = decision === prepared.decision ? prepared.modelParams : modelParams(decision, valid);
 
     const cancel = new addon.CancelFlag();
     const onAbort = () => cancel.cancel();
@@ -141,14 +154,14 @@ export class Llama {
     let native: NativeModel | undefined;
     let context: NativeContext | undefined;
     try {
-      native = await addon.Model.load(path, prepared.modelParams, onProgress, cancel);
+      native = await addon.Model.load(path, nativeModelParams, onProgress, cancel);
       if (callbackError !== undefined) throw callbackError;
       signal?.throwIfAborted();
       context = await addon.Context.create(native, prepared.contextParams);
       signal?.throwIfAborted();
-      const model = new LlamaModel({ binary: loaded, native, context, decision, path, fileSizeBytes: file.fileSizeBytes });
+      const model = new LlamaModel({ binary: loaded, native, context, decision, offloadKvCache: valid.offloadKvCache !== false, path, fileSizeBytes: file.fileSizeBytes });
       try {
-        if (decision.target === 'cuda') await verifyPlacement(model, decision, valid);
+        if (decision.target === 'cuda') await verifyPlacement(model, decision);
         if (valid.warmup !== false) await model.warmUp();
         signal?.throwIfAborted();
       } catch (error) {

@@ -43,6 +43,8 @@ export interface ModelParts {
   native: NativeModel;
   context: NativeContext;
   decision: GpuDecision;
+  /** The load's offloadKvCache (false: the KV cache on the CPU was asked for). */
+  offloadKvCache: boolean;
   path: string;
   fileSizeBytes: number;
 }
@@ -54,6 +56,7 @@ export class LlamaModel implements AsyncDisposable {
   readonly #native: NativeModel;
   readonly #context: NativeContext;
   readonly #decision: GpuDecision;
+  readonly #offloadKvCache: boolean;
   #tail: Promise<unknown> = Promise.resolve();
   #running: { cancel(): void } | undefined;
   #disposing: Promise<void> | undefined;
@@ -64,6 +67,7 @@ export class LlamaModel implements AsyncDisposable {
     this.#native = parts.native;
     this.#context = parts.context;
     this.#decision = parts.decision;
+    this.#offloadKvCache = parts.offloadKvCache;
     const { fileType: _fileType, ...info } = parts.native.info();
     this.info = Object.freeze({ ...info, path: parts.path, fileSizeBytes: parts.fileSizeBytes, quantization: info.fileTypeName });
     this.contextInfo = Object.freeze(parts.context.info());
@@ -225,6 +229,7 @@ export class LlamaModel implements AsyncDisposable {
         // A generation step decodes one token of every sequence.
         tokenGraph: addon.graphPlacement(this.#context, this.contextInfo.sequences),
         promptGraph: addon.graphPlacement(this.#context, Math.min(this.contextInfo.ubatchSize, this.contextInfo.contextSize)),
+        offloadKvCache: this.#offloadKvCache,
       });
     });
   }

@@ -181,6 +181,14 @@ export interface NativeGraphPlacement {
   splits: number;
   nodes: number;
   nodesByBackend: Record<string, number>;
+  cpuOpsOnGpuMemory: NativeCpuOpsOnGpuMemory;
+}
+
+/** Ops scheduled on a host backend (CPU) that read weights or KV cache held in a GPU's own memory. */
+export interface NativeCpuOpsOnGpuMemory {
+  count: number;
+  /** The first 8: the op, its graph node, the backend it runs on, and the GPU-resident tensor it reads. */
+  examples: { op: string; node: string; backend: string; tensor: string; device: string }[];
 }
 
 export interface NativeNvmlDevice {

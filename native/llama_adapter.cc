@@ -36,6 +36,45 @@ Napi::Value TensorDevice(Napi::Env env, const llama_model* model, const char* na
   return DeviceName(env, dev);
 }
 
+// Host-side backends (the CPU and accelerators such as BLAS that compute in host memory).
+bool IsHostBackend(ggml_backend_t backend) {
+  const enum ggml_backend_dev_type type = ggml_backend_dev_type(ggml_backend_get_device(backend));
+  return type == GGML_BACKEND_DEVICE_TYPE_CPU || type == GGML_BACKEND_DEVICE_TYPE_ACCEL;
+}
+
+// The GPU holding a weight or KV-cache tensor in its own memory; null for anything else. Not
+// compute buffers (intermediate results, which the scheduler copies between backends by design)
+// and not host buffers: with a GPU present llama.cpp keeps CPU-layer weights in pinned host
+// memory (CUDA_Host, a buffer type whose device is the GPU), which the CPU reads directly.
+ggml_backend_dev_t GpuResidentDevice(const ggml_tensor* tensor) {
+  if (tensor->view_src != nullptr) tensor = tensor->view_src;
+  ggml_backend_buffer_t buffer = tensor->buffer;
+  if (buffer == nullptr || ggml_backend_buffer_get_usage(buffer) == GGML_BACKEND_BUFFER_USAGE_COMPUTE ||
+      ggml_backend_buffer_is_host(buffer)) {
+    return nullptr;
+  }
+  ggml_backend_dev_t dev = ggml_backend_buft_get_device(ggml_backend_buffer_get_type(buffer));
+  if (dev == nullptr) return nullptr;
+  const enum ggml_backend_dev_type type = ggml_backend_dev_type(dev);
+  return type == GGML_BACKEND_DEVICE_TYPE_GPU || type == GGML_BACKEND_DEVICE_TYPE_IGPU ? dev : nullptr;
+}
+
+// The tensor an op reads, as it was before scheduling. When an op runs on another backend than
+// one of its inputs, ggml's scheduler replaces that input with a copy named
+// "<backend>#<original name>#<copy index>" (ggml-backend.cpp, ggml_backend_sched_split_graph), so
+// the original, and with it where the data lives, is found again by name in the graph.
+const ggml_tensor* BeforeScheduling(ggml_cgraph* graph, const ggml_tensor* src, const std::string& backend_name) {
+  const std::string name = ggml_get_name(src);
+  const std::string prefix = backend_name + "#";
+  const size_t last = name.rfind('#');
+  if (name.compare(0, prefix.size(), prefix) != 0 || last == std::string::npos || last < prefix.size() || last + 1 == name.size() ||
+      name.find_first_not_of("0123456789", last + 1) != std::string::npos) {
+    return src;
+  }
+  const ggml_tensor* original = ggml_graph_get_tensor(graph, name.substr(prefix.size(), last - prefix.size()).c_str());
+  return original != nullptr ? original : src;
+}
+
 }  // namespace
 
 Napi::Value ArchitectureSupported(const Napi::CallbackInfo& info) {
@@ -95,6 +134,12 @@ Napi::Value GraphPlacement(const Napi::CallbackInfo& info) {
   if (graph == nullptr) throw MakeError(env, code::kContextCreate, "could not build the compute graph");
   ggml_backend_sched_t sched = ctx->get_sched();
   std::map<std::string, int> by_backend;
+  // Ops the scheduler put on the CPU although they read weights or KV cache held in GPU memory:
+  // the GPU backend could not run them ("missing support"), so every step copies that data to
+  // the host and computes there. llama.cpp only warns about this (and only for fused ops).
+  int cpu_ops_on_gpu_memory = 0;
+  Napi::Array examples = Napi::Array::New(env);
+  constexpr uint32_t kMaxExamples = 8;
   const int n_nodes = ggml_graph_n_nodes(graph);
   for (int i = 0; i < n_nodes; i++) {
     ggml_tensor* node = ggml_graph_node(graph, i);
@@ -106,6 +151,25 @@ Napi::Value GraphPlacement(const Napi::CallbackInfo& info) {
     // With a single backend the scheduler assigns nothing: everything runs on that one.
     if (backend == nullptr && ggml_backend_sched_get_n_backends(sched) == 1) backend = ggml_backend_sched_get_backend(sched, 0);
     by_backend[backend != nullptr ? ggml_backend_name(backend) : "unassigned"]++;
+    if (backend == nullptr || !IsHostBackend(backend)) continue;
+    const std::string backend_name = ggml_backend_name(backend);
+    for (int j = 0; j < GGML_MAX_SRC; j++) {
+      if (node->src[j] == nullptr) continue;
+      const ggml_tensor* src = BeforeScheduling(graph, node->src[j], backend_name);
+      ggml_backend_dev_t resident = GpuResidentDevice(src);
+      if (resident == nullptr) continue;
+      cpu_ops_on_gpu_memory++;
+      if (examples.Length() < kMaxExamples) {
+        Napi::Object example = Napi::Object::New(env);
+        example.Set("op", ggml_op_desc(node));
+        example.Set("node", ggml_get_name(node));
+        example.Set("backend", backend_name);
+        example.Set("tensor", ggml_get_name(src->view_src != nullptr ? src->view_src : src));
+        example.Set("device", ggml_backend_dev_name(resident));
+        examples.Set(examples.Length(), example);
+      }
+      break;  // one count per op
+    }
   }
   Napi::Object result = Napi::Object::New(env);
   result.Set("splits", ggml_backend_sched_get_n_splits(sched));
@@ -113,6 +177,10 @@ Napi::Value GraphPlacement(const Napi::CallbackInfo& info) {
   Napi::Object nodes_by_backend = Napi::Object::New(env);
   for (const auto& [name, count] : by_backend) nodes_by_backend.Set(name, count);
   result.Set("nodesByBackend", nodes_by_backend);
+  Napi::Object cpu_ops = Napi::Object::New(env);
+  cpu_ops.Set("count", cpu_ops_on_gpu_memory);
+  cpu_ops.Set("examples", examples);
+  result.Set("cpuOpsOnGpuMemory", cpu_ops);
   return result;
 }
 

@@ -1,8 +1,8 @@
 // The ONE place that reads llama.cpp internals (src/llama-ext.h, llama_model, llama_context).
 // Everything a layer report needs that llama.h does not offer: which device holds each layer,
 // the input and output tensors, bytes per buffer type, and where the graph's ops are scheduled.
-// Pinned to vendor/llama.cpp.pin.json; test/native/adapter.test.ts fails loudly if an upgrade
-// moves any of it.
+// Pinned to vendor/llama.cpp.pin.json; the static_asserts in llama_adapter.cc fail the build if
+// an upgrade moves the signatures, and test/native/model.test.ts checks the report's contents.
 #pragma once
 
 #include <napi.h>
@@ -19,7 +19,10 @@ Napi::Value LayerPlacement(const Napi::CallbackInfo& info);
 // JS: memoryBreakdown(context) -> [{ bufferType, device, deviceType, model, context, compute }]
 Napi::Value MemoryBreakdown(const Napi::CallbackInfo& info);
 
-// JS: graphPlacement(context, nTokens) -> { splits, nodes, nodesByBackend: { [backend]: n } }
+// JS: graphPlacement(context, nTokens) -> { splits, nodes, nodesByBackend: { [backend]: n },
+//       cpuOpsOnGpuMemory: { count, examples: [{ op, node, backend, tensor, device }] } }
+//   cpuOpsOnGpuMemory: ops scheduled on a host backend that read weights or KV cache held in a
+//   GPU's own memory (the GPU backend does not support them); examples: the first 8.
 // Reserves (builds and schedules, computes nothing) the graph for a batch of nTokens. Call it
 // only while the context is idle.
 Napi::Value GraphPlacement(const Napi::CallbackInfo& info);

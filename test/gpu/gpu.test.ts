@@ -1,8 +1,8 @@
 // GPU suite: runs on a host with a CUDA build and device, skips with the reason everywhere else.
 // CUDA_LLAMA_REQUIRE_GPU=1 turns the skip into a failure (GPU CI, GPU sessions).
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Llama, type GenerateResult, type LlamaModel } from '../../lib/index.js';
-import { quantizedModel } from '../helpers/models.js';
+import { CPU_FALLBACK_WARNING, CudaLlamaError, ErrorCode, Llama, type GenerateResult, type LlamaModel } from '../../lib/index.js';
+import { quantizedModel, syntheticModel } from '../helpers/models.js';
 
 const build = Llama.build();
 const cuda = build.cuda.available;
@@ -32,6 +32,9 @@ describe.skipIf(!cuda)('CUDA (synthetic TinyLlama-1.1B shape, Q4_0)', () => {
     expect(report.output).toBe('CUDA0');
     expect(report.outputTensor).toBe('CUDA0');
     expect(report.kvCache.devices).toEqual(['CUDA0']);
+    expect(report.problems).toEqual([]);
+    expect(report.graph.tokenGeneration.cpuOpsOnGpuMemory.count).toBe(0);
+    expect(report.graph.promptProcessing.cpuOpsOnGpuMemory.count).toBe(0);
     expect(report.devices.find((d) => d.device === 'CUDA0')?.weightsBytes).toBeGreaterThan(500e6);
     console.log(String(report));
   });
@@ -42,6 +45,8 @@ describe.skipIf(!cuda)('CUDA (synthetic TinyLlama-1.1B shape, Q4_0)', () => {
       const report = await partial.layerReport();
       expect(report.offloaded.layers).toBe(7);
       expect(report.layers.filter((l) => l.device === 'CUDA0')).toHaveLength(7);
+      // CPU layers' big matmuls may run on the GPU (llama.cpp's op offload); nothing goes the other way.
+      expect(report.problems).toEqual([]);
     } finally {
       await partial.dispose();
     }
@@ -110,4 +115,58 @@ describe.skipIf(!cuda)('CUDA (synthetic TinyLlama-1.1B shape, Q4_0)', () => {
     expect(result.candidates.some((c) => c.options.gpu === 'cpu' && c.requestMs !== undefined)).toBe(true);
     expect(result.reasons[1]).toMatch(/x faster than the CPU/);
   }, 600_000);
+});
+
+describe.skipIf(!cuda)('CUDA op placement (synthetic tiny shape: head size 16, which CUDA flash attention lacks)', () => {
+  let tiny: string;
+  beforeAll(async () => {
+    tiny = await syntheticModel('tiny');
+  }, 120_000);
+
+  it("gpu: 'cuda' with flashAttention 'on' is refused: the attention op would run on the CPU on KV cache in GPU memory", async () => {
+    const refused = await Llama.load(tiny, { gpu: 'cuda', flashAttention: 'on', contextSize: 256 }).then(
+      async (model) => {
+        await model.dispose();
+        return null;
+      },
+      (error: unknown) => error,
+    );
+    expect(refused).toBeInstanceOf(CudaLlamaError);
+    const error = refused as CudaLlamaError;
+    console.log(`refused as expected: ${error.message}`);
+    expect(error.code).toBe(ErrorCode.GPU_PLACEMENT);
+    expect(error.message).toMatch(/FLASH_ATTN_EXT .* on CUDA0/);
+    expect(error.remedy).toMatch(/flashAttention 'auto'/);
+  });
+
+  it("flashAttention 'auto' lets llama.cpp turn it off on this GPU: the same load is accepted, everything on CUDA0", async () => {
+    const model = await Llama.load(tiny, { gpu: 'cuda', flashAttention: 'auto', contextSize: 256 });
+    try {
+      const report = await model.layerReport();
+      expect(report.problems).toEqual([]);
+      expect(report.offloaded).toEqual({ layers: 4, total: 4 });
+    } finally {
+      await model.dispose();
+    }
+  });
+
+  it("gpu: 'auto' keeps the load and says so: a coded warning and the problem in the layer report", async () => {
+    const warnings: Error[] = [];
+    const onWarning = (w: Error) => warnings.push(w);
+    process.on('warning', onWarning);
+    try {
+      const model = await Llama.load(tiny, { gpu: 'auto', flashAttention: 'on', contextSize: 256 });
+      try {
+        const report = await model.layerReport();
+        expect(report.problems.map((p) => p.kind)).toEqual(expect.arrayContaining(['ops']));
+        expect(report.summary).toMatch(/NOT AS REQUESTED: .*ops/);
+      } finally {
+        await model.dispose();
+      }
+      await new Promise((resolve) => setImmediate(resolve));
+      expect(warnings.some((w) => (w as Error & { code?: string }).code === CPU_FALLBACK_WARNING && /partly on the CPU/.test(w.message))).toBe(true);
+    } finally {
+      process.off('warning', onWarning);
+    }
+  });
 });

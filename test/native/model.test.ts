@@ -151,6 +151,8 @@ describe('model', () => {
     const cpu = report.devices.find((d) => d.device === 'CPU');
     expect(cpu?.weightsBytes).toBe(model.info.sizeBytes);
     expect(Object.keys(report.graph.tokenGeneration.opsByBackend)).toEqual(['CPU']);
+    expect(report.graph.promptProcessing.cpuOpsOnGpuMemory).toEqual({ count: 0, examples: [] });
+    expect(report.problems).toEqual([]);
     expect(report.policy).toEqual({ requested: 'cpu', target: 'cpu', gpuLayers: 0, fallback: null });
     expect(report.summary).toBe('offloaded: 0/4 layers; output CPU; KV cache CPU');
     expect(Object.isFrozen(report.layers)).toBe(true);

@@ -163,6 +163,7 @@ describe('GPU policy', () => {
 
 describe('layer report formatting', async () => {
   const { buildLayerReport } = await import('../../lib/layer-report.js');
+  const none = { count: 0, examples: [] };
   it('summarises a partial offload from API data', () => {
     const report = buildLayerReport({
       decision: { target: 'cuda', requested: 'cuda', devices: ['CUDA0'], gpuLayers: 2, fallback: null },
@@ -172,19 +173,41 @@ describe('layer report formatting', async () => {
         { bufferType: 'CPU_Mapped', device: null, deviceType: null, isHost: true, model: 5 << 20, context: 0, compute: 0 },
         { bufferType: 'CPU', device: 'CPU', deviceType: 'cpu', isHost: true, model: 0, context: 1 << 20, compute: 1 << 20 },
       ],
-      tokenGraph: { splits: 3, nodes: 90, nodesByBackend: { CPU: 50, CUDA0: 40 } },
-      promptGraph: { splits: 3, nodes: 90, nodesByBackend: { CPU: 50, CUDA0: 40 } },
+      tokenGraph: { splits: 3, nodes: 90, nodesByBackend: { CPU: 50, CUDA0: 40 }, cpuOpsOnGpuMemory: none },
+      promptGraph: { splits: 3, nodes: 90, nodesByBackend: { CPU: 50, CUDA0: 40 }, cpuOpsOnGpuMemory: none },
+      offloadKvCache: true,
     });
+    expect(report.problems).toEqual([]);
     expect(report.offloaded).toEqual({ layers: 2, total: 4 });
     expect(report.kvCache).toEqual({ devices: ['CUDA0', 'CPU'], bytes: 2 << 20 });
     expect(report.devices.find((d) => d.device === 'CPU')).toMatchObject({ weightsBytes: 5 << 20, kvCacheBytes: 1 << 20 });
     expect(report.summary).toBe('offloaded: 2/4 layers to CUDA0; output CPU; KV cache CUDA0, CPU');
     expect(String(report)).toContain('layers: 0-1 CPU, 2-3 CUDA0');
   });
+
+  it('carries ops that run on the CPU on GPU-resident data as a placement problem', () => {
+    const example = { op: 'FLASH_ATTN_EXT', node: '__fattn__-0', backend: 'CPU', tensor: 'cache_k_l0', device: 'CUDA0' };
+    const report = buildLayerReport({
+      decision: { target: 'cuda', requested: 'cuda', devices: ['CUDA0'], gpuLayers: 'max', fallback: null },
+      placement: { layers: ['CUDA0', 'CUDA0'], output: 'CUDA0', input: 'CPU', outputTensor: 'CUDA0' },
+      memory: [{ bufferType: 'CUDA0', device: 'CUDA0', deviceType: 'gpu', isHost: false, model: 2 << 20, context: 1 << 20, compute: 3 << 20 }],
+      tokenGraph: { splits: 2, nodes: 40, nodesByBackend: { CPU: 1, CUDA0: 39 }, cpuOpsOnGpuMemory: none },
+      promptGraph: { splits: 5, nodes: 40, nodesByBackend: { CPU: 3, CUDA0: 37 }, cpuOpsOnGpuMemory: { count: 2, examples: [example, { ...example, node: '__fattn__-1', tensor: 'cache_k_l1' }] } },
+      offloadKvCache: true,
+    });
+    expect(report.problems).toHaveLength(1);
+    expect(report.problems[0]).toMatchObject({ kind: 'ops' });
+    expect(report.problems[0]!.message).toBe('2 op(s) of the prompt batch graph run on CPU although they read weights or KV cache in GPU memory ' +
+      '(the GPU backend cannot run them here): FLASH_ATTN_EXT __fattn__-0 reads cache_k_l0 on CUDA0, FLASH_ATTN_EXT __fattn__-1 reads cache_k_l1 on CUDA0');
+    expect(report.graph.promptProcessing.cpuOpsOnGpuMemory.examples[0]).toEqual(example);
+    expect(report.summary).toBe('offloaded: 2/2 layers to CUDA0; output CUDA0; KV cache CUDA0; NOT AS REQUESTED: ops');
+    expect(String(report)).toContain('NOT AS REQUESTED (ops): 2 op(s) of the prompt batch graph');
+    expect(JSON.parse(JSON.stringify(report)).problems).toEqual(report.problems);
+  });
 });
 
 describe('placement verification', async () => {
-  const { placementProblems } = await import('../../lib/gpu-policy.js');
+  const { CPU_FALLBACK_WARNING, fallBackToCpu, placementProblems, placementRemedy } = await import('../../lib/gpu-policy.js');
   const cuda = { target: 'cuda' as const, requested: 'cuda' as const, devices: ['CUDA0'], fallback: null };
   const layers = (devices: string[]) => devices.map((device, index) => ({ index, device }));
 
@@ -196,11 +219,34 @@ describe('placement verification', async () => {
   it('names layers, output and KV cache that stayed on the CPU', () => {
     const problems = placementProblems({ ...cuda, gpuLayers: 'max' }, { layers: layers(['CPU', 'CUDA0', 'CUDA0']), output: 'CPU', kvCache: { devices: ['CUDA0', 'CPU'] } }, {});
     expect(problems).toEqual([
-      '2 of 3 layers are on the GPU, 3 were requested (on the CPU: 0)',
-      'the output layer is on CPU, not on the GPU',
-      'part of the KV cache is on CPU, not on the GPU',
+      { kind: 'layers', message: '2 of 3 layers are on the GPU, 3 were requested (on the CPU: 0)' },
+      { kind: 'output', message: 'the output layer is on CPU, not on the GPU' },
+      { kind: 'kvCache', message: 'part of the KV cache is on CPU, not on the GPU' },
     ]);
+    expect(placementRemedy(problems)).toMatch(/^free GPU memory or lower contextSize/);
     expect(placementProblems({ ...cuda, gpuLayers: 'max' }, { layers: layers(['CUDA0']), output: 'CUDA0', kvCache: { devices: ['CPU'] } }, { offloadKvCache: false })).toEqual([]);
+  });
+
+  it('refuses CPU ops on GPU-resident data in a partial offload too, and never judges a CPU load', () => {
+    const ops = { count: 1, examples: [{ op: 'MUL_MAT', node: 'ffn_out-1', backend: 'CPU', tensor: 'blk.1.ffn_down.weight', device: 'CUDA0' }] };
+    const none = { count: 0, examples: [] };
+    const facts = { layers: layers(['CPU', 'CUDA0']), output: 'CPU', kvCache: { devices: ['CPU', 'CUDA0'] }, graph: { tokenGeneration: { cpuOpsOnGpuMemory: ops }, promptProcessing: { cpuOpsOnGpuMemory: none } } };
+    const problems = placementProblems({ ...cuda, gpuLayers: 1 }, facts, {});
+    expect(problems).toEqual([{ kind: 'ops', message: expect.stringMatching(/^1 op\(s\) of the generation step graph run on CPU .*: MUL_MAT ffn_out-1 reads blk\.1\.ffn_down\.weight on CUDA0$/) }]);
+    expect(placementRemedy(problems)).toMatch(/^for ops the GPU cannot run: flashAttention 'auto'/);
+    expect(placementProblems({ target: 'cpu', requested: 'auto', devices: [], gpuLayers: 0, fallback: null }, facts, {})).toEqual([]);
+  });
+
+  it("gpu: 'auto' settles on the CPU with a coded warning and the reason in the decision", () => {
+    const warn = vi.spyOn(process, 'emitWarning').mockImplementation(() => undefined);
+    try {
+      const decision = fallBackToCpu('the model does not fit on the GPU: CUDA0 ...', "gpuLayers: 'auto' offloads as many layers as fit");
+      expect(decision).toEqual({ target: 'cpu', requested: 'auto', devices: [], gpuLayers: 0, fallback: { reason: 'the model does not fit on the GPU: CUDA0 ...', remedy: "gpuLayers: 'auto' offloads as many layers as fit" } });
+      expect(warn).toHaveBeenCalledWith("gpu: 'auto' is running on the CPU because the model does not fit on the GPU: CUDA0 .... gpuLayers: 'auto' offloads as many layers as fit",
+        { type: 'CudaLlamaWarning', code: CPU_FALLBACK_WARNING });
+    } finally {
+      warn.mockRestore();
+    }
   });
 });
 
