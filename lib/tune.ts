@@ -50,6 +50,11 @@ export interface TuneCandidate {
   tokensPerSecond?: number;
   /** Runs the workload's requests one after another, though it has several (the comparison for batching). */
   oneAtATime?: boolean;
+  /**
+   * A bigger context than the workload needs, measured to show what it costs. Never recommended:
+   * a larger KV window cannot make the same work faster, so any lead it shows is noise.
+   */
+  contextCostOnly?: boolean;
   loadMs?: number;
   kvCacheBytes?: number;
   /** Bytes on GPUs (weights + KV + compute), from the layer report. */
@@ -215,7 +220,8 @@ export function tuneCandidates(opts: { cuda: boolean; allowCpu: boolean; neededC
     { name: device, options: { ...base, contextSize: ctx, ...t } },
     { name: `${device}, flash attention on`, options: { ...base, contextSize: ctx, flashAttention: 'on', ...t } },
     { name: `${device}, flash attention off`, options: { ...base, contextSize: ctx, flashAttention: 'off', ...t } },
-    ...(opts.defaultContext !== ctx ? [{ name: `${device}, contextSize ${opts.defaultContext}`, options: { ...base, contextSize: opts.defaultContext, ...t } }] : []),
+    // Only a bigger default: a smaller one could not hold the workload.
+    ...(opts.defaultContext > ctx ? [{ name: `${device}, contextSize ${opts.defaultContext}`, options: { ...base, contextSize: opts.defaultContext, ...t }, contextCostOnly: true }] : []),
   ];
   if (opts.cuda) {
     list.push(...variants('full offload', { gpu: 'cuda', gpuLayers: 'max' }));
@@ -314,7 +320,7 @@ export async function tune(deps: TuneDeps, path: string, options: TuneOptions): 
     progress(c.requestMs === undefined ? `  not measured: ${c.error}` : `  ${ms(c.requestMs)} ${perWorkload(o.sequences)} (TTFT ${ms(c.timeToFirstTokenMs!)}, ${c.tokensPerSecond?.toFixed(1) ?? '?'} tok/s); ${c.layerReport}`);
   }
   const measured = candidates.filter((c) => c.requestMs !== undefined).sort((a, b) => a.requestMs! - b.requestMs!);
-  const best = measured[0];
+  const best = measured.find((c) => !c.contextCostOnly) ?? measured[0];
   if (!best) throw new Error(`no configuration could be measured: ${candidates.map((c) => `${c.name}: ${c.error}`).join('; ')}`);
   const cudaNote = o.gpu === 'cpu' ? undefined : cuda.usable ? undefined : `CPU only: CUDA is not usable here (${cuda.reason ?? 'unknown reason'}); run \`npx cuda-llama doctor\` for the remedy.`;
   return {

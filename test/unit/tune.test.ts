@@ -21,6 +21,10 @@ describe('tuning', () => {
       'full offload, contextSize 4096', "llama.cpp's fit (gpuLayers 'auto')", 'CPU']);
     expect(tuneCandidates({ cuda: false, allowCpu: true, neededContext: 4096, defaultContext: 4096 }).map((c) => c.name))
       .toEqual(['CPU', 'CPU, flash attention on', 'CPU, flash attention off']);
+    // A default context too small for the workload is not tried; a bigger one only shows its cost.
+    expect(tuneCandidates({ cuda: false, allowCpu: true, neededContext: 8192, defaultContext: 4096 }).some((c) => c.options.contextSize !== 8192)).toBe(false);
+    expect(tuneCandidates({ cuda: false, allowCpu: true, neededContext: 768, defaultContext: 4096 }).filter((c) => c.contextCostOnly).map((c) => c.name))
+      .toEqual(['CPU, contextSize 4096']);
   });
 
   it('with several requests: every candidate batches them, and the first placement also runs them one by one', () => {
