@@ -12,6 +12,8 @@
 //   .carry/npm-cache.tar.xz     an npm cache holding the package's runtime dependencies: the host
 //                               has no registry, and test-pack installs the packed tarball into an
 //                               empty project, which npm can then do offline
+//   .carry/npm-registry.txt     the registry that cache was filled from: npm keys its cache by URL,
+//                               so the offline install must name the same one
 //   .carry/cuda13.tar.xz        the optional CUDA package (prebuilds/<platform>-<arch>-cuda13, from
 //                               `npm run prebuild -- --cuda`), when it was built from the pinned
 //                               llama.cpp: with it the host skips the CUDA compile (minutes of its
@@ -69,7 +71,9 @@ try {
   mkdirSync(project);
   writeFileSync(join(project, 'package.json'), JSON.stringify({ name: 'npm-cache-filler', private: true }));
   const npmCli = join(prefix, 'lib', 'node_modules', 'npm', 'bin', 'npm-cli.js');
-  execFileSync(process.execPath, [npmCli, 'install', '--no-audit', '--no-fund', '--ignore-scripts', '--cache', join(cacheWork, 'npm-cache'),
+  const registry = execFileSync(process.execPath, [npmCli, 'config', 'get', 'registry'], { cwd: project, encoding: 'utf8' }).trim();
+  writeFileSync(join(carry, 'npm-registry.txt'), `${registry}\n`);
+  execFileSync(process.execPath, [npmCli, 'install', '--registry', registry, '--no-audit', '--no-fund', '--ignore-scripts', '--cache', join(cacheWork, 'npm-cache'),
     ...Object.entries(dependencies).map(([name, range]) => `${name}@${range}`)], { cwd: project, stdio: 'inherit' });
   tarXz(join(carry, 'npm-cache.tar.xz'), ['npm-cache'], cacheWork);
 } finally {

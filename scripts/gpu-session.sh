@@ -7,6 +7,9 @@
 #   bash scripts/gpu-session.sh bench    the GPU benchmark: CPU / full / partial offload, sweeps, parallel
 #   bash scripts/gpu-session.sh extras   tune (two workloads), the tarball with the CUDA package, npm test
 #
+#   bash scripts/gpu-session.sh STEP NAME...   only the step's commands with these names (to redo
+#                                              one that failed, e.g. `extras test-pack-cuda`)
+#
 # Every command's output goes to $OUT/<step>-<name>.log (the device tool returns $OUT), and a
 # failing command does not stop the step: a refusal from doctor is a result to record, not a
 # reason to skip the GPU suite. Each command gets only the time left before GPU_SESSION_SECONDS
@@ -18,7 +21,8 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 
 step=${1:-}
-case "$step" in setup | bench | extras) ;; *) echo "usage: bash scripts/gpu-session.sh setup|bench|extras" >&2; exit 2 ;; esac
+case "$step" in setup | bench | extras) ;; *) echo "usage: bash scripts/gpu-session.sh setup|bench|extras [NAME...]" >&2; exit 2 ;; esac
+only=" ${*:2} "
 OUT=${OUT:-$PWD/gpu-session-out}
 mkdir -p "$OUT"
 budget=${GPU_SESSION_SECONDS:-570}
@@ -32,6 +36,7 @@ say() { echo "[gpu-session +${SECONDS}s] $*" | tee -a "$summary"; }
 run() {
   local name=$1
   shift
+  if [ "$only" != "  " ] && [[ "$only" != *" $name "* ]]; then return 0; fi
   local left=$((budget - SECONDS))
   if ((left < 20)); then
     say "$name: not run, ${left}s left of ${budget}s"
@@ -77,10 +82,18 @@ build() {
   run tools node scripts/build-tools.mjs
 }
 
+# What a later step needs from setup runs whatever NAMEs were given.
+always() {
+  local saved=$only
+  only="  "
+  "$@"
+  only=$saved
+}
+
 unpack
 if [ "$step" != setup ] && [ ! -f build/Release/cuda_llama.node ]; then
   say "no build/ here: the machine was handed back since setup, so this step builds first"
-  build
+  always build
 fi
 
 case "$step" in
@@ -99,10 +112,12 @@ case "$step" in
     ;;
   extras)
     model=$(ls test/.models/tinyllama1b-ctx32k-*-q4_0.gguf 2>/dev/null | head -n 1)
-    [ -n "$model" ] || { run bench-prepare npx tsx test/bench/compare.ts --prepare-only; model=$(ls test/.models/tinyllama1b-ctx32k-*-q4_0.gguf | head -n 1); }
+    [ -n "$model" ] || { always run bench-prepare npx tsx test/bench/compare.ts --prepare-only; model=$(ls test/.models/tinyllama1b-ctx32k-*-q4_0.gguf | head -n 1); }
     run tune npx tsx lib/cli.ts tune "$model" --prompt 512 --output 128
     run tune-16 npx tsx lib/cli.ts tune "$model" --prompt 128 --output 64 --sequences 16
-    npm_config_cache=/tmp/npm-cache npm_config_offline=true run test-pack-cuda node scripts/test-pack.mjs --build native --cuda
+    # Offline, from the carried cache, under the registry URL it was filled from (npm keys its cache by URL).
+    registry=$(cat .carry/npm-registry.txt 2>/dev/null || echo https://registry.npmjs.org/)
+    npm_config_cache=/tmp/npm-cache npm_config_offline=true npm_config_registry=$registry run test-pack-cuda node scripts/test-pack.mjs --build native --cuda
     run npm-test npm test
     ;;
 esac
