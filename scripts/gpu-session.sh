@@ -15,8 +15,9 @@
 # reason to skip the GPU suite. Each command gets only the time left before GPU_SESSION_SECONDS
 # (default 570 s), so the step ends itself and its logs come back before the tool's kill at 600 s.
 # $OUT/<step>-summary.txt lists each command with its exit status and seconds.
-# The machine is handed back 30 s after a call ends: send the next call straight away. A later
-# step on a fresh machine redoes the unpacking and the build first, and says so.
+# The machine is handed back 30 s after a call ends: send the next call straight away. Every
+# later step first brings the build up to date (seconds when nothing changed; on a fresh machine
+# it redoes the unpacking and the build, and says so).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -91,8 +92,9 @@ always() {
 }
 
 unpack
-if [ "$step" != setup ] && [ ! -f build/Release/cuda_llama.node ]; then
-  say "no build/ here: the machine was handed back since setup, so this step builds first"
+if [ "$step" != setup ]; then
+  # A no-op when nothing changed since setup; rebuilds after a fix made between calls.
+  [ -f build/Release/cuda_llama.node ] || say "no build/ here: the machine was handed back since setup, so this step builds first"
   always build
 fi
 
