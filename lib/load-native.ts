@@ -11,6 +11,7 @@ import { fileURLToPath } from 'node:url';
 import { ErrorCode, NativeBindingError } from './errors.js';
 import { cudaLibraryDirs, satisfyLibraries, type RuntimeResolution } from './cuda-runtime.js';
 import type { NativeAddon } from './native.js';
+import { nativeSourcesSha256 } from '../scripts/native-sources.mjs';
 
 export const ADDON_FILE = 'cuda_llama.node';
 export const BUILD_INFO_FILE = 'cuda-llama-build.json';
@@ -18,6 +19,8 @@ export const BUILD_INFO_FILE = 'cuda-llama-build.json';
 /** What the build wrote next to the binary (CMakeLists.txt generates it). */
 export interface BuildMetadata {
   variant: 'cpu' | 'cuda';
+  /** Fingerprint of the native/ sources it was built from (scripts/native-sources.mjs); null for a build made without the build scripts. */
+  nativeSourcesSha256?: string | null;
   llamaCppCommit: string;
   llamaCppTag: string;
   cpuVariants: string;
@@ -126,6 +129,7 @@ export function remediesFor(failures: CandidateFailure[], execArgv: string[] = p
   }
   if (/libcuda\.so/.test(reasons)) remedies.push('no NVIDIA driver library (libcuda.so.1): install the NVIDIA driver, or use the CPU build');
   if (/GLIBC_|GLIBCXX_/.test(reasons)) remedies.push('the binary needs a newer C/C++ runtime than this system has: build from source with `npm run build:native`');
+  if (/stale build/.test(reasons)) remedies.push('rebuild the local build from the current sources: `npm run build:native` (or `npm install`)');
   if (/not found|does not exist/.test(reasons)) {
     remedies.push('no binary was built or shipped for this platform: run `npm run build:native` in the package folder (needs cmake and a C++17 compiler)');
   }
@@ -141,8 +145,20 @@ function readMetadata(dir: string): BuildMetadata | null {
   }
 }
 
+/**
+ * Why a binary built from other C++ sources than the package's native/ must not be loaded (null
+ * when it may): the JavaScript side would call a native API that has moved. Unknown on either
+ * side (a build without the scripts' fingerprint, a package without native/) is not judged.
+ */
+export function staleBuild(metadata: BuildMetadata | null, sourcesSha256: string | null): string | null {
+  const built = metadata?.nativeSourcesSha256;
+  if (!built || !sourcesSha256 || built === sourcesSha256) return null;
+  return `it is a stale build: made from other native/ sources (${built.slice(0, 12)}) than this package's (${sourcesSha256.slice(0, 12)})`;
+}
+
 /** Loads the first candidate that works. Throws ERR_NO_BINARY with every failure otherwise. */
-export function loadNativeBinary(candidates: Candidate[] = binaryCandidates(), requireFn: NodeJS.Require = createRequire(import.meta.url)): LoadedBinary {
+export function loadNativeBinary(candidates: Candidate[] = binaryCandidates(), requireFn: NodeJS.Require = createRequire(import.meta.url),
+  sourcesSha256: string | null = nativeSourcesSha256(packageRoot)): LoadedBinary {
   const failures: CandidateFailure[] = [];
   for (const candidate of candidates) {
     const path = join(candidate.dir, ADDON_FILE);
@@ -150,9 +166,15 @@ export function loadNativeBinary(candidates: Candidate[] = binaryCandidates(), r
       failures.push({ ...candidate, reason: `${path} does not exist` });
       continue;
     }
+    const metadata = readMetadata(candidate.dir);
+    // Checked before loading: a loaded addon (and its libggml) cannot be unloaded again.
+    const stale = staleBuild(metadata, sourcesSha256);
+    if (stale) {
+      failures.push({ ...candidate, reason: `${path}: ${stale}` });
+      continue;
+    }
     try {
       const addon = requireFn(path) as NativeAddon;
-      const metadata = readMetadata(candidate.dir);
       const cudaModule = locateCudaModule(candidate.dir, metadata, (request) => requireFn.resolve(request));
       const usable = cudaModule !== null && cudaModule.problem === undefined;
       // Before ggml loads the CUDA module: make its runtime libraries findable if they are not.

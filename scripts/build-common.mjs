@@ -3,6 +3,7 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, realpathSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { nativeSourcesSha256 } from './native-sources.mjs';
 
 export const repoRoot = join(dirname(fileURLToPath(import.meta.url)), '..');
 
@@ -23,6 +24,8 @@ export function cmakeJsArgs(env = process.env) {
     throw new Error(`CUDA_LLAMA_CPU_VARIANTS must be native or all, got ${cpuVariants}`);
   }
   args.push(`--CDCUDA_LLAMA_CPU_VARIANTS=${cpuVariants}`);
+  // Recorded in the build metadata, checked by the loader (scripts/native-sources.mjs).
+  args.push(`--CDCUDA_LLAMA_NATIVE_SOURCES=${nativeSourcesSha256(repoRoot)}`);
   const cuda = env.CUDA_LLAMA_CUDA === '1' || env.CUDA_LLAMA_CUDA === 'ON';
   args.push(`--CDCUDA_LLAMA_CUDA=${cuda ? 'ON' : 'OFF'}`);
   if (cuda) {

@@ -14,7 +14,7 @@
 // `npm install` after `npm run build:cuda` keeps the CUDA build; CUDA_LLAMA_CUDA=0 goes back to CPU.
 import { createHash } from 'node:crypto';
 import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createRequire } from 'node:module';
 import { buildDirName, cmakeJsArgs, findToolkit, repoRoot, say } from './build-common.mjs';
@@ -64,7 +64,7 @@ const args = cmakeJsArgs({ ...process.env, ...settings });
 const hash = createHash('sha256');
 hash.update(JSON.stringify(args));
 for (const file of ['CMakeLists.txt', 'vendor/llama.cpp.pin.json']) hash.update(readFileSync(join(repoRoot, file)));
-for (const file of readdirSync(join(repoRoot, 'native')).sort()) hash.update(file).update(readFileSync(join(repoRoot, 'native', file)));
+// The native sources are in the arguments already (their fingerprint, for the build metadata).
 const inputsHash = hash.digest('hex');
 
 const stampFile = join(buildDir, 'inputs.sha256');

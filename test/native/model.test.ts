@@ -2,7 +2,8 @@
 // cancellation, concurrency, disposal and the layer report.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Llama, type LlamaModel, ErrorCode } from '../../lib/index.js';
-import { syntheticModel } from '../helpers/models.js';
+import { nativeSourcesSha256 } from '../../scripts/native-sources.mjs';
+import { repoRoot, syntheticModel } from '../helpers/models.js';
 
 let model: LlamaModel;
 let path: string;
@@ -17,6 +18,11 @@ afterAll(async () => {
 });
 
 describe('model', () => {
+  it("runs on a build made from this checkout's native/ sources (a stale one would have been refused)", () => {
+    const build = Llama.build();
+    expect(build.metadata?.nativeSourcesSha256).toBe(nativeSourcesSha256(repoRoot));
+  });
+
   it('reports what llama.cpp actually loaded', () => {
     expect(model.info).toMatchObject({
       architecture: 'llama', layerCount: 4, embeddingSize: 64, headCount: 4, headCountKv: 2,

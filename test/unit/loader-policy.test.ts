@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { describe, expect, it, vi } from 'vitest';
 import { ErrorCode, GpuError, NativeBindingError } from '../../lib/errors.js';
 import { CPU_FALLBACK_WARNING, cudaAvailability, decideGpu, modelParams, remedyForLoadError } from '../../lib/gpu-policy.js';
-import { CUDA_MODULE_FILE, CUDA_PACKAGE, binaryCandidates, loadNativeBinary, locateCudaModule, remediesFor } from '../../lib/load-native.js';
+import { CUDA_MODULE_FILE, CUDA_PACKAGE, binaryCandidates, loadNativeBinary, locateCudaModule, remediesFor, staleBuild } from '../../lib/load-native.js';
 import type { NativeAddon, NativeBackend, NativeDevice } from '../../lib/native.js';
 
 function fakeAddon(backends: NativeBackend[], devices: Partial<NativeDevice>[] = [], probe: string | null = null,
@@ -54,6 +54,29 @@ describe('binary candidates', () => {
     expect(e.message).toMatch(/Node-API/);
     expect(e.remedy).toMatch(/nvidia-cuda-runtime/);
     expect(e.remedy).toMatch(/npm run build:native/);
+  });
+
+  it('refuses a build made from other native sources before loading it, and says to rebuild', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'cuda-llama-stale-'));
+    writeFileSync(join(dir, 'cuda_llama.node'), 'never loaded');
+    writeFileSync(join(dir, 'cuda-llama-build.json'), JSON.stringify({ variant: 'cpu', nativeSourcesSha256: 'a'.repeat(64) }));
+    const requireFn = vi.fn(() => {
+      throw new Error('must not be loaded');
+    }) as unknown as NodeJS.Require;
+    let error: unknown;
+    try {
+      loadNativeBinary([{ source: 'local-build', dir }], requireFn, 'b'.repeat(64));
+    } catch (e) {
+      error = e;
+    }
+    expect(requireFn).not.toHaveBeenCalled();
+    expect(error).toMatchObject({ code: ErrorCode.NO_BINARY });
+    expect((error as Error).message).toMatch(/1\. \[local-build\] .*cuda_llama\.node: it is a stale build: made from other native\/ sources \(aaaaaaaaaaaa\) than this package's \(bbbbbbbbbbbb\)/);
+    expect((error as NativeBindingError).remedy).toMatch(/npm run build:native/);
+    // Unknown on either side is not judged: a build without the fingerprint, a package without native/.
+    expect(staleBuild({ variant: 'cpu', nativeSourcesSha256: null } as never, 'b'.repeat(64))).toBeNull();
+    expect(staleBuild({ variant: 'cpu', nativeSourcesSha256: 'a'.repeat(64) } as never, null)).toBeNull();
+    expect(staleBuild({ variant: 'cpu', nativeSourcesSha256: 'b'.repeat(64) } as never, 'b'.repeat(64))).toBeNull();
   });
 
   it('matches remedies to failures', () => {
