@@ -16,6 +16,7 @@ export {
   ErrorCode,
 } from './errors.js';
 export { CPU_FALLBACK_WARNING } from './gpu-policy.js';
+export { BINARY_FALLBACK_WARNING } from './load-native.js';
 export type { PlacementProblem, CpuOpsOnGpuMemory } from './gpu-policy.js';
 export type { GpuTelemetry, GpuReading, ThrottleReason } from './telemetry.js';
 export type { TuneOptions, TuneResult, TuneCandidate, TunedLoadOptions } from './tune.js';

@@ -14,6 +14,8 @@ import type { NativeAddon } from './native.js';
 import { nativeSourcesSha256 } from '../scripts/native-sources.mjs';
 
 export const ADDON_FILE = 'cuda_llama.node';
+/** Warning code: a binary that is present (a local build) was passed over for a later candidate. */
+export const BINARY_FALLBACK_WARNING = 'CUDA_LLAMA_BINARY_FALLBACK';
 export const BUILD_INFO_FILE = 'cuda-llama-build.json';
 
 /** What the build wrote next to the binary (CMakeLists.txt generates it). */
@@ -115,7 +117,9 @@ export function binaryCandidates(env: NodeJS.ProcessEnv = process.env, root = pa
 export function runtimeDescription(): string {
   const report = process.report?.getReport?.() as { header?: { glibcVersionRuntime?: string } } | undefined;
   const libc = report?.header?.glibcVersionRuntime ? `glibc ${report.header.glibcVersionRuntime}` : 'libc unknown (musl?)';
-  const nvidiaDriver = existsSync('/proc/driver/nvidia/version') ? 'NVIDIA driver present' : 'no NVIDIA driver (/proc/driver/nvidia/version absent)';
+  // A container may hide /proc/driver/nvidia yet pass the device nodes through (test-pack reads it the same way).
+  const nvidiaDriver = existsSync('/proc/driver/nvidia/version') || existsSync('/dev/nvidiactl')
+    ? 'NVIDIA driver present' : 'no NVIDIA driver (neither /proc/driver/nvidia/version nor /dev/nvidiactl)';
   return `${process.platform}-${process.arch}, ${libc}, Node ${process.versions.node} (Node-API ${process.versions.napi}), ${nvidiaDriver}`;
 }
 
@@ -182,6 +186,13 @@ export function loadNativeBinary(candidates: Candidate[] = binaryCandidates(), r
       addon.loadBackendsFromDir(candidate.dir);
       // ggml looks for modules in one folder at a time; the package's folder holds only the CUDA one.
       if (usable && cudaModule.source === 'package') addon.loadBackendsFromDir(dirname(cudaModule.path));
+      // A candidate that is there but was passed over (a stale or broken local build) is not
+      // skipped silently: the binary now running is another one than the user built.
+      const passedOver = failures.filter((f) => !f.reason.endsWith('does not exist'));
+      if (passedOver.length > 0) {
+        process.emitWarning(`cuda-llama is running ${path} (${candidate.source}) because ${passedOver.map((f) => `[${f.source}] ${f.reason}`).join('; ')}. ` +
+          remediesFor(passedOver).join(' '), { type: 'CudaLlamaWarning', code: BINARY_FALLBACK_WARNING });
+      }
       return { addon, cudaRuntime, source: candidate.source, dir: candidate.dir, path, metadata, cudaModule };
     } catch (error) {
       failures.push({ ...candidate, reason: (error as Error).message.split('\n')[0] });

@@ -62,7 +62,9 @@ ggml_backend_dev_t GpuResidentDevice(const ggml_tensor* tensor) {
 // The tensor an op reads, as it was before scheduling. When an op runs on another backend than
 // one of its inputs, ggml's scheduler replaces that input with a copy named
 // "<backend>#<original name>#<copy index>" (ggml-backend.cpp, ggml_backend_sched_split_graph), so
-// the original, and with it where the data lives, is found again by name in the graph.
+// the original, and with it where the data lives, is found again by name in the graph. A name
+// that does not resolve (truncated at GGML_MAX_NAME, or a future naming) leaves the copy, which
+// is never GPU-resident: the op goes uncounted, never falsely refused.
 const ggml_tensor* BeforeScheduling(ggml_cgraph* graph, const ggml_tensor* src, const std::string& backend_name) {
   const std::string name = ggml_get_name(src);
   const std::string prefix = backend_name + "#";

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { describe, expect, it, vi } from 'vitest';
 import { ErrorCode, GpuError, NativeBindingError } from '../../lib/errors.js';
 import { CPU_FALLBACK_WARNING, cudaAvailability, decideGpu, modelParams, remedyForLoadError } from '../../lib/gpu-policy.js';
-import { CUDA_MODULE_FILE, CUDA_PACKAGE, binaryCandidates, loadNativeBinary, locateCudaModule, remediesFor, staleBuild } from '../../lib/load-native.js';
+import { BINARY_FALLBACK_WARNING, CUDA_MODULE_FILE, CUDA_PACKAGE, binaryCandidates, loadNativeBinary, locateCudaModule, remediesFor, staleBuild } from '../../lib/load-native.js';
 import type { NativeAddon, NativeBackend, NativeDevice } from '../../lib/native.js';
 
 function fakeAddon(backends: NativeBackend[], devices: Partial<NativeDevice>[] = [], probe: string | null = null,
@@ -73,6 +73,23 @@ describe('binary candidates', () => {
     expect(error).toMatchObject({ code: ErrorCode.NO_BINARY });
     expect((error as Error).message).toMatch(/1\. \[local-build\] .*cuda_llama\.node: it is a stale build: made from other native\/ sources \(aaaaaaaaaaaa\) than this package's \(bbbbbbbbbbbb\)/);
     expect((error as NativeBindingError).remedy).toMatch(/npm run build:native/);
+    // A later candidate that loads says which one it passed over, and why.
+    const good = mkdtempSync(join(tmpdir(), 'cuda-llama-good-'));
+    writeFileSync(join(good, 'cuda_llama.node'), '');
+    const addon = { loadBackendsFromDir: () => undefined, listBackends: () => [] };
+    const warn = vi.spyOn(process, 'emitWarning').mockImplementation(() => undefined);
+    try {
+      const loaded = loadNativeBinary([{ source: 'local-build', dir }, { source: 'prebuild', dir: good }], (() => addon) as unknown as NodeJS.Require, 'b'.repeat(64));
+      expect(loaded.source).toBe('prebuild');
+      expect(warn).toHaveBeenCalledWith(expect.stringMatching(/running .*cuda_llama\.node \(prebuild\) because \[local-build\] .*stale build.*npm run build:native/),
+        { type: 'CudaLlamaWarning', code: BINARY_FALLBACK_WARNING });
+      // A candidate that is simply not there (no local build in an installed package) is no news.
+      warn.mockClear();
+      loadNativeBinary([{ source: 'local-build', dir: '/nowhere' }, { source: 'prebuild', dir: good }], (() => addon) as unknown as NodeJS.Require, 'b'.repeat(64));
+      expect(warn).not.toHaveBeenCalled();
+    } finally {
+      warn.mockRestore();
+    }
     // Unknown on either side is not judged: a build without the fingerprint, a package without native/.
     expect(staleBuild({ variant: 'cpu', nativeSourcesSha256: null } as never, 'b'.repeat(64))).toBeNull();
     expect(staleBuild({ variant: 'cpu', nativeSourcesSha256: 'a'.repeat(64) } as never, null)).toBeNull();
