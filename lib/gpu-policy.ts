@@ -114,14 +114,30 @@ export function fallBackToCpu(reason: string, remedy: string): GpuDecision {
   return { target: 'cpu', requested: 'auto', devices: [], gpuLayers: 0, fallback: { reason, remedy } };
 }
 
+/**
+ * llama.cpp's n_gpu_layers for a decision. llama.cpp counts the output layer as one more layer
+ * and offloads it first: n_gpu_layers N puts the last N − 1 repeating layers and the output
+ * layer on the GPU (seen on an H100, 2026-11-22). Our gpuLayers counts repeating layers, as the
+ * layer report does, so N of them is N + 1 for llama.cpp. Negative: every layer and the output.
+ * The fitter's answer (fittedLayers) is already in llama.cpp's count.
+ */
+export function nGpuLayers(decision: GpuDecision): number {
+  if (decision.target === 'cpu') return 0;
+  if (typeof decision.gpuLayers === 'number') return decision.gpuLayers === 0 ? 0 : decision.gpuLayers + 1;
+  return decision.fittedLayers ?? -1;
+}
+
+/** How many repeating layers llama.cpp puts on the GPU for an n_gpu_layers value, out of `total`. */
+export function repeatingLayersOffloaded(nGpu: number, total: number): number {
+  return nGpu < 0 ? total : Math.min(Math.max(nGpu - 1, 0), total);
+}
+
 /** Native load parameters for a decision. */
 export function modelParams(decision: GpuDecision, options: LoadOptions): NativeModelParams {
-  // llama.cpp: a negative n_gpu_layers means every layer, the output layer included.
-  const layers = typeof decision.gpuLayers === 'number' ? decision.gpuLayers : decision.fittedLayers ?? -1;
   return {
     // An empty device list keeps llama.cpp from placing anything (weights, KV, ops) on a GPU.
     devices: decision.devices,
-    nGpuLayers: decision.target === 'cpu' ? 0 : layers,
+    nGpuLayers: nGpuLayers(decision),
     mainGpu: options.mainGpu,
     splitMode: options.splitMode === undefined ? undefined : { none: 0, layer: 1, row: 2 }[options.splitMode],
     tensorSplit: options.tensorSplit,
@@ -158,8 +174,7 @@ export function placementProblems(decision: GpuDecision, facts: PlacementFacts, 
   const onGpu = (device: string) => decision.devices.includes(device);
   const total = facts.layers.length;
   const offloaded = facts.layers.filter((l) => onGpu(l.device)).length;
-  const requested = typeof decision.gpuLayers === 'number' ? decision.gpuLayers : decision.fittedLayers ?? -1;
-  const wanted = requested < 0 ? total : Math.min(requested, total);
+  const wanted = repeatingLayersOffloaded(nGpuLayers(decision), total);
   const problems: PlacementProblem[] = [];
   if (offloaded !== wanted) {
     const cpuLayers = facts.layers.filter((l) => !onGpu(l.device)).map((l) => l.index);

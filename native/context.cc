@@ -233,6 +233,7 @@ Napi::Value Context::Generate(const Napi::CallbackInfo& info) {
       if (&other != &seq && other.sampler == sampler->get()) throw Napi::TypeError::New(env, "each sequence needs its own Sampler");
     }
     seq.sampler = sampler->get();
+    seq.argmax_only = sampler->argmax_only();
     seq.cancel = UnwrapTagged<CancelFlag>(sequence_cancels.Get(i), kCancelFlagTag, "CancelFlag")->flag();
     seq.max_tokens = max_tokens[i];
     job->sampler_refs.push_back(Napi::Persistent(samplers.Get(i).As<Napi::Object>()));

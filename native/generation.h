@@ -20,6 +20,7 @@ namespace cuda_llama {
 struct GenerationSequence {
   std::vector<llama_token> prompt;
   llama_sampler* sampler = nullptr;           // owned by a JS Sampler, kept alive by the job
+  bool argmax_only = false;                   // Sampler::argmax_only(): greedy, no penalties
   std::shared_ptr<std::atomic<bool>> cancel;  // this sequence only (a stop sequence was found)
   int32_t max_tokens = 0;
 

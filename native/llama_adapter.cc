@@ -132,7 +132,11 @@ Napi::Value GraphPlacement(const Napi::CallbackInfo& info) {
   uint32_t n_tokens = info[1].As<Napi::Number>().Uint32Value();
   // As llama.cpp's own reserve: the graph spans every sequence's KV stream, so the ubatch must too
   // (it rounds n_tokens up to a multiple of n_seqs; one token per sequence is a generation step).
-  ggml_cgraph* graph = llama_graph_reserve(ctx, n_tokens, llama_n_seq_max(ctx), 1);
+  // Split only: a full reserve (llama_graph_reserve) resets the scheduler at its end, which
+  // forgets every op's backend on a multi-backend context (on a GPU host all read "unassigned").
+  llama_memory_context_ptr mctx;
+  if (llama_memory_t memory = ctx->get_memory()) mctx = memory->init_full();
+  ggml_cgraph* graph = ctx->graph_reserve(n_tokens, llama_n_seq_max(ctx), 1, mctx.get(), /*split_only=*/true);
   if (graph == nullptr) throw MakeError(env, code::kContextCreate, "could not build the compute graph");
   ggml_backend_sched_t sched = ctx->get_sched();
   std::map<std::string, int> by_backend;

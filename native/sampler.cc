@@ -33,7 +33,9 @@ Sampler::Sampler(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Sampler>(inf
   llama_sampler_chain_params params = llama_sampler_chain_default_params();
   params.no_perf = true;
   chain_ = llama_sampler_chain_init(params);
-  if (repeat_penalty != 1.0f || frequency_penalty != 0.0f || presence_penalty != 0.0f) {
+  const bool penalties = repeat_penalty != 1.0f || frequency_penalty != 0.0f || presence_penalty != 0.0f;
+  argmax_only_ = temperature <= 0.0f && !penalties;
+  if (penalties) {
     llama_sampler_chain_add(chain_, llama_sampler_init_penalties(n_vocab, repeat_last_n, repeat_penalty,
                                                                  frequency_penalty, presence_penalty));
   }

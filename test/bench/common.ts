@@ -51,8 +51,9 @@ export const cpuConfig: BenchConfig = { name: 'cpu', load: { gpu: 'cpu' }, ngl: 
 /**
  * The GPU placements. llama-bench gets the same CUDA devices that cuda-llama's policy uses (all
  * of them), so a multi-GPU host splits layers the same way on both sides. -ngl 99 is "everything,
- * the output layer too", as gpuLayers 'max' is; a count below the layer count leaves the output
- * layer on the CPU on both sides.
+ * the output layer too", as gpuLayers 'max' is. llama.cpp's -ngl counts the output layer as one
+ * more layer and offloads it first, so gpuLayers N (repeating layers) is -ngl N + 1: N repeating
+ * layers and the output layer on the GPU on both sides (lib/gpu-policy.ts nGpuLayers).
  */
 export function gpuConfigs(layerCount: number, cudaDevices: string[]): BenchConfig[] {
   const dev = cudaDevices.join('/');
@@ -60,7 +61,7 @@ export function gpuConfigs(layerCount: number, cudaDevices: string[]): BenchConf
   return [
     cpuConfig,
     { name: 'full', load: { gpu: 'cuda', gpuLayers: 'max' }, ngl: 99, dev },
-    { name: 'partial', load: { gpu: 'cuda', gpuLayers: half }, ngl: half, dev },
+    { name: 'partial', load: { gpu: 'cuda', gpuLayers: half }, ngl: half + 1, dev },
   ];
 }
 

@@ -396,7 +396,7 @@ async function main(): Promise<void> {
     if (throttledDuring.length) log(`GPU THROTTLED during: ${throttledDuring.join('; ')}`);
     const partial = configs.find((c) => c.name === 'partial')!;
     extraNotes.push(
-      `Configurations: cpu runs nothing on a GPU; full offloads every layer and the output layer; partial offloads ${partial.ngl} of ${info.layerCount} layers (half, rounded down) and keeps the output layer on the CPU, on all sides. Flash attention, batch and KV type are llama.cpp's defaults on all sides.`,
+      `Configurations: cpu runs nothing on a GPU; full offloads every layer and the output layer; partial offloads ${partial.load.gpuLayers} of ${info.layerCount} repeating layers (half, rounded down) and the output layer (llama-bench -ngl ${partial.ngl}: llama.cpp counts the output layer), on all sides. Flash attention, batch and KV type are llama.cpp's defaults on all sides.`,
       `NVML was sampled every 500 ms while each GPU run was measured (per run in the JSON: samples, max temperature and power, SM clock range, throttle reasons, and the longest a sample held the event loop).`,
       `cuda-llama load time with gpu: 'cuda' includes the library's own checks: a no-alloc dry run that refuses a model that does not fit, before the load, and the placement check (layer report), after it. llama-bench reports no load time.`,
       telemetryLine('at start', telemetryStart),
@@ -469,7 +469,7 @@ async function main(): Promise<void> {
   const bench0 = first.runs.bench[0]!;
   const ctx = first.cudaLlama.contextInfo;
   const where = cli.gpu
-    ? `CPU / full offload / partial offload (${configs[2]!.ngl} of ${info.layerCount} layers) on ${cudaBuild!.cuda.devices.join(', ')}`
+    ? `CPU / full offload / partial offload (${configs[2]!.load.gpuLayers} of ${info.layerCount} layers and the output layer) on ${cudaBuild!.cuda.devices.join(', ')}`
     : 'CPU';
   const modelLabel = `${cli.model} ${cli.quant}`;
   const summary = `${modelLabel} (${modelRel}), ${where}, ${cli.threads} threads, ${cli.reps} repetition${cli.reps > 1 ? 's' : ''}; ` +

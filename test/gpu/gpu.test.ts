@@ -1,8 +1,11 @@
 // GPU suite: runs on a host with a CUDA build and device, skips with the reason everywhere else.
 // CUDA_LLAMA_REQUIRE_GPU=1 turns the skip into a failure (GPU CI, GPU sessions).
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CPU_FALLBACK_WARNING, CudaLlamaError, ErrorCode, Llama, type GenerateResult, type LlamaModel } from '../../lib/index.js';
-import { quantizedModel, syntheticModel } from '../helpers/models.js';
+import { CPU_FALLBACK_WARNING, CudaLlamaError, ErrorCode, Llama, type LlamaModel } from '../../lib/index.js';
+import { execFileSync } from 'node:child_process';
+import { join } from 'node:path';
+import { toolEnv } from '../bench/llama-bench.js';
+import { quantizedModel, repoRoot, syntheticModel } from '../helpers/models.js';
 
 const build = Llama.build();
 const cuda = build.cuda.available;
@@ -52,12 +55,26 @@ describe.skipIf(!cuda)('CUDA (synthetic TinyLlama-1.1B shape, Q4_0)', () => {
     }
   });
 
-  it('greedy tokens on the GPU equal those on the CPU for a short prompt, and the GPU is faster', async () => {
+  it("greedy tokens on the GPU equal llama.cpp's own (llama-simple) on the same GPU, and the GPU is faster than the CPU", async () => {
+    // Random weights leave near-ties among the top logits, which CPU and CUDA kernels (other
+    // quantized dot products) may break differently from the first token on (seen on an H100):
+    // the reference is llama.cpp's own program on the same GPU, with the same CUDA module.
+    const simple = join(repoRoot, 'build', 'Release', 'llama-simple');
+    const nPredict = 16;
+    const stdout = execFileSync(simple, ['-m', path, '-n', String(nPredict), '-ngl', '99', prompt], {
+      encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], env: toolEnv(Llama.build()) ?? process.env,
+    });
+    // llama-simple sizes its context to prompt + output; ours rounds that up to 256.
+    const sized = await Llama.load(path, { gpu: 'cuda', contextSize: 256 });
+    try {
+      const promptTokens = sized.tokenize(prompt, { parseSpecial: true });
+      const onGpu = await sized.generate(prompt, { maxTokens: nPredict, temperature: 0 });
+      expect(stdout).toBe(sized.detokenize(promptTokens, { special: true }) + sized.detokenize(onGpu.tokens, { special: true }) + '\n');
+    } finally {
+      await sized.dispose();
+    }
     const cpu = await Llama.load(path, { gpu: 'cpu', contextSize: 2048 });
     try {
-      const onCpu = await cpu.generate(prompt, { maxTokens: 16, temperature: 0 });
-      const onGpu = await gpu.generate(prompt, { maxTokens: 16, temperature: 0 });
-      expect(onGpu.tokens.slice(0, 8)).toEqual(onCpu.tokens.slice(0, 8));
       const cpuSpeed = (await cpu.generate(prompt, { maxTokens: 64, temperature: 0 })).timings.tokensPerSecond;
       const gpuSpeed = (await gpu.generate(prompt, { maxTokens: 64, temperature: 0 })).timings.tokensPerSecond;
       console.log(`tg: CPU ${cpuSpeed.toFixed(1)} tok/s, GPU ${gpuSpeed.toFixed(1)} tok/s`);
@@ -67,15 +84,18 @@ describe.skipIf(!cuda)('CUDA (synthetic TinyLlama-1.1B shape, Q4_0)', () => {
     }
   });
 
-  it('generateBatch on the GPU: the same greedy tokens as one prompt at a time, more tokens per second in total', async () => {
+  it('generateBatch on the GPU: sequences do not leak into each other, more tokens per second in total', async () => {
     const batched = await Llama.load(path, { gpu: 'cuda', contextSize: 256, sequences: 8 });
     try {
-      const prompts = Array.from({ length: 8 }, (_, i) => `${prompt} ${i + 1}`);
-      const alone: GenerateResult[] = [];
-      for (const p of prompts) alone.push(await batched.generate(p, { maxTokens: 16, temperature: 0 }));
+      // One prompt alone and the same prompt among 7 others go through different CUDA kernels
+      // (1 row against 8), which break the near-ties of random weights differently (seen on an
+      // H100). Identical prompts in one batch share every kernel: their outputs must be equal,
+      // whatever their neighbours, or state leaked between sequences.
+      const prompts = Array.from({ length: 8 }, (_, i) => (i % 2 === 0 ? prompt : `${prompt} ${i}`));
       const together = await batched.generateBatch(prompts, { maxTokens: 16, temperature: 0 });
-      // CUDA kernels may pick other tile shapes for 8 rows than for 1: compare the first tokens, as above.
-      together.results.forEach((r, i) => expect(r.tokens.slice(0, 8)).toEqual(alone[i]!.tokens.slice(0, 8)));
+      const same = together.results.filter((_, i) => i % 2 === 0).map((r) => r.tokens);
+      same.forEach((tokens) => expect(tokens).toEqual(same[0]));
+      together.results.forEach((r) => expect(r.tokens).toHaveLength(16));
       const single = (await batched.generate(prompt, { maxTokens: 64, temperature: 0 })).timings.tokensPerSecond;
       const total = (await batched.generateBatch(prompts, { maxTokens: 64, temperature: 0 })).timings.tokensPerSecond;
       console.log(`tg: 1 sequence ${single.toFixed(1)} tok/s, 8 sequences ${total.toFixed(1)} tok/s in total`);

@@ -155,7 +155,10 @@ describe('model', () => {
     // 4 layers x 512 cells x (K+V) x 32 dims (2 KV heads x 16) x 2 bytes (f16)
     expect(report.kvCache.bytes).toBe(4 * 512 * 2 * 32 * 2);
     const cpu = report.devices.find((d) => d.device === 'CPU');
-    expect(cpu?.weightsBytes).toBe(model.info.sizeBytes);
+    // Where llama.cpp repacks weights for the CPU (AVX-512 / AMX layouts) they take a little more
+    // room than in the file: 3.5% more for this model on the GPU host's Xeon (2026-11-22).
+    expect(cpu?.weightsBytes).toBeGreaterThanOrEqual(model.info.sizeBytes);
+    expect(cpu?.weightsBytes).toBeLessThanOrEqual(model.info.sizeBytes * 1.1);
     expect(Object.keys(report.graph.tokenGeneration.opsByBackend)).toEqual(['CPU']);
     expect(report.graph.promptProcessing.cpuOpsOnGpuMemory).toEqual({ count: 0, examples: [] });
     expect(report.problems).toEqual([]);
@@ -176,7 +179,10 @@ describe('Llama.plan (no-alloc dry run)', () => {
     expect(plan.layers).toEqual(report.layers);
     const planned = plan.devices.find((d) => d.device === 'CPU');
     const actual = report.devices.find((d) => d.device === 'CPU');
-    expect(planned?.weightsBytes).toBe(actual?.weightsBytes);
+    // The no-alloc projection counts weights as stored in the file; a CPU that repacks them
+    // (AVX-512 / AMX) holds a few percent more once loaded (3.5% on the GPU host's Xeon).
+    expect(planned?.weightsBytes).toBeLessThanOrEqual(actual!.weightsBytes);
+    expect(planned?.weightsBytes).toBeGreaterThanOrEqual(actual!.weightsBytes * 0.9);
     expect(planned?.kvCacheBytes).toBe(actual?.kvCacheBytes);
     expect(planned?.freeBytes).toBeGreaterThan(0);
     expect(planned?.totalBytes).toBe((planned?.weightsBytes ?? 0) + (planned?.kvCacheBytes ?? 0) + (planned?.computeBytes ?? 0));

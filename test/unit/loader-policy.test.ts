@@ -196,7 +196,9 @@ describe('GPU policy', () => {
     const decision = decideGpu({ gpu: 'cuda' }, binary);
     expect(decision).toMatchObject({ target: 'cuda', devices: ['CUDA0'], gpuLayers: 'max', fallback: null });
     expect(modelParams(decision, {})).toMatchObject({ devices: ['CUDA0'], nGpuLayers: -1 });
-    expect(modelParams(decideGpu({ gpu: 'cuda', gpuLayers: 7 }, binary), {})).toMatchObject({ nGpuLayers: 7 });
+    // llama.cpp counts the output layer too: 7 repeating layers are its n_gpu_layers 8.
+    expect(modelParams(decideGpu({ gpu: 'cuda', gpuLayers: 7 }, binary), {})).toMatchObject({ nGpuLayers: 8 });
+    expect(modelParams(decideGpu({ gpu: 'cuda', gpuLayers: 0 }, binary), {})).toMatchObject({ nGpuLayers: 0 });
     expect(modelParams(decideGpu({ gpu: 'cpu' }, binary), {})).toMatchObject({ devices: [], nGpuLayers: 0 });
   });
 });
@@ -353,7 +355,8 @@ describe("gpuLayers: 'auto' through llama.cpp's fitter", async () => {
     const decision = await fitLayers(fitting({}), '/m.gguf', cudaDecision, {});
     expect(decision.fittedLayers).toBe(12);
     expect(params(decision, {})).toMatchObject({ nGpuLayers: 12, devices: ['CUDA0'] });
-    const layers = Array.from({ length: 22 }, (_, index) => ({ index, device: index < 10 ? 'CPU' : 'CUDA0' }));
+    // The fitter answers in llama.cpp's count: 12 is 11 repeating layers and the output layer.
+    const layers = Array.from({ length: 22 }, (_, index) => ({ index, device: index < 11 ? 'CPU' : 'CUDA0' }));
     expect(placementProblems(decision, { layers, output: 'CPU', kvCache: { devices: ['CPU', 'CUDA0'] } }, {})).toEqual([]);
   });
 
