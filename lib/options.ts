@@ -30,7 +30,8 @@ export interface LoadOptions {
    */
   gpu?: GpuPolicy;
   /**
-   * Repeating layers to put on the GPU: a count, 'max' (default: all, the output layer too), or
+   * Repeating layers to put on the GPU: a count (llama.cpp offloads the output layer first, so
+   * any count above 0 puts it on the GPU too), 'max' (default: all, the output layer too), or
    * 'auto': as many as fit in free VRAM (1 GiB kept free per device), decided by llama.cpp's own
    * fitter (common_fit_params) from a no-alloc projection.
    */
