@@ -134,7 +134,6 @@ export class Llama {
         decision = fallBackToCpu(`the model does not fit on the GPU: ${formatPlan(plan)}`, "gpuLayers: 'auto' offloads as many layers as fit; or lower contextSize");
       }
     }
-    const nativeModelParams = decision === prepared.decision ? prepared.modelParams : modelParams(decision, valid);
 
     const cancel = new addon.CancelFlag();
     const onAbort = () => cancel.cancel();
@@ -154,7 +153,8 @@ export class Llama {
     let native: NativeModel | undefined;
     let context: NativeContext | undefined;
     try {
-      native = await addon.Model.load(path, nativeModelParams, onProgress, cancel);
+      // From the decision as it stands now: an 'auto' load that did not fit has become a CPU one.
+      native = await addon.Model.load(path, modelParams(decision, valid), onProgress, cancel);
       if (callbackError !== undefined) throw callbackError;
       signal?.throwIfAborted();
       context = await addon.Context.create(native, prepared.contextParams);

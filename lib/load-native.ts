@@ -97,6 +97,8 @@ export interface LoadedBinary {
 
 export interface CandidateFailure extends Candidate {
   reason: string;
+  /** No binary there at all (no local build in an installed package): no news, unlike one passed over. */
+  absent?: true;
 }
 
 export const packageRoot = join(dirname(fileURLToPath(import.meta.url)), '..');
@@ -167,7 +169,7 @@ export function loadNativeBinary(candidates: Candidate[] = binaryCandidates(), r
   for (const candidate of candidates) {
     const path = join(candidate.dir, ADDON_FILE);
     if (!existsSync(path)) {
-      failures.push({ ...candidate, reason: `${path} does not exist` });
+      failures.push({ ...candidate, reason: `${path} does not exist`, absent: true });
       continue;
     }
     const metadata = readMetadata(candidate.dir);
@@ -188,7 +190,7 @@ export function loadNativeBinary(candidates: Candidate[] = binaryCandidates(), r
       if (usable && cudaModule.source === 'package') addon.loadBackendsFromDir(dirname(cudaModule.path));
       // A candidate that is there but was passed over (a stale or broken local build) is not
       // skipped silently: the binary now running is another one than the user built.
-      const passedOver = failures.filter((f) => !f.reason.endsWith('does not exist'));
+      const passedOver = failures.filter((f) => !f.absent);
       if (passedOver.length > 0) {
         process.emitWarning(`cuda-llama is running ${path} (${candidate.source}) because ${passedOver.map((f) => `[${f.source}] ${f.reason}`).join('; ')}. ` +
           remediesFor(passedOver).join(' '), { type: 'CudaLlamaWarning', code: BINARY_FALLBACK_WARNING });

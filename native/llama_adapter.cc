@@ -19,6 +19,10 @@ static_assert(std::is_same_v<decltype(&llama_model::dev_layer), ggml_backend_dev
               "llama_model::dev_layer changed: update native/llama_adapter.cc for the new llama.cpp pin");
 static_assert(std::is_same_v<decltype(&llama_get_memory_breakdown), llama_memory_breakdown (*)(const llama_context*)>,
               "llama_get_memory_breakdown changed: update native/llama_adapter.cc for the new llama.cpp pin");
+// GraphPlacement passes split_only by position: a parameter inserted before it must not compile.
+static_assert(std::is_same_v<decltype(&llama_context::graph_reserve),
+                             ggml_cgraph* (llama_context::*)(uint32_t, uint32_t, uint32_t, const llama_memory_context_i*, bool, size_t*)>,
+              "llama_context::graph_reserve changed: update native/llama_adapter.cc for the new llama.cpp pin");
 
 namespace cuda_llama {
 namespace {

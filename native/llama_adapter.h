@@ -23,8 +23,8 @@ Napi::Value MemoryBreakdown(const Napi::CallbackInfo& info);
 //       cpuOpsOnGpuMemory: { count, examples: [{ op, node, backend, tensor, device }] } }
 //   cpuOpsOnGpuMemory: ops scheduled on a host backend that read weights or KV cache held in a
 //   GPU's own memory (the GPU backend does not support them); examples: the first 8.
-// Reserves (builds and schedules, computes nothing) the graph for a batch of nTokens. Call it
-// only while the context is idle.
+// Builds and schedules (split only: allocates and computes nothing) the graph for a batch of
+// nTokens. Call it only while the context is idle; the next decode builds its own graph.
 Napi::Value GraphPlacement(const Napi::CallbackInfo& info);
 
 }  // namespace cuda_llama
