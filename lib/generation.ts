@@ -209,7 +209,8 @@ export async function runGenerations(request: GenerationRequest): Promise<BatchR
   let native: NativeGenerateResult;
   try {
     native = await context.generate(request.prompts, samplers, Int32Array.from(request.maxTokens), cancel,
-      sequences.map((s) => s.cancel), (sequence, token, piece, atMs) => sequences[sequence]!.push(token, piece, atMs));
+      sequences.map((s) => s.cancel), (sequence, token, piece, atMs) => sequences[sequence]!.push(token, piece, atMs),
+      request.onText !== undefined || request.stopSequences.length > 0);
   } catch (error) {
     throw fromNativeError(error, callSite);
   } finally {

@@ -144,6 +144,12 @@ export interface NativeContext {
     sequenceCancels: NativeCancelFlag[],
     /** Called in order for every token; `atMs` is when the context thread produced it, since the call began. */
     onToken: (sequence: number, token: number, piece: Buffer, atMs: number) => void,
+    /**
+     * true: onToken runs as tokens come (streaming, stop sequences). false: only each sequence's
+     * first token comes at once (time to first token); the rest come together at the end, so the
+     * event loop does not wake, and take a core from the decode, once per token.
+     */
+    everyToken: boolean,
   ): Promise<NativeGenerateResult>;
   /** llama_free + ggml_threadpool_free */
   dispose(): void;

@@ -192,10 +192,10 @@ Napi::Value Context::Info(const Napi::CallbackInfo& info) {
 Napi::Value Context::Generate(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   llama_context* ctx = Get(env);
-  if (info.Length() < 6 || !info[0].IsArray() || !info[1].IsArray() || !info[2].IsTypedArray() || !info[4].IsArray() ||
-      !info[5].IsFunction()) {
+  if (info.Length() < 7 || !info[0].IsArray() || !info[1].IsArray() || !info[2].IsTypedArray() || !info[4].IsArray() ||
+      !info[5].IsFunction() || !info[6].IsBoolean()) {
     throw Napi::TypeError::New(env, "generate(prompts: Int32Array[], samplers: Sampler[], maxTokens: Int32Array, cancel, "
-                                    "sequenceCancels: CancelFlag[], onToken)");
+                                    "sequenceCancels: CancelFlag[], onToken, everyToken: boolean)");
   }
   Napi::Array prompts = info[0].As<Napi::Array>();
   Napi::Array samplers = info[1].As<Napi::Array>();
@@ -213,6 +213,7 @@ Napi::Value Context::Generate(const Napi::CallbackInfo& info) {
 
   auto job = std::make_unique<GenerationJob>(env);
   job->cancel = cancel->flag();
+  job->every_token = info[6].As<Napi::Boolean>().Value();
   job->sequences.resize(n);
   for (uint32_t i = 0; i < n; i++) {
     GenerationSequence& seq = job->sequences[i];

@@ -48,7 +48,7 @@ class Context : public Napi::ObjectWrap<Context> {
   static Napi::Value Create(const Napi::CallbackInfo& info);
   Napi::Value Info(const Napi::CallbackInfo& info);
   // JS: generate(prompts: Int32Array[], samplers: Sampler[], maxTokens: Int32Array, cancel: CancelFlag,
-  //              sequenceCancels: CancelFlag[], onToken(sequence, token, bytes, atMs))
+  //              sequenceCancels: CancelFlag[], onToken(sequence, token, bytes, atMs), everyToken: boolean)
   //     -> Promise<{ promptMs, stopReasons: string[] (one per sequence) }>
   // One prompt per sequence (seq_id = index), decoded together; see native/generation.h.
   Napi::Value Generate(const Napi::CallbackInfo& info);

@@ -54,6 +54,16 @@ void DrainTokens(Napi::Env env, Napi::Function fn, GenerationJob* job) {
   }
 }
 
+// Context thread: schedules a drain of the pending tokens unless one is already on its way.
+void WakeJs(GenerationJob* job) {
+  {
+    std::lock_guard<std::mutex> lock(job->pending_mutex);
+    if (job->drain_scheduled || job->pending.empty()) return;
+    job->drain_scheduled = true;
+  }
+  job->on_token.BlockingCall(job, DrainTokens);
+}
+
 // The decode loop's state; lives on the context thread for one job.
 class Runner {
  public:
@@ -179,7 +189,7 @@ class Runner {
       seq.stop_reason = "eog";
       return;
     }
-    Emit(s, token, MsSinceStart());
+    Emit(s, token, MsSinceStart(), seq.generated == 0);
     seq.generated++;
     if (seq.generated >= seq.max_tokens) {
       seq.stop_reason = "maxTokens";
@@ -231,20 +241,17 @@ class Runner {
     return total;
   }
 
-  // Queues a token and wakes the JS thread unless a drain is already on its way.
-  void Emit(int32_t s, llama_token token, double at_ms) {
+  // Queues a token and wakes the JS thread (see GenerationJob::every_token) unless a drain is
+  // already on its way.
+  void Emit(int32_t s, llama_token token, double at_ms, bool first_of_sequence) {
     std::string piece = TokenPiece(vocab_, token, false);
-    bool wake = false;
     {
       std::lock_guard<std::mutex> lock(job_->pending_mutex);
       job_->pending.push_back(TokenEvent{s, token, std::move(piece), at_ms});
-      if (!job_->drain_scheduled) {
-        job_->drain_scheduled = true;
-        wake = true;
-      }
     }
-    if (wake) job_->on_token.BlockingCall(job_, DrainTokens);
+    if (job_->every_token || first_of_sequence) WakeJs(job_);
   }
+
 
   llama_context* ctx_;
   GenerationJob* job_;
@@ -259,7 +266,10 @@ class Runner {
 
 }  // namespace
 
-void RunGeneration(llama_context* ctx, GenerationJob* job) { Runner(ctx, job).Run(); }
+void RunGeneration(llama_context* ctx, GenerationJob* job) {
+  Runner(ctx, job).Run();
+  WakeJs(job);  // the tokens a job without every_token kept back
+}
 
 void SettleGeneration(Napi::Env env, GenerationJob* job) {
   std::unique_ptr<GenerationJob> owned(job);

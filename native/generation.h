@@ -48,7 +48,10 @@ struct GenerationJob {
 
   // Tokens waiting for the JS thread. The context thread wakes JS only when no drain is already
   // pending: every wake-up of the JS thread competes with the compute threads for the cores, so
-  // a JS thread that falls behind takes several tokens per wake-up instead of one each.
+  // a JS thread that falls behind takes several tokens per wake-up instead of one each. Without
+  // `every_token` (nobody streams the text or looks for stop sequences), JS is woken only for each
+  // sequence's first token, where time to first token is measured, and once at the end.
+  bool every_token = true;
   std::mutex pending_mutex;
   std::vector<TokenEvent> pending;  // guarded by pending_mutex
   bool drain_scheduled = false;     // guarded by pending_mutex

@@ -57,6 +57,15 @@ describe('model', () => {
     expect(a.timings.tokensPerSecond).toBeGreaterThan(0);
   });
 
+  it('a generate() nobody streams still gets its first token as it comes (only the rest are held back)', async () => {
+    // Without onText or stop sequences the event loop is woken for the first token and at the end
+    // only; time to first token must still be when the first token came, not when the last did.
+    const result = await model.generate('The quick brown fox', { maxTokens: 200, temperature: 0 });
+    expect(result.tokens).toHaveLength(200);
+    expect(result.timings.generationMs).toBeGreaterThan(0);
+    expect(result.timings.timeToFirstTokenMs).toBeLessThan(result.timings.totalMs - result.timings.generationMs / 2);
+  });
+
   it('samples reproducibly with a seed', async () => {
     const opts = { maxTokens: 10, temperature: 1.5, topK: 0, topP: 1, minP: 0, seed: 42 };
     const a = await model.generate('Once upon a time', opts);
