@@ -10,16 +10,15 @@
  *                                [--model file.gguf] [--write-docs [--docs docs/benchmarks-paired.md]]
  *
  * Both sides are fresh processes every round with the same warm-up (llama-bench's: the same
- * test once, unmeasured), on the CPU. The default model is the one `npm run bench` makes.
+ * test once, unmeasured), on the CPU; cuda-llama's is paired-child.mjs on the compiled package.
+ * The default model is the one `npm run bench` makes.
  */
+import { spawnSync } from 'node:child_process';
 import { readdirSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import { availableParallelism, cpus } from 'node:os';
 import { join, relative } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { Llama } from '../../lib/index.js';
-import { sampleTokens } from '../../lib/tune.js';
 import { CONTEXT_SIZE, SHORT_PROMPT_TOKENS, TARGET_RATIO, fail, git, log, repoRoot, runProgram } from './common.js';
 import { buildLlamaBench, llamaBenchPath } from './llama-bench.js';
 import { stats, type Stats } from './stats.js';
@@ -36,29 +35,18 @@ function parseMetric(name: string): Metric {
   return { name, kind: match[1] as 'pp' | 'tg', tokens: Number(match[2]) };
 }
 
-/** The child: one cuda-llama process for one round. Prints the samples (tok/s) as one JSON line. */
-async function child(modelPath: string, metric: Metric, samples: number, threads: number): Promise<void> {
-  const model = await Llama.load(modelPath, { gpu: 'cpu', threads, contextSize: CONTEXT_SIZE });
-  try {
-    const text = sampleTokens(model, Math.max(metric.tokens, SHORT_PROMPT_TOKENS));
-    // pp: the prompt decode alone (one token sampled to end it). tg: tokens after a short prompt, at the engine's pace.
-    const once = async () => metric.kind === 'pp'
-      ? (await model.generate(text.slice(0, metric.tokens), { maxTokens: 1, temperature: 0 })).timings.promptTokensPerSecond
-      : (await model.generate(text.slice(0, SHORT_PROMPT_TOKENS), { maxTokens: metric.tokens, temperature: 0 })).timings.tokensPerSecond;
-    await once(); // llama-bench's warm-up: the same test once, unmeasured
-    const values: number[] = [];
-    for (let i = 0; i < samples; i++) values.push(await once());
-    process.stdout.write(`${JSON.stringify(values)}\n`);
-  } finally {
-    await model.dispose();
-  }
+/** cuda-llama's side of one round: paired-child.mjs in a fresh process, on dist/ under plain node. */
+async function runChild(modelPath: string, metric: Metric, samples: number, threads: number): Promise<number[]> {
+  const { out } = await runProgram(process.execPath, [join(repoRoot, 'test', 'bench', 'paired-child.mjs'), modelPath, metric.kind,
+    String(metric.tokens), String(samples), String(threads), String(CONTEXT_SIZE), String(SHORT_PROMPT_TOKENS)]);
+  return JSON.parse(out.trim().split('\n').at(-1)!) as number[];
 }
 
-async function runChild(modelPath: string, metric: Metric, samples: number, threads: number): Promise<number[]> {
-  // This file again, under the same loader (tsx) flags, in a fresh process.
-  const { out } = await runProgram(process.execPath, [...process.execArgv, fileURLToPath(import.meta.url), '--child', '--model', modelPath,
-    '--metrics', metric.name, '--samples', String(samples), '--threads', String(threads)]);
-  return JSON.parse(out.trim().split('\n').at(-1)!) as number[];
+/** dist/ from lib/ as it is now: the child measures the compiled package, which must not be stale. */
+function compileDist(): void {
+  const result = spawnSync(process.execPath, [join(repoRoot, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', join(repoRoot, 'tsconfig.build.json')],
+    { cwd: repoRoot, stdio: 'inherit' });
+  if (result.status !== 0) fail('tsc -p tsconfig.build.json failed: dist/ could not be brought up to date');
 }
 
 async function runLlamaBenchRound(modelPath: string, metric: Metric, samples: number, threads: number): Promise<number[]> {
@@ -102,7 +90,6 @@ async function main(): Promise<void> {
       model: { type: 'string' },
       'write-docs': { type: 'boolean', default: false },
       docs: { type: 'string', default: join(repoRoot, 'docs', 'benchmarks-paired.md') },
-      child: { type: 'boolean', default: false },
     },
     strict: true,
   });
@@ -114,9 +101,8 @@ async function main(): Promise<void> {
     if (!Number.isInteger(n) || n < 1) fail(`${name} must be a positive integer`);
   }
   const modelPath = values.model ?? defaultModel();
-  if (values.child) return child(modelPath, metrics[0]!, samples, threads);
-
   buildLlamaBench();
+  compileDist();
   const results: MetricResult[] = [];
   for (const metric of metrics) {
     const done: MetricResult['rounds'] = [];
@@ -159,6 +145,9 @@ async function main(): Promise<void> {
       `${samples} measurements; a round's ratio is the mean of cuda-llama's ${samples} over llama-bench's avg_ts of -r ${samples}.`,
       'Drift between rounds (a neighbour on the VM, a clock change) hits both sides of a round alike, which the',
       'whole-workload repetitions of [benchmarks.md](benchmarks.md) cannot promise: there one median moves by 5–10% from run to run.',
+      "cuda-llama's side is `test/bench/paired-child.mjs` on the compiled package (dist/, compiled from lib/ at the start) under plain",
+      'node, as a user runs it and as node-llama-cpp runs in compare.ts; a generate() without streaming, so the event loop wakes',
+      'for the first token and at the end only.',
       '',
       `- Date (UTC): ${date}`,
       `- Machine: ${cpus()[0]?.model ?? 'unknown'}, ${cpus().length} logical CPUs, ${threads} threads`,
