@@ -252,7 +252,6 @@ class Runner {
     if (job_->every_token || first_of_sequence) WakeJs(job_);
   }
 
-
   llama_context* ctx_;
   GenerationJob* job_;
   const llama_vocab* vocab_;

@@ -41,6 +41,12 @@ function aheadCell(factor: number | undefined): string {
   return `${factor.toFixed(2)}x ${factor >= 1 ? 'ahead' : '**behind**'}`;
 }
 
+/** The median over repetitions of a[i] / b[i] (the two measured in the same repetition). */
+export function pairedRatio(a: number[], b: number[]): number {
+  if (a.length !== b.length || a.length === 0) throw new RangeError(`paired ratio of ${a.length} and ${b.length} values`);
+  return stats(a.map((x, i) => x / b[i]!)).median;
+}
+
 export type Sampled<T> = Measured<T> & { gpu?: GpuWindow };
 
 /** Everything measured for one configuration. */
@@ -107,16 +113,18 @@ export function summarizeConfig(runs: ConfigRuns, modelPath: string, threads: nu
       }
     : undefined;
 
+  // Each ratio is the median of the per-repetition ratios: a repetition runs the programs back to
+  // back, so drift between repetitions (minutes apart on a shared VM) divides out.
   const vsLlamaBench: Record<string, number> = {};
-  for (const n of PROMPT_SIZES) vsLlamaBench[ppKey(n)] = oursPp[ppKey(n)]!.median / benchPp[ppKey(n)]!.median;
-  vsLlamaBench[`tg${GEN_TOKENS}`] = cudaLlama.tg128TokensPerSecond.median / llamaBench.tg128TokensPerSecond.median;
+  for (const n of PROMPT_SIZES) vsLlamaBench[ppKey(n)] = pairedRatio(ours.map((o) => o.pp[n]!), bench.map((b) => b.pp[n].avg_ts));
+  vsLlamaBench[`tg${GEN_TOKENS}`] = pairedRatio(ours.map((o) => o.tgTokensPerSecond), bench.map((b) => b.tg.avg_ts));
   // Times: theirs / ours; throughput: ours / theirs. Either way above 1 means we are ahead.
   const vsNodeLlamaCpp: Record<string, number> | undefined = nodeLlama
     ? {
-        loadMs: nodeLlama.loadMs.median / cudaLlama.loadMs.median,
-        timeToFirstTokenMs: nodeLlama.timeToFirstTokenMs.median / cudaLlama.timeToFirstTokenMs.median,
-        ...Object.fromEntries(PROMPT_SIZES.map((n) => [ppKey(n), oursPp[ppKey(n)]!.median / nlcPp![ppKey(n)]!.median])),
-        [`tg${GEN_TOKENS}`]: cudaLlama.tg128TokensPerSecond.median / nodeLlama.tg128TokensPerSecond.median,
+        loadMs: pairedRatio(nodeLlamaCpp.map((r) => r.loadMs), ours.map((o) => o.loadMs)),
+        timeToFirstTokenMs: pairedRatio(nodeLlamaCpp.map((r) => r.ttftMs), ours.map((o) => o.ttftMs)),
+        ...Object.fromEntries(PROMPT_SIZES.map((n) => [ppKey(n), pairedRatio(ours.map((o) => o.pp[n]!), nodeLlamaCpp.map((r) => r.pp[n]!))])),
+        [`tg${GEN_TOKENS}`]: pairedRatio(ours.map((o) => o.tgTokensPerSecond), nodeLlamaCpp.map((r) => r.tgTokensPerSecond)),
       }
     : undefined;
   const ratios = { vsLlamaBench, targetVsLlamaBench: TARGET_RATIO, ...(vsNodeLlamaCpp ? { vsNodeLlamaCpp } : {}) };
@@ -260,9 +268,10 @@ export function buildNotes(summaries: ConfigSummary[], overall: Interference | n
   const samplesNote = sampled.length
     ? ` Within a repetition every program decodes ${sampled.map((n) => `pp${n} ${ppSamples(n)} times`).join(' and ')}, reporting the mean (llama-bench with -r, its avg_ts), and cuda-llama and node-llama-cpp time ${TTFT_SAMPLES} first-token requests (the mean): one short sample swings by 10% on this machine.`
     : '';
+  const ratioNote = ' Every ratio is the median of the per-repetition ratios (both programs measured minutes apart at most), not a ratio of the medians.';
   const perRep = gpuMode
-    ? `Each repetition runs, for each configuration in turn (${summaries.map((s) => s.config.name).join(', ')}), ${programs}; each does an excluded warm-up after loading the model.${samplesNote}`
-    : `Each repetition runs ${programs}; each does an excluded warm-up after loading the model.${samplesNote}`;
+    ? `Each repetition runs, for each configuration in turn (${summaries.map((s) => s.config.name).join(', ')}), ${programs}; each does an excluded warm-up after loading the model.${samplesNote}${ratioNote}`
+    : `Each repetition runs ${programs}; each does an excluded warm-up after loading the model.${samplesNote}${ratioNote}`;
   const notes: string[] = [
     `Time to first token is from the call to the first generated token reaching JavaScript, ${SHORT_PROMPT_TOKENS}-token prompt on an empty ${CONTEXT_SIZE}-token context. llama-bench has no such measurement (its short-prompt rows time a batch decode without sampling or delivery), so TTFT and load are compared with node-llama-cpp only.`,
     `Load time is Llama.load with warmup: false (model + context, the work node-llama-cpp's loadModel + createContext do); the default warm-up is measured separately (cold versus warm).`,

@@ -4,6 +4,7 @@ import { describe, expect, it } from 'vitest';
 import type { BuildReport } from '../../lib/index.js';
 import { GEN_TOKENS, PROMPT_SIZES, cpuConfig, ppSamples } from '../bench/common.js';
 import { llamaBenchInvocations, toolEnv } from '../bench/llama-bench.js';
+import { pairedRatio } from '../bench/report.js';
 
 const flag = (args: string[], name: string) => args[args.indexOf(name) + 1]!;
 
@@ -52,5 +53,15 @@ describe('toolEnv', () => {
       if (saved === undefined) delete process.env.LD_LIBRARY_PATH;
       else process.env.LD_LIBRARY_PATH = saved;
     }
+  });
+});
+
+describe('pairedRatio', () => {
+  it('is the median of the per-repetition ratios, so drift between repetitions divides out', () => {
+    // Ours is 11% faster in two of three repetitions (the machine slowed down by half in the
+    // second); the ratio of the medians, 80 / 90, would read 0.89.
+    expect(pairedRatio([100, 50, 80], [90, 45, 100])).toBeCloseTo(100 / 90, 10);
+    expect(() => pairedRatio([1, 2], [1])).toThrow(RangeError);
+    expect(() => pairedRatio([], [])).toThrow(RangeError);
   });
 });
