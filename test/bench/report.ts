@@ -268,7 +268,7 @@ export function buildNotes(summaries: ConfigSummary[], overall: Interference | n
   const samplesNote = sampled.length
     ? ` Within a repetition every program decodes ${sampled.map((n) => `pp${n} ${ppSamples(n)} times`).join(' and ')}, reporting the mean (llama-bench with -r, its avg_ts), and cuda-llama and node-llama-cpp time ${TTFT_SAMPLES} first-token requests (the mean): one short sample swings by 10% on this machine.`
     : '';
-  const ratioNote = ' Every ratio is the median of the per-repetition ratios (both programs measured minutes apart at most), not a ratio of the medians.';
+  const ratioNote = ' Each ratio in the table above is the median of the per-repetition ratios (both programs measured minutes apart at most), not a ratio of the medians.';
   const perRep = gpuMode
     ? `Each repetition runs, for each configuration in turn (${summaries.map((s) => s.config.name).join(', ')}), ${programs}; each does an excluded warm-up after loading the model.${samplesNote}${ratioNote}`
     : `Each repetition runs ${programs}; each does an excluded warm-up after loading the model.${samplesNote}${ratioNote}`;
