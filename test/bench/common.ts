@@ -100,6 +100,44 @@ export function runProgram(path: string, args: string[], env?: NodeJS.ProcessEnv
   });
 }
 
+/**
+ * Runs a benchmark child script (cuda-llama-child.mjs, node-llama-cpp-child.mjs) under this node:
+ * the request goes in as JSON on stdin (prompts of thousands of token ids do not belong in argv),
+ * the result comes back as the one JSON line on stdout. stderr is passed through as it comes, and
+ * its tail goes into the error when the child fails.
+ */
+export function runJsonChild<T>(script: string, request: object, env?: NodeJS.ProcessEnv): Promise<T> {
+  const name = basename(script);
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [script], { cwd: repoRoot, stdio: ['pipe', 'pipe', 'pipe'], env });
+    let out = '';
+    let errTail = '';
+    child.stdout.setEncoding('utf8').on('data', (chunk: string) => (out += chunk));
+    child.stderr.setEncoding('utf8').on('data', (chunk: string) => {
+      process.stderr.write(chunk);
+      errTail = (errTail + chunk).slice(-4000);
+    });
+    child.on('error', reject);
+    child.on('close', (code, signal) => {
+      if (code !== 0) {
+        reject(new Error(`${name} exited with ${code ?? signal}:\n${errTail.trim()}`));
+        return;
+      }
+      const lines = out.split('\n').filter((line) => line.trim() !== '');
+      if (lines.length !== 1) {
+        reject(new Error(`${name} printed ${lines.length} lines on stdout, expected one JSON line:\n${out}`));
+        return;
+      }
+      try {
+        resolve(JSON.parse(lines[0]!) as T);
+      } catch (error) {
+        reject(new Error(`${name} printed no valid JSON (${(error as Error).message}):\n${out}`));
+      }
+    });
+    child.stdin.end(JSON.stringify(request));
+  });
+}
+
 export function git(args: string[]): string {
   try {
     return execFileSync('git', args, { cwd: repoRoot, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();

@@ -1,8 +1,10 @@
 /**
  * The benchmark suite (npm run bench). In one run, interleaved:
  *   - cuda-llama, llama.cpp's own llama-bench (built from our build folder: the same
- *     libllama/libggml) and node-llama-cpp (its prebuilt binary, in a child process) on the same
- *     GGUF, threads and context: load, time to first token, pp128/512/2048, tg128;
+ *     libllama/libggml) and node-llama-cpp (its prebuilt binary) on the same GGUF, threads and
+ *     context: load, time to first token, pp128/512/2048, tg128. Each program measures in a
+ *     process of its own; cuda-llama's is cuda-llama-child.mjs on dist/ (it says why), so this
+ *     process only orchestrates, samples NVML and writes the results;
  *   - cold versus warm: the first request after a load against the steady state;
  *   - parallel sequences: aggregate generation speed with 1, 4 and 16 prompts at once
  *     (model.generateBatch) against llama.cpp's llama-batched-bench, interleaved too;
@@ -35,7 +37,7 @@ import { CONTEXT_SIZE, GEN_TOKENS, MODEL_CONTEXT_LENGTH, PROMPT_SIZES, PROMPT_TO
 import { gpuMachineLine, requireCuda, telemetryLine, throttleFindings, windowNote, withGpuSamples, type GpuWindow } from './gpu.js';
 import { buildLlamaBench, checkLlamaBenchDevices, llamaBenchDir, runLlamaBench, toolEnv } from './llama-bench.js';
 import { ensureNodeLlamaCpp, runNodeLlamaCpp, runNodeLlamaCppParallel, type NodeLlamaCppParallelRun } from './node-llama-cpp.js';
-import { runColdWarm, runOurs, type OursRun, type OursWorkload } from './ours.js';
+import { compileDist, runColdWarm, runOurs, type OursRun, type OursWorkload } from './ours.js';
 import { PARALLEL_GEN_TOKENS, PARALLEL_SEQUENCES, PARALLEL_WINDOW, parallelPrompts, runBatchedBench, runOursParallel, type OursParallelRun, type ParallelRun } from './parallel.js';
 import { buildNotes, docPage, fmt, othersNote, placementLabel, summarizeColdWarm, summarizeConfig, summarizeParallel, summarizeSweep, tables, type ConfigRuns, type ConfigSummary } from './report.js';
 import { cpuSnapshot, interference, measured, type Measured } from './stats.js';
@@ -232,6 +234,8 @@ async function main(): Promise<void> {
   const command = `npx tsx test/bench/compare.ts${process.argv.length > 2 ? ` ${process.argv.slice(2).join(' ')}` : ''}`;
   const loadAtStart = loadavg();
 
+  // cuda-llama's side runs on the compiled package (cuda-llama-child.mjs), which must match lib/.
+  compileDist();
   if (cli.prepareOnly) {
     buildLlamaBench();
     const modelPath = await prepareModel(cli.model, cli.quant, cli.threads);

@@ -9,7 +9,7 @@
 import { spawn } from 'node:child_process';
 import { mkdir, readFile, readdir, writeFile } from 'node:fs/promises';
 import { delimiter, join, relative } from 'node:path';
-import { TTFT_SAMPLES, log, ppSamples, repoRoot } from './common.js';
+import { TTFT_SAMPLES, log, ppSamples, repoRoot, runJsonChild } from './common.js';
 
 export const NODE_LLAMA_CPP_VERSION = '3.22.1';
 export const nodeLlamaCppDir = join(repoRoot, 'test', 'bench', '.node-llama-cpp');
@@ -282,32 +282,5 @@ export function runNodeLlamaCppParallel(args: NodeLlamaCppParallelArgs): Promise
 }
 
 function runChild<T>(request: object): Promise<T> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [childScriptPath], { cwd: repoRoot, stdio: ['pipe', 'pipe', 'pipe'], env: childEnv() });
-    let out = '';
-    let errTail = '';
-    child.stdout.setEncoding('utf8').on('data', (chunk: string) => (out += chunk));
-    child.stderr.setEncoding('utf8').on('data', (chunk: string) => {
-      process.stderr.write(chunk);
-      errTail = (errTail + chunk).slice(-4000);
-    });
-    child.on('error', reject);
-    child.on('close', (code, signal) => {
-      if (code !== 0) {
-        reject(new Error(`node-llama-cpp child exited with ${code ?? signal}:\n${errTail.trim()}`));
-        return;
-      }
-      const lines = out.split('\n').filter((line) => line.trim() !== '');
-      if (lines.length !== 1) {
-        reject(new Error(`node-llama-cpp child printed ${lines.length} lines on stdout, expected one JSON line:\n${out}`));
-        return;
-      }
-      try {
-        resolve(JSON.parse(lines[0]!) as T);
-      } catch (error) {
-        reject(new Error(`node-llama-cpp child printed no valid JSON (${(error as Error).message}):\n${out}`));
-      }
-    });
-    child.stdin.end(JSON.stringify(request));
-  });
+  return runJsonChild<T>(childScriptPath, request, childEnv());
 }

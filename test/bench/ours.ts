@@ -1,7 +1,11 @@
-/** cuda-llama's side: one repetition of the workload on one model, and the cold-versus-warm request. */
-import { performance } from 'node:perf_hooks';
-import { Llama, type ContextInfo, type LayerReport, type LlamaModel, type LoadOptions } from '../../lib/index.js';
-import { GEN_TOKENS, SHORT_PROMPT_TOKENS, TTFT_SAMPLES, ppSamples } from './common.js';
+/**
+ * cuda-llama's side: one repetition of the workload on one model, and the cold-versus-warm
+ * request, each measured by cuda-llama-child.mjs in a process of its own.
+ */
+import { spawnSync } from 'node:child_process';
+import { join } from 'node:path';
+import type { ContextInfo, LayerReport, LoadOptions } from '../../lib/index.js';
+import { GEN_TOKENS, SHORT_PROMPT_TOKENS, TTFT_SAMPLES, fail, ppSamples, repoRoot, runJsonChild } from './common.js';
 
 export interface OursRun {
   /** Llama.load with warmup: false: file, weights, context; what node-llama-cpp's load also does. */
@@ -30,48 +34,16 @@ export interface OursWorkload {
   withReport?: boolean;
 }
 
-export async function runOurs(path: string, loadOptions: LoadOptions, work: OursWorkload): Promise<OursRun> {
-  const started = performance.now();
-  const model: LlamaModel = await Llama.load(path, { ...loadOptions, warmup: false });
-  const loadMs = performance.now() - started;
-  try {
-    const warmStarted = performance.now();
-    await model.warmUp();
-    const warmupMs = performance.now() - warmStarted;
-    // The same warm-up as llama-bench's (a full prompt batch, then one token): a one-token one
-    // leaves most of the 512-token compute buffer untouched, and the first pp run would pay its
-    // page faults. Excluded, like llama-bench's.
-    await model.generate(work.longPrompt.slice(0, 512), { maxTokens: 2, temperature: 0 });
-    let ttftSum = 0;
-    for (let i = 0; i < TTFT_SAMPLES; i++) {
-      ttftSum += (await model.generate(work.shortPrompt, { maxTokens: 1, temperature: 0 })).timings.timeToFirstTokenMs;
-    }
-    const pp: Record<number, number> = {};
-    for (const size of work.promptSizes) {
-      let sum = 0;
-      for (let i = 0; i < ppSamples(size); i++) {
-        const run = await model.generate(work.longPrompt.slice(0, size), { maxTokens: 1, temperature: 0 });
-        if (run.promptTokens !== size) throw new Error(`expected ${size} prompt tokens, got ${run.promptTokens}`);
-        sum += run.timings.promptTokensPerSecond;
-      }
-      pp[size] = sum / ppSamples(size);
-    }
-    const tg = await model.generate(work.shortPrompt, { maxTokens: GEN_TOKENS, temperature: 0, seed: 1 });
-    const report = work.withReport ? await model.layerReport() : undefined;
-    return {
-      loadMs,
-      warmupMs,
-      ttftMs: ttftSum / TTFT_SAMPLES,
-      pp,
-      tgTokensPerSecond: tg.timings.tokensPerSecond,
-      tgGeneratedTokens: tg.tokens.length,
-      tgStopReason: tg.stopReason,
-      contextInfo: model.contextInfo,
-      ...(report ? { layerReport: report, kvCacheBytes: report.kvCache.bytes } : {}),
-    };
-  } finally {
-    await model.dispose();
-  }
+/**
+ * One repetition in a fresh process (cuda-llama-child.mjs, which says why): load with warmup:
+ * false, model.warmUp() timed, the excluded warm-up, TTFT, each prompt size, tg.
+ */
+export function runOurs(path: string, loadOptions: LoadOptions, work: OursWorkload): Promise<OursRun> {
+  return runCudaLlamaChild<OursRun>({
+    kind: 'workload', modelPath: path, loadOptions, shortPrompt: work.shortPrompt, longPrompt: work.longPrompt, promptSizes: work.promptSizes,
+    ppSamples: Object.fromEntries(work.promptSizes.map((size) => [size, ppSamples(size)])), ttftSamples: TTFT_SAMPLES, genTokens: GEN_TOKENS,
+    withReport: work.withReport ?? false,
+  });
 }
 
 /** The same short request (16-token prompt, 16 tokens out) timed right after load and again. */
@@ -90,36 +62,31 @@ export interface ColdWarmRun {
 
 export const COLD_REQUEST_TOKENS = 16;
 
-export async function runColdWarm(path: string, loadOptions: LoadOptions, shortPrompt: number[]): Promise<ColdWarmRun> {
-  const request = (model: LlamaModel) => model.generate(shortPrompt.slice(0, SHORT_PROMPT_TOKENS), { maxTokens: COLD_REQUEST_TOKENS, temperature: 0 });
-  let started = performance.now();
-  const cold = await Llama.load(path, { ...loadOptions, warmup: false });
-  const loadMs = performance.now() - started;
-  let first, second;
-  try {
-    first = await request(cold);
-    second = await request(cold);
-  } finally {
-    await cold.dispose();
-  }
-  started = performance.now();
-  const warmed = await Llama.load(path, { ...loadOptions, warmup: true });
-  const loadWithWarmupMs = performance.now() - started;
-  let afterWarmup;
-  try {
-    afterWarmup = await request(warmed);
-  } finally {
-    await warmed.dispose();
-  }
-  return {
-    loadMs,
-    coldRequestMs: first.timings.totalMs,
-    coldTtftMs: first.timings.timeToFirstTokenMs,
-    warmRequestMs: second.timings.totalMs,
-    warmTtftMs: second.timings.timeToFirstTokenMs,
-    loadWithWarmupMs,
-    requestAfterWarmupMs: afterWarmup.timings.totalMs,
-    ttftAfterWarmupMs: afterWarmup.timings.timeToFirstTokenMs,
-  };
+export function runColdWarm(path: string, loadOptions: LoadOptions, shortPrompt: number[]): Promise<ColdWarmRun> {
+  return runCudaLlamaChild<ColdWarmRun>({
+    kind: 'coldWarm', modelPath: path, loadOptions, shortPrompt: shortPrompt.slice(0, SHORT_PROMPT_TOKENS), requestTokens: COLD_REQUEST_TOKENS,
+  });
 }
 
+const childPath = join(repoRoot, 'test', 'bench', 'cuda-llama-child.mjs');
+
+/** A request to cuda-llama-child.mjs; its header lists the kinds and what each needs. */
+export interface CudaLlamaChildRequest {
+  kind: 'workload' | 'coldWarm' | 'parallel' | 'pp' | 'tg' | 'startup' | 'prompts';
+  modelPath: string;
+  /** Without warmup: each kind sets it. */
+  loadOptions: Omit<LoadOptions, 'warmup'>;
+  [field: string]: unknown;
+}
+
+/** cuda-llama's side of a measurement, in a fresh process on dist/. Call compileDist() first. */
+export function runCudaLlamaChild<T>(request: CudaLlamaChildRequest): Promise<T> {
+  return runJsonChild<T>(childPath, request);
+}
+
+/** dist/ from lib/ as it is now: the child measures the compiled package, which must not be stale. */
+export function compileDist(): void {
+  const result = spawnSync(process.execPath, [join(repoRoot, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', join(repoRoot, 'tsconfig.build.json')],
+    { cwd: repoRoot, stdio: ['ignore', 2, 2] });
+  if (result.status !== 0) fail('tsc -p tsconfig.build.json failed: dist/ could not be brought up to date');
+}

@@ -12,15 +12,15 @@
  *
  * `startup` is load time and TTFT against node-llama-cpp (installed as compare.ts does). Both
  * sides are fresh processes every round with the same warm-up, on the CPU; cuda-llama's is
- * paired-child.mjs on the compiled package. The default model is the one `npm run bench` makes.
+ * cuda-llama-child.mjs on the compiled package. The default model is the one `npm run bench` makes.
  */
-import { spawnSync } from 'node:child_process';
 import { readdirSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import { availableParallelism, cpus } from 'node:os';
 import { join, relative } from 'node:path';
 import { parseArgs } from 'node:util';
 import { CONTEXT_SIZE, SHORT_PROMPT_TOKENS, TARGET_RATIO, TTFT_SAMPLES, fail, git, log, repoRoot, runProgram } from './common.js';
+import { compileDist, runCudaLlamaChild } from './ours.js';
 import { buildLlamaBench, llamaBenchPath } from './llama-bench.js';
 import { NODE_LLAMA_CPP_VERSION, ensureNodeLlamaCpp, runNodeLlamaCppStartup } from './node-llama-cpp.js';
 import { stats, type Stats } from './stats.js';
@@ -39,19 +39,9 @@ function parseMetric(name: string): Metric | 'startup' {
   return { name, kind: match[1] as 'pp' | 'tg', tokens: Number(match[2]) };
 }
 
-const childPath = join(repoRoot, 'test', 'bench', 'paired-child.mjs');
-
-/** cuda-llama's side of one round: paired-child.mjs in a fresh process, on dist/ under plain node. */
-async function runChild<T>(request: { modelPath: string; kind: 'pp' | 'tg' | 'startup' | 'prompts'; tokens: number; samples: number; threads: number }): Promise<T> {
-  const { out } = await runProgram(process.execPath, [childPath, JSON.stringify({ ...request, contextSize: CONTEXT_SIZE, shortPrompt: SHORT_PROMPT_TOKENS })]);
-  return JSON.parse(out.trim().split('\n').at(-1)!) as T;
-}
-
-/** dist/ from lib/ as it is now: the child measures the compiled package, which must not be stale. */
-function compileDist(): void {
-  const result = spawnSync(process.execPath, [join(repoRoot, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', join(repoRoot, 'tsconfig.build.json')],
-    { cwd: repoRoot, stdio: 'inherit' });
-  if (result.status !== 0) fail('tsc -p tsconfig.build.json failed: dist/ could not be brought up to date');
+/** cuda-llama's side of one round: cuda-llama-child.mjs in a fresh process, on dist/ under plain node. */
+function runChild<T>(modelPath: string, threads: number, request: { kind: 'pp' | 'tg' | 'startup' | 'prompts'; tokens?: number; samples?: number }): Promise<T> {
+  return runCudaLlamaChild<T>({ ...request, modelPath, loadOptions: { gpu: 'cpu', threads, contextSize: CONTEXT_SIZE }, shortPrompt: SHORT_PROMPT_TOKENS });
 }
 
 async function runLlamaBenchRound(modelPath: string, metric: Metric, samples: number, threads: number): Promise<number[]> {
@@ -134,7 +124,7 @@ async function main(): Promise<void> {
       let cudaLlama: number[] = [];
       let llamaBench: number[] = [];
       for (const side of oursFirst ? ['ours', 'bench'] : ['bench', 'ours']) {
-        if (side === 'ours') cudaLlama = await runChild<number[]>({ modelPath, kind: metric.kind, tokens: metric.tokens, samples, threads });
+        if (side === 'ours') cudaLlama = await runChild<number[]>(modelPath, threads, { kind: metric.kind, tokens: metric.tokens, samples });
         else llamaBench = await runLlamaBenchRound(modelPath, metric, samples, threads);
       }
       const ratio = mean(cudaLlama) / mean(llamaBench);
@@ -153,14 +143,14 @@ async function main(): Promise<void> {
   let startup: StartupResult | undefined;
   if (withStartup) {
     // The same token ids on both sides, from our tokenizer for this GGUF.
-    const prompts = await runChild<{ shortPrompt: number[]; longPrompt: number[] }>({ modelPath, kind: 'prompts', tokens: 1, samples: 1, threads });
+    const prompts = await runChild<{ shortPrompt: number[]; longPrompt: number[] }>(modelPath, threads, { kind: 'prompts' });
     const done: StartupResult['rounds'] = [];
     for (let r = 0; r < rounds; r++) {
       const oursFirst = r % 2 === 0;
       let cudaLlama: Startup | undefined;
       let nodeLlamaCppRun: Startup | undefined;
       for (const side of oursFirst ? ['ours', 'theirs'] : ['theirs', 'ours']) {
-        if (side === 'ours') cudaLlama = await runChild<Startup>({ modelPath, kind: 'startup', tokens: 1, samples: TTFT_SAMPLES, threads });
+        if (side === 'ours') cudaLlama = await runChild<Startup>(modelPath, threads, { kind: 'startup', samples: TTFT_SAMPLES });
         else nodeLlamaCppRun = await runNodeLlamaCppStartup({ modelPath, threads, contextSize: CONTEXT_SIZE, ...prompts });
       }
       const ours = cudaLlama!;
@@ -210,7 +200,7 @@ async function main(): Promise<void> {
       `${samples} measurements; a round's ratio is the mean of cuda-llama's ${samples} over llama-bench's avg_ts of -r ${samples}.`,
       'Drift between rounds (a neighbour on the VM, a clock change) hits both sides of a round alike, which the',
       'whole-workload repetitions of [benchmarks.md](benchmarks.md) cannot promise: there one median moves by 5–10% from run to run.',
-      "cuda-llama's side is `test/bench/paired-child.mjs` on the compiled package (dist/, compiled from lib/ at the start) under plain",
+      "cuda-llama's side is `test/bench/cuda-llama-child.mjs` on the compiled package (dist/, compiled from lib/ at the start) under plain",
       'node, as a user runs it and as node-llama-cpp runs in compare.ts; a generate() without streaming, so the event loop wakes',
       'for the first token and at the end only.',
       ...(startup ? [

@@ -5,9 +5,10 @@
  * run every count in it, as llama-batched-bench does.
  */
 import { join } from 'node:path';
-import { Llama, type LoadOptions } from '../../lib/index.js';
+import type { LoadOptions } from '../../lib/index.js';
 import { runProgram, type BenchConfig } from './common.js';
 import { llamaBenchDir } from './llama-bench.js';
+import { runCudaLlamaChild } from './ours.js';
 
 export const PARALLEL_SEQUENCES = [1, 4, 16] as const;
 export const PARALLEL_PROMPT_TOKENS = 16;
@@ -39,23 +40,13 @@ export function parallelPrompts(sample: number[]): number[][] {
   });
 }
 
-export async function runOursParallel(path: string, loadOptions: LoadOptions, prompts: number[][]): Promise<OursParallelRun> {
-  const model = await Llama.load(path, { ...loadOptions, contextSize: PARALLEL_WINDOW, sequences: maxSequences });
-  try {
-    // Excluded, like llama-batched-bench's own warm-up: the largest batch once, so that no
-    // measured count pays for first use of the bigger compute graph.
-    await model.generateBatch(prompts, { maxTokens: 2, temperature: 0 });
-    const run: OursParallelRun = { tg: {}, pp: {}, generated: {} };
-    for (const n of PARALLEL_SEQUENCES) {
-      const batch = await model.generateBatch(prompts.slice(0, n), { maxTokens: PARALLEL_GEN_TOKENS, temperature: 0 });
-      run.tg[n] = batch.timings.tokensPerSecond;
-      run.pp[n] = batch.timings.promptTokensPerSecond;
-      run.generated[n] = batch.results.map((r) => r.tokens.length);
-    }
-    return run;
-  } finally {
-    await model.dispose();
-  }
+/** cuda-llama's side, in a fresh process (cuda-llama-child.mjs): the largest batch once, excluded, then each count. */
+export function runOursParallel(path: string, loadOptions: LoadOptions, prompts: number[][]): Promise<OursParallelRun> {
+  if (prompts.length !== maxSequences) throw new RangeError(`expected ${maxSequences} prompts, got ${prompts.length}`);
+  return runCudaLlamaChild<OursParallelRun>({
+    kind: 'parallel', modelPath: path, loadOptions: { ...loadOptions, contextSize: PARALLEL_WINDOW, sequences: maxSequences },
+    prompts, counts: PARALLEL_SEQUENCES, genTokens: PARALLEL_GEN_TOKENS,
+  });
 }
 
 export function batchedBenchArgs(model: string, threads: number, config: BenchConfig): string[] {
