@@ -275,6 +275,7 @@ export function buildNotes(summaries: ConfigSummary[], overall: Interference | n
   const notes: string[] = [
     `Time to first token is from the call to the first generated token reaching JavaScript, ${SHORT_PROMPT_TOKENS}-token prompt on an empty ${CONTEXT_SIZE}-token context. llama-bench has no such measurement (its short-prompt rows time a batch decode without sampling or delivery), so TTFT and load are compared with node-llama-cpp only.`,
     `Load time is Llama.load with warmup: false (model + context, the work node-llama-cpp's loadModel + createContext do); the default warm-up is measured separately (cold versus warm).`,
+    'Every program measures in a fresh process of its own: cuda-llama in test/bench/cuda-llama-child.mjs on the compiled package (dist/) under plain node, as a user runs it, node-llama-cpp in its own child, llama-bench and llama-batched-bench as themselves; the benchmark process only orchestrates. Each Node child loads its binding and lists the devices before its timed load.',
     `cuda-llama tg${GEN_TOKENS} is (generated − 1) tokens over the time from the first to the last token as the context thread produced them (the engine's pace), after a ${SHORT_PROMPT_TOKENS}-token prompt; llama-bench tg${GEN_TOKENS} is ${GEN_TOKENS} single-token decodes from an empty cache, with no sampling. pp rows are the prompt decode alone on an empty cache: ${PROMPT_SIZES.join(', ')} tokens of the same text on all sides.`,
     perRep,
   ];
