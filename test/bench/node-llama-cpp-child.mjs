@@ -7,14 +7,14 @@
  *   stdout: exactly one JSON line, the NodeLlamaCppRun (or NodeLlamaCppParallelRun)
  *   stderr: everything else; on failure a message and exit code 1
  *
- * The measurements are defined as in ours.ts: load = loadModel + createContext; a warm-up (512
+ * The measurements are defined as in cuda-llama-child.mjs: load = loadModel + createContext; a warm-up (512
  * prompt tokens, then one generated token decoded) excluded; TTFT = the short prompt on an empty
  * sequence to the first greedy token, ttftSamples times (the mean); pp = each prompt size (the
  * first n tokens of the long prompt) on an empty sequence, no token generated, ppSamples[size]
  * times (the mean); tg = genTokens greedy tokens after the short prompt, (n - 1) / (first to last
  * token). The sequence is cleared between them.
  *
- * Mode 'parallel' (as parallel.ts does for ours): one context with a sequence per prompt, each
+ * Mode 'parallel' (as cuda-llama-child.mjs does for ours): one context with a sequence per prompt, each
  * `window` tokens; for each count n, n sequences evaluate at once (node-llama-cpp batches
  * concurrent evaluations into shared decodes), and aggregate tg = tokens after each sequence's
  * first over the time from the first first token to the last token.
@@ -217,7 +217,7 @@ async function main() {
   // parent checked that every measurement fits in contextSize.
   const sequence = context.getSequence();
 
-  // The same warm-up as ours.ts and llama-bench (one 512-token batch, then one generated token
+  // The same warm-up as cuda-llama-child.mjs and llama-bench (one 512-token batch, then one generated token
   // decoded), so the first pp run does not pay for page faults in untouched compute buffers.
   await generate(sequence, request.longPrompt.slice(0, 512), 2);
   await clear(sequence);
