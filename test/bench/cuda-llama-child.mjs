@@ -11,16 +11,15 @@
  *   stdin:  one JSON request, by `kind` (each also has modelPath and loadOptions, LoadOptions
  *           without warmup, which each kind sets itself):
  *     workload  { shortPrompt, longPrompt, promptSizes, ppSamples: { [size]: n }, ttftSamples, genTokens, withReport }
- *               -> OursRun (ours.ts): load, warm-up, TTFT, pp by size, tg, the context, the layer report if asked
+ *               -> OursRun (ours.ts): load, warm-up, TTFT, pp by size, tg, the context, the layer report if
+ *               asked; defined as node-llama-cpp-child.mjs defines its side (load with warmup: false,
+ *               the excluded warm-up, then the timed requests)
  *     coldWarm  { shortPrompt, requestTokens } -> ColdWarmRun (ours.ts)
  *     parallel  { prompts, counts, genTokens } -> OursParallelRun (parallel.ts); loadOptions carry the
  *               context size and one sequence per prompt
  *     pp, tg    { tokens, samples, shortPrompt } -> the samples (tok/s), each after an unmeasured run of
  *               the same test, as llama-bench warms up: pp decodes the first `tokens` tokens of the
  *               sample text; tg generates `tokens` tokens after a `shortPrompt`-token prompt
- *     startup   { samples, shortPrompt } -> { loadMs, ttftMs }, defined as node-llama-cpp-child.mjs
- *               does: load with warmup: false, the excluded warm-up, then the mean of `samples`
- *               first-token requests of `shortPrompt` tokens
  *     prompts   { shortPrompt } -> { shortPrompt, longPrompt }: the token ids every side decodes
  *   stdout: exactly one JSON line, the result
  *   stderr: everything else; on failure the error and exit code 1
@@ -140,23 +139,6 @@ const kinds = {
   pp: (r) => engineSamples(r),
   tg: (r) => engineSamples(r),
 
-  async startup(r) {
-    const started = performance.now();
-    const model = await Llama.load(r.modelPath, { ...r.loadOptions, warmup: false });
-    const loadMs = performance.now() - started;
-    try {
-      const text = sampleTokens(model, Math.max(r.shortPrompt, WARM_UP_TOKENS));
-      await warmUpLikeLlamaBench(model, text);
-      let sum = 0;
-      for (let i = 0; i < r.samples; i++) {
-        sum += (await model.generate(text.slice(0, r.shortPrompt), { maxTokens: 1, temperature: 0 })).timings.timeToFirstTokenMs;
-      }
-      return { loadMs, ttftMs: sum / r.samples };
-    } finally {
-      await model.dispose();
-    }
-  },
-
   async prompts(r) {
     // No warm-up: nothing is timed.
     const model = await Llama.load(r.modelPath, { ...r.loadOptions, warmup: false });
@@ -192,7 +174,6 @@ const required = {
   parallel: ['prompts', 'counts', 'genTokens'],
   pp: ['tokens', 'samples', 'shortPrompt'],
   tg: ['tokens', 'samples', 'shortPrompt'],
-  startup: ['samples', 'shortPrompt'],
   prompts: ['shortPrompt'],
 };
 

@@ -242,16 +242,6 @@ export function runNodeLlamaCpp(args: NodeLlamaCppArgs): Promise<NodeLlamaCppRun
   return runChild({ ...args, promptSizes, ppSamples: samples, ttftSamples: TTFT_SAMPLES, batchSize: args.batchSize ?? 512, gpuLayers: args.gpuLayers ?? 'max', installDir: nodeLlamaCppDir });
 }
 
-/**
- * Load time and time to first token only (paired.ts): the same child and definitions as
- * runNodeLlamaCpp, with no pp and a two-token tg, so a round takes seconds rather than a minute.
- */
-export function runNodeLlamaCppStartup(args: Pick<NodeLlamaCppArgs, 'modelPath' | 'threads' | 'contextSize' | 'longPrompt' | 'shortPrompt'>): Promise<NodeLlamaCppRun> {
-  const full: NodeLlamaCppArgs = { ...args, gpu: false, genTokens: 2, promptSizes: [] };
-  checkArgs(full);
-  return runChild({ ...full, ppSamples: {}, ttftSamples: TTFT_SAMPLES, batchSize: 512, gpuLayers: 'max', installDir: nodeLlamaCppDir });
-}
-
 export interface NodeLlamaCppParallelArgs {
   modelPath: string;
   threads: number;

@@ -72,7 +72,7 @@ const childPath = join(repoRoot, 'test', 'bench', 'cuda-llama-child.mjs');
 
 /** A request to cuda-llama-child.mjs; its header lists the kinds and what each needs. */
 export interface CudaLlamaChildRequest {
-  kind: 'workload' | 'coldWarm' | 'parallel' | 'pp' | 'tg' | 'startup' | 'prompts';
+  kind: 'workload' | 'coldWarm' | 'parallel' | 'pp' | 'tg' | 'prompts';
   modelPath: string;
   /** Without warmup: each kind sets it. */
   loadOptions: Omit<LoadOptions, 'warmup'>;

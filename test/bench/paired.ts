@@ -1,28 +1,29 @@
 /**
  * Paired rounds: cuda-llama against llama-bench on one metric at a time, and against
- * node-llama-cpp on load time and time to first token, for ratios that machine drift cannot fake.
+ * node-llama-cpp on its whole workload, for ratios that machine drift cannot fake.
  * compare.ts runs every program through the whole workload in turn (minutes each), so a
  * neighbour's load or a clock change can land on one program's turn and move a median by 5-10%
  * on a shared 2-core VM. Here each round measures one metric on both sides within about a
  * minute, alternating which goes first, and the figure is the median of the per-round ratios
  * (each round's mean of `--samples` against llama-bench's avg_ts over -r `--samples`).
  *
- *   npx tsx test/bench/paired.ts [--metrics pp128,pp512,tg128,startup] [--rounds 8] [--samples 3] [--threads N]
+ *   npx tsx test/bench/paired.ts [--metrics pp128,pp512,tg128,node-llama-cpp] [--rounds 8] [--samples 3] [--threads N]
  *                                [--model file.gguf] [--write-docs [--docs docs/benchmarks-paired.md]]
  *
- * `startup` is load time and TTFT against node-llama-cpp (installed as compare.ts does). Both
- * sides are fresh processes every round with the same warm-up, on the CPU; cuda-llama's is
- * cuda-llama-child.mjs on the compiled package. The default model is the one `npm run bench` makes.
+ * `node-llama-cpp` pairs compare.ts's workload against node-llama-cpp (installed as compare.ts
+ * does): load, TTFT, pp128, pp512 and tg128, both sides in the same round. Both sides are fresh
+ * processes every round with the same warm-up, on the CPU; cuda-llama's is cuda-llama-child.mjs
+ * on the compiled package. The default model is the one `npm run bench` makes.
  */
 import { readdirSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import { availableParallelism, cpus } from 'node:os';
 import { join, relative } from 'node:path';
 import { parseArgs } from 'node:util';
-import { CONTEXT_SIZE, SHORT_PROMPT_TOKENS, TARGET_RATIO, TTFT_SAMPLES, fail, git, log, repoRoot, runProgram } from './common.js';
-import { compileDist, runCudaLlamaChild } from './ours.js';
+import { CONTEXT_SIZE, GEN_TOKENS, SHORT_PROMPT_TOKENS, TARGET_RATIO, TTFT_SAMPLES, fail, git, log, ppSamples, repoRoot, runProgram } from './common.js';
+import { compileDist, runCudaLlamaChild, runOurs } from './ours.js';
 import { buildLlamaBench, llamaBenchPath } from './llama-bench.js';
-import { NODE_LLAMA_CPP_VERSION, ensureNodeLlamaCpp, runNodeLlamaCppStartup } from './node-llama-cpp.js';
+import { NODE_LLAMA_CPP_VERSION, ensureNodeLlamaCpp, runNodeLlamaCpp } from './node-llama-cpp.js';
 import { stats, type Stats } from './stats.js';
 
 interface Metric {
@@ -31,16 +32,18 @@ interface Metric {
   tokens: number;
 }
 
-/** 'startup' (load time and TTFT against node-llama-cpp) or an engine metric against llama-bench. */
-function parseMetric(name: string): Metric | 'startup' {
-  if (name === 'startup') return name;
+const NODE_LLAMA_CPP = 'node-llama-cpp';
+
+/** NODE_LLAMA_CPP (the workload against node-llama-cpp) or an engine metric against llama-bench. */
+function parseMetric(name: string): Metric | typeof NODE_LLAMA_CPP {
+  if (name === NODE_LLAMA_CPP) return name;
   const match = /^(pp|tg)(\d+)$/.exec(name);
-  if (!match || Number(match[2]) < 1 || Number(match[2]) > 2048) fail(`--metrics: '${name}' is not ppN, tgN (N from 1 to 2048) or startup`);
+  if (!match || Number(match[2]) < 1 || Number(match[2]) > 2048) fail(`--metrics: '${name}' is not ppN, tgN (N from 1 to 2048) or ${NODE_LLAMA_CPP}`);
   return { name, kind: match[1] as 'pp' | 'tg', tokens: Number(match[2]) };
 }
 
 /** cuda-llama's side of one round: cuda-llama-child.mjs in a fresh process, on dist/ under plain node. */
-function runChild<T>(modelPath: string, threads: number, request: { kind: 'pp' | 'tg' | 'startup' | 'prompts'; tokens?: number; samples?: number }): Promise<T> {
+function runChild<T>(modelPath: string, threads: number, request: { kind: 'pp' | 'tg' | 'prompts'; tokens?: number; samples?: number }): Promise<T> {
   return runCudaLlamaChild<T>({ ...request, modelPath, loadOptions: { gpu: 'cpu', threads, contextSize: CONTEXT_SIZE }, shortPrompt: SHORT_PROMPT_TOKENS });
 }
 
@@ -63,18 +66,25 @@ interface MetricResult {
   llamaBench: Stats;
 }
 
-interface Startup {
+/** What both sides of a node-llama-cpp round report, from one process each. */
+interface WorkloadFigures {
   loadMs: number;
   ttftMs: number;
+  pp128: number;
+  pp512: number;
+  tg128: number;
 }
 
-/** Load time and TTFT against node-llama-cpp; ahead = node-llama-cpp's time over ours (above 1: we are faster). */
-interface StartupResult {
-  rounds: { first: 'cuda-llama' | 'node-llama-cpp'; cudaLlama: Startup; nodeLlamaCpp: Startup; loadAhead: number; ttftAhead: number }[];
-  loadAhead: Stats;
-  ttftAhead: Stats;
-  cudaLlama: { loadMs: Stats; ttftMs: Stats };
-  nodeLlamaCpp: { loadMs: Stats; ttftMs: Stats };
+/** The figures of a round, each as "above 1: cuda-llama ahead" (their time over ours, our speed over theirs). */
+const AHEAD_KEYS = ['loadMs', 'ttftMs', 'pp128', 'pp512', 'tg128'] as const;
+type AheadKey = (typeof AHEAD_KEYS)[number];
+const lowerIsBetter: Record<AheadKey, boolean> = { loadMs: true, ttftMs: true, pp128: false, pp512: false, tg128: false };
+
+interface NodeLlamaCppResult {
+  rounds: { first: 'cuda-llama' | 'node-llama-cpp'; cudaLlama: WorkloadFigures; nodeLlamaCpp: WorkloadFigures; ahead: Record<AheadKey, number> }[];
+  ahead: Record<AheadKey, Stats>;
+  cudaLlama: Record<AheadKey, Stats>;
+  nodeLlamaCpp: Record<AheadKey, Stats>;
 }
 
 function defaultModel(): string {
@@ -92,7 +102,7 @@ function defaultModel(): string {
 async function main(): Promise<void> {
   const { values } = parseArgs({
     options: {
-      metrics: { type: 'string', default: 'pp128,pp512,tg128,startup' },
+      metrics: { type: 'string', default: `pp128,pp512,tg128,${NODE_LLAMA_CPP}` },
       rounds: { type: 'string', default: '8' },
       samples: { type: 'string', default: '3' },
       threads: { type: 'string' },
@@ -103,8 +113,8 @@ async function main(): Promise<void> {
     strict: true,
   });
   const parsed = values.metrics.split(',').map(parseMetric);
-  const metrics = parsed.filter((m): m is Metric => m !== 'startup');
-  const withStartup = parsed.includes('startup');
+  const metrics = parsed.filter((m): m is Metric => m !== NODE_LLAMA_CPP);
+  const withNodeLlamaCpp = parsed.includes(NODE_LLAMA_CPP);
   const rounds = Number(values.rounds);
   const samples = Number(values.samples);
   const threads = values.threads === undefined ? availableParallelism() : Number(values.threads);
@@ -114,7 +124,7 @@ async function main(): Promise<void> {
   const modelPath = values.model ?? defaultModel();
   if (metrics.length > 0) buildLlamaBench();
   compileDist();
-  const nodeLlamaCpp = withStartup ? await ensureNodeLlamaCpp() : undefined;
+  const nodeLlamaCpp = withNodeLlamaCpp ? await ensureNodeLlamaCpp() : undefined;
 
   const results: MetricResult[] = [];
   for (const metric of metrics) {
@@ -140,33 +150,36 @@ async function main(): Promise<void> {
     });
   }
 
-  let startup: StartupResult | undefined;
-  if (withStartup) {
+  let versus: NodeLlamaCppResult | undefined;
+  if (withNodeLlamaCpp) {
     // The same token ids on both sides, from our tokenizer for this GGUF.
     const prompts = await runChild<{ shortPrompt: number[]; longPrompt: number[] }>(modelPath, threads, { kind: 'prompts' });
-    const done: StartupResult['rounds'] = [];
+    const promptSizes = [128, 512];
+    if (prompts.longPrompt.length !== 512) throw new Error(`expected a 512-token long prompt, got ${prompts.longPrompt.length}`);
+    const done: NodeLlamaCppResult['rounds'] = [];
     for (let r = 0; r < rounds; r++) {
       const oursFirst = r % 2 === 0;
-      let cudaLlama: Startup | undefined;
-      let nodeLlamaCppRun: Startup | undefined;
+      let cudaLlama: WorkloadFigures | undefined;
+      let theirs: WorkloadFigures | undefined;
       for (const side of oursFirst ? ['ours', 'theirs'] : ['theirs', 'ours']) {
-        if (side === 'ours') cudaLlama = await runChild<Startup>(modelPath, threads, { kind: 'startup', samples: TTFT_SAMPLES });
-        else nodeLlamaCppRun = await runNodeLlamaCppStartup({ modelPath, threads, contextSize: CONTEXT_SIZE, ...prompts });
+        // compare.ts's workload on both sides (its definitions: ours.ts, node-llama-cpp.ts), pp128 and pp512 only.
+        const run = side === 'ours'
+          ? await runOurs(modelPath, { gpu: 'cpu', threads, contextSize: CONTEXT_SIZE }, { ...prompts, promptSizes })
+          : await runNodeLlamaCpp({ modelPath, threads, contextSize: CONTEXT_SIZE, gpu: false, ...prompts, promptSizes, genTokens: GEN_TOKENS });
+        const figures = { loadMs: run.loadMs, ttftMs: run.ttftMs, pp128: run.pp[128]!, pp512: run.pp[512]!, tg128: run.tgTokensPerSecond };
+        if (side === 'ours') cudaLlama = figures;
+        else theirs = figures;
       }
       const ours = cudaLlama!;
-      const theirs = { loadMs: nodeLlamaCppRun!.loadMs, ttftMs: nodeLlamaCppRun!.ttftMs };
-      done.push({ first: oursFirst ? 'cuda-llama' : 'node-llama-cpp', cudaLlama: ours, nodeLlamaCpp: theirs,
-        loadAhead: theirs.loadMs / ours.loadMs, ttftAhead: theirs.ttftMs / ours.ttftMs });
-      log(`startup round ${r + 1}/${rounds}: load cuda-llama ${ours.loadMs.toFixed(0)} ms | node-llama-cpp ${theirs.loadMs.toFixed(0)} ms; ` +
-        `TTFT cuda-llama ${ours.ttftMs.toFixed(1)} ms | node-llama-cpp ${theirs.ttftMs.toFixed(1)} ms`);
+      const other = theirs!;
+      const ahead = Object.fromEntries(AHEAD_KEYS.map((k) => [k, lowerIsBetter[k] ? other[k] / ours[k] : ours[k] / other[k]])) as Record<AheadKey, number>;
+      done.push({ first: oursFirst ? 'cuda-llama' : 'node-llama-cpp', cudaLlama: ours, nodeLlamaCpp: other, ahead });
+      log(`node-llama-cpp round ${r + 1}/${rounds}: ` + AHEAD_KEYS.map((k) => `${k} ${ours[k].toFixed(1)} | ${other[k].toFixed(1)}`).join('; ') +
+        ` (cuda-llama | node-llama-cpp; ahead ${AHEAD_KEYS.map((k) => ahead[k].toFixed(3)).join('/')})`);
     }
-    startup = {
-      rounds: done,
-      loadAhead: stats(done.map((x) => x.loadAhead)),
-      ttftAhead: stats(done.map((x) => x.ttftAhead)),
-      cudaLlama: { loadMs: stats(done.map((x) => x.cudaLlama.loadMs)), ttftMs: stats(done.map((x) => x.cudaLlama.ttftMs)) },
-      nodeLlamaCpp: { loadMs: stats(done.map((x) => x.nodeLlamaCpp.loadMs)), ttftMs: stats(done.map((x) => x.nodeLlamaCpp.ttftMs)) },
-    };
+    const per = (pick: (round: NodeLlamaCppResult['rounds'][number], k: AheadKey) => number) =>
+      Object.fromEntries(AHEAD_KEYS.map((k) => [k, stats(done.map((round) => pick(round, k)))])) as Record<AheadKey, Stats>;
+    versus = { rounds: done, ahead: per((x, k) => x.ahead[k]), cudaLlama: per((x, k) => x.cudaLlama[k]), nodeLlamaCpp: per((x, k) => x.nodeLlamaCpp[k]) };
   }
 
   const date = new Date().toISOString().replace('T', ' ').replace(/\.\d+Z$/, '');
@@ -180,14 +193,19 @@ async function main(): Promise<void> {
       ...results.map((r) => `| ${r.metric} | ${range(r.ratio, 3)} ${r.ratio.median >= TARGET_RATIO ? 'ok' : '**below**'} | ${range(r.cudaLlama, 2)} | ${range(r.llamaBench, 2)} |`),
     ].join('\n'));
   }
-  if (startup) {
-    const row = (name: string, ahead: Stats, ours: Stats, theirs: Stats, digits: number) =>
-      `| ${name} | ${range(ahead, 3)} ${ahead.median > 1 ? 'ahead' : '**behind**'} | ${range(ours, digits)} | ${range(theirs, digits)} |`;
+  if (versus) {
+    const labels: Record<AheadKey, [string, number]> = {
+      loadMs: ['load time, model + context (ms)', 0],
+      ttftMs: [`time to first token, ${SHORT_PROMPT_TOKENS}-token prompt, mean of ${TTFT_SAMPLES} (ms)`, 1],
+      pp128: [`prompt processing pp128, mean of ${ppSamples(128)} (tok/s)`, 2],
+      pp512: [`prompt processing pp512, mean of ${ppSamples(512)} (tok/s)`, 2],
+      tg128: [`generation tg${GEN_TOKENS} (tok/s)`, 2],
+    };
     tables.push([
-      `| metric | paired node-llama-cpp / cuda-llama time, median (min–max) over ${rounds} rounds (above 1: cuda-llama ahead) | cuda-llama (ms), median (min–max) | node-llama-cpp (ms), median (min–max) |`,
+      `| metric | paired cuda-llama vs node-llama-cpp, median (min–max) over ${rounds} rounds (above 1: cuda-llama ahead) | cuda-llama, median (min–max) | node-llama-cpp, median (min–max) |`,
       '|---|---|---|---|',
-      row('load time, model + context', startup.loadAhead, startup.cudaLlama.loadMs, startup.nodeLlamaCpp.loadMs, 0),
-      row(`time to first token, ${SHORT_PROMPT_TOKENS}-token prompt (mean of ${TTFT_SAMPLES} per round)`, startup.ttftAhead, startup.cudaLlama.ttftMs, startup.nodeLlamaCpp.ttftMs, 1),
+      ...AHEAD_KEYS.map((k) => `| ${labels[k][0]} | ${range(versus.ahead[k], 3)} ${versus.ahead[k].median >= 1 ? 'ahead' : '**behind**'} | ` +
+        `${range(versus.cudaLlama[k], labels[k][1])} | ${range(versus.nodeLlamaCpp[k], labels[k][1])} |`),
     ].join('\n'));
   }
   process.stdout.write(`${tables.join('\n\n')}\n`);
@@ -203,11 +221,13 @@ async function main(): Promise<void> {
       "cuda-llama's side is `test/bench/cuda-llama-child.mjs` on the compiled package (dist/, compiled from lib/ at the start) under plain",
       'node, as a user runs it and as node-llama-cpp runs in compare.ts; a generate() without streaming, so the event loop wakes',
       'for the first token and at the end only.',
-      ...(startup ? [
+      ...(versus ? [
         '',
-        `Startup rounds put cuda-llama next to node-llama-cpp ${NODE_LLAMA_CPP_VERSION} (its prebuilt CPU binary, from test/bench/.node-llama-cpp) the same way:`,
-        'each side loads the model and a context (cuda-llama with warmup: false: the same work as node-llama-cpp\'s loadModel +',
-        `createContext), decodes the same excluded 512-token warm-up, then times ${TTFT_SAMPLES} first-token requests of the same ${SHORT_PROMPT_TOKENS} token ids.`,
+        `Rounds against node-llama-cpp ${NODE_LLAMA_CPP_VERSION} (its prebuilt CPU binary, from test/bench/.node-llama-cpp) pair compare.ts's workload the same way:`,
+        "each side loads the model and a context (cuda-llama with warmup: false: the same work as node-llama-cpp's loadModel +",
+        `createContext), decodes the same excluded 512-token warm-up, then times ${TTFT_SAMPLES} first-token requests of the same ${SHORT_PROMPT_TOKENS} token ids,`,
+        `pp128 and pp512 (${ppSamples(128)} and ${ppSamples(512)} decodes each, the mean) and tg${GEN_TOKENS}, each side in a process of its own, and a round's figure is`,
+        "node-llama-cpp's time over ours (load, TTFT) or our speed over theirs (pp, tg).",
       ] : []),
       '',
       `- Date (UTC): ${date}`,
@@ -222,7 +242,7 @@ async function main(): Promise<void> {
       '## Rounds',
       '',
       '```json',
-      JSON.stringify({ engine: results, ...(startup ? { startup } : {}) }, null, 1),
+      JSON.stringify({ engine: results, ...(versus ? { nodeLlamaCpp: versus } : {}) }, null, 1),
       '```',
       '',
     ].join('\n');
