@@ -25,8 +25,10 @@
  *   stderr: everything else; on failure the error and exit code 1
  *
  * Before any timed load the binding and its backends are loaded and the devices listed (free
- * memory included, which creates a CUDA context on a GPU host): node-llama-cpp's getLlama does
- * that work before its timed load too, so neither side's load time holds it.
+ * memory included, which creates a CUDA context on a GPU host): node-llama-cpp-child.mjs loads
+ * node-llama-cpp's binding and backends (getLlama) before its timed load too, so neither side's
+ * load time holds the loading of the library. Whether getLlama also creates a CUDA context, we
+ * have not checked; node-llama-cpp is not measured on the GPU host (no registry there).
  */
 import { readFileSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
