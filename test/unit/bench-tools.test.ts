@@ -1,8 +1,12 @@
 // How the benchmark drives llama.cpp's own programs: which llama-bench runs make up a repetition,
-// and the environment that lets them load the same CUDA module as cuda-llama.
-import { describe, expect, it } from 'vitest';
+// and the environment that lets them load the same CUDA module as cuda-llama; and the runner every
+// benchmark child (cuda-llama's, node-llama-cpp's) reports through.
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
 import type { BuildReport } from '../../lib/index.js';
-import { GEN_TOKENS, PROMPT_SIZES, cpuConfig, ppSamples } from '../bench/common.js';
+import { GEN_TOKENS, PROMPT_SIZES, cpuConfig, ppSamples, runJsonChild } from '../bench/common.js';
 import { llamaBenchInvocations, toolEnv } from '../bench/llama-bench.js';
 import { pairedRatio } from '../bench/report.js';
 
@@ -63,5 +67,39 @@ describe('pairedRatio', () => {
     expect(pairedRatio([100, 50, 80], [90, 45, 100])).toBeCloseTo(100 / 90, 10);
     expect(() => pairedRatio([1, 2], [1])).toThrow(RangeError);
     expect(() => pairedRatio([], [])).toThrow(RangeError);
+  });
+});
+
+describe('runJsonChild', () => {
+  // Each case is a tiny child script: the runner is what every benchmark child goes through.
+  const dirs: string[] = [];
+  afterAll(() => dirs.forEach((dir) => rmSync(dir, { recursive: true, force: true })));
+  const script = (body: string) => {
+    const dir = mkdtempSync(join(tmpdir(), 'cuda-llama-json-child-'));
+    dirs.push(dir);
+    const path = join(dir, 'child.mjs');
+    writeFileSync(path, `import { readFileSync } from 'node:fs';\nconst request = JSON.parse(readFileSync(0, 'utf8'));\n${body}\n`);
+    return path;
+  };
+
+  it('sends the request on stdin and returns the one JSON line from stdout', async () => {
+    const path = script("process.stdout.write(JSON.stringify({ doubled: request.n * 2, big: request.ids.length }) + '\\n');");
+    // Thousands of ids: what argv would not carry comfortably.
+    await expect(runJsonChild(path, { n: 21, ids: Array.from({ length: 50_000 }, (_, i) => i) })).resolves.toEqual({ doubled: 42, big: 50_000 });
+  });
+
+  it('rejects with the tail of stderr when the child fails', async () => {
+    const path = script("process.stderr.write('request.kind must be one of workload, got nope\\n'); process.exit(3);");
+    await expect(runJsonChild(path, {})).rejects.toThrow(/child\.mjs exited with 3:\nrequest\.kind must be one of workload, got nope/);
+  });
+
+  it('rejects a child that prints more than the one result line', async () => {
+    const path = script("console.log('a notice'); console.log(JSON.stringify({ ok: true }));");
+    await expect(runJsonChild(path, {})).rejects.toThrow(/printed 2 lines on stdout, expected one JSON line/);
+  });
+
+  it('rejects a result line that is not JSON', async () => {
+    const path = script("console.log('done');");
+    await expect(runJsonChild(path, {})).rejects.toThrow(/printed no valid JSON/);
   });
 });
