@@ -2,7 +2,7 @@
 import { spawnSync } from 'node:child_process';
 import { delimiter, dirname, join } from 'node:path';
 import type { BuildReport } from '../../lib/index.js';
-import { GEN_TOKENS, PROMPT_SIZES, fail, ppSamples, repoRoot, runProgram, type BenchConfig, type PromptSize } from './common.js';
+import { GEN_TOKENS, PROMPT_SIZES, SHORT_PROMPT_TOKENS, fail, ppSamples, repoRoot, runProgram, type BenchConfig, type PromptSize } from './common.js';
 
 export const llamaBenchDir = join(repoRoot, 'build', 'Release');
 export const llamaBenchPath = join(llamaBenchDir, 'llama-bench');
@@ -15,6 +15,8 @@ export interface LlamaBenchEntry {
   n_batch: number;
   n_ubatch: number;
   n_gpu_layers: number;
+  /** Tokens in the KV cache before the timed test (-d). */
+  n_depth: number;
   devices: string;
   avg_ts: number;
   stddev_ts: number;
@@ -40,18 +42,25 @@ export function buildLlamaBench(): void {
 
 /**
  * The llama-bench runs of one repetition. Its -r applies to every test of a run, so the prompt
- * sizes are grouped by their sample count (PP_SAMPLES) and tg128 rides with the single-sample group.
+ * sizes are grouped by their sample count (PP_SAMPLES). tg runs alone, at depth (-d) of the
+ * SHORT_PROMPT_TOKENS prompt that cuda-llama and node-llama-cpp decode before they generate: so
+ * every side generates at the same KV positions (16..143). llama-bench's plain tg128 starts at
+ * position 0, and on the CPU attention skips masked cells, so its steps attend to fewer cells:
+ * on the tiny model, llama-bench tg128 at depth 16 spent 23% more CPU time in attention than at
+ * depth 0, and 10% more in all (perf, 1 thread, 100 runs each).
  */
 export function llamaBenchInvocations(model: string, threads: number, config: BenchConfig): string[][] {
   const groups = new Map<number, number[]>();
   for (const size of PROMPT_SIZES) groups.set(ppSamples(size), [...(groups.get(ppSamples(size)) ?? []), size]);
-  if (!groups.has(1)) groups.set(1, [0]); // -p 0: tg128 alone
   // -ngl 0 -dev none: the same placement as gpu: 'cpu' (no device list at all), so a CUDA
   // build cannot offload large prompt batches to a GPU behind the CPU-only label. Batch, ubatch,
   // flash attention (-fa) and KV type stay at llama-bench's defaults, which are llama.cpp's, as
   // ours are; its --fit-target stays off, so -ngl is taken as given, as gpuLayers is.
-  return [...groups].map(([reps, sizes]) => ['-m', model, '-p', sizes.join(','), '-n', String(reps === 1 ? GEN_TOKENS : 0),
-    '-t', String(threads), '-r', String(reps), '-ngl', String(config.ngl), '-dev', config.dev, '-o', 'json']);
+  const common = ['-t', String(threads), '-ngl', String(config.ngl), '-dev', config.dev, '-o', 'json'];
+  return [
+    ...[...groups].map(([reps, sizes]) => ['-m', model, '-p', sizes.join(','), '-n', '0', '-r', String(reps), ...common]),
+    ['-m', model, '-p', '0', '-n', String(GEN_TOKENS), '-d', String(SHORT_PROMPT_TOKENS), '-r', '1', ...common],
+  ];
 }
 
 /**
@@ -100,14 +109,14 @@ export async function runLlamaBench(model: string, threads: number, config: Benc
     const { out } = await runProgram(llamaBenchPath, args, env);
     entries.push(...(JSON.parse(out) as LlamaBenchEntry[]));
   }
-  const row = (nPrompt: number, nGen: number, label: string) => {
-    const entry = entries.find((e) => e.n_prompt === nPrompt && e.n_gen === nGen);
+  const row = (nPrompt: number, nGen: number, nDepth: number, label: string) => {
+    const entry = entries.find((e) => e.n_prompt === nPrompt && e.n_gen === nGen && e.n_depth === nDepth);
     if (!entry) throw new Error(`no ${label} row in: ${JSON.stringify(entries)}`);
     const samples = nGen === 0 ? ppSamples(nPrompt) : 1;
     if (entry.samples_ts.length !== samples) throw new Error(`llama-bench ${label}: ${entry.samples_ts.length} samples, expected ${samples}`);
     checkPlacement(entry, config);
     return entry;
   };
-  const pp = Object.fromEntries(PROMPT_SIZES.map((n) => [n, row(n, 0, `pp${n}`)])) as Record<PromptSize, LlamaBenchEntry>;
-  return { pp, tg: row(0, GEN_TOKENS, `tg${GEN_TOKENS}`) };
+  const pp = Object.fromEntries(PROMPT_SIZES.map((n) => [n, row(n, 0, 0, `pp${n}`)])) as Record<PromptSize, LlamaBenchEntry>;
+  return { pp, tg: row(0, GEN_TOKENS, SHORT_PROMPT_TOKENS, `tg${GEN_TOKENS} @ d${SHORT_PROMPT_TOKENS}`) };
 }

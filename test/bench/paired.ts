@@ -48,8 +48,9 @@ function runChild<T>(modelPath: string, threads: number, request: { kind: 'pp' |
 }
 
 async function runLlamaBenchRound(modelPath: string, metric: Metric, samples: number, threads: number): Promise<number[]> {
-  const args = ['-m', modelPath, '-p', metric.kind === 'pp' ? String(metric.tokens) : '0', '-n', metric.kind === 'tg' ? String(metric.tokens) : '0',
-    '-t', String(threads), '-r', String(samples), '-ngl', '0', '-dev', 'none', '-o', 'json'];
+  // tg at the depth of the prompt our side decodes first, as in llama-bench.ts.
+  const tokens = metric.kind === 'pp' ? ['-p', String(metric.tokens), '-n', '0'] : ['-p', '0', '-n', String(metric.tokens), '-d', String(SHORT_PROMPT_TOKENS)];
+  const args = ['-m', modelPath, ...tokens, '-t', String(threads), '-r', String(samples), '-ngl', '0', '-dev', 'none', '-o', 'json'];
   const { out } = await runProgram(llamaBenchPath, args);
   const [row] = JSON.parse(out) as { samples_ts: number[] }[];
   if (!row || row.samples_ts.length !== samples) throw new Error(`llama-bench ${args.join(' ')}: unexpected output ${out}`);
@@ -218,6 +219,8 @@ async function main(): Promise<void> {
       ...(results.length > 0 ? [
         'Against llama-bench a round is one metric: each side does the same warm-up (the same test once) and then',
         `${samples} measurements; a round's ratio is the mean of cuda-llama's ${samples} over llama-bench's avg_ts of -r ${samples}.`,
+        `cuda-llama generates after a ${SHORT_PROMPT_TOKENS}-token prompt, so llama-bench's tg runs at the same depth (-d ${SHORT_PROMPT_TOKENS}, excluded from its time):`,
+        'both sides attend over the same KV cells.',
       ] : []),
       'Drift between rounds (a neighbour on the VM, a clock change) hits both sides of a round alike, which the',
       'whole-workload repetitions of [benchmarks.md](benchmarks.md) cannot promise: there one median moves by 5–10% from run to run.',

@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import type { BuildReport } from '../../lib/index.js';
-import { GEN_TOKENS, PROMPT_SIZES, cpuConfig, ppSamples, runJsonChild } from '../bench/common.js';
+import { GEN_TOKENS, PROMPT_SIZES, SHORT_PROMPT_TOKENS, cpuConfig, ppSamples, runJsonChild } from '../bench/common.js';
 import { llamaBenchInvocations, toolEnv } from '../bench/llama-bench.js';
 import { pairedRatio } from '../bench/report.js';
 
@@ -23,11 +23,15 @@ describe('llamaBenchInvocations', () => {
     expect(seen.some((s) => s.reps > 1)).toBe(true); // the short rows are sampled more than once
   });
 
-  it(`runs tg${GEN_TOKENS} exactly once per repetition, on the CPU placement`, () => {
+  it(`runs tg${GEN_TOKENS} exactly once per repetition, alone, at the depth of our ${SHORT_PROMPT_TOKENS}-token prompt, on the CPU placement`, () => {
     const withTg = runs.filter((args) => flag(args, '-n') !== '0');
     expect(withTg).toHaveLength(1);
     expect(flag(withTg[0]!, '-n')).toBe(String(GEN_TOKENS));
+    expect(flag(withTg[0]!, '-p')).toBe('0');
+    expect(flag(withTg[0]!, '-d')).toBe(String(SHORT_PROMPT_TOKENS));
     expect(flag(withTg[0]!, '-r')).toBe('1');
+    // -d applies to every test of a run: the prompt rows must not get it.
+    for (const args of runs.filter((a) => a !== withTg[0])) expect(args).not.toContain('-d');
     for (const args of runs) {
       expect([flag(args, '-ngl'), flag(args, '-dev'), flag(args, '-t'), flag(args, '-o')]).toEqual(['0', 'none', '2', 'json']);
     }
