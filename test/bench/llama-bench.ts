@@ -43,8 +43,8 @@ export function buildLlamaBench(): void {
 /**
  * The llama-bench runs of one repetition. Its -r applies to every test of a run, so the prompt
  * sizes are grouped by their sample count (PP_SAMPLES). tg runs alone, at depth (-d) of the
- * SHORT_PROMPT_TOKENS prompt that cuda-llama and node-llama-cpp decode before they generate: so
- * every side generates at the same KV positions (16..143). llama-bench's plain tg128 starts at
+ * SHORT_PROMPT_TOKENS prompt that cuda-llama and node-llama-cpp decode before they generate (tgArgs):
+ * so every side generates from the same KV position. llama-bench's plain tg128 starts at
  * position 0, and on the CPU attention skips masked cells, so its steps attend to fewer cells:
  * on the tiny model, llama-bench tg128 at depth 16 spent 23% more CPU time in attention than at
  * depth 0, and 10% more in all (perf, 1 thread, 100 runs each).
@@ -59,8 +59,13 @@ export function llamaBenchInvocations(model: string, threads: number, config: Be
   const common = ['-t', String(threads), '-ngl', String(config.ngl), '-dev', config.dev, '-o', 'json'];
   return [
     ...[...groups].map(([reps, sizes]) => ['-m', model, '-p', sizes.join(','), '-n', '0', '-r', String(reps), ...common]),
-    ['-m', model, '-p', '0', '-n', String(GEN_TOKENS), '-d', String(SHORT_PROMPT_TOKENS), '-r', '1', ...common],
+    ['-m', model, ...tgArgs(GEN_TOKENS), '-r', '1', ...common],
   ];
+}
+
+/** llama-bench's arguments for a tg test of `tokens` that generates where our side does: after the short prompt. */
+export function tgArgs(tokens: number): string[] {
+  return ['-p', '0', '-n', String(tokens), '-d', String(SHORT_PROMPT_TOKENS)];
 }
 
 /**
