@@ -206,10 +206,11 @@ class Runner {
   // share of it. Two passes over 16 logits at a time: the largest logit, then the first id that
   // holds it. So ties go to the lowest id, as llama.cpp's greedy sampler does, and a NaN logit is
   // never picked (`x > best` is false for it). GNU vector types, so that the portable build gets
-  // SIMD without -march (SSE2 on x86-64, NEON on arm64): scalar code with the maximum carried in
-  // 16 named lanes took 19-22 us for 32000 logits on the 2-core EPYC VM (it kept the lanes on the
-  // stack: a store per logit), this takes 3 (micro-benchmark, -O3, no -march). On the tiny test
-  // model, whose CPU step takes 0.4 ms, that was 3% of the process's CPU time during tg (perf).
+  // SIMD without -march (SSE2 on x86-64, the only target built so far): scalar code with the
+  // maximum carried in 16 named lanes took 19-22 us for 32000 logits on the 2-core EPYC VM (it
+  // kept the lanes on the stack: a store per logit), this takes 3 (micro-benchmark, -O3, no
+  // -march). On the tiny test model, whose CPU step takes 0.4 ms, that was 3% of the process's
+  // CPU time during tg (perf).
   llama_token Argmax(int32_t index) const {
     using Floats4 = float __attribute__((vector_size(16)));
     using Mask4 = int32_t __attribute__((vector_size(16)));

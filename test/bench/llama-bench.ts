@@ -52,20 +52,27 @@ export function buildLlamaBench(): void {
 export function llamaBenchInvocations(model: string, threads: number, config: BenchConfig): string[][] {
   const groups = new Map<number, number[]>();
   for (const size of PROMPT_SIZES) groups.set(ppSamples(size), [...(groups.get(ppSamples(size)) ?? []), size]);
-  // -ngl 0 -dev none: the same placement as gpu: 'cpu' (no device list at all), so a CUDA
-  // build cannot offload large prompt batches to a GPU behind the CPU-only label. Batch, ubatch,
-  // flash attention (-fa) and KV type stay at llama-bench's defaults, which are llama.cpp's, as
-  // ours are; its --fit-target stays off, so -ngl is taken as given, as gpuLayers is.
-  const common = ['-t', String(threads), '-ngl', String(config.ngl), '-dev', config.dev, '-o', 'json'];
   return [
-    ...[...groups].map(([reps, sizes]) => ['-m', model, '-p', sizes.join(','), '-n', '0', '-r', String(reps), ...common]),
-    ['-m', model, ...tgArgs(GEN_TOKENS), '-r', '1', ...common],
+    ...[...groups].map(([reps, sizes]) => llamaBenchArgs(model, ['-p', sizes.join(','), '-n', '0'], reps, threads, config)),
+    llamaBenchArgs(model, tgArgs(GEN_TOKENS), 1, threads, config),
   ];
 }
 
 /** llama-bench's arguments for a tg test of `tokens` that generates where our side does: after the short prompt. */
 export function tgArgs(tokens: number): string[] {
   return ['-p', '0', '-n', String(tokens), '-d', String(SHORT_PROMPT_TOKENS)];
+}
+
+/**
+ * One llama-bench run of `tests` (its -p/-n/-d), `reps` samples each, with JSON out; compare.ts's
+ * runs and paired.ts's rounds both come from here. -ngl 0 -dev none is the same placement as
+ * gpu: 'cpu' (no device list at all), so a CUDA build cannot offload large prompt batches to a
+ * GPU behind the CPU-only label. Batch, ubatch, flash attention (-fa) and KV type stay at
+ * llama-bench's defaults, which are llama.cpp's, as ours are; its --fit-target stays off, so -ngl
+ * is taken as given, as gpuLayers is.
+ */
+export function llamaBenchArgs(model: string, tests: string[], reps: number, threads: number, config: BenchConfig): string[] {
+  return ['-m', model, ...tests, '-r', String(reps), '-t', String(threads), '-ngl', String(config.ngl), '-dev', config.dev, '-o', 'json'];
 }
 
 /**

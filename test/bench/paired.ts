@@ -20,9 +20,9 @@ import { writeFile } from 'node:fs/promises';
 import { availableParallelism, cpus } from 'node:os';
 import { join, relative } from 'node:path';
 import { parseArgs } from 'node:util';
-import { CONTEXT_SIZE, GEN_TOKENS, SHORT_PROMPT_TOKENS, TARGET_RATIO, TTFT_SAMPLES, fail, git, log, ppSamples, repoRoot, runProgram } from './common.js';
+import { CONTEXT_SIZE, GEN_TOKENS, SHORT_PROMPT_TOKENS, TARGET_RATIO, TTFT_SAMPLES, cpuConfig, fail, git, log, ppSamples, repoRoot, runProgram } from './common.js';
 import { compileDist, runCudaLlamaChild, runOurs } from './ours.js';
-import { buildLlamaBench, llamaBenchPath, tgArgs } from './llama-bench.js';
+import { buildLlamaBench, llamaBenchArgs, llamaBenchPath, tgArgs } from './llama-bench.js';
 import { NODE_LLAMA_CPP_VERSION, ensureNodeLlamaCpp, runNodeLlamaCpp } from './node-llama-cpp.js';
 import { stats, type Stats } from './stats.js';
 
@@ -48,8 +48,8 @@ function runChild<T>(modelPath: string, threads: number, request: { kind: 'pp' |
 }
 
 async function runLlamaBenchRound(modelPath: string, metric: Metric, samples: number, threads: number): Promise<number[]> {
-  const tokens = metric.kind === 'pp' ? ['-p', String(metric.tokens), '-n', '0'] : tgArgs(metric.tokens);
-  const args = ['-m', modelPath, ...tokens, '-t', String(threads), '-r', String(samples), '-ngl', '0', '-dev', 'none', '-o', 'json'];
+  const tests = metric.kind === 'pp' ? ['-p', String(metric.tokens), '-n', '0'] : tgArgs(metric.tokens);
+  const args = llamaBenchArgs(modelPath, tests, samples, threads, cpuConfig);
   const { out } = await runProgram(llamaBenchPath, args);
   const [row] = JSON.parse(out) as { samples_ts: number[] }[];
   if (!row || row.samples_ts.length !== samples) throw new Error(`llama-bench ${args.join(' ')}: unexpected output ${out}`);
