@@ -5,16 +5,16 @@
 #
 #   bash scripts/gpu-session.sh setup    unpack, build, nvidia-smi, doctor, demo, the GPU suite, bench model
 #   bash scripts/gpu-session.sh bench    the GPU benchmark: CPU / full / partial offload, sweeps, parallel
-#   bash scripts/gpu-session.sh extras   tune (two workloads), the tarball with the CUDA package, npm test
+#   bash scripts/gpu-session.sh extras   paired rounds (GPU and CPU), npm test, tune (two workloads), the tarball with the CUDA package
 #
 #   bash scripts/gpu-session.sh STEP NAME...   only the step's commands with these names (to redo
 #                                              one that failed, e.g. `extras test-pack-cuda`)
 #
-# Every command's output goes to $OUT/<step>-<name>.log (the device tool returns $OUT), and a
-# failing command does not stop the step: a refusal from doctor is a result to record, not a
-# reason to skip the GPU suite. Each command gets only the time left before GPU_SESSION_SECONDS
+# Every command's output goes to <step>-<name>.log, packed at the end into $OUT/<step>-logs.tar.gz
+# (the device tool returns at most 8 files from $OUT), and a failing command does not stop the
+# step: a refusal from doctor is a result to record, not a reason to skip the GPU suite. Each command gets only the time left before GPU_SESSION_SECONDS
 # (default 570 s), so the step ends itself and its logs come back before the tool's kill at 600 s.
-# $OUT/<step>-summary.txt lists each command with its exit status and seconds.
+# $OUT/<step>-summary.txt (also in the archive) lists each command with its exit status and seconds.
 # The machine is handed back 30 s after a call ends: send the next call straight away. Every
 # later step first brings the build up to date (seconds when nothing changed; on a fresh machine
 # it redoes the unpacking and the build, and says so).
@@ -24,8 +24,12 @@ cd "$(dirname "$0")/.."
 step=${1:-}
 case "$step" in setup | bench | extras) ;; *) echo "usage: bash scripts/gpu-session.sh setup|bench|extras [NAME...]" >&2; exit 2 ;; esac
 only=" ${*:2} "
-OUT=${OUT:-$PWD/gpu-session-out}
-mkdir -p "$OUT"
+returned=${OUT:-$PWD/gpu-session-out}
+mkdir -p "$returned"
+# Logs and results gather here and travel back as one archive, whatever ends the step.
+OUT=$(mktemp -d)
+pack() { cp "$OUT/$step-summary.txt" "$returned/" 2>/dev/null; tar -C "$OUT" -czf "$returned/$step-logs.tar.gz" .; }
+trap pack EXIT
 budget=${GPU_SESSION_SECONDS:-570}
 summary="$OUT/$step-summary.txt"
 : >"$summary"
@@ -115,12 +119,15 @@ case "$step" in
   extras)
     model=$(ls test/.models/tinyllama1b-ctx32k-*-q4_0.gguf 2>/dev/null | head -n 1)
     [ -n "$model" ] || { always run bench-prepare npx tsx test/bench/compare.ts --prepare-only; model=$(ls test/.models/tinyllama1b-ctx32k-*-q4_0.gguf | head -n 1); }
+    # Paired rounds first: the ratios against llama-bench with drift cancelled, on the GPU and on the host's CPU.
+    run paired-gpu npx tsx test/bench/paired.ts --gpu --metrics pp512,tg128 --rounds 6 --write-docs --docs "$OUT/paired-gpu.md"
+    run paired-cpu npx tsx test/bench/paired.ts --metrics pp128,pp512,tg128 --rounds 4 --write-docs --docs "$OUT/paired-cpu.md"
+    run npm-test npm test
     run tune npx tsx lib/cli.ts tune "$model" --prompt 512 --output 128
     run tune-16 npx tsx lib/cli.ts tune "$model" --prompt 128 --output 64 --sequences 16
     # Offline, from the carried cache, under the registry URL it was filled from (npm keys its cache by URL).
     registry=$(cat .carry/npm-registry.txt 2>/dev/null || echo https://registry.npmjs.org/)
     npm_config_cache=/tmp/npm-cache npm_config_offline=true npm_config_registry=$registry run test-pack-cuda node scripts/test-pack.mjs --build native --cuda
-    run npm-test npm test
     ;;
 esac
 

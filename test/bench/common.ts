@@ -56,13 +56,16 @@ export const cpuConfig: BenchConfig = { name: 'cpu', load: { gpu: 'cpu' }, ngl: 
  * layers and the output layer on the GPU on both sides (lib/gpu-policy.ts nGpuLayers).
  */
 export function gpuConfigs(layerCount: number, cudaDevices: string[]): BenchConfig[] {
-  const dev = cudaDevices.join('/');
   const half = Math.floor(layerCount / 2);
   return [
     cpuConfig,
-    { name: 'full', load: { gpu: 'cuda', gpuLayers: 'max' }, ngl: 99, dev },
-    { name: 'partial', load: { gpu: 'cuda', gpuLayers: half }, ngl: half + 1, dev },
+    fullOffloadConfig(cudaDevices),
+    { name: 'partial', load: { gpu: 'cuda', gpuLayers: half }, ngl: half + 1, dev: cudaDevices.join('/') },
   ];
+}
+
+export function fullOffloadConfig(cudaDevices: string[]): BenchConfig {
+  return { name: 'full', load: { gpu: 'cuda', gpuLayers: 'max' }, ngl: 99, dev: cudaDevices.join('/') };
 }
 
 export function isGpuConfig(config: BenchConfig): boolean {

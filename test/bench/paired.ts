@@ -8,21 +8,25 @@
  * (each round's mean of `--samples` against llama-bench's avg_ts over -r `--samples`).
  *
  *   npx tsx test/bench/paired.ts [--metrics pp128,pp512,tg128,node-llama-cpp] [--rounds 8] [--samples 3] [--threads N]
- *                                [--model file.gguf] [--write-docs [--docs docs/benchmarks-paired.md]]
+ *                                [--gpu] [--model file.gguf] [--write-docs [--docs docs/benchmarks-paired.md]]
  *
  * `node-llama-cpp` pairs compare.ts's workload against node-llama-cpp (installed as compare.ts
  * does): load, TTFT, pp128, pp512 and tg128, both sides in the same round. Both sides are fresh
- * processes every round with the same warm-up, on the CPU; cuda-llama's is cuda-llama-child.mjs
- * on the compiled package. The default model is the one `npm run bench` makes.
+ * processes every round with the same warm-up, on the CPU (with --gpu: full offload to every CUDA
+ * device, compare.ts's 'full' placement, both sides on the CUDA module cuda-llama loads);
+ * cuda-llama's is cuda-llama-child.mjs on the compiled package. The default model is the one
+ * `npm run bench` makes.
  */
 import { readdirSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import { availableParallelism, cpus } from 'node:os';
 import { join, relative } from 'node:path';
 import { parseArgs } from 'node:util';
-import { CONTEXT_SIZE, GEN_TOKENS, SHORT_PROMPT_TOKENS, TARGET_RATIO, TTFT_SAMPLES, cpuConfig, fail, git, log, ppSamples, repoRoot, runProgram } from './common.js';
+import { CONTEXT_SIZE, GEN_TOKENS, SHORT_PROMPT_TOKENS, TARGET_RATIO, TTFT_SAMPLES, cpuConfig, fail, fullOffloadConfig, git, log, ppSamples, repoRoot, runProgram, type BenchConfig } from './common.js';
 import { compileDist, runCudaLlamaChild, runOurs } from './ours.js';
-import { buildLlamaBench, llamaBenchArgs, llamaBenchPath, tgArgs } from './llama-bench.js';
+import { buildLlamaBench, checkLlamaBenchDevices, llamaBenchArgs, llamaBenchPath, tgArgs, toolEnv } from './llama-bench.js';
+import { gpuMachineLine, requireCuda } from './gpu.js';
+import { Llama, type BuildReport } from '../../lib/index.js';
 import { NODE_LLAMA_CPP_VERSION, ensureNodeLlamaCpp, runNodeLlamaCpp } from './node-llama-cpp.js';
 import { stats, type Stats } from './stats.js';
 
@@ -42,18 +46,32 @@ function parseMetric(name: string): Metric | typeof NODE_LLAMA_CPP {
   return { name, kind: match[1] as 'pp' | 'tg', tokens: Number(match[2]) };
 }
 
-/** cuda-llama's side of one round: cuda-llama-child.mjs in a fresh process, on dist/ under plain node. */
-function runChild<T>(modelPath: string, threads: number, request: { kind: 'pp' | 'tg' | 'prompts'; tokens?: number; samples?: number }): Promise<T> {
-  return runCudaLlamaChild<T>({ ...request, modelPath, loadOptions: { gpu: 'cpu', threads, contextSize: CONTEXT_SIZE }, shortPrompt: SHORT_PROMPT_TOKENS });
+/** The placement both sides of every round use, and the environment llama.cpp's programs need for it. */
+interface Placement {
+  config: BenchConfig;
+  toolEnv?: NodeJS.ProcessEnv;
 }
 
-async function runLlamaBenchRound(modelPath: string, metric: Metric, samples: number, threads: number): Promise<number[]> {
+const loadOptionsFor = (placement: Placement, threads: number) => ({ ...placement.config.load, threads, contextSize: CONTEXT_SIZE });
+
+/** cuda-llama's side of one round: cuda-llama-child.mjs in a fresh process, on dist/ under plain node. */
+function runChild<T>(modelPath: string, placement: Placement, threads: number, request: { kind: 'pp' | 'tg' | 'prompts'; tokens?: number; samples?: number }): Promise<T> {
+  return runCudaLlamaChild<T>({ ...request, modelPath, loadOptions: loadOptionsFor(placement, threads), shortPrompt: SHORT_PROMPT_TOKENS });
+}
+
+async function runLlamaBenchRound(modelPath: string, placement: Placement, metric: Metric, samples: number, threads: number): Promise<number[]> {
   const tests = metric.kind === 'pp' ? ['-p', String(metric.tokens), '-n', '0'] : tgArgs(metric.tokens);
-  const args = llamaBenchArgs(modelPath, tests, samples, threads, cpuConfig);
-  const { out } = await runProgram(llamaBenchPath, args);
+  const args = llamaBenchArgs(modelPath, tests, samples, threads, placement.config);
+  const { out } = await runProgram(llamaBenchPath, args, placement.toolEnv);
   const [row] = JSON.parse(out) as { samples_ts: number[] }[];
   if (!row || row.samples_ts.length !== samples) throw new Error(`llama-bench ${args.join(' ')}: unexpected output ${out}`);
   return row.samples_ts;
+}
+
+/** Both sides' spelling of the placement, and which CUDA module llama-bench was given. */
+function placementLine(placement: Placement, build: BuildReport): string {
+  const module = placement.toolEnv && build.cudaModule ? `; CUDA module ${relative(repoRoot, build.cudaModule.path)}, given to llama-bench as GGML_BACKEND_PATH` : '';
+  return `cuda-llama \`${JSON.stringify(placement.config.load)}\`, llama-bench \`-ngl ${placement.config.ngl} -dev ${placement.config.dev}\`${module}`;
 }
 
 const mean = (values: number[]) => values.reduce((a, b) => a + b, 0) / values.length;
@@ -106,6 +124,7 @@ async function main(): Promise<void> {
       rounds: { type: 'string', default: '8' },
       samples: { type: 'string', default: '3' },
       threads: { type: 'string' },
+      gpu: { type: 'boolean', default: false },
       model: { type: 'string' },
       'write-docs': { type: 'boolean', default: false },
       docs: { type: 'string', default: join(repoRoot, 'docs', 'benchmarks-paired.md') },
@@ -122,9 +141,13 @@ async function main(): Promise<void> {
     if (!Number.isInteger(n) || n < 1) fail(`${name} must be a positive integer`);
   }
   const modelPath = values.model ?? defaultModel();
+  // Without CUDA, --gpu stops here with the library's reason and remedy.
+  const cudaBuild = values.gpu ? await requireCuda(modelPath) : undefined;
+  const placement: Placement = cudaBuild ? { config: fullOffloadConfig(cudaBuild.cuda.devices), toolEnv: toolEnv(cudaBuild) } : { config: cpuConfig };
   if (metrics.length > 0) buildLlamaBench();
+  if (metrics.length > 0 && cudaBuild) checkLlamaBenchDevices(cudaBuild.cuda.devices, placement.toolEnv);
   compileDist();
-  const nodeLlamaCpp = withNodeLlamaCpp ? await ensureNodeLlamaCpp() : undefined;
+  const nodeLlamaCpp = withNodeLlamaCpp ? await ensureNodeLlamaCpp({ cuda: values.gpu }) : undefined;
 
   const results: MetricResult[] = [];
   for (const metric of metrics) {
@@ -134,8 +157,8 @@ async function main(): Promise<void> {
       let cudaLlama: number[] = [];
       let llamaBench: number[] = [];
       for (const side of oursFirst ? ['ours', 'bench'] : ['bench', 'ours']) {
-        if (side === 'ours') cudaLlama = await runChild<number[]>(modelPath, threads, { kind: metric.kind, tokens: metric.tokens, samples });
-        else llamaBench = await runLlamaBenchRound(modelPath, metric, samples, threads);
+        if (side === 'ours') cudaLlama = await runChild<number[]>(modelPath, placement, threads, { kind: metric.kind, tokens: metric.tokens, samples });
+        else llamaBench = await runLlamaBenchRound(modelPath, placement, metric, samples, threads);
       }
       const ratio = mean(cudaLlama) / mean(llamaBench);
       done.push({ first: oursFirst ? 'cuda-llama' : 'llama-bench', cudaLlama, llamaBench, ratio });
@@ -153,7 +176,7 @@ async function main(): Promise<void> {
   let versus: NodeLlamaCppResult | undefined;
   if (withNodeLlamaCpp) {
     // The same token ids on both sides, from our tokenizer for this GGUF.
-    const prompts = await runChild<{ shortPrompt: number[]; longPrompt: number[] }>(modelPath, threads, { kind: 'prompts' });
+    const prompts = await runChild<{ shortPrompt: number[]; longPrompt: number[] }>(modelPath, placement, threads, { kind: 'prompts' });
     const promptSizes = [128, 512];
     if (prompts.longPrompt.length !== 512) throw new Error(`expected a 512-token long prompt, got ${prompts.longPrompt.length}`);
     const done: NodeLlamaCppResult['rounds'] = [];
@@ -164,8 +187,8 @@ async function main(): Promise<void> {
       for (const side of oursFirst ? ['ours', 'theirs'] : ['theirs', 'ours']) {
         // compare.ts's workload on both sides (its definitions: ours.ts, node-llama-cpp.ts), pp128 and pp512 only.
         const run = side === 'ours'
-          ? await runOurs(modelPath, { gpu: 'cpu', threads, contextSize: CONTEXT_SIZE }, { ...prompts, promptSizes })
-          : await runNodeLlamaCpp({ modelPath, threads, contextSize: CONTEXT_SIZE, gpu: false, ...prompts, promptSizes, genTokens: GEN_TOKENS });
+          ? await runOurs(modelPath, loadOptionsFor(placement, threads), { ...prompts, promptSizes })
+          : await runNodeLlamaCpp({ modelPath, threads, contextSize: CONTEXT_SIZE, gpu: cudaBuild ? 'cuda' : false, ...prompts, promptSizes, genTokens: GEN_TOKENS });
         const figures = { loadMs: run.loadMs, ttftMs: run.ttftMs, pp128: run.pp[128]!, pp512: run.pp[512]!, tg128: run.tgTokensPerSecond };
         if (side === 'ours') cudaLlama = figures;
         else theirs = figures;
@@ -211,7 +234,7 @@ async function main(): Promise<void> {
   process.stdout.write(`${tables.join('\n\n')}\n`);
   if (values['write-docs']) {
     const page = [
-      '# Paired rounds: cuda-llama vs llama-bench and node-llama-cpp (CPU)',
+      `# Paired rounds: cuda-llama vs llama-bench and node-llama-cpp (${cudaBuild ? 'full CUDA offload' : 'CPU'})`,
       '',
       'Generated by `test/bench/paired.ts --write-docs`. Each round measures both sides within a minute or two,',
       'alternating which goes first, each side a fresh process.',
@@ -237,6 +260,7 @@ async function main(): Promise<void> {
       '',
       `- Date (UTC): ${date}`,
       `- Machine: ${cpus()[0]?.model ?? 'unknown'}, ${cpus().length} logical CPUs, ${threads} threads`,
+      ...(cudaBuild ? [`- ${gpuMachineLine(Llama.telemetry())}`, `- Placement: ${placementLine(placement, cudaBuild)}`] : []),
       `- cuda-llama commit: ${git(['rev-parse', '--short', 'HEAD'])}`,
       `- Model: ${relative(repoRoot, modelPath)} (synthetic tinyllama1b shape, Q4_0), context ${CONTEXT_SIZE}`,
       ...(nodeLlamaCpp ? [`- node-llama-cpp: ${nodeLlamaCpp.version} (${nodeLlamaCpp.binaryPackages.join(', ')})`] : []),
