@@ -120,7 +120,7 @@ case "$step" in
     model=$(ls test/.models/tinyllama1b-ctx32k-*-q4_0.gguf 2>/dev/null | head -n 1)
     [ -n "$model" ] || { always run bench-prepare npx tsx test/bench/compare.ts --prepare-only; model=$(ls test/.models/tinyllama1b-ctx32k-*-q4_0.gguf | head -n 1); }
     # Paired rounds first: the ratios against llama-bench with drift cancelled, on the GPU and on the host's CPU.
-    run paired-gpu npx tsx test/bench/paired.ts --gpu --metrics pp512,tg128 --rounds 6 --write-docs --docs "$OUT/paired-gpu.md"
+    run paired-gpu npx tsx test/bench/paired.ts --gpu --metrics pp128,pp512,tg128,parallel --rounds 8 --write-docs --docs "$OUT/paired-gpu.md"
     run paired-cpu npx tsx test/bench/paired.ts --metrics pp128,pp512,tg128 --rounds 4 --write-docs --docs "$OUT/paired-cpu.md"
     run npm-test npm test
     run tune npx tsx lib/cli.ts tune "$model" --prompt 512 --output 128

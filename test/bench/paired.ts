@@ -7,9 +7,11 @@
  * minute, alternating which goes first, and the figure is the median of the per-round ratios
  * (each round's mean of `--samples` against llama-bench's avg_ts over -r `--samples`).
  *
- *   npx tsx test/bench/paired.ts [--metrics pp128,pp512,tg128,node-llama-cpp] [--rounds 8] [--samples 3] [--threads N]
+ *   npx tsx test/bench/paired.ts [--metrics pp128,pp512,tg128,parallel,node-llama-cpp] [--rounds 8] [--samples 3] [--threads N]
  *                                [--gpu] [--model file.gguf] [--write-docs [--docs docs/benchmarks-paired.md]]
  *
+ * `parallel` pairs compare.ts's parallel-sequences measurement (1, 4 and 16 sequences in one
+ * context, parallel.ts) against llama-batched-bench, one run of each per round: a figure per count.
  * `node-llama-cpp` pairs compare.ts's workload against node-llama-cpp (installed as compare.ts
  * does): load, TTFT, pp128, pp512 and tg128, both sides in the same round. Both sides are fresh
  * processes every round with the same warm-up, on the CPU (with --gpu: full offload to every CUDA
@@ -28,6 +30,7 @@ import { buildLlamaBench, checkLlamaBenchDevices, llamaBenchArgs, llamaBenchPath
 import { gpuMachineLine, requireCuda } from './gpu.js';
 import { Llama, type BuildReport } from '../../lib/index.js';
 import { NODE_LLAMA_CPP_VERSION, ensureNodeLlamaCpp, runNodeLlamaCpp } from './node-llama-cpp.js';
+import { PARALLEL_SEQUENCES, parallelPrompts, runBatchedBench, runOursParallel } from './parallel.js';
 import { stats, type Stats } from './stats.js';
 
 interface Metric {
@@ -37,12 +40,13 @@ interface Metric {
 }
 
 const NODE_LLAMA_CPP = 'node-llama-cpp';
+const PARALLEL = 'parallel';
 
-/** NODE_LLAMA_CPP (the workload against node-llama-cpp) or an engine metric against llama-bench. */
-function parseMetric(name: string): Metric | typeof NODE_LLAMA_CPP {
-  if (name === NODE_LLAMA_CPP) return name;
+/** NODE_LLAMA_CPP (the workload against node-llama-cpp), PARALLEL (against llama-batched-bench) or an engine metric against llama-bench. */
+function parseMetric(name: string): Metric | typeof NODE_LLAMA_CPP | typeof PARALLEL {
+  if (name === NODE_LLAMA_CPP || name === PARALLEL) return name;
   const match = /^(pp|tg)(\d+)$/.exec(name);
-  if (!match || Number(match[2]) < 1 || Number(match[2]) > 2048) fail(`--metrics: '${name}' is not ppN, tgN (N from 1 to 2048) or ${NODE_LLAMA_CPP}`);
+  if (!match || Number(match[2]) < 1 || Number(match[2]) > 2048) fail(`--metrics: '${name}' is not ppN, tgN (N from 1 to 2048), ${PARALLEL} or ${NODE_LLAMA_CPP}`);
   return { name, kind: match[1] as 'pp' | 'tg', tokens: Number(match[2]) };
 }
 
@@ -132,8 +136,9 @@ async function main(): Promise<void> {
     strict: true,
   });
   const parsed = values.metrics.split(',').map(parseMetric);
-  const metrics = parsed.filter((m): m is Metric => m !== NODE_LLAMA_CPP);
+  const metrics = parsed.filter((m): m is Metric => typeof m === 'object');
   const withNodeLlamaCpp = parsed.includes(NODE_LLAMA_CPP);
+  const withParallel = parsed.includes(PARALLEL);
   const rounds = Number(values.rounds);
   const samples = Number(values.samples);
   const threads = values.threads === undefined ? availableParallelism() : Number(values.threads);
@@ -144,8 +149,9 @@ async function main(): Promise<void> {
   // Without CUDA, --gpu stops here with the library's reason and remedy.
   const cudaBuild = values.gpu ? await requireCuda(modelPath) : undefined;
   const placement: Placement = cudaBuild ? { config: fullOffloadConfig(cudaBuild.cuda.devices), toolEnv: toolEnv(cudaBuild) } : { config: cpuConfig };
-  if (metrics.length > 0) buildLlamaBench();
-  if (metrics.length > 0 && cudaBuild) checkLlamaBenchDevices(cudaBuild.cuda.devices, placement.toolEnv);
+  const withLlamaCppTools = metrics.length > 0 || withParallel;
+  if (withLlamaCppTools) buildLlamaBench();
+  if (withLlamaCppTools && cudaBuild) checkLlamaBenchDevices(cudaBuild.cuda.devices, placement.toolEnv);
   compileDist();
   const nodeLlamaCpp = withNodeLlamaCpp ? await ensureNodeLlamaCpp({ cuda: values.gpu }) : undefined;
 
@@ -171,6 +177,36 @@ async function main(): Promise<void> {
       cudaLlama: stats(done.flatMap((x) => x.cudaLlama)),
       llamaBench: stats(done.flatMap((x) => x.llamaBench)),
     });
+  }
+
+  if (withParallel) {
+    // The prompts compare.ts gives both sides: slices of the sample text, from our tokenizer.
+    const { longPrompt } = await runChild<{ longPrompt: number[] }>(modelPath, placement, threads, { kind: 'prompts' });
+    const prompts = parallelPrompts(longPrompt);
+    const done = new Map<number, MetricResult['rounds']>(PARALLEL_SEQUENCES.map((n) => [n, []]));
+    for (let r = 0; r < rounds; r++) {
+      const oursFirst = r % 2 === 0;
+      let ours: Record<number, number> = {};
+      let theirs: Record<number, number> = {};
+      for (const side of oursFirst ? ['ours', 'bench'] : ['bench', 'ours']) {
+        if (side === 'ours') ours = (await runOursParallel(modelPath, loadOptionsFor(placement, threads), prompts)).tg;
+        else theirs = (await runBatchedBench(modelPath, threads, placement.config, placement.toolEnv)).tg;
+      }
+      for (const n of PARALLEL_SEQUENCES) {
+        done.get(n)!.push({ first: oursFirst ? 'cuda-llama' : 'llama-bench', cudaLlama: [ours[n]!], llamaBench: [theirs[n]!], ratio: ours[n]! / theirs[n]! });
+      }
+      log(`parallel round ${r + 1}/${rounds}: aggregate tg, cuda-llama | llama-batched-bench: ` +
+        PARALLEL_SEQUENCES.map((n) => `${n}: ${ours[n]!.toFixed(1)} | ${theirs[n]!.toFixed(1)} (${(ours[n]! / theirs[n]!).toFixed(3)})`).join(', '));
+    }
+    for (const [n, metricRounds] of done) {
+      results.push({
+        metric: `parallel ${n} (vs llama-batched-bench)`,
+        rounds: metricRounds,
+        ratio: stats(metricRounds.map((x) => x.ratio)),
+        cudaLlama: stats(metricRounds.flatMap((x) => x.cudaLlama)),
+        llamaBench: stats(metricRounds.flatMap((x) => x.llamaBench)),
+      });
+    }
   }
 
   let versus: NodeLlamaCppResult | undefined;
@@ -211,9 +247,9 @@ async function main(): Promise<void> {
   const tables: string[] = [];
   if (results.length > 0) {
     tables.push([
-      `| metric | paired ratio cuda-llama / llama-bench, median (min–max) over ${rounds} rounds (target ≥ ${TARGET_RATIO}) | cuda-llama tok/s, median (min–max) of ${rounds * samples} | llama-bench tok/s, median (min–max) of ${rounds * samples} |`,
+      `| metric | paired ratio cuda-llama / reference, median (min–max) over ${rounds} rounds (target ≥ ${TARGET_RATIO}) | cuda-llama tok/s, median (min–max) | reference tok/s (llama-bench; llama-batched-bench for parallel), median (min–max) |`,
       '|---|---|---|---|',
-      ...results.map((r) => `| ${r.metric} | ${range(r.ratio, 3)} ${r.ratio.median >= TARGET_RATIO ? 'ok' : '**below**'} | ${range(r.cudaLlama, 2)} | ${range(r.llamaBench, 2)} |`),
+      ...results.map((r) => `| ${r.metric} | ${range(r.ratio, 3)} ${r.ratio.median >= TARGET_RATIO ? 'ok' : '**below**'} | ${range(r.cudaLlama, 2)} of ${r.cudaLlama.samples.length} | ${range(r.llamaBench, 2)} of ${r.llamaBench.samples.length} |`),
     ].join('\n'));
   }
   if (versus) {
@@ -243,6 +279,10 @@ async function main(): Promise<void> {
         `${samples} measurements; a round's ratio is the mean of cuda-llama's ${samples} over llama-bench's avg_ts of -r ${samples}.`,
         `cuda-llama generates after a ${SHORT_PROMPT_TOKENS}-token prompt, so llama-bench's tg runs at the same depth (-d ${SHORT_PROMPT_TOKENS}, excluded from its time):`,
         'both sides attend over the same KV cells.',
+      ] : []),
+      ...(withParallel ? [
+        "A parallel round runs compare.ts's parallel-sequences measurement once on each side: generateBatch() with 1, 4 and 16 prompts in one",
+        'context (cuda-llama-child.mjs) and llama-batched-bench on the same context shape; its ratio per count is the aggregate tg of one over the other.',
       ] : []),
       'Drift between rounds (a neighbour on the VM, a clock change) hits both sides of a round alike, which the',
       'whole-workload repetitions of [benchmarks.md](benchmarks.md) cannot promise: there one median moves by 5–10% from run to run.',
