@@ -86,11 +86,6 @@ export interface NativeContextInfo {
   threadsBatch: number;
   /** A persistent ggml threadpool is attached (llama_attach_threadpool). */
   threadpool: boolean;
-  /**
-   * Greedy decoding (temperature 0, no penalties) picks the token on the GPU that holds the output
-   * layer (llama.cpp's backend sampling), so only token ids come back; false on the CPU.
-   */
-  greedyOnDevice: boolean;
 }
 
 export type NativeStopReason = 'eog' | 'maxTokens' | 'aborted' | 'contextFull';

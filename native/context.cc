@@ -52,7 +52,6 @@ class CreateWorker : public PromiseWorker {
                                      (reason.empty() ? "" : ": " + reason));
       return;
     }
-    parts_.greedy.Init(model_, llama_n_seq_max(parts_.ctx));
     ThreadpoolFns fns = FindThreadpoolFns();
     if (fns.create != nullptr && fns.destroy != nullptr) {
       parts_.threadpool_free = fns.destroy;
@@ -105,7 +104,6 @@ void ContextParts::Free() {
     llama_free(ctx);
     ctx = nullptr;
   }
-  greedy.Free();
   if (threadpool_free != nullptr) {
     if (threadpool != nullptr) threadpool_free(threadpool);
     if (threadpool_batch != nullptr) threadpool_free(threadpool_batch);
@@ -188,7 +186,6 @@ Napi::Value Context::Info(const Napi::CallbackInfo& info) {
   result.Set("threads", llama_n_threads(ctx));
   result.Set("threadsBatch", llama_n_threads_batch(ctx));
   result.Set("threadpool", parts_.threadpool != nullptr);
-  result.Set("greedyOnDevice", parts_.greedy.supported());
   return result;
 }
 
@@ -255,7 +252,7 @@ Napi::Value Context::Generate(const Napi::CallbackInfo& info) {
   bool posted = thread_->Post(
       [this, ctx, raw_job] {
         abort_flag_.store(raw_job->cancel.get());
-        RunGeneration(ctx, &parts_.greedy, raw_job);
+        RunGeneration(ctx, raw_job);
         abort_flag_.store(nullptr);
       },
       // The finalizer settles the promise on the JS thread, once the context is idle again.

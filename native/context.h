@@ -9,7 +9,6 @@
 #include <memory>
 
 #include "context_thread.h"
-#include "generation.h"
 #include "llama.h"
 
 struct ggml_threadpool;
@@ -28,7 +27,6 @@ struct ContextParts {
   ggml_threadpool* threadpool = nullptr;
   ggml_threadpool* threadpool_batch = nullptr;  // null when batch and generation share one pool
   void (*threadpool_free)(ggml_threadpool*) = nullptr;
-  DeviceGreedy greedy;
   void Free();
 };
 

@@ -6,7 +6,6 @@
 #include <limits>
 
 #include "common.h"
-#include "llama_adapter.h"
 
 namespace cuda_llama {
 namespace {
@@ -79,16 +78,11 @@ class Runner {
         next_(job->sequences.size()),
         n_past_(job->sequences.size(), 0) {}
 
-  void Run(DeviceGreedy* greedy) {
+  void Run() {
     // Each job starts from an empty KV cache: same prompt, same result. The cells are reset;
     // zeroing the buffer too (data = true) would cost milliseconds per call for nothing.
     llama_memory_clear(llama_get_memory(ctx_), false);
-    for (int32_t s = 0; s < static_cast<int32_t>(job_->sequences.size()); s++) {
-      GenerationSequence& seq = job_->sequences[s];
-      llama_sampler_reset(seq.sampler);
-      seq.greedy_on_device = seq.argmax_only && greedy->supported();
-      greedy->Use(ctx_, s, seq.greedy_on_device);
-    }
+    for (GenerationSequence& seq : job_->sequences) llama_sampler_reset(seq.sampler);
     if (!DecodePrompts()) return;
     GenerateTokens();
   }
@@ -191,15 +185,7 @@ class Runner {
       seq.stop_reason = "aborted";
       return;
     }
-    const llama_token token = seq.greedy_on_device ? llama_get_sampled_token_ith(ctx_, index)
-                              : seq.argmax_only    ? Argmax(index)
-                                                   : llama_sampler_sample(seq.sampler, ctx_, index);
-    if (token == LLAMA_TOKEN_NULL) {  // the device sampled nothing for this output: not expected
-      job_->error_code = code::kDecode;
-      job_->error_message = "llama.cpp's backend sampling returned no token for sequence " + std::to_string(s);
-      StopAll("aborted");
-      return;
-    }
+    const llama_token token = seq.argmax_only ? Argmax(index) : llama_sampler_sample(seq.sampler, ctx_, index);
     if (llama_vocab_is_eog(vocab_, token)) {
       seq.stop_reason = "eog";
       return;
@@ -299,37 +285,8 @@ class Runner {
 
 }  // namespace
 
-void DeviceGreedy::Init(const llama_model* model, uint32_t n_seq_max) {
-  supported_ = OutputDeviceRunsGreedy(model);
-  chains_.assign(n_seq_max, nullptr);
-}
-
-void DeviceGreedy::Use(llama_context* ctx, llama_seq_id seq, bool on) {
-  llama_sampler*& chain = chains_.at(static_cast<size_t>(seq));
-  if (on == (chain != nullptr)) return;
-  if (on) {
-    // A fresh chain each time: llama.cpp initialises a chain for the backend once only.
-    llama_sampler_chain_params params = llama_sampler_chain_default_params();
-    params.no_perf = true;
-    chain = llama_sampler_chain_init(params);
-    llama_sampler_chain_add(chain, llama_sampler_init_greedy());
-    llama_set_sampler(ctx, seq, chain);
-  } else {
-    llama_set_sampler(ctx, seq, nullptr);
-    llama_sampler_free(chain);
-    chain = nullptr;
-  }
-}
-
-void DeviceGreedy::Free() {
-  for (llama_sampler*& chain : chains_) {
-    if (chain != nullptr) llama_sampler_free(chain);
-    chain = nullptr;
-  }
-}
-
-void RunGeneration(llama_context* ctx, DeviceGreedy* greedy, GenerationJob* job) {
-  Runner(ctx, job).Run(greedy);
+void RunGeneration(llama_context* ctx, GenerationJob* job) {
+  Runner(ctx, job).Run();
   WakeJs(job);  // the tokens a job without every_token kept back
 }
 

@@ -21,7 +21,6 @@ struct GenerationSequence {
   std::vector<llama_token> prompt;
   llama_sampler* sampler = nullptr;           // owned by a JS Sampler, kept alive by the job
   bool argmax_only = false;                   // Sampler::argmax_only(): greedy, no penalties
-  bool greedy_on_device = false;              // set by the context thread: argmax_only and DeviceGreedy::supported()
   std::shared_ptr<std::atomic<bool>> cancel;  // this sequence only (a stop sequence was found)
   int32_t max_tokens = 0;
 
@@ -67,30 +66,9 @@ struct GenerationJob {
   std::vector<Napi::ObjectReference> sampler_refs;  // idem
 };
 
-// Greedy decoding on the GPU that holds the output layer, through llama.cpp's backend sampling
-// (EXPERIMENTAL in the pinned llama.h): a greedy chain attached to a sequence puts the argmax in
-// the graph, so a step returns token ids instead of n_vocab logits per sequence. On an H100 host
-// the 16 rows of a 16-sequence step took 100 us to copy and 100-130 us to scan on the CPU, against
-// a 3.2 ms step (docs/gpu-results.md). A sequence that samples otherwise needs the raw logits, so
-// its chain is detached; llama.cpp re-reserves its scheduler at the next decode after any change,
-// so chains stay attached between jobs. Owned by the context; used on its thread only.
-class DeviceGreedy {
- public:
-  void Init(const llama_model* model, uint32_t n_seq_max);
-  bool supported() const { return supported_; }
-  // Attaches (on) or detaches a greedy chain for `seq`; a no-op when it already is so.
-  void Use(llama_context* ctx, llama_seq_id seq, bool on);
-  // After llama_free: llama.cpp keeps the attached chains' pointers until then.
-  void Free();
-
- private:
-  bool supported_ = false;
-  std::vector<llama_sampler*> chains_;  // by seq_id; null: none attached
-};
-
 // Context thread: decodes every prompt, then one token per live sequence per step, until each
 // sequence stops. No N-API here except the thread-safe function.
-void RunGeneration(llama_context* ctx, DeviceGreedy* greedy, GenerationJob* job);
+void RunGeneration(llama_context* ctx, GenerationJob* job);
 
 // JS thread (the thread-safe function's finalizer): settles the promise and frees the job.
 void SettleGeneration(Napi::Env env, GenerationJob* job);

@@ -107,22 +107,6 @@ Napi::Value LayerPlacement(const Napi::CallbackInfo& info) {
   return result;
 }
 
-bool OutputDeviceRunsGreedy(const llama_model* model) {
-  ggml_backend_dev_t dev = model->dev_output();
-  if (dev == nullptr) return false;
-  const enum ggml_backend_dev_type type = ggml_backend_dev_type(dev);
-  if (type != GGML_BACKEND_DEVICE_TYPE_GPU && type != GGML_BACKEND_DEVICE_TYPE_IGPU) return false;
-  // The op the greedy sampler adds to the graph (llama-sampler.cpp, greedy backend_apply), on
-  // metadata only: supports_op looks at types and shapes.
-  ggml_init_params params = {ggml_tensor_overhead() * 2, nullptr, /*no_alloc=*/true};
-  ggml_context* meta = ggml_init(params);
-  if (meta == nullptr) return false;
-  ggml_tensor* logits = ggml_new_tensor_1d(meta, GGML_TYPE_F32, llama_vocab_n_tokens(llama_model_get_vocab(model)));
-  const bool supported = ggml_backend_dev_supports_op(dev, ggml_argmax(meta, logits));
-  ggml_free(meta);
-  return supported;
-}
-
 Napi::Value MemoryBreakdown(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Context* wrapper = UnwrapTagged<Context>(info[0], kContextTag, "Context");

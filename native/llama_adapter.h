@@ -7,8 +7,6 @@
 
 #include <napi.h>
 
-struct llama_model;
-
 namespace cuda_llama {
 
 // JS: architectureSupported(name) -> boolean (llm_arch_from_string)
@@ -28,10 +26,5 @@ Napi::Value MemoryBreakdown(const Napi::CallbackInfo& info);
 // Builds and schedules (split only: allocates and computes nothing) the graph for a batch of
 // nTokens. Call it only while the context is idle; the next decode builds its own graph.
 Napi::Value GraphPlacement(const Napi::CallbackInfo& info);
-
-// Whether the device that holds the output layer is a GPU that can run the greedy argmax over the
-// vocabulary (ggml_argmax), which is what llama.cpp's backend sampling needs for a greedy chain.
-// False for a CPU output layer: there the logits are already in host memory.
-bool OutputDeviceRunsGreedy(const llama_model* model);
 
 }  // namespace cuda_llama
