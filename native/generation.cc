@@ -95,7 +95,12 @@ class Runner {
   // token is sampled right after the batch that holds the end of its prompt (later batches would
   // overwrite those logits).
   bool DecodePrompts() {
-    OwnedBatch batch(n_batch_);
+    // No bigger than the prompts: llama_batch_init makes one allocation per token slot, 2048 of
+    // them at the default n_batch, inside the prompt time, for a 16- or 128-token prompt.
+    size_t total = 0;
+    for (const GenerationSequence& seq : job_->sequences) total += seq.prompt.size();
+    const int32_t capacity = static_cast<int32_t>(std::min<size_t>(static_cast<size_t>(n_batch_), total));
+    OwnedBatch batch(capacity);
     std::vector<std::pair<int32_t, int32_t>> ended;  // (sequence, batch index) whose prompt ends in `batch`
     int32_t decoded = 0;
     auto flush = [&]() {
@@ -118,7 +123,7 @@ class Runner {
       const std::vector<llama_token>& prompt = job_->sequences[s].prompt;
       const llama_pos n = static_cast<llama_pos>(prompt.size());
       for (llama_pos t = 0; t < n; t++) {
-        if (batch.size() == n_batch_ && !flush()) return false;
+        if (batch.size() == capacity && !flush()) return false;
         const int32_t index = batch.Add(prompt[t], t, s, t == n - 1);
         if (t == n - 1) {
           n_past_[s] = n;
