@@ -12,8 +12,9 @@
 #
 # Every command's output goes to <step>-<name>.log, packed at the end into $OUT/<step>-logs.tar.gz
 # (the device tool returns at most 8 files from $OUT), and a failing command does not stop the
-# step: a refusal from doctor is a result to record, not a reason to skip the GPU suite. Each command gets only the time left before GPU_SESSION_SECONDS
-# (default 570 s), so the step ends itself and its logs come back before the tool's kill at 600 s.
+# step: a refusal from doctor is a result to record, not a reason to skip the GPU suite. Each
+# command gets only the time left before GPU_SESSION_SECONDS (default 570 s), so the step ends
+# itself and its logs come back before the tool's kill at 600 s.
 # $OUT/<step>-summary.txt (also in the archive) lists each command with its exit status and seconds.
 # The machine is handed back 30 s after a call ends: send the next call straight away. Every
 # later step first brings the build up to date (seconds when nothing changed; on a fresh machine

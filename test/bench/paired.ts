@@ -224,7 +224,10 @@ async function main(): Promise<void> {
         // compare.ts's workload on both sides (its definitions: ours.ts, node-llama-cpp.ts), pp128 and pp512 only.
         const run = side === 'ours'
           ? await runOurs(modelPath, loadOptionsFor(placement, threads), { ...prompts, promptSizes })
-          : await runNodeLlamaCpp({ modelPath, threads, contextSize: CONTEXT_SIZE, gpu: cudaBuild ? 'cuda' : false, ...prompts, promptSizes, genTokens: GEN_TOKENS });
+          : await runNodeLlamaCpp({
+            modelPath, threads, contextSize: CONTEXT_SIZE, ...prompts, promptSizes, genTokens: GEN_TOKENS,
+            ...(cudaBuild ? { gpu: 'cuda', gpuLayers: 'max' } : { gpu: false }),
+          });
         const figures = { loadMs: run.loadMs, ttftMs: run.ttftMs, pp128: run.pp[128]!, pp512: run.pp[512]!, tg128: run.tgTokensPerSecond };
         if (side === 'ours') cudaLlama = figures;
         else theirs = figures;
@@ -291,7 +294,7 @@ async function main(): Promise<void> {
       'for the first token and at the end only.',
       ...(versus ? [
         '',
-        `Rounds against node-llama-cpp ${NODE_LLAMA_CPP_VERSION} (its prebuilt CPU binary, from test/bench/.node-llama-cpp) pair compare.ts's workload the same way:`,
+        `Rounds against node-llama-cpp ${NODE_LLAMA_CPP_VERSION} (its prebuilt ${cudaBuild ? 'CUDA' : 'CPU'} binary, from test/bench/.node-llama-cpp) pair compare.ts's workload the same way:`,
         "each side loads the model and a context (cuda-llama with warmup: false: the same work as node-llama-cpp's loadModel +",
         `createContext), decodes the same excluded 512-token warm-up, then times ${TTFT_SAMPLES} first-token requests of the same ${SHORT_PROMPT_TOKENS} token ids,`,
         `pp128 and pp512 (${ppSamples(128)} and ${ppSamples(512)} decodes each, the mean) and tg${GEN_TOKENS}, each side in a process of its own, and a round's figure is`,
