@@ -82,7 +82,8 @@ const mean = (values: number[]) => values.reduce((a, b) => a + b, 0) / values.le
 
 interface MetricResult {
   metric: string;
-  rounds: { first: 'cuda-llama' | 'llama-bench'; cudaLlama: number[]; llamaBench: number[]; ratio: number }[];
+  /** llamaBench: the reference's figures, llama-batched-bench's for the parallel rows. */
+  rounds: { first: 'cuda-llama' | 'llama-bench' | 'llama-batched-bench'; cudaLlama: number[]; llamaBench: number[]; ratio: number }[];
   ratio: Stats;
   cudaLlama: Stats;
   llamaBench: Stats;
@@ -193,7 +194,7 @@ async function main(): Promise<void> {
         else theirs = (await runBatchedBench(modelPath, threads, placement.config, placement.toolEnv)).tg;
       }
       for (const n of PARALLEL_SEQUENCES) {
-        done.get(n)!.push({ first: oursFirst ? 'cuda-llama' : 'llama-bench', cudaLlama: [ours[n]!], llamaBench: [theirs[n]!], ratio: ours[n]! / theirs[n]! });
+        done.get(n)!.push({ first: oursFirst ? 'cuda-llama' : 'llama-batched-bench', cudaLlama: [ours[n]!], llamaBench: [theirs[n]!], ratio: ours[n]! / theirs[n]! });
       }
       log(`parallel round ${r + 1}/${rounds}: aggregate tg, cuda-llama | llama-batched-bench: ` +
         PARALLEL_SEQUENCES.map((n) => `${n}: ${ours[n]!.toFixed(1)} | ${theirs[n]!.toFixed(1)} (${(ours[n]! / theirs[n]!).toFixed(3)})`).join(', '));
