@@ -31,7 +31,7 @@ import { gpuMachineLine, requireCuda } from './gpu.js';
 import { Llama, type BuildReport } from '../../lib/index.js';
 import { NODE_LLAMA_CPP_VERSION, ensureNodeLlamaCpp, runNodeLlamaCpp } from './node-llama-cpp.js';
 import { PARALLEL_SEQUENCES, parallelPrompts, runBatchedBench, runOursParallel } from './parallel.js';
-import { stats, type Stats } from './stats.js';
+import { medianInterval, stats, type Stats } from './stats.js';
 
 interface Metric {
   name: string;
@@ -248,12 +248,20 @@ async function main(): Promise<void> {
   const date = new Date().toISOString().replace('T', ' ').replace(/\.\d+Z$/, '');
   const command = `npx tsx test/bench/paired.ts ${process.argv.slice(2).join(' ')}`.trim();
   const range = (s: Stats, digits: number) => `${s.median.toFixed(digits)} (${s.min.toFixed(digits)}–${s.max.toFixed(digits)})`;
+  // Whether the rounds settle the verdict, or the verdict is within this machine's noise.
+  const interval = (s: Stats, threshold: number) => {
+    const i = medianInterval(s.samples);
+    if (!i) return '— (too few rounds for a 95% interval)';
+    const where = i.low >= threshold ? `above ${threshold}` : i.high < threshold ? `below ${threshold}` : `holds ${threshold}: within noise`;
+    return `${i.low.toFixed(3)}–${i.high.toFixed(3)}, ${where}`;
+  };
   const tables: string[] = [];
   if (results.length > 0) {
     tables.push([
-      `| metric | paired ratio cuda-llama / reference, median (min–max) over ${rounds} rounds (target ≥ ${TARGET_RATIO}) | cuda-llama tok/s, median (min–max) | reference tok/s (llama-bench; llama-batched-bench for parallel), median (min–max) |`,
-      '|---|---|---|---|',
-      ...results.map((r) => `| ${r.metric} | ${range(r.ratio, 3)} ${r.ratio.median >= TARGET_RATIO ? 'ok' : '**below**'} | ${range(r.cudaLlama, 2)} of ${r.cudaLlama.samples.length} | ${range(r.llamaBench, 2)} of ${r.llamaBench.samples.length} |`),
+      `| metric | paired ratio cuda-llama / reference, median (min–max) over ${rounds} rounds (target ≥ ${TARGET_RATIO}) | 95% interval of the median ratio | cuda-llama tok/s, median (min–max) | reference tok/s (llama-bench; llama-batched-bench for parallel), median (min–max) |`,
+      '|---|---|---|---|---|',
+      ...results.map((r) => `| ${r.metric} | ${range(r.ratio, 3)} ${r.ratio.median >= TARGET_RATIO ? 'ok' : '**below**'} | ${interval(r.ratio, TARGET_RATIO)} | ` +
+        `${range(r.cudaLlama, 2)} of ${r.cudaLlama.samples.length} | ${range(r.llamaBench, 2)} of ${r.llamaBench.samples.length} |`),
     ].join('\n'));
   }
   if (versus) {
@@ -265,9 +273,9 @@ async function main(): Promise<void> {
       tg128: [`generation tg${GEN_TOKENS} (tok/s)`, 2],
     };
     tables.push([
-      `| metric | paired cuda-llama vs node-llama-cpp, median (min–max) over ${rounds} rounds (above 1: cuda-llama ahead) | cuda-llama, median (min–max) | node-llama-cpp, median (min–max) |`,
-      '|---|---|---|---|',
-      ...AHEAD_KEYS.map((k) => `| ${labels[k][0]} | ${range(versus.ahead[k], 3)} ${versus.ahead[k].median >= 1 ? 'ahead' : '**behind**'} | ` +
+      `| metric | paired cuda-llama vs node-llama-cpp, median (min–max) over ${rounds} rounds (above 1: cuda-llama ahead) | 95% interval of the median | cuda-llama, median (min–max) | node-llama-cpp, median (min–max) |`,
+      '|---|---|---|---|---|',
+      ...AHEAD_KEYS.map((k) => `| ${labels[k][0]} | ${range(versus.ahead[k], 3)} ${versus.ahead[k].median >= 1 ? 'ahead' : '**behind**'} | ${interval(versus.ahead[k], 1)} | ` +
         `${range(versus.cudaLlama[k], labels[k][1])} | ${range(versus.nodeLlamaCpp[k], labels[k][1])} |`),
     ].join('\n'));
   }
@@ -290,6 +298,10 @@ async function main(): Promise<void> {
       ] : []),
       'Drift between rounds (a neighbour on the VM, a clock change) hits both sides of a round alike, which the',
       'whole-workload repetitions of [benchmarks.md](benchmarks.md) cannot promise: there one median moves by 5–10% from run to run.',
+      'The verdicts (ok/below, ahead/behind) read the median. The interval beside each is the distribution-free 95% interval of',
+      "that median (two of the sorted round ratios, chosen by the binomial distribution; no assumption about the noise's shape):",
+      'where it holds the threshold, the rounds cannot tell the two sides apart at that threshold, and the verdict is within this',
+      "machine's noise; more rounds narrow it.",
       "cuda-llama's side is `test/bench/cuda-llama-child.mjs` on the compiled package (dist/, compiled from lib/ at the start) under plain",
       'node, as a user runs it and as node-llama-cpp runs in compare.ts; a generate() without streaming, so the event loop wakes',
       'for the first token and at the end only.',
@@ -306,7 +318,7 @@ async function main(): Promise<void> {
       `- Machine: ${cpus()[0]?.model ?? 'unknown'}, ${cpus().length} logical CPUs, ${threads} threads`,
       ...(cudaBuild ? [`- ${gpuMachineLine(Llama.telemetry())}`, `- Placement: ${placementLine(placement, cudaBuild)}`] : []),
       `- cuda-llama commit: ${git(['rev-parse', '--short', 'HEAD'])}`,
-      `- Model: ${relative(repoRoot, modelPath)} (synthetic tinyllama1b shape, Q4_0), context ${CONTEXT_SIZE}`,
+      `- Model: ${relative(repoRoot, modelPath)}${values.model === undefined ? ' (synthetic tinyllama1b shape, Q4_0)' : ''}, context ${CONTEXT_SIZE}`,
       ...(nodeLlamaCpp ? [`- node-llama-cpp: ${nodeLlamaCpp.version} (${nodeLlamaCpp.binaryPackages.join(', ')})`] : []),
       `- Command: \`${command}\``,
       '',

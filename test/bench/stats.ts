@@ -15,6 +15,37 @@ export function stats(samples: number[]): Stats {
   return { median, min: sorted[0]!, max: sorted[sorted.length - 1]!, samples };
 }
 
+/**
+ * The distribution-free interval of the median: order statistics x(k) and x(n−k+1), with the
+ * largest k whose coverage 1 − 2·P(Binomial(n, ½) < k) is still at least `confidence`. It assumes
+ * nothing about the noise (a neighbour's burst is not Gaussian), only that rounds are independent.
+ * Null when there are too few samples for any interval that sure: 6 at 95% (with 5, even
+ * min–max covers only 93.75%).
+ */
+export interface MedianInterval {
+  low: number;
+  high: number;
+  /** The coverage the chosen order statistics achieve (at least the one asked for). */
+  confidence: number;
+}
+
+export function medianInterval(samples: number[], confidence = 0.95): MedianInterval | null {
+  const n = samples.length;
+  const sorted = [...samples].sort((a, b) => a - b);
+  // P(B <= j) for B ~ Binomial(n, 1/2), accumulated term by term.
+  let term = 0.5 ** n;
+  let below = 0; // P(B < k)
+  let best: MedianInterval | null = null;
+  for (let k = 1; 2 * k <= n + 1; k++) {
+    below += term; // now P(B <= k - 1) = P(B < k)
+    term = (term * (n - (k - 1))) / k;
+    const coverage = 1 - 2 * below;
+    if (coverage < confidence) break;
+    best = { low: sorted[k - 1]!, high: sorted[n - k]!, confidence: coverage };
+  }
+  return best;
+}
+
 /** (max − min) / median: above 0.1 a small ratio difference is not worth reading. */
 export function spread(s: Stats): number {
   return (s.max - s.min) / s.median;

@@ -9,6 +9,7 @@ import type { BuildReport } from '../../lib/index.js';
 import { GEN_TOKENS, PROMPT_SIZES, SHORT_PROMPT_TOKENS, cpuConfig, ppSamples, runJsonChild } from '../bench/common.js';
 import { llamaBenchInvocations, toolEnv } from '../bench/llama-bench.js';
 import { pairedRatio } from '../bench/report.js';
+import { medianInterval } from '../bench/stats.js';
 
 const flag = (args: string[], name: string) => args[args.indexOf(name) + 1]!;
 
@@ -71,6 +72,24 @@ describe('pairedRatio', () => {
     expect(pairedRatio([100, 50, 80], [90, 45, 100])).toBeCloseTo(100 / 90, 10);
     expect(() => pairedRatio([1, 2], [1])).toThrow(RangeError);
     expect(() => pairedRatio([], [])).toThrow(RangeError);
+  });
+});
+
+describe('medianInterval', () => {
+  const ranks = (n: number) => Array.from({ length: n }, (_, i) => n - i); // unsorted on purpose
+
+  it('picks the order statistics of the binomial table: 2nd and 9th of 10, 3rd and 10th of 12, 6th and 15th of 20', () => {
+    expect(medianInterval(ranks(10))).toEqual({ low: 2, high: 9, confidence: 1 - 2 * (11 / 1024) });
+    expect(medianInterval(ranks(12))).toMatchObject({ low: 3, high: 10 });
+    expect(medianInterval(ranks(20))).toMatchObject({ low: 6, high: 15 });
+    for (const n of [6, 8, 10, 12, 20]) expect(medianInterval(ranks(n))!.confidence).toBeGreaterThanOrEqual(0.95);
+  });
+
+  it('is min–max at 6 to 8 samples and refuses 5 or fewer, where even min–max covers less than 95%', () => {
+    expect(medianInterval(ranks(6))).toMatchObject({ low: 1, high: 6 });
+    expect(medianInterval(ranks(8))).toMatchObject({ low: 1, high: 8 });
+    expect(medianInterval(ranks(5))).toBeNull();
+    expect(medianInterval([])).toBeNull();
   });
 });
 
