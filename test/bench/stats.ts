@@ -15,13 +15,7 @@ export function stats(samples: number[]): Stats {
   return { median, min: sorted[0]!, max: sorted[sorted.length - 1]!, samples };
 }
 
-/**
- * The distribution-free interval of the median: order statistics x(k) and x(n−k+1), with the
- * largest k whose coverage 1 − 2·P(Binomial(n, ½) < k) is still at least `confidence`. It assumes
- * nothing about the noise (a neighbour's burst is not Gaussian), only that rounds are independent.
- * Null when there are too few samples for any interval that sure: 6 at 95% (with 5, even
- * min–max covers only 93.75%).
- */
+/** An interval that holds the true median with probability `confidence`. */
 export interface MedianInterval {
   low: number;
   high: number;
@@ -29,6 +23,13 @@ export interface MedianInterval {
   confidence: number;
 }
 
+/**
+ * The distribution-free interval of the median: order statistics x(k) and x(n−k+1), with the
+ * largest k whose coverage 1 − 2·P(Binomial(n, ½) < k) is still at least `confidence`. It assumes
+ * nothing about the noise (a neighbour's burst is not Gaussian), only that rounds are independent.
+ * Null when there are too few samples for any interval that sure: 6 at 95% (with 5, even
+ * min–max covers only 93.75%).
+ */
 export function medianInterval(samples: number[], confidence = 0.95): MedianInterval | null {
   const n = samples.length;
   const sorted = [...samples].sort((a, b) => a - b);
