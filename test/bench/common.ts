@@ -3,7 +3,7 @@ import { execFileSync, spawn } from 'node:child_process';
 import { basename, dirname, join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
-import type { LoadOptions } from '../../lib/index.js';
+import type { BuildReport, LoadOptions } from '../../lib/index.js';
 
 export const repoRoot = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 
@@ -179,4 +179,9 @@ export function sweepPoints(gpuMode: boolean, layerCount: number): SweepPoint[] 
     points.push({ group: 'gpuLayers', name: "gpuLayers 'max' (output layer too)", load: { gpu: 'cuda', gpuLayers: 'max' }, x: layerCount + 1 });
   }
   return points;
+}
+
+/** The CPU features our build's CPU backend reports, and llama.cpp's system line: which kernels a run used. */
+export function cpuBackendLine(build: BuildReport): string {
+  return `${build.metadata?.cpuFeatures ?? 'unknown features'}; ${build.systemInfo.trim().replace(/\s*\|$/, '')}`;
 }

@@ -33,7 +33,7 @@ import { Llama, type BuildReport, type GpuTelemetry, type LoadOptions } from '..
 import { ensureSyntheticModel, shapes, type SyntheticShapeName } from '../../lib/synthetic-model.js';
 import { sampleTokens } from '../../lib/tune.js';
 import { renderLineChartPng, type LineChartSpec } from './chart.js';
-import { CONTEXT_SIZE, GEN_TOKENS, MODEL_CONTEXT_LENGTH, PROMPT_SIZES, PROMPT_TOKENS, SHORT_PROMPT_TOKENS, cpuConfig, fail, git, gpuConfigs, isGpuConfig, log, repoRoot, sweepPoints, type BenchConfig, type SweepPoint } from './common.js';
+import { CONTEXT_SIZE, GEN_TOKENS, MODEL_CONTEXT_LENGTH, PROMPT_SIZES, PROMPT_TOKENS, SHORT_PROMPT_TOKENS, cpuBackendLine, cpuConfig, fail, git, gpuConfigs, isGpuConfig, log, repoRoot, sweepPoints, type BenchConfig, type SweepPoint } from './common.js';
 import { gpuMachineLine, requireCuda, telemetryLine, throttleFindings, windowNote, withGpuSamples, type GpuWindow } from './gpu.js';
 import { buildLlamaBench, checkLlamaBenchDevices, llamaBenchDir, runLlamaBench, toolEnv } from './llama-bench.js';
 import { ensureNodeLlamaCpp, runNodeLlamaCpp, runNodeLlamaCppParallel, type NodeLlamaCppParallelRun } from './node-llama-cpp.js';
@@ -521,7 +521,7 @@ async function main(): Promise<void> {
       dirty,
       llamaCpp: pin,
       buildLines: [
-        `CPU backend: ${build.metadata?.cpuFeatures ?? 'unknown features'}; ${build.systemInfo.trim().replace(/\s*\|$/, '')}`,
+        `CPU backend: ${cpuBackendLine(build)}`,
         ...(cli.gpu ? [`CUDA build: architectures ${cudaMetadata?.cudaArchitectures ?? 'unknown'} (backend ARCHS ${cudaBackend?.features.ARCHS ?? 'unknown'}), ` +
           `CUDA compiler ${cudaMetadata?.cudaCompilerVersion ?? 'unknown'}; addon ${relative(repoRoot, build.path)} (${build.source}); ` +
           `CUDA module ${relative(repoRoot, build.cudaModule?.path ?? '') || 'none'} (${build.cudaModule?.source ?? 'none'})` +

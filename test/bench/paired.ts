@@ -24,7 +24,7 @@ import { writeFile } from 'node:fs/promises';
 import { availableParallelism, cpus } from 'node:os';
 import { join, relative } from 'node:path';
 import { parseArgs } from 'node:util';
-import { CONTEXT_SIZE, GEN_TOKENS, SHORT_PROMPT_TOKENS, TARGET_RATIO, TTFT_SAMPLES, cpuConfig, fail, fullOffloadConfig, git, log, ppSamples, repoRoot, runProgram, type BenchConfig } from './common.js';
+import { CONTEXT_SIZE, GEN_TOKENS, SHORT_PROMPT_TOKENS, TARGET_RATIO, TTFT_SAMPLES, cpuBackendLine, cpuConfig, fail, fullOffloadConfig, git, log, ppSamples, repoRoot, runProgram, type BenchConfig } from './common.js';
 import { compileDist, runCudaLlamaChild, runOurs } from './ours.js';
 import { buildLlamaBench, checkLlamaBenchDevices, llamaBenchArgs, llamaBenchPath, tgArgs, toolEnv } from './llama-bench.js';
 import { gpuMachineLine, requireCuda } from './gpu.js';
@@ -316,6 +316,10 @@ async function main(): Promise<void> {
       '',
       `- Date (UTC): ${date}`,
       `- Machine: ${cpus()[0]?.model ?? 'unknown'}, ${cpus().length} logical CPUs, ${threads} threads`,
+      // The same VM name can sit on different hosts from one day to the next (one moved from AVX2
+      // to AVX-512 between two runs here): the features say which kernels both sides ran. Read
+      // here, after the rounds: the orchestrator stays out of the addon while they run.
+      `- CPU backend: ${cpuBackendLine(Llama.build())}`,
       ...(cudaBuild ? [`- ${gpuMachineLine(Llama.telemetry())}`, `- Placement: ${placementLine(placement, cudaBuild)}`] : []),
       `- cuda-llama commit: ${git(['rev-parse', '--short', 'HEAD'])}`,
       `- Model: ${relative(repoRoot, modelPath)}${values.model === undefined ? ' (synthetic tinyllama1b shape, Q4_0)' : ''}, context ${CONTEXT_SIZE}`,
