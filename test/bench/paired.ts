@@ -318,7 +318,7 @@ async function main(): Promise<void> {
       `- Machine: ${cpus()[0]?.model ?? 'unknown'}, ${cpus().length} logical CPUs, ${threads} threads`,
       // The same VM name can sit on different hosts from one day to the next (one moved from AVX2
       // to AVX-512 between two runs here): the features say which kernels both sides ran. Read
-      // here, after the rounds: the orchestrator stays out of the addon while they run.
+      // here, after the rounds: on the CPU the orchestrator has not loaded the addon before this.
       `- CPU backend: ${cpuBackendLine(Llama.build())}`,
       ...(cudaBuild ? [`- ${gpuMachineLine(Llama.telemetry())}`, `- Placement: ${placementLine(placement, cudaBuild)}`] : []),
       `- cuda-llama commit: ${git(['rev-parse', '--short', 'HEAD'])}`,
