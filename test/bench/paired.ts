@@ -31,7 +31,7 @@ import { gpuMachineLine, requireCuda } from './gpu.js';
 import { Llama, type BuildReport } from '../../lib/index.js';
 import { NODE_LLAMA_CPP_VERSION, ensureNodeLlamaCpp, runNodeLlamaCpp } from './node-llama-cpp.js';
 import { PARALLEL_SEQUENCES, parallelPrompts, runBatchedBench, runOursParallel } from './parallel.js';
-import { medianInterval, stats, type Stats } from './stats.js';
+import { intervalVerdict, stats, type Stats } from './stats.js';
 
 interface Metric {
   name: string;
@@ -248,19 +248,12 @@ async function main(): Promise<void> {
   const date = new Date().toISOString().replace('T', ' ').replace(/\.\d+Z$/, '');
   const command = `npx tsx test/bench/paired.ts ${process.argv.slice(2).join(' ')}`.trim();
   const range = (s: Stats, digits: number) => `${s.median.toFixed(digits)} (${s.min.toFixed(digits)}–${s.max.toFixed(digits)})`;
-  // Whether the rounds settle the verdict, or the verdict is within this machine's noise.
-  const interval = (s: Stats, threshold: number) => {
-    const i = medianInterval(s.samples);
-    if (!i) return '— (too few rounds for a 95% interval)';
-    const where = i.low >= threshold ? `above ${threshold}` : i.high < threshold ? `below ${threshold}` : `holds ${threshold}: within noise`;
-    return `${i.low.toFixed(3)}–${i.high.toFixed(3)}, ${where}`;
-  };
   const tables: string[] = [];
   if (results.length > 0) {
     tables.push([
       `| metric | paired ratio cuda-llama / reference, median (min–max) over ${rounds} rounds (target ≥ ${TARGET_RATIO}) | 95% interval of the median ratio | cuda-llama tok/s, median (min–max) | reference tok/s (llama-bench; llama-batched-bench for parallel), median (min–max) |`,
       '|---|---|---|---|---|',
-      ...results.map((r) => `| ${r.metric} | ${range(r.ratio, 3)} ${r.ratio.median >= TARGET_RATIO ? 'ok' : '**below**'} | ${interval(r.ratio, TARGET_RATIO)} | ` +
+      ...results.map((r) => `| ${r.metric} | ${range(r.ratio, 3)} ${r.ratio.median >= TARGET_RATIO ? 'ok' : '**below**'} | ${intervalVerdict(r.ratio.samples, TARGET_RATIO)} | ` +
         `${range(r.cudaLlama, 2)} of ${r.cudaLlama.samples.length} | ${range(r.llamaBench, 2)} of ${r.llamaBench.samples.length} |`),
     ].join('\n'));
   }
@@ -275,7 +268,7 @@ async function main(): Promise<void> {
     tables.push([
       `| metric | paired cuda-llama vs node-llama-cpp, median (min–max) over ${rounds} rounds (above 1: cuda-llama ahead) | 95% interval of the median | cuda-llama, median (min–max) | node-llama-cpp, median (min–max) |`,
       '|---|---|---|---|---|',
-      ...AHEAD_KEYS.map((k) => `| ${labels[k][0]} | ${range(versus.ahead[k], 3)} ${versus.ahead[k].median >= 1 ? 'ahead' : '**behind**'} | ${interval(versus.ahead[k], 1)} | ` +
+      ...AHEAD_KEYS.map((k) => `| ${labels[k][0]} | ${range(versus.ahead[k], 3)} ${versus.ahead[k].median >= 1 ? 'ahead' : '**behind**'} | ${intervalVerdict(versus.ahead[k].samples, 1)} | ` +
         `${range(versus.cudaLlama[k], labels[k][1])} | ${range(versus.nodeLlamaCpp[k], labels[k][1])} |`),
     ].join('\n'));
   }

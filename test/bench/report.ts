@@ -6,7 +6,7 @@ import { llamaBenchInvocations, type LlamaBenchRun } from './llama-bench.js';
 import type { NodeLlamaCppParallelRun, NodeLlamaCppRun } from './node-llama-cpp.js';
 import { COLD_REQUEST_TOKENS, type ColdWarmRun, type OursRun } from './ours.js';
 import { PARALLEL_GEN_TOKENS, PARALLEL_PROMPT_TOKENS, PARALLEL_SEQUENCES, PARALLEL_WINDOW, batchedBenchArgs, type OursParallelRun, type ParallelRun } from './parallel.js';
-import { spread, stats, type Interference, type Measured, type Stats } from './stats.js';
+import { intervalVerdict, spread, stats, type Interference, type Measured, type Stats } from './stats.js';
 
 export function fmt(value: number, digits: number): string {
   return value.toFixed(digits);
@@ -29,22 +29,35 @@ function cell(s: Stats | undefined, digits: number): string {
   return s.samples.length === 1 ? fmt(s.median, digits) : `${fmt(s.median, digits)} (${fmt(s.min, digits)}–${fmt(s.max, digits)})`;
 }
 
+/**
+ * The interval of a median ratio, when there are per-repetition ratios to take it from: whether
+ * a verdict is settled or within the machine's noise is part of reading it.
+ */
+function intervalNote(samples: number[] | undefined, threshold: number): string {
+  return samples ? `; 95% interval ${intervalVerdict(samples, threshold)}` : '';
+}
+
 /** Ours against llama-bench: the same engine, so anything under the target is overhead of ours. */
-function ratioCell(ratio: number | undefined): string {
+function ratioCell(ratio: number | undefined, samples?: number[]): string {
   if (ratio === undefined) return '—';
-  return `${ratio.toFixed(3)} ${ratio >= TARGET_RATIO ? 'ok' : `**below ${TARGET_RATIO}**`}`;
+  return `${ratio.toFixed(3)} ${ratio >= TARGET_RATIO ? 'ok' : `**below ${TARGET_RATIO}**`}${intervalNote(samples, TARGET_RATIO)}`;
 }
 
 /** Ours against node-llama-cpp, as "how many times better": above 1 we are ahead. */
-function aheadCell(factor: number | undefined): string {
+function aheadCell(factor: number | undefined, samples?: number[]): string {
   if (factor === undefined) return '—';
-  return `${factor.toFixed(2)}x ${factor >= 1 ? 'ahead' : '**behind**'}`;
+  return `${factor.toFixed(2)}x ${factor >= 1 ? 'ahead' : '**behind**'}${intervalNote(samples, 1)}`;
 }
 
-/** The median over repetitions of a[i] / b[i] (the two measured in the same repetition). */
-export function pairedRatio(a: number[], b: number[]): number {
+/** a[i] / b[i] for each repetition i (the two measured in the same repetition). */
+export function perRepetitionRatios(a: number[], b: number[]): number[] {
   if (a.length !== b.length || a.length === 0) throw new RangeError(`paired ratio of ${a.length} and ${b.length} values`);
-  return stats(a.map((x, i) => x / b[i]!)).median;
+  return a.map((x, i) => x / b[i]!);
+}
+
+/** The median over repetitions of a[i] / b[i]. */
+export function pairedRatio(a: number[], b: number[]): number {
+  return stats(perRepetitionRatios(a, b)).median;
 }
 
 export type Sampled<T> = Measured<T> & { gpu?: GpuWindow };
@@ -115,29 +128,35 @@ export function summarizeConfig(runs: ConfigRuns, modelPath: string, threads: nu
 
   // Each ratio is the median of the per-repetition ratios: a repetition runs the programs back to
   // back, so drift between repetitions (minutes apart on a shared VM) divides out.
-  const vsLlamaBench: Record<string, number> = {};
-  for (const n of PROMPT_SIZES) vsLlamaBench[ppKey(n)] = pairedRatio(ours.map((o) => o.pp[n]!), bench.map((b) => b.pp[n].avg_ts));
-  vsLlamaBench[`tg${GEN_TOKENS}`] = pairedRatio(ours.map((o) => o.tgTokensPerSecond), bench.map((b) => b.tg.avg_ts));
+  const perRepVsLlamaBench: Record<string, number[]> = {};
+  for (const n of PROMPT_SIZES) perRepVsLlamaBench[ppKey(n)] = perRepetitionRatios(ours.map((o) => o.pp[n]!), bench.map((b) => b.pp[n].avg_ts));
+  perRepVsLlamaBench[`tg${GEN_TOKENS}`] = perRepetitionRatios(ours.map((o) => o.tgTokensPerSecond), bench.map((b) => b.tg.avg_ts));
   // Times: theirs / ours; throughput: ours / theirs. Either way above 1 means we are ahead.
-  const vsNodeLlamaCpp: Record<string, number> | undefined = nodeLlama
+  const perRepVsNodeLlamaCpp: Record<string, number[]> | undefined = nodeLlama
     ? {
-        loadMs: pairedRatio(nodeLlamaCpp.map((r) => r.loadMs), ours.map((o) => o.loadMs)),
-        timeToFirstTokenMs: pairedRatio(nodeLlamaCpp.map((r) => r.ttftMs), ours.map((o) => o.ttftMs)),
-        ...Object.fromEntries(PROMPT_SIZES.map((n) => [ppKey(n), pairedRatio(ours.map((o) => o.pp[n]!), nodeLlamaCpp.map((r) => r.pp[n]!))])),
-        [`tg${GEN_TOKENS}`]: pairedRatio(ours.map((o) => o.tgTokensPerSecond), nodeLlamaCpp.map((r) => r.tgTokensPerSecond)),
+        loadMs: perRepetitionRatios(nodeLlamaCpp.map((r) => r.loadMs), ours.map((o) => o.loadMs)),
+        timeToFirstTokenMs: perRepetitionRatios(nodeLlamaCpp.map((r) => r.ttftMs), ours.map((o) => o.ttftMs)),
+        ...Object.fromEntries(PROMPT_SIZES.map((n) => [ppKey(n), perRepetitionRatios(ours.map((o) => o.pp[n]!), nodeLlamaCpp.map((r) => r.pp[n]!))])),
+        [`tg${GEN_TOKENS}`]: perRepetitionRatios(ours.map((o) => o.tgTokensPerSecond), nodeLlamaCpp.map((r) => r.tgTokensPerSecond)),
       }
     : undefined;
-  const ratios = { vsLlamaBench, targetVsLlamaBench: TARGET_RATIO, ...(vsNodeLlamaCpp ? { vsNodeLlamaCpp } : {}) };
+  const medians = (perRep: Record<string, number[]>) => Object.fromEntries(Object.entries(perRep).map(([k, v]) => [k, stats(v).median]));
+  const vsLlamaBench = medians(perRepVsLlamaBench);
+  const vsNodeLlamaCpp = perRepVsNodeLlamaCpp ? medians(perRepVsNodeLlamaCpp) : undefined;
+  const ratios = {
+    vsLlamaBench, targetVsLlamaBench: TARGET_RATIO, ...(vsNodeLlamaCpp ? { vsNodeLlamaCpp } : {}),
+    perRepetition: { vsLlamaBench: perRepVsLlamaBench, ...(perRepVsNodeLlamaCpp ? { vsNodeLlamaCpp: perRepVsNodeLlamaCpp } : {}) },
+  };
 
   const nlcCol = (s: Stats | undefined, digits: number) => (nodeLlama ? ` ${cell(s, digits)} |` : '');
-  const aheadCol = (key: string) => (vsNodeLlamaCpp ? ` ${aheadCell(vsNodeLlamaCpp[key])} |` : '');
+  const aheadCol = (key: string) => (vsNodeLlamaCpp ? ` ${aheadCell(vsNodeLlamaCpp[key], perRepVsNodeLlamaCpp![key])} |` : '');
   const table = [
     `| metric | cuda-llama median (min–max) | llama-bench median (min–max) |${nodeLlama ? ' node-llama-cpp median (min–max) |' : ''} cuda-llama / llama-bench (target ≥ ${TARGET_RATIO}) |${nodeLlama ? ' cuda-llama vs node-llama-cpp |' : ''}`,
     `|---|---|---|${nodeLlama ? '---|' : ''}---|${nodeLlama ? '---|' : ''}`,
     `| load time, model + context (ms) | ${cell(cudaLlama.loadMs, 0)} | — |${nlcCol(nodeLlama?.loadMs, 0)} — |${aheadCol('loadMs')}`,
     `| time to first token, ${SHORT_PROMPT_TOKENS}-token prompt, ${CONTEXT_SIZE} context (ms) | ${cell(cudaLlama.timeToFirstTokenMs, 1)} | — (no TTFT measurement) |${nlcCol(nodeLlama?.timeToFirstTokenMs, 1)} — |${aheadCol('timeToFirstTokenMs')}`,
-    ...PROMPT_SIZES.map((n) => `| prompt processing pp${n} (tok/s) | ${cell(oursPp[ppKey(n)], 2)} | ${cell(benchPp[ppKey(n)], 2)} |${nlcCol(nlcPp?.[ppKey(n)], 2)} ${ratioCell(vsLlamaBench[ppKey(n)])} |${aheadCol(ppKey(n))}`),
-    `| generation tg${GEN_TOKENS} (tok/s) | ${cell(cudaLlama.tg128TokensPerSecond, 2)}${tgCounts.some((n) => n < GEN_TOKENS) ? ` (${tgCounts.join('/')} tokens)` : ''} | ${cell(llamaBench.tg128TokensPerSecond, 2)} |${nlcCol(nodeLlama?.tg128TokensPerSecond, 2)} ${ratioCell(vsLlamaBench[`tg${GEN_TOKENS}`])} |${aheadCol(`tg${GEN_TOKENS}`)}`,
+    ...PROMPT_SIZES.map((n) => `| prompt processing pp${n} (tok/s) | ${cell(oursPp[ppKey(n)], 2)} | ${cell(benchPp[ppKey(n)], 2)} |${nlcCol(nlcPp?.[ppKey(n)], 2)} ${ratioCell(vsLlamaBench[ppKey(n)], perRepVsLlamaBench[ppKey(n)])} |${aheadCol(ppKey(n))}`),
+    `| generation tg${GEN_TOKENS} (tok/s) | ${cell(cudaLlama.tg128TokensPerSecond, 2)}${tgCounts.some((n) => n < GEN_TOKENS) ? ` (${tgCounts.join('/')} tokens)` : ''} | ${cell(llamaBench.tg128TokensPerSecond, 2)} |${nlcCol(nodeLlama?.tg128TokensPerSecond, 2)} ${ratioCell(vsLlamaBench[`tg${GEN_TOKENS}`], perRepVsLlamaBench[`tg${GEN_TOKENS}`])} |${aheadCol(`tg${GEN_TOKENS}`)}`,
   ].join('\n');
 
   return { config, layerReport: runs.layerReport, cudaLlama, llamaBench, nodeLlamaCpp: nodeLlama, ratios, table, tgCounts, runs };
@@ -156,8 +175,8 @@ export function overviewTable(summaries: ConfigSummary[]): string {
     `| configuration | cuda-llama / llama-bench placement | layer report | pp${PROMPT_TOKENS} cuda-llama | pp${PROMPT_TOKENS} llama-bench | ratio | tg${GEN_TOKENS} cuda-llama | tg${GEN_TOKENS} llama-bench | ratio |`,
     '|---|---|---|---|---|---|---|---|---|',
     ...summaries.map((s) => `| ${s.config.name} | ${placementLabel(s.config)} | ${s.layerReport?.summary ?? '—'} | ` +
-      `${fmt(s.cudaLlama.ppTokensPerSecond[ppKey(PROMPT_TOKENS)]!.median, 2)} | ${fmt(s.llamaBench.ppTokensPerSecond[ppKey(PROMPT_TOKENS)]!.median, 2)} | ${ratioCell(s.ratios.vsLlamaBench[ppKey(PROMPT_TOKENS)])} | ` +
-      `${fmt(s.cudaLlama.tg128TokensPerSecond.median, 2)} | ${fmt(s.llamaBench.tg128TokensPerSecond.median, 2)} | ${ratioCell(s.ratios.vsLlamaBench[`tg${GEN_TOKENS}`])} |`),
+      `${fmt(s.cudaLlama.ppTokensPerSecond[ppKey(PROMPT_TOKENS)]!.median, 2)} | ${fmt(s.llamaBench.ppTokensPerSecond[ppKey(PROMPT_TOKENS)]!.median, 2)} | ${ratioCell(s.ratios.vsLlamaBench[ppKey(PROMPT_TOKENS)], s.ratios.perRepetition.vsLlamaBench[ppKey(PROMPT_TOKENS)])} | ` +
+      `${fmt(s.cudaLlama.tg128TokensPerSecond.median, 2)} | ${fmt(s.llamaBench.tg128TokensPerSecond.median, 2)} | ${ratioCell(s.ratios.vsLlamaBench[`tg${GEN_TOKENS}`], s.ratios.perRepetition.vsLlamaBench[`tg${GEN_TOKENS}`])} |`),
   ].join('\n');
 }
 
@@ -268,7 +287,8 @@ export function buildNotes(summaries: ConfigSummary[], overall: Interference | n
   const samplesNote = sampled.length
     ? ` Within a repetition every program decodes ${sampled.map((n) => `pp${n} ${ppSamples(n)} times`).join(' and ')}, reporting the mean (llama-bench with -r, its avg_ts), and cuda-llama and node-llama-cpp time ${TTFT_SAMPLES} first-token requests (the mean): one short sample swings by 10% on this machine.`
     : '';
-  const ratioNote = ' Each ratio in the table above is the median of the per-repetition ratios (both programs measured minutes apart at most), not a ratio of the medians.';
+  const ratioNote = ' Each ratio in the table above is the median of the per-repetition ratios (both programs measured minutes apart at most), not a ratio of the medians.' +
+    ' Beside it, from 6 repetitions up, is the distribution-free 95% interval of that median: where the interval holds the threshold (the target, or 1 against node-llama-cpp), the repetitions cannot tell the two sides apart there, and the verdict is within noise.';
   const perRep = gpuMode
     ? `Each repetition runs, for each configuration in turn (${summaries.map((s) => s.config.name).join(', ')}), ${programs}; each does an excluded warm-up after loading the model.${samplesNote}${ratioNote}`
     : `Each repetition runs ${programs}; each does an excluded warm-up after loading the model.${samplesNote}${ratioNote}`;

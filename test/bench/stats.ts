@@ -47,6 +47,18 @@ export function medianInterval(samples: number[], confidence = 0.95): MedianInte
   return best;
 }
 
+/**
+ * The 95% interval of the median of `samples`, and where it lies against `threshold`: wholly
+ * above, wholly below, or holding it (the samples cannot tell the two apart at that threshold).
+ * The one wording of this verdict for compare.ts's ratios and paired.ts's rounds.
+ */
+export function intervalVerdict(samples: number[], threshold: number): string {
+  const i = medianInterval(samples);
+  if (!i) return `— (${samples.length} samples: too few for a 95% interval)`;
+  const where = i.low >= threshold ? `above ${threshold}` : i.high < threshold ? `below ${threshold}` : `holds ${threshold}: within noise`;
+  return `${i.low.toFixed(3)}–${i.high.toFixed(3)}, ${where}`;
+}
+
 /** (max − min) / median: above 0.1 a small ratio difference is not worth reading. */
 export function spread(s: Stats): number {
   return (s.max - s.min) / s.median;

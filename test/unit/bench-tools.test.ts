@@ -8,8 +8,8 @@ import { afterAll, describe, expect, it } from 'vitest';
 import type { BuildReport } from '../../lib/index.js';
 import { GEN_TOKENS, PROMPT_SIZES, SHORT_PROMPT_TOKENS, cpuConfig, ppSamples, runJsonChild } from '../bench/common.js';
 import { llamaBenchInvocations, toolEnv } from '../bench/llama-bench.js';
-import { pairedRatio } from '../bench/report.js';
-import { medianInterval } from '../bench/stats.js';
+import { pairedRatio, perRepetitionRatios } from '../bench/report.js';
+import { intervalVerdict, medianInterval } from '../bench/stats.js';
 
 const flag = (args: string[], name: string) => args[args.indexOf(name) + 1]!;
 
@@ -72,6 +72,7 @@ describe('pairedRatio', () => {
     expect(pairedRatio([100, 50, 80], [90, 45, 100])).toBeCloseTo(100 / 90, 10);
     expect(() => pairedRatio([1, 2], [1])).toThrow(RangeError);
     expect(() => pairedRatio([], [])).toThrow(RangeError);
+    expect(perRepetitionRatios([100, 50, 80], [90, 45, 100])).toEqual([100 / 90, 50 / 45, 0.8]);
   });
 });
 
@@ -90,6 +91,16 @@ describe('medianInterval', () => {
     expect(medianInterval(ranks(8))).toMatchObject({ low: 1, high: 8 });
     expect(medianInterval(ranks(5))).toBeNull();
     expect(medianInterval([])).toBeNull();
+  });
+});
+
+describe('intervalVerdict', () => {
+  it('says whether the interval of the median lies above, below or across the threshold', () => {
+    const around = (centre: number) => Array.from({ length: 12 }, (_, i) => centre + (i - 5.5) * 0.002); // 3rd and 10th of 12: centre ± 0.007
+    expect(intervalVerdict(around(1.0), 0.98)).toBe('0.993–1.007, above 0.98');
+    expect(intervalVerdict(around(0.96), 0.98)).toBe('0.953–0.967, below 0.98');
+    expect(intervalVerdict(around(0.98), 0.98)).toBe('0.973–0.987, holds 0.98: within noise');
+    expect(intervalVerdict([1, 1.1, 0.9], 1)).toBe('— (3 samples: too few for a 95% interval)');
   });
 });
 
