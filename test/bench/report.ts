@@ -55,11 +55,6 @@ export function perRepetitionRatios(a: number[], b: number[]): number[] {
   return a.map((x, i) => x / b[i]!);
 }
 
-/** The median over repetitions of a[i] / b[i]. */
-export function pairedRatio(a: number[], b: number[]): number {
-  return stats(perRepetitionRatios(a, b)).median;
-}
-
 export type Sampled<T> = Measured<T> & { gpu?: GpuWindow };
 
 /** Everything measured for one configuration. */
