@@ -136,6 +136,8 @@ export function formatDoctorReport(report: DoctorReport): string {
         (cm.problem ? ` not used: ${cm.problem}` : ''));
     }
     lines.push(`CUDA: ${build.cuda.available ? `usable on ${build.cuda.devices.join(', ')}` : `not usable - ${build.cuda.reason}`}`);
+    if (build.cuda.moduleCode) lines.push(`  module code: ${build.cuda.moduleCode}`);
+    for (const way of build.cuda.runsAs ?? []) lines.push(`  runs on ${way}`);
     for (const lib of build.cudaRuntime?.preloaded ?? []) lines.push(`  CUDA runtime ${lib.soname}: ${lib.path} (${lib.source})`);
   }
   for (const d of report.devices) lines.push(`device ${d.name} [${d.type}] ${d.description}: ${gib(d.memoryFree)} free of ${gib(d.memoryTotal)}`);

@@ -7,6 +7,7 @@ import { ErrorCode, GpuError } from './errors.js';
 import { CUDA_MODULE_FILE, CUDA_PACKAGE, type LoadedBinary } from './load-native.js';
 import type { NativeAddon, NativeContextParams, NativeCpuOpsOnGpuMemory, NativeModelParams } from './native.js';
 import type { LoadOptions } from './options.js';
+import { cudaCodeVerdict, describeCudaCode, readCudaModuleCode, type CudaModuleCode } from './cuda-fatbin.js';
 import { archSupportsDevice, sampleGpus } from './telemetry.js';
 
 export const CPU_FALLBACK_WARNING = 'CUDA_LLAMA_CPU_FALLBACK';
@@ -31,6 +32,10 @@ export interface CudaAvailability {
   devices: string[];
   reason?: string;
   remedy?: string;
+  /** The GPU code the CUDA module holds, from its fatbin ("SASS sm_86, sm_90; PTX compute_100 (...)"), when it could be read. */
+  moduleCode?: string;
+  /** Per NVIDIA GPU (NVML order), what the driver runs of it: "SASS sm_90", or PTX it compiles at first use. */
+  runsAs?: string[];
 }
 
 /** Why CUDA can or cannot be used with this binary, from the registry and the module file. */
@@ -59,23 +64,55 @@ export function cudaAvailability(binary: Pick<LoadedBinary, 'addon' | 'dir' | 'c
       remedy: 'check `nvidia-smi`, and that CUDA_VISIBLE_DEVICES does not hide every GPU',
     };
   }
-  // A device older than every compiled architecture would fail at its first kernel launch.
-  const archs = registry.features.ARCHS;
+  // A device the module has no usable code for would list fine and then abort the process at its
+  // first kernel launch. The module's fatbin says exactly what it holds; ggml's ARCHS list (which
+  // cannot tell SASS from PTX) is the fallback when the file has none this reader understands.
   const telemetry = sampleGpus(addon);
-  if (telemetry.available) {
-    const unsupported = telemetry.devices.filter((d) => archSupportsDevice(archs, d.computeCapability) === false);
-    if (unsupported.length === telemetry.devices.length && unsupported.length > 0) {
-      const d = unsupported[0];
-      const cc = (d.computeCapability ?? '').replace('.', '');
-      return {
-        available: false,
-        devices,
-        reason: `${d.name ?? 'the GPU'} has compute capability ${d.computeCapability}, older than every architecture this CUDA build contains (${archs})`,
-        remedy: `rebuild the CUDA module for it: \`npm run build:cuda -- --arch ${cc}\``,
-      };
-    }
+  if (telemetry.available && telemetry.devices.length > 0) {
+    const code = cudaModule ? cudaModuleCode(cudaModule.path) : null;
+    const runsAs: string[] = [];
+    const refusals = telemetry.devices.map((d) => {
+      const cc = d.computeCapability;
+      if (cc === null) return null;
+      const rebuild = `rebuild the CUDA module for it: \`npm run build:cuda -- --arch ${cc.replace('.', '')}\``;
+      if (code) {
+        const verdict = cudaCodeVerdict(code, cc, telemetry.cudaDriverVersion);
+        if (verdict.runs) {
+          runsAs.push(`${d.name ?? `GPU ${d.index}`}: ${verdict.via}`);
+          return null;
+        }
+        return {
+          reason: `${d.name ?? 'the GPU'} cannot run ${cudaModule!.path}: ${verdict.reason}`,
+          remedy: verdict.fix === 'driver' ? `update the NVIDIA driver to one for CUDA ${verdict.driverCuda} or newer, or ${rebuild}` : rebuild,
+        };
+      }
+      if (archSupportsDevice(registry.features.ARCHS, cc) !== false) return null;
+      return { reason: `${d.name ?? 'the GPU'} has compute capability ${cc}, older than every architecture this CUDA build contains (${registry.features.ARCHS})`, remedy: rebuild };
+    });
+    // Refused only when no device can run it. With a mix, the ones that cannot are not left out of
+    // placement: NVML numbers devices in PCI order, CUDA (and so ggml) fastest first, so an NVML
+    // index does not name a CUDA device.
+    const first = refusals[0];
+    const known = code ? { moduleCode: describeCudaCode(code), runsAs } : {};
+    if (first && refusals.every((r) => r !== null)) return { available: false, devices, ...first, ...known };
+    return { available: true, devices, ...known };
   }
   return { available: true, devices };
+}
+
+/** The module's fatbin, read once per path (a few ms for a module with hundreds of code units). */
+const moduleCodeCache = new Map<string, CudaModuleCode | null>();
+function cudaModuleCode(path: string): CudaModuleCode | null {
+  if (!moduleCodeCache.has(path)) {
+    let code: CudaModuleCode | null = null;
+    try {
+      code = readCudaModuleCode(path);
+    } catch {
+      // Unreadable: nothing is known, and the ARCHS fallback decides, as before this check existed.
+    }
+    moduleCodeCache.set(path, code);
+  }
+  return moduleCodeCache.get(path)!;
 }
 
 /** The missing library named in a dlopen error, with the command that installs it. */

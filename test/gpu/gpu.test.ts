@@ -128,6 +128,20 @@ describe.skipIf(!cuda)('CUDA (synthetic TinyLlama-1.1B shape, Q4_0)', () => {
     console.log(`NVML: ${JSON.stringify(t.devices[0])}`);
   });
 
+  it("the CUDA module's fatbin is read: each GPU runs its own SASS where the build compiled that architecture", () => {
+    const t = Llama.telemetry();
+    expect(build.cuda.moduleCode).toMatch(/SASS sm_\d+/);
+    if (!t.available) return;
+    expect(build.cuda.runsAs).toHaveLength(t.devices.length);
+    const archs = (build.cudaModule?.metadata?.cudaArchitectures ?? '').split(/[;,\s]+/);
+    t.devices.forEach((d, i) => {
+      const arch = d.computeCapability!.replace('.', '');
+      // "90-real" or plain "90" (SASS and PTX) compile SASS; "90-virtual" only PTX.
+      if (archs.includes(`${arch}-real`) || archs.includes(arch)) expect(build.cuda.runsAs![i]).toMatch(new RegExp(`: SASS sm_${arch}$`));
+    });
+    console.log(`CUDA module code: ${build.cuda.moduleCode}; ${build.cuda.runsAs!.join('; ')}`);
+  });
+
   it('tune recommends the GPU over the CPU for the 1.1B model, in words', async () => {
     const result = await Llama.tune(path, { promptTokens: 128, outputTokens: 32, repetitions: 1 });
     console.log(result.reasons.join('\n'));

@@ -1,0 +1,154 @@
+// Reading a CUDA module's fatbin headers, and deciding whether a device and driver can run it.
+// The modules are small ELF files made here with the same layout nvcc writes (headers only; the
+// payloads are filler, the reader never looks at them).
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { cudaCodeVerdict, cudaVersionForPtxIsa, describeCudaCode, readCudaModuleCode, type CudaCodeImage } from '../../lib/cuda-fatbin.js';
+import { cudaAvailability } from '../../lib/gpu-policy.js';
+import type { NativeAddon } from '../../lib/native.js';
+
+type Image = CudaCodeImage;
+const sass = (arch: number): Image => ({ kind: 'sass', arch });
+const ptx = (arch: number, ptxIsa: string): Image => ({ kind: 'ptx', arch, ptxIsa });
+
+function fatbinBlob(images: Image[]): Buffer {
+  const entries = images.map((image, i) => {
+    const header = Buffer.alloc(64);
+    const payload = Buffer.alloc(16 + 8 * i, 0xab); // varied sizes, so offsets are really followed
+    header.writeUInt16LE(image.kind === 'ptx' ? 1 : 2, 0);
+    header.writeUInt16LE(0x101, 2);
+    header.writeUInt32LE(header.length, 4);
+    header.writeBigUInt64LE(BigInt(payload.length), 8);
+    const [major, minor] = (image.ptxIsa ?? '1.8').split('.').map(Number);
+    header.writeUInt16LE(minor!, 24);
+    header.writeUInt16LE(major!, 26);
+    header.writeUInt32LE(image.arch, 28);
+    return Buffer.concat([header, payload]);
+  });
+  const body = Buffer.concat(entries);
+  const header = Buffer.alloc(16);
+  header.writeUInt32LE(0xba55ed50, 0);
+  header.writeUInt16LE(1, 4);
+  header.writeUInt16LE(16, 6);
+  header.writeBigUInt64LE(BigInt(body.length), 8);
+  return Buffer.concat([header, body]);
+}
+
+/** An ELF64 file with a .shstrtab and a .nv_fatbin section holding one blob per unit (8 bytes of padding between them). */
+function writeModule(units: Image[][], dir = mkdtempSync(join(tmpdir(), 'cuda-llama-fatbin-'))): string {
+  const names = Buffer.from('\0.shstrtab\0.nv_fatbin\0', 'latin1');
+  const fatbin = Buffer.concat(units.flatMap((u) => [fatbinBlob(u), Buffer.alloc(8)]));
+  const elf = Buffer.alloc(64);
+  elf.writeUInt32LE(0x464c457f, 0);
+  elf[4] = 2; // 64-bit
+  elf[5] = 1; // little-endian
+  elf[6] = 1;
+  const namesAt = 64;
+  const fatbinAt = namesAt + names.length;
+  const tableAt = fatbinAt + fatbin.length;
+  elf.writeBigUInt64LE(BigInt(tableAt), 0x28);
+  elf.writeUInt16LE(64, 0x3a);
+  elf.writeUInt16LE(3, 0x3c);
+  elf.writeUInt16LE(1, 0x3e);
+  const section = (name: number, offset: number, size: number) => {
+    const s = Buffer.alloc(64);
+    s.writeUInt32LE(name, 0);
+    s.writeBigUInt64LE(BigInt(offset), 24);
+    s.writeBigUInt64LE(BigInt(size), 32);
+    return s;
+  };
+  const path = join(dir, 'libggml-cuda.so');
+  writeFileSync(path, Buffer.concat([elf, names, fatbin, section(0, 0, 0), section(1, namesAt, names.length), section(11, fatbinAt, fatbin.length)]));
+  return path;
+}
+
+// What our default build holds (75/80/100/120 as PTX, 86/89/90 as SASS, CUDA 13.0), and what
+// node-llama-cpp 3.22.1's CUDA 13 package holds (read from its libggml-cuda.so, built with CUDA 13.1).
+const ours = [sass(86), sass(89), sass(90), ptx(75, '9.0'), ptx(80, '9.0'), ptx(100, '9.0'), ptx(120, '9.0')];
+const cuda131Build = [ptx(75, '9.1'), ptx(80, '9.1'), sass(86), sass(89), ptx(90, '9.1'), sass(120), sass(121)];
+
+describe('reading the fatbin', () => {
+  it('lists every unit with its SASS and PTX images, and the PTX ISA', () => {
+    const code = readCudaModuleCode(writeModule([ours, ours.slice(0, 3)]))!;
+    expect(code.units).toHaveLength(2);
+    expect(code.units[0]).toEqual(ours);
+    expect(describeCudaCode(code)).toBe('SASS sm_86, sm_89, sm_90; PTX compute_75, compute_80, compute_100, compute_120 (PTX ISA 9.0: CUDA 13.0 drivers and newer)');
+  });
+
+  it('knows nothing, rather than something wrong, about a file without a fatbin', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'cuda-llama-fatbin-'));
+    writeFileSync(join(dir, 'not-elf.so'), 'hello');
+    expect(readCudaModuleCode(join(dir, 'not-elf.so'))).toBeNull();
+    expect(readCudaModuleCode(writeModule([]))).toBeNull();
+  });
+
+  it('maps PTX ISA versions to the oldest CUDA driver that compiles them', () => {
+    expect(cudaVersionForPtxIsa('9.1')).toEqual([13, 1]);
+    expect(cudaVersionForPtxIsa('8.8')).toEqual([12, 9]); // CUDA 12.6 kept ISA 8.5
+    expect(cudaVersionForPtxIsa('8.5')).toEqual([12, 5]);
+    expect(cudaVersionForPtxIsa('7.8')).toEqual([11, 8]);
+    expect(cudaVersionForPtxIsa('6.4')).toBeNull();
+  });
+});
+
+describe('can this device and driver run it', () => {
+  const code = (units: Image[][]) => ({ path: 'libggml-cuda.so', units });
+
+  it('takes SASS of the same major version and at most the device minor one', () => {
+    expect(cudaCodeVerdict(code([ours]), '9.0', '13.0')).toEqual({ runs: true, via: 'SASS sm_90' });
+    expect(cudaCodeVerdict(code([ours]), '8.9', '13.0')).toEqual({ runs: true, via: 'SASS sm_89' });
+    // sm_121 does not run on 12.0, sm_120 does; sm_86 never runs on 9.0.
+    expect(cudaCodeVerdict(code([[sass(121), sass(120)]]), '12.0', '13.0')).toEqual({ runs: true, via: 'SASS sm_120' });
+    expect(cudaCodeVerdict(code([[sass(86)]]), '9.0', '13.0')).toMatchObject({ runs: false, fix: 'rebuild' });
+  });
+
+  it('falls back to the newest PTX at or below the device, compiled by the driver', () => {
+    expect(cudaCodeVerdict(code([ours]), '10.0', '13.0')).toEqual({ runs: true, via: 'PTX compute_100, compiled by the driver at first use' });
+    expect(cudaCodeVerdict(code([ours]), '7.5', null)).toEqual({ runs: true, via: 'PTX compute_75, compiled by the driver at first use' });
+  });
+
+  it('refuses PTX newer than the driver: a CUDA 13.1 build has only PTX for an H100 under a 13.0 driver', () => {
+    const verdict = cudaCodeVerdict(code([cuda131Build]), '9.0', '13.0');
+    expect(verdict).toEqual({
+      runs: false,
+      fix: 'driver',
+      driverCuda: '13.1',
+      reason: 'its only code for compute capability 9.0 is PTX compute_90 of PTX ISA 9.1, which only a CUDA 13.1 or newer driver can compile; this driver is CUDA 13.0',
+    });
+    expect(cudaCodeVerdict(code([cuda131Build]), '9.0', '13.1')).toEqual({ runs: true, via: 'PTX compute_90, compiled by the driver at first use' });
+    expect(cudaCodeVerdict(code([cuda131Build]), '8.6', '13.0')).toEqual({ runs: true, via: 'SASS sm_86' });
+  });
+
+  it('checks every unit: one without code for the device is enough to refuse', () => {
+    const verdict = cudaCodeVerdict(code([ours, [sass(86)]]), '9.0', '13.0');
+    expect(verdict.runs).toBe(false);
+    expect(verdict.runs === false && verdict.reason).toMatch(/\(1 of its 2 code units\)/);
+    expect(cudaCodeVerdict(code([ours]), '6.1', '13.0')).toMatchObject({ runs: false, fix: 'rebuild' });
+  });
+});
+
+describe('the GPU policy reads the module it would load', () => {
+  const addon = (computeCapability: string, cudaDriverVersion: number) => ({
+    nvmlSample: () => ({ available: true, driverVersion: '580.159.04', cudaDriverVersion, devices: [{ index: 0, name: 'NVIDIA H100 80GB HBM3', computeCapability } as never] }),
+    listBackends: () => [{ name: 'CPU', deviceCount: 1, features: {} }, { name: 'CUDA', deviceCount: 1, features: { ARCHS: '750,800,860,890,900,1200,1210' } }],
+    listDevices: () => [{ name: 'CUDA0', backend: 'CUDA', type: 'gpu' }],
+  }) as unknown as NativeAddon;
+
+  it('refuses a module whose only code for the device needs a newer driver, naming both fixes', () => {
+    const path = writeModule([cuda131Build]);
+    const binary = (cc: string, driver: number) => ({ addon: addon(cc, driver), dir: '/x', cudaModule: { path, source: 'beside-addon' as const, metadata: null } });
+    // ARCHS alone (900 is there) would have said yes.
+    const refused = cudaAvailability(binary('9.0', 13000));
+    expect(refused.available).toBe(false);
+    expect(refused.reason).toBe(`NVIDIA H100 80GB HBM3 cannot run ${path}: its only code for compute capability 9.0 is PTX compute_90 of PTX ISA 9.1, ` +
+      'which only a CUDA 13.1 or newer driver can compile; this driver is CUDA 13.0');
+    expect(refused.remedy).toBe('update the NVIDIA driver to one for CUDA 13.1 or newer, or rebuild the CUDA module for it: `npm run build:cuda -- --arch 90`');
+    const moduleCode = 'SASS sm_86, sm_89, sm_120, sm_121; PTX compute_75, compute_80, compute_90 (PTX ISA 9.1: CUDA 13.1 drivers and newer)';
+    expect(refused.moduleCode).toBe(moduleCode);
+    expect(cudaAvailability(binary('9.0', 13010))).toEqual({ available: true, devices: ['CUDA0'], moduleCode,
+      runsAs: ['NVIDIA H100 80GB HBM3: PTX compute_90, compiled by the driver at first use'] });
+    expect(cudaAvailability(binary('8.9', 13000))).toMatchObject({ available: true, runsAs: ['NVIDIA H100 80GB HBM3: SASS sm_89'] });
+  });
+});
