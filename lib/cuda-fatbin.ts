@@ -80,18 +80,27 @@ function findFatbinSection(file: FileReader): { offset: number; size: number } |
   return null;
 }
 
+/** One fatbin entry: its image, which unit it belongs to, and where its (compressed) code lies in the file. */
+export interface FatbinEntry {
+  unit: number;
+  /** 'other': a kind that runs nowhere as it is (LTO IR). */
+  image: CudaCodeImage | { kind: 'other'; arch: number };
+  payloadOffset: number;
+  payloadBytes: number;
+}
+
 /**
- * The GPU code in a CUDA module, or null when the file has no fatbin this reader understands (not
- * an ELF, no .nv_fatbin, or headers out of bounds): the caller then knows nothing, rather than
- * something wrong.
+ * Every entry of every fatbin in the file, or null when it has none this reader understands (not
+ * an ELF, no .nv_fatbin, or headers out of bounds).
  */
-export function readCudaModuleCode(path: string): CudaModuleCode | null {
+export function readFatbinEntries(path: string): FatbinEntry[] | null {
   const file = new FileReader(path);
   try {
     const section = findFatbinSection(file);
     if (!section) return null;
     const end = section.offset + section.size;
-    const units: CudaCodeImage[][] = [];
+    const entries: FatbinEntry[] = [];
+    let unit = 0;
     let blob = section.offset;
     while (blob + FATBIN_HEADER_BYTES <= end) {
       const header = file.read(blob, FATBIN_HEADER_BYTES);
@@ -103,29 +112,41 @@ export function readCudaModuleCode(path: string): CudaModuleCode | null {
       const entriesStart = blob + header.readUInt16LE(6);
       const entriesEnd = entriesStart + Number(header.readBigUInt64LE(8));
       if (entriesEnd > end) return null;
-      const images: CudaCodeImage[] = [];
       for (let entry = entriesStart; entry < entriesEnd;) {
         const e = file.read(entry, ENTRY_HEADER_MIN_BYTES);
         const kind = e.readUInt16LE(0);
         const headerBytes = e.readUInt32LE(4);
         const payloadBytes = Number(e.readBigUInt64LE(8));
-        if (headerBytes < ENTRY_HEADER_MIN_BYTES) return null;
+        if (headerBytes < ENTRY_HEADER_MIN_BYTES || entry + headerBytes + payloadBytes > entriesEnd) return null;
         const arch = e.readUInt32LE(28);
-        // Kind 1 is PTX, with its ISA as minor/major at 24/26; kind 2 is a cubin. Others (LTO IR) run nowhere as they are.
-        if (kind === 1) images.push({ kind: 'ptx', arch, ptxIsa: `${e.readUInt16LE(26)}.${e.readUInt16LE(24)}` });
-        else if (kind === 2) images.push({ kind: 'sass', arch });
+        // Kind 1 is PTX, with its ISA as minor/major at 24/26; kind 2 is a cubin.
+        const image: FatbinEntry['image'] = kind === 1 ? { kind: 'ptx', arch, ptxIsa: `${e.readUInt16LE(26)}.${e.readUInt16LE(24)}` }
+          : kind === 2 ? { kind: 'sass', arch } : { kind: 'other', arch };
+        entries.push({ unit, image, payloadOffset: entry + headerBytes, payloadBytes });
         entry += headerBytes + payloadBytes;
       }
-      units.push(images);
+      unit++;
       blob = entriesEnd;
     }
-    return units.length > 0 ? { path, units } : null;
+    return entries.length > 0 ? entries : null;
   } catch (error) {
     if (error instanceof RangeError) return null; // a header pointing past the end of the file
     throw error;
   } finally {
     file.close();
   }
+}
+
+/** The GPU code in a CUDA module, by unit; null when its fatbin cannot be read (the caller then knows nothing, rather than something wrong). */
+export function readCudaModuleCode(path: string): CudaModuleCode | null {
+  const entries = readFatbinEntries(path);
+  if (!entries) return null;
+  const units: CudaCodeImage[][] = [];
+  for (const { unit, image } of entries) {
+    units[unit] ??= [];
+    if (image.kind !== 'other') units[unit].push(image);
+  }
+  return { path, units: Array.from(units, (u) => u ?? []) };
 }
 
 /**

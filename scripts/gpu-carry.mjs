@@ -3,7 +3,7 @@
 // tool's 64 MiB carry limit. That host has the CUDA wheels, cmake and ninja, but maybe no Node.js
 // and no registry, and git-ignored folders (vendor source, node_modules) reach it only when carried.
 //
-//   node scripts/gpu-carry.mjs [--no-cuda-package]
+//   node scripts/gpu-carry.mjs [--no-cuda-package] [--no-node-llama-cpp]
 //
 //   .carry/node.tar.xz          this machine's node, npm and npx (bin/, lib/node_modules/npm)
 //   .carry/llama.tar.xz         vendor/llama.cpp, verified and stamped, without .git, docs, the
@@ -18,6 +18,10 @@
 //                               `npm run prebuild -- --cuda`), when it was built from the pinned
 //                               llama.cpp: with it the host skips the CUDA compile (minutes of its
 //                               30-minute budget). --no-cuda-package leaves it out.
+//   .carry/node-llama-cpp.tar.xz node-llama-cpp's benchmark install with its CUDA package, the
+//                               module's GPU code zeroed (about 8 MiB; test/bench/carry-node-llama-cpp.ts):
+//                               the GPU benchmark then runs the three-way comparison on the host.
+//                               Installs it first (from the npm registry). --no-node-llama-cpp leaves it out.
 //
 // scripts/gpu-session.sh unpacks and uses these on the host (docs/gpu-results.md).
 import { execFileSync } from 'node:child_process';
@@ -29,6 +33,7 @@ import { repoRoot, say } from './build-common.mjs';
 const CARRY_LIMIT_BYTES = 64 * 2 ** 20;
 const carry = join(repoRoot, '.carry');
 const withCudaPackage = !process.argv.includes('--no-cuda-package');
+const withNodeLlamaCpp = !process.argv.includes('--no-node-llama-cpp');
 const pin = JSON.parse(readFileSync(join(repoRoot, 'vendor', 'llama.cpp.pin.json'), 'utf8'));
 
 function tarXz(output, args, cwd = repoRoot) {
@@ -94,7 +99,12 @@ if (withCudaPackage) {
   }
 }
 
-const files = ['node.tar.xz', 'llama.tar.xz', 'node_modules.tar.xz', 'npm-cache.tar.xz', 'cuda13.tar.xz'].filter((f) => existsSync(join(carry, f)));
+if (withNodeLlamaCpp) {
+  say('packing node-llama-cpp for the GPU three-way comparison');
+  execFileSync(join(repoRoot, 'node_modules', '.bin', 'tsx'), [join('test', 'bench', 'carry-node-llama-cpp.ts'), join(carry, 'node-llama-cpp.tar.xz')], { cwd: repoRoot, stdio: 'inherit' });
+}
+
+const files = ['node.tar.xz', 'llama.tar.xz', 'node_modules.tar.xz', 'npm-cache.tar.xz', 'cuda13.tar.xz', 'node-llama-cpp.tar.xz'].filter((f) => existsSync(join(carry, f)));
 let total = 0;
 for (const file of files) {
   const bytes = statSync(join(carry, file)).size;
@@ -103,6 +113,7 @@ for (const file of files) {
 }
 say(`  total ${(total / 2 ** 20).toFixed(1)} MiB of the ${CARRY_LIMIT_BYTES / 2 ** 20} MiB carry limit`);
 if (total > CARRY_LIMIT_BYTES) {
-  say(`too big to carry${files.includes('cuda13.tar.xz') ? ': rerun with --no-cuda-package and let the host compile the CUDA module' : ''}`);
+  say(`too big to carry${files.includes('cuda13.tar.xz') ? ': rerun with --no-cuda-package and let the host compile the CUDA module' : ''}` +
+    `${files.includes('node-llama-cpp.tar.xz') ? ' (or --no-node-llama-cpp, which drops node-llama-cpp from the GPU comparison)' : ''}`);
   process.exit(1);
 }

@@ -4,8 +4,9 @@
 # (made here by `node scripts/gpu-carry.mjs`):
 #
 #   bash scripts/gpu-session.sh setup    unpack, build, nvidia-smi, doctor, demo, the GPU suite, bench model
-#   bash scripts/gpu-session.sh bench    the GPU benchmark: CPU / full / partial offload, sweeps, parallel
-#   bash scripts/gpu-session.sh extras   paired rounds (GPU and CPU), npm test, tune (two workloads), the tarball with the CUDA package
+#   bash scripts/gpu-session.sh bench    the GPU benchmark: CPU / full / partial offload, sweeps, parallel,
+#                                        against node-llama-cpp too when .carry has it
+#   bash scripts/gpu-session.sh extras   paired rounds (GPU, GPU against node-llama-cpp, CPU), npm test, tune (two workloads), the tarball with the CUDA package
 #
 #   bash scripts/gpu-session.sh STEP NAME...   only the step's commands with these names (to redo
 #                                              one that failed, e.g. `extras test-pack-cuda`)
@@ -72,6 +73,9 @@ unpack() {
   if [ -f .carry/cuda13.tar.xz ] && [ ! -f node_modules/@cuda-llama/linux-x64-cuda13/libggml-cuda.so ]; then
     tar -xJf .carry/cuda13.tar.xz && mkdir -p node_modules/@cuda-llama && cp -r prebuilds/linux-x64-cuda13 node_modules/@cuda-llama/
   fi
+  # node-llama-cpp for the three-way comparison (its CUDA module's code zeroed: the benchmark reads its
+  # headers, says whether this GPU could run it, and stands cuda-llama's module in for it).
+  if [ -f .carry/node-llama-cpp.tar.xz ] && [ ! -d test/bench/.node-llama-cpp/node_modules ]; then tar -xJf .carry/node-llama-cpp.tar.xz; fi
   # The runtime dependencies the packed tarball pulls in, for an offline `npm install` (test-pack).
   if [ -f .carry/npm-cache.tar.xz ] && [ ! -d /tmp/npm-cache ]; then tar -C /tmp -xJf .carry/npm-cache.tar.xz; fi
   # No registry here: npm must not stall on its update check.
@@ -115,13 +119,19 @@ case "$step" in
     run bench-prepare npx tsx test/bench/compare.ts --prepare-only
     ;;
   bench)
-    run bench npx tsx test/bench/compare.ts --gpu --reps 3 --no-node-llama-cpp --out "$OUT/bench" --write-docs --docs "$OUT/gpu-bench.md"
+    # With node-llama-cpp carried, the three-way comparison; without it, ours against llama-bench.
+    nlc=--no-node-llama-cpp
+    [ -d test/bench/.node-llama-cpp/node_modules/node-llama-cpp ] && nlc=
+    run bench npx tsx test/bench/compare.ts --gpu --reps 3 $nlc --out "$OUT/bench" --write-docs --docs "$OUT/gpu-bench.md"
     ;;
   extras)
     model=$(ls test/.models/tinyllama1b-ctx32k-*-q4_0.gguf 2>/dev/null | head -n 1)
     [ -n "$model" ] || { always run bench-prepare npx tsx test/bench/compare.ts --prepare-only; model=$(ls test/.models/tinyllama1b-ctx32k-*-q4_0.gguf | head -n 1); }
     # Paired rounds first: the ratios against llama-bench with drift cancelled, on the GPU and on the host's CPU.
     run paired-gpu npx tsx test/bench/paired.ts --gpu --metrics pp128,pp512,tg128,parallel --rounds 8 --write-docs --docs "$OUT/paired-gpu.md"
+    if [ -d test/bench/.node-llama-cpp/node_modules/node-llama-cpp ]; then
+      run paired-gpu-nlc npx tsx test/bench/paired.ts --gpu --metrics node-llama-cpp --rounds 6 --write-docs --docs "$OUT/paired-gpu-node-llama-cpp.md"
+    fi
     run paired-cpu npx tsx test/bench/paired.ts --metrics pp128,pp512,tg128 --rounds 4 --write-docs --docs "$OUT/paired-cpu.md"
     run npm-test npm test
     run tune npx tsx lib/cli.ts tune "$model" --prompt 512 --output 128

@@ -36,7 +36,7 @@ import { renderLineChartPng, type LineChartSpec } from './chart.js';
 import { CONTEXT_SIZE, GEN_TOKENS, MODEL_CONTEXT_LENGTH, PROMPT_SIZES, PROMPT_TOKENS, SHORT_PROMPT_TOKENS, cpuBackendLine, cpuConfig, fail, git, gpuConfigs, isGpuConfig, log, repoRoot, sweepPoints, type BenchConfig, type SweepPoint } from './common.js';
 import { gpuMachineLine, requireCuda, telemetryLine, throttleFindings, windowNote, withGpuSamples, type GpuWindow } from './gpu.js';
 import { buildLlamaBench, checkLlamaBenchDevices, llamaBenchDir, runLlamaBench, toolEnv } from './llama-bench.js';
-import { ensureNodeLlamaCpp, runNodeLlamaCpp, runNodeLlamaCppParallel, type NodeLlamaCppParallelRun } from './node-llama-cpp.js';
+import { ensureNodeLlamaCpp, nodeLlamaCppGpuSetup, runNodeLlamaCpp, runNodeLlamaCppParallel, type NodeLlamaCppParallelRun } from './node-llama-cpp.js';
 import { compileDist, runColdWarm, runOurs, type OursRun, type OursWorkload } from './ours.js';
 import { PARALLEL_GEN_TOKENS, PARALLEL_SEQUENCES, PARALLEL_WINDOW, parallelPrompts, runBatchedBench, runOursParallel, type OursParallelRun, type ParallelRun } from './parallel.js';
 import { buildNotes, docPage, fmt, othersNote, placementLabel, summarizeColdWarm, summarizeConfig, summarizeParallel, summarizeSweep, tables, type ConfigRuns, type ConfigSummary } from './report.js';
@@ -250,6 +250,9 @@ async function main(): Promise<void> {
   const llamaToolEnv = toolEnv(cudaBuild);
   if (cudaBuild) checkLlamaBenchDevices(cudaBuild.cuda.devices, llamaToolEnv);
   const nodeLlamaCpp = cli.nodeLlamaCpp ? await ensureNodeLlamaCpp({ cuda: cli.gpu }) : undefined;
+  const nodeLlamaCppGpu = nodeLlamaCpp && cudaBuild ? nodeLlamaCppGpuSetup(cudaBuild, Llama.telemetry()) : undefined;
+  if (nodeLlamaCppGpu) log(nodeLlamaCppGpu.note);
+  const nodeLlamaCppCudaDirs = nodeLlamaCppGpu ? { cudaLibraryDirs: nodeLlamaCppGpu.cudaLibraryDirs } : {};
   const modelPath = await prepareModel(cli.model, cli.quant, cli.threads);
   const modelRel = relative(repoRoot, modelPath);
   const loadOptionsFor = (config: { load: LoadOptions }): LoadOptions => ({ threads: cli.threads, contextSize: CONTEXT_SIZE, ...config.load });
@@ -307,7 +310,7 @@ async function main(): Promise<void> {
             modelPath, threads: cli.threads, contextSize: CONTEXT_SIZE,
             gpu: isGpuConfig(c.config) ? 'cuda' : false,
             ...(c.config.load.gpuLayers === undefined || c.config.load.gpuLayers === 'auto' ? {} : { gpuLayers: c.config.load.gpuLayers }),
-            longPrompt, shortPrompt, promptSizes: [...PROMPT_SIZES], genTokens: GEN_TOKENS,
+            longPrompt, shortPrompt, promptSizes: [...PROMPT_SIZES], genTokens: GEN_TOKENS, ...nodeLlamaCppCudaDirs,
           })));
           c.nodeLlamaCpp.push(run);
           log(`${label} node-llama-cpp: ${ppLine(run.pp)}, tg${GEN_TOKENS} ${fmt(run.tgTokensPerSecond, 2)} tok/s ` +
@@ -348,7 +351,7 @@ async function main(): Promise<void> {
         } else {
           const run = await measured(() => runNodeLlamaCppParallel({
             modelPath, threads: cli.threads, gpu: isGpuConfig(mainConfig) ? 'cuda' : false, prompts, counts: [...PARALLEL_SEQUENCES],
-            genTokens: PARALLEL_GEN_TOKENS, window: PARALLEL_WINDOW,
+            genTokens: PARALLEL_GEN_TOKENS, window: PARALLEL_WINDOW, ...nodeLlamaCppCudaDirs,
           }));
           nodeParallel.push(run);
           log(`rep ${r + 1}/${cli.reps} parallel node-llama-cpp:      aggregate tg tok/s by sequences ${line(run)}${othersNote(run.interference)}`);
@@ -388,6 +391,7 @@ async function main(): Promise<void> {
   if (nodeLlamaCpp) {
     extraNotes.push(`node-llama-cpp ${nodeLlamaCpp.version} runs from ${relative(repoRoot, nodeLlamaCpp.dir)} (installed from the npm registry with its prebuilt binary package${nodeLlamaCpp.binaryPackages.length > 1 ? 's' : ''} ${nodeLlamaCpp.binaryPackages.join(', ')}; nothing downloaded at run time), ` +
       'one process per repetition, because its libllama/libggml must not share a process with ours. Its binary is its own portable build, not the one llama-bench and cuda-llama share.');
+    if (nodeLlamaCppGpu) extraNotes.push(nodeLlamaCppGpu.note);
   }
   let throttledDuring: string[] = [];
   if (telemetryStart && telemetryEnd) {
@@ -426,7 +430,8 @@ async function main(): Promise<void> {
     llamaCpp: { commit: pin.commit, tag: pin.tag, llamaBenchBuildCommit: first.runs.bench[0]!.tg.build_commit ?? null },
     node: process.version,
     build: { metadata: build.metadata, systemInfo: build.systemInfo, path: relative(repoRoot, build.path), source: build.source, backends: build.backends, cuda: build.cuda, cudaModule: build.cudaModule, cudaRuntime: build.cudaRuntime },
-    ...(nodeLlamaCpp ? { nodeLlamaCpp: { version: nodeLlamaCpp.version, binaryPackages: nodeLlamaCpp.binaryPackages, binary: first.nodeLlamaCpp?.binary ?? null } } : {}),
+    ...(nodeLlamaCpp ? { nodeLlamaCpp: { version: nodeLlamaCpp.version, binaryPackages: nodeLlamaCpp.binaryPackages, binary: first.nodeLlamaCpp?.binary ?? null,
+      ...(nodeLlamaCppGpu ? { cudaModule: nodeLlamaCppGpu.cudaModule } : {}) } } : {}),
     ...(cli.gpu ? {
       gpu: {
         devices: Llama.devices().filter((d) => d.type === 'gpu'),

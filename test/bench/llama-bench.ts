@@ -85,9 +85,14 @@ export function llamaBenchArgs(model: string, tests: string[], reps: number, thr
 export function toolEnv(build: BuildReport | undefined): NodeJS.ProcessEnv | undefined {
   const module = build?.cudaModule;
   if (!module || module.source !== 'package') return undefined;
-  const dirs = [...new Set((build.cudaRuntime?.preloaded ?? []).map((library) => dirname(library.path)))];
+  const dirs = cudaRuntimeDirs(build);
   if (process.env.LD_LIBRARY_PATH) dirs.push(process.env.LD_LIBRARY_PATH);
   return { ...process.env, GGML_BACKEND_PATH: module.path, ...(dirs.length ? { LD_LIBRARY_PATH: dirs.join(delimiter) } : {}) };
+}
+
+/** The folders of the CUDA runtime libraries cuda-llama's loader preloaded (none when the system linker found them itself). */
+export function cudaRuntimeDirs(build: BuildReport | undefined): string[] {
+  return [...new Set((build?.cudaRuntime?.preloaded ?? []).map((library) => dirname(library.path)))];
 }
 
 /**

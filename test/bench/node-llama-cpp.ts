@@ -7,8 +7,13 @@
  * own libllama/libggml loaded under some of the same sonames (libggml-base.so, libllama-common.so).
  */
 import { spawn } from 'node:child_process';
+import { copyFileSync, existsSync, renameSync } from 'node:fs';
 import { mkdir, readFile, readdir, writeFile } from 'node:fs/promises';
 import { delimiter, join, relative } from 'node:path';
+import { cudaCodeVerdict, describeCudaCode, readCudaModuleCode } from '../../lib/cuda-fatbin.js';
+import type { BuildReport, GpuTelemetry } from '../../lib/index.js';
+import { CUDA_MODULE_FILE } from '../../lib/load-native.js';
+import { cudaRuntimeDirs } from './llama-bench.js';
 import { TTFT_SAMPLES, log, ppSamples, repoRoot, runJsonChild } from './common.js';
 
 export const NODE_LLAMA_CPP_VERSION = '3.22.1';
@@ -30,6 +35,8 @@ export interface NodeLlamaCppArgs {
   gpu: false | 'cuda';
   /** Layers to offload when gpu is 'cuda' (default 'max': all of them, the output layer too). */
   gpuLayers?: number | 'max';
+  /** Folders holding libcudart.so.13 and libcublas.so.13, for gpu 'cuda' (see childEnv). */
+  cudaLibraryDirs?: string[];
   /**
    * The pp prompt: token ids from our tokenizer for the same GGUF, so all three programs see the
    * same input (512 of them, or as many as the largest of promptSizes). Its first 512 are the warm-up.
@@ -106,12 +113,11 @@ function binaryPackageNames(cuda: boolean): string[] {
   if (process.platform !== 'linux' || process.arch !== 'x64') {
     throw new Error(`the node-llama-cpp benchmark installs linux-x64 binaries only; this is ${process.platform}-${process.arch}`);
   }
-  // -cuda's libggml-cuda.so links the CUDA 13 runtime (libcudart.so.13, libcublas.so.13); -cuda-ext
-  // holds only a "fallback" one for CUDA 12 that node-llama-cpp loads when that fails (Llama.js,
-  // loadBackends). Neither ships the runtime libraries. A default linux-x64 install gets both.
-  return cuda
-    ? ['@node-llama-cpp/linux-x64', '@node-llama-cpp/linux-x64-cuda', '@node-llama-cpp/linux-x64-cuda-ext']
-    : ['@node-llama-cpp/linux-x64'];
+  // -cuda's libggml-cuda.so links the CUDA 13 runtime (libcudart.so.13, libcublas.so.13). Left out:
+  // -cuda-ext (358 MB), whose only library is a CUDA 12 "fallback" module that node-llama-cpp loads
+  // when -cuda's fails (Llama.js, loadBackends): it needs libcudart.so.12 and libcublas.so.12, which
+  // a CUDA 13 host does not have, and measuring it would not be measuring the CUDA 13 build.
+  return cuda ? ['@node-llama-cpp/linux-x64', '@node-llama-cpp/linux-x64-cuda'] : ['@node-llama-cpp/linux-x64'];
 }
 
 async function installedVersion(dir: string, packageName: string): Promise<string | undefined> {
@@ -222,14 +228,14 @@ function checkArgs(args: NodeLlamaCppArgs): void {
  * node-llama-cpp's; its addon finds its own through RUNPATH ($ORIGIN), which LD_LIBRARY_PATH
  * overrides. Entries inside this repository are dropped for the child; others (a CUDA runtime) stay.
  * The child also checks /proc/self/maps and fails if a library came from outside its install.
+ * `cudaLibraryDirs`: where the CUDA runtime is (cuda-llama's loader found it and preloads it by
+ * path; node-llama-cpp's module finds libcudart/libcublas through the library path only).
  */
-function childEnv(): NodeJS.ProcessEnv {
+function childEnv(cudaLibraryDirs: string[] = []): NodeJS.ProcessEnv {
   const env: NodeJS.ProcessEnv = { ...process.env, NODE_LLAMA_CPP_SKIP_DOWNLOAD: 'true' };
-  if (env.LD_LIBRARY_PATH) {
-    const kept = env.LD_LIBRARY_PATH.split(delimiter).filter((entry) => entry !== '' && relative(repoRoot, entry).startsWith('..'));
-    if (kept.length > 0) env.LD_LIBRARY_PATH = kept.join(delimiter);
-    else delete env.LD_LIBRARY_PATH;
-  }
+  const kept = [...cudaLibraryDirs, ...(env.LD_LIBRARY_PATH ?? '').split(delimiter)].filter((entry) => entry !== '' && relative(repoRoot, entry).startsWith('..'));
+  if (kept.length > 0) env.LD_LIBRARY_PATH = kept.join(delimiter);
+  else delete env.LD_LIBRARY_PATH;
   return env;
 }
 
@@ -247,6 +253,7 @@ export interface NodeLlamaCppParallelArgs {
   threads: number;
   gpu: false | 'cuda';
   gpuLayers?: number | 'max';
+  cudaLibraryDirs?: string[];
   /** One prompt per sequence, at least as many as the largest count. */
   prompts: number[][];
   counts: number[];
@@ -271,6 +278,89 @@ export function runNodeLlamaCppParallel(args: NodeLlamaCppParallelArgs): Promise
   return runChild({ ...args, mode: 'parallel', batchSize: 512, gpuLayers: args.gpuLayers ?? 'max', installDir: nodeLlamaCppDir });
 }
 
-function runChild<T>(request: object): Promise<T> {
-  return runJsonChild<T>(childScriptPath, request, childEnv());
+function runChild<T>(request: { cudaLibraryDirs?: string[]; [key: string]: unknown }): Promise<T> {
+  const { cudaLibraryDirs, ...rest } = request;
+  return runJsonChild<T>(childScriptPath, rest, childEnv(cudaLibraryDirs));
+}
+
+/**
+ * `active`: node-llama-cpp's CUDA 13 module, where its Linux x64 CUDA binary loads it from.
+ * `kept`: its own module, moved there while cuda-llama's stands in for it (outside bins/, so ggml never loads it).
+ */
+export function nodeLlamaCppCudaModulePaths(installDir = nodeLlamaCppDir): { active: string; kept: string } {
+  return {
+    active: join(installDir, 'node_modules', '@node-llama-cpp', 'linux-x64-cuda', 'bins', 'linux-x64-cuda', CUDA_MODULE_FILE),
+    kept: join(installDir, `node-llama-cpp-own-${CUDA_MODULE_FILE}`),
+  };
+}
+/** Beside a module whose code was zeroed for the GPU host's carry (carry-node-llama-cpp.ts): its headers are intact, its code is not. */
+export const TRIMMED_MARK = '.code-removed-for-carry';
+
+export interface NodeLlamaCppCudaModule {
+  /**
+   * 'own': node-llama-cpp's libggml-cuda.so. 'cuda-llama': the module cuda-llama loads (built from
+   * the same llama.cpp commit, so it fits node-llama-cpp's libggml-base), copied into its place
+   * because no GPU here can run node-llama-cpp's own.
+   */
+  source: 'own' | 'cuda-llama';
+  /** What node-llama-cpp's own module holds (describeCudaCode), or why that is unknown. */
+  ownCode: string;
+  /** Why its own cannot be used here; absent for 'own'. */
+  reason?: string;
+}
+
+/**
+ * Puts in place the CUDA module node-llama-cpp will load for this run: its own when a GPU here can
+ * run it (read from its fatbin against each GPU and the driver, as cuda-llama's own policy does),
+ * else cuda-llama's module `fallbackModule`. Without this, node-llama-cpp's own module would load,
+ * list the GPU, and abort its process at the first kernel. The swap is undone by the next call
+ * whose GPU can run the original.
+ */
+export function selectNodeLlamaCppCudaModule(fallbackModule: string, gpus: { name: string | null; computeCapability: string | null }[],
+  driverCuda: string | null, installDir = nodeLlamaCppDir): NodeLlamaCppCudaModule {
+  const { active, kept } = nodeLlamaCppCudaModulePaths(installDir);
+  const swapped = existsSync(kept);
+  const ownPath = swapped ? kept : active;
+  if (!existsSync(ownPath)) throw new Error(`node-llama-cpp's CUDA module is not at ${active}: run ensureNodeLlamaCpp({ cuda: true })`);
+  const code = readCudaModuleCode(ownPath);
+  let reason: string | undefined;
+  if (existsSync(ownPath + TRIMMED_MARK)) {
+    reason = 'its copy here was carried with its GPU code removed (test/bench/carry-node-llama-cpp.ts)';
+  } else if (code) {
+    const refusals = gpus.map((g) => (g.computeCapability === null ? null : cudaCodeVerdict(code, g.computeCapability, driverCuda)))
+      .map((v, i) => (v && !v.runs ? `${gpus[i]!.name ?? `GPU ${i}`}: ${v.reason}` : null));
+    if (gpus.length > 0 && refusals.every((r) => r !== null)) reason = refusals.join('; ');
+  }
+  const ownCode = code ? describeCudaCode(code) : 'unknown (its fatbin could not be read)';
+  if (reason === undefined) {
+    if (swapped) renameSync(kept, active);
+    return { source: 'own', ownCode };
+  }
+  if (!swapped) {
+    renameSync(active, kept);
+    if (existsSync(active + TRIMMED_MARK)) renameSync(active + TRIMMED_MARK, kept + TRIMMED_MARK);
+  }
+  copyFileSync(fallbackModule, active);
+  return { source: 'cuda-llama', ownCode, reason };
+}
+
+export interface NodeLlamaCppGpuSetup {
+  cudaModule: NodeLlamaCppCudaModule;
+  /** Pass to runNodeLlamaCpp / runNodeLlamaCppParallel with gpu 'cuda'. */
+  cudaLibraryDirs: string[];
+  /** For the report: which CUDA module node-llama-cpp's GPU rows ran, and why. */
+  note: string;
+}
+
+/** Readies node-llama-cpp for GPU runs beside cuda-llama's `build` (whose CUDA module and runtime it may borrow). */
+export function nodeLlamaCppGpuSetup(build: BuildReport, telemetry: GpuTelemetry): NodeLlamaCppGpuSetup {
+  if (!build.cudaModule) throw new Error('cuda-llama has no CUDA module loaded: nothing to run node-llama-cpp against on the GPU');
+  const gpus = telemetry.available ? telemetry.devices : [];
+  const cudaModule = selectNodeLlamaCppCudaModule(build.cudaModule.path, gpus, telemetry.available ? telemetry.cudaDriverVersion : null);
+  const note = cudaModule.source === 'own'
+    ? `node-llama-cpp's GPU rows ran its own CUDA module (${cudaModule.ownCode}).`
+    : `node-llama-cpp's own CUDA module cannot run here: ${cudaModule.reason}. It holds ${cudaModule.ownCode}. ` +
+      `So its GPU rows ran node-llama-cpp's binding, libllama and ggml-base with cuda-llama's CUDA module (${relative(repoRoot, build.cudaModule.path)}, ` +
+      'built from the same llama.cpp commit) copied into its place: on the GPU they compare the two bindings over one CUDA build, not two CUDA builds.';
+  return { cudaModule, cudaLibraryDirs: cudaRuntimeDirs(build), note };
 }

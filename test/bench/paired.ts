@@ -29,7 +29,7 @@ import { compileDist, runCudaLlamaChild, runOurs } from './ours.js';
 import { buildLlamaBench, checkLlamaBenchDevices, llamaBenchArgs, llamaBenchPath, tgArgs, toolEnv } from './llama-bench.js';
 import { gpuMachineLine, requireCuda } from './gpu.js';
 import { Llama, type BuildReport } from '../../lib/index.js';
-import { NODE_LLAMA_CPP_VERSION, ensureNodeLlamaCpp, runNodeLlamaCpp } from './node-llama-cpp.js';
+import { NODE_LLAMA_CPP_VERSION, ensureNodeLlamaCpp, nodeLlamaCppGpuSetup, runNodeLlamaCpp } from './node-llama-cpp.js';
 import { PARALLEL_SEQUENCES, parallelPrompts, runBatchedBench, runOursParallel } from './parallel.js';
 import { intervalVerdict, stats, type Stats } from './stats.js';
 
@@ -155,6 +155,8 @@ async function main(): Promise<void> {
   if (withLlamaCppTools && cudaBuild) checkLlamaBenchDevices(cudaBuild.cuda.devices, placement.toolEnv);
   compileDist();
   const nodeLlamaCpp = withNodeLlamaCpp ? await ensureNodeLlamaCpp({ cuda: values.gpu }) : undefined;
+  const nodeLlamaCppGpu = nodeLlamaCpp && cudaBuild ? nodeLlamaCppGpuSetup(cudaBuild, Llama.telemetry()) : undefined;
+  if (nodeLlamaCppGpu) log(nodeLlamaCppGpu.note);
 
   const results: MetricResult[] = [];
   for (const metric of metrics) {
@@ -227,7 +229,7 @@ async function main(): Promise<void> {
           ? await runOurs(modelPath, loadOptionsFor(placement, threads), { ...prompts, promptSizes })
           : await runNodeLlamaCpp({
             modelPath, threads, contextSize: CONTEXT_SIZE, ...prompts, promptSizes, genTokens: GEN_TOKENS,
-            ...(cudaBuild ? { gpu: 'cuda', gpuLayers: 'max' } : { gpu: false }),
+            ...(nodeLlamaCppGpu ? { gpu: 'cuda', gpuLayers: 'max', cudaLibraryDirs: nodeLlamaCppGpu.cudaLibraryDirs } : { gpu: false }),
           });
         const figures = { loadMs: run.loadMs, ttftMs: run.ttftMs, pp128: run.pp[128]!, pp512: run.pp[512]!, tg128: run.tgTokensPerSecond };
         if (side === 'ours') cudaLlama = figures;
@@ -317,6 +319,7 @@ async function main(): Promise<void> {
       `- cuda-llama commit: ${git(['rev-parse', '--short', 'HEAD'])}`,
       `- Model: ${relative(repoRoot, modelPath)}${values.model === undefined ? ' (synthetic tinyllama1b shape, Q4_0)' : ''}, context ${CONTEXT_SIZE}`,
       ...(nodeLlamaCpp ? [`- node-llama-cpp: ${nodeLlamaCpp.version} (${nodeLlamaCpp.binaryPackages.join(', ')})`] : []),
+      ...(nodeLlamaCppGpu ? [`- ${nodeLlamaCppGpu.note}`] : []),
       `- Command: \`${command}\``,
       '',
       tables.join('\n\n'),
