@@ -134,9 +134,9 @@ export function formatDoctorReport(report: DoctorReport): string {
     if (cm) {
       lines.push(`CUDA module: ${cm.path} (${cm.source === 'package' ? 'optional CUDA package' : 'beside the addon'}; CUDA ${cm.metadata?.cudaCompilerVersion ?? '?'}, architectures ${cm.metadata?.cudaArchitectures ?? '?'})` +
         (cm.problem ? ` not used: ${cm.problem}` : ''));
+      if (build.cudaModuleCode) lines.push(`  its GPU code: ${build.cudaModuleCode}`);
     }
     lines.push(`CUDA: ${build.cuda.available ? `usable on ${build.cuda.devices.join(', ')}` : `not usable - ${build.cuda.reason}`}`);
-    if (build.cuda.moduleCode) lines.push(`  module code: ${build.cuda.moduleCode}`);
     for (const way of build.cuda.runsAs ?? []) lines.push(`  runs on ${way}`);
     for (const lib of build.cudaRuntime?.preloaded ?? []) lines.push(`  CUDA runtime ${lib.soname}: ${lib.path} (${lib.source})`);
   }

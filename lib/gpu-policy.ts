@@ -7,7 +7,7 @@ import { ErrorCode, GpuError } from './errors.js';
 import { CUDA_MODULE_FILE, CUDA_PACKAGE, type LoadedBinary } from './load-native.js';
 import type { NativeAddon, NativeContextParams, NativeCpuOpsOnGpuMemory, NativeModelParams } from './native.js';
 import type { LoadOptions } from './options.js';
-import { cudaCodeVerdict, describeCudaCode, readCudaModuleCode, type CudaModuleCode } from './cuda-fatbin.js';
+import { cudaCodeVerdict, readCudaModuleCode, type CudaModuleCode } from './cuda-fatbin.js';
 import { archSupportsDevice, sampleGpus } from './telemetry.js';
 
 export const CPU_FALLBACK_WARNING = 'CUDA_LLAMA_CPU_FALLBACK';
@@ -32,8 +32,6 @@ export interface CudaAvailability {
   devices: string[];
   reason?: string;
   remedy?: string;
-  /** The GPU code the CUDA module holds, from its fatbin ("SASS sm_86, sm_90; PTX compute_100 (...)"), when it could be read. */
-  moduleCode?: string;
   /** Per NVIDIA GPU (NVML order), what the driver runs of it: "SASS sm_90", or PTX it compiles at first use. */
   runsAs?: string[];
 }
@@ -93,16 +91,16 @@ export function cudaAvailability(binary: Pick<LoadedBinary, 'addon' | 'dir' | 'c
     // placement: NVML numbers devices in PCI order, CUDA (and so ggml) fastest first, so an NVML
     // index does not name a CUDA device.
     const first = refusals[0];
-    const known = code ? { moduleCode: describeCudaCode(code), runsAs } : {};
+    const known = code ? { runsAs } : {};
     if (first && refusals.every((r) => r !== null)) return { available: false, devices, ...first, ...known };
     return { available: true, devices, ...known };
   }
   return { available: true, devices };
 }
 
-/** The module's fatbin, read once per path (a few ms for a module with hundreds of code units). */
+/** The module's fatbin, read once per path (a few ms for a module with hundreds of code units); null when unreadable. */
 const moduleCodeCache = new Map<string, CudaModuleCode | null>();
-function cudaModuleCode(path: string): CudaModuleCode | null {
+export function cudaModuleCode(path: string): CudaModuleCode | null {
   if (!moduleCodeCache.has(path)) {
     let code: CudaModuleCode | null = null;
     try {

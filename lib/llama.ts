@@ -3,9 +3,10 @@
  */
 import { stat } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
+import { describeCudaCode } from './cuda-fatbin.js';
 import { ErrorCode, GpuError, ModelFileError, fromNativeError } from './errors.js';
 import { ggufNumber, ggufString, readGguf } from './gguf.js';
-import { CPU_FALLBACK_WARNING, cudaAvailability, decideGpu, fallBackToCpu, fitLayers, modelParams, placementRemedy, type CudaAvailability, type GpuDecision } from './gpu-policy.js';
+import { CPU_FALLBACK_WARNING, cudaAvailability, cudaModuleCode, decideGpu, fallBackToCpu, fitLayers, modelParams, placementRemedy, type CudaAvailability, type GpuDecision } from './gpu-policy.js';
 import { nativeBinary, type BuildMetadata, type LoadedBinary } from './load-native.js';
 import { installLogger, type Logger, type LogLevel } from './log.js';
 import { LlamaModel } from './model.js';
@@ -28,12 +29,23 @@ export interface BuildReport {
   cuda: CudaAvailability;
   /** The CUDA backend module: beside the addon or from the optional CUDA package (with its metadata); null when none is installed. */
   cudaModule: LoadedBinary['cudaModule'];
+  /**
+   * The GPU code in that module, from its fatbin: "SASS sm_86, sm_89, sm_90; PTX compute_75, ...
+   * (PTX ISA 9.0: CUDA 13.0 drivers and newer)". Null without a module, or when it cannot be read.
+   * `cuda.runsAs` says what each GPU runs of it.
+   */
+  cudaModuleCode: string | null;
   /** CUDA runtime libraries the loader had to find and preload, and where it looked. */
   cudaRuntime: LoadedBinary['cudaRuntime'];
   systemInfo: string;
 }
 
 let loggerInstalled = false;
+
+function moduleCode(module: LoadedBinary['cudaModule']): string | null {
+  const code = module ? cudaModuleCode(module.path) : null;
+  return code ? describeCudaCode(code) : null;
+}
 
 function binary(): LoadedBinary {
   const loaded = nativeBinary();
@@ -210,6 +222,7 @@ export class Llama {
       backends: addon.listBackends(),
       cuda: cudaAvailability(loaded),
       cudaModule: loaded.cudaModule,
+      cudaModuleCode: moduleCode(loaded.cudaModule),
       cudaRuntime: loaded.cudaRuntime,
       systemInfo: addon.systemInfo(),
     };

@@ -130,7 +130,7 @@ describe.skipIf(!cuda)('CUDA (synthetic TinyLlama-1.1B shape, Q4_0)', () => {
 
   it("the CUDA module's fatbin is read: each GPU runs its own SASS where the build compiled that architecture", () => {
     const t = Llama.telemetry();
-    expect(build.cuda.moduleCode).toMatch(/SASS sm_\d+/);
+    expect(build.cudaModuleCode).toMatch(/SASS sm_\d+/);
     if (!t.available) return;
     expect(build.cuda.runsAs).toHaveLength(t.devices.length);
     const archs = (build.cudaModule?.metadata?.cudaArchitectures ?? '').split(/[;,\s]+/);
@@ -139,7 +139,7 @@ describe.skipIf(!cuda)('CUDA (synthetic TinyLlama-1.1B shape, Q4_0)', () => {
       // "90-real" or plain "90" (SASS and PTX) compile SASS; "90-virtual" only PTX.
       if (archs.includes(`${arch}-real`) || archs.includes(arch)) expect(build.cuda.runsAs![i]).toMatch(new RegExp(`: SASS sm_${arch}$`));
     });
-    console.log(`CUDA module code: ${build.cuda.moduleCode}; ${build.cuda.runsAs!.join('; ')}`);
+    console.log(`CUDA module code: ${build.cudaModuleCode}; ${build.cuda.runsAs!.join('; ')}`);
   });
 
   it('tune recommends the GPU over the CPU for the 1.1B model, in words', async () => {
