@@ -62,6 +62,8 @@ run() {
 
 # The carried node (the host may have none, or an older one), sources and dependencies.
 unpack() {
+  # A call that carried only .carry-nlc runs on what setup unpacked; on a fresh machine there is nothing.
+  [ -d .carry ] || [ -x /tmp/node/bin/node ] || { say "no .carry here and nothing unpacked: the machine was handed back since setup; rerun setup carrying .carry"; exit 1; }
   if [ -f .carry/node.tar.xz ]; then
     if [ ! -x /tmp/node/bin/node ]; then mkdir -p /tmp/node && tar -C /tmp/node -xJf .carry/node.tar.xz; fi
     export PATH=/tmp/node/bin:$PATH
@@ -75,7 +77,8 @@ unpack() {
   fi
   # node-llama-cpp for the three-way comparison (its CUDA module's code zeroed: the benchmark reads its
   # headers, says whether this GPU could run it, and stands cuda-llama's module in for it).
-  if [ -f .carry/node-llama-cpp.tar.xz ] && [ ! -d test/bench/.node-llama-cpp/node_modules ]; then tar -xJf .carry/node-llama-cpp.tar.xz; fi
+  # It comes in .carry-nlc, carried by the bench call alone (with the CUDA package .carry is too full).
+  if [ -f .carry-nlc/node-llama-cpp.tar.xz ] && [ ! -d test/bench/.node-llama-cpp/node_modules ]; then tar -xJf .carry-nlc/node-llama-cpp.tar.xz; fi
   # The runtime dependencies the packed tarball pulls in, for an offline `npm install` (test-pack).
   if [ -f .carry/npm-cache.tar.xz ] && [ ! -d /tmp/npm-cache ]; then tar -C /tmp -xJf .carry/npm-cache.tar.xz; fi
   # No registry here: npm must not stall on its update check.
