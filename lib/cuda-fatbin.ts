@@ -200,13 +200,13 @@ export function cudaCodeVerdict(code: CudaModuleCode, capability: string, driver
   const device = archParts(Math.round(Number(capability) * 10));
   const deviceArch = device[0] * 10 + device[1];
   const driver = driverCuda === null ? null : (driverCuda.split('.').map(Number) as [number, number]);
-  const ways = new Map<string, number>();
+  const ways = new Set<string>();
   let missing = 0;
   let tooNewPtx: { image: CudaCodeImage; need: [number, number] } | undefined;
   for (const unit of code.units) {
     const sass = unit.filter((i) => i.kind === 'sass' && archParts(i.arch)[0] === device[0] && archParts(i.arch)[1] <= device[1]).sort((a, b) => b.arch - a.arch)[0];
     if (sass) {
-      ways.set(`SASS ${archName(sass)}`, (ways.get(`SASS ${archName(sass)}`) ?? 0) + 1);
+      ways.add(`SASS ${archName(sass)}`);
       continue;
     }
     const ptx = unit.filter((i) => i.kind === 'ptx' && i.arch <= deviceArch).sort((a, b) => b.arch - a.arch)[0];
@@ -220,10 +220,9 @@ export function cudaCodeVerdict(code: CudaModuleCode, capability: string, driver
       missing++;
       continue;
     }
-    const way = `PTX ${archName(ptx)}, compiled by the driver at first use`;
-    ways.set(way, (ways.get(way) ?? 0) + 1);
+    ways.add(`PTX ${archName(ptx)}, compiled by the driver at first use`);
   }
-  if (missing === 0) return { runs: true, via: [...ways.keys()].join(' / ') };
+  if (missing === 0) return { runs: true, via: [...ways].join(' / ') };
   const of = missing === code.units.length ? '' : ` (${missing} of its ${code.units.length} code units)`;
   if (tooNewPtx) {
     return {

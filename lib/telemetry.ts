@@ -62,9 +62,11 @@ export function sampleGpus(addon: Pick<NativeAddon, 'nvmlSample'>): GpuTelemetry
 
 /**
  * Whether code compiled for `compiledArchs` (the CUDA backend's ARCHS feature, e.g.
- * "750,800,860,890,900") can run on a device of compute capability `capability` ("8.6"). Code for an
- * architecture newer than the device cannot; anything at or below it can (as SASS of the same major
- * version or as PTX). Returns null when either side is unknown.
+ * "750,800,860,890,900") may run on a device of compute capability `capability` ("8.6"): false when
+ * every architecture is newer than the device, which can never run. True is only "not ruled out":
+ * SASS runs only within its own major version and PTX needs a new enough driver, and ARCHS does not
+ * say which an architecture was compiled as. The GPU policy uses this only when it cannot read the
+ * module's fatbin (lib/cuda-fatbin.ts). Returns null when either side is unknown.
  */
 export function archSupportsDevice(compiledArchs: string | undefined, capability: string | null): boolean | null {
   if (!compiledArchs || !capability) return null;

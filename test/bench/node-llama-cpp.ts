@@ -323,14 +323,15 @@ export function selectNodeLlamaCppCudaModule(fallbackModule: string, gpus: { nam
   const ownPath = swapped ? kept : active;
   if (!existsSync(ownPath)) throw new Error(`node-llama-cpp's CUDA module is not at ${active}: run ensureNodeLlamaCpp({ cuda: true })`);
   const code = readCudaModuleCode(ownPath);
-  let reason: string | undefined;
-  if (existsSync(ownPath + TRIMMED_MARK)) {
-    reason = 'its copy here was carried with its GPU code removed (test/bench/carry-node-llama-cpp.ts)';
-  } else if (code) {
+  let refused: string | undefined;
+  if (code && gpus.length > 0) {
     const refusals = gpus.map((g) => (g.computeCapability === null ? null : cudaCodeVerdict(code, g.computeCapability, driverCuda)))
       .map((v, i) => (v && !v.runs ? `${gpus[i]!.name ?? `GPU ${i}`}: ${v.reason}` : null));
-    if (gpus.length > 0 && refusals.every((r) => r !== null)) reason = refusals.join('; ');
+    if (refusals.every((r) => r !== null)) refused = refusals.join('; ');
   }
+  // The carried copy's verdict is still worth stating: it is what the real file would have met here.
+  const trimmed = existsSync(ownPath + TRIMMED_MARK) ? 'its copy here was carried with its GPU code removed (test/bench/carry-node-llama-cpp.ts)' : undefined;
+  const reason = refused && trimmed ? `${refused} (and ${trimmed})` : refused ?? (trimmed && `${trimmed}, though by its fatbin a GPU here could have run it`);
   const ownCode = code ? describeCudaCode(code) : 'unknown (its fatbin could not be read)';
   if (reason === undefined) {
     if (swapped) renameSync(kept, active);

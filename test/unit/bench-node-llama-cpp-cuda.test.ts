@@ -49,7 +49,10 @@ describe("node-llama-cpp's CUDA module in the benchmark", () => {
     const ampere = [{ name: 'NVIDIA A10', computeCapability: '8.6' }];
     const result = selectNodeLlamaCppCudaModule(ours, ampere, '13.0', dir);
     expect(result.source).toBe('cuda-llama');
-    expect(result.reason).toMatch(/carried with its GPU code removed/);
+    expect(result.reason).toMatch(/carried with its GPU code removed .*, though by its fatbin a GPU here could have run it$/);
+    // Where its code would not have run either, that comes first.
+    const h100Result = selectNodeLlamaCppCudaModule(ours, h100, '13.0', dir);
+    expect(h100Result.reason).toMatch(/^NVIDIA H100 80GB HBM3: its only code .* \(and its copy here was carried with its GPU code removed/);
     expect(existsSync(kept + TRIMMED_MARK)).toBe(true);
     expect(existsSync(active + TRIMMED_MARK)).toBe(false);
   });
