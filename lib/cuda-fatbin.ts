@@ -235,3 +235,25 @@ export function cudaCodeVerdict(code: CudaModuleCode, capability: string, driver
   }
   return { runs: false, fix: 'rebuild', reason: `it holds no code that compute capability ${capability} can run${of}: ${describeCudaCode(code)}` };
 }
+
+export interface GpuCodeVerdict {
+  /** NVML's name for it, or "GPU <index>". */
+  gpu: string;
+  computeCapability: string;
+  verdict: CudaCodeVerdict;
+}
+
+/**
+ * cudaCodeVerdict for each GPU NVML reports (one whose compute capability it did not give is left
+ * out), and whether none of them can run the module: the case in which cuda-llama's policy refuses
+ * CUDA, and the benchmark keeps node-llama-cpp off its own module.
+ */
+export function cudaCodeVerdicts(code: CudaModuleCode, gpus: { index?: number; name: string | null; computeCapability: string | null }[],
+  driverCuda: string | null): { perGpu: GpuCodeVerdict[]; noneRuns: boolean } {
+  const perGpu = gpus.flatMap((g, i) => (g.computeCapability === null ? [] : [{
+    gpu: g.name ?? `GPU ${g.index ?? i}`,
+    computeCapability: g.computeCapability,
+    verdict: cudaCodeVerdict(code, g.computeCapability, driverCuda),
+  }]));
+  return { perGpu, noneRuns: gpus.length > 0 && perGpu.length === gpus.length && perGpu.every((v) => !v.verdict.runs) };
+}

@@ -7,7 +7,7 @@ import { ErrorCode, GpuError } from './errors.js';
 import { CUDA_MODULE_FILE, CUDA_PACKAGE, type LoadedBinary } from './load-native.js';
 import type { NativeAddon, NativeContextParams, NativeCpuOpsOnGpuMemory, NativeModelParams } from './native.js';
 import type { LoadOptions } from './options.js';
-import { cudaCodeVerdict, readCudaModuleCode, type CudaModuleCode } from './cuda-fatbin.js';
+import { cudaCodeVerdicts, readCudaModuleCode, type CudaModuleCode } from './cuda-fatbin.js';
 import { archSupportsDevice, sampleGpus } from './telemetry.js';
 
 export const CPU_FALLBACK_WARNING = 'CUDA_LLAMA_CPU_FALLBACK';
@@ -66,36 +66,36 @@ export function cudaAvailability(binary: Pick<LoadedBinary, 'addon' | 'dir' | 'c
   // first kernel launch. The module's fatbin says exactly what it holds; ggml's ARCHS list (which
   // cannot tell SASS from PTX) is the fallback when the file has none this reader understands.
   const telemetry = sampleGpus(addon);
-  if (telemetry.available && telemetry.devices.length > 0) {
-    const code = cudaModule ? cudaModuleCode(cudaModule.path) : null;
-    const runsAs: string[] = [];
-    const refusals = telemetry.devices.map((d) => {
-      const cc = d.computeCapability;
-      if (cc === null) return null;
-      const rebuild = `rebuild the CUDA module for it: \`npm run build:cuda -- --arch ${cc.replace('.', '')}\``;
-      if (code) {
-        const verdict = cudaCodeVerdict(code, cc, telemetry.cudaDriverVersion);
-        if (verdict.runs) {
-          runsAs.push(`${d.name ?? `GPU ${d.index}`}: ${verdict.via}`);
-          return null;
-        }
-        return {
-          reason: `${d.name ?? 'the GPU'} cannot run ${cudaModule!.path}: ${verdict.reason}`,
-          remedy: verdict.fix === 'driver' ? `update the NVIDIA driver to one for CUDA ${verdict.driverCuda} or newer, or ${rebuild}` : rebuild,
-        };
-      }
-      if (archSupportsDevice(registry.features.ARCHS, cc) !== false) return null;
-      return { reason: `${d.name ?? 'the GPU'} has compute capability ${cc}, older than every architecture this CUDA build contains (${registry.features.ARCHS})`, remedy: rebuild };
-    });
-    // Refused only when no device can run it. With a mix, the ones that cannot are not left out of
-    // placement: NVML numbers devices in PCI order, CUDA (and so ggml) fastest first, so an NVML
-    // index does not name a CUDA device.
-    const first = refusals[0];
-    const known = code ? { runsAs } : {};
-    if (first && refusals.every((r) => r !== null)) return { available: false, devices, ...first, ...known };
-    return { available: true, devices, ...known };
+  if (!telemetry.available || telemetry.devices.length === 0) return { available: true, devices };
+  const rebuild = (cc: string) => `rebuild the CUDA module for it: \`npm run build:cuda -- --arch ${cc.replace('.', '')}\``;
+  // Refused only when no device can run it. With a mix, the ones that cannot are not left out of
+  // placement: NVML numbers devices in PCI order, CUDA (and so ggml) fastest first, so an NVML
+  // index does not name a CUDA device.
+  const code = cudaModule ? cudaModuleCode(cudaModule.path) : null;
+  if (code) {
+    const { perGpu, noneRuns } = cudaCodeVerdicts(code, telemetry.devices, telemetry.cudaDriverVersion);
+    const runsAs = perGpu.flatMap(({ gpu, verdict }) => (verdict.runs ? [`${gpu}: ${verdict.via}`] : []));
+    const first = perGpu[0];
+    if (!noneRuns || !first || first.verdict.runs) return { available: true, devices, runsAs };
+    const { verdict } = first;
+    return {
+      available: false,
+      devices,
+      runsAs,
+      reason: `${first.gpu} cannot run ${cudaModule!.path}: ${verdict.reason}`,
+      remedy: verdict.fix === 'driver' ? `update the NVIDIA driver to one for CUDA ${verdict.driverCuda} or newer, or ${rebuild(first.computeCapability)}` : rebuild(first.computeCapability),
+    };
   }
-  return { available: true, devices };
+  const archs = registry.features.ARCHS;
+  const tooOld = telemetry.devices.filter((d) => archSupportsDevice(archs, d.computeCapability) === false);
+  const d = tooOld[0];
+  if (!d || tooOld.length < telemetry.devices.length) return { available: true, devices };
+  return {
+    available: false,
+    devices,
+    reason: `${d.name ?? 'the GPU'} has compute capability ${d.computeCapability}, older than every architecture this CUDA build contains (${archs})`,
+    remedy: rebuild(d.computeCapability!),
+  };
 }
 
 /** The module's fatbin, read once per path (a few ms for a module with hundreds of code units); null when unreadable. */

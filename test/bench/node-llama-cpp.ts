@@ -10,7 +10,7 @@ import { spawn } from 'node:child_process';
 import { copyFileSync, existsSync, renameSync } from 'node:fs';
 import { mkdir, readFile, readdir, writeFile } from 'node:fs/promises';
 import { delimiter, join, relative } from 'node:path';
-import { cudaCodeVerdict, describeCudaCode, readCudaModuleCode } from '../../lib/cuda-fatbin.js';
+import { cudaCodeVerdicts, describeCudaCode, readCudaModuleCode } from '../../lib/cuda-fatbin.js';
 import type { BuildReport, GpuTelemetry } from '../../lib/index.js';
 import { CUDA_MODULE_FILE } from '../../lib/load-native.js';
 import { cudaRuntimeDirs } from './llama-bench.js';
@@ -323,12 +323,8 @@ export function selectNodeLlamaCppCudaModule(fallbackModule: string, gpus: { nam
   const ownPath = swapped ? kept : active;
   if (!existsSync(ownPath)) throw new Error(`node-llama-cpp's CUDA module is not at ${active}: run ensureNodeLlamaCpp({ cuda: true })`);
   const code = readCudaModuleCode(ownPath);
-  let refused: string | undefined;
-  if (code && gpus.length > 0) {
-    const refusals = gpus.map((g) => (g.computeCapability === null ? null : cudaCodeVerdict(code, g.computeCapability, driverCuda)))
-      .map((v, i) => (v && !v.runs ? `${gpus[i]!.name ?? `GPU ${i}`}: ${v.reason}` : null));
-    if (refusals.every((r) => r !== null)) refused = refusals.join('; ');
-  }
+  const verdicts = code ? cudaCodeVerdicts(code, gpus, driverCuda) : undefined;
+  const refused = verdicts?.noneRuns ? verdicts.perGpu.map(({ gpu, verdict }) => `${gpu}: ${verdict.runs ? verdict.via : verdict.reason}`).join('; ') : undefined;
   // The carried copy's verdict is still worth stating: it is what the real file would have met here.
   const trimmed = existsSync(ownPath + TRIMMED_MARK) ? 'its copy here was carried with its GPU code removed (test/bench/carry-node-llama-cpp.ts)' : undefined;
   const reason = refused && trimmed ? `${refused} (and ${trimmed})` : refused ?? (trimmed && `${trimmed}, though by its fatbin a GPU here could have run it`);

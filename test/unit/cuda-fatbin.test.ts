@@ -4,7 +4,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { cudaCodeVerdict, cudaVersionForPtxIsa, describeCudaCode, readCudaModuleCode, type CudaCodeImage } from '../../lib/cuda-fatbin.js';
+import { cudaCodeVerdict, cudaCodeVerdicts, cudaVersionForPtxIsa, describeCudaCode, readCudaModuleCode, type CudaCodeImage } from '../../lib/cuda-fatbin.js';
 import { cudaAvailability } from '../../lib/gpu-policy.js';
 import type { NativeAddon } from '../../lib/native.js';
 import { ptx, sass, writeModule } from '../helpers/cuda-module.js';
@@ -73,6 +73,19 @@ describe('can this device and driver run it', () => {
     expect(verdict.runs).toBe(false);
     expect(verdict.runs === false && verdict.reason).toMatch(/\(1 of its 2 code units\)/);
     expect(cudaCodeVerdict(code([ours]), '6.1', '13.0')).toMatchObject({ runs: false, fix: 'rebuild' });
+  });
+});
+
+describe('across GPUs', () => {
+  it('none runs it only when every GPU NVML reports was judged and refused', () => {
+    const code = { path: 'libggml-cuda.so', units: [ours] };
+    const ampere = { name: 'NVIDIA A100', computeCapability: '8.0' };
+    const volta = { index: 1, name: null, computeCapability: '7.0' };
+    expect(cudaCodeVerdicts(code, [volta], '13.0')).toMatchObject({ noneRuns: true, perGpu: [{ gpu: 'GPU 1', computeCapability: '7.0', verdict: { runs: false, fix: 'rebuild' } }] });
+    expect(cudaCodeVerdicts(code, [volta, ampere], '13.0')).toMatchObject({ noneRuns: false, perGpu: [{ gpu: 'GPU 1' }, { gpu: 'NVIDIA A100', verdict: { runs: true } }] });
+    // A GPU without a compute capability is not judged, so it is not counted as refusing.
+    expect(cudaCodeVerdicts(code, [volta, { name: 'unknown', computeCapability: null }], '13.0')).toMatchObject({ noneRuns: false, perGpu: [{ gpu: 'GPU 1' }] });
+    expect(cudaCodeVerdicts(code, [], '13.0').noneRuns).toBe(false);
   });
 });
 
