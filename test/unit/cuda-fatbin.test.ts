@@ -110,3 +110,23 @@ describe('the GPU policy reads the module it would load', () => {
     expect(cudaAvailability(binary('8.9', 13000))).toMatchObject({ available: true, runsAs: ['NVIDIA H100 80GB HBM3: SASS sm_89'] });
   });
 });
+
+describe('doctor', () => {
+  it('prints the module\'s GPU code under its line, and what each GPU runs of it', async () => {
+    const { formatDoctorReport } = await import('../../lib/doctor.js');
+    const text = formatDoctorReport({
+      ok: true,
+      build: {
+        path: '/pkg/build/Release/cuda_llama.node', source: 'local-build', metadata: null, llamaCppCommit: 'de3ff815ea7d559ee917f063901b8986f038abc6',
+        backends: [], systemInfo: '', cudaRuntime: null,
+        cudaModule: { path: '/pkg/build/Release/libggml-cuda.so', source: 'beside-addon', metadata: null },
+        cudaModuleCode: 'SASS sm_86, sm_89, sm_90; PTX compute_75 (PTX ISA 9.0: CUDA 13.0 drivers and newer)',
+        cuda: { available: true, devices: ['CUDA0'], runsAs: ['NVIDIA H100 80GB HBM3: SASS sm_90'] },
+      },
+      devices: [], telemetry: null, probes: [], problems: [], warnings: [],
+    });
+    expect(text).toContain('CUDA module: /pkg/build/Release/libggml-cuda.so (beside the addon; CUDA ?, architectures ?)\n' +
+      '  its GPU code: SASS sm_86, sm_89, sm_90; PTX compute_75 (PTX ISA 9.0: CUDA 13.0 drivers and newer)\n' +
+      'CUDA: usable on CUDA0\n  runs on NVIDIA H100 80GB HBM3: SASS sm_90');
+  });
+});
