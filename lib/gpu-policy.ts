@@ -76,6 +76,7 @@ export function cudaAvailability(binary: Pick<LoadedBinary, 'addon' | 'dir' | 'c
     const { perGpu, noneRuns } = cudaCodeVerdicts(code, telemetry.devices, telemetry.cudaDriverVersion);
     const runsAs = perGpu.flatMap(({ gpu, verdict }) => (verdict.runs ? [`${gpu}: ${verdict.via}`] : []));
     const first = perGpu[0];
+    // noneRuns means every GPU was judged and refused; the last two tests only narrow the types.
     if (!noneRuns || !first || first.verdict.runs) return { available: true, devices, runsAs };
     const { verdict } = first;
     return {

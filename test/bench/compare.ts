@@ -390,7 +390,8 @@ async function main(): Promise<void> {
   }
   if (nodeLlamaCpp) {
     extraNotes.push(`node-llama-cpp ${nodeLlamaCpp.version} runs from ${relative(repoRoot, nodeLlamaCpp.dir)} (installed from the npm registry with its prebuilt binary package${nodeLlamaCpp.binaryPackages.length > 1 ? 's' : ''} ${nodeLlamaCpp.binaryPackages.join(', ')}; nothing downloaded at run time), ` +
-      'one process per repetition, because its libllama/libggml must not share a process with ours. Its binary is its own portable build, not the one llama-bench and cuda-llama share.');
+      'one process per repetition, because its libllama/libggml must not share a process with ours. Its binary is its own portable build, not the one llama-bench and cuda-llama share' +
+      `${nodeLlamaCppGpu?.cudaModule.source === 'cuda-llama' ? ", except for the CUDA module of its GPU rows (next note)." : '.'}`);
     if (nodeLlamaCppGpu) extraNotes.push(nodeLlamaCppGpu.note);
   }
   let throttledDuring: string[] = [];
@@ -429,7 +430,7 @@ async function main(): Promise<void> {
     git: { commit: git(['rev-parse', '--short', 'HEAD']), uncommittedChangesInLibOrNative: dirty },
     llamaCpp: { commit: pin.commit, tag: pin.tag, llamaBenchBuildCommit: first.runs.bench[0]!.tg.build_commit ?? null },
     node: process.version,
-    build: { metadata: build.metadata, systemInfo: build.systemInfo, path: relative(repoRoot, build.path), source: build.source, backends: build.backends, cuda: build.cuda, cudaModule: build.cudaModule, cudaRuntime: build.cudaRuntime },
+    build: { metadata: build.metadata, systemInfo: build.systemInfo, path: relative(repoRoot, build.path), source: build.source, backends: build.backends, cuda: build.cuda, cudaModule: build.cudaModule, cudaModuleCode: build.cudaModuleCode, cudaRuntime: build.cudaRuntime },
     ...(nodeLlamaCpp ? { nodeLlamaCpp: { version: nodeLlamaCpp.version, binaryPackages: nodeLlamaCpp.binaryPackages, binary: first.nodeLlamaCpp?.binary ?? null,
       ...(nodeLlamaCppGpu ? { cudaModule: nodeLlamaCppGpu.cudaModule } : {}) } } : {}),
     ...(cli.gpu ? {

@@ -302,7 +302,7 @@ async function main(): Promise<void> {
       'for the first token and at the end only.',
       ...(versus ? [
         '',
-        `Rounds against node-llama-cpp ${NODE_LLAMA_CPP_VERSION} (its prebuilt ${cudaBuild ? 'CUDA' : 'CPU'} binary, from test/bench/.node-llama-cpp) pair compare.ts's workload the same way:`,
+        `Rounds against node-llama-cpp ${NODE_LLAMA_CPP_VERSION} (its prebuilt ${nodeLlamaCppGpu?.cudaModule.source === 'cuda-llama' ? 'CUDA binary with cuda-llama\'s CUDA module in place of its own, as said below' : cudaBuild ? 'CUDA binary' : 'CPU binary'}, from test/bench/.node-llama-cpp) pair compare.ts's workload the same way:`,
         "each side loads the model and a context (cuda-llama with warmup: false: the same work as node-llama-cpp's loadModel +",
         `createContext), decodes the same excluded 512-token warm-up, then times ${TTFT_SAMPLES} first-token requests of the same ${SHORT_PROMPT_TOKENS} token ids,`,
         `pp128 and pp512 (${ppSamples(128)} and ${ppSamples(512)} decodes each, the mean) and tg${GEN_TOKENS}, each side in a process of its own, and a round's figure is`,
