@@ -86,6 +86,11 @@ export interface NativeContextInfo {
   threadsBatch: number;
   /** A persistent ggml threadpool is attached (llama_attach_threadpool). */
   threadpool: boolean;
+  /**
+   * Greedy generation of several sequences picks each step's tokens on the threadpool's threads,
+   * not one after another on the context thread (native/argmax.h).
+   */
+  threadpoolArgmax: boolean;
 }
 
 export type NativeStopReason = 'eog' | 'maxTokens' | 'aborted' | 'contextFull';

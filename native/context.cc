@@ -22,6 +22,8 @@ namespace {
 struct ThreadpoolFns {
   decltype(ggml_threadpool_new)* create = nullptr;
   decltype(ggml_threadpool_free)* destroy = nullptr;
+  decltype(ggml_backend_cpu_set_threadpool)* set_threadpool = nullptr;
+  decltype(ggml_backend_cpu_set_n_threads)* set_n_threads = nullptr;
 };
 
 ThreadpoolFns FindThreadpoolFns() {
@@ -30,7 +32,23 @@ ThreadpoolFns FindThreadpoolFns() {
   if (cpu == nullptr) return fns;
   fns.create = reinterpret_cast<decltype(ggml_threadpool_new)*>(ggml_backend_reg_get_proc_address(cpu, "ggml_threadpool_new"));
   fns.destroy = reinterpret_cast<decltype(ggml_threadpool_free)*>(ggml_backend_reg_get_proc_address(cpu, "ggml_threadpool_free"));
+  fns.set_threadpool = reinterpret_cast<decltype(ggml_backend_cpu_set_threadpool)*>(
+      ggml_backend_reg_get_proc_address(cpu, "ggml_backend_cpu_set_threadpool"));
+  fns.set_n_threads = reinterpret_cast<decltype(ggml_backend_cpu_set_n_threads)*>(
+      ggml_backend_reg_get_proc_address(cpu, "ggml_backend_set_n_threads"));
   return fns;
+}
+
+// ContextParts::host_backend: a CPU backend that computes on `threadpool` with all its threads, or
+// null if the CPU module lacks a function for it (then the rows are done on the context thread).
+ggml_backend_t CreateHostBackend(const ThreadpoolFns& fns, ggml_threadpool* threadpool, int32_t n_threads) {
+  ggml_backend_dev_t cpu = ggml_backend_dev_by_type(GGML_BACKEND_DEVICE_TYPE_CPU);
+  if (cpu == nullptr || fns.set_threadpool == nullptr || fns.set_n_threads == nullptr) return nullptr;
+  ggml_backend_t backend = ggml_backend_dev_init(cpu, nullptr);
+  if (backend == nullptr) return nullptr;
+  fns.set_threadpool(backend, threadpool);
+  fns.set_n_threads(backend, n_threads);
+  return backend;
 }
 
 class CreateWorker : public PromiseWorker {
@@ -61,7 +79,13 @@ class CreateWorker : public PromiseWorker {
         ggml_threadpool_params tpp_batch = ggml_threadpool_params_default(llama_n_threads_batch(parts_.ctx));
         parts_.threadpool_batch = fns.create(&tpp_batch);
       }
-      if (parts_.threadpool != nullptr) llama_attach_threadpool(parts_.ctx, parts_.threadpool, parts_.threadpool_batch);
+      if (parts_.threadpool != nullptr) {
+        llama_attach_threadpool(parts_.ctx, parts_.threadpool, parts_.threadpool_batch);
+        // A step of several sequences is a batch, which llama.cpp computes on the batch pool (the
+        // generation pool when there is one only): that pool's threads are the ones just awake.
+        ggml_threadpool* step_pool = parts_.threadpool_batch != nullptr ? parts_.threadpool_batch : parts_.threadpool;
+        parts_.host_backend = CreateHostBackend(fns, step_pool, llama_n_threads_batch(parts_.ctx));
+      }
     }
   }
 
@@ -100,6 +124,10 @@ llama_context_params ContextParamsFromJs(Napi::Object options) {
 }
 
 void ContextParts::Free() {
+  if (host_backend != nullptr) {
+    ggml_backend_free(host_backend);  // does not touch the threadpool, which is freed below
+    host_backend = nullptr;
+  }
   if (ctx != nullptr) {
     llama_free(ctx);
     ctx = nullptr;
@@ -186,6 +214,7 @@ Napi::Value Context::Info(const Napi::CallbackInfo& info) {
   result.Set("threads", llama_n_threads(ctx));
   result.Set("threadsBatch", llama_n_threads_batch(ctx));
   result.Set("threadpool", parts_.threadpool != nullptr);
+  result.Set("threadpoolArgmax", parts_.host_backend != nullptr);
   return result;
 }
 
@@ -252,7 +281,7 @@ Napi::Value Context::Generate(const Napi::CallbackInfo& info) {
   bool posted = thread_->Post(
       [this, ctx, raw_job] {
         abort_flag_.store(raw_job->cancel.get());
-        RunGeneration(ctx, raw_job);
+        RunGeneration(ctx, parts_.host_backend, raw_job);
         abort_flag_.store(nullptr);
       },
       // The finalizer settles the promise on the JS thread, once the context is idle again.

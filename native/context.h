@@ -9,6 +9,7 @@
 #include <memory>
 
 #include "context_thread.h"
+#include "ggml-backend.h"
 #include "llama.h"
 
 struct ggml_threadpool;
@@ -27,6 +28,10 @@ struct ContextParts {
   ggml_threadpool* threadpool = nullptr;
   ggml_threadpool* threadpool_batch = nullptr;  // null when batch and generation share one pool
   void (*threadpool_free)(ggml_threadpool*) = nullptr;
+  // A CPU backend of our own on `threadpool`, for host work between decodes that is worth
+  // spreading over the pool's threads (the argmax of a many-sequence step, native/argmax.h).
+  // Null without a threadpool; freed before it.
+  ggml_backend_t host_backend = nullptr;
   void Free();
 };
 

@@ -5,6 +5,7 @@
 #include <cstring>
 #include <limits>
 
+#include "argmax.h"
 #include "common.h"
 
 namespace cuda_llama {
@@ -68,13 +69,14 @@ void WakeJs(GenerationJob* job) {
 // The decode loop's state; lives on the context thread for one job.
 class Runner {
  public:
-  Runner(llama_context* ctx, GenerationJob* job)
+  Runner(llama_context* ctx, ggml_backend_t host_backend, GenerationJob* job)
       : ctx_(ctx),
         job_(job),
         vocab_(llama_model_get_vocab(llama_get_model(ctx))),
         n_vocab_(llama_vocab_n_tokens(vocab_)),
         n_ctx_seq_(static_cast<llama_pos>(llama_n_ctx_seq(ctx))),
         n_batch_(static_cast<int32_t>(llama_n_batch(ctx))),
+        argmax_(host_backend, n_vocab_),
         next_(job->sequences.size()),
         n_past_(job->sequences.size(), 0) {}
 
@@ -114,7 +116,7 @@ class Runner {
       // always ends one); the others stay queued, so building the next batch overlaps the GPU.
       if (!ended.empty()) llama_synchronize(ctx_);
       job_->prompt_ms = MsSinceStart();
-      for (auto [seq, index] : ended) Accept(seq, index);
+      AcceptOutputs(ended);
       ended.clear();
       batch.Clear();
       return true;
@@ -147,10 +149,8 @@ class Runner {
       }
       if (stepped.empty()) return;
       if (!Decode(batch, kGenerating)) return;
-      for (auto [seq, index] : stepped) {
-        n_past_[seq]++;
-        Accept(seq, index);
-      }
+      for (auto [seq, index] : stepped) n_past_[seq]++;
+      AcceptOutputs(stepped);
     }
   }
 
@@ -182,15 +182,32 @@ class Runner {
     return false;
   }
 
-  // Samples sequence `s`'s next token from output `index` of the last decode, then streams it or
-  // stops the sequence.
-  void Accept(int32_t s, int32_t index) {
-    GenerationSequence& seq = job_->sequences[s];
-    if (seq.cancel->load() || JobCancelled()) {
-      seq.stop_reason = "aborted";
-      return;
+  // Picks the next token of each (sequence, batch index) in `outputs` from the last decode, then
+  // streams it or stops the sequence. The greedy sequences' argmaxes are taken together, so that
+  // a step of many sequences spreads them over the threadpool (RowsArgmax).
+  void AcceptOutputs(const std::vector<std::pair<int32_t, int32_t>>& outputs) {
+    greedy_rows_.clear();
+    for (auto [s, index] : outputs) {
+      GenerationSequence& seq = job_->sequences[s];
+      if (seq.cancel->load() || JobCancelled()) {
+        seq.stop_reason = "aborted";
+      } else if (seq.argmax_only) {
+        greedy_rows_.push_back(llama_get_logits_ith(ctx_, index));
+      }
     }
-    const llama_token token = seq.argmax_only ? Argmax(index) : llama_sampler_sample(seq.sampler, ctx_, index);
+    greedy_tokens_.resize(greedy_rows_.size());
+    argmax_.Run(greedy_rows_.data(), static_cast<int32_t>(greedy_rows_.size()), greedy_tokens_.data());
+    size_t next_greedy = 0;
+    for (auto [s, index] : outputs) {
+      GenerationSequence& seq = job_->sequences[s];
+      if (seq.stop_reason != nullptr) continue;
+      Accept(s, seq.argmax_only ? greedy_tokens_[next_greedy++] : llama_sampler_sample(seq.sampler, ctx_, index));
+    }
+  }
+
+  // Streams sequence `s`'s sampled token, or stops the sequence.
+  void Accept(int32_t s, llama_token token) {
+    GenerationSequence& seq = job_->sequences[s];
     if (llama_vocab_is_eog(vocab_, token)) {
       seq.stop_reason = "eog";
       return;
@@ -204,54 +221,6 @@ class Runner {
     } else {
       next_[s] = token;
     }
-  }
-
-  // Greedy sampling without the candidate array: on a GPU, where a step takes about a
-  // millisecond, llama_sampler_sample's n_vocab-entry array per token and sequence was a visible
-  // share of it. Two passes over 16 logits at a time: the largest logit, then the first id that
-  // holds it. So ties go to the lowest id, as llama.cpp's greedy sampler does, and a NaN logit is
-  // never picked (`x > best` is false for it). GNU vector types, so that the portable build gets
-  // SIMD without -march (SSE2 on x86-64, the only target built so far): scalar code with the
-  // maximum carried in 16 named lanes took 19-22 us for 32000 logits on the 2-core EPYC VM (it
-  // kept the lanes on the stack: a store per logit), this takes 3 (micro-benchmark, -O3, no
-  // -march). On the tiny test model, whose CPU step takes 0.4 ms, that was 3% of the process's
-  // CPU time during tg (perf).
-  llama_token Argmax(int32_t index) const {
-    using Floats4 = float __attribute__((vector_size(16)));
-    using Mask4 = int32_t __attribute__((vector_size(16)));
-    constexpr int32_t kBlock = 16;  // four vectors: independent maxima, so the loop is not one dependency chain
-    const float* logits = llama_get_logits_ith(ctx_, index);
-    const auto load = [logits](int32_t at) {
-      Floats4 v;
-      std::memcpy(&v, logits + at, sizeof v);  // unaligned load
-      return v;
-    };
-    constexpr float kNegInf = -std::numeric_limits<float>::infinity();
-    Floats4 m0 = {kNegInf, kNegInf, kNegInf, kNegInf}, m1 = m0, m2 = m0, m3 = m0;
-    int32_t id = 0;
-    for (; id + kBlock <= n_vocab_; id += kBlock) {
-      const Floats4 x0 = load(id), x1 = load(id + 4), x2 = load(id + 8), x3 = load(id + 12);
-      m0 = x0 > m0 ? x0 : m0;
-      m1 = x1 > m1 ? x1 : m1;
-      m2 = x2 > m2 ? x2 : m2;
-      m3 = x3 > m3 ? x3 : m3;
-    }
-    float best = kNegInf;
-    for (const Floats4& m : {m0, m1, m2, m3}) {
-      for (int32_t lane = 0; lane < 4; lane++) best = std::max(best, m[lane]);
-    }
-    for (; id < n_vocab_; id++) best = std::max(best, logits[id]);
-    llama_token token = 0;
-    for (; token + kBlock <= n_vocab_; token += kBlock) {
-      const Mask4 hit = (load(token) == best) | (load(token + 4) == best) | (load(token + 8) == best) | (load(token + 12) == best);
-      uint64_t words[2];
-      std::memcpy(words, &hit, sizeof words);
-      if ((words[0] | words[1]) != 0) break;
-    }
-    for (; token < n_vocab_; token++) {
-      if (logits[token] == best) return token;
-    }
-    return 0;  // every logit NaN
   }
 
   void StopAll(const char* reason) {
@@ -284,14 +253,17 @@ class Runner {
   const llama_pos n_ctx_seq_;
   const int32_t n_batch_;
   const Clock::time_point start_ = Clock::now();
+  RowsArgmax argmax_;
+  std::vector<const float*> greedy_rows_;  // AcceptOutputs' scratch, kept to avoid an allocation per step
+  std::vector<llama_token> greedy_tokens_;
   std::vector<llama_token> next_;  // each live sequence's last sampled token, decoded in the next step
   std::vector<llama_pos> n_past_;  // tokens of each sequence in the KV cache
 };
 
 }  // namespace
 
-void RunGeneration(llama_context* ctx, GenerationJob* job) {
-  Runner(ctx, job).Run();
+void RunGeneration(llama_context* ctx, ggml_backend_t host_backend, GenerationJob* job) {
+  Runner(ctx, host_backend, job).Run();
   WakeJs(job);  // the tokens a job without every_token kept back
 }
 

@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "ggml-backend.h"
 #include "llama.h"
 
 namespace cuda_llama {
@@ -67,8 +68,9 @@ struct GenerationJob {
 };
 
 // Context thread: decodes every prompt, then one token per live sequence per step, until each
-// sequence stops. No N-API here except the thread-safe function.
-void RunGeneration(llama_context* ctx, GenerationJob* job);
+// sequence stops. No N-API here except the thread-safe function. host_backend: see
+// ContextParts::host_backend (may be null).
+void RunGeneration(llama_context* ctx, ggml_backend_t host_backend, GenerationJob* job);
 
 // JS thread (the thread-safe function's finalizer): settles the promise and frees the job.
 void SettleGeneration(Napi::Env env, GenerationJob* job);

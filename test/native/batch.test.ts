@@ -34,7 +34,10 @@ describe('generateBatch', () => {
     expect(await kvBytes(model)).toBe(4 * (await kvBytes(single)));
   });
 
+  // One prompt's token is one row on the context thread; a batch's rows are picked together on the
+  // threadpool (contextInfo.threadpoolArgmax, native/argmax.h): both must agree.
   it('produces the same greedy tokens as generating one prompt at a time', async () => {
+    expect(model.contextInfo.threadpoolArgmax).toBe(true);
     const one = [];
     for (const prompt of prompts) one.push(await model.generate(prompt, { maxTokens: 20, temperature: 0 }));
     const batch = await model.generateBatch(prompts, { maxTokens: 20, temperature: 0 });
