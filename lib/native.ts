@@ -88,7 +88,7 @@ export interface NativeContextInfo {
   threadpool: boolean;
   /**
    * Greedy generation of several sequences picks each step's tokens on the threadpool's threads,
-   * not one after another on the context thread (native/argmax.h).
+   * not one after another on the context thread (native/argmax.h). False with one thread.
    */
   threadpoolArgmax: boolean;
 }

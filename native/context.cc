@@ -40,8 +40,10 @@ ThreadpoolFns FindThreadpoolFns() {
 }
 
 // ContextParts::host_backend: a CPU backend that computes on `threadpool` with all its threads, or
-// null if the CPU module lacks a function for it (then the rows are done on the context thread).
+// null where it would not help (one thread) or the CPU module lacks a function for it; then the
+// rows are done on the context thread.
 ggml_backend_t CreateHostBackend(const ThreadpoolFns& fns, ggml_threadpool* threadpool, int32_t n_threads) {
+  if (n_threads < 2) return nullptr;
   ggml_backend_dev_t cpu = ggml_backend_dev_by_type(GGML_BACKEND_DEVICE_TYPE_CPU);
   if (cpu == nullptr || fns.set_threadpool == nullptr || fns.set_n_threads == nullptr) return nullptr;
   ggml_backend_t backend = ggml_backend_dev_init(cpu, nullptr);

@@ -30,7 +30,7 @@ struct ContextParts {
   void (*threadpool_free)(ggml_threadpool*) = nullptr;
   // A CPU backend of our own on `threadpool`, for host work between decodes that is worth
   // spreading over the pool's threads (the argmax of a many-sequence step, native/argmax.h).
-  // Null without a threadpool; freed before it.
+  // Null without a threadpool or with a one-thread pool; freed before the pool.
   ggml_backend_t host_backend = nullptr;
   void Free();
 };

@@ -18,7 +18,8 @@ beforeAll(async () => {
   path = await syntheticModel('tiny');
   // batchSize 16: the prompts (5 to 20 tokens) straddle batches, so a prompt's end and the
   // sampling of its first token fall in different decodes for different sequences.
-  model = await Llama.load(path, { gpu: 'cpu', contextSize: 256, sequences: 4, batchSize: 16 });
+  // threads: 2, so that a step's greedy rows go to the threadpool even on a one-core machine.
+  model = await Llama.load(path, { gpu: 'cpu', contextSize: 256, sequences: 4, batchSize: 16, threads: 2 });
 });
 
 afterAll(async () => {
@@ -35,13 +36,18 @@ describe('generateBatch', () => {
   });
 
   // One prompt's token is one row on the context thread; a batch's rows are picked together on the
-  // threadpool (contextInfo.threadpoolArgmax, native/argmax.h): both must agree.
+  // threadpool (contextInfo.threadpoolArgmax, native/argmax.h), or one after another with one
+  // thread: all three must agree.
   it('produces the same greedy tokens as generating one prompt at a time', async () => {
     expect(model.contextInfo.threadpoolArgmax).toBe(true);
     const one = [];
     for (const prompt of prompts) one.push(await model.generate(prompt, { maxTokens: 20, temperature: 0 }));
     const batch = await model.generateBatch(prompts, { maxTokens: 20, temperature: 0 });
     expect(batch.results.map((r) => r.tokens)).toEqual(one.map((r) => r.tokens));
+    await using oneThread = await Llama.load(path, { gpu: 'cpu', contextSize: 256, sequences: 4, threads: 1 });
+    expect(oneThread.contextInfo.threadpoolArgmax).toBe(false);
+    const serial = await oneThread.generateBatch(prompts, { maxTokens: 20, temperature: 0 });
+    expect(serial.results.map((r) => r.tokens)).toEqual(one.map((r) => r.tokens));
     expect(batch.results.map((r) => r.text)).toEqual(one.map((r) => r.text));
     expect(batch.results.map((r) => r.promptTokens)).toEqual(prompts.map((p) => model.tokenize(p).length));
     expect(batch.results.every((r) => r.stopReason === 'maxTokens')).toBe(true);

@@ -30,7 +30,7 @@ describe('model', () => {
     });
     expect(model.info.parameters).toBeGreaterThan(4_000_000);
     expect(model.info.fileSizeBytes).toBeGreaterThan(model.info.sizeBytes);
-    expect(model.contextInfo).toMatchObject({ contextSize: 512, threadpool: true, threadpoolArgmax: true });
+    expect(model.contextInfo).toMatchObject({ contextSize: 512, threadpool: true });
     expect(model.contextInfo.threads).toBeGreaterThan(0);
   });
 
