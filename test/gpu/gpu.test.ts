@@ -92,6 +92,8 @@ describe.skipIf(!cuda)('CUDA (synthetic TinyLlama-1.1B shape, Q4_0)', () => {
       // H100). Identical prompts in one batch share every kernel: their outputs must be equal,
       // whatever their neighbours, or state leaked between sequences.
       const prompts = Array.from({ length: 8 }, (_, i) => (i % 2 === 0 ? prompt : `${prompt} ${i}`));
+      // The 8 rows of each step are picked on the threadpool, whose threads the GPU leaves idle.
+      expect(batched.contextInfo.threadpoolArgmax).toBe(true);
       const together = await batched.generateBatch(prompts, { maxTokens: 16, temperature: 0 });
       const same = together.results.filter((_, i) => i % 2 === 0).map((r) => r.tokens);
       same.forEach((tokens) => expect(tokens).toEqual(same[0]));
