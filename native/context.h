@@ -28,8 +28,9 @@ struct ContextParts {
   ggml_threadpool* threadpool = nullptr;
   ggml_threadpool* threadpool_batch = nullptr;  // null when batch and generation share one pool
   void (*threadpool_free)(ggml_threadpool*) = nullptr;
-  // A CPU backend of our own on `threadpool`, for host work between decodes that is worth
-  // spreading over the pool's threads (the argmax of a many-sequence step, native/argmax.h).
+  // A CPU backend of our own on the pool llama.cpp decodes batches on (threadpool_batch, else
+  // threadpool), for host work between decodes that is worth spreading over the pool's threads
+  // (the argmax of a many-sequence step, native/argmax.h).
   // Null without a threadpool or with a one-thread pool; freed before the pool.
   ggml_backend_t host_backend = nullptr;
   void Free();
