@@ -22,7 +22,7 @@ export const ErrorCode = {
   CONTEXT_CREATE: 'ERR_CONTEXT_CREATE',
   /** The prompt does not fit in the context. */
   CONTEXT_FULL: 'ERR_CONTEXT_FULL',
-  /** llama_decode failed; `status` holds its return value. */
+  /** llama_decode failed, or the token pick right after it; `status` holds the failing call's return value. */
   DECODE: 'ERR_DECODE',
   /** The model has no chat template and none was given. */
   NO_CHAT_TEMPLATE: 'ERR_NO_CHAT_TEMPLATE',

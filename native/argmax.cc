@@ -51,7 +51,14 @@ llama_token ArgmaxRow(const float* logits, int32_t n_vocab) {
   return 0;  // every logit NaN
 }
 
-RowsArgmax::RowsArgmax(ggml_backend_t host_backend, int32_t n_vocab) : host_backend_(host_backend), n_vocab_(n_vocab) {}
+RowsArgmax::RowsArgmax(ggml_backend_t host_backend, int32_t n_vocab) : host_backend_(host_backend), n_vocab_(n_vocab) {
+  if (host_backend_ == nullptr) return;
+  // The op's output tensor is a placeholder (Task writes into tokens_), so nothing is allocated.
+  graph_ctx_ = ggml_init({ggml_tensor_overhead() + ggml_graph_overhead_custom(1, false), nullptr, true});
+  ggml_tensor* op = ggml_custom_4d(graph_ctx_, GGML_TYPE_I32, 1, 1, 1, 1, nullptr, 0, &RowsArgmax::Task, GGML_N_TASKS_MAX, this);
+  graph_ = ggml_new_graph_custom(graph_ctx_, 1, false);
+  ggml_build_forward_expand(graph_, op);
+}
 
 RowsArgmax::~RowsArgmax() {
   if (graph_ctx_ != nullptr) ggml_free(graph_ctx_);
@@ -64,26 +71,14 @@ void RowsArgmax::Task(ggml_tensor* /*dst*/, int ith, int nth, void* self) {
   }
 }
 
-void RowsArgmax::Run(const float* const* rows, int32_t n_rows, llama_token* tokens) {
+ggml_status RowsArgmax::Run(const float* const* rows, int32_t n_rows, llama_token* tokens) {
   rows_ = rows;
   n_rows_ = n_rows;
   tokens_ = tokens;
   // One row is not worth waking the pool for: 3-5 us of work against a kick-off and a barrier.
-  if (host_backend_ != nullptr && n_rows > 1) {
-    if (graph_ == nullptr) {
-      // The op's output tensor is a placeholder (Task writes into tokens_), so nothing is allocated.
-      ggml_init_params params{ggml_tensor_overhead() + ggml_graph_overhead_custom(1, false), nullptr, true};
-      graph_ctx_ = ggml_init(params);
-      if (graph_ctx_ != nullptr) {
-        ggml_tensor* op = ggml_custom_4d(graph_ctx_, GGML_TYPE_I32, 1, 1, 1, 1, nullptr, 0, &RowsArgmax::Task,
-                                         GGML_N_TASKS_MAX, this);
-        graph_ = ggml_new_graph_custom(graph_ctx_, 1, false);
-        ggml_build_forward_expand(graph_, op);
-      }
-    }
-    if (graph_ != nullptr && ggml_backend_graph_compute(host_backend_, graph_) == GGML_STATUS_SUCCESS) return;
-  }
+  if (host_backend_ != nullptr && n_rows > 1) return ggml_backend_graph_compute(host_backend_, graph_);
   Task(nullptr, 0, 1, this);
+  return GGML_STATUS_SUCCESS;
 }
 
 }  // namespace cuda_llama

@@ -28,15 +28,17 @@ llama_token ArgmaxRow(const float* logits, int32_t n_vocab);
 class RowsArgmax {
  public:
   // host_backend: a CPU backend on the context's threadpool (ContextParts::host_backend), or null,
-  // then the rows are done one after another on the calling thread. Not owned.
+  // then the rows are done one after another on the calling thread. Not owned. With a backend,
+  // builds the one-node graph here (ggml_init aborts on allocation failure, as everywhere in ggml).
   RowsArgmax(ggml_backend_t host_backend, int32_t n_vocab);
   ~RowsArgmax();
   RowsArgmax(const RowsArgmax&) = delete;
   RowsArgmax& operator=(const RowsArgmax&) = delete;
 
   // tokens[i] = ArgmaxRow(rows[i], n_vocab) for each i < n_rows. The rows must stay readable
-  // until this returns (llama_get_logits_ith's pointers do until the next decode).
-  void Run(const float* const* rows, int32_t n_rows, llama_token* tokens);
+  // until this returns (llama_get_logits_ith's pointers do until the next decode). Anything but
+  // GGML_STATUS_SUCCESS is the pool's graph computation failing; the tokens are then not set.
+  ggml_status Run(const float* const* rows, int32_t n_rows, llama_token* tokens);
 
  private:
   // ggml's custom-op callback: task `ith` of `nth` takes rows ith, ith + nth, ...

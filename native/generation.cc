@@ -114,7 +114,7 @@ class Runner {
       // always ends one); the others stay queued, so building the next batch overlaps the GPU.
       if (!ended.empty()) llama_synchronize(ctx_);
       job_->prompt_ms = MsSinceStart();
-      AcceptOutputs(ended);
+      if (!AcceptOutputs(ended)) return false;
       ended.clear();
       batch.Clear();
       return true;
@@ -148,7 +148,7 @@ class Runner {
       if (stepped.empty()) return;
       if (!Decode(batch, kGenerating)) return;
       for (auto [seq, index] : stepped) n_past_[seq]++;
-      AcceptOutputs(stepped);
+      if (!AcceptOutputs(stepped)) return;
     }
   }
 
@@ -182,8 +182,9 @@ class Runner {
 
   // Picks the next token of each (sequence, batch index) in `outputs` from the last decode, then
   // streams it or stops the sequence. The greedy sequences' argmaxes are taken together, so that
-  // a step of many sequences spreads them over the threadpool (RowsArgmax).
-  void AcceptOutputs(const std::vector<std::pair<int32_t, int32_t>>& outputs) {
+  // a step of many sequences spreads them over the threadpool (RowsArgmax). False, with the job
+  // failed and every sequence stopped, if that computation fails.
+  bool AcceptOutputs(const std::vector<std::pair<int32_t, int32_t>>& outputs) {
     greedy_rows_.clear();
     for (auto [s, index] : outputs) {
       GenerationSequence& seq = job_->sequences[s];
@@ -194,13 +195,23 @@ class Runner {
       }
     }
     greedy_tokens_.resize(greedy_rows_.size());
-    argmax_.Run(greedy_rows_.data(), static_cast<int32_t>(greedy_rows_.size()), greedy_tokens_.data());
+    const ggml_status status = argmax_.Run(greedy_rows_.data(), static_cast<int32_t>(greedy_rows_.size()), greedy_tokens_.data());
+    if (status != GGML_STATUS_SUCCESS) {
+      job_->error_code = code::kDecode;
+      job_->error_message = "picking the next tokens of " + std::to_string(greedy_rows_.size()) +
+                            " sequences on the ggml threadpool failed after " + std::to_string(GeneratedSoFar()) +
+                            " generated tokens";
+      job_->status = status;
+      StopAll("aborted");
+      return false;
+    }
     size_t next_greedy = 0;
     for (auto [s, index] : outputs) {
       GenerationSequence& seq = job_->sequences[s];
       if (seq.stop_reason != nullptr) continue;
       Accept(s, seq.argmax_only ? greedy_tokens_[next_greedy++] : llama_sampler_sample(seq.sampler, ctx_, index));
     }
+    return true;
   }
 
   // Streams sequence `s`'s sampled token, or stops the sequence.
