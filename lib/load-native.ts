@@ -6,7 +6,7 @@
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { dirname, join } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ErrorCode, NativeBindingError } from './errors.js';
 import { cudaLibraryDirs, satisfyLibraries, type RuntimeResolution } from './cuda-runtime.js';
@@ -107,7 +107,8 @@ export const packageRoot = join(dirname(fileURLToPath(import.meta.url)), '..');
 export function binaryCandidates(env: NodeJS.ProcessEnv = process.env, root = packageRoot): Candidate[] {
   if (env.CUDA_LLAMA_BINARY_DIR) {
     // An explicit choice is the only candidate: falling through to another build would hide the mistake.
-    return [{ source: 'env', dir: env.CUDA_LLAMA_BINARY_DIR }];
+    // Absolute, from the working directory: require() would read 'build/Release/x.node' as a package name.
+    return [{ source: 'env', dir: resolve(env.CUDA_LLAMA_BINARY_DIR) }];
   }
   return [
     { source: 'local-build', dir: join(root, 'build', 'Release') },

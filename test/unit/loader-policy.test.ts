@@ -32,6 +32,8 @@ describe('binary candidates', () => {
       ['prebuild', `/pkg/prebuilds/${process.platform}-${process.arch}`],
     ]);
     expect(binaryCandidates({ CUDA_LLAMA_BINARY_DIR: '/x' }, '/pkg')).toEqual([{ source: 'env', dir: '/x' }]);
+    // A relative folder is the working directory's, as a shell user means it.
+    expect(binaryCandidates({ CUDA_LLAMA_BINARY_DIR: 'build-cuda/Release' }, '/pkg')).toEqual([{ source: 'env', dir: join(process.cwd(), 'build-cuda', 'Release') }]);
   });
 
   it('reports every candidate and a remedy when nothing loads', () => {
