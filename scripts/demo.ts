@@ -28,7 +28,8 @@ const loadStart = performance.now();
 // sequences: 4 lets generateBatch() below run four prompts at once; each gets its own 2048-token window.
 await using model = await Llama.load(path, { contextSize: 2048, sequences: 4 });
 const loadMs = performance.now() - loadStart;
-console.log(`loaded in ${loadMs.toFixed(0)} ms: ${model.info.description}, ${model.info.layerCount} layers, context ${model.contextInfo.contextSize}, ${model.contextInfo.threads} threads`);
+// llama.cpp's description says '?B' for sizes it has no name for, as our synthetic ones: the count says it.
+console.log(`loaded in ${loadMs.toFixed(0)} ms: ${model.info.description} (${(model.info.parameters / 1e6).toFixed(1)} M parameters), ${model.info.layerCount} layers, context ${model.contextInfo.contextSize}, ${model.contextInfo.threads} threads`);
 
 process.stdout.write('\n--- generation (random weights: the text is noise, the machinery is real) ---\n');
 const stream = model.stream('Once upon a time', { maxTokens: 64, temperature: 0 });
