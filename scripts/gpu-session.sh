@@ -87,10 +87,14 @@ unpack() {
 }
 
 build() {
-  run install node scripts/install.mjs
-  if [ ! -f node_modules/@cuda-llama/linux-x64-cuda13/libggml-cuda.so ]; then
-    # Finds python3's nvidia cu13 wheels or a system toolkit; sm_90 only, to fit the call.
-    run build-cuda node scripts/build-cuda.mjs --arch 90-real
+  if [ -f node_modules/@cuda-llama/linux-x64-cuda13/libggml-cuda.so ]; then
+    run install node scripts/install.mjs
+  else
+    # The whole build with CUDA (build-cuda runs install.mjs with the CUDA settings), not a CPU-only
+    # build first: a rerun after a timeout then configures the same way, and ninja keeps what it
+    # finished. It finds python3's nvidia cu13 wheels or a system toolkit; sm_90 only, to fit the call.
+    # Without a toolkit, the CPU build, so that doctor and the GPU suite can say what is missing.
+    run build-cuda node scripts/build-cuda.mjs --arch 90-real || run install node scripts/install.mjs
   fi
   run tools node scripts/build-tools.mjs
 }
