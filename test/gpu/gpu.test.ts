@@ -107,6 +107,28 @@ describe.skipIf(!cuda)('CUDA (synthetic TinyLlama-1.1B shape, Q4_0)', () => {
     }
   });
 
+  it('a prompt longer than batchSize: its batches are queued on the GPU unsynchronised, and give the tokens one batch gives', async () => {
+    // The prompt loop waits for the GPU only after a batch that ends a prompt. Both contexts
+    // compute in ubatches of 256, so the GPU runs the same kernels on the same shapes either
+    // way; only whether llama_decode gets the prompt at once or in 256-token pieces differs.
+    const split = await Llama.load(path, { gpu: 'cuda', contextSize: 2048, batchSize: 256, ubatchSize: 256 });
+    const whole = await Llama.load(path, { gpu: 'cuda', contextSize: 2048, batchSize: 2048, ubatchSize: 256 });
+    try {
+      const sentence = 'The quick brown fox jumps over the lazy dog because it was bored. ';
+      const long = sentence.repeat(Math.ceil(1500 / split.tokenize(sentence).length));
+      expect(split.tokenize(long).length).toBeGreaterThan(5 * 256);
+      const inBatches = await split.generate(long, { maxTokens: 16, temperature: 0 });
+      const atOnce = await whole.generate(long, { maxTokens: 16, temperature: 0 });
+      console.log(`${inBatches.promptTokens}-token prompt: ${inBatches.timings.promptMs.toFixed(1)} ms in 256-token batches, ` +
+        `${atOnce.timings.promptMs.toFixed(1)} ms in one`);
+      expect(inBatches.tokens).toHaveLength(16);
+      expect(inBatches.tokens).toEqual(atOnce.tokens);
+    } finally {
+      await split.dispose();
+      await whole.dispose();
+    }
+  });
+
   it("gpuLayers: 'auto' uses llama.cpp's fit: the whole 1.1B model fits an H100-class GPU", async () => {
     const plan = await Llama.plan(path, { gpu: 'cuda', gpuLayers: 'auto', contextSize: 2048 });
     expect(plan.fits).toBe(true);
