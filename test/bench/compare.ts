@@ -12,7 +12,7 @@
  *
  *   npx tsx test/bench/compare.ts [--model tinyllama1b|small|tiny] [--quant Q4_0|Q8_0|F16]
  *     [--threads N] [--reps 3] [--sweep-reps 1] [--gpu] [--no-node-llama-cpp] [--no-sweep]
- *     [--no-parallel] [--out test/bench/results] [--json out.json] [--write-docs [--docs docs/benchmarks.md]]
+ *     [--no-parallel] [--out test/bench/results] [--json out.json] [--write-docs [--docs docs/benchmarks-cpu.md, or -gpu.md with --gpu]]
  *     [--prepare-only]
  *
  * --gpu: cpu, full offload and partial offload (half the layers) on all sides, with the layer
@@ -44,7 +44,8 @@ import { cpuSnapshot, interference, measured, type Measured } from './stats.js';
 
 const modelsDir = join(repoRoot, 'test', '.models');
 const vocabPath = join(repoRoot, 'vendor', 'llama.cpp', 'models', 'ggml-vocab-llama-spm.gguf');
-const defaultDocsPath = join(repoRoot, 'docs', 'benchmarks.md');
+// docs/benchmarks.md is the hand-written overview: it quotes these pages, which the runs write.
+const defaultDocsPath = (gpu: boolean) => join(repoRoot, 'docs', gpu ? 'benchmarks-gpu.md' : 'benchmarks-cpu.md');
 const defaultOutDir = join(repoRoot, 'test', 'bench', 'results');
 
 const shapeNames = ['tinyllama1b', 'small', 'tiny'] as const satisfies readonly SyntheticShapeName[];
@@ -52,7 +53,7 @@ const quantNames = ['Q4_0', 'Q8_0', 'F16'] as const;
 type Quant = (typeof quantNames)[number];
 
 const usage = 'usage: npx tsx test/bench/compare.ts [--model tinyllama1b|small|tiny] [--quant Q4_0|Q8_0|F16] [--threads N] [--reps 3] [--sweep-reps 1] ' +
-  '[--gpu] [--no-node-llama-cpp] [--no-sweep] [--no-parallel] [--out test/bench/results] [--json out.json] [--write-docs [--docs docs/benchmarks.md]] [--prepare-only]\n';
+  '[--gpu] [--no-node-llama-cpp] [--no-sweep] [--no-parallel] [--out test/bench/results] [--json out.json] [--write-docs [--docs docs/benchmarks-cpu.md, or -gpu.md with --gpu]] [--prepare-only]\n';
 
 function parseCli() {
   const { values } = parseArgs({
@@ -91,7 +92,7 @@ function parseCli() {
   if (!Number.isInteger(sweepReps) || sweepReps < 1) fail('--sweep-reps must be a positive integer');
   // Said now, not after a run of many minutes that then writes nothing.
   if (values.docs !== undefined && !values['write-docs']) fail('--docs names the page --write-docs writes: pass both');
-  const docs = values.docs === undefined ? defaultDocsPath : resolve(values.docs);
+  const docs = values.docs === undefined ? defaultDocsPath(values.gpu) : resolve(values.docs);
   return {
     model, quant, threads, reps, sweepReps, json: values.json, gpu: values.gpu, writeDocs: values['write-docs'], docs,
     prepareOnly: values['prepare-only'], nodeLlamaCpp: !values['no-node-llama-cpp'], sweep: !values['no-sweep'], parallel: !values['no-parallel'], out: resolve(values.out ?? defaultOutDir),
