@@ -112,7 +112,10 @@ describe.skipIf(!cuda)('CUDA (synthetic TinyLlama-1.1B shape, Q4_0)', () => {
     // compute in ubatches of 256, so the GPU runs the same kernels on the same shapes either
     // way; only whether llama_decode gets the prompt at once or in 256-token pieces differs.
     const split = await Llama.load(path, { gpu: 'cuda', contextSize: 2048, batchSize: 256, ubatchSize: 256 });
-    const whole = await Llama.load(path, { gpu: 'cuda', contextSize: 2048, batchSize: 2048, ubatchSize: 256 });
+    const whole = await Llama.load(path, { gpu: 'cuda', contextSize: 2048, batchSize: 2048, ubatchSize: 256 }).catch(async (error: unknown) => {
+      await split.dispose();
+      throw error;
+    });
     try {
       const sentence = 'The quick brown fox jumps over the lazy dog because it was bored. ';
       const long = sentence.repeat(Math.ceil(1500 / split.tokenize(sentence).length));
