@@ -7,7 +7,7 @@
 import { performance } from 'node:perf_hooks';
 import { StringDecoder } from 'node:string_decoder';
 import { fromNativeError } from './errors.js';
-import type { NativeAddon, NativeCancelFlag, NativeContext, NativeGenerateResult, NativeModel, NativeSamplerParams, NativeStopReason } from './native.js';
+import type { NativeAddon, NativeCancelFlag, NativeContext, NativeGenerateResult, NativeModel, NativeSamplerParams, NativeStopReason } from './binding/native.js';
 
 export type StopReason = 'eos' | 'maxTokens' | 'stop' | 'abort' | 'contextFull';
 

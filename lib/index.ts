@@ -5,7 +5,7 @@ export type { LoadOptions, GenerateOptions, BatchGenerateOptions, GpuPolicy, Fla
 export type { LayerReport, DeviceUsage, GraphUsage } from './layer-report.js';
 export type { LoadPlan, PlannedDevice } from './plan.js';
 export type { Logger, LogLevel } from './log.js';
-export type { NativeDevice as Device, NativeBackend as Backend } from './native.js';
+export type { NativeDevice as Device, NativeBackend as Backend } from './binding/native.js';
 export {
   CudaLlamaError,
   ModelFileError,
@@ -15,8 +15,8 @@ export {
   DisposedError,
   ErrorCode,
 } from './errors.js';
-export { CPU_FALLBACK_WARNING } from './gpu-policy.js';
-export { BINARY_FALLBACK_WARNING } from './load-native.js';
-export type { PlacementProblem, CpuOpsOnGpuMemory } from './gpu-policy.js';
-export type { GpuTelemetry, GpuReading, ThrottleReason } from './telemetry.js';
-export type { TuneOptions, TuneResult, TuneCandidate, TunedLoadOptions } from './tune.js';
+export { CPU_FALLBACK_WARNING } from './gpu/policy.js';
+export { BINARY_FALLBACK_WARNING } from './binding/load-native.js';
+export type { PlacementProblem, CpuOpsOnGpuMemory } from './gpu/policy.js';
+export type { GpuTelemetry, GpuReading, ThrottleReason } from './gpu/telemetry.js';
+export type { TuneOptions, TuneResult, TuneCandidate, TunedLoadOptions } from './tools/tune.js';

@@ -3,8 +3,8 @@
  * registry, per-layer device, memory breakdown per buffer type, scheduled graph), never from logs.
  * Plain, frozen, JSON-serializable data, plus a table from toString().
  */
-import { placementProblems, type CpuOpsOnGpuMemory, type GpuDecision, type PlacementProblem } from './gpu-policy.js';
-import type { NativeGraphPlacement, NativeLayerPlacement, NativeMemoryEntry } from './native.js';
+import { placementProblems, type CpuOpsOnGpuMemory, type GpuDecision, type PlacementProblem } from './gpu/policy.js';
+import type { NativeGraphPlacement, NativeLayerPlacement, NativeMemoryEntry } from './binding/native.js';
 
 export interface DeviceUsage {
   /** ggml device name ('CPU', 'CUDA0', ...), or the buffer type name for host buffers without a device. */

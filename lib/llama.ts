@@ -3,18 +3,18 @@
  */
 import { stat } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
-import { describeCudaCode } from './cuda-fatbin.js';
+import { describeCudaCode } from './gpu/fatbin.js';
 import { ErrorCode, GpuError, ModelFileError, fromNativeError } from './errors.js';
-import { ggufNumber, ggufString, readGguf } from './gguf.js';
-import { CPU_FALLBACK_WARNING, cudaAvailability, cudaModuleCode, decideGpu, fallBackToCpu, fitLayers, modelParams, placementRemedy, type CudaAvailability, type GpuDecision } from './gpu-policy.js';
-import { nativeBinary, type BuildMetadata, type LoadedBinary } from './load-native.js';
+import { ggufNumber, ggufString, readGguf } from './gguf/reader.js';
+import { CPU_FALLBACK_WARNING, cudaAvailability, cudaModuleCode, decideGpu, fallBackToCpu, fitLayers, modelParams, placementRemedy, type CudaAvailability, type GpuDecision } from './gpu/policy.js';
+import { nativeBinary, type BuildMetadata, type LoadedBinary } from './binding/load-native.js';
 import { installLogger, type Logger, type LogLevel } from './log.js';
 import { LlamaModel } from './model.js';
 import { dryRun, formatPlan, type LoadPlan } from './plan.js';
-import { sampleGpus, type GpuTelemetry } from './telemetry.js';
-import { LlamaFileType, type NativeBackend, type NativeContext, type NativeDevice, type NativeModel } from './native.js';
+import { sampleGpus, type GpuTelemetry } from './gpu/telemetry.js';
+import { LlamaFileType, type NativeBackend, type NativeContext, type NativeDevice, type NativeModel } from './binding/native.js';
 import { contextParams, resolveContextSize, validateLoadOptions, type LoadOptions } from './options.js';
-import { tune, type TuneOptions, type TuneResult } from './tune.js';
+import { tune, type TuneOptions, type TuneResult } from './tools/tune.js';
 import { expectString, optionalEnum, typeError } from './validate.js';
 
 export interface BuildReport {

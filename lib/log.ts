@@ -3,7 +3,7 @@
  * util.debuglog, and setLogger() hands them to the user's function. Never parsed for state.
  */
 import { debuglog } from 'node:util';
-import { GgmlLogLevel, type NativeAddon } from './native.js';
+import { GgmlLogLevel, type NativeAddon } from './binding/native.js';
 
 export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
 export type Logger = (level: LogLevel, message: string) => void;

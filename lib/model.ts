@@ -4,10 +4,10 @@
  */
 import { DisposedError, ErrorCode, ContextError, CudaLlamaError, fromNativeError } from './errors.js';
 import { runGenerations, type BatchResult, type GenerateResult } from './generation.js';
-import type { GpuDecision } from './gpu-policy.js';
+import type { GpuDecision } from './gpu/policy.js';
 import { buildLayerReport, type LayerReport } from './layer-report.js';
-import type { LoadedBinary } from './load-native.js';
-import type { NativeCancelFlag, NativeContext, NativeContextInfo, NativeModel, NativeModelInfo } from './native.js';
+import type { LoadedBinary } from './binding/load-native.js';
+import type { NativeCancelFlag, NativeContext, NativeContextInfo, NativeModel, NativeModelInfo } from './binding/native.js';
 import { resolveMaxTokens, samplerParams, validateGenerateOptions, type BatchGenerateOptions, type GenerateOptions } from './options.js';
 import { expectObject, expectString, optionalBoolean, rejectUnknownKeys, typeError, rangeError } from './validate.js';
 

@@ -4,7 +4,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
-import type { NativeContextParams, NativeSamplerParams } from './native.js';
+import type { NativeContextParams, NativeSamplerParams } from './binding/native.js';
 import {
   expectObject,
   optionalBoolean,

@@ -4,9 +4,9 @@
  * is allocated. gpu: 'cuda' loads are checked against it, so a model that does not fit is refused
  * with the plan instead of spilling to the CPU or dying of out-of-memory.
  */
-import type { GpuDecision } from './gpu-policy.js';
+import type { GpuDecision } from './gpu/policy.js';
 import { layerDevices, memoryByDevice, type DeviceUsage } from './layer-report.js';
-import type { NativeAddon, NativeContextParams, NativeDevice, NativeModelParams } from './native.js';
+import type { NativeAddon, NativeContextParams, NativeDevice, NativeModelParams } from './binding/native.js';
 
 export interface PlannedDevice extends DeviceUsage {
   totalBytes: number;

@@ -4,7 +4,7 @@
 import { mkdir } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import { Llama } from '../lib/index.js';
-import { ensureSyntheticModel, shapes, type SyntheticShapeName } from '../lib/synthetic-model.js';
+import { ensureSyntheticModel, shapes, type SyntheticShapeName } from '../lib/gguf/synthetic-model.js';
 
 const shapeName = (process.argv[2] ?? 'small') as SyntheticShapeName;
 if (!(shapeName in shapes)) {

@@ -119,8 +119,8 @@ case "$step" in
     run nvidia-smi bash -c 'nvidia-smi; nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm,power.limit --format=csv'
     run python-wheels python3 -c 'import nvidia, os; [print(p, sorted(os.listdir(p))) for p in nvidia.__path__]'
     build
-    run doctor-json npx tsx lib/cli.ts doctor --json
-    run doctor npx tsx lib/cli.ts doctor
+    run doctor-json npx tsx lib/tools/cli.ts doctor --json
+    run doctor npx tsx lib/tools/cli.ts doctor
     run demo npm run demo
     CUDA_LLAMA_REQUIRE_GPU=1 run gpu-suite npx vitest run test/gpu
     run bench-prepare npx tsx test/bench/compare.ts --prepare-only
@@ -141,8 +141,8 @@ case "$step" in
     fi
     run paired-cpu npx tsx test/bench/paired.ts --metrics pp128,pp512,tg128 --rounds 4 --write-docs --docs "$OUT/paired-cpu.md"
     run npm-test npm test
-    run tune npx tsx lib/cli.ts tune "$model" --prompt 512 --output 128
-    run tune-16 npx tsx lib/cli.ts tune "$model" --prompt 128 --output 64 --sequences 16
+    run tune npx tsx lib/tools/cli.ts tune "$model" --prompt 512 --output 128
+    run tune-16 npx tsx lib/tools/cli.ts tune "$model" --prompt 128 --output 64 --sequences 16
     # Offline, from the carried cache, under the registry URL it was filled from (npm keys its cache by URL).
     registry=$(cat .carry/npm-registry.txt 2>/dev/null || echo https://registry.npmjs.org/)
     npm_config_cache=/tmp/npm-cache npm_config_offline=true npm_config_registry=$registry run test-pack-cuda node scripts/test-pack.mjs --build native --cuda

@@ -1,5 +1,5 @@
 // The fingerprint of the addon's C++ sources (native/), in one place: the build scripts write it
-// into the build metadata (cuda-llama-build.json, via CMake) and lib/load-native.ts compares it
+// into the build metadata (cuda-llama-build.json, via CMake) and lib/binding/load-native.ts compares it
 // with the native/ folder the package ships, so a build older than its sources (a local build left
 // from before a `git pull`) is refused by name instead of failing later with a confusing
 // TypeError from a changed native signature.

@@ -38,7 +38,7 @@ try {
   const packed = JSON.parse(npm(['pack', '--json', '--pack-destination', work], { cwd: repoRoot, stdio: ['ignore', 'pipe', 'inherit'] }));
   const files = packed[0].files.map((f) => f.path);
   const tarball = join(work, packed[0].filename);
-  const must = ['dist/index.js', 'dist/cli.js', `prebuilds/${process.platform}-${process.arch}/cuda_llama.node`, 'assets/ggml-vocab-llama-spm.gguf', 'scripts/install.mjs'];
+  const must = ['dist/index.js', 'dist/tools/cli.js', `prebuilds/${process.platform}-${process.arch}/cuda_llama.node`, 'assets/ggml-vocab-llama-spm.gguf', 'scripts/install.mjs'];
   const missing = must.filter((f) => !files.includes(f));
   const forbidden = files.filter((f) => /^(test|build|build-[^/]+|docs)\//.test(f) || /^prebuilds\/[^/]*-cuda/.test(f) || f.startsWith('vendor/llama.cpp/') || /\.git\//.test(f) || (f.endsWith('.gguf') && !f.startsWith('assets/')));
   if (missing.length || forbidden.length) throw new Error(`tarball content: missing ${JSON.stringify(missing)}, must not contain ${JSON.stringify(forbidden.slice(0, 5))}`);

@@ -17,7 +17,7 @@ import { execFileSync } from 'node:child_process';
 import { closeSync, cpSync, existsSync, mkdtempSync, openSync, rmSync, writeFileSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, relative, resolve } from 'node:path';
-import { readFatbinEntries } from '../../lib/cuda-fatbin.js';
+import { readFatbinEntries } from '../../lib/gpu/fatbin.js';
 import { log, repoRoot } from './common.js';
 import { TRIMMED_MARK, ensureNodeLlamaCpp, nodeLlamaCppCudaModulePaths, nodeLlamaCppDir } from './node-llama-cpp.js';
 

@@ -10,9 +10,9 @@ import { spawn } from 'node:child_process';
 import { copyFileSync, existsSync, renameSync } from 'node:fs';
 import { mkdir, readFile, readdir, writeFile } from 'node:fs/promises';
 import { delimiter, join, relative } from 'node:path';
-import { cudaCodeVerdicts, describeCudaCode, readCudaModuleCode } from '../../lib/cuda-fatbin.js';
+import { cudaCodeVerdicts, describeCudaCode, readCudaModuleCode } from '../../lib/gpu/fatbin.js';
 import type { BuildReport, GpuTelemetry } from '../../lib/index.js';
-import { CUDA_MODULE_FILE } from '../../lib/load-native.js';
+import { CUDA_MODULE_FILE } from '../../lib/binding/load-native.js';
 import { cudaRuntimeDirs } from './llama-bench.js';
 import { TTFT_SAMPLES, log, ppSamples, repoRoot, runJsonChild } from './common.js';
 

@@ -4,7 +4,7 @@
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { CudaCodeImage } from '../../lib/cuda-fatbin.js';
+import type { CudaCodeImage } from '../../lib/gpu/fatbin.js';
 
 type Image = CudaCodeImage;
 export const sass = (arch: number): Image => ({ kind: 'sass', arch });

@@ -2,7 +2,7 @@
 import { mkdir, stat } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import { Llama } from '../../lib/index.js';
-import { ensureSyntheticModel, type SyntheticShapeName } from '../../lib/synthetic-model.js';
+import { ensureSyntheticModel, type SyntheticShapeName } from '../../lib/gguf/synthetic-model.js';
 
 export const repoRoot = fileURLToPath(new URL('../..', import.meta.url));
 export const cacheDir = fileURLToPath(new URL('../.models', import.meta.url));

@@ -5,9 +5,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ContextError, DisposedError, ErrorCode, Llama, ModelFileError } from '../../lib/index.js';
-import { readGguf, type GgufValue } from '../../lib/gguf.js';
-import { GgufWriter } from '../../lib/gguf-writer.js';
-import { nativeBinary } from '../../lib/load-native.js';
+import { readGguf, type GgufValue } from '../../lib/gguf/reader.js';
+import { GgufWriter } from '../../lib/gguf/writer.js';
+import { nativeBinary } from '../../lib/binding/load-native.js';
 import { repoRoot, syntheticModel } from '../helpers/models.js';
 
 let dir: string;

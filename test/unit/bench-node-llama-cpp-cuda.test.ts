@@ -4,7 +4,7 @@ import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, writeFi
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { readCudaModuleCode, readFatbinEntries } from '../../lib/cuda-fatbin.js';
+import { readCudaModuleCode, readFatbinEntries } from '../../lib/gpu/fatbin.js';
 import { zeroCudaCode } from '../bench/carry-node-llama-cpp.js';
 import { TRIMMED_MARK, nodeLlamaCppCudaModulePaths, selectNodeLlamaCppCudaModule } from '../bench/node-llama-cpp.js';
 import { ptx, sass, writeModule } from '../helpers/cuda-module.js';

@@ -4,9 +4,9 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { cudaCodeVerdict, cudaCodeVerdicts, cudaVersionForPtxIsa, describeCudaCode, readCudaModuleCode, type CudaCodeImage } from '../../lib/cuda-fatbin.js';
-import { cudaAvailability } from '../../lib/gpu-policy.js';
-import type { NativeAddon } from '../../lib/native.js';
+import { cudaCodeVerdict, cudaCodeVerdicts, cudaVersionForPtxIsa, describeCudaCode, readCudaModuleCode, type CudaCodeImage } from '../../lib/gpu/fatbin.js';
+import { cudaAvailability } from '../../lib/gpu/policy.js';
+import type { NativeAddon } from '../../lib/binding/native.js';
 import { ptx, sass, writeModule } from '../helpers/cuda-module.js';
 
 type Image = CudaCodeImage;
@@ -113,7 +113,7 @@ describe('the GPU policy reads the module it would load', () => {
 
 describe('doctor', () => {
   it('prints the module\'s GPU code under its line, and what each GPU runs of it', async () => {
-    const { formatDoctorReport } = await import('../../lib/doctor.js');
+    const { formatDoctorReport } = await import('../../lib/tools/doctor.js');
     const text = formatDoctorReport({
       ok: true,
       build: {

@@ -7,11 +7,11 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ErrorCode, ModelFileError } from '../../lib/errors.js';
 import {
   GgmlType, alignUp, ggmlTensorByteSize, ggmlTypeName, ggufNumber, ggufString, readGguf, type GgufFile,
-} from '../../lib/gguf.js';
-import { GgufWriter, gguf } from '../../lib/gguf-writer.js';
+} from '../../lib/gguf/reader.js';
+import { GgufWriter, gguf } from '../../lib/gguf/writer.js';
 import {
   ensureSyntheticModel, floatToHalfBits, shapes, syntheticTensorPlan, writeSyntheticModel,
-} from '../../lib/synthetic-model.js';
+} from '../../lib/gguf/synthetic-model.js';
 
 const vocabPath = fileURLToPath(new URL('../../vendor/llama.cpp/models/ggml-vocab-llama-spm.gguf', import.meta.url));
 

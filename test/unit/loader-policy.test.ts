@@ -5,9 +5,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it, vi } from 'vitest';
 import { ErrorCode, GpuError, NativeBindingError } from '../../lib/errors.js';
-import { CPU_FALLBACK_WARNING, cudaAvailability, decideGpu, modelParams, remedyForLoadError } from '../../lib/gpu-policy.js';
-import { BINARY_FALLBACK_WARNING, CUDA_MODULE_FILE, CUDA_PACKAGE, binaryCandidates, loadNativeBinary, locateCudaModule, remediesFor, staleBuild } from '../../lib/load-native.js';
-import type { NativeAddon, NativeBackend, NativeDevice } from '../../lib/native.js';
+import { CPU_FALLBACK_WARNING, cudaAvailability, decideGpu, modelParams, remedyForLoadError } from '../../lib/gpu/policy.js';
+import { BINARY_FALLBACK_WARNING, CUDA_MODULE_FILE, CUDA_PACKAGE, binaryCandidates, loadNativeBinary, locateCudaModule, remediesFor, staleBuild } from '../../lib/binding/load-native.js';
+import type { NativeAddon, NativeBackend, NativeDevice } from '../../lib/binding/native.js';
 
 function fakeAddon(backends: NativeBackend[], devices: Partial<NativeDevice>[] = [], probe: string | null = null,
   computeCapability: string | null = null): NativeAddon {
@@ -251,7 +251,7 @@ describe('layer report formatting', async () => {
 });
 
 describe('placement verification', async () => {
-  const { CPU_FALLBACK_WARNING, fallBackToCpu, placementProblems, placementRemedy } = await import('../../lib/gpu-policy.js');
+  const { CPU_FALLBACK_WARNING, fallBackToCpu, placementProblems, placementRemedy } = await import('../../lib/gpu/policy.js');
   const cuda = { target: 'cuda' as const, requested: 'cuda' as const, devices: ['CUDA0'], fallback: null };
   const layers = (devices: string[]) => devices.map((device, index) => ({ index, device }));
 
@@ -295,7 +295,7 @@ describe('placement verification', async () => {
 });
 
 describe('telemetry decoding', async () => {
-  const { decodeThrottleReasons, isThrottled, archSupportsDevice, cudaVersionString, sampleGpus } = await import('../../lib/telemetry.js');
+  const { decodeThrottleReasons, isThrottled, archSupportsDevice, cudaVersionString, sampleGpus } = await import('../../lib/gpu/telemetry.js');
   it('names throttle bits and flags power/thermal ones', () => {
     expect(decodeThrottleReasons(0x1)).toEqual(['gpuIdle']);
     expect(isThrottled(decodeThrottleReasons(0x1))).toBe(false);
@@ -317,7 +317,7 @@ describe('telemetry decoding', async () => {
 });
 
 describe('CUDA runtime libraries', async () => {
-  const { missingLibrary, satisfyLibraries } = await import('../../lib/cuda-runtime.js');
+  const { missingLibrary, satisfyLibraries } = await import('../../lib/gpu/runtime-libraries.js');
   it('reads the missing library from a dlopen error', () => {
     expect(missingLibrary('libcublas.so.13: cannot open shared object file: No such file or directory')).toBe('libcublas.so.13');
     expect(missingLibrary('undefined symbol: foo')).toBeNull();
@@ -349,7 +349,7 @@ describe('CUDA runtime libraries', async () => {
 });
 
 describe("gpuLayers: 'auto' through llama.cpp's fitter", async () => {
-  const { fitLayers, modelParams: params, placementProblems } = await import('../../lib/gpu-policy.js');
+  const { fitLayers, modelParams: params, placementProblems } = await import('../../lib/gpu/policy.js');
   const cudaDecision = { target: 'cuda' as const, requested: 'cuda' as const, devices: ['CUDA0'], gpuLayers: 'auto' as const, fallback: null };
   const fitting = (result: object) => ({ fitParams: async () => ({ status: 'success', nGpuLayers: 12, tensorSplit: [], tensorOverrides: 0, ...result }) }) as never;
 

@@ -1,6 +1,6 @@
 // The tuning advice in words, from measured candidates (made up here): which wins and why.
 import { describe, expect, it } from 'vitest';
-import { neededContextSize, tuneCandidates, tuneReasons, type TuneCandidate } from '../../lib/tune.js';
+import { neededContextSize, tuneCandidates, tuneReasons, type TuneCandidate } from '../../lib/tools/tune.js';
 
 const work = { promptTokens: 512, outputTokens: 128 };
 

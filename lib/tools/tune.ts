@@ -5,11 +5,11 @@
  * small model, a partial offload, an oversized context) shows up only when it is run.
  */
 import { performance } from 'node:perf_hooks';
-import { CudaLlamaError } from './errors.js';
-import type { LayerReport } from './layer-report.js';
-import type { LlamaModel } from './model.js';
-import type { GpuPolicy, LoadOptions } from './options.js';
-import { expectObject, optionalEnum, optionalFunction, optionalInteger, rejectUnknownKeys } from './validate.js';
+import { CudaLlamaError } from '../errors.js';
+import type { LayerReport } from '../layer-report.js';
+import type { LlamaModel } from '../model.js';
+import type { GpuPolicy, LoadOptions } from '../options.js';
+import { expectObject, optionalEnum, optionalFunction, optionalInteger, rejectUnknownKeys } from '../validate.js';
 
 export interface TuneOptions {
   /** Prompt tokens per request. Default 512. */

@@ -3,7 +3,7 @@
  * temperature, utilization and the current throttle reasons, named. A run whose GPU was throttled
  * (power, thermal or a hardware slowdown) is flagged, so slow numbers are explained, not guessed.
  */
-import type { NativeAddon, NativeNvmlDevice } from './native.js';
+import type { NativeAddon, NativeNvmlDevice } from '../binding/native.js';
 
 /** nvmlClocksEventReasons bits (nvml.h), by the names NVIDIA documents. */
 export const throttleReasonBits = {

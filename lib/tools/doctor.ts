@@ -7,12 +7,12 @@ import { existsSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { CudaLlamaError } from './errors.js';
-import { Llama, type BuildReport } from './llama.js';
-import { packageRoot } from './load-native.js';
-import type { NativeDevice } from './native.js';
-import { ensureSyntheticModel } from './synthetic-model.js';
-import type { GpuTelemetry } from './telemetry.js';
+import { CudaLlamaError } from '../errors.js';
+import { Llama, type BuildReport } from '../llama.js';
+import { packageRoot } from '../binding/load-native.js';
+import type { NativeDevice } from '../binding/native.js';
+import { ensureSyntheticModel } from '../gguf/synthetic-model.js';
+import type { GpuTelemetry } from '../gpu/telemetry.js';
 
 export interface DoctorOptions {
   /** Check the GPU path (default true); false checks the CPU path only. */

@@ -7,7 +7,7 @@
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import type { NativeAddon } from './native.js';
+import type { NativeAddon } from '../binding/native.js';
 
 export interface LibraryDir {
   dir: string;

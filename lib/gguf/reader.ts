@@ -5,7 +5,7 @@
  * keeps this cheap for multi-gigabyte models.
  */
 import { open, type FileHandle } from 'node:fs/promises';
-import { ErrorCode, ModelFileError } from './errors.js';
+import { ErrorCode, ModelFileError } from '../errors.js';
 
 /** "GGUF" read as a little-endian u32. */
 export const GGUF_MAGIC = 0x46554747;

@@ -9,7 +9,7 @@ import { open, rename, unlink, type FileHandle } from 'node:fs/promises';
 import {
   GGML_MAX_DIMS, GGML_MAX_NAME, GGUF_DEFAULT_ALIGNMENT, GGUF_ITEM_SIZE, GGUF_MAGIC, alignUp, ggmlTensorByteSize,
   ggmlTypeName, ggufValueTypeId, type GgufArrayValues, type GgufItemType, type GgufValue,
-} from './gguf.js';
+} from './reader.js';
 
 /** Builders for explicitly typed values, since a JS number does not say which GGUF type it is. */
 export const gguf = {

@@ -8,10 +8,10 @@ import { existsSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { ErrorCode, NativeBindingError } from './errors.js';
-import { cudaLibraryDirs, satisfyLibraries, type RuntimeResolution } from './cuda-runtime.js';
+import { ErrorCode, NativeBindingError } from '../errors.js';
+import { cudaLibraryDirs, satisfyLibraries, type RuntimeResolution } from '../gpu/runtime-libraries.js';
 import type { NativeAddon } from './native.js';
-import { nativeSourcesSha256 } from '../scripts/native-sources.mjs';
+import { nativeSourcesSha256 } from '../../scripts/native-sources.mjs';
 
 export const ADDON_FILE = 'cuda_llama.node';
 /** Warning code: a binary that is present (a local build) was passed over for a later candidate. */
@@ -101,7 +101,7 @@ export interface CandidateFailure extends Candidate {
   absent?: true;
 }
 
-export const packageRoot = join(dirname(fileURLToPath(import.meta.url)), '..');
+export const packageRoot = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 
 /** The candidates, in the order they are tried. */
 export function binaryCandidates(env: NodeJS.ProcessEnv = process.env, root = packageRoot): Candidate[] {

@@ -5,10 +5,10 @@
 //   cuda-llama tune <model.gguf> [--prompt 512] [--output 128] [--sequences 1] [--gpu auto|cuda|cpu] [--threads N]
 //     [--reps 2] [--json]: measures configurations for that workload and recommends one.
 import { parseArgs } from 'node:util';
-import { CudaLlamaError } from './errors.js';
+import { CudaLlamaError } from '../errors.js';
 import { formatDoctorReport, runDoctor } from './doctor.js';
-import { Llama } from './llama.js';
-import type { GpuPolicy } from './options.js';
+import { Llama } from '../llama.js';
+import type { GpuPolicy } from '../options.js';
 
 const usage = [
   'usage: cuda-llama doctor [--json] [--cpu] [--no-probe]',

@@ -3,11 +3,11 @@
  * exact cause, when the GPU was asked for and cannot be had. What it decides is recorded so the
  * layer report can show it; an 'auto' fallback to the CPU is loud (a process warning), never silent.
  */
-import { ErrorCode, GpuError } from './errors.js';
-import { CUDA_MODULE_FILE, CUDA_PACKAGE, type LoadedBinary } from './load-native.js';
-import type { NativeAddon, NativeContextParams, NativeCpuOpsOnGpuMemory, NativeModelParams } from './native.js';
-import type { LoadOptions } from './options.js';
-import { cudaCodeVerdicts, readCudaModuleCode, type CudaModuleCode } from './cuda-fatbin.js';
+import { ErrorCode, GpuError } from '../errors.js';
+import { CUDA_MODULE_FILE, CUDA_PACKAGE, type LoadedBinary } from '../binding/load-native.js';
+import type { NativeAddon, NativeContextParams, NativeCpuOpsOnGpuMemory, NativeModelParams } from '../binding/native.js';
+import type { LoadOptions } from '../options.js';
+import { cudaCodeVerdicts, readCudaModuleCode, type CudaModuleCode } from './fatbin.js';
 import { archSupportsDevice, sampleGpus } from './telemetry.js';
 
 export const CPU_FALLBACK_WARNING = 'CUDA_LLAMA_CPU_FALLBACK';
