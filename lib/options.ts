@@ -5,6 +5,7 @@
 import { readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import type { NativeContextParams, NativeSamplerParams } from './binding/native.js';
+import { GgmlType } from './gguf/ggml-types.js';
 import {
   expectObject,
   optionalBoolean,
@@ -126,8 +127,11 @@ const generateKeys = [
 export const DEFAULT_CONTEXT_SIZE = 4096;
 const MAX_TOKENS_LIMIT = 2 ** 31 - 1;
 
-/** ggml_type ids (ggml/include/ggml.h) for the KV-cache types we accept. */
-export const ggmlTypeIds: Record<KvCacheType, number> = { f32: 0, f16: 1, q4_0: 2, q4_1: 3, q5_0: 6, q5_1: 7, q8_0: 8, bf16: 30 };
+/** ggml_type ids for the KV-cache types we accept (each option name is ggml_type_name's). */
+export const ggmlTypeIds: Record<KvCacheType, number> = {
+  f32: GgmlType.F32, f16: GgmlType.F16, q4_0: GgmlType.Q4_0, q4_1: GgmlType.Q4_1, q5_0: GgmlType.Q5_0, q5_1: GgmlType.Q5_1,
+  q8_0: GgmlType.Q8_0, bf16: GgmlType.BF16,
+};
 const flashAttnIds: Record<FlashAttention, number> = { auto: -1, off: 0, on: 1 };
 
 export type ValidLoadOptions = LoadOptions & { gpu: GpuPolicy };

@@ -6,6 +6,7 @@
  */
 import { open, type FileHandle } from 'node:fs/promises';
 import { ErrorCode, ModelFileError } from '../errors.js';
+import { ggmlTypeInfo } from './ggml-types.js';
 
 /** "GGUF" read as a little-endian u32. */
 export const GGUF_MAGIC = 0x46554747;
@@ -49,48 +50,6 @@ export function ggufValueTypeId(type: GgufItemType | 'array'): number {
 export const GGUF_ITEM_SIZE: Record<GgufItemType, number> = {
   u8: 1, i8: 1, u16: 2, i16: 2, u32: 4, i32: 4, f32: 4, bool: 1, string: 8, u64: 8, i64: 8, f64: 8,
 };
-
-export const GgmlType = {
-  F32: 0, F16: 1, Q4_0: 2, Q4_1: 3, Q5_0: 6, Q5_1: 7, Q8_0: 8, Q8_1: 9, Q2_K: 10, Q3_K: 11, Q4_K: 12,
-  Q5_K: 13, Q6_K: 14, Q8_K: 15, IQ2_XXS: 16, IQ2_XS: 17, IQ3_XXS: 18, IQ1_S: 19, IQ4_NL: 20, IQ3_S: 21,
-  IQ2_S: 22, IQ4_XS: 23, I8: 24, I16: 25, I32: 26, I64: 27, F64: 28, IQ1_M: 29, BF16: 30, TQ1_0: 34,
-  TQ2_0: 35, MXFP4: 39, NVFP4: 40, Q1_0: 41, Q2_0: 42,
-} as const;
-
-export interface GgmlTypeInfo { name: string; blockSize: number; typeSize: number }
-
-// [blck_size, type_size] from the vendored ggml.c type_traits / ggml-common.h block structs.
-// Ids 4, 5, 31-33 and 36-38 were removed from ggml and have no entry, so files using them are rejected.
-const GGML_TRAITS: Record<number, [number, number]> = {
-  0: [1, 4], 1: [1, 2], 2: [32, 18], 3: [32, 20], 6: [32, 22], 7: [32, 24], 8: [32, 34], 9: [32, 36],
-  10: [256, 84], 11: [256, 110], 12: [256, 144], 13: [256, 176], 14: [256, 210], 15: [256, 292],
-  16: [256, 66], 17: [256, 74], 18: [256, 98], 19: [256, 50], 20: [32, 18], 21: [256, 110], 22: [256, 82],
-  23: [256, 136], 24: [1, 1], 25: [1, 2], 26: [1, 4], 27: [1, 8], 28: [1, 8], 29: [256, 56], 30: [1, 2],
-  34: [256, 54], 35: [256, 66], 39: [32, 17], 40: [64, 36], 41: [128, 18], 42: [64, 18],
-};
-const GGML_NAMES = new Map<number, string>(Object.entries(GgmlType).map(([name, id]) => [id, name]));
-
-export function ggmlTypeInfo(type: number): GgmlTypeInfo | undefined {
-  const traits = GGML_TRAITS[type];
-  const name = GGML_NAMES.get(type);
-  return traits && name ? { name, blockSize: traits[0], typeSize: traits[1] } : undefined;
-}
-
-/** Upper-case ggml type name ("F16", "Q4_K"), or "UNKNOWN(id)". */
-export function ggmlTypeName(type: number): string {
-  return GGML_NAMES.get(type) ?? `UNKNOWN(${type})`;
-}
-
-/** Bytes of a tensor's data; throws RangeError when ne0 is not a whole number of blocks. */
-export function ggmlTensorByteSize(type: number, dims: readonly number[]): number {
-  const info = ggmlTypeInfo(type);
-  if (!info) throw new RangeError(`unknown ggml type ${type}`);
-  const ne0 = dims[0] ?? 1;
-  if (ne0 % info.blockSize !== 0) {
-    throw new RangeError(`${info.name} rows must be a multiple of ${info.blockSize} elements, got ${ne0}`);
-  }
-  return (dims.reduce((a, b) => a * b, 1) / info.blockSize) * info.typeSize;
-}
 
 export function alignUp(n: number, alignment: number): number {
   return Math.ceil(n / alignment) * alignment;
@@ -296,10 +255,11 @@ function plausibleCount(count: bigint, minBytes: number, cur: Cursor, what: stri
   return Number(count);
 }
 
-async function parse(fh: FileHandle, size: number, opts: ReadGgufOptions, path: string): Promise<GgufFile> {
-  if (size === 0) throw new Invalid('empty', 'file is empty');
-  if (size < 4) throw new Invalid('bad-magic', `not a GGUF file (only ${size} bytes)`);
-  const cur = new Cursor(fh, size);
+interface GgufHeader { version: number; nTensors: number; nKv: number }
+
+async function readHeader(cur: Cursor): Promise<GgufHeader> {
+  if (cur.size === 0) throw new Invalid('empty', 'file is empty');
+  if (cur.size < 4) throw new Invalid('bad-magic', `not a GGUF file (only ${cur.size} bytes)`);
   const magic = await cur.u32('the magic');
   if (magic !== GGUF_MAGIC) {
     throw new Invalid('bad-magic', `not a GGUF file (magic is 0x${magic.toString(16).padStart(8, '0')}, expected 0x${GGUF_MAGIC.toString(16)} "GGUF")`);
@@ -312,9 +272,10 @@ async function parse(fh: FileHandle, size: number, opts: ReadGgufOptions, path: 
   }
   const nTensors = plausibleCount(await cur.i64('the tensor count'), MIN_TENSOR_INFO_BYTES, cur, 'tensor');
   const nKv = plausibleCount(await cur.i64('the metadata count'), MIN_KV_BYTES, cur, 'metadata key');
-  const maxItems = opts.maxArrayItems ?? DEFAULT_MAX_ARRAY_ITEMS;
-  const layout: GgufLayout | undefined = opts.layout ? { kvs: [], tensors: [] } : undefined;
+  return { version, nTensors, nKv };
+}
 
+async function readMetadata(cur: Cursor, nKv: number, maxItems: number, layout: GgufLayout | undefined): Promise<Map<string, GgufValue>> {
   const metadata = new Map<string, GgufValue>();
   for (let i = 0; i < nKv; i++) {
     const keyOffset = cur.pos;
@@ -329,71 +290,82 @@ async function parse(fh: FileHandle, size: number, opts: ReadGgufOptions, path: 
     metadata.set(key, type === 'array' ? await readArray(cur, key, maxItems) : await readScalar(cur, type, `the value of '${key}'`));
     layout?.kvs.push({ key, keyOffset, typeOffset, valueOffset });
   }
+  return metadata;
+}
 
-  let alignment = GGUF_DEFAULT_ALIGNMENT;
+function alignmentOf(metadata: Map<string, GgufValue>): number {
   const align = metadata.get('general.alignment');
-  if (align) {
-    if (align.type !== 'u32') throw new Invalid('bad-alignment', `general.alignment must be a u32, not ${align.type}`);
-    if (align.value === 0 || (align.value & (align.value - 1)) !== 0) {
-      throw new Invalid('bad-alignment', `general.alignment ${align.value} is not a power of 2`);
-    }
-    alignment = align.value;
+  if (!align) return GGUF_DEFAULT_ALIGNMENT;
+  if (align.type !== 'u32') throw new Invalid('bad-alignment', `general.alignment must be a u32, not ${align.type}`);
+  if (align.value === 0 || (align.value & (align.value - 1)) !== 0) {
+    throw new Invalid('bad-alignment', `general.alignment ${align.value} is not a power of 2`);
   }
+  return align.value;
+}
 
+/**
+ * Entry #i of the tensor table, with fileOffset still 0 (the data section's start is not known
+ * yet); `names` holds the earlier entries' names and gets this one's.
+ */
+async function readTensorInfo(cur: Cursor, i: number, names: Set<string>, alignment: number, layout: GgufLayout | undefined): Promise<GgufTensorInfo> {
+  const nameOffset = cur.pos;
+  const name = await cur.string(`the name of tensor #${i}`);
+  if (Buffer.byteLength(name) >= GGML_MAX_NAME) {
+    throw new Invalid('tensor-name', `tensor #${i} name '${name.slice(0, 80)}' is longer than ${GGML_MAX_NAME - 1} bytes`);
+  }
+  if (names.has(name)) throw new Invalid('duplicate-tensor', `duplicate tensor name '${name}' (tensor #${i})`);
+  names.add(name);
+  const nDimsOffset = cur.pos;
+  const nDims = await cur.u32(`the dimension count of '${name}'`);
+  if (nDims > GGML_MAX_DIMS) {
+    throw new Invalid('tensor-dims', `tensor '${name}' has ${nDims} dimensions; at most ${GGML_MAX_DIMS} are allowed`);
+  }
+  const dimsOffset = cur.pos;
+  const dims: number[] = [];
+  let elements = 1n;
+  for (let d = 0; d < nDims; d++) {
+    const ne = await cur.i64(`the dimensions of '${name}'`);
+    if (ne <= 0n) throw new Invalid('tensor-dims', `tensor '${name}' dimension ${d} is ${ne}; dimensions must be positive`);
+    elements *= ne;
+    if (elements > INT64_MAX) throw new Invalid('tensor-dims', `tensor '${name}' has more than 2^63 elements`);
+    dims.push(Number(ne));
+  }
+  const typeOffset = cur.pos;
+  const type = await cur.i32(`the type of '${name}'`);
+  const info = ggmlTypeInfo(type);
+  if (!info) throw new Invalid('tensor-type', `tensor '${name}' has unknown or removed ggml type id ${type}`);
+  if ((dims[0] ?? 1) % info.blockSize !== 0) {
+    throw new Invalid('tensor-dims', `tensor '${name}' of type ${info.name} has ${dims[0]} elements per row, not a multiple of the block size ${info.blockSize}`);
+  }
+  const byteSize = (elements / BigInt(info.blockSize)) * BigInt(info.typeSize);
+  if (byteSize > BigInt(Number.MAX_SAFE_INTEGER)) {
+    throw new Invalid('tensor-dims', `tensor '${name}' would take ${byteSize} bytes, more than any file can hold`);
+  }
+  const offsetOffset = cur.pos;
+  const offset = await cur.u64(`the data offset of '${name}'`);
+  if (offset % BigInt(alignment) !== 0n) {
+    throw new Invalid('tensor-offset', `tensor '${name}' data offset ${offset} is not a multiple of the alignment ${alignment}`);
+  }
+  // Bounds are checked once the whole table is read, so a table cut short reads as truncated.
+  if (offset > BigInt(Number.MAX_SAFE_INTEGER)) {
+    throw new Invalid('tensor-bounds', `tensor '${name}' data offset ${offset} lies outside the file (size ${cur.size})`);
+  }
+  layout?.tensors.push({ name, nameOffset, nDimsOffset, dimsOffset, typeOffset, offsetOffset });
+  return {
+    name, dims, type, typeName: info.name, offset: Number(offset), fileOffset: 0,
+    nElements: Number(elements), byteSize: Number(byteSize),
+  };
+}
+
+async function readTensorInfos(cur: Cursor, nTensors: number, alignment: number, layout: GgufLayout | undefined): Promise<GgufTensorInfo[]> {
   const tensors: GgufTensorInfo[] = [];
   const names = new Set<string>();
-  for (let i = 0; i < nTensors; i++) {
-    const nameOffset = cur.pos;
-    const name = await cur.string(`the name of tensor #${i}`);
-    if (Buffer.byteLength(name) >= GGML_MAX_NAME) {
-      throw new Invalid('tensor-name', `tensor #${i} name '${name.slice(0, 80)}' is longer than ${GGML_MAX_NAME - 1} bytes`);
-    }
-    if (names.has(name)) throw new Invalid('duplicate-tensor', `duplicate tensor name '${name}' (tensor #${i})`);
-    names.add(name);
-    const nDimsOffset = cur.pos;
-    const nDims = await cur.u32(`the dimension count of '${name}'`);
-    if (nDims > GGML_MAX_DIMS) {
-      throw new Invalid('tensor-dims', `tensor '${name}' has ${nDims} dimensions; at most ${GGML_MAX_DIMS} are allowed`);
-    }
-    const dimsOffset = cur.pos;
-    const dims: number[] = [];
-    let elements = 1n;
-    for (let d = 0; d < nDims; d++) {
-      const ne = await cur.i64(`the dimensions of '${name}'`);
-      if (ne <= 0n) throw new Invalid('tensor-dims', `tensor '${name}' dimension ${d} is ${ne}; dimensions must be positive`);
-      elements *= ne;
-      if (elements > INT64_MAX) throw new Invalid('tensor-dims', `tensor '${name}' has more than 2^63 elements`);
-      dims.push(Number(ne));
-    }
-    const typeOffset = cur.pos;
-    const type = await cur.i32(`the type of '${name}'`);
-    const info = ggmlTypeInfo(type);
-    if (!info) throw new Invalid('tensor-type', `tensor '${name}' has unknown or removed ggml type id ${type}`);
-    if ((dims[0] ?? 1) % info.blockSize !== 0) {
-      throw new Invalid('tensor-dims', `tensor '${name}' of type ${info.name} has ${dims[0]} elements per row, not a multiple of the block size ${info.blockSize}`);
-    }
-    const byteSize = (elements / BigInt(info.blockSize)) * BigInt(info.typeSize);
-    if (byteSize > BigInt(Number.MAX_SAFE_INTEGER)) {
-      throw new Invalid('tensor-dims', `tensor '${name}' would take ${byteSize} bytes, more than any file can hold`);
-    }
-    const offsetOffset = cur.pos;
-    const offset = await cur.u64(`the data offset of '${name}'`);
-    if (offset % BigInt(alignment) !== 0n) {
-      throw new Invalid('tensor-offset', `tensor '${name}' data offset ${offset} is not a multiple of the alignment ${alignment}`);
-    }
-    // Bounds are checked once the whole table is read, so a table cut short reads as truncated.
-    if (offset > BigInt(Number.MAX_SAFE_INTEGER)) {
-      throw new Invalid('tensor-bounds', `tensor '${name}' data offset ${offset} lies outside the file (size ${size})`);
-    }
-    tensors.push({
-      name, dims, type, typeName: info.name, offset: Number(offset), fileOffset: 0,
-      nElements: Number(elements), byteSize: Number(byteSize),
-    });
-    layout?.tensors.push({ name, nameOffset, nDimsOffset, dimsOffset, typeOffset, offsetOffset });
-  }
+  for (let i = 0; i < nTensors; i++) tensors.push(await readTensorInfo(cur, i, names, alignment, layout));
+  return tensors;
+}
 
-  // llama.cpp only pads up to the data section when there are tensors.
-  const dataOffset = nTensors > 0 ? alignUp(cur.pos, alignment) : cur.pos;
+/** Sets each tensor's fileOffset from the data section's start and checks that the data lies in the file, packed in order. */
+function placeTensorData(tensors: GgufTensorInfo[], dataOffset: number, alignment: number, size: number): void {
   if (dataOffset > size) {
     throw new Invalid('truncated', `truncated: the tensor data section starts at byte ${dataOffset} but the file has ${size} bytes`);
   }
@@ -413,6 +385,18 @@ async function parse(fh: FileHandle, size: number, opts: ReadGgufOptions, path: 
     }
     expected += alignUp(t.byteSize, alignment);
   }
+}
+
+async function parse(fh: FileHandle, size: number, opts: ReadGgufOptions, path: string): Promise<GgufFile> {
+  const cur = new Cursor(fh, size);
+  const { version, nTensors, nKv } = await readHeader(cur);
+  const layout: GgufLayout | undefined = opts.layout ? { kvs: [], tensors: [] } : undefined;
+  const metadata = await readMetadata(cur, nKv, opts.maxArrayItems ?? DEFAULT_MAX_ARRAY_ITEMS, layout);
+  const alignment = alignmentOf(metadata);
+  const tensors = await readTensorInfos(cur, nTensors, alignment, layout);
+  // llama.cpp only pads up to the data section when there are tensors.
+  const dataOffset = nTensors > 0 ? alignUp(cur.pos, alignment) : cur.pos;
+  placeTensorData(tensors, dataOffset, alignment, size);
   return { path, version, metadata, tensors, alignment, dataOffset, fileSize: size, ...(layout ? { layout } : {}) };
 }
 

@@ -7,7 +7,8 @@ import { createHash } from 'node:crypto';
 import { mkdir, readdir, stat, unlink } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { ErrorCode, ModelFileError } from '../errors.js';
-import { GgmlType, readGguf } from './reader.js';
+import { GgmlType } from './ggml-types.js';
+import { readGguf } from './reader.js';
 import { GgufWriter, gguf, type GgufChunkWriter } from './writer.js';
 
 /** Bump whenever the bytes written for a given shape and seed change, so caches regenerate. */

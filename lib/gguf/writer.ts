@@ -6,9 +6,10 @@
  */
 import { randomBytes } from 'node:crypto';
 import { open, rename, unlink, type FileHandle } from 'node:fs/promises';
+import { ggmlTensorByteSize, ggmlTypeName } from './ggml-types.js';
 import {
-  GGML_MAX_DIMS, GGML_MAX_NAME, GGUF_DEFAULT_ALIGNMENT, GGUF_ITEM_SIZE, GGUF_MAGIC, alignUp, ggmlTensorByteSize,
-  ggmlTypeName, ggufValueTypeId, type GgufArrayValues, type GgufItemType, type GgufValue,
+  GGML_MAX_DIMS, GGML_MAX_NAME, GGUF_DEFAULT_ALIGNMENT, GGUF_ITEM_SIZE, GGUF_MAGIC, alignUp, ggufValueTypeId,
+  type GgufArrayValues, type GgufItemType, type GgufValue,
 } from './reader.js';
 
 /** Builders for explicitly typed values, since a JS number does not say which GGUF type it is. */

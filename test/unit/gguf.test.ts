@@ -5,9 +5,8 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ErrorCode, ModelFileError } from '../../lib/errors.js';
-import {
-  GgmlType, alignUp, ggmlTensorByteSize, ggmlTypeName, ggufNumber, ggufString, readGguf, type GgufFile,
-} from '../../lib/gguf/reader.js';
+import { GgmlType, ggmlTensorByteSize, ggmlTypeName } from '../../lib/gguf/ggml-types.js';
+import { alignUp, ggufNumber, ggufString, readGguf, type GgufFile } from '../../lib/gguf/reader.js';
 import { GgufWriter, gguf } from '../../lib/gguf/writer.js';
 import {
   ensureSyntheticModel, floatToHalfBits, shapes, syntheticTensorPlan, writeSyntheticModel,
