@@ -10,10 +10,8 @@ namespace cuda_llama {
 
 // Two passes over 16 logits at a time: the largest logit, then the first id that holds it (a NaN
 // never compares greater, so it is never picked). GNU vector types, so that the portable build gets
-// SIMD without -march (SSE2 on x86-64): scalar code with the maximum carried in 16 named lanes took
-// 19-22 us for 32000 logits on the 2-core EPYC VM (it kept the lanes on the stack: a store per
-// logit), this takes 3 (micro-benchmark, -O3, no -march). On the tiny test model, whose CPU step
-// takes 0.4 ms, that was 3% of the process's CPU time during tg (perf).
+// SIMD without -march (SSE2 on x86-64): scalar code with the maximum carried in 16 named lanes is
+// several times slower, since the compiler keeps those lanes on the stack (a store per logit).
 llama_token ArgmaxRow(const float* logits, int32_t n_vocab) {
   using Floats4 = float __attribute__((vector_size(16)));
   using Mask4 = int32_t __attribute__((vector_size(16)));
@@ -75,7 +73,7 @@ ggml_status RowsArgmax::Run(const float* const* rows, int32_t n_rows, llama_toke
   rows_ = rows;
   n_rows_ = n_rows;
   tokens_ = tokens;
-  // One row is not worth waking the pool for: 3-5 us of work against a kick-off and a barrier.
+  // One row is not worth waking the pool for: a few microseconds of work against a kick-off and a barrier.
   if (host_backend_ != nullptr && n_rows > 1) return ggml_backend_graph_compute(host_backend_, graph_);
   Task(nullptr, 0, 1, this);
   return GGML_STATUS_SUCCESS;

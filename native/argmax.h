@@ -19,9 +19,9 @@ namespace cuda_llama {
 llama_token ArgmaxRow(const float* logits, int32_t n_vocab);
 
 // The argmax of several rows (one per sequence of a step) at once, spread over the context's
-// ggml threadpool. On a GPU those threads sit idle between steps while the host picks the tokens:
-// 16 rows of 32000 logits took 100-130 us one after another on the H100 host's Xeon, about half
-// of the 0.22 ms by which a 16-sequence step trailed llama-batched-bench (docs/gpu-results.md).
+// ggml threadpool. On a GPU those threads sit idle between steps while the host picks the tokens,
+// and one row after another on the context thread is a large share of a many-sequence step's
+// host time (docs/benchmarks.md).
 // The rows are one ggml graph of a single custom op, run through a CPU backend that shares the
 // threadpool llama.cpp computes on, so no thread of our own competes with ggml's for the cores.
 // Context thread only; one job at a time.

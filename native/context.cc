@@ -1,5 +1,6 @@
 #include "context.h"
 
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -220,20 +221,56 @@ Napi::Value Context::Info(const Napi::CallbackInfo& info) {
   return result;
 }
 
-Napi::Value Context::Generate(const Napi::CallbackInfo& info) {
+namespace {
+
+// generate()'s per-sequence argument arrays, one entry per sequence (JS thread).
+struct SequenceArgs {
+  Napi::Array prompts;
+  Napi::Array samplers;
+  Napi::Int32Array max_tokens;
+  Napi::Array cancels;
+};
+
+// Copies sequence i's prompt, sampler, limit and stop flag into job->sequences[i], keeping its
+// Sampler alive through job->sampler_refs. Throws for a bad argument, before anything is posted.
+void ReadSequence(Napi::Env env, llama_context* ctx, const SequenceArgs& args, uint32_t i, GenerationJob* job) {
+  GenerationSequence& seq = job->sequences[i];
+  Napi::Value prompt_value = args.prompts.Get(i);
+  if (!prompt_value.IsTypedArray() || prompt_value.As<Napi::TypedArray>().TypedArrayType() != napi_int32_array) {
+    throw Napi::TypeError::New(env, "prompts[" + std::to_string(i) + "] must be an Int32Array");
+  }
+  Napi::Int32Array prompt = prompt_value.As<Napi::Int32Array>();
+  if (prompt.ElementLength() == 0) throw Napi::RangeError::New(env, "prompts[" + std::to_string(i) + "] has no tokens");
+  if (prompt.ElementLength() >= llama_n_ctx_seq(ctx)) {
+    throw MakeError(env, code::kContextFull, "prompt of " + std::to_string(prompt.ElementLength()) +
+                                                 " tokens does not fit a context of " + std::to_string(llama_n_ctx_seq(ctx)));
+  }
+  seq.prompt.assign(prompt.Data(), prompt.Data() + prompt.ElementLength());
+  Sampler* sampler = UnwrapTagged<Sampler>(args.samplers.Get(i), kSamplerTag, "Sampler");
+  if (sampler->get() == nullptr) throw MakeError(env, code::kDisposed, "sampler has been disposed");
+  for (const GenerationSequence& other : job->sequences) {
+    if (&other != &seq && other.sampler == sampler->get()) throw Napi::TypeError::New(env, "each sequence needs its own Sampler");
+  }
+  seq.sampler = sampler->get();
+  seq.argmax_only = sampler->argmax_only();
+  seq.cancel = UnwrapTagged<CancelFlag>(args.cancels.Get(i), kCancelFlagTag, "CancelFlag")->flag();
+  seq.max_tokens = args.max_tokens[i];
+  job->sampler_refs.push_back(Napi::Persistent(args.samplers.Get(i).As<Napi::Object>()));
+}
+
+// generate()'s arguments copied into a job (JS thread), or a thrown TypeError / RangeError /
+// ERR_CONTEXT_FULL / ERR_DISPOSED; the job has no thread-safe function yet.
+std::unique_ptr<GenerationJob> JobFromJs(const Napi::CallbackInfo& info, llama_context* ctx) {
   Napi::Env env = info.Env();
-  llama_context* ctx = Get(env);
   if (info.Length() < 7 || !info[0].IsArray() || !info[1].IsArray() || !info[2].IsTypedArray() || !info[4].IsArray() ||
       !info[5].IsFunction() || !info[6].IsBoolean()) {
     throw Napi::TypeError::New(env, "generate(prompts: Int32Array[], samplers: Sampler[], maxTokens: Int32Array, cancel, "
                                     "sequenceCancels: CancelFlag[], onToken, everyToken: boolean)");
   }
-  Napi::Array prompts = info[0].As<Napi::Array>();
-  Napi::Array samplers = info[1].As<Napi::Array>();
-  Napi::Int32Array max_tokens = info[2].As<Napi::Int32Array>();
-  Napi::Array sequence_cancels = info[4].As<Napi::Array>();
-  const uint32_t n = prompts.Length();
-  if (n == 0 || samplers.Length() != n || max_tokens.ElementLength() != n || sequence_cancels.Length() != n) {
+  const SequenceArgs args{info[0].As<Napi::Array>(), info[1].As<Napi::Array>(), info[2].As<Napi::Int32Array>(),
+                          info[4].As<Napi::Array>()};
+  const uint32_t n = args.prompts.Length();
+  if (n == 0 || args.samplers.Length() != n || args.max_tokens.ElementLength() != n || args.cancels.Length() != n) {
     throw Napi::TypeError::New(env, "generate: prompts, samplers, maxTokens and sequenceCancels need one entry per sequence");
   }
   if (n > llama_n_seq_max(ctx) || n > llama_n_batch(ctx)) {
@@ -246,30 +283,16 @@ Napi::Value Context::Generate(const Napi::CallbackInfo& info) {
   job->cancel = cancel->flag();
   job->every_token = info[6].As<Napi::Boolean>().Value();
   job->sequences.resize(n);
-  for (uint32_t i = 0; i < n; i++) {
-    GenerationSequence& seq = job->sequences[i];
-    Napi::Value prompt_value = prompts.Get(i);
-    if (!prompt_value.IsTypedArray() || prompt_value.As<Napi::TypedArray>().TypedArrayType() != napi_int32_array) {
-      throw Napi::TypeError::New(env, "prompts[" + std::to_string(i) + "] must be an Int32Array");
-    }
-    Napi::Int32Array prompt = prompt_value.As<Napi::Int32Array>();
-    if (prompt.ElementLength() == 0) throw Napi::RangeError::New(env, "prompts[" + std::to_string(i) + "] has no tokens");
-    if (prompt.ElementLength() >= llama_n_ctx_seq(ctx)) {
-      throw MakeError(env, code::kContextFull, "prompt of " + std::to_string(prompt.ElementLength()) +
-                                                   " tokens does not fit a context of " + std::to_string(llama_n_ctx_seq(ctx)));
-    }
-    seq.prompt.assign(prompt.Data(), prompt.Data() + prompt.ElementLength());
-    Sampler* sampler = UnwrapTagged<Sampler>(samplers.Get(i), kSamplerTag, "Sampler");
-    if (sampler->get() == nullptr) throw MakeError(env, code::kDisposed, "sampler has been disposed");
-    for (const GenerationSequence& other : job->sequences) {
-      if (&other != &seq && other.sampler == sampler->get()) throw Napi::TypeError::New(env, "each sequence needs its own Sampler");
-    }
-    seq.sampler = sampler->get();
-    seq.argmax_only = sampler->argmax_only();
-    seq.cancel = UnwrapTagged<CancelFlag>(sequence_cancels.Get(i), kCancelFlagTag, "CancelFlag")->flag();
-    seq.max_tokens = max_tokens[i];
-    job->sampler_refs.push_back(Napi::Persistent(samplers.Get(i).As<Napi::Object>()));
-  }
+  for (uint32_t i = 0; i < n; i++) ReadSequence(env, ctx, args, i, job.get());
+  return job;
+}
+
+}  // namespace
+
+Napi::Value Context::Generate(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  llama_context* ctx = Get(env);
+  std::unique_ptr<GenerationJob> job = JobFromJs(info, ctx);
   job->context_ref = Napi::Persistent(info.This().As<Napi::Object>());
   Napi::Promise promise = job->deferred.Promise();
   GenerationJob* raw_job = job.get();

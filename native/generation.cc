@@ -109,7 +109,7 @@ class Runner {
       decoded += batch.size();
       // The last flush leaves the time the last prompt token was decoded, before any sampling.
       // llama_decode only queues the work on a GPU backend: wait for it, or the prompt time would
-      // stop at the launch (on an H100 that read pp128 4.8x faster than llama-bench's own figure).
+      // stop at the launch and read several times faster than llama-bench's own figure.
       // Only a batch that ends a prompt waits (its logits are read next anyway, and the last batch
       // always ends one); the others stay queued, so building the next batch overlaps the GPU.
       if (!ended.empty()) llama_synchronize(ctx_);

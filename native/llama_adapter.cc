@@ -3,6 +3,7 @@
 
 #include <map>
 #include <string>
+#include <vector>
 
 #include "backend.h"
 #include "common.h"
@@ -81,6 +82,89 @@ const ggml_tensor* BeforeScheduling(ggml_cgraph* graph, const ggml_tensor* src, 
   return original != nullptr ? original : src;
 }
 
+// One op on a host backend that reads a tensor held in a GPU's own memory.
+struct CpuOpOnGpuMemory {
+  std::string op, node, backend, tensor, device;
+};
+
+// Where the ops of a scheduled graph run: nodes per backend, and the host-backend ops that read
+// weights or KV cache held in GPU memory (all counted, the first kMaxExamples kept).
+struct GraphCensus {
+  static constexpr size_t kMaxExamples = 8;
+  std::map<std::string, int> by_backend;
+  int cpu_ops_on_gpu_memory = 0;
+  std::vector<CpuOpOnGpuMemory> examples;
+};
+
+// Views compute nothing; counting them would blur where the work runs.
+bool ComputesNothing(const ggml_tensor* node) {
+  return ggml_is_empty(node) || node->op == GGML_OP_NONE || node->op == GGML_OP_RESHAPE || node->op == GGML_OP_VIEW ||
+         node->op == GGML_OP_PERMUTE || node->op == GGML_OP_TRANSPOSE;
+}
+
+// The first input of `node` (which runs on the host backend `backend_name`) whose data a GPU holds
+// in its own memory, as it was before scheduling; null when there is none. `device` gets the GPU.
+const ggml_tensor* GpuResidentInput(ggml_cgraph* graph, const ggml_tensor* node, const std::string& backend_name,
+                                    ggml_backend_dev_t* device) {
+  for (int j = 0; j < GGML_MAX_SRC; j++) {
+    if (node->src[j] == nullptr) continue;
+    const ggml_tensor* src = BeforeScheduling(graph, node->src[j], backend_name);
+    if ((*device = GpuResidentDevice(src)) != nullptr) return src;
+  }
+  return nullptr;
+}
+
+GraphCensus TakeCensus(ggml_cgraph* graph, ggml_backend_sched_t sched) {
+  GraphCensus census;
+  const int n_nodes = ggml_graph_n_nodes(graph);
+  for (int i = 0; i < n_nodes; i++) {
+    ggml_tensor* node = ggml_graph_node(graph, i);
+    if (ComputesNothing(node)) continue;
+    ggml_backend_t backend = ggml_backend_sched_get_tensor_backend(sched, node);
+    // With a single backend the scheduler assigns nothing: everything runs on that one.
+    if (backend == nullptr && ggml_backend_sched_get_n_backends(sched) == 1) backend = ggml_backend_sched_get_backend(sched, 0);
+    census.by_backend[backend != nullptr ? ggml_backend_name(backend) : "unassigned"]++;
+    if (backend == nullptr || !IsHostBackend(backend)) continue;
+    // The scheduler put this op on the host although it reads weights or KV cache held in GPU
+    // memory: the GPU backend could not run it ("missing support"), so every step copies that data
+    // to the host and computes there. llama.cpp only warns about this (and only for fused ops).
+    const std::string backend_name = ggml_backend_name(backend);
+    ggml_backend_dev_t resident = nullptr;
+    const ggml_tensor* src = GpuResidentInput(graph, node, backend_name, &resident);
+    if (src == nullptr) continue;
+    census.cpu_ops_on_gpu_memory++;  // one count per op
+    if (census.examples.size() < GraphCensus::kMaxExamples) {
+      census.examples.push_back({ggml_op_desc(node), ggml_get_name(node), backend_name,
+                                 ggml_get_name(src->view_src != nullptr ? src->view_src : src), ggml_backend_dev_name(resident)});
+    }
+  }
+  return census;
+}
+
+Napi::Object CensusToJs(Napi::Env env, const GraphCensus& census, int splits, int n_nodes) {
+  Napi::Array examples = Napi::Array::New(env);
+  for (const CpuOpOnGpuMemory& op : census.examples) {
+    Napi::Object example = Napi::Object::New(env);
+    example.Set("op", op.op);
+    example.Set("node", op.node);
+    example.Set("backend", op.backend);
+    example.Set("tensor", op.tensor);
+    example.Set("device", op.device);
+    examples.Set(examples.Length(), example);
+  }
+  Napi::Object result = Napi::Object::New(env);
+  result.Set("splits", splits);
+  result.Set("nodes", n_nodes);
+  Napi::Object nodes_by_backend = Napi::Object::New(env);
+  for (const auto& [name, count] : census.by_backend) nodes_by_backend.Set(name, count);
+  result.Set("nodesByBackend", nodes_by_backend);
+  Napi::Object cpu_ops = Napi::Object::New(env);
+  cpu_ops.Set("count", census.cpu_ops_on_gpu_memory);
+  cpu_ops.Set("examples", examples);
+  result.Set("cpuOpsOnGpuMemory", cpu_ops);
+  return result;
+}
+
 }  // namespace
 
 Napi::Value ArchitectureSupported(const Napi::CallbackInfo& info) {
@@ -143,55 +227,7 @@ Napi::Value GraphPlacement(const Napi::CallbackInfo& info) {
   ggml_cgraph* graph = ctx->graph_reserve(n_tokens, llama_n_seq_max(ctx), 1, mctx.get(), /*split_only=*/true);
   if (graph == nullptr) throw MakeError(env, code::kContextCreate, "could not build the compute graph");
   ggml_backend_sched_t sched = ctx->get_sched();
-  std::map<std::string, int> by_backend;
-  // Ops the scheduler put on the CPU although they read weights or KV cache held in GPU memory:
-  // the GPU backend could not run them ("missing support"), so every step copies that data to
-  // the host and computes there. llama.cpp only warns about this (and only for fused ops).
-  int cpu_ops_on_gpu_memory = 0;
-  Napi::Array examples = Napi::Array::New(env);
-  constexpr uint32_t kMaxExamples = 8;
-  const int n_nodes = ggml_graph_n_nodes(graph);
-  for (int i = 0; i < n_nodes; i++) {
-    ggml_tensor* node = ggml_graph_node(graph, i);
-    if (ggml_is_empty(node) || node->op == GGML_OP_NONE || node->op == GGML_OP_RESHAPE ||
-        node->op == GGML_OP_VIEW || node->op == GGML_OP_PERMUTE || node->op == GGML_OP_TRANSPOSE) {
-      continue;  // views compute nothing; counting them would blur where the work runs
-    }
-    ggml_backend_t backend = ggml_backend_sched_get_tensor_backend(sched, node);
-    // With a single backend the scheduler assigns nothing: everything runs on that one.
-    if (backend == nullptr && ggml_backend_sched_get_n_backends(sched) == 1) backend = ggml_backend_sched_get_backend(sched, 0);
-    by_backend[backend != nullptr ? ggml_backend_name(backend) : "unassigned"]++;
-    if (backend == nullptr || !IsHostBackend(backend)) continue;
-    const std::string backend_name = ggml_backend_name(backend);
-    for (int j = 0; j < GGML_MAX_SRC; j++) {
-      if (node->src[j] == nullptr) continue;
-      const ggml_tensor* src = BeforeScheduling(graph, node->src[j], backend_name);
-      ggml_backend_dev_t resident = GpuResidentDevice(src);
-      if (resident == nullptr) continue;
-      cpu_ops_on_gpu_memory++;
-      if (examples.Length() < kMaxExamples) {
-        Napi::Object example = Napi::Object::New(env);
-        example.Set("op", ggml_op_desc(node));
-        example.Set("node", ggml_get_name(node));
-        example.Set("backend", backend_name);
-        example.Set("tensor", ggml_get_name(src->view_src != nullptr ? src->view_src : src));
-        example.Set("device", ggml_backend_dev_name(resident));
-        examples.Set(examples.Length(), example);
-      }
-      break;  // one count per op
-    }
-  }
-  Napi::Object result = Napi::Object::New(env);
-  result.Set("splits", ggml_backend_sched_get_n_splits(sched));
-  result.Set("nodes", n_nodes);
-  Napi::Object nodes_by_backend = Napi::Object::New(env);
-  for (const auto& [name, count] : by_backend) nodes_by_backend.Set(name, count);
-  result.Set("nodesByBackend", nodes_by_backend);
-  Napi::Object cpu_ops = Napi::Object::New(env);
-  cpu_ops.Set("count", cpu_ops_on_gpu_memory);
-  cpu_ops.Set("examples", examples);
-  result.Set("cpuOpsOnGpuMemory", cpu_ops);
-  return result;
+  return CensusToJs(env, TakeCensus(graph, sched), ggml_backend_sched_get_n_splits(sched), ggml_graph_n_nodes(graph));
 }
 
 }  // namespace cuda_llama
