@@ -1,4 +1,4 @@
-// Addon entry point. Exports are listed in lib/native.ts with the llama.cpp function each wraps;
+// Addon entry point. Exports are listed in lib/binding/native.ts with the llama.cpp function each wraps;
 // scripts/check-exports.mjs compares the two lists.
 #include "addon.h"
 
@@ -15,6 +15,7 @@
 #include "nvml.h"
 #include "quantize.h"
 #include "sampler.h"
+#include "type_tables.h"
 
 namespace cuda_llama {
 namespace {
@@ -51,6 +52,8 @@ Addon::Addon(Napi::Env env, Napi::Object exports) {
       InstanceValue("fitParams", Napi::Function::New(env, FitParams), napi_enumerable),
       InstanceValue("graphPlacement", Napi::Function::New(env, GraphPlacement), napi_enumerable),
       InstanceValue("nvmlSample", Napi::Function::New(env, NvmlSample), napi_enumerable),
+      InstanceValue("ggmlTypes", Napi::Function::New(env, GgmlTypes), napi_enumerable),
+      InstanceValue("fileTypeName", Napi::Function::New(env, FileTypeName), napi_enumerable),
       InstanceMethod<&Addon::BuildInfo>("buildInfo", napi_enumerable),
       InstanceMethod<&Addon::SystemInfo>("systemInfo", napi_enumerable),
   });

@@ -126,10 +126,8 @@ Napi::Function Model::Define(Napi::Env env) {
   return DefineClass(env, "Model",
                      {StaticMethod<&Model::Load>("load"),
                       InstanceMethod<&Model::Info>("info"),
-                      InstanceMethod<&Model::Metadata>("metadata"),
                       InstanceMethod<&Model::Tokenize>("tokenize"),
                       InstanceMethod<&Model::Detokenize>("detokenize"),
-                      InstanceMethod<&Model::TokenPiece>("tokenPiece"),
                       InstanceMethod<&Model::ApplyChatTemplate>("applyChatTemplate"),
                       InstanceMethod<&Model::Dispose>("dispose"),
                       InstanceAccessor<&Model::IsDisposed>("disposed")});
@@ -244,20 +242,6 @@ Napi::Value Model::Info(const Napi::CallbackInfo& info) {
   return result;
 }
 
-Napi::Value Model::Metadata(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  llama_model* model = Get(env);
-  Napi::Object result = Napi::Object::New(env);
-  std::vector<char> key(256), value(4096);
-  for (int32_t i = 0; i < llama_model_meta_count(model); i++) {
-    if (llama_model_meta_key_by_index(model, i, key.data(), key.size()) < 0) continue;
-    int32_t n = llama_model_meta_val_str_by_index(model, i, value.data(), value.size());
-    if (n < 0) continue;
-    result.Set(key.data(), value.data());
-  }
-  return result;
-}
-
 Napi::Value Model::Tokenize(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   llama_model* model = Get(env);
@@ -308,17 +292,6 @@ Napi::Value Model::Detokenize(const Napi::CallbackInfo& info) {
                          static_cast<int32_t>(text.size()), remove_special, unparse_special);
   }
   return Napi::Buffer<char>::Copy(env, text.data(), static_cast<size_t>(std::max(n, 0)));
-}
-
-Napi::Value Model::TokenPiece(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  llama_model* model = Get(env);
-  if (info.Length() < 2 || !info[0].IsNumber()) throw Napi::TypeError::New(env, "tokenPiece(token, special)");
-  int32_t token = info[0].As<Napi::Number>().Int32Value();
-  const llama_vocab* vocab = llama_model_get_vocab(model);
-  CheckTokens(env, vocab, &token, 1);
-  std::string piece = cuda_llama::TokenPiece(vocab, token, info[1].ToBoolean());
-  return Napi::Buffer<char>::Copy(env, piece.data(), piece.size());
 }
 
 Napi::Value Model::ApplyChatTemplate(const Napi::CallbackInfo& info) {

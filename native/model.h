@@ -35,10 +35,8 @@ class Model : public Napi::ObjectWrap<Model> {
   // JS: Model.load(path, params, onProgress | undefined, cancelFlag | undefined) -> Promise<Model>
   static Napi::Value Load(const Napi::CallbackInfo& info);
   Napi::Value Info(const Napi::CallbackInfo& info);
-  Napi::Value Metadata(const Napi::CallbackInfo& info);
   Napi::Value Tokenize(const Napi::CallbackInfo& info);
   Napi::Value Detokenize(const Napi::CallbackInfo& info);
-  Napi::Value TokenPiece(const Napi::CallbackInfo& info);
   Napi::Value ApplyChatTemplate(const Napi::CallbackInfo& info);
   Napi::Value Dispose(const Napi::CallbackInfo& info);
   Napi::Value IsDisposed(const Napi::CallbackInfo& info);

@@ -1,7 +1,8 @@
 /**
  * The contract between lib/ and native/: every export of the addon, typed, with the llama.cpp /
- * ggml function it wraps. scripts/check-exports.mjs compares `nativeExportNames` with what the
- * addon registers. Nothing here has behaviour; lib/ builds the user-facing API on top.
+ * ggml function it wraps. scripts/check-exports.mjs compares `nativeExportNames`, and each class's
+ * interface, with what the addon registers. Nothing here has behaviour; lib/ builds the user-facing
+ * API on top.
  */
 
 export interface NativeDevice {
@@ -118,14 +119,10 @@ export interface NativeSamplerParams {
 export interface NativeModel {
   /** llama_model_meta_*, llama_model_n_*, llama_model_desc, llama_model_chat_template, llama_vocab_* */
   info(): NativeModelInfo;
-  /** llama_model_meta_key_by_index / llama_model_meta_val_str_by_index */
-  metadata(): Record<string, string>;
   /** llama_tokenize */
   tokenize(text: string, addSpecial: boolean, parseSpecial: boolean): Int32Array;
   /** llama_detokenize (UTF-8 bytes) */
   detokenize(tokens: Int32Array, removeSpecial: boolean, unparseSpecial: boolean): Buffer;
-  /** llama_token_to_piece (UTF-8 bytes, may be part of a character) */
-  tokenPiece(token: number, special: boolean): Buffer;
   /** llama_chat_apply_template: null = the model has no template; a negative number = unsupported template */
   applyChatTemplate(template: string | null, messages: { role: string; content: string }[], addAssistant: boolean): string | null | number;
   /** llama_model_free (contexts first) */
@@ -233,6 +230,15 @@ export interface NativeFitResult {
   tensorOverrides: number;
 }
 
+export interface NativeGgmlType {
+  id: number;
+  /** ggml_type_name: lower case with a capital K ("q4_K"). */
+  name: string;
+  blockSize: number;
+  typeSize: number;
+  quantized: boolean;
+}
+
 export interface NativeAddon {
   Model: {
     /** llama_model_load_from_file (progress_callback carries progress and cancellation) */
@@ -270,6 +276,14 @@ export interface NativeAddon {
   graphPlacement(context: NativeContext, nTokens: number): NativeGraphPlacement;
   /** NVML via dlopen(libnvidia-ml.so.1): driver, clocks, power, temperature, throttle reasons */
   nvmlSample(): NativeNvmlSample;
+  /**
+   * ggml_type_name, ggml_blck_size, ggml_type_size, ggml_is_quantized for every type ggml has (ids
+   * below GGML_TYPE_COUNT; removed ids are left out). Only test/native/ggml-types.test.ts calls it:
+   * it checks lib/gguf/ggml-types.ts, which must work without the addon, against ggml.
+   */
+  ggmlTypes(): NativeGgmlType[];
+  /** llama_ftype_name ("Q8_0", "all F32"); test/native/ggml-types.test.ts checks LlamaFileType with it. */
+  fileTypeName(ftype: number): string;
   buildInfo(): { llamaCppCommit: string; napiVersion: number; supportsGpuOffload: boolean; maxDevices: number };
   /** llama_print_system_info */
   systemInfo(): string;
@@ -279,10 +293,10 @@ export interface NativeAddon {
 export const nativeExportNames = [
   'Model', 'Context', 'Sampler', 'CancelFlag', 'loadBackendsFromDir', 'probeLibrary', 'preloadLibrary', 'listBackends', 'listDevices',
   'setLogger', 'quantize', 'architectureSupported', 'layerPlacement', 'memoryBreakdown', 'fitParams', 'graphPlacement',
-  'nvmlSample', 'buildInfo', 'systemInfo',
+  'nvmlSample', 'ggmlTypes', 'fileTypeName', 'buildInfo', 'systemInfo',
 ] as const satisfies readonly (keyof NativeAddon)[];
 
-/** llama_ftype values used by quantize (include/llama.h). */
+/** llama_ftype values used by quantize (include/llama.h); test/native/ggml-types.test.ts checks them with llama_ftype_name. */
 export const LlamaFileType = { F32: 0, F16: 1, Q4_0: 2, Q8_0: 7 } as const;
 
 /** ggml_log_level values (ggml/include/ggml.h). */
