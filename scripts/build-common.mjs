@@ -1,6 +1,8 @@
-// Shared by the build scripts: where the repo is, and the one list of cmake-js arguments.
+// Shared by the build scripts: where the repo is, the one list of cmake-js arguments, and the
+// inputs a build is made from (whose hash says whether a build folder is up to date).
+import { createHash } from 'node:crypto';
 import { spawnSync } from 'node:child_process';
-import { existsSync, realpathSync } from 'node:fs';
+import { existsSync, readFileSync, realpathSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { nativeSourcesSha256 } from './native-sources.mjs';
@@ -24,7 +26,7 @@ export function cmakeJsArgs(env = process.env) {
     throw new Error(`CUDA_LLAMA_CPU_VARIANTS must be native or all, got ${cpuVariants}`);
   }
   args.push(`--CDCUDA_LLAMA_CPU_VARIANTS=${cpuVariants}`);
-  // Recorded in the build metadata, checked by the loader (scripts/native-sources.mjs).
+  // Recorded in the build metadata; install.mjs compares it with native/ (scripts/native-sources.mjs).
   args.push(`--CDCUDA_LLAMA_NATIVE_SOURCES=${nativeSourcesSha256(repoRoot)}`);
   const cuda = env.CUDA_LLAMA_CUDA === '1' || env.CUDA_LLAMA_CUDA === 'ON';
   args.push(`--CDCUDA_LLAMA_CUDA=${cuda ? 'ON' : 'OFF'}`);
@@ -37,6 +39,33 @@ export function cmakeJsArgs(env = process.env) {
     if (env.CUDA_LLAMA_CUDA_VERSION) args.push(`--CDCUDA_LLAMA_CUDA_VERSION=${env.CUDA_LLAMA_CUDA_VERSION}`);
   }
   return args;
+}
+
+const SETTING_NAMES = ['CUDA_LLAMA_CUDA', 'CUDA_LLAMA_CUDA_ARCHITECTURES', 'CUDA_LLAMA_CUDA_TOOLKIT', 'CUDA_LLAMA_NVCC',
+  'CUDA_LLAMA_CUDA_RPATH', 'CUDA_LLAMA_CUDA_VERSION', 'CUDA_LLAMA_CPU_VARIANTS'];
+
+/**
+ * What a build in the environment's build folder is made from: the settings (the environment's,
+ * else those of the folder's last build, kept in build-settings.json, so a plain `npm install`
+ * after `npm run build:cuda` keeps the CUDA build; CUDA_LLAMA_CUDA=0 goes back to CPU), the
+ * cmake-js arguments, and a hash over both plus CMakeLists.txt and the llama.cpp pin. The native
+ * sources are in the arguments already (their fingerprint, for the build metadata).
+ */
+export function buildInputs(env = process.env) {
+  const buildDir = join(repoRoot, buildDirName(env));
+  const settingsFile = join(buildDir, 'build-settings.json');
+  const previous = existsSync(settingsFile) ? JSON.parse(readFileSync(settingsFile, 'utf8')) : {};
+  const settings = {};
+  for (const name of SETTING_NAMES) {
+    const value = env[name] ?? previous[name];
+    if (value !== undefined) settings[name] = value;
+  }
+  if (settings.CUDA_LLAMA_CUDA === '0') for (const name of SETTING_NAMES.filter((n) => n.includes('CUDA_LLAMA_CUDA') || n === 'CUDA_LLAMA_NVCC')) delete settings[name];
+  const args = cmakeJsArgs({ ...env, ...settings });
+  const hash = createHash('sha256');
+  hash.update(JSON.stringify(args));
+  for (const file of ['CMakeLists.txt', 'vendor/llama.cpp.pin.json']) hash.update(readFileSync(join(repoRoot, file)));
+  return { buildDir, settingsFile, settings, args, inputsHash: hash.digest('hex') };
 }
 
 // CUDA toolkit discovery, shared by build-cuda.mjs (which uses it) and install.mjs (which names it).

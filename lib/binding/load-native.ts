@@ -11,7 +11,6 @@ import { fileURLToPath } from 'node:url';
 import { ErrorCode, NativeBindingError } from '../errors.js';
 import { cudaLibraryDirs, satisfyLibraries, type RuntimeResolution } from '../gpu/runtime-libraries.js';
 import type { NativeAddon } from './native.js';
-import { nativeSourcesSha256 } from '../../scripts/native-sources.mjs';
 
 export const ADDON_FILE = 'cuda_llama.node';
 /** Warning code: a binary that is present (a local build) was passed over for a later candidate. */
@@ -21,7 +20,11 @@ export const BUILD_INFO_FILE = 'cuda-llama-build.json';
 /** What the build wrote next to the binary (CMakeLists.txt generates it). */
 export interface BuildMetadata {
   variant: 'cpu' | 'cuda';
-  /** Fingerprint of the native/ sources it was built from (scripts/native-sources.mjs); null for a build made without the build scripts. */
+  /**
+   * Fingerprint of the native/ sources it was built from, recorded at build time (scripts/native-sources.mjs);
+   * null for a build made without the build scripts. Reported only: the build scripts refuse or rebuild a
+   * stale local build (scripts/install.mjs), and an installed package's binaries come from its own native/.
+   */
   nativeSourcesSha256?: string | null;
   llamaCppCommit: string;
   llamaCppTag: string;
@@ -136,7 +139,6 @@ export function remediesFor(failures: CandidateFailure[], execArgv: string[] = p
   }
   if (/libcuda\.so/.test(reasons)) remedies.push('no NVIDIA driver library (libcuda.so.1): install the NVIDIA driver, or use the CPU build');
   if (/GLIBC_|GLIBCXX_/.test(reasons)) remedies.push('the binary needs a newer C/C++ runtime than this system has: build from source with `npm run build:native`');
-  if (/stale build/.test(reasons)) remedies.push('rebuild the local build from the current sources: `npm run build:native` (or `npm install`)');
   if (/not found|does not exist/.test(reasons)) {
     remedies.push('no binary was built or shipped for this platform: run `npm run build:native` in the package folder (needs cmake and a C++17 compiler)');
   }
@@ -152,20 +154,8 @@ function readMetadata(dir: string): BuildMetadata | null {
   }
 }
 
-/**
- * Why a binary built from other C++ sources than the package's native/ must not be loaded (null
- * when it may): the JavaScript side would call a native API that has moved. Unknown on either
- * side (a build without the scripts' fingerprint, a package without native/) is not judged.
- */
-export function staleBuild(metadata: BuildMetadata | null, sourcesSha256: string | null): string | null {
-  const built = metadata?.nativeSourcesSha256;
-  if (!built || !sourcesSha256 || built === sourcesSha256) return null;
-  return `it is a stale build: made from other native/ sources (${built.slice(0, 12)}) than this package's (${sourcesSha256.slice(0, 12)})`;
-}
-
 /** Loads the first candidate that works. Throws ERR_NO_BINARY with every failure otherwise. */
-export function loadNativeBinary(candidates: Candidate[] = binaryCandidates(), requireFn: NodeJS.Require = createRequire(import.meta.url),
-  sourcesSha256: string | null = nativeSourcesSha256(packageRoot)): LoadedBinary {
+export function loadNativeBinary(candidates: Candidate[] = binaryCandidates(), requireFn: NodeJS.Require = createRequire(import.meta.url)): LoadedBinary {
   const failures: CandidateFailure[] = [];
   for (const candidate of candidates) {
     const path = join(candidate.dir, ADDON_FILE);
@@ -174,12 +164,6 @@ export function loadNativeBinary(candidates: Candidate[] = binaryCandidates(), r
       continue;
     }
     const metadata = readMetadata(candidate.dir);
-    // Checked before loading: a loaded addon (and its libggml) cannot be unloaded again.
-    const stale = staleBuild(metadata, sourcesSha256);
-    if (stale) {
-      failures.push({ ...candidate, reason: `${path}: ${stale}` });
-      continue;
-    }
     try {
       const addon = requireFn(path) as NativeAddon;
       const cudaModule = locateCudaModule(candidate.dir, metadata, (request) => requireFn.resolve(request));
@@ -189,7 +173,7 @@ export function loadNativeBinary(candidates: Candidate[] = binaryCandidates(), r
       addon.loadBackendsFromDir(candidate.dir);
       // ggml looks for modules in one folder at a time; the package's folder holds only the CUDA one.
       if (usable && cudaModule.source === 'package') addon.loadBackendsFromDir(dirname(cudaModule.path));
-      // A candidate that is there but was passed over (a stale or broken local build) is not
+      // A candidate that is there but was passed over (a broken local build) is not
       // skipped silently: the binary now running is another one than the user built.
       const passedOver = failures.filter((f) => !f.absent);
       if (passedOver.length > 0) {
