@@ -36,6 +36,8 @@ export const ErrorCode = {
   GPU_PLACEMENT: 'ERR_GPU_PLACEMENT',
   /** Another generation already runs on this native context (lib/ queues, so this is a bug guard). */
   BUSY: 'ERR_BUSY',
+  /** Llama.tune() could measure none of its configurations; `details.candidates` has each one's error. */
+  TUNE: 'ERR_TUNE',
 } as const;
 
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
@@ -128,6 +130,7 @@ const nativeRemedies: Partial<Record<ErrorCode, string>> = {
   [ErrorCode.CONTEXT_CREATE]: 'lower contextSize or batchSize, or free memory; the layer report and Llama.devices() show what is in use',
   [ErrorCode.DECODE]: 'lower batchSize or contextSize; status 1 means no KV-cache slot was free, negative values are errors inside llama.cpp',
   [ErrorCode.QUANTIZE]: 'check that the input is an F32/F16 GGUF and that the output folder is writable',
+  [ErrorCode.CUDA_UNAVAILABLE]: 'a CUDA device went away after the GPU decision: check `nvidia-smi`; Llama.devices() lists what ggml sees now',
 };
 
 /**

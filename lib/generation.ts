@@ -7,6 +7,7 @@
 import { performance } from 'node:perf_hooks';
 import { StringDecoder } from 'node:string_decoder';
 import { fromNativeError } from './errors.js';
+import { safeCallback } from './safe-callback.js';
 import type { NativeAddon, NativeCancelFlag, NativeContext, NativeGenerateResult, NativeModel, NativeSamplerParams, NativeStopReason } from './binding/native.js';
 
 export type StopReason = 'eos' | 'maxTokens' | 'stop' | 'abort' | 'contextFull';
@@ -190,17 +191,9 @@ export async function runGenerations(request: GenerationRequest): Promise<BatchR
   const { addon, model, context, signal, cancel } = request;
   const callSite = new Error();
   const started = performance.now();
-  let callbackError: unknown;
-  const sequences = request.prompts.map((_, index) => new SequenceProgress(request.stopSequences, (text) => {
-    if (!request.onText) return;
-    try {
-      request.onText(text, index);
-    } catch (error) {
-      // A throwing callback ends the whole call; the error is reported to the caller.
-      callbackError ??= error;
-      cancel.cancel();
-    }
-  }, new addon.CancelFlag()));
+  // A throwing onText ends the whole call; its error is the call's, once the native side is done.
+  const onText = request.onText && safeCallback(request.onText, () => cancel.cancel());
+  const sequences = request.prompts.map((_, index) => new SequenceProgress(request.stopSequences, (text) => onText?.call(text, index), new addon.CancelFlag()));
   const onAbort = () => cancel.cancel();
   signal?.addEventListener('abort', onAbort, { once: true });
   if (signal?.aborted) cancel.cancel();
@@ -217,7 +210,7 @@ export async function runGenerations(request: GenerationRequest): Promise<BatchR
     for (const sampler of samplers) sampler.dispose();
     signal?.removeEventListener('abort', onAbort);
   }
-  if (callbackError !== undefined) throw callbackError;
+  onText?.rethrow();
 
   const totalMs = performance.now() - started;
   const promptTokens = request.prompts.reduce((sum, p) => sum + p.length, 0);

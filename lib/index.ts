@@ -15,8 +15,8 @@ export {
   DisposedError,
   ErrorCode,
 } from './errors.js';
-export { CPU_FALLBACK_WARNING } from './gpu/policy.js';
+export { CPU_FALLBACK_WARNING } from './gpu/fallback.js';
 export { BINARY_FALLBACK_WARNING } from './binding/load-native.js';
-export type { PlacementProblem, CpuOpsOnGpuMemory } from './gpu/policy.js';
+export type { PlacementProblem, CpuOpsOnGpuMemory } from './gpu/placement.js';
 export type { GpuTelemetry, GpuReading, ThrottleReason } from './gpu/telemetry.js';
 export type { TuneOptions, TuneResult, TuneCandidate, TunedLoadOptions } from './tools/tune.js';

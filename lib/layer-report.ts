@@ -3,7 +3,10 @@
  * registry, per-layer device, memory breakdown per buffer type, scheduled graph), never from logs.
  * Plain, frozen, JSON-serializable data, plus a table from toString().
  */
-import { placementProblems, type CpuOpsOnGpuMemory, type GpuDecision, type PlacementProblem } from './gpu/policy.js';
+import { formatBytes } from './format.js';
+import type { GpuDecision } from './gpu/decision.js';
+import { onGpu } from './gpu/devices.js';
+import { placementProblems, type CpuOpsOnGpuMemory, type PlacementProblem } from './gpu/placement.js';
 import type { NativeGraphPlacement, NativeLayerPlacement, NativeMemoryEntry } from './binding/native.js';
 
 export interface DeviceUsage {
@@ -61,11 +64,7 @@ export interface LayerReportInputs {
 const CPU = 'CPU';
 
 function mib(bytes: number): string {
-  return `${(bytes / 1024 / 1024).toFixed(1)} MiB`;
-}
-
-function isCpu(device: string): boolean {
-  return device === CPU || device.startsWith('CPU');
+  return formatBytes(bytes, { unit: 'MiB', digits: 1 });
 }
 
 /** Bytes per device from llama_get_memory_breakdown's per-buffer-type rows (used by the report and the plan). */
@@ -97,10 +96,11 @@ export function buildLayerReport({ decision, placement, memory, tokenGraph, prom
   const layers = layerDevices(placement);
   const devices = memoryByDevice(memory);
   const kvDevices = devices.filter((d) => d.kvCacheBytes > 0);
-  const offloadedLayers = layers.filter((l) => !isCpu(l.device)).length;
+  const gpu = (device: string) => onGpu(decision.devices, device);
+  const offloadedLayers = layers.filter((l) => gpu(l.device)).length;
   const output = placement.output ?? CPU;
   const kvNames = kvDevices.map((d) => d.device);
-  const gpuNames = [...new Set(layers.map((l) => l.device).filter((d) => !isCpu(d)))];
+  const gpuNames = [...new Set(layers.map((l) => l.device).filter(gpu))];
   const graph = { tokenGeneration: graphUsage(tokenGraph), promptProcessing: graphUsage(promptGraph) };
   const kvCache = { devices: kvNames, bytes: kvDevices.reduce((sum, d) => sum + d.kvCacheBytes, 0) };
   const problems = placementProblems(decision, { layers, output, kvCache, graph }, { offloadKvCache });

@@ -2,18 +2,22 @@
  * Llama: the entry point. Loads models under the GPU policy, lists devices, reports the build.
  */
 import { stat } from 'node:fs/promises';
-import { availableParallelism } from 'node:os';
 import { describeCudaCode } from './gpu/fatbin.js';
 import { ErrorCode, GpuError, ModelFileError, fromNativeError } from './errors.js';
 import { ggufNumber, ggufString, readGguf } from './gguf/reader.js';
-import { CPU_FALLBACK_WARNING, cudaAvailability, cudaModuleCode, decideGpu, fallBackToCpu, fitLayers, modelParams, placementRemedy, type CudaAvailability, type GpuDecision } from './gpu/policy.js';
+import { checkLoaderGuards } from './gguf/loader-guards.js';
+import { cudaAvailability, cudaModuleCode, type CudaAvailability } from './gpu/availability.js';
+import { cpuFallback, decideGpu, fitLayers, modelParams, type GpuDecision } from './gpu/decision.js';
+import { CPU_FALLBACK_WARNING, cpuFallbackMessage } from './gpu/fallback.js';
+import { placementRemedy, type PlacementProblem } from './gpu/placement.js';
 import { nativeBinary, type BuildMetadata, type LoadedBinary } from './binding/load-native.js';
 import { installLogger, type Logger, type LogLevel } from './log.js';
 import { LlamaModel } from './model.js';
 import { dryRun, formatPlan, type LoadPlan } from './plan.js';
+import { safeCallback } from './safe-callback.js';
 import { sampleGpus, type GpuTelemetry } from './gpu/telemetry.js';
 import { LlamaFileType, type NativeBackend, type NativeContext, type NativeDevice, type NativeModel } from './binding/native.js';
-import { contextParams, resolveContextSize, validateLoadOptions, type LoadOptions } from './options.js';
+import { contextParams, defaultThreadCount, resolveContextSize, validateLoadOptions, type LoadOptions } from './options.js';
 import { tune, type TuneOptions, type TuneResult } from './tools/tune.js';
 import { expectString, optionalEnum, typeError } from './validate.js';
 
@@ -81,30 +85,30 @@ async function inspectModelFile(path: string): Promise<{ fileSizeBytes: number; 
       details: { architecture },
     });
   }
+  checkLoaderGuards(gguf, architecture);
   return { fileSizeBytes: info.size, trainingContextSize: ggufNumber(gguf, `${architecture}.context_length`) ?? 0 };
 }
 
 /**
  * Asking for the GPU never silently yields the CPU: check where llama.cpp actually put things.
- * gpu: 'cuda' refuses a placement other than asked; gpu: 'auto' keeps the model and says so.
+ * gpu: 'cuda' refuses a placement other than asked; gpu: 'auto' keeps the model, and the problems
+ * go into the load's fallback warning.
  */
-async function verifyPlacement(model: LlamaModel, decision: GpuDecision): Promise<void> {
+async function verifyPlacement(model: LlamaModel, decision: GpuDecision): Promise<PlacementProblem[]> {
   const report = await model.layerReport();
   const { problems } = report;
-  if (problems.length === 0) return;
+  if (problems.length === 0 || decision.requested === 'auto') return [...problems];
+  // The caller (finishLoad) disposes the model when this throws.
   const messages = problems.map((p) => p.message).join('; ');
-  if (decision.requested === 'auto') {
-    process.emitWarning(`gpu: 'auto' is running partly on the CPU: ${messages}. ${placementRemedy(problems)}`, { type: 'CudaLlamaWarning', code: CPU_FALLBACK_WARNING });
-    return;
-  }
-  // The caller (load) disposes the model when this throws.
   throw new GpuError(ErrorCode.GPU_PLACEMENT, `gpu: 'cuda' was requested, but llama.cpp placed the model otherwise: ${messages}`, {
     remedy: placementRemedy(problems),
     details: { problems, report: JSON.parse(JSON.stringify(report)) },
   });
 }
 
-/** Validation, file checks and the GPU decision shared by load() and plan(). */
+type Prepared = Awaited<ReturnType<typeof prepare>>;
+
+/** Validation, file checks and the GPU decision shared by load() and plan(). Decides only: it never warns. */
 async function prepare(path: string, options: LoadOptions) {
   expectString('path', path, { allowEmpty: false });
   const valid = validateLoadOptions(options);
@@ -122,6 +126,87 @@ async function prepare(path: string, options: LoadOptions) {
   return { valid, file, loaded, decision, modelParams: modelParams(decision, valid), contextParams: context };
 }
 
+/**
+ * A CUDA decision checked against llama.cpp's dry run before anything is allocated: no partial
+ * spill, no out-of-memory abort. gpu: 'cuda' is refused; gpu: 'auto' becomes a CPU decision.
+ */
+async function fitOrFallBack(path: string, prepared: Prepared): Promise<GpuDecision> {
+  const { decision } = prepared;
+  if (decision.target !== 'cuda') return decision;
+  let plan: LoadPlan;
+  try {
+    plan = await dryRun(prepared.loaded.addon, path, decision, prepared.modelParams, prepared.contextParams);
+  } catch (error) {
+    throw fromNativeError(error);
+  }
+  if (plan.fits) return decision;
+  if (decision.requested === 'cuda') {
+    throw new GpuError(ErrorCode.GPU_PLACEMENT, `gpu: 'cuda' was requested, but the model does not fit: ${formatPlan(plan)}`, {
+      remedy: 'lower contextSize, use a smaller quantization, offload fewer layers (gpuLayers), or free GPU memory',
+      details: { plan },
+    });
+  }
+  return cpuFallback(`the model does not fit on the GPU: ${formatPlan(plan)}`, "gpuLayers: 'auto' offloads as many layers as fit; or lower contextSize");
+}
+
+/**
+ * The native load and context creation, cancellable through the signal and reporting progress.
+ * On any failure nothing stays allocated, and the error is the progress callback's, the signal's
+ * reason, or the native one with the caller's stack.
+ */
+async function loadNative(path: string, prepared: Prepared, decision: GpuDecision, callSite: Error): Promise<LlamaModel> {
+  const { valid, loaded, file } = prepared;
+  const { signal } = valid;
+  const { addon } = loaded;
+  const cancel = new addon.CancelFlag();
+  const onAbort = () => cancel.cancel();
+  signal?.addEventListener('abort', onAbort, { once: true });
+  // A throwing progress callback stops the load and becomes its error (never reaches native code).
+  const progress = valid.onProgress && safeCallback(valid.onProgress, () => cancel.cancel());
+  let native: NativeModel | undefined;
+  let context: NativeContext | undefined;
+  try {
+    // From the decision as it stands now: an 'auto' load that did not fit has become a CPU one.
+    native = await addon.Model.load(path, modelParams(decision, valid), progress?.call, cancel);
+    progress?.rethrow();
+    signal?.throwIfAborted();
+    context = await addon.Context.create(native, prepared.contextParams);
+    signal?.throwIfAborted();
+    return new LlamaModel({ binary: loaded, native, context, decision, offloadKvCache: valid.offloadKvCache !== false, path, fileSizeBytes: file.fileSizeBytes });
+  } catch (error) {
+    context?.dispose();
+    native?.dispose();
+    progress?.rethrow();
+    if (signal?.aborted) throw signal.reason;
+    throw fromNativeError(error, callSite);
+  } finally {
+    signal?.removeEventListener('abort', onAbort);
+  }
+}
+
+/** Placement verification and the warm-up of a loaded model; it is disposed when either fails. */
+async function finishLoad(model: LlamaModel, decision: GpuDecision, valid: Prepared['valid'], callSite: Error): Promise<PlacementProblem[]> {
+  try {
+    const problems = decision.target === 'cuda' ? await verifyPlacement(model, decision) : [];
+    if (valid.warmup !== false) await model.warmUp();
+    valid.signal?.throwIfAborted();
+    return problems;
+  } catch (error) {
+    await model.dispose();
+    if (valid.signal?.aborted) throw valid.signal.reason;
+    throw fromNativeError(error, callSite);
+  }
+}
+
+/**
+ * The one place the CPU-fallback warning is emitted: once, for a gpu: 'auto' model handed back
+ * wholly or partly on the CPU. Dry runs (Llama.plan) decide the same way and never warn.
+ */
+function warnCpuFallback(decision: GpuDecision, problems: PlacementProblem[]): void {
+  const message = cpuFallbackMessage(decision, problems);
+  if (message !== null) process.emitWarning(message, { type: 'CudaLlamaWarning', code: CPU_FALLBACK_WARNING });
+}
+
 export class Llama {
   private constructor() {}
 
@@ -129,67 +214,11 @@ export class Llama {
   static async load(path: string, options: LoadOptions = {}): Promise<LlamaModel> {
     const callSite = new Error();
     const prepared = await prepare(path, options);
-    const { valid, loaded, file } = prepared;
-    let { decision } = prepared;
-    const { signal } = valid;
-    const { addon } = loaded;
-    if (decision.target === 'cuda') {
-      // Refuse what will not fit before allocating anything: no partial spill, no OOM abort.
-      const plan = await dryRun(addon, path, decision, prepared.modelParams, prepared.contextParams);
-      if (!plan.fits && decision.requested === 'cuda') {
-        throw new GpuError(ErrorCode.GPU_PLACEMENT, `gpu: 'cuda' was requested, but the model does not fit: ${formatPlan(plan)}`, {
-          remedy: 'lower contextSize, use a smaller quantization, offload fewer layers (gpuLayers), or free GPU memory',
-          details: { plan },
-        });
-      }
-      if (!plan.fits) {
-        decision = fallBackToCpu(`the model does not fit on the GPU: ${formatPlan(plan)}`, "gpuLayers: 'auto' offloads as many layers as fit; or lower contextSize");
-      }
-    }
-
-    const cancel = new addon.CancelFlag();
-    const onAbort = () => cancel.cancel();
-    signal?.addEventListener('abort', onAbort, { once: true });
-    // A throwing progress callback stops the load and becomes its error (never reaches native code).
-    let callbackError: unknown;
-    const onProgress = valid.onProgress
-      ? (fraction: number) => {
-          try {
-            valid.onProgress?.(fraction);
-          } catch (error) {
-            callbackError ??= error;
-            cancel.cancel();
-          }
-        }
-      : undefined;
-    let native: NativeModel | undefined;
-    let context: NativeContext | undefined;
-    try {
-      // From the decision as it stands now: an 'auto' load that did not fit has become a CPU one.
-      native = await addon.Model.load(path, modelParams(decision, valid), onProgress, cancel);
-      if (callbackError !== undefined) throw callbackError;
-      signal?.throwIfAborted();
-      context = await addon.Context.create(native, prepared.contextParams);
-      signal?.throwIfAborted();
-      const model = new LlamaModel({ binary: loaded, native, context, decision, offloadKvCache: valid.offloadKvCache !== false, path, fileSizeBytes: file.fileSizeBytes });
-      try {
-        if (decision.target === 'cuda') await verifyPlacement(model, decision);
-        if (valid.warmup !== false) await model.warmUp();
-        signal?.throwIfAborted();
-      } catch (error) {
-        await model.dispose();
-        throw error;
-      }
-      return model;
-    } catch (error) {
-      context?.dispose();
-      native?.dispose();
-      if (callbackError !== undefined) throw callbackError;
-      if (signal?.aborted) throw signal.reason;
-      throw fromNativeError(error, callSite);
-    } finally {
-      signal?.removeEventListener('abort', onAbort);
-    }
+    const decision = await fitOrFallBack(path, prepared);
+    const model = await loadNative(path, prepared, decision, callSite);
+    const problems = await finishLoad(model, decision, prepared.valid, callSite);
+    warnCpuFallback(decision, problems);
+    return model;
   }
 
   /**
@@ -251,7 +280,7 @@ export class Llama {
       load: (p, o) => Llama.load(p, o),
       cudaUsable: () => {
         const cuda = cudaAvailability(binary());
-        return cuda.available ? { usable: true } : { usable: false, reason: cuda.reason ?? 'unknown reason' };
+        return cuda.available ? { usable: true, devices: cuda.devices } : { usable: false, reason: cuda.reason ?? 'unknown reason', devices: [] };
       },
       defaultContextSize: async (p) => resolveContextSize(undefined, (await inspectModelFile(p)).trainingContextSize),
     }, path, options);
@@ -264,7 +293,7 @@ export class Llama {
     const ftype = LlamaFileType[optionalEnum('type', type, ['Q8_0', 'Q4_0', 'F16'] as const) ?? 'Q8_0'];
     await inspectModelFile(input);
     try {
-      await binary().addon.quantize(input, output, ftype, options.threads ?? availableParallelism());
+      await binary().addon.quantize(input, output, ftype, options.threads ?? defaultThreadCount());
     } catch (error) {
       throw fromNativeError(error);
     }

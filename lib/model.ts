@@ -4,7 +4,7 @@
  */
 import { DisposedError, ErrorCode, ContextError, CudaLlamaError, fromNativeError } from './errors.js';
 import { runGenerations, type BatchResult, type GenerateResult } from './generation.js';
-import type { GpuDecision } from './gpu/policy.js';
+import type { GpuDecision } from './gpu/decision.js';
 import { buildLayerReport, type LayerReport } from './layer-report.js';
 import type { LoadedBinary } from './binding/load-native.js';
 import type { NativeCancelFlag, NativeContext, NativeContextInfo, NativeModel, NativeModelInfo } from './binding/native.js';

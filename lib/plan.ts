@@ -4,7 +4,8 @@
  * is allocated. gpu: 'cuda' loads are checked against it, so a model that does not fit is refused
  * with the plan instead of spilling to the CPU or dying of out-of-memory.
  */
-import type { GpuDecision } from './gpu/policy.js';
+import { formatBytes } from './format.js';
+import type { GpuDecision } from './gpu/decision.js';
 import { layerDevices, memoryByDevice, type DeviceUsage } from './layer-report.js';
 import type { NativeAddon, NativeContextParams, NativeDevice, NativeModelParams } from './binding/native.js';
 
@@ -60,7 +61,7 @@ export function planDevices(usage: DeviceUsage[], devices: NativeDevice[]): Plan
 }
 
 export function formatPlan(plan: LoadPlan): string {
-  const gib = (n: number) => `${(n / 2 ** 30).toFixed(2)} GiB`;
+  const gib = (n: number) => formatBytes(n, { unit: 'GiB', digits: 2 });
   return plan.devices.map((d) => `${d.device}: needs ${gib(d.totalBytes)} (weights ${gib(d.weightsBytes)}, KV ${gib(d.kvCacheBytes)}, compute ${gib(d.computeBytes)})` +
     `${d.freeBytes === null ? '' : `, ${gib(d.freeBytes)} free`}${d.fits ? '' : ' - DOES NOT FIT'}`).join('; ');
 }

@@ -9,7 +9,7 @@ import { createRequire } from 'node:module';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ErrorCode, NativeBindingError } from '../errors.js';
-import { cudaLibraryDirs, satisfyLibraries, type RuntimeResolution } from '../gpu/runtime-libraries.js';
+import { cudaLibraryDirs, cudaRuntimeRemedy, satisfyLibraries, type RuntimeResolution } from '../gpu/runtime-libraries.js';
 import type { NativeAddon } from './native.js';
 
 export const ADDON_FILE = 'cuda_llama.node';
@@ -135,7 +135,7 @@ export function remediesFor(failures: CandidateFailure[], execArgv: string[] = p
   if (execArgv.includes('--no-addons')) remedies.push('Node was started with --no-addons; native addons cannot load. Remove the flag.');
   const reasons = failures.map((f) => f.reason).join('\n');
   if (/libcudart|libcublas/.test(reasons)) {
-    remedies.push('the CUDA runtime is missing: `pip install nvidia-cuda-runtime-cu13 nvidia-cublas-cu13` or install the CUDA toolkit, then add its lib folder to LD_LIBRARY_PATH');
+    remedies.push(cudaRuntimeRemedy());
   }
   if (/libcuda\.so/.test(reasons)) remedies.push('no NVIDIA driver library (libcuda.so.1): install the NVIDIA driver, or use the CPU build');
   if (/GLIBC_|GLIBCXX_/.test(reasons)) remedies.push('the binary needs a newer C/C++ runtime than this system has: build from source with `npm run build:native`');

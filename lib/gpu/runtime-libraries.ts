@@ -28,6 +28,20 @@ export interface RuntimeResolution {
   searched: LibraryDir[];
 }
 
+/**
+ * The PyPI wheels of the CUDA 13 runtime the CUDA module links (libcudart, libcublas and its
+ * libcublasLt). From CUDA 13 on they carry no -cuXX suffix (nvidia-cuda-runtime-cu13 is an empty
+ * deprecation stub) and install into site-packages/nvidia/cu13/lib, which pythonWheelLibDirs
+ * searches. 13.0.* matches the toolkit the module is built with.
+ */
+export const CUDA_RUNTIME_WHEELS = ['nvidia-cuda-runtime==13.0.*', 'nvidia-cublas==13.0.*'] as const;
+
+/** The one remedy for a missing libcudart / libcublas, wherever it is found missing. */
+export function cudaRuntimeRemedy(): string {
+  return `the CUDA 13 runtime is missing: \`pip install ${CUDA_RUNTIME_WHEELS.map((w) => `"${w}"`).join(' ')}\` or install the CUDA 13 toolkit; ` +
+    "cuda-llama looks in python3's nvidia/cu13/lib, CUDA_PATH / CUDA_HOME, /usr/local/cuda, and any folder on LD_LIBRARY_PATH or CUDA_LLAMA_CUDA_LIB_DIRS";
+}
+
 function pythonWheelLibDirs(): LibraryDir[] {
   const found = spawnSync('python3', ['-c', 'import nvidia, json; print(json.dumps(list(nvidia.__path__)))'], { encoding: 'utf8', timeout: 10_000 });
   if (found.status !== 0) return [];

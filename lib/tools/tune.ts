@@ -5,7 +5,9 @@
  * small model, a partial offload, an oversized context) shows up only when it is run.
  */
 import { performance } from 'node:perf_hooks';
-import { CudaLlamaError } from '../errors.js';
+import { CudaLlamaError, ErrorCode } from '../errors.js';
+import { formatBytes } from '../format.js';
+import { onGpu } from '../gpu/devices.js';
 import type { LayerReport } from '../layer-report.js';
 import type { LlamaModel } from '../model.js';
 import type { GpuPolicy, LoadOptions } from '../options.js';
@@ -98,12 +100,13 @@ export function neededContextSize(promptTokens: number, outputTokens: number): n
 
 export interface TuneDeps {
   load(path: string, options: LoadOptions): Promise<LlamaModel>;
-  cudaUsable(): { usable: boolean; reason?: string };
+  /** Whether CUDA is usable, and the CUDA GPU names (the registry's, empty without CUDA) that count as GPU memory. */
+  cudaUsable(): { usable: boolean; reason?: string; devices: string[] };
   defaultContextSize(path: string): Promise<number>;
 }
 
-function gpuBytesOf(report: LayerReport): number {
-  return report.devices.filter((d) => !d.device.startsWith('CPU')).reduce((sum, d) => sum + d.weightsBytes + d.kvCacheBytes + d.computeBytes, 0);
+function gpuBytesOf(report: LayerReport, gpus: readonly string[]): number {
+  return report.devices.filter((d) => onGpu(gpus, d.device)).reduce((sum, d) => sum + d.weightsBytes + d.kvCacheBytes + d.computeBytes, 0);
 }
 
 function median(values: number[]): number {
@@ -142,7 +145,7 @@ async function sampleOnce(model: LlamaModel, prompt: number[], n: number, output
   };
 }
 
-async function measure(deps: TuneDeps, path: string, candidate: TuneCandidate, work: Workload): Promise<void> {
+async function measure(deps: TuneDeps, path: string, candidate: TuneCandidate, work: Workload, gpus: readonly string[]): Promise<void> {
   const started = performance.now();
   let model: LlamaModel;
   try {
@@ -170,14 +173,13 @@ async function measure(deps: TuneDeps, path: string, candidate: TuneCandidate, w
     candidate.requestMs = candidate.oneAtATime ? oneRun * work.sequences : oneRun;
     const report = await model.layerReport();
     candidate.kvCacheBytes = report.kvCache.bytes;
-    candidate.gpuBytes = gpuBytesOf(report);
+    candidate.gpuBytes = gpuBytesOf(report, gpus);
     candidate.layerReport = report.summary;
   } finally {
     await model.dispose();
   }
 }
 
-const mib = (bytes: number) => (bytes >= 2 ** 30 ? `${(bytes / 2 ** 30).toFixed(2)} GiB` : bytes >= 2 ** 20 ? `${(bytes / 2 ** 20).toFixed(0)} MiB` : `${(bytes / 1024).toFixed(0)} KiB`);
 const ms = (value: number) => `${value.toFixed(value < 100 ? 1 : 0)} ms`;
 /** What requestMs covers: one request, or all of the workload's requests. */
 const perWorkload = (sequences: number) => (sequences > 1 ? `for all ${sequences}` : 'per request');
@@ -238,60 +240,74 @@ export function tuneCandidates(opts: { cuda: boolean; allowCpu: boolean; neededC
   return list;
 }
 
+type Work = { promptTokens: number; outputTokens: number; sequences?: number };
+
+const fastestFirst = (a: TuneCandidate, b: TuneCandidate) => a.requestMs! - b.requestMs!;
+/** Candidates are placed by their options: each names gpu 'cuda' or 'cpu'. */
+const isGpuCandidate = (c: TuneCandidate) => c.options.gpu === 'cuda';
+
 /** The recommendation in words, from the measured candidates. */
-export function tuneReasons(candidates: TuneCandidate[], best: TuneCandidate, work: { promptTokens: number; outputTokens: number; sequences?: number }, cudaNote: string | undefined): string[] {
+export function tuneReasons(candidates: TuneCandidate[], best: TuneCandidate, work: Work, cudaNote: string | undefined): string[] {
   const ok = candidates.filter((c) => c.requestMs !== undefined);
-  const reasons: string[] = [];
   const n = work.sequences ?? 1;
   const request = `${n > 1 ? `${n} requests at once, each ` : ''}a ${work.promptTokens}-token prompt with ${work.outputTokens} tokens out`;
-  const per = perWorkload(n);
-  reasons.push(`Fastest for ${request}: ${best.name}, ${ms(best.requestMs!)} ${per} (time to first token ${ms(best.timeToFirstTokenMs!)}, ` +
-    `${best.tokensPerSecond?.toFixed(1) ?? '?'} tok/s${n > 1 && !best.oneAtATime ? ' in total' : ''}).`);
+  const reasons = [
+    `Fastest for ${request}: ${best.name}, ${ms(best.requestMs!)} ${perWorkload(n)} (time to first token ${ms(best.timeToFirstTokenMs!)}, ` +
+      `${best.tokensPerSecond?.toFixed(1) ?? '?'} tok/s${n > 1 && !best.oneAtATime ? ' in total' : ''}).`,
+    batchingReason(ok, n),
+    deviceReason(ok, best, work) ?? cudaNote,
+    flashAttentionReason(ok, best),
+    contextCostReason(ok, best),
+  ].filter((r): r is string => r !== undefined);
+  for (const c of candidates.filter((x) => x.error)) reasons.push(`Not measured: ${c.name} (${c.error}).`);
+  reasons.push(`Paste: Llama.load(path, ${optionsText(best.options)})`);
+  return reasons;
+}
+
+/** The requests run together against the same placement one after another. */
+function batchingReason(ok: TuneCandidate[], n: number): string | undefined {
   const alone = ok.find((c) => c.oneAtATime);
   const together = alone && ok.find((c) => !c.oneAtATime && c.options.gpu === alone.options.gpu && c.options.gpuLayers === alone.options.gpuLayers &&
     c.options.contextSize === alone.options.contextSize && c.options.flashAttention === alone.options.flashAttention);
-  if (alone && together) {
-    reasons.push(together.requestMs! <= alone.requestMs!
-      ? `Running the ${n} requests together (sequences: ${n}) is ${(alone.requestMs! / together.requestMs!).toFixed(1)}x faster than one after another (${ms(alone.requestMs!)}).`
-      : `One request after another is ${(together.requestMs! / alone.requestMs!).toFixed(1)}x faster than running the ${n} together (${ms(together.requestMs!)}) on this machine.`);
-  }
-  const isGpu = (c: TuneCandidate) => c.options.gpu === 'cuda';
-  const bestCpu = ok.filter((c) => !isGpu(c)).sort((a, b) => a.requestMs! - b.requestMs!)[0];
-  const bestGpu = ok.filter(isGpu).sort((a, b) => a.requestMs! - b.requestMs!)[0];
-  if (bestCpu && bestGpu) {
-    if (isGpu(best)) {
-      reasons.push(`${best.name} is ${(bestCpu.requestMs! / best.requestMs!).toFixed(1)}x faster than the CPU (${ms(bestCpu.requestMs!)} ${per}).`);
-    } else {
-      const perTokenNote = work.outputTokens <= 32 || (bestGpu.tokensPerSecond ?? 0) < (bestCpu.tokensPerSecond ?? 0)
-        ? ': for this model and output length the per-token cost of driving the GPU (kernel launches, synchronization) outweighs its compute'
-        : '';
-      reasons.push(`The CPU wins: ${ms(best.requestMs!)} ${per} against ${ms(bestGpu.requestMs!)} with ${bestGpu.name}${perTokenNote}.`);
-    }
-  } else if (cudaNote) {
-    reasons.push(cudaNote);
-  }
-  // One off/on pair per device, at the context the workload needs (even when another context won).
+  if (!alone || !together) return undefined;
+  return together.requestMs! <= alone.requestMs!
+    ? `Running the ${n} requests together (sequences: ${n}) is ${(alone.requestMs! / together.requestMs!).toFixed(1)}x faster than one after another (${ms(alone.requestMs!)}).`
+    : `One request after another is ${(together.requestMs! / alone.requestMs!).toFixed(1)}x faster than running the ${n} together (${ms(together.requestMs!)}) on this machine.`;
+}
+
+/** The GPU against the CPU, when both were measured. */
+function deviceReason(ok: TuneCandidate[], best: TuneCandidate, work: Work): string | undefined {
+  const per = perWorkload(work.sequences ?? 1);
+  const bestCpu = ok.filter((c) => !isGpuCandidate(c)).sort(fastestFirst)[0];
+  const bestGpu = ok.filter(isGpuCandidate).sort(fastestFirst)[0];
+  if (!bestCpu || !bestGpu) return undefined;
+  if (isGpuCandidate(best)) return `${best.name} is ${(bestCpu.requestMs! / best.requestMs!).toFixed(1)}x faster than the CPU (${ms(bestCpu.requestMs!)} ${per}).`;
+  const perTokenNote = work.outputTokens <= 32 || (bestGpu.tokensPerSecond ?? 0) < (bestCpu.tokensPerSecond ?? 0)
+    ? ': for this model and output length the per-token cost of driving the GPU (kernel launches, synchronization) outweighs its compute'
+    : '';
+  return `The CPU wins: ${ms(best.requestMs!)} ${per} against ${ms(bestGpu.requestMs!)} with ${bestGpu.name}${perTokenNote}.`;
+}
+
+/** One off/on pair on the best candidate's device, at the context the workload needs (even when another context won). */
+function flashAttentionReason(ok: TuneCandidate[], best: TuneCandidate): string | undefined {
   const fa = (value: 'on' | 'off') => ok.find((c) => !c.oneAtATime && c.options.gpu === best.options.gpu && c.options.flashAttention === value);
   const on = fa('on');
   const off = fa('off');
-  if (on && off) {
-    const faster = on.requestMs! <= off.requestMs! ? on : off;
-    const slower = faster === on ? off : on;
-    reasons.push(`Flash attention ${faster === on ? 'on' : 'off'} is ${(((slower.requestMs! / faster.requestMs!) - 1) * 100).toFixed(0)}% faster than ${faster === on ? 'off' : 'on'} here.`);
-  }
-  // The default-context candidate against the same placement at the context the workload needs.
+  if (!on || !off) return undefined;
+  const faster = on.requestMs! <= off.requestMs! ? on : off;
+  const slower = faster === on ? off : on;
+  return `Flash attention ${faster === on ? 'on' : 'off'} is ${(((slower.requestMs! / faster.requestMs!) - 1) * 100).toFixed(0)}% faster than ${faster === on ? 'off' : 'on'} here.`;
+}
+
+/** The default-context candidate against the same placement at the context the workload needs. */
+function contextCostReason(ok: TuneCandidate[], best: TuneCandidate): string | undefined {
   const sameDevice = (c: TuneCandidate) => !c.oneAtATime && c.options.gpu === best.options.gpu && c.options.flashAttention === undefined;
   const pair = ok.filter(sameDevice).filter((c, _, all) => all.some((o) => o !== c && o.options.gpuLayers === c.options.gpuLayers && o.options.contextSize !== c.options.contextSize));
   const [small, big] = [...pair].sort((a, b) => a.options.contextSize! - b.options.contextSize!).filter((c, i, all) => i === 0 || i === all.length - 1);
-  if (big && small && big.kvCacheBytes !== undefined && small.kvCacheBytes !== undefined) {
-    const slower = (big.requestMs! / small.requestMs! - 1) * 100;
-    reasons.push(`A contextSize of ${big.options.contextSize} costs ${mib(big.kvCacheBytes)} of KV cache against ${mib(small.kvCacheBytes)} at ${small.options.contextSize}, ` +
-      `which this workload needs, and ${slower >= 0 ? `runs ${slower.toFixed(0)}% slower` : `costs no speed (it measured ${(-slower).toFixed(0)}% faster: noise)`}.`);
-  }
-  const failed = candidates.filter((c) => c.error);
-  for (const c of failed) reasons.push(`Not measured: ${c.name} (${c.error}).`);
-  reasons.push(`Paste: Llama.load(path, ${optionsText(best.options)})`);
-  return reasons;
+  if (!big || !small || big.kvCacheBytes === undefined || small.kvCacheBytes === undefined) return undefined;
+  const slower = (big.requestMs! / small.requestMs! - 1) * 100;
+  return `A contextSize of ${big.options.contextSize} costs ${formatBytes(big.kvCacheBytes)} of KV cache against ${formatBytes(small.kvCacheBytes)} at ${small.options.contextSize}, ` +
+    `which this workload needs, and ${slower >= 0 ? `runs ${slower.toFixed(0)}% slower` : `costs no speed (it measured ${(-slower).toFixed(0)}% faster: noise)`}.`;
 }
 
 export async function tune(deps: TuneDeps, path: string, options: TuneOptions): Promise<TuneResult> {
@@ -316,12 +332,17 @@ export async function tune(deps: TuneDeps, path: string, options: TuneOptions): 
   const work = { promptTokens: o.promptTokens, outputTokens: o.outputTokens, sequences: o.sequences, repetitions: o.repetitions };
   for (const c of candidates) {
     progress(`measuring ${c.name} ${optionsText(c.options)}`);
-    await measure(deps, path, c, work);
+    await measure(deps, path, c, work, cuda.devices);
     progress(c.requestMs === undefined ? `  not measured: ${c.error}` : `  ${ms(c.requestMs)} ${perWorkload(o.sequences)} (TTFT ${ms(c.timeToFirstTokenMs!)}, ${c.tokensPerSecond?.toFixed(1) ?? '?'} tok/s); ${c.layerReport}`);
   }
   const measured = candidates.filter((c) => c.requestMs !== undefined).sort((a, b) => a.requestMs! - b.requestMs!);
   const best = measured.find((c) => !c.contextCostOnly) ?? measured[0];
-  if (!best) throw new Error(`no configuration could be measured: ${candidates.map((c) => `${c.name}: ${c.error}`).join('; ')}`);
+  if (!best) {
+    throw new CudaLlamaError(ErrorCode.TUNE, `no configuration could be measured: ${candidates.map((c) => `${c.name}: ${c.error}`).join('; ')}`, {
+      remedy: "each configuration's error above says why it could not load; a smaller workload (promptTokens, outputTokens, sequences) needs a smaller context, and `npx cuda-llama doctor` checks the setup",
+      details: { candidates },
+    });
+  }
   const cudaNote = o.gpu === 'cpu' ? undefined : cuda.usable ? undefined : `CPU only: CUDA is not usable here (${cuda.reason ?? 'unknown reason'}); run \`npx cuda-llama doctor\` for the remedy.`;
   return {
     workload: { promptTokens: o.promptTokens, outputTokens: o.outputTokens, sequences: o.sequences },

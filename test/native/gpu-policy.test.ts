@@ -53,6 +53,26 @@ describe.skipIf(cudaHere)('GPU policy on a machine without CUDA', () => {
     }
   });
 
+  it("Llama.plan() with gpu: 'auto' decides for the CPU without a warning; a load warns once", async () => {
+    const codes: (string | undefined)[] = [];
+    const listener = (warning: Error & { code?: string }) => codes.push(warning.code);
+    // process.emitWarning delivers 'warning' on a later tick: wait one turn before reading.
+    const delivered = () => new Promise((resolve) => setImmediate(resolve));
+    process.on('warning', listener);
+    try {
+      const plan = await Llama.plan(tiny, { contextSize: 256 });
+      expect(plan.policy).toMatchObject({ requested: 'auto', target: 'cpu' });
+      await delivered();
+      expect(codes).toEqual([]);
+      const model = await Llama.load(tiny, { contextSize: 256, warmup: false });
+      await model.dispose();
+      await delivered();
+      expect(codes).toEqual([CPU_FALLBACK_WARNING]);
+    } finally {
+      process.off('warning', listener);
+    }
+  });
+
   it('a CUDA module that fails to load: the error names the missing library and how to install it', () => {
     // A binary folder like build/Release, plus a libggml-cuda.so that needs a libcudart.so.13 that is not there.
     const bin = join(scratch, 'bin');

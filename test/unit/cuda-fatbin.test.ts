@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { cudaCodeVerdict, cudaCodeVerdicts, cudaVersionForPtxIsa, describeCudaCode, readCudaModuleCode, type CudaCodeImage } from '../../lib/gpu/fatbin.js';
-import { cudaAvailability } from '../../lib/gpu/policy.js';
+import { cudaAvailability } from '../../lib/gpu/availability.js';
 import type { NativeAddon } from '../../lib/binding/native.js';
 import { ptx, sass, writeModule } from '../helpers/cuda-module.js';
 

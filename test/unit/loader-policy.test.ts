@@ -5,7 +5,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it, vi } from 'vitest';
 import { ErrorCode, GpuError, NativeBindingError } from '../../lib/errors.js';
-import { CPU_FALLBACK_WARNING, cudaAvailability, decideGpu, modelParams, remedyForLoadError } from '../../lib/gpu/policy.js';
+import { cudaAvailability, remedyForLoadError } from '../../lib/gpu/availability.js';
+import { decideGpu, modelParams } from '../../lib/gpu/decision.js';
+import { cudaGpuNames, isCudaGpu } from '../../lib/gpu/devices.js';
+import { CUDA_RUNTIME_WHEELS, cudaRuntimeRemedy } from '../../lib/gpu/runtime-libraries.js';
 import { BINARY_FALLBACK_WARNING, CUDA_MODULE_FILE, CUDA_PACKAGE, binaryCandidates, loadNativeBinary, locateCudaModule, remediesFor } from '../../lib/binding/load-native.js';
 import type { NativeAddon, NativeBackend, NativeDevice } from '../../lib/binding/native.js';
 
@@ -152,9 +155,26 @@ describe('GPU policy', () => {
     const availability = cudaAvailability({ addon: fakeAddon(cpuOnly, [], 'libcublas.so.13: cannot open shared object file'), dir, cudaModule });
     expect(availability.available).toBe(false);
     expect(availability.reason).toMatch(/libcublas\.so\.13/);
-    expect(availability.remedy).toMatch(/pip install "nvidia-cublas/);
+    expect(availability.remedy).toBe(cudaRuntimeRemedy());
     expect(remedyForLoadError('libcuda.so.1: cannot open')).toMatch(/NVIDIA driver/);
-    expect(remedyForLoadError('libcudart.so.13: cannot open')).toMatch(/nvidia-cuda-runtime/);
+    expect(remedyForLoadError('libcudart.so.13: cannot open')).toBe(cudaRuntimeRemedy());
+  });
+
+  it('gives one pip command for the CUDA 13 runtime, in the loader and in the policy alike', () => {
+    expect(CUDA_RUNTIME_WHEELS).toEqual(['nvidia-cuda-runtime==13.0.*', 'nvidia-cublas==13.0.*']);
+    expect(cudaRuntimeRemedy()).toContain('`pip install "nvidia-cuda-runtime==13.0.*" "nvidia-cublas==13.0.*"`');
+    expect(remediesFor([{ source: 'prebuild', dir: '/', reason: 'libcublas.so.13: cannot open shared object file' }], [])).toEqual([cudaRuntimeRemedy()]);
+  });
+
+  it('calls a device the GPU only when the registry lists it as a CUDA GPU', () => {
+    const devices = [
+      { name: 'CPU', backend: 'CPU', type: 'cpu' as const },
+      { name: 'CUDA0', backend: 'CUDA', type: 'gpu' as const },
+      { name: 'BLAS', backend: 'BLAS', type: 'accel' as const },
+      { name: 'CUDA1', backend: 'CUDA', type: 'gpu' as const },
+    ];
+    expect(devices.map(isCudaGpu)).toEqual([false, true, false, true]);
+    expect(cudaGpuNames(devices)).toEqual(['CUDA0', 'CUDA1']);
   });
 
   it('a CUDA backend with no device', () => {
@@ -162,14 +182,17 @@ describe('GPU policy', () => {
     expect(availability).toMatchObject({ available: false, reason: 'the CUDA backend loaded but found no CUDA device' });
   });
 
-  it("gpu: 'auto' without CUDA falls back to the CPU with a coded warning and records why", () => {
+  it("gpu: 'auto' without CUDA decides for the CPU and records why, without a warning (the load warns)", () => {
     const dir = mkdtempSync(join(tmpdir(), 'cuda-llama-auto-'));
     const warn = vi.spyOn(process, 'emitWarning').mockImplementation(() => undefined);
-    const decision = decideGpu({ gpu: 'auto' }, { addon: fakeAddon(cpuOnly), dir, cudaModule: null });
-    expect(decision).toMatchObject({ target: 'cpu', requested: 'auto', devices: [], gpuLayers: 0 });
-    expect(decision.fallback?.reason).toMatch(/no CUDA backend/);
-    expect(warn).toHaveBeenCalledWith(expect.stringMatching(/running on the CPU/), expect.objectContaining({ code: CPU_FALLBACK_WARNING }));
-    warn.mockRestore();
+    try {
+      const decision = decideGpu({ gpu: 'auto' }, { addon: fakeAddon(cpuOnly), dir, cudaModule: null });
+      expect(decision).toMatchObject({ target: 'cpu', requested: 'auto', devices: [], gpuLayers: 0 });
+      expect(decision.fallback?.reason).toMatch(/no CUDA backend/);
+      expect(warn).not.toHaveBeenCalled();
+    } finally {
+      warn.mockRestore();
+    }
   });
 
   it('a GPU older than every compiled architecture is refused with the rebuild command', () => {
@@ -239,7 +262,9 @@ describe('layer report formatting', async () => {
 });
 
 describe('placement verification', async () => {
-  const { CPU_FALLBACK_WARNING, fallBackToCpu, placementProblems, placementRemedy } = await import('../../lib/gpu/policy.js');
+  const { placementProblems, placementRemedy } = await import('../../lib/gpu/placement.js');
+  const { cpuFallback } = await import('../../lib/gpu/decision.js');
+  const { cpuFallbackMessage } = await import('../../lib/gpu/fallback.js');
   const cuda = { target: 'cuda' as const, requested: 'cuda' as const, devices: ['CUDA0'], fallback: null };
   const layers = (devices: string[]) => devices.map((device, index) => ({ index, device }));
 
@@ -269,16 +294,19 @@ describe('placement verification', async () => {
     expect(placementProblems({ target: 'cpu', requested: 'auto', devices: [], gpuLayers: 0, fallback: null }, facts, {})).toEqual([]);
   });
 
-  it("gpu: 'auto' settles on the CPU with a coded warning and the reason in the decision", () => {
-    const warn = vi.spyOn(process, 'emitWarning').mockImplementation(() => undefined);
-    try {
-      const decision = fallBackToCpu('the model does not fit on the GPU: CUDA0 ...', "gpuLayers: 'auto' offloads as many layers as fit");
-      expect(decision).toEqual({ target: 'cpu', requested: 'auto', devices: [], gpuLayers: 0, fallback: { reason: 'the model does not fit on the GPU: CUDA0 ...', remedy: "gpuLayers: 'auto' offloads as many layers as fit" } });
-      expect(warn).toHaveBeenCalledWith("gpu: 'auto' is running on the CPU because the model does not fit on the GPU: CUDA0 .... gpuLayers: 'auto' offloads as many layers as fit",
-        { type: 'CudaLlamaWarning', code: CPU_FALLBACK_WARNING });
-    } finally {
-      warn.mockRestore();
-    }
+  it("gpu: 'auto' settles on the CPU with the reason in the decision, and the load's warning says it", () => {
+    const decision = cpuFallback('the model does not fit on the GPU: CUDA0 ...', "gpuLayers: 'auto' offloads as many layers as fit");
+    expect(decision).toEqual({ target: 'cpu', requested: 'auto', devices: [], gpuLayers: 0, fallback: { reason: 'the model does not fit on the GPU: CUDA0 ...', remedy: "gpuLayers: 'auto' offloads as many layers as fit" } });
+    expect(cpuFallbackMessage(decision, [])).toBe("gpu: 'auto' is running on the CPU because the model does not fit on the GPU: CUDA0 .... gpuLayers: 'auto' offloads as many layers as fit");
+  });
+
+  it("the warning for gpu: 'auto' partly on the CPU names the problems and their remedy; other loads have none", () => {
+    const problems = [{ kind: 'output' as const, message: 'the output layer is on CPU, not on the GPU' }];
+    const auto = { ...cuda, requested: 'auto' as const, gpuLayers: 'max' as const };
+    expect(cpuFallbackMessage(auto, problems)).toBe(`gpu: 'auto' is running partly on the CPU: the output layer is on CPU, not on the GPU. ${placementRemedy(problems)}`);
+    expect(cpuFallbackMessage(auto, [])).toBeNull();
+    expect(cpuFallbackMessage({ ...cuda, gpuLayers: 'max' }, problems)).toBeNull();
+    expect(cpuFallbackMessage({ target: 'cpu', requested: 'cpu', devices: [], gpuLayers: 0, fallback: null }, [])).toBeNull();
   });
 });
 
@@ -337,7 +365,8 @@ describe('CUDA runtime libraries', async () => {
 });
 
 describe("gpuLayers: 'auto' through llama.cpp's fitter", async () => {
-  const { fitLayers, modelParams: params, placementProblems } = await import('../../lib/gpu/policy.js');
+  const { fitLayers, modelParams: params } = await import('../../lib/gpu/decision.js');
+  const { placementProblems } = await import('../../lib/gpu/placement.js');
   const cudaDecision = { target: 'cuda' as const, requested: 'cuda' as const, devices: ['CUDA0'], gpuLayers: 'auto' as const, fallback: null };
   const fitting = (result: object) => ({ fitParams: async () => ({ status: 'success', nGpuLayers: 12, tensorSplit: [], tensorOverrides: 0, ...result }) }) as never;
 
@@ -350,15 +379,18 @@ describe("gpuLayers: 'auto' through llama.cpp's fitter", async () => {
     expect(placementProblems(decision, { layers, output: 'CPU', kvCache: { devices: ['CPU', 'CUDA0'] } }, {})).toEqual([]);
   });
 
-  it("refuses for gpu: 'cuda' and falls back loudly for gpu: 'auto' when nothing fits", async () => {
+  it("refuses for gpu: 'cuda' and decides for the CPU (fallback set, no warning) for gpu: 'auto' when nothing fits", async () => {
     await expect(fitLayers(fitting({ status: 'failure' }), '/m.gguf', cudaDecision, {})).rejects.toMatchObject({ code: ErrorCode.GPU_PLACEMENT });
     await expect(fitLayers(fitting({ tensorOverrides: 3 }), '/m.gguf', cudaDecision, {})).rejects.toThrow(/tensor overrides/);
     const warn = vi.spyOn(process, 'emitWarning').mockImplementation(() => undefined);
-    const decision = await fitLayers(fitting({ status: 'failure' }), '/m.gguf', { ...cudaDecision, requested: 'auto' as never }, {});
-    expect(decision).toMatchObject({ target: 'cpu', gpuLayers: 0 });
-    expect(decision.fallback?.reason).toMatch(/fitter found no placement/);
-    expect(warn).toHaveBeenCalledWith(expect.any(String), expect.objectContaining({ code: CPU_FALLBACK_WARNING }));
-    warn.mockRestore();
+    try {
+      const decision = await fitLayers(fitting({ status: 'failure' }), '/m.gguf', { ...cudaDecision, requested: 'auto' as never }, {});
+      expect(decision).toMatchObject({ target: 'cpu', gpuLayers: 0 });
+      expect(decision.fallback?.reason).toMatch(/fitter found no placement/);
+      expect(warn).not.toHaveBeenCalled();
+    } finally {
+      warn.mockRestore();
+    }
   });
 
   it('leaves CPU decisions and explicit counts alone', async () => {
