@@ -8,6 +8,7 @@ import { mkdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CudaLlamaError } from '../errors.js';
+import { formatBytes } from '../format.js';
 import { Llama, type BuildReport } from '../llama.js';
 import { packageRoot } from '../binding/load-native.js';
 import type { NativeDevice } from '../binding/native.js';
@@ -120,7 +121,7 @@ export async function runDoctor(options: DoctorOptions = {}): Promise<DoctorRepo
   return report;
 }
 
-const gib = (n: number | null) => (n === null ? '?' : `${(n / 2 ** 30).toFixed(1)} GiB`);
+const gib = (n: number | null) => (n === null ? '?' : formatBytes(n, { unit: 'GiB', digits: 1 }));
 
 export function formatDoctorReport(report: DoctorReport): string {
   const lines: string[] = [];

@@ -53,7 +53,7 @@ export const cpuConfig: BenchConfig = { name: 'cpu', load: { gpu: 'cpu' }, ngl: 
  * of them), so a multi-GPU host splits layers the same way on both sides. -ngl 99 is "everything,
  * the output layer too", as gpuLayers 'max' is. llama.cpp's -ngl counts the output layer as one
  * more layer and offloads it first, so gpuLayers N (repeating layers) is -ngl N + 1: N repeating
- * layers and the output layer on the GPU on both sides (lib/gpu/policy.ts nGpuLayers).
+ * layers and the output layer on the GPU on both sides (lib/gpu/decision.ts nGpuLayers).
  */
 export function gpuConfigs(layerCount: number, cudaDevices: string[]): BenchConfig[] {
   const half = Math.floor(layerCount / 2);
