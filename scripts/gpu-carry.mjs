@@ -20,14 +20,14 @@
 //                               30-minute budget). --no-cuda-package leaves it out.
 //   .carry-nlc/node-llama-cpp.tar.xz
 //                               node-llama-cpp's benchmark install with its CUDA package, the
-//                               module's GPU code zeroed (about 8 MiB; test/bench/carry-node-llama-cpp.ts):
+//                               module's GPU code zeroed (test/bench/carry-node-llama-cpp.ts):
 //                               the GPU benchmark then runs the three-way comparison on the host.
 //                               Installs it first (from the npm registry). A folder of its own
-//                               because .carry with the CUDA package is about 59 MiB already: the
+//                               because .carry with the CUDA package is close to the limit already: the
 //                               `bench` call carries only .carry-nlc, onto the machine `setup`
 //                               left warm. --no-node-llama-cpp leaves it out.
 //
-// scripts/gpu-session.sh unpacks and uses these on the host (docs/gpu-results.md).
+// scripts/gpu-session.sh unpacks and uses these on the host (CONTRIBUTING.md, "GPU sessions").
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # A GPU session's work in three device calls, each under the device tool's 10-minute limit
-# (docs/gpu-results.md). Run on the lent host, in the repository root, with `.carry` carried
+# (CONTRIBUTING.md, "GPU sessions"). Run on the lent host, in the repository root, with `.carry` carried
 # (made here by `node scripts/gpu-carry.mjs`):
 #
 #   bash scripts/gpu-session.sh setup    unpack, build, nvidia-smi, doctor, demo, the GPU suite, bench model

@@ -12,7 +12,7 @@
  *
  *   npx tsx test/bench/compare.ts [--model tinyllama1b|small|tiny] [--quant Q4_0|Q8_0|F16]
  *     [--threads N] [--reps 3] [--sweep-reps 1] [--gpu] [--no-node-llama-cpp] [--no-sweep]
- *     [--no-parallel] [--out test/bench/results] [--json out.json] [--write-docs [--docs docs/benchmarks-cpu.md, or -gpu.md with --gpu]]
+ *     [--no-parallel] [--out test/bench/results] [--json out.json] [--write-docs [--docs test/bench/results/latest/cpu.md, or gpu.md with --gpu]]
  *     [--prepare-only]
  *
  * --gpu: cpu, full offload and partial offload (half the layers) on all sides, with the layer
@@ -26,7 +26,7 @@
 import { existsSync } from 'node:fs';
 import { copyFile, mkdir, readFile, rename, stat, unlink, writeFile } from 'node:fs/promises';
 import { availableParallelism, cpus, loadavg, totalmem } from 'node:os';
-import { basename, dirname, join, relative, resolve } from 'node:path';
+import { dirname, join, relative, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
 import { Llama, type BuildReport, type GpuTelemetry, type LoadOptions } from '../../lib/index.js';
@@ -44,8 +44,10 @@ import { cpuSnapshot, interference, measured, type Measured } from './stats.js';
 
 const modelsDir = join(repoRoot, 'test', '.models');
 const vocabPath = join(repoRoot, 'vendor', 'llama.cpp', 'models', 'ggml-vocab-llama-spm.gguf');
-// docs/benchmarks.md is the hand-written overview: it quotes these pages, which the runs write.
-const defaultDocsPath = (gpu: boolean) => join(repoRoot, 'docs', gpu ? 'benchmarks-gpu.md' : 'benchmarks-cpu.md');
+// docs/benchmarks.md is the hand-written overview of the latest run per platform: it quotes these
+// generated pages, and shows their charts, which go to docs/ under the platform's name.
+const defaultDocsPath = (gpu: boolean) => join(repoRoot, 'test', 'bench', 'results', 'latest', gpu ? 'gpu.md' : 'cpu.md');
+const chartPrefix = (gpu: boolean) => `benchmarks-${gpu ? 'gpu' : 'cpu'}-`;
 const defaultOutDir = join(repoRoot, 'test', 'bench', 'results');
 
 const shapeNames = ['tinyllama1b', 'small', 'tiny'] as const satisfies readonly SyntheticShapeName[];
@@ -53,7 +55,7 @@ const quantNames = ['Q4_0', 'Q8_0', 'F16'] as const;
 type Quant = (typeof quantNames)[number];
 
 const usage = 'usage: npx tsx test/bench/compare.ts [--model tinyllama1b|small|tiny] [--quant Q4_0|Q8_0|F16] [--threads N] [--reps 3] [--sweep-reps 1] ' +
-  '[--gpu] [--no-node-llama-cpp] [--no-sweep] [--no-parallel] [--out test/bench/results] [--json out.json] [--write-docs [--docs docs/benchmarks-cpu.md, or -gpu.md with --gpu]] [--prepare-only]\n';
+  '[--gpu] [--no-node-llama-cpp] [--no-sweep] [--no-parallel] [--out test/bench/results] [--json out.json] [--write-docs [--docs test/bench/results/latest/cpu.md, or gpu.md with --gpu]] [--prepare-only]\n';
 
 function parseCli() {
   const { values } = parseArgs({
@@ -511,9 +513,10 @@ async function main(): Promise<void> {
     log(`wrote ${cli.json}`);
   }
   if (cli.writeDocs) {
-    // The page's charts sit next to it, prefixed with the page's name so GPU and CPU pages keep their own.
-    const prefix = `${basename(cli.docs, '.md')}-`;
-    for (const c of charts) await copyFile(join(cli.out, c.file), join(dirname(cli.docs), `${prefix}${c.file}`));
+    // The charts go to docs/ beside the overview that shows them, named for the platform so GPU and CPU keep their own.
+    const chartDir = join(repoRoot, 'docs');
+    for (const c of charts) await copyFile(join(cli.out, c.file), join(chartDir, `${chartPrefix(cli.gpu)}${c.file}`));
+    const prefix = `${relative(dirname(cli.docs), chartDir)}/${chartPrefix(cli.gpu)}`;
     const cudaBackend = build.backends.find((b) => b.name === 'CUDA');
     // The CUDA module's own record (the optional package has one; a module beside the addon shares the addon's).
     const cudaMetadata = build.cudaModule?.metadata ?? build.metadata;

@@ -8,7 +8,7 @@
  * (each round's mean of `--samples` against llama-bench's avg_ts over -r `--samples`).
  *
  *   npx tsx test/bench/paired.ts [--metrics pp128,pp512,tg128,parallel,node-llama-cpp] [--rounds 8] [--samples 3] [--threads N]
- *                                [--gpu] [--model file.gguf] [--write-docs [--docs docs/benchmarks-paired.md]]
+ *                                [--gpu] [--model file.gguf] [--write-docs [--docs test/bench/results/latest/paired.md]]
  *
  * `parallel` pairs compare.ts's parallel-sequences measurement (1, 4 and 16 sequences in one
  * context, parallel.ts) against llama-batched-bench, one run of each per round: a figure per count.
@@ -132,7 +132,7 @@ async function main(): Promise<void> {
       gpu: { type: 'boolean', default: false },
       model: { type: 'string' },
       'write-docs': { type: 'boolean', default: false },
-      docs: { type: 'string', default: join(repoRoot, 'docs', 'benchmarks-paired.md') },
+      docs: { type: 'string', default: join(repoRoot, 'test', 'bench', 'results', 'latest', 'paired.md') },
     },
     strict: true,
   });

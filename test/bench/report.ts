@@ -312,7 +312,7 @@ export function buildNotes(summaries: ConfigSummary[], overall: Interference | n
     notes.push('Some rows vary by more than 10% between repetitions: compare medians, and rerun with more --reps before reading a small ratio difference as real.');
   }
   if (!gpuMode) {
-    notes.push('For the pp and tg ratios against llama-bench, `test/bench/paired.ts` measures one metric at a time on both sides within a minute, round after round, and takes the median of the per-round ratios ([benchmarks-paired.md](benchmarks-paired.md)): drift that moves a median here by 5–10% from run to run hits both sides of a round alike.');
+    notes.push('For the pp and tg ratios against llama-bench, `test/bench/paired.ts` measures one metric at a time on both sides within a minute, round after round, and takes the median of the per-round ratios: drift that moves a median here by 5–10% from run to run hits both sides of a round alike.');
   }
   for (const s of summaries) {
     if (!s.cudaLlama.contextInfo.threadpool) notes.push(`${gpuMode ? `${s.config.name}: ` : ''}cuda-llama ran without an attached ggml threadpool (contextInfo.threadpool is false).`);
