@@ -513,8 +513,9 @@ async function main(): Promise<void> {
     log(`wrote ${cli.json}`);
   }
   if (cli.writeDocs) {
-    // The charts go to docs/ beside the overview that shows them, named for the platform so GPU and CPU keep their own.
-    const chartDir = join(repoRoot, 'docs');
+    // The charts go to docs/ beside the overview that shows them (or next to a page named by --docs),
+    // named for the platform so GPU and CPU keep their own.
+    const chartDir = cli.docs === defaultDocsPath(cli.gpu) ? join(repoRoot, 'docs') : dirname(cli.docs);
     for (const c of charts) await copyFile(join(cli.out, c.file), join(chartDir, `${chartPrefix(cli.gpu)}${c.file}`));
     const prefix = `${relative(dirname(cli.docs), chartDir)}/${chartPrefix(cli.gpu)}`;
     const cudaBackend = build.backends.find((b) => b.name === 'CUDA');
