@@ -10,12 +10,14 @@
  * which reaches the user as ERR_MODEL_LOAD. docs/robustness.md says what was audited.
  */
 import { ErrorCode, ModelFileError } from '../errors.js';
-import type { GgufFile, GgufValue } from './reader.js';
+import type { GgufFile, GgufTensorInfo, GgufValue } from './reader.js';
 
 /** llama-hparams.h LLAMA_MAX_LAYERS and LLAMA_MAX_EXPERTS. */
 export const LLAMA_MAX_LAYERS = 512;
 export const LLAMA_MAX_EXPERTS = 1024;
 /** llama-model.cpp LLAMA_ROPE_SCALING_TYPES. */
+/** ggml-backend-impl.h TENSOR_ALIGNMENT: what a host buffer made from the mmap'd file must honour. */
+export const TENSOR_ALIGNMENT = 32;
 /** llama.h LLAMA_TOKEN_TYPE_BYTE. */
 export const TOKEN_TYPE_BYTE = 6;
 export const ROPE_SCALING_TYPES = ['none', 'linear', 'yarn', 'longrope'] as const;
@@ -31,7 +33,12 @@ export interface GuardViolation {
 
 /** The file's metadata, read the way llama_model_loader reads it. */
 export class GuardInput {
-  constructor(readonly metadata: ReadonlyMap<string, GgufValue>, readonly architecture: string) {}
+  constructor(
+    readonly metadata: ReadonlyMap<string, GgufValue>,
+    readonly architecture: string,
+    /** The tensor table (absolute file offsets), for the rows about data placement. */
+    readonly tensors: readonly Pick<GgufTensorInfo, 'name' | 'fileOffset'>[] = [],
+  ) {}
 
   key(pattern: string): string {
     return pattern.replace('{arch}', this.architecture);
@@ -125,6 +132,20 @@ function violation(input: GuardInput, pattern: string, value: unknown, allowed: 
 
 /** Every abort that metadata can reach, one row each. */
 export const LOADER_GUARDS: readonly LoaderGuard[] = [
+  {
+    key: 'general.alignment',
+    rule: (m) => {
+      const t = m.tensors.find((x) => x.fileOffset % TENSOR_ALIGNMENT !== 0);
+      const align = m.metadata.get('general.alignment');
+      return t
+        ? violation(m, 'general.alignment', `${align?.type === 'u32' ? align.value : 'the default'}, which puts tensor '${t.name}' at file offset ${t.fileOffset}`, `a multiple of ${TENSOR_ALIGNMENT} for every tensor's file offset (general.alignment 32 or more)`)
+        : undefined;
+    },
+    message: 'the mmap load makes a CPU buffer from the file\'s data, which must be 32-byte aligned',
+    llamaCppSource: 'ggml/src/ggml-backend.cpp:2511',
+    assertText: 'GGML_ASSERT((uintptr_t)ptr % TENSOR_ALIGNMENT == 0 && "buffer pointer must be aligned");',
+    examples: { invalid: { 'general.alignment': u32(1) }, valid: { 'general.alignment': u32(64) } },
+  },
   {
     key: '{arch}.block_count',
     rule: (m) => {
@@ -323,6 +344,25 @@ export const LOADER_GUARDS: readonly LoaderGuard[] = [
     examples: { invalid: { 'llama.rope.scaling.type': str('bogus') }, valid: { 'llama.rope.scaling.type': str('linear') } },
   },
   {
+    key: '{arch}.attention.value_length',
+    architectures: ['llama'],
+    rule: (m) => {
+      const nHead = m.perLayer('{arch}.attention.head_count', m.layers() ?? 0)?.[0] ?? 0;
+      const nEmbd = m.u32('{arch}.embedding_length');
+      if (nHead === 0 || nEmbd === undefined) return undefined;
+      const k = m.u32('{arch}.attention.key_length') ?? Math.floor(nEmbd / nHead);
+      const v = m.u32('{arch}.attention.value_length') ?? Math.floor(nEmbd / nHead);
+      return k !== v ? violation(m, '{arch}.attention.value_length', v, `the key head size (${k}): ${m.key('{arch}.attention.key_length')}, or embedding_length / head_count`) : undefined;
+    },
+    message: 'the llama graph, built when the context is created, asserts equal key and value head sizes',
+    llamaCppSource: 'src/models/llama.cpp:102',
+    assertText: 'GGML_ASSERT(n_embd_head == hparams.n_embd_head_k());',
+    examples: {
+      invalid: { 'llama.attention.value_length': u32(8) },
+      valid: { 'llama.attention.value_length': u32(16), 'llama.attention.key_length': u32(16) },
+    },
+  },
+  {
     key: '{arch}.attention.layer_norm_rms_epsilon',
     rule: (m) => nonNegativeFloat(m, '{arch}.attention.layer_norm_rms_epsilon'),
     message: 'the first decode\'s RMS norm asserts a non-negative epsilon (NaN fails it too)',
@@ -358,7 +398,71 @@ export const LOADER_GUARDS: readonly LoaderGuard[] = [
     assertText: 'GGML_ABORT("fatal error");',
     examples: {
       invalid: { 'tokenizer.ggml.model': str('bert'), 'tokenizer.ggml.token_type': (v) => (v?.type === 'array' && v.itemType === 'i32' ? { ...v, value: v.value.map((t, i) => (i === 10 ? TOKEN_TYPE_BYTE : t)) } : null) },
-      valid: { 'tokenizer.ggml.model': str('bert') },
+      valid: { 'tokenizer.ggml.model': str('bert'), 'tokenizer.ggml.token_type': (v) => (v?.type === 'array' && v.itemType === 'i32' ? { ...v, value: v.value.map((t) => (t === TOKEN_TYPE_BYTE ? 1 : t)) } : null) },
+    },
+  },
+  {
+    key: 'tokenizer.ggml.model',
+    rule: (m) => {
+      const v = m.string('tokenizer.ggml.model');
+      return v === 'none' || v === 'no_vocab'
+        ? violation(m, 'tokenizer.ggml.model', JSON.stringify(v), 'a model with a tokenizer (cuda-llama takes text; this file has no vocabulary)')
+        : undefined;
+    },
+    message: 'a vocabulary-less model has no tokenizer, and llama_tokenize asserts one',
+    llamaCppSource: 'src/llama-vocab.cpp:3417',
+    assertText: 'GGML_ASSERT(tokenizer && "Tokenizer not initialized. Call llama_vocab::init_tokenizer() first.");',
+    examples: { invalid: { 'tokenizer.ggml.model': str('no_vocab') }, valid: { 'tokenizer.ggml.model': str('llama') } },
+  },
+  {
+    key: 'tokenizer.ggml.tokens',
+    rule: (m) => {
+      if (m.string('tokenizer.ggml.model') !== 'llama') return undefined;
+      const tokens = stringArray(m, 'tokenizer.ggml.tokens');
+      if (!tokens) return undefined;
+      const set = new Set(tokens);
+      for (let b = 0; b < 256; b++) {
+        const hex = `<0x${b.toString(16).toUpperCase().padStart(2, '0')}>`;
+        if (!set.has(hex) && !set.has(String.fromCharCode(b))) {
+          return violation(m, 'tokenizer.ggml.tokens', `a vocabulary without the byte token ${hex}`, "the 256 byte-fallback tokens <0x00> to <0xFF> with tokenizer.ggml.model 'llama'");
+        }
+      }
+      return undefined;
+    },
+    message: 'the SPM tokenizer falls back to byte tokens for text outside the vocabulary, and throws (uncaught, inside llama_tokenize) when one is missing',
+    llamaCppSource: 'src/llama-vocab.cpp:4009',
+    assertText: 'return pimpl->token_to_id.at(buf2);',
+    examples: {
+      invalid: { 'tokenizer.ggml.tokens': (v) => (v?.type === 'array' && v.itemType === 'string' ? { ...v, value: v.value.map((t) => (t === '<0x41>' ? 'A-gone' : t)) } : null) },
+      valid: { 'tokenizer.ggml.tokens': (v) => (v?.type === 'array' && v.itemType === 'string' ? { ...v, value: v.value.map((t) => (t === '<0x41>' ? 'A' : t)) } : null) },
+    },
+  },
+  {
+    key: 'tokenizer.ggml.tokens',
+    rule: (m) => {
+      if (m.string('tokenizer.ggml.model') !== 'rwkv') return undefined;
+      const tokens = stringArray(m, 'tokenizer.ggml.tokens');
+      if (!tokens) return undefined;
+      const single = new Set<number>();
+      const first = new Map<number, number>();
+      tokens.forEach((t, i) => {
+        const bytes = unescapeRwkvToken(t === '' ? `[EMPTY_${i}]` : t);
+        if (bytes.length === 1) single.add(bytes[0]!);
+        if (bytes.length > 0 && !first.has(bytes[0]!)) first.set(bytes[0]!, i);
+      });
+      for (const [byte, id] of first) {
+        if (!single.has(byte)) {
+          return violation(m, 'tokenizer.ggml.tokens', `token ${id} starts with byte 0x${byte.toString(16).padStart(2, '0')}, which is not a token by itself`, "a one-byte token for every byte a token starts with, with tokenizer.ggml.model 'rwkv'");
+        }
+      }
+      return undefined;
+    },
+    message: 'the RWKV tokenizer loops forever, allocating, on text that starts a token but matches none',
+    llamaCppSource: 'src/llama-vocab.cpp:1358',
+    assertText: 'position = token_length;',
+    examples: {
+      invalid: { 'tokenizer.ggml.model': str('rwkv') },
+      valid: { 'tokenizer.ggml.model': str('rwkv'), 'tokenizer.ggml.tokens': withRwkvByteTokens },
     },
   },
   {
@@ -383,10 +487,55 @@ export const LOADER_GUARDS: readonly LoaderGuard[] = [
     assertText: 'GGML_ASSERT(id_to_token.size() == token_to_id.size());',
     examples: {
       invalid: { 'tokenizer.ggml.tokens': (v) => (v?.type === 'array' && v.itemType === 'string' ? { ...v, value: [v.value[0]!, ...v.value.slice(0, -1)] } : null) },
-      valid: { 'tokenizer.ggml.tokens': (v) => (v?.type === 'array' && v.itemType === 'string' ? { ...v, value: v.value.map((t, i) => (i === 5 ? '' : t)) } : null) },
+      valid: { 'tokenizer.ggml.tokens': (v) => (v?.type === 'array' && v.itemType === 'string' ? { ...v, value: v.value.map((t, i) => (i === v.value.length - 1 ? '' : t)) } : null) },
     },
   },
 ];
+
+function stringArray(m: GuardInput, key: string): string[] | undefined {
+  const v = m.metadata.get(key);
+  return v?.type === 'array' && v.itemType === 'string' ? v.value : undefined;
+}
+
+/** llama-vocab.cpp llama_unescape_rwkv_token, byte for byte (it reads the UTF-8 bytes as chars). */
+export function unescapeRwkvToken(escaped: string): number[] {
+  const out: number[] = [];
+  let escaping = false;
+  let hexRemaining = 0;
+  let hexAcc = 0;
+  for (const c of Buffer.from(escaped, 'utf8')) {
+    if (hexRemaining !== 0) {
+      const value = (c >= 0x61 ? c - 0x61 + 10 : c - 0x30) & 0xff;
+      hexAcc = ((hexAcc << 4) + value) & 0xff;
+      if (--hexRemaining === 0) {
+        out.push(hexAcc);
+        hexAcc = 0;
+      }
+      continue;
+    }
+    if (escaping) {
+      if (c === 0x74) out.push(0x09);
+      else if (c === 0x6e) out.push(0x0a);
+      else if (c === 0x72) out.push(0x0d);
+      else if (c === 0x78) hexRemaining = 2;
+      else out.push(c);
+      escaping = false;
+      continue;
+    }
+    if (c === 0x5c) {
+      escaping = true;
+      continue;
+    }
+    out.push(c);
+  }
+  return out;
+}
+
+/** Test example: the current tokens followed by the 256 one-byte RWKV tokens \\x00..\\xff. */
+function withRwkvByteTokens(v: GgufValue | undefined): GgufValue | null {
+  if (v?.type !== 'array' || v.itemType !== 'string') return null;
+  return { ...v, value: [...v.value, ...Array.from({ length: 256 }, (_, b) => `\\x${b.toString(16).padStart(2, '0')}`)] };
+}
 
 /** An f32 as get_key<float> reads it that ggml's norm ops accept: `eps >= 0.0f`, so not NaN. */
 function nonNegativeFloat(m: GuardInput, pattern: string): GuardViolation | undefined {
@@ -399,8 +548,12 @@ function expertsPassed(e: { nExpert: number; usedMax: number; groups: number }):
 }
 
 /** Every violation of the table in the file, in table order (empty when llama.cpp can load it safely). */
-export function loaderGuardViolations(metadata: ReadonlyMap<string, GgufValue>, architecture: string): (GuardViolation & { guard: LoaderGuard })[] {
-  const input = new GuardInput(metadata, architecture);
+export function loaderGuardViolations(
+  metadata: ReadonlyMap<string, GgufValue>,
+  architecture: string,
+  tensors: readonly Pick<GgufTensorInfo, 'name' | 'fileOffset'>[] = [],
+): (GuardViolation & { guard: LoaderGuard })[] {
+  const input = new GuardInput(metadata, architecture, tensors);
   const found: (GuardViolation & { guard: LoaderGuard })[] = [];
   for (const guard of LOADER_GUARDS) {
     if (guard.architectures && !guard.architectures.includes(architecture)) continue;
@@ -414,8 +567,8 @@ export function loaderGuardViolations(metadata: ReadonlyMap<string, GgufValue>, 
  * Refuses, with ERR_MODEL_INVALID naming the key, the value and the allowed range, a file whose
  * metadata would abort the process inside llama.cpp. Runs before llama.cpp sees the file.
  */
-export function checkLoaderGuards(file: Pick<GgufFile, 'metadata' | 'path'>, architecture: string): void {
-  const [first, ...rest] = loaderGuardViolations(file.metadata, architecture);
+export function checkLoaderGuards(file: Pick<GgufFile, 'metadata' | 'path'> & Partial<Pick<GgufFile, 'tensors'>>, architecture: string): void {
+  const [first, ...rest] = loaderGuardViolations(file.metadata, architecture, file.tensors);
   if (!first) return;
   const more = rest.length > 0 ? ` (and ${rest.length} more: ${rest.map((v) => v.key).join(', ')})` : '';
   throw new ModelFileError(
