@@ -16,6 +16,16 @@ Napi::Error MakeError(Napi::Env env, const char* code, const std::string& messag
   return error;
 }
 
+std::optional<std::string> DevicesByName(const std::vector<std::string>& names, std::vector<ggml_backend_dev_t>& devices) {
+  for (const std::string& name : names) {
+    ggml_backend_dev_t dev = ggml_backend_dev_by_name(name.c_str());
+    if (dev == nullptr) return "no device named " + name + " in ggml's registry";
+    devices.push_back(dev);
+  }
+  devices.push_back(nullptr);
+  return std::nullopt;
+}
+
 std::string TokenPiece(const llama_vocab* vocab, llama_token token, bool special) {
   char buf[256];
   int32_t n = llama_token_to_piece(vocab, token, buf, sizeof(buf), 0, special);

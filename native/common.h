@@ -6,6 +6,7 @@
 
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "llama.h"
 
@@ -25,13 +26,17 @@ inline constexpr const char* kQuantize = "ERR_QUANTIZE";
 inline constexpr const char* kContextFull = "ERR_CONTEXT_FULL";
 inline constexpr const char* kBusy = "ERR_BUSY";
 inline constexpr const char* kCudaUnavailable = "ERR_CUDA_UNAVAILABLE";
-// Not a user-facing code: lib/ rejects a cancelled load with the AbortSignal's reason instead.
-inline constexpr const char* kAborted = "ERR_ABORTED";
 }  // namespace code
 
 // A token's text as UTF-8 bytes (possibly part of a character). Never truncated: a piece longer
 // than the first buffer is fetched again at the size llama.cpp asks for. Any thread.
 std::string TokenPiece(const llama_vocab* vocab, llama_token token, bool special);
+
+// The one lookup of device names from lib/ (the GPU decision's CUDA devices) in ggml's registry:
+// appends them to `devices`, NULL-terminated as llama_model_params.devices wants. Returns the
+// message for a name the registry lacks, reported as code::kCudaUnavailable; nullopt when all
+// resolve. Worker thread; no N-API.
+std::optional<std::string> DevicesByName(const std::vector<std::string>& names, std::vector<ggml_backend_dev_t>& devices);
 
 // An Error with `code` (ours) and, when llama.cpp returned one, `status` (theirs).
 Napi::Error MakeError(Napi::Env env, const char* code, const std::string& message,

@@ -57,7 +57,7 @@ ggml_backend_t CreateHostBackend(const ThreadpoolFns& fns, ggml_threadpool* thre
 class CreateWorker : public PromiseWorker {
  public:
   CreateWorker(Napi::Env env, Napi::Object model_object, llama_model* model, llama_context_params params)
-      : PromiseWorker(env, "cuda-llama-context"), model_(model), params_(params) {
+      : PromiseWorker(env, "cuda-llama-context", code::kContextCreate), model_(model), params_(params) {
     model_ref_ = Napi::Persistent(model_object);
   }
   ~CreateWorker() override { parts_.Free(); }

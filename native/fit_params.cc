@@ -15,22 +15,17 @@ namespace {
 class FitWorker : public PromiseWorker {
  public:
   FitWorker(Napi::Env env, std::string path, std::vector<std::string> devices, llama_context_params cparams, size_t margin)
-      : PromiseWorker(env, "cuda-llama-fit"), path_(std::move(path)), device_names_(std::move(devices)), cparams_(cparams) {
+      : PromiseWorker(env, "cuda-llama-fit", code::kModelLoad), path_(std::move(path)), device_names_(std::move(devices)), cparams_(cparams) {
     margins_.assign(llama_max_devices(), margin);
   }
 
  protected:
   void Execute() override {
     mparams_ = llama_model_default_params();  // the fitter only changes fields still at their defaults
-    for (const std::string& name : device_names_) {
-      ggml_backend_dev_t dev = ggml_backend_dev_by_name(name.c_str());
-      if (dev == nullptr) {
-        Fail(code::kCudaUnavailable, "no device named " + name);
-        return;
-      }
-      devices_.push_back(dev);
+    if (auto missing = DevicesByName(device_names_, devices_)) {
+      Fail(code::kCudaUnavailable, *missing);
+      return;
     }
-    devices_.push_back(nullptr);
     mparams_.devices = devices_.data();
     tensor_split_.assign(llama_max_devices(), 0.0f);
     overrides_.assign(llama_max_tensor_buft_overrides(), llama_model_tensor_buft_override{nullptr, nullptr});

@@ -49,16 +49,13 @@ class LoadWorker : public Napi::AsyncProgressWorker<float> {
   void Execute(const ExecutionProgress& progress) override {
     std::vector<ggml_backend_dev_t> devices;
     if (devices_given_) {
-      for (const std::string& name : device_names_) {
-        ggml_backend_dev_t dev = ggml_backend_dev_by_name(name.c_str());
-        if (dev == nullptr) {
-          error_ = "no device named " + name;
-          SetError(error_);
-          return;
-        }
-        devices.push_back(dev);
+      // An empty list (only the NULL terminator) means "CPU only".
+      if (auto missing = DevicesByName(device_names_, devices)) {
+        error_code_ = code::kCudaUnavailable;
+        error_ = *missing;
+        SetError(error_);
+        return;
       }
-      devices.push_back(nullptr);  // NULL-terminated; an empty list means "CPU only"
       params_.devices = devices.data();
     }
     if (!tensor_split_.empty()) {
@@ -101,7 +98,9 @@ class LoadWorker : public Napi::AsyncProgressWorker<float> {
   }
 
   void OnError(const Napi::Error&) override {
-    Napi::Error error = MakeError(Env(), cancelled_ ? code::kAborted : code::kModelLoad, error_);
+    // A cancelled load rejects as ERR_MODEL_LOAD too; lib/ never shows it, it rejects with the
+    // AbortSignal's reason or the progress callback's exception instead.
+    Napi::Error error = MakeError(Env(), error_code_, error_);
     deferred_.Reject(error.Value());
   }
 
@@ -117,6 +116,7 @@ class LoadWorker : public Napi::AsyncProgressWorker<float> {
   const ExecutionProgress* progress_ = nullptr;
   llama_model* model_ = nullptr;
   bool cancelled_ = false;
+  const char* error_code_ = code::kModelLoad;
   std::string error_;
 };
 

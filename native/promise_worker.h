@@ -14,8 +14,10 @@ namespace cuda_llama {
 
 class PromiseWorker : public Napi::AsyncWorker {
  public:
-  explicit PromiseWorker(Napi::Env env, const char* name)
-      : Napi::AsyncWorker(env, name), deferred_(Napi::Promise::Deferred::New(env)) {}
+  // `failure_code` (one of code::): what a failure not reported through Fail() is, such as a C++
+  // exception out of Execute(), which AsyncWorker records with SetError().
+  PromiseWorker(Napi::Env env, const char* name, const char* failure_code)
+      : Napi::AsyncWorker(env, name), deferred_(Napi::Promise::Deferred::New(env)), code_(failure_code) {}
 
   Napi::Promise Promise() { return deferred_.Promise(); }
 
@@ -45,7 +47,7 @@ class PromiseWorker : public Napi::AsyncWorker {
 
  private:
   Napi::Promise::Deferred deferred_;
-  const char* code_ = "ERR_NATIVE";
+  const char* code_;
   std::optional<int> status_;
 };
 

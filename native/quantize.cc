@@ -14,7 +14,7 @@ namespace {
 class QuantizeWorker : public PromiseWorker {
  public:
   QuantizeWorker(Napi::Env env, std::string input, std::string output, int ftype, int threads)
-      : PromiseWorker(env, "cuda-llama-quantize"), input_(std::move(input)), output_(std::move(output)) {
+      : PromiseWorker(env, "cuda-llama-quantize", code::kQuantize), input_(std::move(input)), output_(std::move(output)) {
     params_ = llama_model_quantize_default_params();
     params_.ftype = static_cast<llama_ftype>(ftype);
     params_.nthread = threads;

@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { CPU_FALLBACK_WARNING, ErrorCode, GpuError, Llama } from '../../lib/index.js';
+import { nativeBinary } from '../../lib/binding/load-native.js';
 import { repoRoot, syntheticModel } from '../helpers/models.js';
 
 const cudaHere = Llama.build().cuda.available;
@@ -22,6 +23,15 @@ beforeAll(async () => {
   scratch = mkdtempSync(join(tmpdir(), 'cuda-llama-policy-'));
 });
 afterAll(() => rmSync(scratch, { recursive: true, force: true }));
+
+describe('device names', () => {
+  it("a name ggml's registry lacks is ERR_CUDA_UNAVAILABLE, from the load and from the fitter alike", async () => {
+    const { addon } = nativeBinary();
+    const missing = { code: ErrorCode.CUDA_UNAVAILABLE, message: "no device named CUDA99 in ggml's registry" };
+    await expect(addon.Model.load(tiny, { devices: ['CUDA99'], nGpuLayers: -1 })).rejects.toMatchObject(missing);
+    await expect(addon.fitParams(tiny, { nCtx: 256, devices: ['CUDA99'] }, 0)).rejects.toMatchObject(missing);
+  });
+});
 
 describe.skipIf(cudaHere)('GPU policy on a machine without CUDA', () => {
   it(`gpu: 'cuda' throws ERR_CUDA_UNAVAILABLE naming the ${cudaModule ? "CUDA module's missing library" : 'missing CUDA module'}`, async () => {
