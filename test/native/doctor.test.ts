@@ -7,7 +7,7 @@ import { Llama } from '../../lib/index.js';
 import { repoRoot } from '../helpers/models.js';
 
 function doctor(...args: string[]) {
-  const child = spawnSync(process.execPath, ['--import', 'tsx', join(repoRoot, 'lib', 'cli.ts'), 'doctor', ...args], {
+  const child = spawnSync(process.execPath, ['--import', 'tsx', join(repoRoot, 'lib', 'tools', 'cli.ts'), 'doctor', ...args], {
     cwd: repoRoot, encoding: 'utf8', timeout: 120_000,
   });
   return { status: child.status, stdout: child.stdout, stderr: child.stderr };
@@ -37,8 +37,8 @@ describe.skipIf(Llama.build().cuda.available)('doctor without a GPU', () => {
   });
 
   it('an unknown command prints the usage and exits 2', () => {
-    const child = spawnSync(process.execPath, ['--import', 'tsx', join(repoRoot, 'lib', 'cli.ts'), 'docter'], { cwd: repoRoot, encoding: 'utf8' });
+    const child = spawnSync(process.execPath, ['--import', 'tsx', join(repoRoot, 'lib', 'tools', 'cli.ts'), 'docter'], { cwd: repoRoot, encoding: 'utf8' });
     expect(child.status).toBe(2);
-    expect(child.stderr).toMatch(/usage: cuda-llama doctor/);
+    expect(child.stderr).toMatch(/^error: unknown command 'docter' \(Did you mean doctor\?\)\n[\s\S]*Usage: cuda-llama /);
   });
 });
