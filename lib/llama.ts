@@ -286,7 +286,10 @@ export class Llama {
     }, path, options);
   }
 
-  /** Quantizes an F32/F16 GGUF with llama.cpp (used to make Q8_0 / Q4_0 test models). */
+  /**
+   * Quantizes an F32/F16 GGUF with llama.cpp (used to make Q8_0 / Q4_0 test models).
+   * `options.threads`: CPU threads; default the same as a load's `threads` (physical cores).
+   */
   static async quantize(input: string, output: string, type: 'Q8_0' | 'Q4_0' | 'F16', options: { threads?: number } = {}): Promise<void> {
     expectString('input', input, { allowEmpty: false });
     expectString('output', output, { allowEmpty: false });

@@ -1,6 +1,6 @@
 // The loader's choices and the GPU policy, with injected fakes (no addon): which binary is tried,
 // what a failure says, and why gpu: 'cuda' is refused.
-import { mkdtempSync, mkdirSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it, vi } from 'vitest';

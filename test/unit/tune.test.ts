@@ -1,6 +1,8 @@
 // The tuning advice in words, from measured candidates (made up here): which wins and why.
 import { describe, expect, it } from 'vitest';
-import { neededContextSize, tuneCandidates, tuneReasons, type TuneCandidate } from '../../lib/tools/tune.js';
+import { CudaLlamaError, ErrorCode } from '../../lib/errors.js';
+import { formatBytes } from '../../lib/format.js';
+import { neededContextSize, tune, tuneCandidates, tuneReasons, type TuneCandidate } from '../../lib/tools/tune.js';
 
 const work = { promptTokens: 512, outputTokens: 128 };
 
@@ -85,5 +87,32 @@ describe('tuning advice when a bigger context happens to win', () => {
     const reasons = tuneReasons([needed, on, off, big], big, { promptTokens: 40, outputTokens: 8 }, undefined);
     expect(reasons).toContain('Flash attention on is 9% faster than off here.');
     expect(reasons.find((r) => r.startsWith('A contextSize of 2048'))).toMatch(/costs no speed \(it measured 5% faster: noise\)/);
+  });
+});
+
+describe('tuning that can measure nothing', () => {
+  it('is an ERR_TUNE with every configuration\'s error, not a plain Error', async () => {
+    const deps = {
+      load: async () => {
+        throw new CudaLlamaError(ErrorCode.CONTEXT_CREATE, 'llama.cpp could not create a context', { remedy: 'lower contextSize' });
+      },
+      cudaUsable: () => ({ usable: false, reason: 'no CUDA here', devices: [] }),
+      defaultContextSize: async () => 256,
+    };
+    const error = await tune(deps, '/m.gguf', { gpu: 'cpu', promptTokens: 8, outputTokens: 8 }).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(CudaLlamaError);
+    expect(error).toMatchObject({ code: ErrorCode.TUNE, remedy: expect.stringMatching(/smaller workload/) });
+    expect((error as Error).message).toMatch(/^no configuration could be measured: CPU: ERR_CONTEXT_CREATE: llama\.cpp could not create a context; /);
+    expect((error as CudaLlamaError).details?.candidates).toHaveLength(3);
+  });
+});
+
+describe('byte formatting', () => {
+  it('picks the unit and its precision, or keeps the one a report asks for', () => {
+    expect(formatBytes(512 * 2 ** 20)).toBe('512 MiB');
+    expect(formatBytes(1.5 * 2 ** 30)).toBe('1.50 GiB');
+    expect(formatBytes(3000)).toBe('3 KiB');
+    expect(formatBytes(2 ** 20 * 0.25, { unit: 'MiB', digits: 1 })).toBe('0.3 MiB');
+    expect(formatBytes(2 ** 30, { unit: 'GiB', digits: 1 })).toBe('1.0 GiB');
   });
 });
