@@ -13,7 +13,9 @@ const stackLine = /^\s+at /m;
 
 function cli(...args: string[]) {
   const child = spawnSync(process.execPath, ['--import', 'tsx', join(repoRoot, 'lib', 'tools', 'cli.ts'), ...args], {
-    cwd: repoRoot, encoding: 'utf8', timeout: 60_000,
+    cwd: repoRoot,
+    encoding: 'utf8',
+    timeout: 60_000,
   });
   return { status: child.status, stdout: child.stdout, stderr: child.stderr };
 }
@@ -53,11 +55,27 @@ describe('cuda-llama: usage mistakes exit 2 with one line and the usage', () => 
     [['tune'], "error: missing required argument 'model.gguf'", 'Usage: cuda-llama tune'],
     [['nope'], "error: unknown command 'nope'", 'Usage: cuda-llama [options] [command]'],
     [['docter'], "error: unknown command 'docter' (Did you mean doctor?)", 'Usage: cuda-llama [options] [command]'],
-    [['tune', 'm.gguf', '--prompt', 'abc'], "error: option '--prompt <tokens>' argument 'abc' is invalid. Expected a positive integer.", 'Usage: cuda-llama tune'],
-    [['tune', 'm.gguf', '--reps', '0'], "error: option '--reps <n>' argument '0' is invalid. Expected a positive integer.", 'Usage: cuda-llama tune'],
-    [['tune', 'm.gguf', '--gpu', 'gpu'], "error: option '--gpu <policy>' argument 'gpu' is invalid. Allowed choices are auto, cuda, cpu.", 'Usage: cuda-llama tune'],
+    [
+      ['tune', 'm.gguf', '--prompt', 'abc'],
+      "error: option '--prompt <tokens>' argument 'abc' is invalid. Expected a positive integer.",
+      'Usage: cuda-llama tune',
+    ],
+    [
+      ['tune', 'm.gguf', '--reps', '0'],
+      "error: option '--reps <n>' argument '0' is invalid. Expected a positive integer.",
+      'Usage: cuda-llama tune',
+    ],
+    [
+      ['tune', 'm.gguf', '--gpu', 'gpu'],
+      "error: option '--gpu <policy>' argument 'gpu' is invalid. Allowed choices are auto, cuda, cpu.",
+      'Usage: cuda-llama tune',
+    ],
     // Past the library's own range: its check, named by the flag.
-    [['tune', 'm.gguf', '--sequences', '1000'], 'error: --sequences must be an integer from 1 to 256, got number 1000', 'Usage: cuda-llama tune'],
+    [
+      ['tune', 'm.gguf', '--sequences', '1000'],
+      'error: --sequences must be an integer from 1 to 256, got number 1000',
+      'Usage: cuda-llama tune',
+    ],
     [['doctor', '--gpu'], "error: unknown option '--gpu' (Did you mean --cpu?)", 'Usage: cuda-llama doctor'],
     [['doctor', 'extra'], "error: too many arguments for 'doctor'. Expected 0 arguments but got 1.", 'Usage: cuda-llama doctor'],
   ])('%j', (args, error, usage) => {
@@ -107,12 +125,21 @@ describe('createCli', () => {
 
   it('a command registered in a file of its own gets help, version and the exit code it sets', async () => {
     const { io, out } = capture();
-    const { run } = createCli([(program, context) => {
-      program.command('serve').description('serve a model').argument('<model.gguf>').action((model: string) => {
-        context.out(`serving ${model}\n`);
-        context.exitCode = 1;
-      });
-    }], io);
+    const { run } = createCli(
+      [
+        (program, context) => {
+          program
+            .command('serve')
+            .description('serve a model')
+            .argument('<model.gguf>')
+            .action((model: string) => {
+              context.out(`serving ${model}\n`);
+              context.exitCode = 1;
+            });
+        },
+      ],
+      io,
+    );
     expect(await run(['serve', 'm.gguf'])).toBe(1);
     expect(out.join('')).toBe('serving m.gguf\n');
     expect(await run(['serve', '--version'])).toBe(0);
@@ -121,14 +148,19 @@ describe('createCli', () => {
 
   it('a CudaLlamaError is its code and message; any other error keeps its stack', async () => {
     const { io, err } = capture();
-    const { run } = createCli([(program) => {
-      program.command('typed').action(() => {
-        throw new CudaLlamaError(ErrorCode.CUDA_UNAVAILABLE, 'no CUDA device', { remedy: 'install the driver' });
-      });
-      program.command('bug').action(() => {
-        throw new Error('a bug');
-      });
-    }], io);
+    const { run } = createCli(
+      [
+        (program) => {
+          program.command('typed').action(() => {
+            throw new CudaLlamaError(ErrorCode.CUDA_UNAVAILABLE, 'no CUDA device', { remedy: 'install the driver' });
+          });
+          program.command('bug').action(() => {
+            throw new Error('a bug');
+          });
+        },
+      ],
+      io,
+    );
     expect(await run(['typed'])).toBe(1);
     expect(err.join('')).toBe('ERR_CUDA_UNAVAILABLE: no CUDA device\nRemedy: install the driver\n');
     err.length = 0;

@@ -97,7 +97,7 @@ export function createCli(commands: readonly RegisterCommand[], io: CliIo = proc
         io.err(`${error.code}: ${error.message}\n`);
         return EXIT_FAILURE;
       }
-      io.err(`${error instanceof Error ? error.stack ?? error.message : String(error)}\n`);
+      io.err(`${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
       return EXIT_FAILURE;
     }
   }

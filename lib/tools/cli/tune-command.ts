@@ -16,7 +16,12 @@ interface TuneFlags {
 
 /** The command-line flag of each tune option, to name the flag when the library refuses a value. */
 const flags: Record<string, string> = {
-  promptTokens: '--prompt', outputTokens: '--output', sequences: '--sequences', gpu: '--gpu', threads: '--threads', repetitions: '--reps',
+  promptTokens: '--prompt',
+  outputTokens: '--output',
+  sequences: '--sequences',
+  gpu: '--gpu',
+  threads: '--threads',
+  repetitions: '--reps',
 };
 
 export function registerTune(program: Command, context: CliContext): void {
@@ -29,7 +34,13 @@ export function registerTune(program: Command, context: CliContext): void {
     .option('--prompt <tokens>', `prompt tokens per request (default: ${defaults.promptTokens})`, positiveInteger)
     .option('--output <tokens>', `generated tokens per request (default: ${defaults.outputTokens})`, positiveInteger)
     .option('--sequences <n>', `requests that arrive together (default: ${defaults.sequences})`, positiveInteger)
-    .addOption(new Option('--gpu <policy>', `which devices may be tried; auto: CUDA when usable, and the CPU (default: ${defaults.gpu})`).choices(['auto', 'cuda', 'cpu']))
+    .addOption(
+      new Option('--gpu <policy>', `which devices may be tried; auto: CUDA when usable, and the CPU (default: ${defaults.gpu})`).choices([
+        'auto',
+        'cuda',
+        'cpu',
+      ]),
+    )
     .option('--threads <n>', "CPU threads for every configuration (default: Llama.load's)", positiveInteger)
     .option('--reps <n>', `requests measured per configuration, after one warm-up (default: ${defaults.repetitions})`, positiveInteger)
     .option('--json', 'print the whole result as JSON')
