@@ -27,7 +27,8 @@ export interface LoadOptions {
   /**
    * Where to run. 'cuda': the GPU or a typed error, never a silent CPU run. 'auto' (default): CUDA
    * when a CUDA device is usable, else the CPU with a `CUDA_LLAMA_CPU_FALLBACK` process warning
-   * and `fallback` set in the layer report. 'cpu': the CPU only.
+   * from Llama.load (Llama.plan, a dry run, decides the same and does not warn) and `fallback` set
+   * in the layer report. 'cpu': the CPU only.
    */
   gpu?: GpuPolicy;
   /**
