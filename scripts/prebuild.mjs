@@ -1,7 +1,9 @@
 #!/usr/bin/env node
 // npm run prebuild: builds the portable CPU binary set into prebuilds/<platform>-<arch>/ (git-ignored;
-// it goes into the packed tarball). prebuildify's folder convention, our own copy step: prebuildify
-// copies only the .node file, and ours needs its libllama/libggml siblings ($ORIGIN run path).
+// it goes into the packed tarball). The folder follows prebuildify's convention; the steps are our
+// own (docs/architecture.md, Dependencies): the set is built by install.mjs in a folder of its own,
+// and is the addon, its libllama/libggml siblings under their sonames ($ORIGIN run path), the CPU
+// backend modules and the build metadata, each stripped as `prebuildify --strip` would.
 //
 //   node scripts/prebuild.mjs [--cpu-variants all|native]
 //   node scripts/prebuild.mjs --cuda [--from build]
@@ -13,7 +15,7 @@
 // build/) as the optional npm package @cuda-llama/<platform>-<arch>-cuda13 in
 // prebuilds/<platform>-<arch>-cuda13/: the CUDA module is tens of MiB per architecture, too big
 // for the main tarball (the registry refuses packages of about 200 MB and over), and only GPU users need it.
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { copyFileSync, existsSync, lstatSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { repoRoot, say } from './build-common.mjs';
@@ -41,9 +43,22 @@ const wanted = (name) => name === 'cuda_llama.node' || name === 'cuda-llama-buil
 rmSync(platformDir, { recursive: true, force: true });
 mkdirSync(platformDir, { recursive: true });
 const copied = [];
+let strip = true;
 for (const name of readdirSync(release).filter(wanted).sort()) {
-  copyFileSync(join(release, name), join(platformDir, name)); // follows symlinks: one real file per soname
-  copied.push(`${name} (${(lstatSync(join(platformDir, name)).size / 2 ** 20).toFixed(1)} MiB)`);
+  const target = join(platformDir, name);
+  copyFileSync(join(release, name), target); // follows symlinks: one real file per soname
+  // The static symbol table only names functions in a backtrace; the dynamic one, which loading
+  // and ggml's backend lookup use, stays.
+  if (strip && name !== 'cuda-llama-build.json') {
+    const result = spawnSync('strip', ['--strip-all', target], { encoding: 'utf8' });
+    if (result.error?.code === 'ENOENT') {
+      say('strip is not on PATH (binutils): the binaries are packed unstripped');
+      strip = false;
+    } else if (result.status !== 0) {
+      throw new Error(`strip --strip-all ${target} failed: ${result.stderr || result.error?.message}`);
+    }
+  }
+  copied.push(`${name} (${(lstatSync(target).size / 2 ** 20).toFixed(1)} MiB)`);
 }
 const metadata = JSON.parse(readFileSync(join(platformDir, 'cuda-llama-build.json'), 'utf8'));
 writeFileSync(join(platformDir, 'cuda-llama-build.json'), `${JSON.stringify({ ...metadata, prebuild: true }, null, 2)}\n`);

@@ -9,7 +9,7 @@
 //                 and check the loader takes the CUDA module from it: CUDA usable on a GPU host,
 //                 else refused for the missing driver or runtime library it names
 import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { repoRoot, say } from './build-common.mjs';
@@ -38,9 +38,14 @@ try {
   const packed = JSON.parse(npm(['pack', '--json', '--pack-destination', work], { cwd: repoRoot, stdio: ['ignore', 'pipe', 'inherit'] }));
   const files = packed[0].files.map((f) => f.path);
   const tarball = join(work, packed[0].filename);
-  const must = ['dist/index.js', 'dist/tools/cli.js', `prebuilds/${process.platform}-${process.arch}/cuda_llama.node`, 'assets/ggml-vocab-llama-spm.gguf', 'scripts/install.mjs'];
+  // Of scripts/, only what an install or a build at the user's site runs (`npm run build:native`,
+  // and `npm run build:cuda`, which the loader's remedies name).
+  const installScripts = ['scripts/install.mjs', 'scripts/build-common.mjs', 'scripts/native-sources.mjs', 'scripts/build-cuda.mjs'];
+  const must = ['dist/index.js', 'dist/tools/cli.js', `prebuilds/${process.platform}-${process.arch}/cuda_llama.node`, 'assets/ggml-vocab-llama-spm.gguf',
+    ...installScripts, 'vendor/materialize.mjs', 'vendor/llama.cpp.pin.json', 'CMakeLists.txt'];
   const missing = must.filter((f) => !files.includes(f));
-  const forbidden = files.filter((f) => /^(test|build|build-[^/]+|docs)\//.test(f) || /^prebuilds\/[^/]*-cuda/.test(f) || f.startsWith('vendor/llama.cpp/') || /\.git\//.test(f) || (f.endsWith('.gguf') && !f.startsWith('assets/')));
+  const forbidden = files.filter((f) => /^(test|build|build-[^/]+|docs)\//.test(f) || /^prebuilds\/[^/]*-cuda/.test(f) || f.startsWith('vendor/llama.cpp/') || /\.git\//.test(f) ||
+    (f.endsWith('.gguf') && !f.startsWith('assets/')) || (f.startsWith('scripts/') && !installScripts.includes(f)));
   if (missing.length || forbidden.length) throw new Error(`tarball content: missing ${JSON.stringify(missing)}, must not contain ${JSON.stringify(forbidden.slice(0, 5))}`);
   say(`${packed[0].filename}: ${files.length} files, ${(packed[0].size / 2 ** 20).toFixed(1)} MiB packed`);
 
@@ -60,6 +65,11 @@ try {
   if (install.status !== 0) throw new Error(`npm install of the tarball failed:\n${install.stdout}\n${install.stderr}`);
   if (!/using the prebuilt binary/.test(install.stdout + install.stderr)) throw new Error(`the install did not use the prebuilt binary:\n${install.stdout}\n${install.stderr}`);
   say('installed from the tarball with no compiler on PATH, using the prebuilt binary');
+  // The runtime stands on its own: nothing under dist/ reaches into the build scripts.
+  const installed = join(project, 'node_modules', 'cuda-llama');
+  const upward = readdirSync(join(installed, 'dist'), { recursive: true }).filter((f) => f.endsWith('.js'))
+    .filter((f) => /from ['"](\.\.\/)+scripts\//.test(readFileSync(join(installed, 'dist', f), 'utf8')));
+  if (upward.length) throw new Error(`dist/ imports from scripts/: ${upward.join(', ')}`);
 
   // 3. Load and generate, as a user would, with a model the package itself can make.
   writeFileSync(join(project, 'use.mjs'), `
