@@ -33,7 +33,7 @@ import { Llama, type BuildReport, type GpuTelemetry, type LoadOptions } from '..
 import { ensureSyntheticModel, shapes, type SyntheticShapeName } from '../../lib/gguf/synthetic-model.js';
 import { sampleTokens } from '../../lib/tools/tune.js';
 import { renderLineChartPng, type LineChartSpec } from './chart.js';
-import { CONTEXT_SIZE, GEN_TOKENS, MODEL_CONTEXT_LENGTH, PROMPT_SIZES, PROMPT_TOKENS, SHORT_PROMPT_TOKENS, cpuBackendLine, cpuConfig, fail, git, gpuConfigs, isGpuConfig, log, repoRoot, sweepPoints, type BenchConfig, type SweepPoint } from './common.js';
+import { CONTEXT_SIZE, GEN_TOKENS, MODEL_CONTEXT_LENGTH, PROMPT_SIZES, PROMPT_TOKENS, SHORT_PROMPT_TOKENS, cpuBackendLine, cpuConfig, fail, git, gpuConfigs, isGpuConfig, log, repoRoot, sweepPoints, type SweepPoint } from './common.js';
 import { gpuMachineLine, requireCuda, telemetryLine, throttleFindings, windowNote, withGpuSamples, type GpuWindow } from './gpu.js';
 import { buildLlamaBench, checkLlamaBenchDevices, llamaBenchDir, runLlamaBench, toolEnv } from './llama-bench.js';
 import { ensureNodeLlamaCpp, nodeLlamaCppGpuSetup, runNodeLlamaCpp, runNodeLlamaCppParallel, type NodeLlamaCppParallelRun } from './node-llama-cpp.js';

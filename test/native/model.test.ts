@@ -1,7 +1,7 @@
 // The addon on the CPU with a tiny synthetic model: loading, tokens, generation, streaming,
 // cancellation, concurrency, disposal and the layer report.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Llama, type LlamaModel, ErrorCode } from '../../lib/index.js';
+import { Llama, type LlamaModel } from '../../lib/index.js';
 import { nativeSourcesSha256 } from '../../scripts/native-sources.mjs';
 import { repoRoot, syntheticModel } from '../helpers/models.js';
 
