@@ -100,7 +100,7 @@ try {
   const started = Date.now();
   const result = spawnSync('cmake', ['--build', buildDir, '--target', ...stale], { cwd: repoRoot, stdio: 'inherit' });
   if (result.error) {
-    say(result.error.code === 'ENOENT' ? 'cmake is not on PATH; install CMake (3.19 or newer)' : `cmake failed to start: ${result.error.message}`);
+    say(/** @type {NodeJS.ErrnoException} */ (result.error).code === 'ENOENT' ? 'cmake is not on PATH; install CMake (3.19 or newer)' : `cmake failed to start: ${result.error.message}`);
   } else if (result.status !== 0) {
     say(`cmake --build build --target ${stale.join(' ')} failed (exit ${result.status ?? result.signal})`);
   } else {

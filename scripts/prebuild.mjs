@@ -51,7 +51,7 @@ for (const name of readdirSync(release).filter(wanted).sort()) {
   // and ggml's backend lookup use, stays.
   if (strip && name !== 'cuda-llama-build.json') {
     const result = spawnSync('strip', ['--strip-all', target], { encoding: 'utf8' });
-    if (result.error?.code === 'ENOENT') {
+    if (/** @type {NodeJS.ErrnoException | undefined} */ (result.error)?.code === 'ENOENT') {
       say('strip is not on PATH (binutils): the binaries are packed unstripped');
       strip = false;
     } else if (result.status !== 0) {

@@ -67,7 +67,7 @@ try {
   say('installed from the tarball with no compiler on PATH, using the prebuilt binary');
   // The runtime stands on its own: nothing under dist/ reaches into the build scripts.
   const installed = join(project, 'node_modules', 'cuda-llama');
-  const upward = readdirSync(join(installed, 'dist'), { recursive: true }).filter((f) => f.endsWith('.js'))
+  const upward = readdirSync(join(installed, 'dist'), { recursive: true, encoding: 'utf8' }).filter((f) => f.endsWith('.js'))
     .filter((f) => /from ['"](\.\.\/)+scripts\//.test(readFileSync(join(installed, 'dist', f), 'utf8')));
   if (upward.length) throw new Error(`dist/ imports from scripts/: ${upward.join(', ')}`);
 
@@ -85,7 +85,7 @@ try {
   if (!model) throw new Error('no tiny test model in test/.models: run `npm test` first');
   const use = spawnSync(process.execPath, ['use.mjs', join(modelsDir, model)], { cwd: project, env, encoding: 'utf8' });
   if (use.status !== 0) throw new Error(`loading from the installed package failed:\n${use.stdout}\n${use.stderr}`);
-  const out = JSON.parse(use.stdout.trim().split('\n').pop());
+  const out = JSON.parse(use.stdout.trim().split('\n').pop() ?? '');
   if (out.source !== 'prebuild' || out.tokens !== 8) throw new Error(`unexpected result: ${use.stdout}`);
   const doctor = spawnSync(join(project, 'node_modules', '.bin', 'cuda-llama'), ['doctor', '--cpu'], { cwd: project, env, encoding: 'utf8' });
   if (doctor.status !== 0) throw new Error(`cuda-llama doctor --cpu failed in the installed package:\n${doctor.stdout}\n${doctor.stderr}`);
@@ -105,7 +105,7 @@ try {
     `);
     const probe = spawnSync(process.execPath, ['cuda.mjs'], { cwd: project, env, encoding: 'utf8' });
     if (probe.status !== 0) throw new Error(`Llama.build() with the CUDA package failed:\n${probe.stdout}\n${probe.stderr}`);
-    const { cudaModule, cuda } = JSON.parse(probe.stdout.trim().split('\n').pop());
+    const { cudaModule, cuda } = JSON.parse(probe.stdout.trim().split('\n').pop() ?? '');
     if (cudaModule?.source !== 'package' || cudaModule.problem) throw new Error(`the loader did not take the CUDA module from the package: ${probe.stdout}`);
     // On a GPU host it must work; elsewhere it must have been tried and refused for a named library.
     // A container may hide /proc/driver/nvidia yet pass the device nodes through: either one counts.

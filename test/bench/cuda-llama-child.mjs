@@ -33,7 +33,7 @@
 import { readFileSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import { Llama } from '../../dist/index.js';
-import { sampleTokens } from '../../dist/tune.js';
+import { sampleTokens } from '../../dist/tools/tune.js';
 
 /**
  * The excluded warm-up before any measurement, as llama-bench's: a full prompt batch, then a

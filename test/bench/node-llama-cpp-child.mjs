@@ -29,7 +29,6 @@
  *   llama.cpp loads it; that is part of its load time;
  * - pp requests no logits at all (llama-bench's batch asks for the last token's).
  */
-import { Console } from 'node:console';
 import { existsSync, readFileSync, readdirSync, realpathSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { join, relative } from 'node:path';
@@ -37,7 +36,7 @@ import { performance } from 'node:perf_hooks';
 import { pathToFileURL } from 'node:url';
 
 // node-llama-cpp prints some notices through console.log/info; stdout is reserved for the result line.
-globalThis.console = new Console({ stdout: process.stderr, stderr: process.stderr });
+globalThis.console = new console.Console({ stdout: process.stderr, stderr: process.stderr });
 
 function readRequest() {
   const request = JSON.parse(readFileSync(0, 'utf8'));
@@ -141,7 +140,7 @@ async function measureParallel(llama, request) {
   for (const n of request.counts) {
     const runs = await Promise.all(sequences.slice(0, n).map((sequence, i) => generate(sequence, request.prompts[i], request.genTokens)));
     const first = Math.min(...runs.map((r) => r.tokenTimes[0]));
-    const last = Math.max(...runs.map((r) => r.tokenTimes.at(-1)));
+    const last = Math.max(...runs.map((r) => r.tokenTimes[r.tokenTimes.length - 1]));
     const tokens = runs.reduce((sum, r) => sum + r.tokens.length, 0);
     tg[n] = last > first ? ((tokens - n) * 1000) / (last - first) : 0;
     generated[n] = runs.map((r) => r.tokens.length);
@@ -246,7 +245,7 @@ async function main() {
   }
 
   const tg = await generate(sequence, request.shortPrompt, request.genTokens);
-  const tgMs = tg.tokenTimes.at(-1) - tg.tokenTimes[0];
+  const tgMs = tg.tokenTimes[tg.tokenTimes.length - 1] - tg.tokenTimes[0];
   const threads = context.currentThreads;
   if (threads !== request.threads) throw new Error(`node-llama-cpp decoded with ${threads} threads, asked for ${request.threads}`);
 
