@@ -20,6 +20,11 @@ export const ErrorCode = {
   MODEL_LOAD: 'ERR_MODEL_LOAD',
   /** llama.cpp could not create a context (usually out of memory). */
   CONTEXT_CREATE: 'ERR_CONTEXT_CREATE',
+  /**
+   * The load needs more RAM than is available, so it was refused before anything was allocated;
+   * `details` has the sizes (`details.plan.host` for a load's plan).
+   */
+  INSUFFICIENT_MEMORY: 'ERR_INSUFFICIENT_MEMORY',
   /** The prompt does not fit in the context. */
   CONTEXT_FULL: 'ERR_CONTEXT_FULL',
   /** llama_decode failed, or the token pick right after it; `status` holds the failing call's return value. */

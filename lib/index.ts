@@ -3,7 +3,7 @@ export { LlamaModel, type ModelInfo, type ContextInfo, type ChatMessage, type Ch
 export type { GenerateResult, GenerationTimings, StopReason, BatchResult, BatchTimings } from './generation.js';
 export type { LoadOptions, GenerateOptions, BatchGenerateOptions, GpuPolicy, FlashAttention, KvCacheType } from './options.js';
 export type { LayerReport, DeviceUsage, GraphUsage } from './layer-report.js';
-export type { LoadPlan, PlannedDevice } from './plan.js';
+export type { LoadPlan, PlannedDevice, PlannedHost } from './plan.js';
 export type { Logger, LogLevel } from './log.js';
 export type { NativeDevice as Device, NativeBackend as Backend } from './binding/native.js';
 export {

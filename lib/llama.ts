@@ -13,7 +13,7 @@ import { placementRemedy, type PlacementProblem } from './gpu/placement.js';
 import { nativeBinary, type BuildMetadata, type LoadedBinary } from './binding/load-native.js';
 import { installLogger, type Logger, type LogLevel } from './log.js';
 import { LlamaModel } from './model.js';
-import { dryRun, formatPlan, type LoadPlan } from './plan.js';
+import { dryRun, formatPlan, gpuFits, insufficientMemoryError, refuseCellsBeyondRam, type LoadPlan } from './plan.js';
 import { safeCallback } from './safe-callback.js';
 import { sampleGpus, type GpuTelemetry } from './gpu/telemetry.js';
 import { LlamaFileType, type NativeBackend, type NativeContext, type NativeDevice, type NativeModel } from './binding/native.js';
@@ -127,26 +127,36 @@ async function prepare(path: string, options: LoadOptions) {
 }
 
 /**
- * A CUDA decision checked against llama.cpp's dry run before anything is allocated: no partial
- * spill, no out-of-memory abort. gpu: 'cuda' is refused; gpu: 'auto' becomes a CPU decision.
+ * Every decision checked against llama.cpp's dry run before anything is allocated. VRAM for a CUDA
+ * decision: no partial spill, no out-of-memory abort; gpu: 'cuda' is refused, gpu: 'auto' becomes
+ * a CPU decision. RAM for every decision, so a context beyond the machine's memory is
+ * ERR_INSUFFICIENT_MEMORY with the sizes, not the kernel's OOM killer.
  */
 async function fitOrFallBack(path: string, prepared: Prepared): Promise<GpuDecision> {
-  const { decision } = prepared;
-  if (decision.target !== 'cuda') return decision;
-  let plan: LoadPlan;
-  try {
-    plan = await dryRun(prepared.loaded.addon, path, decision, prepared.modelParams, prepared.contextParams);
-  } catch (error) {
-    throw fromNativeError(error);
+  const { addon } = prepared.loaded;
+  // The dry run allocates the KV cells' bookkeeping for real: a context too big for even that stops here.
+  refuseCellsBeyondRam(prepared.contextParams);
+  const plan = async (decision: GpuDecision): Promise<LoadPlan> => {
+    try {
+      return await dryRun(addon, path, decision, modelParams(decision, prepared.valid), prepared.contextParams);
+    } catch (error) {
+      throw fromNativeError(error);
+    }
+  };
+  let { decision } = prepared;
+  let planned = await plan(decision);
+  if (decision.target === 'cuda' && !gpuFits(planned, addon.listDevices())) {
+    if (decision.requested === 'cuda') {
+      throw new GpuError(ErrorCode.GPU_PLACEMENT, `gpu: 'cuda' was requested, but the model does not fit: ${formatPlan(planned)}`, {
+        remedy: 'lower contextSize, use a smaller quantization, offload fewer layers (gpuLayers), or free GPU memory',
+        details: { plan: planned },
+      });
+    }
+    decision = cpuFallback(`the model does not fit on the GPU: ${formatPlan(planned)}`, "gpuLayers: 'auto' offloads as many layers as fit; or lower contextSize");
+    planned = await plan(decision);
   }
-  if (plan.fits) return decision;
-  if (decision.requested === 'cuda') {
-    throw new GpuError(ErrorCode.GPU_PLACEMENT, `gpu: 'cuda' was requested, but the model does not fit: ${formatPlan(plan)}`, {
-      remedy: 'lower contextSize, use a smaller quantization, offload fewer layers (gpuLayers), or free GPU memory',
-      details: { plan },
-    });
-  }
-  return cpuFallback(`the model does not fit on the GPU: ${formatPlan(plan)}`, "gpuLayers: 'auto' offloads as many layers as fit; or lower contextSize");
+  if (!planned.host.fits) throw insufficientMemoryError(planned);
+  return decision;
 }
 
 /**
@@ -227,6 +237,7 @@ export class Llama {
    */
   static async plan(path: string, options: LoadOptions = {}): Promise<LoadPlan> {
     const { loaded, decision, modelParams, contextParams } = await prepare(path, options);
+    refuseCellsBeyondRam(contextParams);
     try {
       return await dryRun(loaded.addon, path, decision, modelParams, contextParams);
     } catch (error) {
