@@ -166,6 +166,11 @@ export function validateLoadOptions(input: unknown): ValidLoadOptions {
   if (sequences !== undefined && options.batchSize !== undefined && (options.batchSize as number) < sequences) {
     throw rangeError('options.batchSize', `at least options.sequences (${sequences}): one step decodes a token of every sequence`, options.batchSize);
   }
+  // llama.cpp's n_ctx, contextSize × sequences padded up to a multiple of 256, is a uint32_t.
+  if (sequences !== undefined && options.contextSize !== undefined && (options.contextSize as number) * sequences > 2 ** 32 - 256) {
+    throw rangeError('options.contextSize', `at most ${Math.floor((2 ** 32 - 256) / sequences)} with sequences: ${sequences}`, options.contextSize,
+      'llama.cpp counts contextSize × sequences KV cells in 32 bits');
+  }
   optionalInteger('options.ubatchSize', options.ubatchSize, 1, 1_048_576);
   if (options.batchSize !== undefined && options.ubatchSize !== undefined && (options.ubatchSize as number) > (options.batchSize as number)) {
     throw rangeError('options.ubatchSize', `at most options.batchSize (${options.batchSize})`, options.ubatchSize);

@@ -31,6 +31,7 @@ describe('validateLoadOptions', () => {
     [null, 'ERR_INVALID_ARG_TYPE', /options must be an object/],
     [{ sequences: 0 }, 'ERR_OUT_OF_RANGE', /options\.sequences must be an integer from 1 to 256/],
     [{ sequences: 8, batchSize: 4 }, 'ERR_OUT_OF_RANGE', /options\.batchSize must be at least options\.sequences \(8\)/],
+    [{ contextSize: 16_777_216, sequences: 256 }, 'ERR_OUT_OF_RANGE', /options\.contextSize must be at most 16777215 with sequences: 256, got number 16777216 \(llama\.cpp counts/],
     [{ parallel: 4 }, 'ERR_INVALID_ARG_VALUE', /use sequences/],
   ])('%o -> %s', (options, code, message) => {
     expect(codeOf(() => validateLoadOptions(options))).toBe(code);
