@@ -472,8 +472,10 @@ export const LOADER_GUARDS: readonly LoaderGuard[] = [
       if (v?.type !== 'array' || v.itemType !== 'string') return undefined;
       const seen = new Map<string, number>();
       for (let i = 0; i < v.value.length; i++) {
-        // llama.cpp renames an empty token to "[EMPTY_<id>]" before it indexes the vocabulary.
-        const text = v.value[i] === '' ? `[EMPTY_${i}]` : v.value[i]!;
+        // llama.cpp reads each token as a C string (gguf_get_arr_str), so a NUL byte ends it there,
+        // and it renames an empty token to "[EMPTY_<id>]" before it indexes the vocabulary.
+        const cString = v.value[i]!.split('\0', 1)[0]!;
+        const text = cString === '' ? `[EMPTY_${i}]` : cString;
         const first = seen.get(text);
         if (first !== undefined) {
           return violation(m, 'tokenizer.ggml.tokens', `token ${i} ${JSON.stringify(text.slice(0, 40))}, the same text as token ${first}`, 'every token text distinct');

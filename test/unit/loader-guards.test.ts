@@ -115,6 +115,15 @@ describe('LOADER_GUARDS', () => {
     expect(loaderGuardViolations(file.metadata, 'llama').filter((v) => v.guard === guard)).toEqual([]);
   });
 
+  it('a token that a NUL byte cuts to the text of another token is a duplicate, as llama.cpp reads C strings', async () => {
+    const guard = LOADER_GUARDS.find((g) => g.assertText.includes('id_to_token.size() == token_to_id.size()'))!;
+    const edit = (v: GgufValue | undefined) => (v?.type === 'array' && v.itemType === 'string' ? { ...v, value: v.value.map((t, i) => (i === 260 ? `${v.value[259]}\0x` : t)) } : null);
+    const { file } = await exampleFile(guard, { 'tokenizer.ggml.tokens': edit });
+    const rows = loaderGuardViolations(file.metadata, 'llama', file.tensors).filter((v) => v.guard === guard);
+    expect(rows).toHaveLength(1);
+    expect(rows[0]!.value).toContain('token 260');
+  });
+
   it('values of another type are left to llama.cpp, which refuses them with an error it catches', async () => {
     const guard = LOADER_GUARDS.find((g) => g.key === '{arch}.block_count')!;
     const { file } = await exampleFile(guard, { 'llama.block_count': gguf.i32(-1) });
