@@ -31,6 +31,8 @@ export const ErrorCode = {
   DECODE: 'ERR_DECODE',
   /** The model has no chat template and none was given. */
   NO_CHAT_TEMPLATE: 'ERR_NO_CHAT_TEMPLATE',
+  /** llama.cpp could not parse or render the chat template (the message has its reason). */
+  CHAT_TEMPLATE: 'ERR_CHAT_TEMPLATE',
   /** The object was disposed; it cannot be used any more. */
   DISPOSED: 'ERR_DISPOSED',
   /** Quantizing a model file failed. */
@@ -134,6 +136,8 @@ const nativeRemedies: Partial<Record<ErrorCode, string>> = {
     'check that the file is a complete GGUF for a supported architecture; enable logs with NODE_DEBUG=cuda-llama to see llama.cpp\'s reason',
   [ErrorCode.CONTEXT_CREATE]: 'lower contextSize or batchSize, or free memory; the layer report and Llama.devices() show what is in use',
   [ErrorCode.DECODE]: 'lower batchSize or contextSize; status 1 means no KV-cache slot was free, negative values are errors inside llama.cpp',
+  [ErrorCode.CHAT_TEMPLATE]:
+    "fix the template (llama.cpp's reason is in the message), or pass options.template: Jinja text or a llama.cpp built-in name such as 'chatml'",
   [ErrorCode.QUANTIZE]: 'check that the input is an F32/F16 GGUF and that the output folder is writable',
   [ErrorCode.CUDA_UNAVAILABLE]: 'a CUDA device went away after the GPU decision: check `nvidia-smi`; Llama.devices() lists what ggml sees now',
 };

@@ -1,5 +1,5 @@
 export { Llama, type BuildReport } from './llama.js';
-export { LlamaModel, type ModelInfo, type ContextInfo, type ChatMessage, type ChatTemplateOptions, type TextStream } from './model.js';
+export { LlamaModel, type ModelInfo, type ContextInfo, type ChatMessage, type ChatTemplateOptions, type ChatOptions, type ChatResult, type ChatStream, type TextStream } from './model.js';
 export type { GenerateResult, GenerationTimings, StopReason, BatchResult, BatchTimings } from './generation.js';
 export type { LoadOptions, GenerateOptions, BatchGenerateOptions, GpuPolicy, FlashAttention, KvCacheType } from './options.js';
 export type { LayerReport, DeviceUsage, GraphUsage } from './layer-report.js';

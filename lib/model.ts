@@ -2,7 +2,8 @@
  * LlamaModel: a loaded model with its context. Owns the native model and context, serializes
  * operations on the context (one at a time, the rest wait their turn), and disposes in cascade.
  */
-import { DisposedError, ErrorCode, ContextError, CudaLlamaError, fromNativeError } from './errors.js';
+import { chatResult, renderChat, splitChatOptions, validateMessages, validateTemplateOnlyOptions, withTemplateStops, type ChatMessage, type ChatOptions, type ChatResult, type ChatStream, type ChatTemplateOptions } from './chat.js';
+import { DisposedError, ErrorCode, ContextError, fromNativeError } from './errors.js';
 import { runGenerations, type BatchResult, type GenerateResult } from './generation.js';
 import type { GpuDecision } from './gpu/decision.js';
 import { buildLayerReport, type LayerReport } from './layer-report.js';
@@ -10,6 +11,8 @@ import type { LoadedBinary } from './binding/load-native.js';
 import type { NativeCancelFlag, NativeContext, NativeContextInfo, NativeModel, NativeModelInfo } from './binding/native.js';
 import { resolveMaxTokens, samplerParams, validateGenerateOptions, type BatchGenerateOptions, type GenerateOptions } from './options.js';
 import { expectObject, expectString, optionalBoolean, rejectUnknownKeys, typeError, rangeError } from './validate.js';
+
+export type { ChatMessage, ChatOptions, ChatResult, ChatStream, ChatTemplateOptions } from './chat.js';
 
 export interface ModelInfo extends Omit<NativeModelInfo, 'fileType'> {
   path: string;
@@ -20,18 +23,6 @@ export interface ModelInfo extends Omit<NativeModelInfo, 'fileType'> {
 }
 
 export type ContextInfo = NativeContextInfo;
-
-export interface ChatMessage {
-  role: 'system' | 'user' | 'assistant' | (string & {});
-  content: string;
-}
-
-export interface ChatTemplateOptions {
-  /** A llama.cpp built-in template name ('chatml', 'llama3', ...) or template text. Default: the model's own. */
-  template?: string;
-  /** End with the assistant turn's opening, ready for generation. Default true. */
-  addAssistant?: boolean;
-}
 
 /** A token stream: iterate for text pieces; `result` settles with the whole result. */
 export interface TextStream extends AsyncIterable<string> {
@@ -47,6 +38,13 @@ export interface ModelParts {
   offloadKvCache: boolean;
   path: string;
   fileSizeBytes: number;
+}
+
+/** A stream refused before it started (a promise-returning call reports failures, never throws). */
+function failedStream<T = GenerateResult>(error: unknown): AsyncIterable<string> & { result: Promise<T> } {
+  const result = Promise.reject(error);
+  result.catch(() => undefined); // the iterator or `result` reports it; never unhandled here
+  return { result, [Symbol.asyncIterator]: () => ({ next: () => Promise.reject(error) }) };
 }
 
 export class LlamaModel implements AsyncDisposable {
@@ -96,31 +94,19 @@ export class LlamaModel implements AsyncDisposable {
     return this.#native.detokenize(this.#checkTokens('tokens', tokens), !special, special).toString('utf8');
   }
 
-  /** Formats chat messages with the model's chat template (or options.template). */
+  /**
+   * The prompt chat() would generate from: `messages` rendered by llama.cpp's chat templates
+   * (lib/chat.ts says how). Generating from it with generate() is the same as chat().
+   */
   applyChatTemplate(messages: ChatMessage[], options: ChatTemplateOptions = {}): string {
     this.#assertAlive();
-    if (!Array.isArray(messages) || messages.length === 0) throw typeError('messages', 'a non-empty array of { role, content }', messages);
-    messages.forEach((m, i) => {
-      if (!m || typeof m !== 'object') throw typeError(`messages[${i}]`, 'an object { role, content }', m);
-      expectString(`messages[${i}].role`, m.role, { allowEmpty: false });
-      expectString(`messages[${i}].content`, m.content);
-    });
-    const o = expectObject('options', options);
-    rejectUnknownKeys('options', o, ['template', 'addAssistant']);
-    const template = o.template === undefined ? null : expectString('options.template', o.template, { allowEmpty: false });
-    const formatted = this.#native.applyChatTemplate(template, messages.map(({ role, content }) => ({ role, content })),
-      optionalBoolean('options.addAssistant', o.addAssistant) ?? true);
-    if (formatted === null) {
-      throw new CudaLlamaError(ErrorCode.NO_CHAT_TEMPLATE, `${this.info.path} has no chat template (tokenizer.chat_template)`, {
-        remedy: "pass options.template, a llama.cpp built-in name such as 'chatml' or 'llama3', or format the prompt yourself and call generate()",
-      });
+    const valid = validateMessages(messages);
+    const template = validateTemplateOnlyOptions(options);
+    try {
+      return renderChat(this.#native, valid, template, this.info.path).prompt;
+    } catch (error) {
+      throw fromNativeError(error);
     }
-    if (typeof formatted === 'number') {
-      throw new CudaLlamaError(ErrorCode.NO_CHAT_TEMPLATE, `llama.cpp does not support this chat template (${template ?? 'the model\'s own'})`, {
-        remedy: "pass options.template with a llama.cpp built-in name such as 'chatml' or 'llama3'",
-      });
-    }
-    return formatted;
   }
 
   /** Generates text for a prompt (a string, or token ids). Calls on one model run one at a time, in order. */
@@ -195,16 +181,30 @@ export class LlamaModel implements AsyncDisposable {
     };
   }
 
-  /** Applies the chat template to messages and generates the assistant's reply. */
-  chat(messages: ChatMessage[], options: GenerateOptions & { template?: string } = {}): Promise<GenerateResult> {
-    const { template, ...rest } = options;
-    return this.generate(this.#chatPrompt(messages, template), rest);
+  /**
+   * Renders `messages` with the chat template, generates the assistant's reply and splits it into
+   * the answer (`text`) and the reasoning block (`reasoning`) with llama.cpp's chat parser.
+   */
+  chat(messages: ChatMessage[], options: ChatOptions = {}): Promise<ChatResult> {
+    try {
+      const { rendered, generate } = this.#chatRequest(messages, options);
+      return this.generate(rendered.prompt, generate).then((result) => chatResult(this.#native, rendered, result));
+    } catch (error) {
+      return Promise.reject(error);
+    }
   }
 
-  /** chat() as a stream. */
-  chatStream(messages: ChatMessage[], options: GenerateOptions & { template?: string } = {}): TextStream {
-    const { template, ...rest } = options;
-    return this.stream(this.#chatPrompt(messages, template), rest);
+  /** chat() as a stream of the raw text pieces (reasoning included); `result` is the parsed ChatResult. */
+  chatStream(messages: ChatMessage[], options: ChatOptions = {}): ChatStream {
+    try {
+      const { rendered, generate } = this.#chatRequest(messages, options);
+      const stream = this.stream(rendered.prompt, generate);
+      const result = stream.result.then((r) => chatResult(this.#native, rendered, r));
+      result.catch(() => undefined); // the iterator or `result` reports it; never unhandled here
+      return { result, [Symbol.asyncIterator]: () => stream[Symbol.asyncIterator]() };
+    } catch (error) {
+      return failedStream<ChatResult>(error);
+    }
   }
 
   /**
@@ -266,8 +266,16 @@ export class LlamaModel implements AsyncDisposable {
     return run;
   }
 
-  #chatPrompt(messages: ChatMessage[], template: string | undefined): string {
-    return this.applyChatTemplate(messages, template === undefined ? {} : { template });
+  #chatRequest(messages: ChatMessage[], options: ChatOptions) {
+    this.#assertAlive();
+    const valid = validateMessages(messages);
+    const { template, generate } = splitChatOptions(options);
+    try {
+      const rendered = renderChat(this.#native, valid, template, this.info.path);
+      return { rendered, generate: withTemplateStops(generate, rendered) };
+    } catch (error) {
+      throw fromNativeError(error);
+    }
   }
 
   #checkTokens(name: string, tokens: ArrayLike<number>): Int32Array {

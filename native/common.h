@@ -26,6 +26,7 @@ inline constexpr const char* kQuantize = "ERR_QUANTIZE";
 inline constexpr const char* kContextFull = "ERR_CONTEXT_FULL";
 inline constexpr const char* kBusy = "ERR_BUSY";
 inline constexpr const char* kCudaUnavailable = "ERR_CUDA_UNAVAILABLE";
+inline constexpr const char* kChatTemplate = "ERR_CHAT_TEMPLATE";
 }  // namespace code
 
 // A token's text as UTF-8 bytes (possibly part of a character). Never truncated: a piece longer

@@ -6,6 +6,7 @@
 
 #include "addon.h"
 #include "cancel_flag.h"
+#include "chat_templates.h"
 #include "common.h"
 #include "context.h"
 #include "ggml-backend.h"
@@ -129,6 +130,7 @@ Napi::Function Model::Define(Napi::Env env) {
                       InstanceMethod<&Model::Tokenize>("tokenize"),
                       InstanceMethod<&Model::Detokenize>("detokenize"),
                       InstanceMethod<&Model::ApplyChatTemplate>("applyChatTemplate"),
+                      InstanceMethod<&Model::ParseChatOutput>("parseChatOutput"),
                       InstanceMethod<&Model::Dispose>("dispose"),
                       InstanceAccessor<&Model::IsDisposed>("disposed")});
 }
@@ -295,40 +297,12 @@ Napi::Value Model::Detokenize(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value Model::ApplyChatTemplate(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  llama_model* model = Get(env);
-  if (info.Length() < 3 || !info[1].IsArray()) {
-    throw Napi::TypeError::New(env, "applyChatTemplate(template | null, messages, addAssistant)");
-  }
-  std::string tmpl;
-  if (info[0].IsString()) {
-    tmpl = info[0].As<Napi::String>();
-  } else {
-    const char* model_tmpl = llama_model_chat_template(model, nullptr);
-    if (model_tmpl == nullptr) return env.Null();  // lib/ turns this into ERR_NO_CHAT_TEMPLATE
-    tmpl = model_tmpl;
-  }
-  Napi::Array list = info[1].As<Napi::Array>();
-  std::vector<std::string> roles, contents;
-  size_t total = 0;
-  for (uint32_t i = 0; i < list.Length(); i++) {
-    Napi::Object message = list.Get(i).As<Napi::Object>();
-    roles.push_back(message.Get("role").As<Napi::String>());
-    contents.push_back(message.Get("content").As<Napi::String>());
-    total += roles.back().size() + contents.back().size();
-  }
-  std::vector<llama_chat_message> messages;
-  for (size_t i = 0; i < roles.size(); i++) messages.push_back({roles[i].c_str(), contents[i].c_str()});
-  std::vector<char> buf(total * 2 + 256);
-  int32_t n = llama_chat_apply_template(tmpl.c_str(), messages.data(), messages.size(), info[2].ToBoolean(),
-                                        buf.data(), static_cast<int32_t>(buf.size()));
-  if (n > static_cast<int32_t>(buf.size())) {
-    buf.resize(static_cast<size_t>(n));
-    n = llama_chat_apply_template(tmpl.c_str(), messages.data(), messages.size(), info[2].ToBoolean(), buf.data(),
-                                  static_cast<int32_t>(buf.size()));
-  }
-  if (n < 0) return Napi::Number::New(env, n);  // unsupported template: lib/ explains
-  return Napi::String::New(env, buf.data(), static_cast<size_t>(n));
+  return cuda_llama::ApplyChatTemplate(info, Get(info.Env()));
+}
+
+Napi::Value Model::ParseChatOutput(const Napi::CallbackInfo& info) {
+  Get(info.Env());  // the parse needs no model, but a disposed one is still ERR_DISPOSED
+  return cuda_llama::ParseChatOutput(info);
 }
 
 Napi::Value Model::Dispose(const Napi::CallbackInfo& info) {

@@ -37,7 +37,9 @@ class Model : public Napi::ObjectWrap<Model> {
   Napi::Value Info(const Napi::CallbackInfo& info);
   Napi::Value Tokenize(const Napi::CallbackInfo& info);
   Napi::Value Detokenize(const Napi::CallbackInfo& info);
+  // Chat templates and the chat parser: native/chat_templates.cc.
   Napi::Value ApplyChatTemplate(const Napi::CallbackInfo& info);
+  Napi::Value ParseChatOutput(const Napi::CallbackInfo& info);
   Napi::Value Dispose(const Napi::CallbackInfo& info);
   Napi::Value IsDisposed(const Napi::CallbackInfo& info);
 

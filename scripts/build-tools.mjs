@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 // Builds llama.cpp's own programs (llama-simple, llama-bench, llama-batched-bench) from the addon's build folder, so
-// that the reference test and the benchmark run exactly the libllama/libggml the addon links.
+// that the reference test and the benchmark run exactly the libllama/libggml the addon links; and our
+// own reference programs (cuda-llama-chat-reference, test/reference/), which link the same way.
 //
 // Usage: node scripts/build-tools.mjs [target...]     (default: llama-simple llama-bench)
 import { spawnSync } from 'node:child_process';
@@ -37,9 +38,12 @@ function mtimeMs(path) {
 // libllama.so is relinked whenever llama.cpp or its build options change; a program older than
 // it may have been built against different sources or flags, so it is rebuilt.
 const libllamaTime = mtimeMs(join(outDir, 'libllama.so'));
+// Our own programs are also stale when their source changed since they were built.
+const ownSources = { 'cuda-llama-chat-reference': join(repoRoot, 'test', 'reference', 'chat-template-reference.cc') };
 const stale = targets.filter((target) => {
   const programTime = mtimeMs(join(outDir, target));
-  return programTime === undefined || libllamaTime === undefined || programTime <= libllamaTime;
+  const sourceTime = ownSources[target] === undefined ? undefined : mtimeMs(ownSources[target]);
+  return programTime === undefined || libllamaTime === undefined || programTime <= libllamaTime || (sourceTime !== undefined && programTime <= sourceTime);
 });
 if (stale.length === 0) {
   say(`${targets.join(', ')}: up to date (build/Release)`);

@@ -116,6 +116,32 @@ export interface NativeSamplerParams {
   seed: number;
 }
 
+/** common_chat_templates_inputs fields lib/ may set; undefined keeps common's default. */
+export interface NativeChatOptions {
+  addGenerationPrompt?: boolean;
+  enableThinking?: boolean;
+  /** chat_template_kwargs: each value is JSON text. */
+  variables?: Record<string, string>;
+}
+
+/** common_chat_params: the rendered prompt and what common's chat parser needs for the reply. */
+export interface NativeChatPrompt {
+  prompt: string;
+  /** common_chat_format, and its common_chat_format_name */
+  format: number;
+  formatName: string;
+  /** The text the prompt ends with that opens the assistant's turn (the parser starts from it). */
+  generationPrompt: string;
+  /** The serialized PEG parser for the reply ('' for content only). */
+  parser: string;
+  supportsThinking: boolean;
+  thinkingStartTag: string;
+  thinkingEndTags: string[];
+  additionalStops: string[];
+  /** false: a built-in name, rendered by llama_chat_apply_template. */
+  jinja: boolean;
+}
+
 export interface NativeModel {
   /** llama_model_meta_*, llama_model_n_*, llama_model_desc, llama_model_chat_template, llama_vocab_* */
   info(): NativeModelInfo;
@@ -123,8 +149,14 @@ export interface NativeModel {
   tokenize(text: string, addSpecial: boolean, parseSpecial: boolean): Int32Array;
   /** llama_detokenize (UTF-8 bytes) */
   detokenize(tokens: Int32Array, removeSpecial: boolean, unparseSpecial: boolean): Buffer;
-  /** llama_chat_apply_template: null = the model has no template; a negative number = unsupported template */
-  applyChatTemplate(template: string | null, messages: { role: string; content: string }[], addAssistant: boolean): string | null | number;
+  /**
+   * common_chat_templates_init + common_chat_templates_apply (llama-common; Jinja, or
+   * llama_chat_apply_template for a built-in name). null: no template given and the model has none.
+   * Throws ERR_CHAT_TEMPLATE with llama.cpp's reason when the template cannot be parsed or rendered.
+   */
+  applyChatTemplate(template: string | null, messages: { role: string; content: string }[], options: NativeChatOptions): NativeChatPrompt | null;
+  /** common_chat_parse with the parser applyChatTemplate returned; throws ERR_CHAT_TEMPLATE when the text does not fit it. */
+  parseChatOutput(text: string, prompt: Pick<NativeChatPrompt, 'format' | 'generationPrompt' | 'parser'>, partial: boolean): { content: string; reasoning: string };
   /** llama_model_free (contexts first) */
   dispose(): void;
   readonly disposed: boolean;
