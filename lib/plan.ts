@@ -6,12 +6,15 @@
  * for every load, so a context beyond the machine's memory is a typed error rather than the
  * kernel's OOM killer.
  */
+import { stat } from 'node:fs/promises';
 import { CudaLlamaError, ErrorCode } from './errors.js';
 import { formatBytes } from './format.js';
 import type { GpuDecision } from './gpu/decision.js';
 import { hostMemory, type HostMemory } from './host-memory.js';
 import { layerDevices, memoryByDevice, type DeviceUsage } from './layer-report.js';
-import type { NativeAddon, NativeContextParams, NativeDevice, NativeMemoryEntry, NativeModelParams } from './binding/native.js';
+import type {
+  NativeAddon, NativeContextParams, NativeDevice, NativeLayerPlacement, NativeMemoryEntry, NativeModelParams,
+} from './binding/native.js';
 
 export interface PlannedDevice extends DeviceUsage {
   totalBytes: number;
@@ -180,35 +183,70 @@ export interface DryRunHost {
   host?: HostMemory;
 }
 
-/** Runs the dry run. The model and context it makes hold no tensor memory and are freed at once. */
-export async function dryRun(addon: NativeAddon, path: string, decision: GpuDecision, modelParams: NativeModelParams,
-  contextParams: NativeContextParams, options: DryRunHost = {}): Promise<LoadPlan> {
+/** What a dry run measures: bytes and placement, which depend on the file and the parameters only. */
+interface Measured {
+  memory: NativeMemoryEntry[];
+  placement: NativeLayerPlacement;
+  contextSize: number;
+  cells: number;
+}
+
+/**
+ * Measurements of recent configurations. A dry run costs one more parse of the vocabulary (as
+ * much as the rest of a small model's load), and programs load one configuration again and
+ * again; free memory is read anew for every plan, only the bytes are kept.
+ */
+const measured = new Map<string, Measured>();
+const MEASURED_KEPT = 16;
+
+async function measure(addon: NativeAddon, path: string, modelParams: NativeModelParams, contextParams: NativeContextParams): Promise<Measured> {
+  const file = await stat(path);
+  const key = JSON.stringify([path, file.ino, file.size, file.mtimeMs, modelParams, contextParams]);
+  const known = measured.get(key);
+  if (known) return known;
   // llama.cpp's no-alloc pass maps nothing (it asserts on a mapped one), so it reads as load mode none.
   const model = await addon.Model.load(path, { ...modelParams, noAlloc: true, loadMode: 0 });
   try {
     const context = await addon.Context.create(model, contextParams);
     try {
-      const placement = addon.layerPlacement(model);
-      const memory = addon.memoryBreakdown(context);
       const info = context.info();
-      const devices = addon.listDevices();
-      const host = planHost({ memory, cells: info.totalContextSize, mmap: loadMaps(modelParams, devices), host: options.host ?? hostMemory() });
-      const planned = planDevices(memoryByDevice(memory), devices, host);
-      return Object.freeze({
-        policy: { requested: decision.requested, target: decision.target, gpuLayers: decision.gpuLayers },
+      const result: Measured = Object.freeze({
+        memory: addon.memoryBreakdown(context),
+        placement: addon.layerPlacement(model),
         contextSize: info.contextSize,
-        layers: layerDevices(placement),
-        output: placement.output ?? 'CPU',
-        devices: planned,
-        host,
-        fits: host.fits && planned.every((d) => d.fits),
+        cells: info.totalContextSize,
       });
+      if (measured.size >= MEASURED_KEPT) measured.delete(measured.keys().next().value!);
+      measured.set(key, result);
+      return result;
     } finally {
       context.dispose();
     }
   } finally {
     model.dispose();
   }
+}
+
+/**
+ * Runs the dry run (or reuses its bytes for a configuration measured before) and judges them
+ * against the free memory of now. The model and context it makes hold no tensor memory and are
+ * freed at once.
+ */
+export async function dryRun(addon: NativeAddon, path: string, decision: GpuDecision, modelParams: NativeModelParams,
+  contextParams: NativeContextParams, options: DryRunHost = {}): Promise<LoadPlan> {
+  const { memory, placement, contextSize, cells } = await measure(addon, path, modelParams, contextParams);
+  const devices = addon.listDevices();
+  const host = planHost({ memory, cells, mmap: loadMaps(modelParams, devices), host: options.host ?? hostMemory() });
+  const planned = planDevices(memoryByDevice(memory), devices, host);
+  return Object.freeze({
+    policy: { requested: decision.requested, target: decision.target, gpuLayers: decision.gpuLayers },
+    contextSize,
+    layers: layerDevices(placement),
+    output: placement.output ?? 'CPU',
+    devices: planned,
+    host,
+    fits: host.fits && planned.every((d) => d.fits),
+  });
 }
 
 /** ggml's CPU device reports all of RAM as free; its row is judged by the host plan instead. */
