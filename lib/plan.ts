@@ -127,8 +127,8 @@ export function planHost({ memory, cells, mmap, host }: HostPlanInputs): Planned
 }
 
 /**
- * Whether llama.cpp's AUTO load mode maps the file: it does unless a device of the load cannot
- * (an integrated GPU), and only the CPU and discrete GPUs are otherwise used here.
+ * Whether the real load maps the file. llama.cpp's AUTO mode (no loadMode sent) maps it unless a
+ * device of the load lacks the mmap_support capability, which only integrated GPUs lack.
  */
 export function loadMaps(modelParams: NativeModelParams, devices: NativeDevice[]): boolean {
   if (modelParams.loadMode !== undefined && modelParams.loadMode !== -1) return modelParams.loadMode === 1 || modelParams.loadMode === 3;
