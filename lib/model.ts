@@ -143,7 +143,9 @@ export class LlamaModel implements AsyncDisposable {
     let settled = false;
     const cancel = new this.#binary.addon.CancelFlag();
     const userOnText = options?.onText;
-    const result = this.#generate(prompt, {
+    // Options that are not an object, or an onText that is not a function, reach validation as given.
+    const wrap = options === undefined || (typeof options === 'object' && options !== null && !Array.isArray(options) && (userOnText === undefined || typeof userOnText === 'function'));
+    const result = this.#generate(prompt, !wrap ? options : {
       ...options,
       onText: (text) => {
         pieces.push(text);
