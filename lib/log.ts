@@ -1,6 +1,11 @@
 /**
  * Where llama.cpp's log lines go. Off by default; `NODE_DEBUG=cuda-llama` shows them through
  * util.debuglog, and setLogger() hands them to the user's function. Never parsed for state.
+ *
+ * Per thread: the main thread and each worker_threads Worker has its own addon environment and its
+ * own logger. A line goes to the environment whose load, context creation or generation logged it;
+ * a line from a thread no environment owns (ggml's threadpool, llama.cpp's process-wide init) goes
+ * to every environment that has a logger. A worker's exit releases only its own logger.
  */
 import { debuglog } from 'node:util';
 import { GgmlLogLevel, type NativeAddon } from './binding/native.js';

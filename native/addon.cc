@@ -63,8 +63,11 @@ Addon::Addon(Napi::Env env, Napi::Object exports) {
   env.AddCleanupHook(&Addon::Cleanup, this);
 }
 
+// A worker's teardown must leave the other environments alone: only this env's logger is released
+// (the llama_log_set callback stays), and Model::Free -> Context::Free cancels and joins each
+// context's thread before llama_free, so no generation of this env outlives its context.
 void Addon::Cleanup(Addon* self) {
-  ReleaseLogger();
+  self->log_sink->Close();
   ModelRegistry models = *self->live_models;  // Free() does not unregister; the destructor does
   for (Model* model : models) model->Free();
 }

@@ -162,7 +162,7 @@ Context::Context(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Context>(inf
   owner_ref_ = Napi::Persistent(info[1].As<Napi::Object>());
   owner_->AddContext(this);
   llama_set_abort_callback(parts_.ctx, &Context::AbortCallback, this);
-  thread_ = std::make_unique<ContextThread>();
+  thread_ = std::make_unique<ContextThread>(env.GetInstanceData<Addon>()->log_sink);
   TagObject(info.This().As<Napi::Object>(), kContextTag);
 }
 

@@ -2,7 +2,8 @@
 
 namespace cuda_llama {
 
-ContextThread::ContextThread() : thread_([this] { Run(); }) {}
+ContextThread::ContextThread(std::shared_ptr<LogSink> log_sink)
+    : log_sink_(std::move(log_sink)), thread_([this] { Run(); }) {}
 
 ContextThread::~ContextThread() {
   {
@@ -26,6 +27,7 @@ bool ContextThread::Post(std::function<void()> job, std::function<void()> done) 
 }
 
 void ContextThread::Run() {
+  LogRoute route(log_sink_.get());
   for (;;) {
     std::function<void()> job, done;
     {

@@ -5,14 +5,18 @@
 
 #include <condition_variable>
 #include <functional>
+#include <memory>
 #include <mutex>
 #include <thread>
+
+#include "log.h"
 
 namespace cuda_llama {
 
 class ContextThread {
  public:
-  ContextThread();
+  // `log_sink`: the owning env's, where llama.cpp's lines logged on this thread go.
+  explicit ContextThread(std::shared_ptr<LogSink> log_sink);
   // Waits for the running job (callers cancel it first), then joins.
   ~ContextThread();
 
@@ -31,9 +35,10 @@ class ContextThread {
   std::condition_variable wake_;
   std::function<void()> job_;   // guarded by mutex_
   std::function<void()> done_;  // guarded by mutex_
-  bool busy_ = false;          // guarded by mutex_: a job is queued or running
-  bool quit_ = false;          // guarded by mutex_
-  std::thread thread_;         // last: starts after the fields above exist
+  bool busy_ = false;           // guarded by mutex_: a job is queued or running
+  bool quit_ = false;           // guarded by mutex_
+  std::shared_ptr<LogSink> log_sink_;
+  std::thread thread_;  // last: starts after the fields above exist
 };
 
 }  // namespace cuda_llama

@@ -294,7 +294,12 @@ void SettleGeneration(Napi::Env env, GenerationJob* job) {
     result.Set("stopReasons", stop_reasons);
     job->deferred.Resolve(result);
   } catch (const Napi::Error& error) {
-    job->deferred.Reject(error.Value());
+    // Building the result failed: reject with why, unless the env can no longer run JS at all (a
+    // terminated worker), where nobody waits, and a throw out of a finalizer aborts the process.
+    try {
+      job->deferred.Reject(error.Value());
+    } catch (const Napi::Error&) {
+    }
   }
 }
 

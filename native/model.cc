@@ -36,8 +36,15 @@ class LoadWorker : public Napi::AsyncProgressWorker<float> {
         device_names_(std::move(device_names)),
         devices_given_(devices_given),
         tensor_split_(std::move(tensor_split)),
-        cancel_(std::move(cancel)) {
+        cancel_(std::move(cancel)),
+        log_sink_(env.GetInstanceData<Addon>()->log_sink) {
     if (!on_progress.IsEmpty()) on_progress_ = Napi::Persistent(on_progress);
+  }
+
+  // Pool thread: the load's lines go to the env that asked for it (see native/log.h).
+  void OnExecute(Napi::Env env) override {
+    LogRoute route(log_sink_.get());
+    Napi::AsyncProgressWorker<float>::OnExecute(env);
   }
 
   ~LoadWorker() override {
@@ -114,6 +121,7 @@ class LoadWorker : public Napi::AsyncProgressWorker<float> {
   std::vector<float> tensor_split_;
   Napi::FunctionReference on_progress_;
   std::shared_ptr<std::atomic<bool>> cancel_;
+  std::shared_ptr<LogSink> log_sink_;
   const ExecutionProgress* progress_ = nullptr;
   llama_model* model_ = nullptr;
   bool cancelled_ = false;

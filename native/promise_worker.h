@@ -5,10 +5,13 @@
 
 #include <napi.h>
 
+#include <memory>
 #include <optional>
 #include <string>
 
+#include "addon.h"
 #include "common.h"
+#include "log.h"
 
 namespace cuda_llama {
 
@@ -17,9 +20,18 @@ class PromiseWorker : public Napi::AsyncWorker {
   // `failure_code` (one of code::): what a failure not reported through Fail() is, such as a C++
   // exception out of Execute(), which AsyncWorker records with SetError().
   PromiseWorker(Napi::Env env, const char* name, const char* failure_code)
-      : Napi::AsyncWorker(env, name), deferred_(Napi::Promise::Deferred::New(env)), code_(failure_code) {}
+      : Napi::AsyncWorker(env, name),
+        deferred_(Napi::Promise::Deferred::New(env)),
+        code_(failure_code),
+        log_sink_(env.GetInstanceData<Addon>()->log_sink) {}
 
   Napi::Promise Promise() { return deferred_.Promise(); }
+
+  // Pool thread: llama.cpp's lines during Execute() go to the env that queued this worker.
+  void OnExecute(Napi::Env env) override {
+    LogRoute route(log_sink_.get());
+    Napi::AsyncWorker::OnExecute(env);
+  }
 
  protected:
   // Worker thread: record a failure with our code and, when there is one, llama.cpp's status.
@@ -49,6 +61,7 @@ class PromiseWorker : public Napi::AsyncWorker {
   Napi::Promise::Deferred deferred_;
   const char* code_;
   std::optional<int> status_;
+  std::shared_ptr<LogSink> log_sink_;
 };
 
 }  // namespace cuda_llama
