@@ -2,6 +2,7 @@
 
 #include <dlfcn.h>
 
+#include <mutex>
 #include <string>
 
 #include "ggml-backend.h"
@@ -23,6 +24,10 @@ Napi::Value LoadBackendsFromDir(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (info.Length() < 1 || !info[0].IsString()) throw Napi::TypeError::New(env, "dir must be a string");
   std::string dir = info[0].As<Napi::String>();
+  // ggml's backend registry has no lock, and every environment (each worker_threads Worker loads
+  // the addon anew) registers the backends next to the binary on its own JS thread.
+  static std::mutex registry_mutex;
+  std::lock_guard<std::mutex> lock(registry_mutex);
   ggml_backend_load_all_from_path(dir.c_str());
   return env.Undefined();
 }
