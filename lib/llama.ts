@@ -273,7 +273,10 @@ export class Llama {
     return sampleGpus(binary().addon);
   }
 
-  /** Sends llama.cpp's log lines to `logger` (null: back to NODE_DEBUG=cuda-llama only). */
+  /**
+   * Sends llama.cpp's log lines to `logger` (null: back to NODE_DEBUG=cuda-llama only). Per thread:
+   * a worker_threads Worker's logger gets the lines of its own loads and generations.
+   */
   static setLogger(logger: Logger | null, minLevel: LogLevel = 'info'): void {
     if (logger !== null && typeof logger !== 'function') throw typeError('logger', 'a function or null', logger);
     installLogger(binary().addon, logger, optionalEnum('minLevel', minLevel, ['debug', 'info', 'warn', 'error'] as const));
