@@ -1,19 +1,26 @@
 /**
- * Generation from prompt tokens to text, for one sequence or several decoded together: drives the
- * native context (which decodes on its own thread and streams token ids and bytes), turns bytes
- * into text without splitting characters, stops at stop sequences without ever emitting part of
- * one, and maps cancellation.
+ * Generation from prompt tokens to text, for one prompt or several: submits each prompt as one
+ * request to the native context's engine (which batches every request of the model on the
+ * context's own thread and streams token ids and bytes), turns bytes into text without splitting
+ * characters, stops at stop sequences without ever emitting part of one, and maps cancellation.
  */
 import { performance } from 'node:perf_hooks';
 import { StringDecoder } from 'node:string_decoder';
 import { fromNativeError } from './errors.js';
 import { safeCallback } from './safe-callback.js';
-import type { NativeAddon, NativeCancelFlag, NativeContext, NativeGenerateResult, NativeModel, NativeSamplerParams, NativeStopReason } from './binding/native.js';
+import type { NativeAddon, NativeCacheMiss, NativeCancelFlag, NativeContext, NativeModel, NativeRequestResult, NativeSamplerParams, NativeStopReason } from './binding/native.js';
 
 export type StopReason = 'eos' | 'maxTokens' | 'stop' | 'abort' | 'contextFull';
 
+/**
+ * Why a matching cached prefix was evaluated again: 'recurrentMemory' (a recurrent or hybrid model
+ * cannot drop part of a sequence's state), 'slidingWindow' (a sliding-window cache has evicted what
+ * a shorter prefix attends to), 'trimFailed' (llama_memory_seq_rm refused the partial removal).
+ */
+export type CacheMiss = NativeCacheMiss;
+
 export interface GenerationTimings {
-  /** Prompt processing time (ms). */
+  /** Prompt processing time (ms): from getting a sequence to the last prompt token decoded, in batches shared with other requests. */
   promptMs: number;
   /** From the call to the first generated token reaching JavaScript (ms): time to first token. */
   timeToFirstTokenMs: number;
@@ -21,7 +28,7 @@ export interface GenerationTimings {
   generationMs: number;
   /** Whole call (ms). */
   totalMs: number;
-  /** Prompt tokens per second. */
+  /** Prompt tokens evaluated (promptTokens − cachedTokens) per second of promptMs. */
   promptTokensPerSecond: number;
   /** Generated tokens per second after the first token, at the decoding thread's pace. */
   tokensPerSecond: number;
@@ -32,6 +39,13 @@ export interface GenerateResult {
   /** Generated token ids (including those of a stop sequence, which `text` leaves out). */
   tokens: number[];
   promptTokens: number;
+  /**
+   * Prompt tokens found in the KV cache of the sequence this request ran in (a prefix an earlier
+   * request left there) and not evaluated again; at most promptTokens − 1. 0 with `cachePrompt: false`.
+   */
+  cachedTokens: number;
+  /** Why a cached prefix could not be reused, when one matched: cachedTokens is then 0. */
+  cacheMiss?: CacheMiss;
   stopReason: StopReason;
   /** The stop sequence that ended generation, when stopReason is 'stop'. */
   stopSequence?: string;
@@ -45,10 +59,11 @@ export interface BatchResult {
 }
 
 export interface BatchTimings {
-  /** Until every prompt was processed (they share batches) (ms). */
+  /** From the first prompt getting a sequence until every prompt was processed (they share batches) (ms). */
   promptMs: number;
   /** Prompt tokens of all sequences. */
   promptTokens: number;
+  /** Prompt tokens of all sequences that were evaluated (not cached), per second of promptMs. */
   promptTokensPerSecond: number;
   /** Generated tokens of all sequences. */
   generatedTokens: number;
@@ -73,8 +88,10 @@ export interface GenerationRequest {
   stopSequences: string[];
   signal?: AbortSignal;
   stopOnAbort?: boolean;
-  /** The flag that stops every sequence; the caller keeps it to stop them too (dispose, stream break). */
-  cancel: NativeCancelFlag;
+  /** One flag per prompt, each ending its request; the caller keeps them to stop them (dispose, stream break). */
+  cancels: NativeCancelFlag[];
+  /** Reuse a cached prefix of each prompt (false: evaluate every prompt token). */
+  cachePrompt: boolean;
   /** Receives each piece of text as soon as it is safe to show (never part of a stop sequence). */
   onText?: (text: string, sequence: number) => void;
 }
@@ -186,51 +203,67 @@ class SequenceProgress {
 
 const perSecond = (count: number, ms: number) => (ms > 0 ? (count * 1000) / ms : 0);
 
-/** Runs one prompt per sequence on the context, decoded together; a single generate() is one sequence. */
+/**
+ * Runs each prompt as one request on the context's engine, all at once (the engine admits up to
+ * `sequences` of them and queues the rest); a single generate() is one prompt.
+ */
 export async function runGenerations(request: GenerationRequest): Promise<BatchResult> {
-  const { addon, model, context, signal, cancel } = request;
+  const { addon, model, context, signal, cancels } = request;
   const callSite = new Error();
   const started = performance.now();
+  const cancelAll = () => {
+    for (const flag of cancels) flag.cancel();
+  };
   // A throwing onText ends the whole call; its error is the call's, once the native side is done.
-  const onText = request.onText && safeCallback(request.onText, () => cancel.cancel());
-  const sequences = request.prompts.map((_, index) => new SequenceProgress(request.stopSequences, (text) => onText?.call(text, index), new addon.CancelFlag()));
-  const onAbort = () => cancel.cancel();
-  signal?.addEventListener('abort', onAbort, { once: true });
-  if (signal?.aborted) cancel.cancel();
+  const onText = request.onText && safeCallback(request.onText, cancelAll);
+  const sequences = request.prompts.map((_, index) => new SequenceProgress(request.stopSequences, (text) => onText?.call(text, index), cancels[index]!));
+  signal?.addEventListener('abort', cancelAll, { once: true });
+  if (signal?.aborted) cancelAll();
 
+  const everyToken = request.onText !== undefined || request.stopSequences.length > 0;
   const samplers = request.prompts.map((_, i) => new addon.Sampler(model, { ...request.sampler, seed: (request.sampler.seed + i) % 2 ** 32 }));
-  let native: NativeGenerateResult;
+  let settled: PromiseSettledResult<NativeRequestResult>[];
   try {
-    native = await context.generate(request.prompts, samplers, Int32Array.from(request.maxTokens), cancel,
-      sequences.map((s) => s.cancel), (sequence, token, piece, atMs) => sequences[sequence]!.push(token, piece, atMs),
-      request.onText !== undefined || request.stopSequences.length > 0);
-  } catch (error) {
-    throw fromNativeError(error, callSite);
+    settled = await Promise.allSettled(request.prompts.map((prompt, i) => {
+      const sequence = sequences[i]!;
+      return context.submit(prompt, samplers[i]!, request.maxTokens[i]!, cancels[i]!, everyToken, request.cachePrompt,
+        (token, piece, atMs) => sequence.push(token, piece, atMs))
+        .catch((error: unknown) => {
+          cancelAll(); // one request failed: the call fails, so the others stop too
+          throw error;
+        });
+    }));
   } finally {
     for (const sampler of samplers) sampler.dispose();
-    signal?.removeEventListener('abort', onAbort);
+    signal?.removeEventListener('abort', cancelAll);
   }
+  const failure = settled.find((s): s is PromiseRejectedResult => s.status === 'rejected');
+  if (failure) throw fromNativeError(failure.reason, callSite);
+  const native = settled.map((s) => (s as PromiseFulfilledResult<NativeRequestResult>).value);
   onText?.rethrow();
 
   const totalMs = performance.now() - started;
-  const promptTokens = request.prompts.reduce((sum, p) => sum + p.length, 0);
-  const promptTokensPerSecond = perSecond(promptTokens, native.promptMs);
   const results = sequences.map((sequence, i): GenerateResult => {
     const { assembler, tokens } = sequence;
+    const n = native[i]!;
     const text = assembler.finish();
-    const stopReason = assembler.stopSequence !== undefined ? 'stop' : nativeStopReasons[native.stopReasons[i]!];
+    const stopReason = assembler.stopSequence !== undefined ? 'stop' : nativeStopReasons[n.stopReason];
+    const promptTokens = request.prompts[i]!.length;
+    const promptMs = n.promptDoneAtMs >= 0 ? n.promptDoneAtMs - n.admittedAtMs : 0;
     return {
       text,
       tokens,
-      promptTokens: request.prompts[i]!.length,
+      promptTokens,
+      cachedTokens: n.cachedTokens,
+      ...(n.cacheMiss !== null ? { cacheMiss: n.cacheMiss } : {}),
       stopReason,
       ...(assembler.stopSequence !== undefined ? { stopSequence: assembler.stopSequence } : {}),
       timings: {
-        promptMs: native.promptMs,
+        promptMs,
         timeToFirstTokenMs: tokens.length > 0 ? sequence.firstTokenSeenAt - started : 0,
         generationMs: sequence.generationMs,
         totalMs,
-        promptTokensPerSecond,
+        promptTokensPerSecond: perSecond(promptTokens - n.cachedTokens, promptMs),
         tokensPerSecond: perSecond(tokens.length - 1, sequence.generationMs),
       },
     };
@@ -240,12 +273,18 @@ export async function runGenerations(request: GenerationRequest): Promise<BatchR
   const generatedTokens = sequences.reduce((sum, s) => sum + s.tokens.length, 0);
   const generationMs = producing.length === 0 ? 0
     : Math.max(...producing.map((s) => s.lastTokenAt)) - Math.min(...producing.map((s) => s.firstTokenAt));
+  const admitted = native.filter((n) => n.admittedAtMs >= 0);
+  const prompted = native.filter((n) => n.promptDoneAtMs >= 0);
+  const promptMs = prompted.length === 0 ? 0
+    : Math.max(...prompted.map((n) => n.promptDoneAtMs)) - Math.min(...admitted.map((n) => n.admittedAtMs));
+  const promptTokens = request.prompts.reduce((sum, p) => sum + p.length, 0);
+  const evaluated = promptTokens - results.reduce((sum, r) => sum + r.cachedTokens, 0);
   return {
     results,
     timings: {
-      promptMs: native.promptMs,
+      promptMs,
       promptTokens,
-      promptTokensPerSecond,
+      promptTokensPerSecond: perSecond(evaluated, promptMs),
       generatedTokens,
       generationMs,
       tokensPerSecond: perSecond(generatedTokens - producing.length, generationMs),

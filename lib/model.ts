@@ -1,6 +1,7 @@
 /**
- * LlamaModel: a loaded model with its context. Owns the native model and context, serializes
- * operations on the context (one at a time, the rest wait their turn), and disposes in cascade.
+ * LlamaModel: a loaded model with its context. Owns the native model and context, submits every
+ * generation to the context's engine (which runs up to `sequences` at once and queues the rest),
+ * holds requests back while an operation needs the context to itself, and disposes in cascade.
  */
 import { chatResult, renderChat, splitChatOptions, validateMessages, validateTemplateOnlyOptions, withTemplateStops, type ChatMessage, type ChatOptions, type ChatResult, type ChatStream, type ChatTemplateOptions } from './chat.js';
 import { DisposedError, ErrorCode, ContextError, fromNativeError } from './errors.js';
@@ -55,8 +56,10 @@ export class LlamaModel implements AsyncDisposable {
   readonly #context: NativeContext;
   readonly #decision: GpuDecision;
   readonly #offloadKvCache: boolean;
-  #tail: Promise<unknown> = Promise.resolve();
-  #running: { cancel(): void } | undefined;
+  /** What a new request waits for: resolved, or an exclusive operation (layerReport) in progress. */
+  #gate: Promise<unknown> = Promise.resolve();
+  /** Every request submitted and not settled: how to stop it, and its settlement. */
+  readonly #running = new Set<{ cancel(): void; done: Promise<unknown> }>();
   #disposing: Promise<void> | undefined;
 
   /** @internal Use Llama.load(). */
@@ -109,17 +112,23 @@ export class LlamaModel implements AsyncDisposable {
     }
   }
 
-  /** Generates text for a prompt (a string, or token ids). Calls on one model run one at a time, in order. */
+  /**
+   * Generates text for a prompt (a string, or token ids). Concurrent calls on one model run
+   * together, up to the load's `sequences` at once, decoded in shared batches; the rest wait in
+   * order of arrival (an aborted signal takes a waiting call out of the queue). A prompt that
+   * starts with what an idle sequence holds (a system prompt, the conversation so far) reuses it:
+   * `cachedTokens` says how many tokens were not evaluated again.
+   */
   generate(prompt: string | ArrayLike<number>, options: GenerateOptions = {}): Promise<GenerateResult> {
     return this.#generate(prompt, options, new this.#binary.addon.CancelFlag());
   }
 
   /**
-   * Generates for several prompts at once, one sequence each, decoded together in shared batches:
-   * more tokens per second in total than one prompt after another (docs/benchmarks.md). Needs a
-   * model loaded with `sequences` of at least `prompts.length`; each prompt has its own
-   * `contextSize` window. Options apply to every prompt; with sampling, prompt i uses seed + i.
-   * `onText(text, index)` streams each prompt's text. Queued with generate() calls, like them.
+   * Generates for several prompts at once, one request each on the same engine as generate(),
+   * decoded together in shared batches: more tokens per second in total than one prompt after
+   * another (docs/benchmarks.md). Needs a model loaded with `sequences` of at least
+   * `prompts.length`; each prompt has its own `contextSize` window. Options apply to every prompt;
+   * with sampling, prompt i uses seed + i. `onText(text, index)` streams each prompt's text.
    */
   generateBatch(prompts: (string | ArrayLike<number>)[], options: BatchGenerateOptions = {}): Promise<BatchResult> {
     try {
@@ -130,7 +139,7 @@ export class LlamaModel implements AsyncDisposable {
         throw rangeError('prompts.length', `at most ${sequences} (the model was loaded with sequences: ${sequences})`, prompts.length,
           `load with { sequences: ${prompts.length} } to generate for ${prompts.length} prompts at once`);
       }
-      return this.#run(prompts.map((p, i) => [`prompts[${i}]`, p]), options, new this.#binary.addon.CancelFlag());
+      return this.#run(prompts.map((p, i) => [`prompts[${i}]`, p]), options, prompts.map(() => new this.#binary.addon.CancelFlag()));
     } catch (error) {
       return Promise.reject(fromNativeError(error));
     }
@@ -211,8 +220,8 @@ export class LlamaModel implements AsyncDisposable {
 
   /**
    * One throwaway decode (the model's BOS token, one greedy token), so that the next request does
-   * not pay first-use costs. load() calls it unless `warmup: false`; the KV cache is reset by
-   * every generation, so nothing of it stays behind.
+   * not pay first-use costs. load() calls it unless `warmup: false`; what it leaves in the KV cache
+   * is at most a one-token prefix that a later prompt may reuse.
    */
   async warmUp(): Promise<void> {
     const bos = this.tokenize('', { addSpecial: true });
@@ -220,9 +229,9 @@ export class LlamaModel implements AsyncDisposable {
     await this.generate(bos.length > 0 ? bos : [0], { maxTokens: 1, temperature: 0 });
   }
 
-  /** Where every layer, tensor, cache and op of this model lives. Waits for running generations. */
+  /** Where every layer, tensor, cache and op of this model lives. Waits for running generations; later ones wait for it. */
   layerReport(): Promise<LayerReport> {
-    return this.#enqueue(async () => {
+    return this.#exclusive(async () => {
       const { addon } = this.#binary;
       return buildLayerReport({
         decision: this.#decision,
@@ -237,13 +246,15 @@ export class LlamaModel implements AsyncDisposable {
   }
 
   /**
-   * Frees the context and the model. A running generation is stopped and rejects with
+   * Frees the context and the model. Running generations are stopped and reject with
    * ERR_DISPOSED, as do queued ones. Safe to call more than once.
    */
   dispose(): Promise<void> {
     this.#disposing ??= (async () => {
-      this.#running?.cancel();
-      await this.#tail.catch(() => undefined);
+      const running = [...this.#running];
+      for (const request of running) request.cancel();
+      await Promise.allSettled(running.map((request) => request.done));
+      await this.#gate.catch(() => undefined);
       this.#context.dispose();
       this.#native.dispose();
     })();
@@ -258,13 +269,28 @@ export class LlamaModel implements AsyncDisposable {
     if (this.#disposing !== undefined) throw new DisposedError('model');
   }
 
-  #enqueue<T>(operation: () => Promise<T>): Promise<T> {
+  /** Runs a request once no exclusive operation is in the way; requests run concurrently with each other. */
+  #submit<T>(operation: () => Promise<T>, cancel: () => void): Promise<T> {
     if (this.#disposing !== undefined) return Promise.reject(new DisposedError('model'));
-    const run = this.#tail.then(() => {
+    const done = this.#gate.then(() => {
       this.#assertAlive();
       return operation();
     });
-    this.#tail = run.catch(() => undefined);
+    const entry = { cancel, done: done.catch(() => undefined) };
+    this.#running.add(entry);
+    void entry.done.then(() => this.#running.delete(entry));
+    return done;
+  }
+
+  /** Runs an operation that needs the context to itself: after every request so far, before any later one. */
+  #exclusive<T>(operation: () => Promise<T>): Promise<T> {
+    if (this.#disposing !== undefined) return Promise.reject(new DisposedError('model'));
+    const before = [...this.#running].map((request) => request.done);
+    const run = this.#gate.then(() => Promise.all(before)).then(() => {
+      this.#assertAlive();
+      return operation();
+    });
+    this.#gate = run.catch(() => undefined);
     return run;
   }
 
@@ -296,11 +322,11 @@ export class LlamaModel implements AsyncDisposable {
     // The user's onText takes the text only (console.log would print the sequence index too).
     const onText: unknown = options !== null && typeof options === 'object' ? options.onText : undefined;
     const forwarded = typeof onText === 'function' ? { ...options, onText: (text: string) => onText(text) } : options;
-    return this.#run([['prompt', prompt]], forwarded, cancel).then((batch) => batch.results[0]!);
+    return this.#run([['prompt', prompt]], forwarded, [cancel]).then((batch) => batch.results[0]!);
   }
 
-  /** Validates, tokenizes and queues one generation job of one or more named prompts. */
-  #run(prompts: [name: string, prompt: string | ArrayLike<number>][], rawOptions: BatchGenerateOptions, cancel: NativeCancelFlag): Promise<BatchResult> {
+  /** Validates, tokenizes and submits one or more named prompts, one request each, with one cancel flag each. */
+  #run(prompts: [name: string, prompt: string | ArrayLike<number>][], rawOptions: BatchGenerateOptions, cancels: NativeCancelFlag[]): Promise<BatchResult> {
     try {
       this.#assertAlive();
       const options = validateGenerateOptions(rawOptions);
@@ -317,28 +343,27 @@ export class LlamaModel implements AsyncDisposable {
         }
         return tokens;
       });
-      return this.#enqueue(async () => {
-        this.#running = cancel;
-        try {
-          const result = await runGenerations({
-            addon: this.#binary.addon,
-            model: this.#native,
-            context: this.#context,
-            prompts: tokenized,
-            maxTokens: tokenized.map((tokens) => resolveMaxTokens(options.maxTokens, contextSize, tokens.length)),
-            sampler: samplerParams(options),
-            stopSequences: options.stopSequences,
-            signal: options.signal,
-            stopOnAbort: options.stopOnAbort,
-            onText: options.onText,
-            cancel,
-          });
-          if (this.#disposing !== undefined && result.results.some((r) => r.stopReason === 'abort')) throw new DisposedError('model');
-          return result;
-        } finally {
-          this.#running = undefined;
-        }
-      });
+      const cancelAll = () => {
+        for (const flag of cancels) flag.cancel();
+      };
+      return this.#submit(async () => {
+        const result = await runGenerations({
+          addon: this.#binary.addon,
+          model: this.#native,
+          context: this.#context,
+          prompts: tokenized,
+          maxTokens: tokenized.map((tokens) => resolveMaxTokens(options.maxTokens, contextSize, tokens.length)),
+          sampler: samplerParams(options),
+          stopSequences: options.stopSequences,
+          signal: options.signal,
+          stopOnAbort: options.stopOnAbort,
+          onText: options.onText,
+          cancels,
+          cachePrompt: options.cachePrompt ?? true,
+        });
+        if (this.#disposing !== undefined && result.results.some((r) => r.stopReason === 'abort')) throw new DisposedError('model');
+        return result;
+      }, cancelAll);
     } catch (error) {
       return Promise.reject(fromNativeError(error));
     }

@@ -51,8 +51,10 @@ export interface LoadOptions {
    */
   contextSize?: number;
   /**
-   * Prompts that model.generateBatch() can run at once, each in its own sequence with its own
-   * `contextSize` window: the KV cache holds contextSize × sequences tokens. Default 1.
+   * Requests that run at once (generate, stream, chat and generateBatch's prompts alike), each in
+   * its own sequence with its own `contextSize` window; more wait in a queue, first come first
+   * served. The KV cache holds contextSize × sequences tokens whether or not they are busy (each
+   * sequence's window is its own, so no request can run out of room because of another). Default 1.
    */
   sequences?: number;
   /** Logical batch: most prompt tokens handed to one llama_decode. Default: llama.cpp's (2048). */
@@ -114,6 +116,13 @@ export interface GenerateOptions {
   stopOnAbort?: boolean;
   /** Called with each piece of text as it is produced (the same pieces `stream` yields). */
   onText?: (text: string) => void;
+  /**
+   * Reuse the longest prefix of the prompt that an idle sequence still holds in its KV cache (an
+   * earlier request's prompt and output), evaluating only the rest; the result's `cachedTokens`
+   * says how many were reused. Greedy output is the same either way. false: evaluate every prompt
+   * token (to measure prompt processing). Default true.
+   */
+  cachePrompt?: boolean;
 }
 
 const loadKeys = [
@@ -122,7 +131,7 @@ const loadKeys = [
 ] as const;
 const generateKeys = [
   'maxTokens', 'temperature', 'topK', 'topP', 'minP', 'repeatPenalty', 'repeatLastN', 'seed', 'stop', 'signal',
-  'stopOnAbort', 'onText',
+  'stopOnAbort', 'onText', 'cachePrompt',
 ] as const;
 
 export const DEFAULT_CONTEXT_SIZE = 4096;
@@ -267,6 +276,7 @@ export function validateGenerateOptions(input: unknown): ValidGenerateOptions {
   optionalSignal('options.signal', options.signal);
   optionalBoolean('options.stopOnAbort', options.stopOnAbort);
   optionalFunction('options.onText', options.onText);
+  optionalBoolean('options.cachePrompt', options.cachePrompt);
   let stopSequences: string[] = [];
   if (options.stop !== undefined) {
     stopSequences = typeof options.stop === 'string' ? [options.stop] : (options.stop as string[]);

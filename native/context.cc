@@ -7,6 +7,7 @@
 #include "addon.h"
 #include "cancel_flag.h"
 #include "common.h"
+#include "engine.h"
 #include "generation.h"
 #include "ggml-backend.h"
 #include "ggml-cpu.h"
@@ -146,7 +147,7 @@ Napi::Function Context::Define(Napi::Env env) {
   return DefineClass(env, "Context",
                      {StaticMethod<&Context::Create>("create"),
                       InstanceMethod<&Context::Info>("info"),
-                      InstanceMethod<&Context::Generate>("generate"),
+                      InstanceMethod<&Context::Submit>("submit"),
                       InstanceMethod<&Context::Dispose>("dispose"),
                       InstanceAccessor<&Context::IsDisposed>("disposed")});
 }
@@ -161,27 +162,28 @@ Context::Context(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Context>(inf
   owner_ = Model::Unwrap(info[1].As<Napi::Object>());
   owner_ref_ = Napi::Persistent(info[1].As<Napi::Object>());
   owner_->AddContext(this);
-  llama_set_abort_callback(parts_.ctx, &Context::AbortCallback, this);
+  engine_ = Engine::Create(env, parts_.ctx, parts_.host_backend);
+  llama_set_abort_callback(parts_.ctx, &Engine::AbortCallback, engine_);
   thread_ = std::make_unique<ContextThread>(env.GetInstanceData<Addon>()->log_sink);
+  Engine* engine = engine_;
+  thread_->Post([engine] { engine->Run(); }, nullptr);
   TagObject(info.This().As<Napi::Object>(), kContextTag);
 }
 
 Context::~Context() { Free(); }
 
 void Context::Free() {
-  if (running_cancel_) running_cancel_->store(true);
-  thread_.reset();  // waits for a cancelled job to return
-  running_cancel_.reset();
+  if (engine_ != nullptr) {
+    engine_->Stop();
+    thread_.reset();  // waits for Run() to finish every request
+    engine_->Release();
+    engine_ = nullptr;
+  }
   parts_.Free();
   if (owner_ != nullptr) {
     owner_->RemoveContext(this);
     owner_ = nullptr;
   }
-}
-
-bool Context::AbortCallback(void* self) {
-  std::atomic<bool>* flag = static_cast<Context*>(self)->abort_flag_.load();
-  return flag != nullptr && flag->load();
 }
 
 llama_context* Context::Get(Napi::Env env) const {
@@ -221,101 +223,13 @@ Napi::Value Context::Info(const Napi::CallbackInfo& info) {
   return result;
 }
 
-namespace {
-
-// generate()'s per-sequence argument arrays, one entry per sequence (JS thread).
-struct SequenceArgs {
-  Napi::Array prompts;
-  Napi::Array samplers;
-  Napi::Int32Array max_tokens;
-  Napi::Array cancels;
-};
-
-// Copies sequence i's prompt, sampler, limit and stop flag into job->sequences[i], keeping its
-// Sampler alive through job->sampler_refs. Throws for a bad argument, before anything is posted.
-void ReadSequence(Napi::Env env, llama_context* ctx, const SequenceArgs& args, uint32_t i, GenerationJob* job) {
-  GenerationSequence& seq = job->sequences[i];
-  Napi::Value prompt_value = args.prompts.Get(i);
-  if (!prompt_value.IsTypedArray() || prompt_value.As<Napi::TypedArray>().TypedArrayType() != napi_int32_array) {
-    throw Napi::TypeError::New(env, "prompts[" + std::to_string(i) + "] must be an Int32Array");
-  }
-  Napi::Int32Array prompt = prompt_value.As<Napi::Int32Array>();
-  if (prompt.ElementLength() == 0) throw Napi::RangeError::New(env, "prompts[" + std::to_string(i) + "] has no tokens");
-  if (prompt.ElementLength() >= llama_n_ctx_seq(ctx)) {
-    throw MakeError(env, code::kContextFull, "prompt of " + std::to_string(prompt.ElementLength()) +
-                                                 " tokens does not fit a context of " + std::to_string(llama_n_ctx_seq(ctx)));
-  }
-  seq.prompt.assign(prompt.Data(), prompt.Data() + prompt.ElementLength());
-  Sampler* sampler = UnwrapTagged<Sampler>(args.samplers.Get(i), kSamplerTag, "Sampler");
-  if (sampler->get() == nullptr) throw MakeError(env, code::kDisposed, "sampler has been disposed");
-  for (const GenerationSequence& other : job->sequences) {
-    if (&other != &seq && other.sampler == sampler->get()) throw Napi::TypeError::New(env, "each sequence needs its own Sampler");
-  }
-  seq.sampler = sampler->get();
-  seq.argmax_only = sampler->argmax_only();
-  seq.cancel = UnwrapTagged<CancelFlag>(args.cancels.Get(i), kCancelFlagTag, "CancelFlag")->flag();
-  seq.max_tokens = args.max_tokens[i];
-  job->sampler_refs.push_back(Napi::Persistent(args.samplers.Get(i).As<Napi::Object>()));
-}
-
-// generate()'s arguments copied into a job (JS thread), or a thrown TypeError / RangeError /
-// ERR_CONTEXT_FULL / ERR_DISPOSED; the job has no thread-safe function yet.
-std::unique_ptr<GenerationJob> JobFromJs(const Napi::CallbackInfo& info, llama_context* ctx) {
-  Napi::Env env = info.Env();
-  if (info.Length() < 7 || !info[0].IsArray() || !info[1].IsArray() || !info[2].IsTypedArray() || !info[4].IsArray() ||
-      !info[5].IsFunction() || !info[6].IsBoolean()) {
-    throw Napi::TypeError::New(env, "generate(prompts: Int32Array[], samplers: Sampler[], maxTokens: Int32Array, cancel, "
-                                    "sequenceCancels: CancelFlag[], onToken, everyToken: boolean)");
-  }
-  const SequenceArgs args{info[0].As<Napi::Array>(), info[1].As<Napi::Array>(), info[2].As<Napi::Int32Array>(),
-                          info[4].As<Napi::Array>()};
-  const uint32_t n = args.prompts.Length();
-  if (n == 0 || args.samplers.Length() != n || args.max_tokens.ElementLength() != n || args.cancels.Length() != n) {
-    throw Napi::TypeError::New(env, "generate: prompts, samplers, maxTokens and sequenceCancels need one entry per sequence");
-  }
-  if (n > llama_n_seq_max(ctx) || n > llama_n_batch(ctx)) {
-    throw Napi::RangeError::New(env, std::to_string(n) + " sequences do not fit this context (n_seq_max " +
-                                         std::to_string(llama_n_seq_max(ctx)) + ", n_batch " + std::to_string(llama_n_batch(ctx)) + ")");
-  }
-  CancelFlag* cancel = UnwrapTagged<CancelFlag>(info[3], kCancelFlagTag, "CancelFlag");
-
-  auto job = std::make_unique<GenerationJob>(env);
-  job->cancel = cancel->flag();
-  job->every_token = info[6].As<Napi::Boolean>().Value();
-  job->sequences.resize(n);
-  for (uint32_t i = 0; i < n; i++) ReadSequence(env, ctx, args, i, job.get());
-  return job;
-}
-
-}  // namespace
-
-Napi::Value Context::Generate(const Napi::CallbackInfo& info) {
+Napi::Value Context::Submit(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   llama_context* ctx = Get(env);
-  std::unique_ptr<GenerationJob> job = JobFromJs(info, ctx);
-  job->context_ref = Napi::Persistent(info.This().As<Napi::Object>());
-  Napi::Promise promise = job->deferred.Promise();
-  GenerationJob* raw_job = job.get();
-  job->on_token = Napi::ThreadSafeFunction::New(env, info[5].As<Napi::Function>(), "cuda-llama-generate", 0, 1,
-                                                raw_job, [](Napi::Env finalize_env, GenerationJob* done) {
-                                                  SettleGeneration(finalize_env, done);
-                                                });
-  job.release();  // owned by the thread-safe function's finalizer from here on
-
-  running_cancel_ = raw_job->cancel;
-  bool posted = thread_->Post(
-      [this, ctx, raw_job] {
-        abort_flag_.store(raw_job->cancel.get());
-        RunGeneration(ctx, parts_.host_backend, raw_job);
-        abort_flag_.store(nullptr);
-      },
-      // The finalizer settles the promise on the JS thread, once the context is idle again.
-      [raw_job] { raw_job->on_token.Release(); });
-  if (!posted) {
-    raw_job->error_code = code::kBusy;
-    raw_job->error_message = "another generation is running on this context";
-    raw_job->on_token.Release();
-  }
+  std::unique_ptr<GenerationRequest> request = RequestFromJs(info, ctx);
+  request->context_ref = Napi::Persistent(info.This().As<Napi::Object>());
+  Napi::Promise promise = request->deferred.Promise();
+  engine_->Submit(env, std::move(request));
   return promise;
 }
 

@@ -1,6 +1,6 @@
 // Context: owns one llama_context, the ggml threadpool attached to it, and its ContextThread.
 // Creation is a PromiseWorker (it allocates the KV cache and compute buffers, maybe on a GPU);
-// generation runs on the ContextThread and streams tokens to JS through a thread-safe function.
+// generation runs in its Engine (native/engine.h), whose loop is the ContextThread's one job.
 #pragma once
 
 #include <napi.h>
@@ -16,6 +16,7 @@ struct ggml_threadpool;
 
 namespace cuda_llama {
 
+class Engine;
 class Model;
 
 // lib/'s NativeContextParams -> llama_context_params: llama.cpp's defaults, overridden only where
@@ -43,7 +44,8 @@ class Context : public Napi::ObjectWrap<Context> {
   explicit Context(const Napi::CallbackInfo& info);
   ~Context() override;
 
-  // Cancels a running generation, waits for it, frees everything. Idempotent (JS thread).
+  // Stops the engine (every request ends as aborted), waits for it, frees everything. Idempotent
+  // (JS thread).
   void Free();
 
   llama_context* Get(Napi::Env env) const;
@@ -53,24 +55,20 @@ class Context : public Napi::ObjectWrap<Context> {
   // JS: Context.create(model, params) -> Promise<Context>
   static Napi::Value Create(const Napi::CallbackInfo& info);
   Napi::Value Info(const Napi::CallbackInfo& info);
-  // JS: generate(prompts: Int32Array[], samplers: Sampler[], maxTokens: Int32Array, cancel: CancelFlag,
-  //              sequenceCancels: CancelFlag[], onToken(sequence, token, bytes, atMs), everyToken: boolean)
-  //     -> Promise<{ promptMs, stopReasons: string[] (one per sequence) }>
-  // One prompt per sequence (seq_id = index), decoded together; see native/generation.h.
-  Napi::Value Generate(const Napi::CallbackInfo& info);
+  // JS: submit(prompt: Int32Array, sampler: Sampler, maxTokens, cancel: CancelFlag, everyToken,
+  //            reusePrefix, onToken(token, bytes, atMs))
+  //     -> Promise<{ stopReason, cachedTokens, cacheMiss, admittedAtMs, promptDoneAtMs, preemptions }>
+  // Queues one request on the engine, which runs it beside the others; see native/engine.h.
+  Napi::Value Submit(const Napi::CallbackInfo& info);
   Napi::Value Dispose(const Napi::CallbackInfo& info);
   Napi::Value IsDisposed(const Napi::CallbackInfo& info);
-
-  // ggml abort callback: lets a cancelled generation stop inside a long CPU prompt decode.
-  static bool AbortCallback(void* self);
 
   ContextParts parts_;
   Model* owner_ = nullptr;
   Napi::ObjectReference owner_ref_;  // keeps the model alive as long as this context
-  std::unique_ptr<ContextThread> thread_;
-  // The running job's cancel flag (or null), read by AbortCallback on ggml threads.
-  std::shared_ptr<std::atomic<bool>> running_cancel_;
-  std::atomic<std::atomic<bool>*> abort_flag_{nullptr};
+  // Owned by its own thread-safe function's finalizer (Engine::Release); null once freed.
+  Engine* engine_ = nullptr;
+  std::unique_ptr<ContextThread> thread_;  // runs engine_->Run()
 };
 
 }  // namespace cuda_llama

@@ -1,78 +1,80 @@
-// One generation job: one or more sequences decoded together on a context's own thread, their
-// tokens streamed to JS through a thread-safe function. A single generate() is a job with one
-// sequence, so there is one decode loop for both (lib/generation.ts is its JS half).
+// One generation request: a prompt, its own sampler chain, a limit and a stop flag, submitted to a
+// context's Engine (native/engine.h), which runs it in a free sequence beside the others. This file
+// holds what crosses threads: the request's copied inputs, its state on the context thread, and the
+// events that carry tokens and results back to the JS thread.
 #pragma once
 
 #include <napi.h>
 
 #include <atomic>
+#include <cstdint>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <string>
 #include <vector>
 
-#include "ggml-backend.h"
 #include "llama.h"
 
 namespace cuda_llama {
 
-// One sequence of a job: its own prompt, sampler, limit and stop flag; seq_id = its index.
-struct GenerationSequence {
+struct GenerationRequest {
+  explicit GenerationRequest(Napi::Env env) : deferred(Napi::Promise::Deferred::New(env)) {}
+
+  // Inputs, copied from JS before submission; read-only afterwards.
   std::vector<llama_token> prompt;
-  llama_sampler* sampler = nullptr;           // owned by a JS Sampler, kept alive by the job
+  llama_sampler* sampler = nullptr;           // owned by a JS Sampler, kept alive by sampler_ref
   bool argmax_only = false;                   // Sampler::argmax_only(): greedy, no penalties
-  std::shared_ptr<std::atomic<bool>> cancel;  // this sequence only (a stop sequence was found)
+  std::shared_ptr<std::atomic<bool>> cancel;  // abort, stream break, stop sequence, dispose
   int32_t max_tokens = 0;
-
-  // Context thread only, until the job is done; then the JS thread reads stop_reason. Timings and
-  // counts are not reported from here: lib/ derives them from the token events (atMs) and its prompts.
-  int32_t generated = 0;              // against max_tokens
-  const char* stop_reason = nullptr;  // null while the sequence is still generating
-};
-
-struct TokenEvent {
-  int32_t sequence;
-  llama_token token;
-  std::string piece;
-  double at_ms;  // since the job started, on the context thread's clock
-};
-
-// Inputs are copied from JS before the job is posted; outputs are written on the context thread
-// and read on the JS thread only in the thread-safe function's finalizer.
-struct GenerationJob {
-  explicit GenerationJob(Napi::Env env) : deferred(Napi::Promise::Deferred::New(env)) {}
-
-  std::vector<GenerationSequence> sequences;
-  std::shared_ptr<std::atomic<bool>> cancel;  // the whole job (abort, dispose); also ggml's abort callback
-  Napi::ThreadSafeFunction on_token;
-
-  // Tokens waiting for the JS thread. The context thread wakes JS only when no drain is already
-  // pending: every wake-up of the JS thread competes with the compute threads for the cores, so
-  // a JS thread that falls behind takes several tokens per wake-up instead of one each. Without
-  // `every_token` (nobody streams the text or looks for stop sequences), JS is woken only for each
-  // sequence's first token, where time to first token is measured, and once at the end.
+  // Wake JS for every token (someone streams the text or looks for stop sequences). Otherwise only
+  // the first token (where time to first token is measured) and the end wake it; the tokens in
+  // between ride along with whatever wake-up comes next.
   bool every_token = true;
-  std::mutex pending_mutex;
-  std::vector<TokenEvent> pending;  // guarded by pending_mutex
-  bool drain_scheduled = false;     // guarded by pending_mutex
+  // Reuse the longest cached prefix of an idle sequence (false: evaluate the whole prompt).
+  bool reuse_prefix = true;
 
-  double prompt_ms = 0;
+  // Context thread only while the request is in the engine; read on the JS thread once it is done.
+  // `input` is what the sequence must hold before the next sample: the prompt, or after a
+  // preemption everything the sequence had decoded plus the token still to decode.
+  std::vector<llama_token> input;
+  size_t input_done = 0;  // tokens of `input` in the sequence's KV cache
+  bool generating = false;
+  llama_token next = 0;   // while generating: the last sampled token, decoded in the next step
+  int32_t seq = -1;       // the sequence it runs in, -1 while waiting
+  uint64_t admitted_order = 0;
+  int32_t generated = 0;
+  bool admitted_once = false;
+  int32_t cached_tokens = 0;             // prompt tokens reused at the first admission
+  const char* cache_miss = nullptr;      // why a matching prefix could not be reused, or null
+  double admitted_at_ms = -1;            // on the engine's clock (ms since it started)
+  double prompt_done_at_ms = -1;
+  int32_t preemptions = 0;
+  const char* stop_reason = nullptr;     // set when the request is finished
   const char* error_code = nullptr;
   std::string error_message;
   std::optional<int> status;
 
+  // JS thread only.
   Napi::Promise::Deferred deferred;
-  Napi::ObjectReference context_ref;                 // alive until the promise settles
-  std::vector<Napi::ObjectReference> sampler_refs;  // idem
+  Napi::FunctionReference on_token;   // (token, piece: Buffer, atMs)
+  Napi::ObjectReference context_ref;  // alive until the promise settles
+  Napi::ObjectReference sampler_ref;  // idem
 };
 
-// Context thread: decodes every prompt, then one token per live sequence per step, until each
-// sequence stops. No N-API here except the thread-safe function. host_backend: see
-// ContextParts::host_backend (may be null).
-void RunGeneration(llama_context* ctx, ggml_backend_t host_backend, GenerationJob* job);
+// A token of one request, or (done) the end of it; the engine hands the request over with it.
+struct EngineEvent {
+  GenerationRequest* request;
+  bool done;
+  llama_token token;
+  std::string piece;
+  double at_ms;
+};
 
-// JS thread (the thread-safe function's finalizer): settles the promise and frees the job.
-void SettleGeneration(Napi::Env env, GenerationJob* job);
+// submit()'s arguments copied into a request (JS thread), or a thrown TypeError / RangeError /
+// ERR_CONTEXT_FULL / ERR_DISPOSED before anything is queued.
+std::unique_ptr<GenerationRequest> RequestFromJs(const Napi::CallbackInfo& info, llama_context* ctx);
+
+// JS thread: settles the request's promise (env may be null at teardown: nobody waits any more).
+void SettleRequest(Napi::Env env, GenerationRequest* request);
 
 }  // namespace cuda_llama

@@ -96,12 +96,21 @@ export interface NativeContextInfo {
 
 export type NativeStopReason = 'eog' | 'maxTokens' | 'aborted' | 'contextFull';
 
+/** Why a cached prefix could not be reused (cachedTokens is then 0). */
+export type NativeCacheMiss = 'recurrentMemory' | 'slidingWindow' | 'trimFailed';
+
 /** Only what lib/ cannot know itself: token counts and times come from its prompts and the onToken events. */
-export interface NativeGenerateResult {
-  /** Until the last prompt token was decoded, on the context thread's clock. */
-  promptMs: number;
-  /** Why each sequence ended, in prompt order. */
-  stopReasons: NativeStopReason[];
+export interface NativeRequestResult {
+  stopReason: NativeStopReason;
+  /** Prompt tokens found in the sequence's KV cache and not evaluated again. */
+  cachedTokens: number;
+  cacheMiss: NativeCacheMiss | null;
+  /** When the request got a sequence, on the engine's clock (ms, the clock of onToken's atMs). */
+  admittedAtMs: number;
+  /** When its last prompt token was decoded (-1 if it never was). */
+  promptDoneAtMs: number;
+  /** Times it was preempted (its cells freed for the others) and evaluated again. */
+  preemptions: number;
 }
 
 export interface NativeSamplerParams {
@@ -166,25 +175,27 @@ export interface NativeContext {
   /** llama_n_ctx_seq, llama_n_ctx, llama_n_batch, llama_n_ubatch, llama_n_seq_max, llama_n_threads(_batch) */
   info(): NativeContextInfo;
   /**
-   * llama_decode + llama_sampler_sample on the context's own thread, one sequence per prompt
-   * (seq_id = index, each with its own sampler and stop flag), decoded in shared batches; tokens
-   * stream to onToken. `cancel` stops them all (and a long CPU decode, through the abort callback).
+   * Queues one request on the context's engine (native/engine.h): llama_decode +
+   * llama_sampler_sample on the context's own thread, in a sequence of its own beside the other
+   * requests, reusing the longest cached prefix (llama_memory_seq_rm). Waiting requests are
+   * admitted first come, first served. `cancel` ends it (waiting or running) within a step.
    */
-  generate(
-    prompts: Int32Array[],
-    samplers: NativeSampler[],
-    maxTokens: Int32Array,
+  submit(
+    prompt: Int32Array,
+    sampler: NativeSampler,
+    maxTokens: number,
     cancel: NativeCancelFlag,
-    sequenceCancels: NativeCancelFlag[],
-    /** Called in order for every token; `atMs` is when the context thread produced it, since the call began. */
-    onToken: (sequence: number, token: number, piece: Buffer, atMs: number) => void,
     /**
-     * true: onToken runs as tokens come (streaming, stop sequences). false: only each sequence's
-     * first token comes at once (time to first token); the rest come together at the end, so the
-     * event loop does not wake, and take a core from the decode, once per token.
+     * true: onToken runs as tokens come (streaming, stop sequences). false: only the first token
+     * comes at once (time to first token); the rest ride along with later wake-ups or the end, so
+     * the event loop does not wake, and take a core from the decode, once per token.
      */
     everyToken: boolean,
-  ): Promise<NativeGenerateResult>;
+    /** false: evaluate the whole prompt even where a sequence holds a prefix of it. */
+    reusePrefix: boolean,
+    /** Called in order for every token; `atMs` is when the engine produced it, on its clock. */
+    onToken: (token: number, piece: Buffer, atMs: number) => void,
+  ): Promise<NativeRequestResult>;
   /** llama_free + ggml_threadpool_free */
   dispose(): void;
   readonly disposed: boolean;

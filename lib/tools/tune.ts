@@ -130,7 +130,8 @@ interface Sample {
 }
 
 async function sampleOnce(model: LlamaModel, prompt: number[], n: number, outputTokens: number): Promise<Sample> {
-  const options = { maxTokens: outputTokens, temperature: 0 };
+  // Every sample evaluates the whole prompt, as the workload's requests would on a cold cache.
+  const options = { maxTokens: outputTokens, temperature: 0, cachePrompt: false };
   if (n === 1) {
     const r = await model.generate(prompt, options);
     // A request that ended early (end of generation) still measured the pace of the tokens it made.

@@ -41,7 +41,7 @@ import { sampleTokens } from '../../dist/tools/tune.js';
  * measured prompt would pay its page faults. node-llama-cpp-child.mjs decodes the same.
  */
 const WARM_UP_TOKENS = 512;
-const warmUpLikeLlamaBench = (model, text) => model.generate(text.slice(0, WARM_UP_TOKENS), { maxTokens: 2, temperature: 0 });
+const warmUpLikeLlamaBench = (model, text) => model.generate(text.slice(0, WARM_UP_TOKENS), { maxTokens: 2, temperature: 0, cachePrompt: false });
 
 const kinds = {
   async workload(r) {
@@ -55,19 +55,19 @@ const kinds = {
       await warmUpLikeLlamaBench(model, r.longPrompt);
       let ttftSum = 0;
       for (let i = 0; i < r.ttftSamples; i++) {
-        ttftSum += (await model.generate(r.shortPrompt, { maxTokens: 1, temperature: 0 })).timings.timeToFirstTokenMs;
+        ttftSum += (await model.generate(r.shortPrompt, { maxTokens: 1, temperature: 0, cachePrompt: false })).timings.timeToFirstTokenMs;
       }
       const pp = {};
       for (const size of r.promptSizes) {
         let sum = 0;
         for (let i = 0; i < r.ppSamples[size]; i++) {
-          const run = await model.generate(r.longPrompt.slice(0, size), { maxTokens: 1, temperature: 0 });
+          const run = await model.generate(r.longPrompt.slice(0, size), { maxTokens: 1, temperature: 0, cachePrompt: false });
           if (run.promptTokens !== size) throw new Error(`expected ${size} prompt tokens, got ${run.promptTokens}`);
           sum += run.timings.promptTokensPerSecond;
         }
         pp[size] = sum / r.ppSamples[size];
       }
-      const tg = await model.generate(r.shortPrompt, { maxTokens: r.genTokens, temperature: 0, seed: 1 });
+      const tg = await model.generate(r.shortPrompt, { maxTokens: r.genTokens, temperature: 0, seed: 1, cachePrompt: false });
       const report = r.withReport ? await model.layerReport() : undefined;
       return {
         loadMs,
@@ -87,7 +87,7 @@ const kinds = {
 
   // The same short request timed right after a load without warm-up, again, and after a load with it.
   async coldWarm(r) {
-    const request = (model) => model.generate(r.shortPrompt, { maxTokens: r.requestTokens, temperature: 0 });
+    const request = (model) => model.generate(r.shortPrompt, { maxTokens: r.requestTokens, temperature: 0, cachePrompt: false });
     let started = performance.now();
     const cold = await Llama.load(r.modelPath, { ...r.loadOptions, warmup: false });
     const loadMs = performance.now() - started;
@@ -124,10 +124,10 @@ const kinds = {
     try {
       // Excluded, like llama-batched-bench's own warm-up: the largest batch once, so that no
       // measured count pays for first use of the bigger compute graph.
-      await model.generateBatch(r.prompts, { maxTokens: 2, temperature: 0 });
+      await model.generateBatch(r.prompts, { maxTokens: 2, temperature: 0, cachePrompt: false });
       const run = { tg: {}, pp: {}, generated: {} };
       for (const n of r.counts) {
-        const batch = await model.generateBatch(r.prompts.slice(0, n), { maxTokens: r.genTokens, temperature: 0 });
+        const batch = await model.generateBatch(r.prompts.slice(0, n), { maxTokens: r.genTokens, temperature: 0, cachePrompt: false });
         run.tg[n] = batch.timings.tokensPerSecond;
         run.pp[n] = batch.timings.promptTokensPerSecond;
         run.generated[n] = batch.results.map((result) => result.tokens.length);
@@ -159,8 +159,8 @@ async function engineSamples(r) {
   try {
     const text = sampleTokens(model, Math.max(r.tokens, r.shortPrompt));
     const once = async () => r.kind === 'pp'
-      ? (await model.generate(text.slice(0, r.tokens), { maxTokens: 1, temperature: 0 })).timings.promptTokensPerSecond
-      : (await model.generate(text.slice(0, r.shortPrompt), { maxTokens: r.tokens, temperature: 0 })).timings.tokensPerSecond;
+      ? (await model.generate(text.slice(0, r.tokens), { maxTokens: 1, temperature: 0, cachePrompt: false })).timings.promptTokensPerSecond
+      : (await model.generate(text.slice(0, r.shortPrompt), { maxTokens: r.tokens, temperature: 0, cachePrompt: false })).timings.tokensPerSecond;
     await once();
     const samples = [];
     for (let i = 0; i < r.samples; i++) samples.push(await once());

@@ -181,6 +181,7 @@ describe('chat templates through the API', () => {
         text: '<think>\nThe user asks for a capital.\n</think>\n\nParis.',
         tokens: [],
         promptTokens: 1,
+        cachedTokens: 0,
         stopReason: 'eos',
         timings: { promptMs: 0, timeToFirstTokenMs: 0, generationMs: 0, totalMs: 0, promptTokensPerSecond: 0, tokensPerSecond: 0 },
       };

@@ -1,0 +1,461 @@
+#include "engine.h"
+
+#include <algorithm>
+#include <chrono>
+#include <optional>
+
+#include "argmax.h"
+#include "common.h"
+
+namespace cuda_llama {
+
+// llama_batch_init / llama_batch_free, scoped; one per engine, n_batch slots.
+class OwnedBatch {
+ public:
+  explicit OwnedBatch(int32_t capacity) : batch_(llama_batch_init(capacity, 0, 1)) {}
+  ~OwnedBatch() { llama_batch_free(batch_); }
+  OwnedBatch(const OwnedBatch&) = delete;
+  OwnedBatch& operator=(const OwnedBatch&) = delete;
+
+  // Returns the token's index in the batch (what llama_get_logits_ith takes). The caller keeps
+  // the count within the capacity.
+  int32_t Add(llama_token token, llama_pos pos, llama_seq_id seq, bool wants_logits) {
+    const int32_t i = batch_.n_tokens++;
+    batch_.token[i] = token;
+    batch_.pos[i] = pos;
+    batch_.n_seq_id[i] = 1;
+    batch_.seq_id[i][0] = seq;
+    batch_.logits[i] = wants_logits;
+    return i;
+  }
+  void Clear() { batch_.n_tokens = 0; }
+  int32_t size() const { return batch_.n_tokens; }
+  const llama_batch& get() const { return batch_; }
+
+ private:
+  llama_batch batch_;
+};
+
+namespace {
+
+size_t CommonPrefix(const std::vector<llama_token>& a, const std::vector<llama_token>& b) {
+  const size_t n = std::min(a.size(), b.size());
+  size_t i = 0;
+  while (i < n && a[i] == b[i]) i++;
+  return i;
+}
+
+}  // namespace
+
+Engine* Engine::Create(Napi::Env env, llama_context* ctx, ggml_backend_t host_backend) {
+  auto* engine = new Engine(ctx, host_backend);
+  // The JS function is unused: Drain dispatches each event to its own request's callback.
+  engine->tsfn_ = Napi::ThreadSafeFunction::New(env, Napi::Function::New(env, [](const Napi::CallbackInfo&) {}),
+                                                "cuda-llama-engine", 0, 1, engine,
+                                                [](Napi::Env, Engine* self) { delete self; });
+  // An idle context must not keep the process alive; Submit refs it while requests are out.
+  engine->tsfn_.Unref(env);
+  return engine;
+}
+
+Engine::Engine(llama_context* ctx, ggml_backend_t host_backend)
+    : ctx_(ctx),
+      host_backend_(host_backend),
+      vocab_(llama_model_get_vocab(llama_get_model(ctx))),
+      n_ctx_seq_(llama_n_ctx_seq(ctx)),
+      n_batch_(static_cast<int32_t>(llama_n_batch(ctx))),
+      n_ubatch_(static_cast<int32_t>(llama_n_ubatch(ctx))),
+      epoch_(std::chrono::steady_clock::now()),
+      sequences_(llama_n_seq_max(ctx)) {
+  const llama_model* model = llama_get_model(ctx);
+  if (llama_model_is_recurrent(model) || llama_model_is_hybrid(model)) {
+    no_reuse_reason_ = "recurrentMemory";
+  } else if (llama_model_n_swa(model) > 0) {
+    no_reuse_reason_ = "slidingWindow";
+  }
+}
+
+Engine::~Engine() {
+  // Requests whose end was never delivered (env teardown); each done event owns its request.
+  for (const EngineEvent& event : events_) {
+    if (event.done) SettleRequest(nullptr, event.request);
+  }
+}
+
+void Engine::Submit(Napi::Env env, std::unique_ptr<GenerationRequest> request) {
+  if (js_active_++ == 0) tsfn_.Ref(env);
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    incoming_.push_back(std::move(request));
+  }
+  wake_.notify_one();
+}
+
+void Engine::Stop() {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    quit_.store(true);
+  }
+  wake_.notify_one();
+}
+
+void Engine::Release() {
+  released_ = true;
+  tsfn_.Release();
+}
+
+bool Engine::AbortCallback(void* self) {
+  auto* engine = static_cast<Engine*>(self);
+  if (engine->quit_.load()) return true;
+  if (engine->in_batch_.empty()) return false;
+  for (const GenerationRequest* request : engine->in_batch_) {
+    if (!request->cancel->load()) return false;
+  }
+  return true;
+}
+
+double Engine::NowMs() const {
+  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - epoch_).count();
+}
+
+bool Engine::AnyRunning() const {
+  for (const Sequence& seq : sequences_) {
+    if (seq.request != nullptr) return true;
+  }
+  return false;
+}
+
+void Engine::Run() {
+  argmax_ = std::make_unique<RowsArgmax>(host_backend_, llama_vocab_n_tokens(vocab_));
+  batch_ = std::make_unique<OwnedBatch>(n_batch_);
+  for (;;) {
+    {
+      std::unique_lock<std::mutex> lock(mutex_);
+      wake_.wait(lock, [this] { return quit_.load() || !incoming_.empty() || !waiting_.empty() || AnyRunning(); });
+      if (quit_.load()) break;
+      for (std::unique_ptr<GenerationRequest>& request : incoming_) waiting_.push_back(request.release());
+      incoming_.clear();
+    }
+    Step();
+    WakeJs();
+  }
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    for (std::unique_ptr<GenerationRequest>& request : incoming_) waiting_.push_back(request.release());
+    incoming_.clear();
+  }
+  for (Sequence& seq : sequences_) {
+    if (seq.request != nullptr) Finish(seq.request, "aborted");
+  }
+  while (!waiting_.empty()) {
+    GenerationRequest* request = waiting_.front();
+    waiting_.pop_front();
+    Finish(request, "aborted");
+  }
+  WakeJs();
+  batch_.reset();
+  argmax_.reset();
+}
+
+void Engine::DropCancelled() {
+  for (Sequence& seq : sequences_) {
+    if (seq.request != nullptr && seq.request->cancel->load()) Finish(seq.request, "aborted");
+  }
+  for (auto it = waiting_.begin(); it != waiting_.end();) {
+    GenerationRequest* request = *it;
+    if (request->cancel->load()) {
+      it = waiting_.erase(it);
+      Finish(request, "aborted");
+    } else {
+      ++it;
+    }
+  }
+}
+
+int32_t Engine::PickSequence(const GenerationRequest& request) const {
+  if (hold_admissions_ && AnyRunning()) return -1;
+  int32_t best = -1;
+  size_t best_prefix = 0;
+  for (int32_t i = 0; i < static_cast<int32_t>(sequences_.size()); i++) {
+    const Sequence& seq = sequences_[i];
+    if (seq.request != nullptr) continue;
+    const size_t prefix = request.reuse_prefix ? CommonPrefix(seq.cached, request.input) : 0;
+    // Longest prefix first; among equals the least recently used, whose cache is the least likely
+    // to be wanted again.
+    if (best < 0 || prefix > best_prefix || (prefix == best_prefix && seq.last_used < sequences_[best].last_used)) {
+      best = i;
+      best_prefix = prefix;
+    }
+  }
+  return best;
+}
+
+void Engine::Admit(GenerationRequest* request, int32_t seq_id) {
+  Sequence& seq = sequences_[seq_id];
+  const size_t prefix = request->reuse_prefix ? CommonPrefix(seq.cached, request->input) : 0;
+  const char* miss = nullptr;
+  size_t reuse = 0;
+  if (prefix > 0 && no_reuse_reason_ != nullptr) {
+    miss = no_reuse_reason_;
+  } else {
+    // At least the last token is evaluated: its logits give the first sample.
+    reuse = std::min(prefix, request->input.size() - 1);
+  }
+  llama_memory_t memory = llama_get_memory(ctx_);
+  if (reuse < seq.cached.size()) {
+    if (reuse == 0 || !llama_memory_seq_rm(memory, seq_id, static_cast<llama_pos>(reuse), -1)) {
+      if (reuse > 0) miss = "trimFailed";
+      llama_memory_seq_rm(memory, seq_id, -1, -1);  // a whole sequence can always go
+      reuse = 0;
+    }
+    seq.cached.resize(reuse);
+  }
+  seq.request = request;
+  request->seq = seq_id;
+  request->input_done = reuse;
+  request->admitted_order = ++admissions_;
+  if (!request->admitted_once) {
+    request->admitted_once = true;
+    request->cached_tokens = static_cast<int32_t>(reuse);
+    request->cache_miss = miss;
+    request->admitted_at_ms = NowMs();
+    llama_sampler_reset(request->sampler);
+  }
+}
+
+void Engine::Step() {
+  DropCancelled();
+  while (!waiting_.empty()) {
+    const int32_t seq = PickSequence(*waiting_.front());
+    if (seq < 0) break;
+    GenerationRequest* request = waiting_.front();
+    waiting_.pop_front();
+    Admit(request, seq);
+  }
+
+  std::vector<GenerationRequest*> running;
+  for (Sequence& seq : sequences_) {
+    if (seq.request != nullptr) running.push_back(seq.request);
+  }
+  if (running.empty()) return;
+  std::sort(running.begin(), running.end(),
+            [](const GenerationRequest* a, const GenerationRequest* b) { return a->admitted_order < b->admitted_order; });
+
+  OwnedBatch& batch = *batch_;
+  batch.Clear();
+  in_batch_.clear();
+  outputs_.clear();
+  chunks_.clear();
+  int32_t generating = 0;
+  for (GenerationRequest* request : running) {
+    if (!request->generating) continue;
+    const Sequence& seq = sequences_[request->seq];
+    outputs_.emplace_back(request, batch.Add(request->next, static_cast<llama_pos>(seq.cached.size()), request->seq, true));
+    in_batch_.push_back(request);
+    generating++;
+  }
+  int32_t budget = n_batch_ - generating;
+  if (generating > 0) budget = std::min(budget, std::max(1, n_ubatch_ - generating));
+  bool prompt_ends = false;
+  for (GenerationRequest* request : running) {
+    if (request->generating || budget <= 0) continue;
+    const size_t left = request->input.size() - request->input_done;
+    const int32_t chunk = static_cast<int32_t>(std::min<size_t>(left, static_cast<size_t>(budget)));
+    const bool ends = static_cast<size_t>(chunk) == left;
+    for (int32_t k = 0; k < chunk; k++) {
+      const size_t at = request->input_done + k;
+      const int32_t index = batch.Add(request->input[at], static_cast<llama_pos>(at), request->seq, ends && k == chunk - 1);
+      if (ends && k == chunk - 1) outputs_.emplace_back(request, index);
+    }
+    chunks_.emplace_back(request, chunk);
+    in_batch_.push_back(request);
+    prompt_ends = prompt_ends || ends;
+    budget -= chunk;
+  }
+
+  const int32_t rc = llama_decode(ctx_, batch.get());
+  if (rc != 0) {
+    RollBack();
+    std::vector<GenerationRequest*> in_batch;
+    in_batch.swap(in_batch_);
+    if (rc == 2 && quit_.load()) return;  // Run() finishes everyone
+    if (rc == 2) {
+      for (GenerationRequest* request : in_batch) Finish(request, "aborted");  // all of them were cancelled
+    } else if (rc == 1 && running.size() > 1) {
+      Preempt(running.back());  // no KV cells for this step: the youngest makes room
+    } else if (rc == 1) {
+      Finish(running.front(), "contextFull");
+    } else {
+      FailBatch(in_batch, rc);
+    }
+    return;
+  }
+  in_batch_.clear();
+
+  for (auto [request, index] : outputs_) {
+    if (request->generating) sequences_[request->seq].cached.push_back(request->next);
+  }
+  for (auto [request, chunk] : chunks_) {
+    Sequence& seq = sequences_[request->seq];
+    seq.cached.insert(seq.cached.end(), request->input.begin() + request->input_done,
+                      request->input.begin() + request->input_done + chunk);
+    request->input_done += chunk;
+  }
+  if (prompt_ends) {
+    // llama_decode only queues the work on a GPU backend: the prompt time ends when it is done.
+    llama_synchronize(ctx_);
+    const double now = NowMs();
+    for (auto [request, index] : outputs_) {
+      if (!request->generating && request->prompt_done_at_ms < 0) request->prompt_done_at_ms = now;
+    }
+  }
+  Sample();
+}
+
+void Engine::Sample() {
+  greedy_rows_.clear();
+  for (auto [request, index] : outputs_) {
+    if (request->argmax_only && !request->cancel->load()) greedy_rows_.push_back(llama_get_logits_ith(ctx_, index));
+  }
+  greedy_tokens_.resize(greedy_rows_.size());
+  const ggml_status status = argmax_->Run(greedy_rows_.data(), static_cast<int32_t>(greedy_rows_.size()), greedy_tokens_.data());
+  size_t next_greedy = 0;
+  for (auto [request, index] : outputs_) {
+    if (request->cancel->load()) {
+      Finish(request, "aborted");
+    } else if (request->argmax_only && status != GGML_STATUS_SUCCESS) {
+      request->error_code = code::kDecode;
+      request->error_message = "picking the next token of " + std::to_string(greedy_rows_.size()) +
+                               " sequences on the ggml threadpool failed";
+      request->status = status;
+      Finish(request, "aborted");
+    } else {
+      Accept(request, request->argmax_only ? greedy_tokens_[next_greedy++] : llama_sampler_sample(request->sampler, ctx_, index));
+    }
+  }
+}
+
+void Engine::Accept(GenerationRequest* request, llama_token token) {
+  if (llama_vocab_is_eog(vocab_, token)) {
+    Finish(request, "eog");
+    return;
+  }
+  const bool first = request->generated == 0;
+  Emit(EngineEvent{request, false, token, TokenPiece(vocab_, token, false), NowMs()}, request->every_token || first);
+  request->generated++;
+  if (request->generated >= request->max_tokens) {
+    Finish(request, "maxTokens");
+  } else if (sequences_[request->seq].cached.size() >= n_ctx_seq_) {
+    Finish(request, "contextFull");  // no cell left in its window for the next token
+  } else {
+    request->next = token;
+    request->generating = true;
+  }
+}
+
+void Engine::RollBack() {
+  // What a failed decode had stored of this step (earlier ubatches) goes, so that every sequence
+  // holds exactly its `cached` tokens again.
+  llama_memory_t memory = llama_get_memory(ctx_);
+  for (GenerationRequest* request : in_batch_) {
+    llama_memory_seq_rm(memory, request->seq, static_cast<llama_pos>(sequences_[request->seq].cached.size()), -1);
+  }
+}
+
+void Engine::Preempt(GenerationRequest* request) {
+  Sequence& seq = sequences_[request->seq];
+  if (request->generating) {
+    // Everything decoded so far plus the token still to decode; its logits give the next sample,
+    // so the request goes on where it stopped, with nothing emitted twice.
+    request->input = seq.cached;
+    request->input.push_back(request->next);
+    request->generating = false;
+  }
+  request->input_done = 0;
+  llama_memory_seq_rm(llama_get_memory(ctx_), request->seq, -1, -1);
+  seq.cached.clear();
+  seq.request = nullptr;
+  seq.last_used = ++uses_;
+  request->seq = -1;
+  request->preemptions++;
+  waiting_.push_front(request);
+  // Until someone finishes, the freed cells are for the requests still running.
+  hold_admissions_ = true;
+}
+
+void Engine::FailBatch(const std::vector<GenerationRequest*>& in_batch, int32_t rc) {
+  for (GenerationRequest* request : in_batch) {
+    request->error_code = code::kDecode;
+    request->error_message = "llama_decode failed (" + std::to_string(rc) + ") on a batch of " +
+                             std::to_string(in_batch.size()) + " requests, after " +
+                             std::to_string(request->generated) + " generated tokens of this one";
+    request->status = rc;
+    Sequence& seq = sequences_[request->seq];
+    llama_memory_seq_rm(llama_get_memory(ctx_), request->seq, -1, -1);
+    seq.cached.clear();
+    Finish(request, "aborted");
+  }
+}
+
+void Engine::Finish(GenerationRequest* request, const char* reason) {
+  request->stop_reason = reason;
+  if (request->seq >= 0) {
+    Sequence& seq = sequences_[request->seq];
+    seq.request = nullptr;
+    seq.last_used = ++uses_;
+    request->seq = -1;
+  }
+  hold_admissions_ = false;
+  // From here the request belongs to the JS thread.
+  Emit(EngineEvent{request, true, 0, std::string(), 0}, true);
+}
+
+void Engine::Emit(EngineEvent event, bool wake) {
+  std::lock_guard<std::mutex> lock(events_mutex_);
+  events_.push_back(std::move(event));
+  wake_wanted_ = wake_wanted_ || wake;
+}
+
+void Engine::WakeJs() {
+  {
+    std::lock_guard<std::mutex> lock(events_mutex_);
+    if (drain_scheduled_ || !wake_wanted_) return;
+    drain_scheduled_ = true;
+    wake_wanted_ = false;
+  }
+  tsfn_.BlockingCall(this, Drain);
+}
+
+void Engine::Drain(Napi::Env env, Napi::Function, Engine* engine) { engine->DeliverEvents(env); }
+
+void Engine::DeliverEvents(Napi::Env env) {
+  std::vector<EngineEvent> events;
+  {
+    std::lock_guard<std::mutex> lock(events_mutex_);
+    events.swap(events_);
+    drain_scheduled_ = false;
+    wake_wanted_ = false;
+  }
+  // lib/ wraps every user callback, so a throw here is our bug: it is rethrown once every event,
+  // every settlement above all, has been delivered.
+  std::optional<Napi::Error> first_error;
+  for (EngineEvent& event : events) {
+    GenerationRequest* request = event.request;
+    if (event.done) {
+      SettleRequest(env, request);
+      if (env != nullptr && --js_active_ == 0 && !released_) tsfn_.Unref(env);
+      continue;
+    }
+    if (env == nullptr) continue;
+    Napi::HandleScope scope(env);
+    try {
+      request->on_token.Call({Napi::Number::New(env, event.token), Napi::Buffer<char>::Copy(env, event.piece.data(), event.piece.size()),
+                              Napi::Number::New(env, event.at_ms)});
+    } catch (const Napi::Error& error) {
+      if (!first_error) first_error = error;
+    }
+  }
+  if (first_error) throw *first_error;
+}
+
+}  // namespace cuda_llama

@@ -1,0 +1,137 @@
+// Engine: continuous batching on one llama_context. Requests are submitted from the JS thread and
+// join or leave the running batch between steps; the loop runs on the context's own thread
+// (native/context_thread.h). One step:
+//   1. drop cancelled requests (running or waiting), freeing their sequences;
+//   2. admit waiting requests, first come first served, to free sequences: each gets the idle
+//      sequence whose cached tokens share the longest prefix with its prompt, and only the rest of
+//      the prompt is evaluated (llama_memory_seq_rm drops the divergent tail);
+//   3. one token for every generating sequence, the rest of the batch filled with prompt chunks of
+//      admitted requests (bounded to one ubatch while anyone generates, so a long new prompt does
+//      not stall everyone else's tokens for its whole length);
+//   4. one llama_decode; each finished row sampled with its request's own chain (greedy rows
+//      together on the threadpool, native/argmax.h), detokenized, checked against its limits;
+//   5. at most one wake-up of JavaScript, carrying every request's new tokens (none when nobody
+//      listens for them).
+// On KV exhaustion (llama_decode returns 1) the youngest running request is preempted: its cells
+// are freed and it is requeued at the front with everything it had decoded, to be evaluated again
+// when a sequence is free; a request alone in the batch ends with contextFull instead.
+#pragma once
+
+#include <napi.h>
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <vector>
+
+#include "generation.h"
+#include "ggml-backend.h"
+#include "llama.h"
+
+namespace cuda_llama {
+
+class OwnedBatch;
+class RowsArgmax;
+
+class Engine {
+ public:
+  // JS thread. The engine owns a thread-safe function that delivers its events; it frees itself in
+  // that function's finalizer, after Release(), once every queued event has been delivered.
+  static Engine* Create(Napi::Env env, llama_context* ctx, ggml_backend_t host_backend);
+
+  // JS thread: queues a request (first come, first served) and wakes the loop.
+  void Submit(Napi::Env env, std::unique_ptr<GenerationRequest> request);
+  // Any thread: makes Run() finish every request as aborted and return; a running CPU decode is
+  // interrupted through the ggml abort callback.
+  void Stop();
+  // JS thread, after Run() has returned: no more events will come; frees the engine once the
+  // queued ones are delivered.
+  void Release();
+
+  // Context thread: the loop, until Stop().
+  void Run();
+
+  // ggml abort callback (llama_set_abort_callback): on ggml's threads during a decode.
+  static bool AbortCallback(void* self);
+
+ private:
+  Engine(llama_context* ctx, ggml_backend_t host_backend);
+  ~Engine();
+
+  struct Sequence {
+    std::vector<llama_token> cached;      // what its KV cache holds, positions 0..n-1
+    GenerationRequest* request = nullptr;  // running in it, or null when idle
+    uint64_t last_used = 0;
+  };
+
+  // Context thread.
+  void Step();
+  void Sample();
+  bool AnyRunning() const;
+  void DropCancelled();
+  void Admit(GenerationRequest* request, int32_t seq);
+  int32_t PickSequence(const GenerationRequest& request) const;
+  void Finish(GenerationRequest* request, const char* reason);
+  void Preempt(GenerationRequest* request);
+  void RollBack();
+  void FailBatch(const std::vector<GenerationRequest*>& in_batch, int32_t rc);
+  void Accept(GenerationRequest* request, llama_token token);
+  void Emit(EngineEvent event, bool wake);
+  void WakeJs();
+  double NowMs() const;
+
+  // JS thread: the thread-safe function's callback.
+  static void Drain(Napi::Env env, Napi::Function, Engine* engine);
+  void DeliverEvents(Napi::Env env);
+
+  llama_context* ctx_;
+  ggml_backend_t host_backend_;
+  const llama_vocab* vocab_;
+  uint32_t n_ctx_seq_;
+  int32_t n_batch_;
+  int32_t n_ubatch_;
+  // Null when a cached prefix cannot be reused: recurrent or hybrid memory cannot drop a partial
+  // tail, and a sliding-window cache has already evicted what a shorter prefix would attend to.
+  const char* no_reuse_reason_ = nullptr;
+  std::chrono::steady_clock::time_point epoch_;
+
+  Napi::ThreadSafeFunction tsfn_;
+  size_t js_active_ = 0;   // JS thread: requests submitted and not yet settled (the TSFN is ref'd)
+  bool released_ = false;  // JS thread
+
+  std::mutex mutex_;
+  std::condition_variable wake_;
+  std::vector<std::unique_ptr<GenerationRequest>> incoming_;  // guarded by mutex_
+  std::atomic<bool> quit_{false};
+
+  std::mutex events_mutex_;
+  std::vector<EngineEvent> events_;  // guarded by events_mutex_
+  bool drain_scheduled_ = false;     // guarded by events_mutex_
+  bool wake_wanted_ = false;         // guarded by events_mutex_: an event someone waits for
+
+  // Context thread only.
+  std::deque<GenerationRequest*> waiting_;  // owned until finished
+  std::vector<Sequence> sequences_;
+  uint64_t admissions_ = 0;
+  uint64_t uses_ = 0;
+  // After a preemption, nobody is admitted until a request finishes: the preempted one would
+  // otherwise take its cells back at once and starve the others.
+  bool hold_admissions_ = false;
+  std::unique_ptr<RowsArgmax> argmax_;
+  std::unique_ptr<OwnedBatch> batch_;
+  // One step's scratch, kept to avoid allocations per step: rows to sample (request, batch
+  // index), prompt chunks added (request, tokens), the greedy rows and their tokens.
+  std::vector<std::pair<GenerationRequest*, int32_t>> outputs_;
+  std::vector<std::pair<GenerationRequest*, int32_t>> chunks_;
+  std::vector<const float*> greedy_rows_;
+  std::vector<llama_token> greedy_tokens_;
+  // Requests of the decode in flight, read by AbortCallback: a decode is interrupted only when
+  // every request in it is cancelled, so one cancellation never costs the others their step.
+  std::vector<GenerationRequest*> in_batch_;
+};
+
+}  // namespace cuda_llama
