@@ -83,6 +83,8 @@ export interface GenerationRequest {
   prompts: Int32Array[];
   /** Per prompt, already bounded by the room left in its sequence's window. */
   maxTokens: number[];
+  /** Per prompt: its maxTokens is that room (not the caller's limit), so reaching it is stopReason 'contextFull'. */
+  contextBound?: boolean[];
   /** Sequence i samples with seed + i, so equal prompts can still take different paths. */
   sampler: NativeSamplerParams;
   stopSequences: string[];
@@ -92,6 +94,8 @@ export interface GenerationRequest {
   cancels: NativeCancelFlag[];
   /** Reuse a cached prefix of each prompt (false: evaluate every prompt token). */
   cachePrompt: boolean;
+  /** The session (lib/session.ts) the prompts belong to; 0 or absent for none. */
+  session?: number;
   /** Receives each piece of text as soon as it is safe to show (never part of a stop sequence). */
   onText?: (text: string, sequence: number) => void;
 }
@@ -227,7 +231,7 @@ export async function runGenerations(request: GenerationRequest): Promise<BatchR
     settled = await Promise.allSettled(request.prompts.map((prompt, i) => {
       const sequence = sequences[i]!;
       return context.submit(prompt, samplers[i]!, request.maxTokens[i]!, cancels[i]!, everyToken, request.cachePrompt,
-        (token, piece, atMs) => sequence.push(token, piece, atMs))
+        (token, piece, atMs) => sequence.push(token, piece, atMs), request.session ?? 0)
         .catch((error: unknown) => {
           cancelAll(); // one request failed: the call fails, so the others stop too
           throw error;
@@ -247,7 +251,8 @@ export async function runGenerations(request: GenerationRequest): Promise<BatchR
     const { assembler, tokens } = sequence;
     const n = native[i]!;
     const text = assembler.finish();
-    const stopReason = assembler.stopSequence !== undefined ? 'stop' : nativeStopReasons[n.stopReason];
+    const nativeReason = n.stopReason === 'maxTokens' && request.contextBound?.[i] === true ? 'contextFull' : n.stopReason;
+    const stopReason = assembler.stopSequence !== undefined ? 'stop' : nativeStopReasons[nativeReason];
     const promptTokens = request.prompts[i]!.length;
     const promptMs = n.promptDoneAtMs >= 0 ? n.promptDoneAtMs - n.admittedAtMs : 0;
     return {

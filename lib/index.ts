@@ -1,6 +1,7 @@
 export { Llama, type BuildReport } from './llama.js';
 export { LlamaModel, type ModelInfo, type ContextInfo, type ChatMessage, type ChatTemplateOptions, type ChatOptions, type ChatResult, type ChatStream, type TextStream } from './model.js';
-export type { GenerateResult, GenerationTimings, StopReason, BatchResult, BatchTimings } from './generation.js';
+export type { GenerateResult, GenerationTimings, StopReason, CacheMiss, BatchResult, BatchTimings } from './generation.js';
+export { LlamaSession } from './session.js';
 export type { LoadOptions, GenerateOptions, BatchGenerateOptions, GpuPolicy, FlashAttention, KvCacheType } from './options.js';
 export type { LayerReport, DeviceUsage, GraphUsage } from './layer-report.js';
 export type { LoadPlan, PlannedDevice, PlannedHost } from './plan.js';

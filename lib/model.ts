@@ -6,6 +6,7 @@
 import { chatResult, renderChat, splitChatOptions, validateMessages, validateTemplateOnlyOptions, withTemplateStops, type ChatMessage, type ChatOptions, type ChatResult, type ChatStream, type ChatTemplateOptions } from './chat.js';
 import { DisposedError, ErrorCode, ContextError, fromNativeError } from './errors.js';
 import { runGenerations, type BatchResult, type GenerateResult } from './generation.js';
+import { LlamaSession } from './session.js';
 import type { GpuDecision } from './gpu/decision.js';
 import { buildLayerReport, type LayerReport } from './layer-report.js';
 import type { LoadedBinary } from './binding/load-native.js';
@@ -47,6 +48,9 @@ function failedStream<T = GenerateResult>(error: unknown): AsyncIterable<string>
   result.catch(() => undefined); // the iterator or `result` reports it; never unhandled here
   return { result, [Symbol.asyncIterator]: () => ({ next: () => Promise.reject(error) }) };
 }
+
+/** Session ids for the engine (0 is none); unique per process, so never reused by another model's session either. */
+let nextSessionId = 1;
 
 export class LlamaModel implements AsyncDisposable {
   readonly info: Readonly<ModelInfo>;
@@ -145,8 +149,38 @@ export class LlamaModel implements AsyncDisposable {
     }
   }
 
+  /**
+   * A conversation kept in one sequence of this model's context (lib/session.ts): each call
+   * continues it, and evaluates only what is new since the previous turn while its sequence is
+   * not taken by other requests. End it with dispose() (or `await using`).
+   */
+  createSession(): LlamaSession {
+    this.#assertAlive();
+    const id = nextSessionId++;
+    const model = this;
+    return new LlamaSession({
+      id,
+      tokenize: (text, addSpecial) => Array.from(this.#native.tokenize(text, addSpecial, true)),
+      generate: (tokens, options) => this.#generate(tokens, options, new this.#binary.addon.CancelFlag(), id),
+      stream: (tokens, options) => this.#stream(tokens, options, id),
+      chatPrompt: (messages, options) => {
+        const { rendered, generate } = this.#chatRequest(messages, options);
+        return { prompt: rendered.prompt, generate, finish: (result) => chatResult(this.#native, rendered, result) };
+      },
+      get disposed() {
+        return model.disposed;
+      },
+      fork: () => this.createSession(),
+      end: () => this.#context.endSession(id),
+    });
+  }
+
   /** Like generate(), as an async iterable of text pieces. Breaking out of the loop stops the generation. */
   stream(prompt: string | ArrayLike<number>, options: GenerateOptions = {}): TextStream {
+    return this.#stream(prompt, options, 0);
+  }
+
+  #stream(prompt: string | ArrayLike<number>, options: GenerateOptions, session: number): TextStream {
     const pieces: string[] = [];
     let wake: (() => void) | undefined;
     let settled = false;
@@ -161,7 +195,7 @@ export class LlamaModel implements AsyncDisposable {
         wake?.();
         userOnText?.(text);
       },
-    }, cancel);
+    }, cancel, session);
     const done = result.then(() => undefined, (error: unknown) => ({ error }));
     void done.then(() => {
       settled = true;
@@ -318,15 +352,15 @@ export class LlamaModel implements AsyncDisposable {
     return ids;
   }
 
-  #generate(prompt: string | ArrayLike<number>, options: GenerateOptions, cancel: NativeCancelFlag): Promise<GenerateResult> {
+  #generate(prompt: string | ArrayLike<number>, options: GenerateOptions, cancel: NativeCancelFlag, session = 0): Promise<GenerateResult> {
     // The user's onText takes the text only (console.log would print the sequence index too).
     const onText: unknown = options !== null && typeof options === 'object' ? options.onText : undefined;
     const forwarded = typeof onText === 'function' ? { ...options, onText: (text: string) => onText(text) } : options;
-    return this.#run([['prompt', prompt]], forwarded, [cancel]).then((batch) => batch.results[0]!);
+    return this.#run([['prompt', prompt]], forwarded, [cancel], session).then((batch) => batch.results[0]!);
   }
 
   /** Validates, tokenizes and submits one or more named prompts, one request each, with one cancel flag each. */
-  #run(prompts: [name: string, prompt: string | ArrayLike<number>][], rawOptions: BatchGenerateOptions, cancels: NativeCancelFlag[]): Promise<BatchResult> {
+  #run(prompts: [name: string, prompt: string | ArrayLike<number>][], rawOptions: BatchGenerateOptions, cancels: NativeCancelFlag[], session = 0): Promise<BatchResult> {
     try {
       this.#assertAlive();
       const options = validateGenerateOptions(rawOptions);
@@ -346,13 +380,17 @@ export class LlamaModel implements AsyncDisposable {
       const cancelAll = () => {
         for (const flag of cancels) flag.cancel();
       };
+      const maxTokens = tokenized.map((tokens) => resolveMaxTokens(options.maxTokens, contextSize, tokens.length));
+      // A limit that is the room left in the window, not the caller's maxTokens: reaching it is a full context.
+      const contextBound = tokenized.map((tokens, i) => maxTokens[i] === contextSize - tokens.length && (options.maxTokens ?? Infinity) > maxTokens[i]!);
       return this.#submit(async () => {
         const result = await runGenerations({
           addon: this.#binary.addon,
           model: this.#native,
           context: this.#context,
           prompts: tokenized,
-          maxTokens: tokenized.map((tokens) => resolveMaxTokens(options.maxTokens, contextSize, tokens.length)),
+          maxTokens,
+          contextBound,
           sampler: samplerParams(options),
           stopSequences: options.stopSequences,
           signal: options.signal,
@@ -360,6 +398,7 @@ export class LlamaModel implements AsyncDisposable {
           onText: options.onText,
           cancels,
           cachePrompt: options.cachePrompt ?? true,
+          session,
         });
         if (this.#disposing !== undefined && result.results.some((r) => r.stopReason === 'abort')) throw new DisposedError('model');
         return result;

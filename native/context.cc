@@ -148,6 +148,7 @@ Napi::Function Context::Define(Napi::Env env) {
                      {StaticMethod<&Context::Create>("create"),
                       InstanceMethod<&Context::Info>("info"),
                       InstanceMethod<&Context::Submit>("submit"),
+                      InstanceMethod<&Context::EndSession>("endSession"),
                       InstanceMethod<&Context::Dispose>("dispose"),
                       InstanceAccessor<&Context::IsDisposed>("disposed")});
 }
@@ -231,6 +232,14 @@ Napi::Value Context::Submit(const Napi::CallbackInfo& info) {
   Napi::Promise promise = request->deferred.Promise();
   engine_->Submit(env, std::move(request));
   return promise;
+}
+
+Napi::Value Context::EndSession(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Get(env);
+  if (info.Length() < 1 || !info[0].IsNumber()) throw Napi::TypeError::New(env, "endSession(id: number)");
+  engine_->EndSession(info[0].As<Napi::Number>().Uint32Value());
+  return env.Undefined();
 }
 
 Napi::Value Context::Dispose(const Napi::CallbackInfo& info) {

@@ -56,10 +56,12 @@ class Context : public Napi::ObjectWrap<Context> {
   static Napi::Value Create(const Napi::CallbackInfo& info);
   Napi::Value Info(const Napi::CallbackInfo& info);
   // JS: submit(prompt: Int32Array, sampler: Sampler, maxTokens, cancel: CancelFlag, everyToken,
-  //            reusePrefix, onToken(token, bytes, atMs))
+  //            reusePrefix, onToken(token, bytes, atMs), session?: number)
   //     -> Promise<{ stopReason, cachedTokens, cacheMiss, admittedAtMs, promptDoneAtMs, preemptions }>
   // Queues one request on the engine, which runs it beside the others; see native/engine.h.
   Napi::Value Submit(const Napi::CallbackInfo& info);
+  // JS: endSession(id): the session's sequence is no longer kept for it.
+  Napi::Value EndSession(const Napi::CallbackInfo& info);
   Napi::Value Dispose(const Napi::CallbackInfo& info);
   Napi::Value IsDisposed(const Napi::CallbackInfo& info);
 

@@ -91,6 +91,11 @@ void Engine::Submit(Napi::Env env, std::unique_ptr<GenerationRequest> request) {
   wake_.notify_one();
 }
 
+void Engine::EndSession(uint32_t id) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  ended_sessions_.push_back(id);
+}
+
 void Engine::Stop() {
   {
     std::lock_guard<std::mutex> lock(mutex_);
@@ -135,6 +140,12 @@ void Engine::Run() {
       if (quit_.load()) break;
       for (std::unique_ptr<GenerationRequest>& request : incoming_) waiting_.push_back(request.release());
       incoming_.clear();
+      for (uint32_t id : ended_sessions_) {
+        for (Sequence& seq : sequences_) {
+          if (seq.session == id) seq.session = 0;
+        }
+      }
+      ended_sessions_.clear();
     }
     Step();
     WakeJs();
@@ -174,17 +185,33 @@ void Engine::DropCancelled() {
 
 int32_t Engine::PickSequence(const GenerationRequest& request) const {
   if (hold_admissions_ && AnyRunning()) return -1;
+  if (request.session != 0) {
+    for (int32_t i = 0; i < static_cast<int32_t>(sequences_.size()); i++) {
+      if (sequences_[i].session == request.session) {
+        if (sequences_[i].request == nullptr) return i;
+        break;  // its sequence is busy (a concurrent call of the same session): take another
+      }
+    }
+  }
   int32_t best = -1;
   size_t best_prefix = 0;
+  bool best_kept = true;
   for (int32_t i = 0; i < static_cast<int32_t>(sequences_.size()); i++) {
     const Sequence& seq = sequences_[i];
     if (seq.request != nullptr) continue;
     const size_t prefix = request.reuse_prefix ? CommonPrefix(seq.cached, request.input) : 0;
-    // Longest prefix first; among equals the least recently used, whose cache is the least likely
-    // to be wanted again.
-    if (best < 0 || prefix > best_prefix || (prefix == best_prefix && seq.last_used < sequences_[best].last_used)) {
+    // A sequence kept for another live session is taken last, and only for nothing in common.
+    const bool kept = seq.session != 0 && seq.session != request.session;
+    const size_t useful = kept ? 0 : prefix;
+    // Longest prefix first; then one nobody keeps; then the least recently used, whose cache is
+    // the least likely to be wanted again.
+    const bool better = best < 0 || useful > best_prefix ||
+                        (useful == best_prefix && ((best_kept && !kept) ||
+                                                   (best_kept == kept && seq.last_used < sequences_[best].last_used)));
+    if (better) {
       best = i;
-      best_prefix = prefix;
+      best_prefix = useful;
+      best_kept = kept;
     }
   }
   return best;
@@ -211,6 +238,7 @@ void Engine::Admit(GenerationRequest* request, int32_t seq_id) {
     seq.cached.resize(reuse);
   }
   seq.request = request;
+  seq.session = request->session;
   request->seq = seq_id;
   request->input_done = reuse;
   request->admitted_order = ++admissions_;

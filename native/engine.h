@@ -45,6 +45,8 @@ class Engine {
 
   // JS thread: queues a request (first come, first served) and wakes the loop.
   void Submit(Napi::Env env, std::unique_ptr<GenerationRequest> request);
+  // JS thread: session `id` ended; its sequence is no longer kept for it (from the next step).
+  void EndSession(uint32_t id);
   // Any thread: makes Run() finish every request as aborted and return; a running CPU decode is
   // interrupted through the ggml abort callback.
   void Stop();
@@ -66,6 +68,7 @@ class Engine {
     std::vector<llama_token> cached;      // what its KV cache holds, positions 0..n-1
     GenerationRequest* request = nullptr;  // running in it, or null when idle
     uint64_t last_used = 0;
+    uint32_t session = 0;  // the live session whose tokens it holds, 0 for none
   };
 
   // Context thread.
@@ -106,6 +109,7 @@ class Engine {
   std::mutex mutex_;
   std::condition_variable wake_;
   std::vector<std::unique_ptr<GenerationRequest>> incoming_;  // guarded by mutex_
+  std::vector<uint32_t> ended_sessions_;                      // guarded by mutex_
   std::atomic<bool> quit_{false};
 
   std::mutex events_mutex_;

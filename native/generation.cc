@@ -44,6 +44,7 @@ std::unique_ptr<GenerationRequest> RequestFromJs(const Napi::CallbackInfo& info,
   request->reuse_prefix = info[5].As<Napi::Boolean>().Value();
   request->on_token = Napi::Persistent(info[6].As<Napi::Function>());
   request->sampler_ref = Napi::Persistent(info[1].As<Napi::Object>());
+  if (info.Length() > 7 && info[7].IsNumber()) request->session = info[7].As<Napi::Number>().Uint32Value();
   return request;
 }
 

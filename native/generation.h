@@ -32,6 +32,9 @@ struct GenerationRequest {
   bool every_token = true;
   // Reuse the longest cached prefix of an idle sequence (false: evaluate the whole prompt).
   bool reuse_prefix = true;
+  // The session it belongs to (lib/session.ts), 0 for none: a session's requests go back to the
+  // sequence its last one used while that is idle, and other requests take that sequence last.
+  uint32_t session = 0;
 
   // Context thread only while the request is in the engine; read on the JS thread once it is done.
   // `input` is what the sequence must hold before the next sample: the prompt, or after a

@@ -195,7 +195,11 @@ export interface NativeContext {
     reusePrefix: boolean,
     /** Called in order for every token; `atMs` is when the engine produced it, on its clock. */
     onToken: (token: number, piece: Buffer, atMs: number) => void,
+    /** A session id (lib/session.ts), 0 or absent for none: its requests go back to the sequence its last one used. */
+    session?: number,
   ): Promise<NativeRequestResult>;
+  /** The session's sequence is no longer kept for it (no llama.cpp call: the engine's own bookkeeping). */
+  endSession(id: number): void;
   /** llama_free + ggml_threadpool_free */
   dispose(): void;
   readonly disposed: boolean;

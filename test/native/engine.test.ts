@@ -58,6 +58,21 @@ describe('prefix reuse', () => {
     });
   }
 
+  it('a generation that fills its window ends with contextFull, never past it; a prompt that cannot fit is ERR_CONTEXT_FULL', async () => {
+    const { contextSize } = model.contextInfo;
+    const prompt = model.tokenize('Fill the window');
+    const full = await model.generate(prompt, greedy);
+    expect(full.stopReason).toBe('contextFull');
+    expect(full.promptTokens + full.tokens.length).toBe(contextSize);
+    // The caller's own limit is maxTokens even where it equals the room left.
+    const exact = await model.generate(prompt, { ...greedy, maxTokens: contextSize - prompt.length });
+    expect(exact.stopReason).toBe('maxTokens');
+    expect(exact.tokens).toEqual(full.tokens);
+    await expect(model.generate([...prompt, ...full.tokens])).rejects.toMatchObject({
+      code: 'ERR_CONTEXT_FULL', details: { promptTokens: contextSize, contextSize },
+    });
+  });
+
   it('gives a request the idle sequence with the longest common prefix', async () => {
     const a = model.tokenize('Alpha alpha alpha alpha alpha alpha');
     const b = model.tokenize('Beta beta beta beta beta beta beta');

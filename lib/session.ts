@@ -1,0 +1,183 @@
+/**
+ * LlamaSession: one conversation on a model, from model.createSession(). Its requests go back to
+ * the sequence its last one used while that sequence is idle, and other requests take that
+ * sequence last, so each turn evaluates only what is new since the previous one. Nothing is ever
+ * wrong for being evicted: a session whose sequence another request took evaluates its prompt
+ * again (its result's `cachedTokens` says how much was reused). Calls on one session run one after
+ * another, in call order.
+ */
+import { DisposedError } from './errors.js';
+import type { GenerateResult } from './generation.js';
+import type { ChatMessage, ChatOptions, ChatResult, ChatStream, TextStream } from './model.js';
+import type { GenerateOptions } from './options.js';
+
+/** What a session needs from its model (bound to the model's private parts by createSession). */
+export interface SessionHost {
+  readonly id: number;
+  /** Token ids of `text` as generate() tokenizes a prompt; `addSpecial` adds BOS as the model wants. */
+  tokenize(text: string, addSpecial: boolean): number[];
+  /** Generates from whole-conversation tokens in this session's sequence. */
+  generate(tokens: number[], options: GenerateOptions): Promise<GenerateResult>;
+  stream(tokens: number[], options: GenerateOptions): TextStream;
+  /** The chat template's rendering of `messages`, and the generate options chat() would use. */
+  chatPrompt(messages: ChatMessage[], options: ChatOptions): { prompt: string; generate: GenerateOptions; finish(result: GenerateResult): ChatResult };
+  /** The model is disposed. */
+  readonly disposed: boolean;
+  /** A new, empty session on the same model. */
+  fork(): LlamaSession;
+  end(): void;
+}
+
+export class LlamaSession implements AsyncDisposable {
+  readonly #host: SessionHost;
+  #tokens: number[] = [];
+  #tail: Promise<unknown> = Promise.resolve();
+  #disposed = false;
+
+  /** @internal Use model.createSession(). */
+  constructor(host: SessionHost) {
+    this.#host = host;
+  }
+
+  /** The conversation so far as the session's sequence holds it: every prompt and reply token, in order. */
+  get tokens(): readonly number[] {
+    return this.#tokens;
+  }
+
+  get disposed(): boolean {
+    return this.#disposed || this.#host.disposed;
+  }
+
+  /**
+   * Continues the conversation with `text` (tokenized with BOS only when the session is empty) and
+   * generates, like model.generate() with the session's tokens before the text.
+   */
+  generate(text: string, options: GenerateOptions = {}): Promise<GenerateResult> {
+    return this.#queue(() => {
+      const prompt = this.#extend(text);
+      return this.#host.generate(prompt, options).then((result) => this.#record(prompt, result));
+    });
+  }
+
+  /** generate() as a stream of text pieces; `result` settles with the whole result. */
+  stream(text: string, options: GenerateOptions = {}): TextStream {
+    let inner: TextStream | undefined;
+    let started!: () => void;
+    const ready = new Promise<void>((resolve) => (started = resolve));
+    const result = this.#queue(() => {
+      const prompt = this.#extend(text);
+      inner = this.#host.stream(prompt, options);
+      started();
+      return inner.result.then((r) => this.#record(prompt, r));
+    });
+    result.catch(() => {
+      started(); // refused before it started: the iterator reports the error
+    });
+    return {
+      result,
+      async *[Symbol.asyncIterator]() {
+        await ready;
+        if (inner === undefined) {
+          await result;
+          return;
+        }
+        yield* inner;
+      },
+    };
+  }
+
+  /**
+   * Renders the whole conversation `messages` with the model's chat template and generates the
+   * reply, like model.chat(); the part of the rendering that the previous turn left in the sequence
+   * is not evaluated again.
+   */
+  chat(messages: ChatMessage[], options: ChatOptions = {}): Promise<ChatResult> {
+    return this.#queue(() => {
+      const { prompt, generate, finish } = this.#host.chatPrompt(messages, options);
+      const tokens = this.#host.tokenize(prompt, true);
+      return this.#host.generate(tokens, generate).then((result) => finish(this.#record(tokens, result)));
+    });
+  }
+
+  /** chat() as a stream of the raw text pieces; `result` is the parsed ChatResult. */
+  chatStream(messages: ChatMessage[], options: ChatOptions = {}): ChatStream {
+    let inner: TextStream | undefined;
+    let started!: () => void;
+    const ready = new Promise<void>((resolve) => (started = resolve));
+    const result = this.#queue(() => {
+      const { prompt, generate, finish } = this.#host.chatPrompt(messages, options);
+      const tokens = this.#host.tokenize(prompt, true);
+      inner = this.#host.stream(tokens, generate);
+      started();
+      return inner.result.then((r) => finish(this.#record(tokens, r)));
+    });
+    result.catch(() => {
+      started();
+    });
+    return {
+      result,
+      async *[Symbol.asyncIterator]() {
+        await ready;
+        if (inner === undefined) {
+          await result;
+          return;
+        }
+        yield* inner;
+      },
+    };
+  }
+
+  /** Forgets the conversation: the next call starts from an empty session. */
+  reset(): void {
+    this.#assertAlive();
+    this.#tokens = [];
+  }
+
+  /**
+   * A new session with this one's conversation so far, to continue it another way. Its first call
+   * evaluates the shared part again unless an idle sequence nobody keeps holds it.
+   */
+  fork(): LlamaSession {
+    this.#assertAlive();
+    const twin = this.#host.fork();
+    twin.#tokens = [...this.#tokens];
+    return twin;
+  }
+
+  /** Ends the session: its sequence is no longer kept for it. Safe to call more than once. */
+  dispose(): Promise<void> {
+    if (!this.#disposed) {
+      this.#disposed = true;
+      if (!this.#host.disposed) this.#host.end();
+    }
+    return this.#tail.then(() => undefined, () => undefined);
+  }
+
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.dispose();
+  }
+
+  #assertAlive(): void {
+    if (this.disposed) throw new DisposedError(this.#host.disposed ? 'model' : 'session');
+  }
+
+  #queue<T>(operation: () => Promise<T>): Promise<T> {
+    if (this.disposed) return Promise.reject(new DisposedError(this.#host.disposed ? 'model' : 'session'));
+    const run = this.#tail.then(() => {
+      this.#assertAlive();
+      return operation();
+    });
+    this.#tail = run.catch(() => undefined);
+    return run;
+  }
+
+  #extend(text: string): number[] {
+    if (typeof text !== 'string') throw new TypeError(`text must be a string, got ${text === null ? 'null' : typeof text}`);
+    return [...this.#tokens, ...this.#host.tokenize(text, this.#tokens.length === 0)];
+  }
+
+  #record(prompt: number[], result: GenerateResult): GenerateResult {
+    this.#tokens = [...prompt, ...result.tokens];
+    return result;
+  }
+}
