@@ -7,7 +7,20 @@ import globals from 'globals';
 import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
-  { ignores: ['dist/', 'build/', 'build-*/', 'vendor/', 'prebuilds/', 'node_modules/', 'test/.models/', 'test/bench/.node-llama-cpp/', '.bench/', '.carry*/'] },
+  {
+    ignores: [
+      'dist/',
+      'build/',
+      'build-*/',
+      'vendor/',
+      'prebuilds/',
+      'node_modules/',
+      'test/.models/',
+      'test/bench/.node-llama-cpp/',
+      '.bench/',
+      '.carry*/',
+    ],
+  },
   js.configs.recommended,
   {
     files: ['**/*.ts', '**/*.mts'],

@@ -70,8 +70,8 @@ const reservedVariables: Record<string, string> = {
   messages: 'pass the conversation as messages',
   add_generation_prompt: 'use options.addGenerationPrompt',
   enable_thinking: 'use options.enableThinking',
-  bos_token: 'it is the model\'s own BOS token',
-  eos_token: 'it is the model\'s own EOS token',
+  bos_token: "it is the model's own BOS token",
+  eos_token: "it is the model's own EOS token",
   tools: 'tools are not supported yet',
 };
 
@@ -85,7 +85,10 @@ export function validateMessages(messages: unknown): ChatMessage[] {
   return messages.map((m: unknown, i) => {
     if (!m || typeof m !== 'object') throw typeError(`messages[${i}]`, 'an object { role, content }', m);
     const { role, content } = m as Record<string, unknown>;
-    return { role: expectString(`messages[${i}].role`, role, { allowEmpty: false }), content: expectString(`messages[${i}].content`, content) };
+    return {
+      role: expectString(`messages[${i}].role`, role, { allowEmpty: false }),
+      content: expectString(`messages[${i}].content`, content),
+    };
   });
 }
 
@@ -140,11 +143,17 @@ export function splitChatOptions(input: unknown): { template: ValidChatTemplateO
 }
 
 /** Renders through llama.cpp (native/chat_templates.cc); `path` names the model in errors. */
-export function renderChat(native: NativeModel, messages: ChatMessage[], options: ValidChatTemplateOptions, path: string): NativeChatPrompt {
+export function renderChat(
+  native: NativeModel,
+  messages: ChatMessage[],
+  options: ValidChatTemplateOptions,
+  path: string,
+): NativeChatPrompt {
   const rendered = native.applyChatTemplate(options.template, messages, options.native);
   if (rendered === null) {
     throw new CudaLlamaError(ErrorCode.NO_CHAT_TEMPLATE, `${path} has no chat template (tokenizer.chat_template)`, {
-      remedy: "pass options.template: Jinja template text, or a llama.cpp built-in name such as 'chatml' or 'llama3'; or format the prompt yourself and call generate()",
+      remedy:
+        "pass options.template: Jinja template text, or a llama.cpp built-in name such as 'chatml' or 'llama3'; or format the prompt yourself and call generate()",
     });
   }
   return rendered;

@@ -120,7 +120,10 @@ export function cgroupMemory(read: ReadText = readText): CgroupMemory | null {
     if (controllers === '') found.push(...cgroupV2(read, path));
     else if (controllers!.split(',').includes('memory')) found.push(...cgroupV1(read, path));
   }
-  return found.reduce<CgroupMemory | null>((tightest, c) => (tightest === null || c.availableBytes < tightest.availableBytes ? c : tightest), null);
+  return found.reduce<CgroupMemory | null>(
+    (tightest, c) => (tightest === null || c.availableBytes < tightest.availableBytes ? c : tightest),
+    null,
+  );
 }
 
 /**

@@ -27,7 +27,12 @@ export interface GraphUsage {
 }
 
 export interface LayerReport {
-  policy: { requested: GpuDecision['requested']; target: GpuDecision['target']; gpuLayers: GpuDecision['gpuLayers']; fallback: GpuDecision['fallback'] };
+  policy: {
+    requested: GpuDecision['requested'];
+    target: GpuDecision['target'];
+    gpuLayers: GpuDecision['gpuLayers'];
+    fallback: GpuDecision['fallback'];
+  };
   layerCount: number;
   /** Device of each repeating layer, in order. */
   layers: { index: number; device: string }[];
@@ -89,7 +94,11 @@ export function layerDevices(placement: NativeLayerPlacement): { index: number; 
 
 function graphUsage(graph: NativeGraphPlacement): GraphUsage {
   const { count, examples } = graph.cpuOpsOnGpuMemory;
-  return { splits: graph.splits, opsByBackend: { ...graph.nodesByBackend }, cpuOpsOnGpuMemory: { count, examples: examples.map((e) => ({ ...e })) } };
+  return {
+    splits: graph.splits,
+    opsByBackend: { ...graph.nodesByBackend },
+    cpuOpsOnGpuMemory: { count, examples: examples.map((e) => ({ ...e })) },
+  };
 }
 
 export function buildLayerReport({ decision, placement, memory, tokenGraph, promptGraph, offloadKvCache }: LayerReportInputs): LayerReport {
@@ -104,7 +113,8 @@ export function buildLayerReport({ decision, placement, memory, tokenGraph, prom
   const graph = { tokenGeneration: graphUsage(tokenGraph), promptProcessing: graphUsage(promptGraph) };
   const kvCache = { devices: kvNames, bytes: kvDevices.reduce((sum, d) => sum + d.kvCacheBytes, 0) };
   const problems = placementProblems(decision, { layers, output, kvCache, graph }, { offloadKvCache });
-  const summary = `offloaded: ${offloadedLayers}/${layers.length} layers${gpuNames.length ? ` to ${gpuNames.join(', ')}` : ''}; ` +
+  const summary =
+    `offloaded: ${offloadedLayers}/${layers.length} layers${gpuNames.length ? ` to ${gpuNames.join(', ')}` : ''}; ` +
     `output ${output}; KV cache ${kvNames.join(', ') || 'none'}` +
     (decision.fallback ? `; CPU FALLBACK: ${decision.fallback.reason}` : '') +
     (problems.length ? `; NOT AS REQUESTED: ${problems.map((p) => p.kind).join(', ')}` : '');
@@ -147,7 +157,9 @@ export function formatLayerReport(report: LayerReport): string {
     `input (token_embd): ${report.input}   output layer: ${report.output}   output tensor: ${report.outputTensor}`,
     `KV cache: ${report.kvCache.devices.join(', ') || 'none'} (${mib(report.kvCache.bytes)})`,
     'device          weights        KV cache       compute',
-    ...report.devices.map((d) => `${d.device.padEnd(16)}${mib(d.weightsBytes).padEnd(15)}${mib(d.kvCacheBytes).padEnd(15)}${mib(d.computeBytes)}`),
+    ...report.devices.map(
+      (d) => `${d.device.padEnd(16)}${mib(d.weightsBytes).padEnd(15)}${mib(d.kvCacheBytes).padEnd(15)}${mib(d.computeBytes)}`,
+    ),
     `graph (step):    ${report.graph.tokenGeneration.splits} split(s), ops ${JSON.stringify(report.graph.tokenGeneration.opsByBackend)}`,
     `graph (prompt):  ${report.graph.promptProcessing.splits} split(s), ops ${JSON.stringify(report.graph.promptProcessing.opsByBackend)}`,
     ...report.problems.map((p) => `NOT AS REQUESTED (${p.kind}): ${p.message}`),

@@ -19,7 +19,12 @@ const levelNames: Record<number, LogLevel> = {
   [GgmlLogLevel.WARN]: 'warn',
   [GgmlLogLevel.ERROR]: 'error',
 };
-const levelNumbers: Record<LogLevel, number> = { debug: GgmlLogLevel.DEBUG, info: GgmlLogLevel.INFO, warn: GgmlLogLevel.WARN, error: GgmlLogLevel.ERROR };
+const levelNumbers: Record<LogLevel, number> = {
+  debug: GgmlLogLevel.DEBUG,
+  info: GgmlLogLevel.INFO,
+  warn: GgmlLogLevel.WARN,
+  error: GgmlLogLevel.ERROR,
+};
 
 const debug = debuglog('cuda-llama');
 

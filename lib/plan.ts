@@ -13,7 +13,12 @@ import type { GpuDecision } from './gpu/decision.js';
 import { hostMemory, type HostMemory } from './host-memory.js';
 import { layerDevices, memoryByDevice, type DeviceUsage } from './layer-report.js';
 import type {
-  NativeAddon, NativeContextParams, NativeDevice, NativeLayerPlacement, NativeMemoryEntry, NativeModelParams,
+  NativeAddon,
+  NativeContextParams,
+  NativeDevice,
+  NativeLayerPlacement,
+  NativeMemoryEntry,
+  NativeModelParams,
 } from './binding/native.js';
 
 export interface PlannedDevice extends DeviceUsage {
@@ -119,7 +124,13 @@ export function planHost({ memory, cells, mmap, host }: HostPlanInputs): Planned
   const neededBytes = weightsBytes + kvCacheBytes + computeBytes + kvCellsBytes;
   const marginBytes = hostMarginBytes(neededBytes);
   return {
-    weightsBytes, mappedWeightsBytes, kvCacheBytes, computeBytes, kvCellsBytes, neededBytes, marginBytes,
+    weightsBytes,
+    mappedWeightsBytes,
+    kvCacheBytes,
+    computeBytes,
+    kvCellsBytes,
+    neededBytes,
+    marginBytes,
     availableBytes: host.availableBytes,
     availableSource: host.source,
     fits: neededBytes + marginBytes <= host.availableBytes,
@@ -142,7 +153,8 @@ function availableText(host: Pick<PlannedHost, 'availableBytes' | 'availableSour
   return `${gib(host.availableBytes)} is available (${from})`;
 }
 
-const memoryRemedy = 'lower contextSize or sequences (the KV cache holds contextSize × sequences tokens), use a smaller kvCacheType ' +
+const memoryRemedy =
+  'lower contextSize or sequences (the KV cache holds contextSize × sequences tokens), use a smaller kvCacheType ' +
   "('q8_0' is about half of 'f16', which is half of 'f32'), lower ubatchSize (compute buffers grow with it), or free memory; " +
   'Llama.plan() shows the numbers before a load';
 
@@ -157,12 +169,15 @@ export function refuseCellsBeyondRam(contextParams: NativeContextParams, host: H
   const marginBytes = hostMarginBytes(neededBytes);
   if (neededBytes + marginBytes <= host.availableBytes) return;
   const sequences = contextParams.nSeqMax ?? 1;
-  throw new CudaLlamaError(ErrorCode.INSUFFICIENT_MEMORY,
+  throw new CudaLlamaError(
+    ErrorCode.INSUFFICIENT_MEMORY,
     `a context of ${cells} KV cells (contextSize ${(contextParams.nCtx ?? 0) / sequences} × sequences ${sequences}) needs ${gib(neededBytes)} of RAM for ` +
-    `llama.cpp's bookkeeping of the cells alone, before the KV cache itself, and ${availableText({ availableBytes: host.availableBytes, availableSource: host.source })}; nothing was allocated`, {
+      `llama.cpp's bookkeeping of the cells alone, before the KV cache itself, and ${availableText({ availableBytes: host.availableBytes, availableSource: host.source })}; nothing was allocated`,
+    {
       remedy: memoryRemedy,
       details: { cells, kvCellsBytes: neededBytes, marginBytes, availableBytes: host.availableBytes, availableSource: host.source },
-    });
+    },
+  );
 }
 
 /** The refusal of a load whose plan does not fit in RAM (ERR_INSUFFICIENT_MEMORY), sizes in the message and in details.plan. */
@@ -170,12 +185,15 @@ export function insufficientMemoryError(plan: LoadPlan): CudaLlamaError {
   const h = plan.host;
   const part = (n: number) => formatBytes(n);
   const mapped = h.mappedWeightsBytes > 0 ? `; ${part(h.mappedWeightsBytes)} of memory-mapped weights not counted` : '';
-  return new CudaLlamaError(ErrorCode.INSUFFICIENT_MEMORY,
+  return new CudaLlamaError(
+    ErrorCode.INSUFFICIENT_MEMORY,
     `the load needs ${gib(h.neededBytes)} of RAM (weights ${part(h.weightsBytes)}, KV cache ${part(h.kvCacheBytes)}, compute ${part(h.computeBytes)}, ` +
-    `KV cells ${part(h.kvCellsBytes)}${mapped}) plus a margin of ${part(h.marginBytes)}, and ${availableText(h)}; nothing was allocated`, {
+      `KV cells ${part(h.kvCellsBytes)}${mapped}) plus a margin of ${part(h.marginBytes)}, and ${availableText(h)}; nothing was allocated`,
+    {
       remedy: memoryRemedy,
       details: { plan },
-    });
+    },
+  );
 }
 
 export interface DryRunHost {
@@ -199,7 +217,12 @@ interface Measured {
 const measured = new Map<string, Measured>();
 const MEASURED_KEPT = 16;
 
-async function measure(addon: NativeAddon, path: string, modelParams: NativeModelParams, contextParams: NativeContextParams): Promise<Measured> {
+async function measure(
+  addon: NativeAddon,
+  path: string,
+  modelParams: NativeModelParams,
+  contextParams: NativeContextParams,
+): Promise<Measured> {
   const file = await stat(path);
   const key = JSON.stringify([path, file.ino, file.size, file.mtimeMs, modelParams, contextParams]);
   const known = measured.get(key);
@@ -232,8 +255,14 @@ async function measure(addon: NativeAddon, path: string, modelParams: NativeMode
  * against the free memory of now. The model and context it makes hold no tensor memory and are
  * freed at once.
  */
-export async function dryRun(addon: NativeAddon, path: string, decision: GpuDecision, modelParams: NativeModelParams,
-  contextParams: NativeContextParams, options: DryRunHost = {}): Promise<LoadPlan> {
+export async function dryRun(
+  addon: NativeAddon,
+  path: string,
+  decision: GpuDecision,
+  modelParams: NativeModelParams,
+  contextParams: NativeContextParams,
+  options: DryRunHost = {},
+): Promise<LoadPlan> {
   const { memory, placement, contextSize, cells } = await measure(addon, path, modelParams, contextParams);
   const devices = addon.listDevices();
   const host = planHost({ memory, cells, mmap: loadMaps(modelParams, devices), host: options.host ?? hostMemory() });
@@ -270,6 +299,11 @@ export function gpuFits(plan: LoadPlan, devices: NativeDevice[]): boolean {
 }
 
 export function formatPlan(plan: LoadPlan): string {
-  return plan.devices.map((d) => `${d.device}: needs ${gib(d.totalBytes)} (weights ${gib(d.weightsBytes)}, KV ${gib(d.kvCacheBytes)}, compute ${gib(d.computeBytes)})` +
-    `${d.freeBytes === null ? '' : `, ${gib(d.freeBytes)} free`}${d.fits ? '' : ' - DOES NOT FIT'}`).join('; ');
+  return plan.devices
+    .map(
+      (d) =>
+        `${d.device}: needs ${gib(d.totalBytes)} (weights ${gib(d.weightsBytes)}, KV ${gib(d.kvCacheBytes)}, compute ${gib(d.computeBytes)})` +
+        `${d.freeBytes === null ? '' : `, ${gib(d.freeBytes)} free`}${d.fits ? '' : ' - DOES NOT FIT'}`,
+    )
+    .join('; ');
 }

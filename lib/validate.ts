@@ -83,10 +83,17 @@ export function optionalFunction<F extends (...args: never[]) => unknown>(name: 
 }
 
 /** Rejects options that were removed or misspelled, so a typo is not silently ignored. */
-export function rejectUnknownKeys(name: string, options: Record<string, unknown>, known: readonly string[], hints: Record<string, string> = {}): void {
+export function rejectUnknownKeys(
+  name: string,
+  options: Record<string, unknown>,
+  known: readonly string[],
+  hints: Record<string, string> = {},
+): void {
   for (const key of Object.keys(options)) {
     if (known.includes(key)) continue;
-    const error = new TypeError(`${name}.${key} is not an option${hints[key] ? `: ${hints[key]}` : ''}; known options: ${known.join(', ')}`) as TypeError & Described;
+    const error = new TypeError(
+      `${name}.${key} is not an option${hints[key] ? `: ${hints[key]}` : ''}; known options: ${known.join(', ')}`,
+    ) as TypeError & Described;
     error.code = 'ERR_INVALID_ARG_VALUE';
     throw error;
   }

@@ -41,8 +41,15 @@ export function cmakeJsArgs(env = process.env) {
   return args;
 }
 
-const SETTING_NAMES = ['CUDA_LLAMA_CUDA', 'CUDA_LLAMA_CUDA_ARCHITECTURES', 'CUDA_LLAMA_CUDA_TOOLKIT', 'CUDA_LLAMA_NVCC',
-  'CUDA_LLAMA_CUDA_RPATH', 'CUDA_LLAMA_CUDA_VERSION', 'CUDA_LLAMA_CPU_VARIANTS'];
+const SETTING_NAMES = [
+  'CUDA_LLAMA_CUDA',
+  'CUDA_LLAMA_CUDA_ARCHITECTURES',
+  'CUDA_LLAMA_CUDA_TOOLKIT',
+  'CUDA_LLAMA_NVCC',
+  'CUDA_LLAMA_CUDA_RPATH',
+  'CUDA_LLAMA_CUDA_VERSION',
+  'CUDA_LLAMA_CPU_VARIANTS',
+];
 
 /**
  * What a build in the environment's build folder is made from: the settings (the environment's,
@@ -60,7 +67,8 @@ export function buildInputs(env = process.env) {
     const value = env[name] ?? previous[name];
     if (value !== undefined) settings[name] = value;
   }
-  if (settings.CUDA_LLAMA_CUDA === '0') for (const name of SETTING_NAMES.filter((n) => n.includes('CUDA_LLAMA_CUDA') || n === 'CUDA_LLAMA_NVCC')) delete settings[name];
+  if (settings.CUDA_LLAMA_CUDA === '0')
+    for (const name of SETTING_NAMES.filter((n) => n.includes('CUDA_LLAMA_CUDA') || n === 'CUDA_LLAMA_NVCC')) delete settings[name];
   const args = cmakeJsArgs({ ...env, ...settings });
   const hash = createHash('sha256');
   hash.update(JSON.stringify(args));
@@ -106,4 +114,3 @@ export function findToolkit(env = process.env, wheelDir = join(repoRoot, buildDi
   if (hasNvcc(local)) return { root: local, source: `${wheelDir} (PyPI wheels)` };
   return null;
 }
-

@@ -15,8 +15,9 @@ import { join } from 'node:path';
 import { buildDirName, findToolkit, repoRoot, say } from './build-common.mjs';
 
 const CUDA_VERSION = '13.0';
-const WHEELS = ['nvidia-cuda-nvcc', 'nvidia-cuda-runtime', 'nvidia-cublas', 'nvidia-cuda-cccl', 'nvidia-nvvm', 'nvidia-cuda-crt']
-  .map((name) => `${name}==${CUDA_VERSION}.*`);
+const WHEELS = ['nvidia-cuda-nvcc', 'nvidia-cuda-runtime', 'nvidia-cublas', 'nvidia-cuda-cccl', 'nvidia-nvvm', 'nvidia-cuda-crt'].map(
+  (name) => `${name}==${CUDA_VERSION}.*`,
+);
 
 const argv = process.argv.slice(2);
 const archIndex = argv.indexOf('--arch');
@@ -43,7 +44,8 @@ function wheelShim(root) {
   for (const file of readdirSync(join(root, 'lib'))) {
     symlinkSync(join(root, 'lib', file), join(shim, 'lib64', file));
     const unversioned = file.replace(/\.so\.\d+(\.\d+)*$/, '.so');
-    if (unversioned !== file && !existsSync(join(shim, 'lib64', unversioned))) symlinkSync(join(root, 'lib', file), join(shim, 'lib64', unversioned));
+    if (unversioned !== file && !existsSync(join(shim, 'lib64', unversioned)))
+      symlinkSync(join(root, 'lib', file), join(shim, 'lib64', unversioned));
   }
   // nvcc links -lcudart_static -lcudadevrt by default (CMake's compiler check does too). The wheels
   // ship only the shared runtime: a GNU ld linker script named like the archive points at it, and
@@ -67,7 +69,9 @@ if (argv.includes('--install-wheels')) {
 const toolkit = findToolkit(process.env, wheelDir);
 if (!toolkit) {
   say('no CUDA toolkit found (CUDA_PATH, CUDA_HOME, nvcc on PATH, /usr/local/cuda, python3 nvidia wheels).');
-  say(`install one: \`npm run build:cuda -- --install-wheels\` (PyPI: ${WHEELS.join(' ')}), or the CUDA toolkit ${CUDA_VERSION}, then run this again.`);
+  say(
+    `install one: \`npm run build:cuda -- --install-wheels\` (PyPI: ${WHEELS.join(' ')}), or the CUDA toolkit ${CUDA_VERSION}, then run this again.`,
+  );
   process.exit(1);
 }
 const isWheel = !existsSync(join(toolkit.root, 'lib64')) && existsSync(join(toolkit.root, 'lib'));

@@ -23,7 +23,9 @@ for (const target of targets) {
 }
 
 if (!existsSync(join(buildDir, 'CMakeCache.txt'))) {
-  say('build/CMakeCache.txt is missing: the native build has not been configured yet. Run `npm install` first (it configures and builds build/), then run this again.');
+  say(
+    'build/CMakeCache.txt is missing: the native build has not been configured yet. Run `npm install` first (it configures and builds build/), then run this again.',
+  );
   process.exit(1);
 }
 
@@ -43,7 +45,12 @@ const ownSources = { 'cuda-llama-chat-reference': join(repoRoot, 'test', 'refere
 const stale = targets.filter((target) => {
   const programTime = mtimeMs(join(outDir, target));
   const sourceTime = ownSources[target] === undefined ? undefined : mtimeMs(ownSources[target]);
-  return programTime === undefined || libllamaTime === undefined || programTime <= libllamaTime || (sourceTime !== undefined && programTime <= sourceTime);
+  return (
+    programTime === undefined ||
+    libllamaTime === undefined ||
+    programTime <= libllamaTime ||
+    (sourceTime !== undefined && programTime <= sourceTime)
+  );
 });
 if (stale.length === 0) {
   say(`${targets.join(', ')}: up to date (build/Release)`);
@@ -104,7 +111,11 @@ try {
   const started = Date.now();
   const result = spawnSync('cmake', ['--build', buildDir, '--target', ...stale], { cwd: repoRoot, stdio: 'inherit' });
   if (result.error) {
-    say(/** @type {NodeJS.ErrnoException} */ (result.error).code === 'ENOENT' ? 'cmake is not on PATH; install CMake (3.19 or newer)' : `cmake failed to start: ${result.error.message}`);
+    say(
+      /** @type {NodeJS.ErrnoException} */ (result.error).code === 'ENOENT'
+        ? 'cmake is not on PATH; install CMake (3.19 or newer)'
+        : `cmake failed to start: ${result.error.message}`,
+    );
   } else if (result.status !== 0) {
     say(`cmake --build build --target ${stale.join(' ')} failed (exit ${result.status ?? result.signal})`);
   } else {

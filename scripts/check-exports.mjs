@@ -32,16 +32,25 @@ function tsMembers(header, indent) {
 const addon = readFileSync(join(nativeDir, 'addon.cc'), 'utf8');
 const exported = [...addon.matchAll(/Instance(?:Value|Method<[^>]+>)\("([A-Za-z]+)"/g)].map((m) => m[1]);
 const block = ts.match(/nativeExportNames = \[([\s\S]*?)\]/);
-compare('addon exports (native/addon.cc vs nativeExportNames)', exported, block ? [...block[1].matchAll(/'([A-Za-z]+)'/g)].map((m) => m[1]) : []);
+compare(
+  'addon exports (native/addon.cc vs nativeExportNames)',
+  exported,
+  block ? [...block[1].matchAll(/'([A-Za-z]+)'/g)].map((m) => m[1]) : [],
+);
 
 let classes = 0;
-for (const file of readdirSync(nativeDir).filter((f) => f.endsWith('.cc')).sort()) {
+for (const file of readdirSync(nativeDir)
+  .filter((f) => f.endsWith('.cc'))
+  .sort()) {
   const cc = readFileSync(join(nativeDir, file), 'utf8');
   for (const m of cc.matchAll(/DefineClass\(env, "([A-Za-z]+)",\s*\{([\s\S]*?)\}\)/g)) {
     const [, name, list] = m;
     const members = (kind) => [...list.matchAll(new RegExp(`${kind}<[^>]+>\\("([A-Za-z]+)"`, 'g'))].map((x) => x[1]);
-    compare(`${name} instance members (native/${file} vs Native${name})`,
-      [...members('InstanceMethod'), ...members('InstanceAccessor')], tsMembers(`export interface Native${name} {`, ''));
+    compare(
+      `${name} instance members (native/${file} vs Native${name})`,
+      [...members('InstanceMethod'), ...members('InstanceAccessor')],
+      tsMembers(`export interface Native${name} {`, ''),
+    );
     const statics = members('StaticMethod');
     if (statics.length) compare(`${name} static methods (native/${file} vs NativeAddon.${name})`, statics, tsMembers(`  ${name}: {`, '  '));
     classes++;

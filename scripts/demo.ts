@@ -15,10 +15,15 @@ const cacheDir = fileURLToPath(new URL('../test/.models', import.meta.url));
 const vocabPath = fileURLToPath(new URL('../vendor/llama.cpp/models/ggml-vocab-llama-spm.gguf', import.meta.url));
 await mkdir(cacheDir, { recursive: true });
 
-
 const build = Llama.build();
-console.log(`binary: ${build.path} (${build.source}, ${build.metadata?.variant ?? 'unknown'} build, llama.cpp ${build.llamaCppCommit.slice(0, 12)})`);
-console.log(`devices: ${Llama.devices().map((d) => `${d.name} [${d.type}] ${(d.memoryFree / 2 ** 30).toFixed(1)}/${(d.memoryTotal / 2 ** 30).toFixed(1)} GiB free`).join(', ')}`);
+console.log(
+  `binary: ${build.path} (${build.source}, ${build.metadata?.variant ?? 'unknown'} build, llama.cpp ${build.llamaCppCommit.slice(0, 12)})`,
+);
+console.log(
+  `devices: ${Llama.devices()
+    .map((d) => `${d.name} [${d.type}] ${(d.memoryFree / 2 ** 30).toFixed(1)}/${(d.memoryTotal / 2 ** 30).toFixed(1)} GiB free`)
+    .join(', ')}`,
+);
 
 const t0 = performance.now();
 const path = await ensureSyntheticModel({ cacheDir, shape: shapeName, vocabPath });
@@ -29,7 +34,9 @@ const loadStart = performance.now();
 await using model = await Llama.load(path, { contextSize: 2048, sequences: 4 });
 const loadMs = performance.now() - loadStart;
 // llama.cpp's description says '?B' for sizes it has no name for, as our synthetic ones: the count says it.
-console.log(`loaded in ${loadMs.toFixed(0)} ms: ${model.info.description} (${(model.info.parameters / 1e6).toFixed(1)} M parameters), ${model.info.layerCount} layers, context ${model.contextInfo.contextSize}, ${model.contextInfo.threads} threads`);
+console.log(
+  `loaded in ${loadMs.toFixed(0)} ms: ${model.info.description} (${(model.info.parameters / 1e6).toFixed(1)} M parameters), ${model.info.layerCount} layers, context ${model.contextInfo.contextSize}, ${model.contextInfo.threads} threads`,
+);
 
 process.stdout.write('\n--- generation (random weights: the text is noise, the machinery is real) ---\n');
 const stream = model.stream('Once upon a time', { maxTokens: 64, temperature: 0 });
@@ -39,9 +46,16 @@ process.stdout.write('\n\n--- layer report ---\n');
 console.log(String(await model.layerReport()));
 const { timings } = result;
 console.log('\n--- speeds ---');
-console.log(`load ${loadMs.toFixed(0)} ms | prompt ${result.promptTokens} tokens at ${timings.promptTokensPerSecond.toFixed(1)} tok/s | ` +
-  `time to first token ${timings.timeToFirstTokenMs.toFixed(1)} ms | generation ${result.tokens.length} tokens at ${timings.tokensPerSecond.toFixed(1)} tok/s (${result.stopReason})`);
+console.log(
+  `load ${loadMs.toFixed(0)} ms | prompt ${result.promptTokens} tokens at ${timings.promptTokensPerSecond.toFixed(1)} tok/s | ` +
+    `time to first token ${timings.timeToFirstTokenMs.toFixed(1)} ms | generation ${result.tokens.length} tokens at ${timings.tokensPerSecond.toFixed(1)} tok/s (${result.stopReason})`,
+);
 
-const batch = await model.generateBatch(['Once upon a time', 'The river ran', 'In the morning', 'Chapter one'], { maxTokens: 64, temperature: 0 });
-console.log(`4 prompts at once (generateBatch): ${batch.timings.generatedTokens} tokens at ${batch.timings.tokensPerSecond.toFixed(1)} tok/s in total ` +
-  `(${(batch.timings.tokensPerSecond / timings.tokensPerSecond).toFixed(2)}x one prompt's pace)`);
+const batch = await model.generateBatch(['Once upon a time', 'The river ran', 'In the morning', 'Chapter one'], {
+  maxTokens: 64,
+  temperature: 0,
+});
+console.log(
+  `4 prompts at once (generateBatch): ${batch.timings.generatedTokens} tokens at ${batch.timings.tokensPerSecond.toFixed(1)} tok/s in total ` +
+    `(${(batch.timings.tokensPerSecond / timings.tokensPerSecond).toFixed(2)}x one prompt's pace)`,
+);

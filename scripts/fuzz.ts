@@ -35,7 +35,8 @@ const seed = integer('seed', values.seed, 0);
 const count = integer('count', values.count, 1);
 const jobs = integer('jobs', values.jobs, 1);
 const start = integer('start', values.start, 0);
-const kinds: FuzzKind[] = values.kind === 'both' ? ['metadata', 'bytes'] : values.kind === 'metadata' || values.kind === 'bytes' ? [values.kind] : [];
+const kinds: FuzzKind[] =
+  values.kind === 'both' ? ['metadata', 'bytes'] : values.kind === 'metadata' || values.kind === 'bytes' ? [values.kind] : [];
 if (kinds.length === 0) throw new RangeError(`--kind must be metadata, bytes or both, got '${values.kind}'`);
 
 const bases = await loadBases({ cacheDir: `${root}test/.models`, vocabDir: `${root}vendor/llama.cpp/models` });
@@ -45,16 +46,28 @@ try {
 } catch {
   // Not a git checkout (an npm tarball): the commit stays 'unknown' in the report.
 }
-console.log(`fuzz: seed ${seed}, ${count} mutants from ${start} (${kinds.join(' + ')}), ${jobs} job(s), commit ${commit}; the metadata fuzzer walks ${systematicCount(bases)} single-key edits before combining them`);
+console.log(
+  `fuzz: seed ${seed}, ${count} mutants from ${start} (${kinds.join(' + ')}), ${jobs} job(s), commit ${commit}; the metadata fuzzer walks ${systematicCount(bases)} single-key edits before combining them`,
+);
 const began = Date.now();
 const totals = await runFuzz({
-  seed, count, start, kinds, bases, jobs,
+  seed,
+  count,
+  start,
+  kinds,
+  bases,
+  jobs,
   workDir: `${root}test/.models/fuzz-work`,
   deathDir: `${root}test/.models/fuzz-deaths`,
   onResult: (result, t) => {
     if (result.outcome === 'death' || result.outcome === 'hang' || result.outcome === 'untyped') {
-      console.log(`${result.outcome.toUpperCase()}: --seed ${result.seed} --kind ${result.kind} --start ${result.index} --count 1 (${result.base}): ${result.description.slice(0, 300)}`);
-      if (result.outcome === 'death') console.log(`  signal ${result.signal}, exit ${result.exitCode}; saved ${result.savedAs}\n  ${result.stderr.trim().split('\n').slice(-3).join('\n  ')}`);
+      console.log(
+        `${result.outcome.toUpperCase()}: --seed ${result.seed} --kind ${result.kind} --start ${result.index} --count 1 (${result.base}): ${result.description.slice(0, 300)}`,
+      );
+      if (result.outcome === 'death')
+        console.log(
+          `  signal ${result.signal}, exit ${result.exitCode}; saved ${result.savedAs}\n  ${result.stderr.trim().split('\n').slice(-3).join('\n  ')}`,
+        );
       if (result.outcome === 'untyped') console.log(`  ${result.name}: ${result.message}`);
     }
     if (!values.quiet && t.mutants % 100 === 0) {

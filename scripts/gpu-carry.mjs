@@ -56,15 +56,28 @@ execFileSync(process.execPath, [join(repoRoot, 'vendor', 'materialize.mjs')], { 
 const prefix = dirname(dirname(process.execPath));
 const npmFiles = ['bin/npm', 'bin/npx', 'lib/node_modules/npm'];
 const missingNpm = npmFiles.filter((f) => !existsSync(join(prefix, f)));
-if (missingNpm.length) throw new Error(`node at ${process.execPath} has no ${missingNpm.join(', ')} under ${prefix}: carry a Node.js install that has npm`);
+if (missingNpm.length)
+  throw new Error(`node at ${process.execPath} has no ${missingNpm.join(', ')} under ${prefix}: carry a Node.js install that has npm`);
 say(`packing node ${process.version} and npm from ${prefix}`);
 tarXz(join(carry, 'node.tar.xz'), [relative(prefix, process.execPath), ...npmFiles], prefix);
 
 say('packing vendor/llama.cpp');
 // Left out: what no target of ours configures or builds (the server and its web UI, docs, media,
 // benchmark logs, CI files) and every vocab file but llama-spm, the one the tests and demo use.
-tarXz(join(carry, 'llama.tar.xz'), [...['.git', '.github', 'docs', 'media', 'benches', 'tools/server', 'tools/ui', 'models/ggml-vocab-[a-km-z]*',
-  'models/ggml-vocab-llama-bpe*'].map((path) => `--exclude=vendor/llama.cpp/${path}`), 'vendor/llama.cpp']);
+tarXz(join(carry, 'llama.tar.xz'), [
+  ...[
+    '.git',
+    '.github',
+    'docs',
+    'media',
+    'benches',
+    'tools/server',
+    'tools/ui',
+    'models/ggml-vocab-[a-km-z]*',
+    'models/ggml-vocab-llama-bpe*',
+  ].map((path) => `--exclude=vendor/llama.cpp/${path}`),
+  'vendor/llama.cpp',
+]);
 
 say('packing node_modules');
 tarXz(join(carry, 'node_modules.tar.xz'), ['node_modules']);
@@ -82,8 +95,22 @@ try {
   const npmCli = join(prefix, 'lib', 'node_modules', 'npm', 'bin', 'npm-cli.js');
   const registry = execFileSync(process.execPath, [npmCli, 'config', 'get', 'registry'], { cwd: project, encoding: 'utf8' }).trim();
   writeFileSync(join(carry, 'npm-registry.txt'), `${registry}\n`);
-  execFileSync(process.execPath, [npmCli, 'install', '--registry', registry, '--no-audit', '--no-fund', '--ignore-scripts', '--cache', join(cacheWork, 'npm-cache'),
-    ...Object.entries(dependencies).map(([name, range]) => `${name}@${range}`)], { cwd: project, stdio: 'inherit' });
+  execFileSync(
+    process.execPath,
+    [
+      npmCli,
+      'install',
+      '--registry',
+      registry,
+      '--no-audit',
+      '--no-fund',
+      '--ignore-scripts',
+      '--cache',
+      join(cacheWork, 'npm-cache'),
+      ...Object.entries(dependencies).map(([name, range]) => `${name}@${range}`),
+    ],
+    { cwd: project, stdio: 'inherit' },
+  );
   tarXz(join(carry, 'npm-cache.tar.xz'), ['npm-cache'], cacheWork);
 } finally {
   rmSync(cacheWork, { recursive: true, force: true });
@@ -109,11 +136,16 @@ if (withNodeLlamaCpp) {
   say('packing node-llama-cpp for the GPU three-way comparison into .carry-nlc/');
   mkdirSync(carryNodeLlamaCpp);
   const archive = join(carryNodeLlamaCpp, 'node-llama-cpp.tar.xz');
-  execFileSync(join(repoRoot, 'node_modules', '.bin', 'tsx'), [join('test', 'bench', 'carry-node-llama-cpp.ts'), archive], { cwd: repoRoot, stdio: 'inherit' });
+  execFileSync(join(repoRoot, 'node_modules', '.bin', 'tsx'), [join('test', 'bench', 'carry-node-llama-cpp.ts'), archive], {
+    cwd: repoRoot,
+    stdio: 'inherit',
+  });
   say(`  .carry-nlc/node-llama-cpp.tar.xz: ${(statSync(archive).size / 2 ** 20).toFixed(1)} MiB (carried alone, by the bench call)`);
 }
 
-const files = ['node.tar.xz', 'llama.tar.xz', 'node_modules.tar.xz', 'npm-cache.tar.xz', 'cuda13.tar.xz'].filter((f) => existsSync(join(carry, f)));
+const files = ['node.tar.xz', 'llama.tar.xz', 'node_modules.tar.xz', 'npm-cache.tar.xz', 'cuda13.tar.xz'].filter((f) =>
+  existsSync(join(carry, f)),
+);
 let total = 0;
 for (const file of files) {
   const bytes = statSync(join(carry, file)).size;
@@ -122,6 +154,8 @@ for (const file of files) {
 }
 say(`  total ${(total / 2 ** 20).toFixed(1)} MiB of the ${CARRY_LIMIT_BYTES / 2 ** 20} MiB carry limit`);
 if (total > CARRY_LIMIT_BYTES) {
-  say(`too big to carry${files.includes('cuda13.tar.xz') ? ': rerun with --no-cuda-package and let the host compile the CUDA module' : ''}`);
+  say(
+    `too big to carry${files.includes('cuda13.tar.xz') ? ': rerun with --no-cuda-package and let the host compile the CUDA module' : ''}`,
+  );
   process.exit(1);
 }

@@ -34,8 +34,15 @@ const check = process.argv.includes('--check');
 function prebuildProblem(dir) {
   const addon = join(dir, ADDON_FILE);
   if (!existsSync(addon)) return `no prebuilt binary for ${process.platform}-${process.arch}`;
-  const probe = spawnSync(process.execPath, ['-e', `const a = require(${JSON.stringify(addon)}); a.loadBackendsFromDir(${JSON.stringify(dir)}); ` +
-    "if (!a.listBackends().some((b) => b.name === 'CPU')) throw new Error('no CPU backend variant fits this CPU');"], { encoding: 'utf8' });
+  const probe = spawnSync(
+    process.execPath,
+    [
+      '-e',
+      `const a = require(${JSON.stringify(addon)}); a.loadBackendsFromDir(${JSON.stringify(dir)}); ` +
+        "if (!a.listBackends().some((b) => b.name === 'CPU')) throw new Error('no CPU backend variant fits this CPU');",
+    ],
+    { encoding: 'utf8' },
+  );
   return probe.status === 0 ? null : (probe.stderr.split('\n').find((line) => /Error/.test(line)) ?? `exit ${probe.status}`);
 }
 
@@ -64,12 +71,14 @@ if (!force && problem === null) {
 if (problem !== null) say(`${problem}: building`);
 
 if (settings.CUDA_LLAMA_CUDA === '1') {
-  say(`building with the CUDA backend (toolkit ${settings.CUDA_LLAMA_CUDA_TOOLKIT ?? 'from CMake\'s search'})`);
+  say(`building with the CUDA backend (toolkit ${settings.CUDA_LLAMA_CUDA_TOOLKIT ?? "from CMake's search"})`);
 } else {
   const toolkit = findToolkit();
-  say(toolkit
-    ? `building CPU-only: a CUDA toolkit is here (${toolkit.source}: ${toolkit.root}); \`npm run build:cuda\` adds the CUDA module`
-    : 'building CPU-only: no CUDA toolkit found (CUDA_PATH, nvcc on PATH, /usr/local/cuda, python3 nvidia wheels); see README "GPU set-up"');
+  say(
+    toolkit
+      ? `building CPU-only: a CUDA toolkit is here (${toolkit.source}: ${toolkit.root}); \`npm run build:cuda\` adds the CUDA module`
+      : 'building CPU-only: no CUDA toolkit found (CUDA_PATH, nvcc on PATH, /usr/local/cuda, python3 nvidia wheels); see README "GPU set-up"',
+  );
 }
 say(`building the addon and llama.cpp (${args.join(' ')}); the first build takes several minutes`);
 const started = Date.now();
@@ -85,7 +94,9 @@ for (const command of ['configure', 'build']) {
 }
 writeFileSync(join(buildDir, INPUTS_STAMP_FILE), `${inputsHash}\n`);
 writeFileSync(settingsFile, `${JSON.stringify(settings, null, 2)}\n`);
-say(`native build done in ${((Date.now() - started) / 1000).toFixed(0)} s: ${readFileSync(join(buildDir, 'Release', BUILD_INFO_FILE), 'utf8').replace(/\s+/g, ' ')}`);
+say(
+  `native build done in ${((Date.now() - started) / 1000).toFixed(0)} s: ${readFileSync(join(buildDir, 'Release', BUILD_INFO_FILE), 'utf8').replace(/\s+/g, ' ')}`,
+);
 
 /** --check: 0 when the local build is what its inputs make, else 1 after saying why and what to run. */
 function checkBuild() {

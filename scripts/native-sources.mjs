@@ -18,7 +18,12 @@ export function nativeSourcesSha256(packageRoot) {
   const dir = join(packageRoot, 'native');
   if (!existsSync(dir)) return null;
   const hash = createHash('sha256');
-  for (const file of readdirSync(dir).sort()) hash.update(file).update('\0').update(readFileSync(join(dir, file))).update('\0');
+  for (const file of readdirSync(dir).sort())
+    hash
+      .update(file)
+      .update('\0')
+      .update(readFileSync(join(dir, file)))
+      .update('\0');
   return hash.digest('hex');
 }
 

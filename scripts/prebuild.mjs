@@ -32,14 +32,23 @@ const platformDir = join(repoRoot, 'prebuilds', `${process.platform}-${process.a
 say(`building the ${variants === 'all' ? 'portable (all CPU variants)' : 'native-CPU'} binary set in ${buildDirName}/`);
 execFileSync(process.execPath, [join(repoRoot, 'scripts', 'install.mjs')], {
   stdio: 'inherit',
-  env: { ...process.env, CUDA_LLAMA_BUILD_DIR: buildDirName, CUDA_LLAMA_CPU_VARIANTS: variants, CUDA_LLAMA_CUDA: '0', CUDA_LLAMA_FROM_SOURCE: '1' },
+  env: {
+    ...process.env,
+    CUDA_LLAMA_BUILD_DIR: buildDirName,
+    CUDA_LLAMA_CPU_VARIANTS: variants,
+    CUDA_LLAMA_CUDA: '0',
+    CUDA_LLAMA_FROM_SOURCE: '1',
+  },
 });
 
 const release = join(repoRoot, buildDirName, 'Release');
 // What the addon needs at run time: itself, the libraries under their sonames (what DT_NEEDED
 // names), the backend modules, and the build metadata. Not llama.cpp's tools or their libraries.
-const wanted = (name) => name === 'cuda_llama.node' || name === 'cuda-llama-build.json'
-  || /^lib(llama|llama-common|ggml|ggml-base)\.so\.\d+$/.test(name) || /^libggml-(cpu|cuda)[\w-]*\.so$/.test(name);
+const wanted = (name) =>
+  name === 'cuda_llama.node' ||
+  name === 'cuda-llama-build.json' ||
+  /^lib(llama|llama-common|ggml|ggml-base)\.so\.\d+$/.test(name) ||
+  /^libggml-(cpu|cuda)[\w-]*\.so$/.test(name);
 rmSync(platformDir, { recursive: true, force: true });
 mkdirSync(platformDir, { recursive: true });
 const copied = [];
@@ -82,7 +91,9 @@ function packageCudaModule(fromDirName) {
   const metadata = JSON.parse(readFileSync(metadataPath, 'utf8'));
   const pin = JSON.parse(readFileSync(join(repoRoot, 'vendor', 'llama.cpp.pin.json'), 'utf8'));
   if (metadata.variant !== 'cuda' || metadata.llamaCppCommit !== pin.commit) {
-    say(`${fromDirName}/Release is a ${metadata.variant} build of llama.cpp ${metadata.llamaCppCommit}; the pin is ${pin.commit}: rebuild with \`npm run build:cuda\``);
+    say(
+      `${fromDirName}/Release is a ${metadata.variant} build of llama.cpp ${metadata.llamaCppCommit}; the pin is ${pin.commit}: rebuild with \`npm run build:cuda\``,
+    );
     process.exit(1);
   }
   const major = String(metadata.cudaCompilerVersion ?? '').split('.')[0];
@@ -98,17 +109,29 @@ function packageCudaModule(fromDirName) {
   copyFileSync(modulePath, join(dir, 'libggml-cuda.so'));
   writeFileSync(join(dir, 'cuda-llama-build.json'), `${JSON.stringify({ ...metadata, prebuild: true }, null, 2)}\n`);
   // Same version as cuda-llama: the loader also checks the llama.cpp commit, so a mismatched pair is refused, never loaded.
-  writeFileSync(join(dir, 'package.json'), `${JSON.stringify({
-    name,
-    version: root.version,
-    description: `The CUDA ${metadata.cudaCompilerVersion} backend module for cuda-llama ${root.version} (architectures ${metadata.cudaArchitectures})`,
-    license: root.license,
-    os: [process.platform],
-    cpu: [process.arch],
-    files: ['libggml-cuda.so', 'cuda-llama-build.json'],
-  }, null, 2)}\n`);
-  writeFileSync(join(dir, 'README.md'), `# ${name}\n\nThe CUDA backend module of cuda-llama ${root.version}, built from llama.cpp ${metadata.llamaCppCommit.slice(0, 12)} ` +
-    `with CUDA ${metadata.cudaCompilerVersion} for architectures ${metadata.cudaArchitectures}. Install it next to cuda-llama: \`npm install ${name}\`. ` +
-    'It needs the NVIDIA driver and the CUDA 13 runtime and cuBLAS (see cuda-llama\'s README, "GPU set-up").\n');
-  say(`prebuilds/${process.platform}-${process.arch}-cuda13: ${name}@${root.version}, libggml-cuda.so ${(lstatSync(join(dir, 'libggml-cuda.so')).size / 2 ** 20).toFixed(1)} MiB, architectures ${metadata.cudaArchitectures}`);
+  writeFileSync(
+    join(dir, 'package.json'),
+    `${JSON.stringify(
+      {
+        name,
+        version: root.version,
+        description: `The CUDA ${metadata.cudaCompilerVersion} backend module for cuda-llama ${root.version} (architectures ${metadata.cudaArchitectures})`,
+        license: root.license,
+        os: [process.platform],
+        cpu: [process.arch],
+        files: ['libggml-cuda.so', 'cuda-llama-build.json'],
+      },
+      null,
+      2,
+    )}\n`,
+  );
+  writeFileSync(
+    join(dir, 'README.md'),
+    `# ${name}\n\nThe CUDA backend module of cuda-llama ${root.version}, built from llama.cpp ${metadata.llamaCppCommit.slice(0, 12)} ` +
+      `with CUDA ${metadata.cudaCompilerVersion} for architectures ${metadata.cudaArchitectures}. Install it next to cuda-llama: \`npm install ${name}\`. ` +
+      'It needs the NVIDIA driver and the CUDA 13 runtime and cuBLAS (see cuda-llama\'s README, "GPU set-up").\n',
+  );
+  say(
+    `prebuilds/${process.platform}-${process.arch}-cuda13: ${name}@${root.version}, libggml-cuda.so ${(lstatSync(join(dir, 'libggml-cuda.so')).size / 2 ** 20).toFixed(1)} MiB, architectures ${metadata.cudaArchitectures}`,
+  );
 }

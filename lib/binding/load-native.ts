@@ -64,7 +64,11 @@ export interface CudaModuleLocation {
  * llama.cpp commit, because a module from another commit would be loaded against a libggml-base
  * it was not compiled for.
  */
-export function locateCudaModule(dir: string, addonMetadata: BuildMetadata | null, resolvePackage: (request: string) => string): CudaModuleLocation | null {
+export function locateCudaModule(
+  dir: string,
+  addonMetadata: BuildMetadata | null,
+  resolvePackage: (request: string) => string,
+): CudaModuleLocation | null {
   const beside = join(dir, CUDA_MODULE_FILE);
   if (existsSync(beside)) return { path: beside, source: 'beside-addon', metadata: addonMetadata };
   let packageDir: string;
@@ -124,8 +128,10 @@ export function runtimeDescription(): string {
   const report = process.report?.getReport?.() as { header?: { glibcVersionRuntime?: string } } | undefined;
   const libc = report?.header?.glibcVersionRuntime ? `glibc ${report.header.glibcVersionRuntime}` : 'libc unknown (musl?)';
   // A container may hide /proc/driver/nvidia yet pass the device nodes through (test-pack reads it the same way).
-  const nvidiaDriver = existsSync('/proc/driver/nvidia/version') || existsSync('/dev/nvidiactl')
-    ? 'NVIDIA driver present' : 'no NVIDIA driver (neither /proc/driver/nvidia/version nor /dev/nvidiactl)';
+  const nvidiaDriver =
+    existsSync('/proc/driver/nvidia/version') || existsSync('/dev/nvidiactl')
+      ? 'NVIDIA driver present'
+      : 'no NVIDIA driver (neither /proc/driver/nvidia/version nor /dev/nvidiactl)';
   return `${process.platform}-${process.arch}, ${libc}, Node ${process.versions.node} (Node-API ${process.versions.napi}), ${nvidiaDriver}`;
 }
 
@@ -137,10 +143,14 @@ export function remediesFor(failures: CandidateFailure[], execArgv: string[] = p
   if (/libcudart|libcublas/.test(reasons)) {
     remedies.push(cudaRuntimeRemedy());
   }
-  if (/libcuda\.so/.test(reasons)) remedies.push('no NVIDIA driver library (libcuda.so.1): install the NVIDIA driver, or use the CPU build');
-  if (/GLIBC_|GLIBCXX_/.test(reasons)) remedies.push('the binary needs a newer C/C++ runtime than this system has: build from source with `npm run build:native`');
+  if (/libcuda\.so/.test(reasons))
+    remedies.push('no NVIDIA driver library (libcuda.so.1): install the NVIDIA driver, or use the CPU build');
+  if (/GLIBC_|GLIBCXX_/.test(reasons))
+    remedies.push('the binary needs a newer C/C++ runtime than this system has: build from source with `npm run build:native`');
   if (/not found|does not exist/.test(reasons)) {
-    remedies.push('no binary was built or shipped for this platform: run `npm run build:native` in the package folder (needs cmake and a C++17 compiler)');
+    remedies.push(
+      'no binary was built or shipped for this platform: run `npm run build:native` in the package folder (needs cmake and a C++17 compiler)',
+    );
   }
   if (remedies.length === 0) remedies.push('rebuild from source with `npm run build:native`, and report the failure with the lines above');
   return remedies;
@@ -155,7 +165,10 @@ function readMetadata(dir: string): BuildMetadata | null {
 }
 
 /** Loads the first candidate that works. Throws ERR_NO_BINARY with every failure otherwise. */
-export function loadNativeBinary(candidates: Candidate[] = binaryCandidates(), requireFn: NodeJS.Require = createRequire(import.meta.url)): LoadedBinary {
+export function loadNativeBinary(
+  candidates: Candidate[] = binaryCandidates(),
+  requireFn: NodeJS.Require = createRequire(import.meta.url),
+): LoadedBinary {
   const failures: CandidateFailure[] = [];
   for (const candidate of candidates) {
     const path = join(candidate.dir, ADDON_FILE);
@@ -177,8 +190,11 @@ export function loadNativeBinary(candidates: Candidate[] = binaryCandidates(), r
       // skipped silently: the binary now running is another one than the user built.
       const passedOver = failures.filter((f) => !f.absent);
       if (passedOver.length > 0) {
-        process.emitWarning(`cuda-llama is running ${path} (${candidate.source}) because ${passedOver.map((f) => `[${f.source}] ${f.reason}`).join('; ')}. ` +
-          remediesFor(passedOver).join(' '), { type: 'CudaLlamaWarning', code: BINARY_FALLBACK_WARNING });
+        process.emitWarning(
+          `cuda-llama is running ${path} (${candidate.source}) because ${passedOver.map((f) => `[${f.source}] ${f.reason}`).join('; ')}. ` +
+            remediesFor(passedOver).join(' '),
+          { type: 'CudaLlamaWarning', code: BINARY_FALLBACK_WARNING },
+        );
       }
       return { addon, cudaRuntime, source: candidate.source, dir: candidate.dir, path, metadata, cudaModule };
     } catch (error) {

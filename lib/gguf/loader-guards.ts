@@ -138,10 +138,15 @@ export const LOADER_GUARDS: readonly LoaderGuard[] = [
       const t = m.tensors.find((x) => x.fileOffset % TENSOR_ALIGNMENT !== 0);
       const align = m.metadata.get('general.alignment');
       return t
-        ? violation(m, 'general.alignment', `${align?.type === 'u32' ? align.value : 'the default'}, which puts tensor '${t.name}' at file offset ${t.fileOffset}`, `a multiple of ${TENSOR_ALIGNMENT} for every tensor's file offset (general.alignment 32 or more)`)
+        ? violation(
+            m,
+            'general.alignment',
+            `${align?.type === 'u32' ? align.value : 'the default'}, which puts tensor '${t.name}' at file offset ${t.fileOffset}`,
+            `a multiple of ${TENSOR_ALIGNMENT} for every tensor's file offset (general.alignment 32 or more)`,
+          )
         : undefined;
     },
-    message: 'the mmap load makes a CPU buffer from the file\'s data, which must be 32-byte aligned',
+    message: "the mmap load makes a CPU buffer from the file's data, which must be 32-byte aligned",
     llamaCppSource: 'ggml/src/ggml-backend.cpp:2511',
     assertText: 'GGML_ASSERT((uintptr_t)ptr % TENSOR_ALIGNMENT == 0 && "buffer pointer must be aligned");',
     examples: { invalid: { 'general.alignment': u32(1) }, valid: { 'general.alignment': u32(64) } },
@@ -150,7 +155,9 @@ export const LOADER_GUARDS: readonly LoaderGuard[] = [
     key: '{arch}.block_count',
     rule: (m) => {
       const n = m.u32('{arch}.block_count');
-      return n !== undefined && (n < 1 || n > LLAMA_MAX_LAYERS) ? violation(m, '{arch}.block_count', n, `1 to ${LLAMA_MAX_LAYERS} (LLAMA_MAX_LAYERS)`) : undefined;
+      return n !== undefined && (n < 1 || n > LLAMA_MAX_LAYERS)
+        ? violation(m, '{arch}.block_count', n, `1 to ${LLAMA_MAX_LAYERS} (LLAMA_MAX_LAYERS)`)
+        : undefined;
     },
     message: 'load_hparams asserts the layer count',
     llamaCppSource: 'src/llama-model.cpp:1260',
@@ -162,7 +169,9 @@ export const LOADER_GUARDS: readonly LoaderGuard[] = [
     rule: (m) => {
       const nLayer = m.layers();
       const n = m.u32('{arch}.nextn_predict_layers');
-      return nLayer !== undefined && n !== undefined && n > nLayer ? violation(m, '{arch}.nextn_predict_layers', n, `0 to ${m.key('{arch}.block_count')} (${nLayer})`) : undefined;
+      return nLayer !== undefined && n !== undefined && n > nLayer
+        ? violation(m, '{arch}.nextn_predict_layers', n, `0 to ${m.key('{arch}.block_count')} (${nLayer})`)
+        : undefined;
     },
     message: 'load_hparams asserts that the next-token-prediction layers are among the layers',
     llamaCppSource: 'src/llama-model.cpp:1262',
@@ -176,7 +185,9 @@ export const LOADER_GUARDS: readonly LoaderGuard[] = [
     rule: (m) => {
       const nLayer = m.layers();
       const n = m.u32('{arch}.posnet.block_count');
-      return nLayer !== undefined && n !== undefined && n > nLayer ? violation(m, '{arch}.posnet.block_count', n, `0 to ${m.key('{arch}.block_count')} (${nLayer})`) : undefined;
+      return nLayer !== undefined && n !== undefined && n > nLayer
+        ? violation(m, '{arch}.posnet.block_count', n, `0 to ${m.key('{arch}.block_count')} (${nLayer})`)
+        : undefined;
     },
     message: 'load_hparams asserts the PosNet layer count for wavtokenizer-dec',
     llamaCppSource: 'src/llama-model.cpp:1286',
@@ -193,7 +204,9 @@ export const LOADER_GUARDS: readonly LoaderGuard[] = [
     rule: (m) => {
       const nLayer = m.layers();
       const n = m.u32('{arch}.convnext.block_count');
-      return nLayer !== undefined && n !== undefined && n > nLayer ? violation(m, '{arch}.convnext.block_count', n, `0 to ${m.key('{arch}.block_count')} (${nLayer})`) : undefined;
+      return nLayer !== undefined && n !== undefined && n > nLayer
+        ? violation(m, '{arch}.convnext.block_count', n, `0 to ${m.key('{arch}.block_count')} (${nLayer})`)
+        : undefined;
     },
     message: 'load_hparams asserts the ConvNeXt layer count for wavtokenizer-dec',
     llamaCppSource: 'src/llama-model.cpp:1287',
@@ -208,7 +221,9 @@ export const LOADER_GUARDS: readonly LoaderGuard[] = [
     key: '{arch}.expert_count',
     rule: (m) => {
       const e = m.experts();
-      return e && e.nExpert > LLAMA_MAX_EXPERTS ? violation(m, '{arch}.expert_count', e.nExpert, `0 to ${LLAMA_MAX_EXPERTS} (LLAMA_MAX_EXPERTS)`) : undefined;
+      return e && e.nExpert > LLAMA_MAX_EXPERTS
+        ? violation(m, '{arch}.expert_count', e.nExpert, `0 to ${LLAMA_MAX_EXPERTS} (LLAMA_MAX_EXPERTS)`)
+        : undefined;
     },
     message: 'load_hparams asserts the expert count',
     llamaCppSource: 'src/llama-model.cpp:1293',
@@ -233,7 +248,12 @@ export const LOADER_GUARDS: readonly LoaderGuard[] = [
     rule: (m) => {
       const e = m.experts();
       return e && e.nExpert > 0 && e.nExpert <= LLAMA_MAX_EXPERTS && e.usedMax === 0
-        ? violation(m, '{arch}.expert_used_count', e.usedMax, `1 to ${m.key('{arch}.expert_count')} (${e.nExpert}) when the model has experts`)
+        ? violation(
+            m,
+            '{arch}.expert_used_count',
+            e.usedMax,
+            `1 to ${m.key('{arch}.expert_count')} (${e.nExpert}) when the model has experts`,
+          )
         : undefined;
     },
     message: 'load_hparams asserts that a mixture-of-experts model uses at least one expert',
@@ -272,8 +292,18 @@ export const LOADER_GUARDS: readonly LoaderGuard[] = [
     llamaCppSource: 'src/llama-model.cpp:1299',
     assertText: 'GGML_ASSERT(hparams.n_expert % hparams.n_expert_groups == 0);',
     examples: {
-      invalid: { 'llama.expert_count': u32(5), 'llama.expert_used_count': u32(1), 'llama.expert_group_count': u32(2), 'llama.expert_group_used_count': u32(1) },
-      valid: { 'llama.expert_count': u32(4), 'llama.expert_used_count': u32(1), 'llama.expert_group_count': u32(2), 'llama.expert_group_used_count': u32(1) },
+      invalid: {
+        'llama.expert_count': u32(5),
+        'llama.expert_used_count': u32(1),
+        'llama.expert_group_count': u32(2),
+        'llama.expert_group_used_count': u32(1),
+      },
+      valid: {
+        'llama.expert_count': u32(4),
+        'llama.expert_used_count': u32(1),
+        'llama.expert_group_count': u32(2),
+        'llama.expert_group_used_count': u32(1),
+      },
     },
   },
   {
@@ -288,8 +318,18 @@ export const LOADER_GUARDS: readonly LoaderGuard[] = [
     llamaCppSource: 'src/llama-model.cpp:1300',
     assertText: 'GGML_ASSERT(hparams.n_group_used > 0);',
     examples: {
-      invalid: { 'llama.expert_count': u32(4), 'llama.expert_used_count': u32(1), 'llama.expert_group_count': u32(2), 'llama.expert_group_used_count': u32(0) },
-      valid: { 'llama.expert_count': u32(4), 'llama.expert_used_count': u32(1), 'llama.expert_group_count': u32(2), 'llama.expert_group_used_count': u32(1) },
+      invalid: {
+        'llama.expert_count': u32(4),
+        'llama.expert_used_count': u32(1),
+        'llama.expert_group_count': u32(2),
+        'llama.expert_group_used_count': u32(0),
+      },
+      valid: {
+        'llama.expert_count': u32(4),
+        'llama.expert_used_count': u32(1),
+        'llama.expert_group_count': u32(2),
+        'llama.expert_group_used_count': u32(1),
+      },
     },
   },
   {
@@ -304,15 +344,27 @@ export const LOADER_GUARDS: readonly LoaderGuard[] = [
     llamaCppSource: 'src/llama-model.cpp:1301',
     assertText: 'GGML_ASSERT(hparams.n_group_used < hparams.n_expert_groups);',
     examples: {
-      invalid: { 'llama.expert_count': u32(4), 'llama.expert_used_count': u32(1), 'llama.expert_group_count': u32(2), 'llama.expert_group_used_count': u32(2) },
-      valid: { 'llama.expert_count': u32(4), 'llama.expert_used_count': u32(1), 'llama.expert_group_count': u32(2), 'llama.expert_group_used_count': u32(1) },
+      invalid: {
+        'llama.expert_count': u32(4),
+        'llama.expert_used_count': u32(1),
+        'llama.expert_group_count': u32(2),
+        'llama.expert_group_used_count': u32(2),
+      },
+      valid: {
+        'llama.expert_count': u32(4),
+        'llama.expert_used_count': u32(1),
+        'llama.expert_group_count': u32(2),
+        'llama.expert_group_used_count': u32(1),
+      },
     },
   },
   {
     key: '{arch}.expert_used_count',
     rule: (m) => {
       const e = m.experts();
-      return e && e.nExpert === 0 && e.usedMax !== 0 ? violation(m, '{arch}.expert_used_count', e.usedMax, `0 when ${m.key('{arch}.expert_count')} is 0 or missing`) : undefined;
+      return e && e.nExpert === 0 && e.usedMax !== 0
+        ? violation(m, '{arch}.expert_used_count', e.usedMax, `0 when ${m.key('{arch}.expert_count')} is 0 or missing`)
+        : undefined;
     },
     message: 'load_hparams asserts that a dense model uses no experts',
     llamaCppSource: 'src/llama-model.cpp:1304',
@@ -323,7 +375,9 @@ export const LOADER_GUARDS: readonly LoaderGuard[] = [
     key: '{arch}.expert_group_count',
     rule: (m) => {
       const e = m.experts();
-      return e && e.nExpert === 0 && e.usedMax === 0 && e.groups !== 0 ? violation(m, '{arch}.expert_group_count', e.groups, `0 when ${m.key('{arch}.expert_count')} is 0 or missing`) : undefined;
+      return e && e.nExpert === 0 && e.usedMax === 0 && e.groups !== 0
+        ? violation(m, '{arch}.expert_group_count', e.groups, `0 when ${m.key('{arch}.expert_count')} is 0 or missing`)
+        : undefined;
     },
     message: 'load_hparams asserts that a dense model has no expert groups',
     llamaCppSource: 'src/llama-model.cpp:1305',
@@ -352,7 +406,14 @@ export const LOADER_GUARDS: readonly LoaderGuard[] = [
       if (nHead === 0 || nEmbd === undefined) return undefined;
       const k = m.u32('{arch}.attention.key_length') ?? Math.floor(nEmbd / nHead);
       const v = m.u32('{arch}.attention.value_length') ?? Math.floor(nEmbd / nHead);
-      return k !== v ? violation(m, '{arch}.attention.value_length', v, `the key head size (${k}): ${m.key('{arch}.attention.key_length')}, or embedding_length / head_count`) : undefined;
+      return k !== v
+        ? violation(
+            m,
+            '{arch}.attention.value_length',
+            v,
+            `the key head size (${k}): ${m.key('{arch}.attention.key_length')}, or embedding_length / head_count`,
+          )
+        : undefined;
     },
     message: 'the llama graph, built when the context is created, asserts equal key and value head sizes',
     llamaCppSource: 'src/models/llama.cpp:102',
@@ -365,7 +426,7 @@ export const LOADER_GUARDS: readonly LoaderGuard[] = [
   {
     key: '{arch}.attention.layer_norm_rms_epsilon',
     rule: (m) => nonNegativeFloat(m, '{arch}.attention.layer_norm_rms_epsilon'),
-    message: 'the first decode\'s RMS norm asserts a non-negative epsilon (NaN fails it too)',
+    message: "the first decode's RMS norm asserts a non-negative epsilon (NaN fails it too)",
     llamaCppSource: 'ggml/src/ggml-cpu/ops.cpp:3949',
     assertText: 'GGML_ASSERT(eps >= 0.0f);',
     examples: {
@@ -376,7 +437,7 @@ export const LOADER_GUARDS: readonly LoaderGuard[] = [
   {
     key: '{arch}.attention.layer_norm_epsilon',
     rule: (m) => nonNegativeFloat(m, '{arch}.attention.layer_norm_epsilon'),
-    message: 'the first decode\'s layer norm asserts a non-negative epsilon (NaN fails it too)',
+    message: "the first decode's layer norm asserts a non-negative epsilon (NaN fails it too)",
     llamaCppSource: 'ggml/src/ggml-cpu/ops.cpp:3843',
     assertText: 'GGML_ASSERT(eps >= 0.0f);',
     examples: {
@@ -391,14 +452,29 @@ export const LOADER_GUARDS: readonly LoaderGuard[] = [
       const v = m.metadata.get('tokenizer.ggml.token_type');
       if (v?.type !== 'array' || v.itemType !== 'i32') return undefined;
       const at = v.value.indexOf(TOKEN_TYPE_BYTE);
-      return at >= 0 ? violation(m, 'tokenizer.ggml.token_type', `${TOKEN_TYPE_BYTE} (byte) at token ${at}`, "no byte tokens (type 6) with tokenizer.ggml.model 'bert'") : undefined;
+      return at >= 0
+        ? violation(
+            m,
+            'tokenizer.ggml.token_type',
+            `${TOKEN_TYPE_BYTE} (byte) at token ${at}`,
+            "no byte tokens (type 6) with tokenizer.ggml.model 'bert'",
+          )
+        : undefined;
     },
     message: 'the vocabulary loader renders every token once; a byte token of a WordPiece (bert) vocabulary aborts',
     llamaCppSource: 'src/llama-vocab.cpp:3202',
     assertText: 'GGML_ABORT("fatal error");',
     examples: {
-      invalid: { 'tokenizer.ggml.model': str('bert'), 'tokenizer.ggml.token_type': (v) => (v?.type === 'array' && v.itemType === 'i32' ? { ...v, value: v.value.map((t, i) => (i === 10 ? TOKEN_TYPE_BYTE : t)) } : null) },
-      valid: { 'tokenizer.ggml.model': str('bert'), 'tokenizer.ggml.token_type': (v) => (v?.type === 'array' && v.itemType === 'i32' ? { ...v, value: v.value.map((t) => (t === TOKEN_TYPE_BYTE ? 1 : t)) } : null) },
+      invalid: {
+        'tokenizer.ggml.model': str('bert'),
+        'tokenizer.ggml.token_type': (v) =>
+          v?.type === 'array' && v.itemType === 'i32' ? { ...v, value: v.value.map((t, i) => (i === 10 ? TOKEN_TYPE_BYTE : t)) } : null,
+      },
+      valid: {
+        'tokenizer.ggml.model': str('bert'),
+        'tokenizer.ggml.token_type': (v) =>
+          v?.type === 'array' && v.itemType === 'i32' ? { ...v, value: v.value.map((t) => (t === TOKEN_TYPE_BYTE ? 1 : t)) } : null,
+      },
     },
   },
   {
@@ -406,7 +482,12 @@ export const LOADER_GUARDS: readonly LoaderGuard[] = [
     rule: (m) => {
       const v = m.string('tokenizer.ggml.model');
       return v === 'none' || v === 'no_vocab'
-        ? violation(m, 'tokenizer.ggml.model', JSON.stringify(v), 'a model with a tokenizer (cuda-llama takes text; this file has no vocabulary)')
+        ? violation(
+            m,
+            'tokenizer.ggml.model',
+            JSON.stringify(v),
+            'a model with a tokenizer (cuda-llama takes text; this file has no vocabulary)',
+          )
         : undefined;
     },
     message: 'a vocabulary-less model has no tokenizer, and llama_tokenize asserts one',
@@ -424,17 +505,29 @@ export const LOADER_GUARDS: readonly LoaderGuard[] = [
       for (let b = 0; b < 256; b++) {
         const hex = `<0x${b.toString(16).toUpperCase().padStart(2, '0')}>`;
         if (!set.has(hex) && !set.has(String.fromCharCode(b))) {
-          return violation(m, 'tokenizer.ggml.tokens', `a vocabulary without the byte token ${hex}`, "the 256 byte-fallback tokens <0x00> to <0xFF> with tokenizer.ggml.model 'llama'");
+          return violation(
+            m,
+            'tokenizer.ggml.tokens',
+            `a vocabulary without the byte token ${hex}`,
+            "the 256 byte-fallback tokens <0x00> to <0xFF> with tokenizer.ggml.model 'llama'",
+          );
         }
       }
       return undefined;
     },
-    message: 'the SPM tokenizer falls back to byte tokens for text outside the vocabulary, and throws (uncaught, inside llama_tokenize) when one is missing',
+    message:
+      'the SPM tokenizer falls back to byte tokens for text outside the vocabulary, and throws (uncaught, inside llama_tokenize) when one is missing',
     llamaCppSource: 'src/llama-vocab.cpp:4009',
     assertText: 'return pimpl->token_to_id.at(buf2);',
     examples: {
-      invalid: { 'tokenizer.ggml.tokens': (v) => (v?.type === 'array' && v.itemType === 'string' ? { ...v, value: v.value.map((t) => (t === '<0x41>' ? 'A-gone' : t)) } : null) },
-      valid: { 'tokenizer.ggml.tokens': (v) => (v?.type === 'array' && v.itemType === 'string' ? { ...v, value: v.value.map((t) => (t === '<0x41>' ? 'A' : t)) } : null) },
+      invalid: {
+        'tokenizer.ggml.tokens': (v) =>
+          v?.type === 'array' && v.itemType === 'string' ? { ...v, value: v.value.map((t) => (t === '<0x41>' ? 'A-gone' : t)) } : null,
+      },
+      valid: {
+        'tokenizer.ggml.tokens': (v) =>
+          v?.type === 'array' && v.itemType === 'string' ? { ...v, value: v.value.map((t) => (t === '<0x41>' ? 'A' : t)) } : null,
+      },
     },
   },
   {
@@ -452,7 +545,12 @@ export const LOADER_GUARDS: readonly LoaderGuard[] = [
       });
       for (const [byte, id] of first) {
         if (!single.has(byte)) {
-          return violation(m, 'tokenizer.ggml.tokens', `token ${id} starts with byte 0x${byte.toString(16).padStart(2, '0')}, which is not a token by itself`, "a one-byte token for every byte a token starts with, with tokenizer.ggml.model 'rwkv'");
+          return violation(
+            m,
+            'tokenizer.ggml.tokens',
+            `token ${id} starts with byte 0x${byte.toString(16).padStart(2, '0')}, which is not a token by itself`,
+            "a one-byte token for every byte a token starts with, with tokenizer.ggml.model 'rwkv'",
+          );
         }
       }
       return undefined;
@@ -478,7 +576,12 @@ export const LOADER_GUARDS: readonly LoaderGuard[] = [
         const text = cString === '' ? `[EMPTY_${i}]` : cString;
         const first = seen.get(text);
         if (first !== undefined) {
-          return violation(m, 'tokenizer.ggml.tokens', `token ${i} ${JSON.stringify(text.slice(0, 40))}, the same text as token ${first}`, 'every token text distinct');
+          return violation(
+            m,
+            'tokenizer.ggml.tokens',
+            `token ${i} ${JSON.stringify(text.slice(0, 40))}, the same text as token ${first}`,
+            'every token text distinct',
+          );
         }
         seen.set(text, i);
       }
@@ -488,8 +591,16 @@ export const LOADER_GUARDS: readonly LoaderGuard[] = [
     llamaCppSource: 'src/llama-vocab.cpp:2539',
     assertText: 'GGML_ASSERT(id_to_token.size() == token_to_id.size());',
     examples: {
-      invalid: { 'tokenizer.ggml.tokens': (v) => (v?.type === 'array' && v.itemType === 'string' ? { ...v, value: [v.value[0]!, ...v.value.slice(0, -1)] } : null) },
-      valid: { 'tokenizer.ggml.tokens': (v) => (v?.type === 'array' && v.itemType === 'string' ? { ...v, value: v.value.map((t, i) => (i === v.value.length - 1 ? '' : t)) } : null) },
+      invalid: {
+        'tokenizer.ggml.tokens': (v) =>
+          v?.type === 'array' && v.itemType === 'string' ? { ...v, value: [v.value[0]!, ...v.value.slice(0, -1)] } : null,
+      },
+      valid: {
+        'tokenizer.ggml.tokens': (v) =>
+          v?.type === 'array' && v.itemType === 'string'
+            ? { ...v, value: v.value.map((t, i) => (i === v.value.length - 1 ? '' : t)) }
+            : null,
+      },
     },
   },
 ];
@@ -569,7 +680,10 @@ export function loaderGuardViolations(
  * Refuses, with ERR_MODEL_INVALID naming the key, the value and the allowed range, a file whose
  * metadata would abort the process inside llama.cpp. Runs before llama.cpp sees the file.
  */
-export function checkLoaderGuards(file: Pick<GgufFile, 'metadata' | 'path'> & Partial<Pick<GgufFile, 'tensors'>>, architecture: string): void {
+export function checkLoaderGuards(
+  file: Pick<GgufFile, 'metadata' | 'path'> & Partial<Pick<GgufFile, 'tensors'>>,
+  architecture: string,
+): void {
   const [first, ...rest] = loaderGuardViolations(file.metadata, architecture, file.tensors);
   if (!first) return;
   const more = rest.length > 0 ? ` (and ${rest.length} more: ${rest.map((v) => v.key).join(', ')})` : '';
@@ -577,10 +691,16 @@ export function checkLoaderGuards(file: Pick<GgufFile, 'metadata' | 'path'> & Pa
     ErrorCode.MODEL_INVALID,
     `${file.path}: ${first.key} is ${first.value}; llama.cpp accepts ${first.allowed}${more}`,
     {
-      remedy: 'the file\'s metadata is wrong (a broken conversion or an edited file): convert the model again, or fix the key with gguf-py\'s gguf_set_metadata',
+      remedy:
+        "the file's metadata is wrong (a broken conversion or an edited file): convert the model again, or fix the key with gguf-py's gguf_set_metadata",
       details: {
-        path: file.path, reason: 'metadata-range', key: first.key, value: first.value, allowed: first.allowed,
-        llamaCppSource: first.guard.llamaCppSource, violations: [first, ...rest].map(({ guard, ...v }) => ({ ...v, llamaCppSource: guard.llamaCppSource })),
+        path: file.path,
+        reason: 'metadata-range',
+        key: first.key,
+        value: first.value,
+        allowed: first.allowed,
+        llamaCppSource: first.guard.llamaCppSource,
+        violations: [first, ...rest].map(({ guard, ...v }) => ({ ...v, llamaCppSource: guard.llamaCppSource })),
       },
     },
   );

@@ -21,8 +21,18 @@ export type GgufItemType = GgufNumberType | GgufBigIntType | 'bool' | 'string';
 
 /** The JS container each array item type is kept in. */
 export interface GgufArrayValues {
-  u8: Uint8Array; i8: Int8Array; u16: Uint16Array; i16: Int16Array; u32: Uint32Array; i32: Int32Array;
-  f32: Float32Array; f64: Float64Array; u64: BigUint64Array; i64: BigInt64Array; bool: boolean[]; string: string[];
+  u8: Uint8Array;
+  i8: Int8Array;
+  u16: Uint16Array;
+  i16: Int16Array;
+  u32: Uint32Array;
+  i32: Int32Array;
+  f32: Float32Array;
+  f64: Float64Array;
+  u64: BigUint64Array;
+  i64: BigInt64Array;
+  bool: boolean[];
+  string: string[];
 }
 
 /**
@@ -41,14 +51,37 @@ export type GgufValue = GgufScalarValue | GgufArrayValue;
 
 /** GGUF value type ids, indexed by the on-disk id (9 is "array"). */
 export const GGUF_VALUE_TYPES: readonly (GgufItemType | 'array')[] = [
-  'u8', 'i8', 'u16', 'i16', 'u32', 'i32', 'f32', 'bool', 'string', 'array', 'u64', 'i64', 'f64',
+  'u8',
+  'i8',
+  'u16',
+  'i16',
+  'u32',
+  'i32',
+  'f32',
+  'bool',
+  'string',
+  'array',
+  'u64',
+  'i64',
+  'f64',
 ];
 export function ggufValueTypeId(type: GgufItemType | 'array'): number {
   return GGUF_VALUE_TYPES.indexOf(type);
 }
 /** On-disk bytes of one item; strings have at least their 8-byte length. */
 export const GGUF_ITEM_SIZE: Record<GgufItemType, number> = {
-  u8: 1, i8: 1, u16: 2, i16: 2, u32: 4, i32: 4, f32: 4, bool: 1, string: 8, u64: 8, i64: 8, f64: 8,
+  u8: 1,
+  i8: 1,
+  u16: 2,
+  i16: 2,
+  u32: 4,
+  i32: 4,
+  f32: 4,
+  bool: 1,
+  string: 8,
+  u64: 8,
+  i64: 8,
+  f64: 8,
 };
 
 export function alignUp(n: number, alignment: number): number {
@@ -99,11 +132,14 @@ const INT64_MAX = (1n << 63n) - 1n;
 const MIN_KV_BYTES = 8 + 1 + 4 + 1;
 const MIN_TENSOR_INFO_BYTES = 8 + 4 + 4 + 8;
 
-const REMEDY =
-  'the file is damaged (for example an interrupted download) or is not a GGUF model: download or convert it again';
+const REMEDY = 'the file is damaged (for example an interrupted download) or is not a GGUF model: download or convert it again';
 
 class Invalid extends Error {
-  constructor(readonly reason: string, message: string, readonly remedy = REMEDY) {
+  constructor(
+    readonly reason: string,
+    message: string,
+    readonly remedy = REMEDY,
+  ) {
     super(message);
   }
 }
@@ -115,7 +151,10 @@ class Cursor {
   private start = 0;
   private end = 0;
 
-  constructor(private readonly fh: FileHandle, readonly size: number) {}
+  constructor(
+    private readonly fh: FileHandle,
+    readonly size: number,
+  ) {}
 
   get remaining(): number {
     return this.size - this.pos;
@@ -179,10 +218,7 @@ class Cursor {
     const at = this.pos;
     const len = this.take(8).readBigUInt64LE(0);
     if (len > BigInt(this.remaining)) {
-      throw new Invalid(
-        'string-length',
-        `string length ${len} at byte ${at} (${what}) runs past the end of the file (size ${this.size})`,
-      );
+      throw new Invalid('string-length', `string length ${len} at byte ${at} (${what}) runs past the end of the file (size ${this.size})`);
     }
     const n = Number(len);
     if (!this.has(n)) await this.need(n, what);
@@ -191,8 +227,16 @@ class Cursor {
 }
 
 const TYPED_ARRAYS = {
-  u8: Uint8Array, i8: Int8Array, u16: Uint16Array, i16: Int16Array, u32: Uint32Array, i32: Int32Array,
-  f32: Float32Array, f64: Float64Array, u64: BigUint64Array, i64: BigInt64Array,
+  u8: Uint8Array,
+  i8: Int8Array,
+  u16: Uint16Array,
+  i16: Int16Array,
+  u32: Uint32Array,
+  i32: Int32Array,
+  f32: Float32Array,
+  f64: Float64Array,
+  u64: BigUint64Array,
+  i64: BigInt64Array,
 } as const;
 
 async function readScalar(cur: Cursor, type: GgufItemType, what: string): Promise<GgufScalarValue> {
@@ -200,17 +244,28 @@ async function readScalar(cur: Cursor, type: GgufItemType, what: string): Promis
   await cur.need(GGUF_ITEM_SIZE[type], what);
   const b = cur.take(GGUF_ITEM_SIZE[type]);
   switch (type) {
-    case 'u8': return { type, value: b.readUInt8(0) };
-    case 'i8': return { type, value: b.readInt8(0) };
-    case 'u16': return { type, value: b.readUInt16LE(0) };
-    case 'i16': return { type, value: b.readInt16LE(0) };
-    case 'u32': return { type, value: b.readUInt32LE(0) };
-    case 'i32': return { type, value: b.readInt32LE(0) };
-    case 'f32': return { type, value: b.readFloatLE(0) };
-    case 'f64': return { type, value: b.readDoubleLE(0) };
-    case 'u64': return { type, value: b.readBigUInt64LE(0) };
-    case 'i64': return { type, value: b.readBigInt64LE(0) };
-    case 'bool': return { type, value: b.readInt8(0) !== 0 };
+    case 'u8':
+      return { type, value: b.readUInt8(0) };
+    case 'i8':
+      return { type, value: b.readInt8(0) };
+    case 'u16':
+      return { type, value: b.readUInt16LE(0) };
+    case 'i16':
+      return { type, value: b.readInt16LE(0) };
+    case 'u32':
+      return { type, value: b.readUInt32LE(0) };
+    case 'i32':
+      return { type, value: b.readInt32LE(0) };
+    case 'f32':
+      return { type, value: b.readFloatLE(0) };
+    case 'f64':
+      return { type, value: b.readDoubleLE(0) };
+    case 'u64':
+      return { type, value: b.readBigUInt64LE(0) };
+    case 'i64':
+      return { type, value: b.readBigInt64LE(0) };
+    case 'bool':
+      return { type, value: b.readInt8(0) !== 0 };
   }
 }
 
@@ -255,20 +310,30 @@ function plausibleCount(count: bigint, minBytes: number, cur: Cursor, what: stri
   return Number(count);
 }
 
-interface GgufHeader { version: number; nTensors: number; nKv: number }
+interface GgufHeader {
+  version: number;
+  nTensors: number;
+  nKv: number;
+}
 
 async function readHeader(cur: Cursor): Promise<GgufHeader> {
   if (cur.size === 0) throw new Invalid('empty', 'file is empty');
   if (cur.size < 4) throw new Invalid('bad-magic', `not a GGUF file (only ${cur.size} bytes)`);
   const magic = await cur.u32('the magic');
   if (magic !== GGUF_MAGIC) {
-    throw new Invalid('bad-magic', `not a GGUF file (magic is 0x${magic.toString(16).padStart(8, '0')}, expected 0x${GGUF_MAGIC.toString(16)} "GGUF")`);
+    throw new Invalid(
+      'bad-magic',
+      `not a GGUF file (magic is 0x${magic.toString(16).padStart(8, '0')}, expected 0x${GGUF_MAGIC.toString(16)} "GGUF")`,
+    );
   }
   const version = await cur.u32('the version');
   if (version !== 2 && version !== 3) {
     const hint = (version & 0xffff) === 0 ? ' (a big-endian file?)' : version === 1 ? ' (GGUF v1 is obsolete)' : '';
-    throw new Invalid('bad-version', `unsupported GGUF version ${version}${hint}; versions 2 and 3 are supported`,
-      'convert the model again with a current llama.cpp (convert_hf_to_gguf.py), or download a current GGUF');
+    throw new Invalid(
+      'bad-version',
+      `unsupported GGUF version ${version}${hint}; versions 2 and 3 are supported`,
+      'convert the model again with a current llama.cpp (convert_hf_to_gguf.py), or download a current GGUF',
+    );
   }
   const nTensors = plausibleCount(await cur.i64('the tensor count'), MIN_TENSOR_INFO_BYTES, cur, 'tensor');
   const nKv = plausibleCount(await cur.i64('the metadata count'), MIN_KV_BYTES, cur, 'metadata key');
@@ -307,7 +372,13 @@ function alignmentOf(metadata: Map<string, GgufValue>): number {
  * Entry #i of the tensor table, with fileOffset still 0 (the data section's start is not known
  * yet); `names` holds the earlier entries' names and gets this one's.
  */
-async function readTensorInfo(cur: Cursor, i: number, names: Set<string>, alignment: number, layout: GgufLayout | undefined): Promise<GgufTensorInfo> {
+async function readTensorInfo(
+  cur: Cursor,
+  i: number,
+  names: Set<string>,
+  alignment: number,
+  layout: GgufLayout | undefined,
+): Promise<GgufTensorInfo> {
   const nameOffset = cur.pos;
   const name = await cur.string(`the name of tensor #${i}`);
   if (Buffer.byteLength(name) >= GGML_MAX_NAME) {
@@ -335,7 +406,10 @@ async function readTensorInfo(cur: Cursor, i: number, names: Set<string>, alignm
   const info = ggmlTypeInfo(type);
   if (!info) throw new Invalid('tensor-type', `tensor '${name}' has unknown or removed ggml type id ${type}`);
   if ((dims[0] ?? 1) % info.blockSize !== 0) {
-    throw new Invalid('tensor-dims', `tensor '${name}' of type ${info.name} has ${dims[0]} elements per row, not a multiple of the block size ${info.blockSize}`);
+    throw new Invalid(
+      'tensor-dims',
+      `tensor '${name}' of type ${info.name} has ${dims[0]} elements per row, not a multiple of the block size ${info.blockSize}`,
+    );
   }
   const byteSize = (elements / BigInt(info.blockSize)) * BigInt(info.typeSize);
   if (byteSize > BigInt(Number.MAX_SAFE_INTEGER)) {
@@ -352,12 +426,23 @@ async function readTensorInfo(cur: Cursor, i: number, names: Set<string>, alignm
   }
   layout?.tensors.push({ name, nameOffset, nDimsOffset, dimsOffset, typeOffset, offsetOffset });
   return {
-    name, dims, type, typeName: info.name, offset: Number(offset), fileOffset: 0,
-    nElements: Number(elements), byteSize: Number(byteSize),
+    name,
+    dims,
+    type,
+    typeName: info.name,
+    offset: Number(offset),
+    fileOffset: 0,
+    nElements: Number(elements),
+    byteSize: Number(byteSize),
   };
 }
 
-async function readTensorInfos(cur: Cursor, nTensors: number, alignment: number, layout: GgufLayout | undefined): Promise<GgufTensorInfo[]> {
+async function readTensorInfos(
+  cur: Cursor,
+  nTensors: number,
+  alignment: number,
+  layout: GgufLayout | undefined,
+): Promise<GgufTensorInfo[]> {
   const tensors: GgufTensorInfo[] = [];
   const names = new Set<string>();
   for (let i = 0; i < nTensors; i++) tensors.push(await readTensorInfo(cur, i, names, alignment, layout));
@@ -373,7 +458,10 @@ function placeTensorData(tensors: GgufTensorInfo[], dataOffset: number, alignmen
     t.fileOffset = dataOffset + t.offset;
     const end = t.fileOffset + t.byteSize;
     if (end > size) {
-      throw new Invalid('tensor-bounds', `tensor '${t.name}' data [${t.fileOffset}, ${end}) lies outside the file (size ${size}); the file is probably truncated`);
+      throw new Invalid(
+        'tensor-bounds',
+        `tensor '${t.name}' data [${t.fileOffset}, ${end}) lies outside the file (size ${size}); the file is probably truncated`,
+      );
     }
   }
   // The vendored gguf.cpp requires the data to be packed in table order, each tensor padded to
@@ -381,7 +469,10 @@ function placeTensorData(tensors: GgufTensorInfo[], dataOffset: number, alignmen
   let expected = 0;
   for (const t of tensors) {
     if (t.offset !== expected) {
-      throw new Invalid('tensor-offset', `tensor '${t.name}' has data offset ${t.offset} but ${expected} was expected (tensor data must be packed in order)`);
+      throw new Invalid(
+        'tensor-offset',
+        `tensor '${t.name}' has data offset ${t.offset} but ${expected} was expected (tensor data must be packed in order)`,
+      );
     }
     expected += alignUp(t.byteSize, alignment);
   }

@@ -49,7 +49,11 @@ function checkShape(s: SyntheticModelShape): void {
   if ((s.nEmbd / s.nHead) % 2 !== 0) throw new RangeError('the head size (nEmbd / nHead) must be even for RoPE');
 }
 
-export interface PlannedTensor { name: string; dims: number[]; type: number }
+export interface PlannedTensor {
+  name: string;
+  dims: number[];
+  type: number;
+}
 
 /** The llama tensor set, dims ne0-first as GGUF stores them. */
 export function syntheticTensorPlan(shape: SyntheticModelShape, nVocab: number): PlannedTensor[] {
@@ -92,13 +96,13 @@ export function floatToHalfBits(value: number): number {
     let half = mant >>> shift;
     const rem = mant & ((1 << shift) - 1);
     const mid = 1 << (shift - 1);
-    if (rem > mid || (rem === mid && (half & 1))) half++;
+    if (rem > mid || (rem === mid && half & 1)) half++;
     return sign | half;
   }
   let half = (e << 10) | (mant >>> 13);
   const rem = mant & 0x1fff;
   // A carry out of the mantissa correctly bumps the exponent (and saturates to infinity).
-  if (rem > 0x1000 || (rem === 0x1000 && (half & 1))) half++;
+  if (rem > 0x1000 || (rem === 0x1000 && half & 1)) half++;
   return sign | half;
 }
 
@@ -129,28 +133,44 @@ function splitmix32(state: number): () => number {
 
 /** xoshiro128**, one stream per tensor; state lives in fields so a stream spans chunks. */
 class HalfStream {
-  private s0: number; private s1: number; private s2: number; private s3: number;
+  private s0: number;
+  private s1: number;
+  private s2: number;
+  private s3: number;
 
   constructor(seed: number, streamIndex: number) {
     const next = splitmix32((seed ^ Math.imul(streamIndex + 1, 0x632be5ab)) >>> 0);
     next();
-    this.s0 = next(); this.s1 = next(); this.s2 = next(); this.s3 = next();
+    this.s0 = next();
+    this.s1 = next();
+    this.s2 = next();
+    this.s3 = next();
     if ((this.s0 | this.s1 | this.s2 | this.s3) === 0) this.s0 = 1;
   }
 
   /** Fills `n` u32 words, each two uniform halves. */
   fill(out: Uint32Array, n: number): void {
     const table = uniformHalfTable();
-    let s0 = this.s0, s1 = this.s1, s2 = this.s2, s3 = this.s3;
+    let s0 = this.s0,
+      s1 = this.s1,
+      s2 = this.s2,
+      s3 = this.s3;
     for (let i = 0; i < n; i++) {
       const m = Math.imul(s1, 5);
       const r = Math.imul((m << 7) | (m >>> 25), 9);
       const t = s1 << 9;
-      s2 ^= s0; s3 ^= s1; s1 ^= s2; s0 ^= s3; s2 ^= t;
+      s2 ^= s0;
+      s3 ^= s1;
+      s1 ^= s2;
+      s0 ^= s3;
+      s2 ^= t;
       s3 = (s3 << 11) | (s3 >>> 21);
       out[i] = table[r & 0xffff]! | (table[r >>> 16]! << 16);
     }
-    this.s0 = s0; this.s1 = s1; this.s2 = s2; this.s3 = s3;
+    this.s0 = s0;
+    this.s1 = s1;
+    this.s2 = s2;
+    this.s3 = s3;
   }
 }
 
@@ -250,12 +270,14 @@ export async function ensureSyntheticModel(opts: EnsureSyntheticModelOptions): P
   const seed = (opts.seed ?? 1) >>> 0;
   const vocabSize = (await stat(opts.vocabPath)).size;
   const key = createHash('sha256')
-    .update(JSON.stringify({
-      generator: GENERATOR_VERSION,
-      shape: { ...shape, ropeFreqBase: shape.ropeFreqBase ?? 10000, rmsEps: shape.rmsEps ?? 1e-5 },
-      vocab: [basename(opts.vocabPath), vocabSize],
-      chatTemplate: opts.chatTemplate ?? 'chatml',
-    }))
+    .update(
+      JSON.stringify({
+        generator: GENERATOR_VERSION,
+        shape: { ...shape, ropeFreqBase: shape.ropeFreqBase ?? 10000, rmsEps: shape.rmsEps ?? 1e-5 },
+        vocab: [basename(opts.vocabPath), vocabSize],
+        chatTemplate: opts.chatTemplate ?? 'chatml',
+      }),
+    )
     .digest('hex')
     .slice(0, 10);
   const label = opts.label ?? (typeof opts.shape === 'string' ? opts.shape : 'custom');

@@ -8,8 +8,16 @@ import { randomBytes } from 'node:crypto';
 import { open, rename, unlink, type FileHandle } from 'node:fs/promises';
 import { ggmlTensorByteSize, ggmlTypeName } from './ggml-types.js';
 import {
-  GGML_MAX_DIMS, GGML_MAX_NAME, GGUF_DEFAULT_ALIGNMENT, GGUF_ITEM_SIZE, GGUF_MAGIC, alignUp, ggufValueTypeId,
-  type GgufArrayValues, type GgufItemType, type GgufValue,
+  GGML_MAX_DIMS,
+  GGML_MAX_NAME,
+  GGUF_DEFAULT_ALIGNMENT,
+  GGUF_ITEM_SIZE,
+  GGUF_MAGIC,
+  alignUp,
+  ggufValueTypeId,
+  type GgufArrayValues,
+  type GgufItemType,
+  type GgufValue,
 } from './reader.js';
 
 /** Builders for explicitly typed values, since a JS number does not say which GGUF type it is. */
@@ -29,25 +37,50 @@ export const gguf = {
   array: <K extends GgufItemType>(itemType: K, values: ArrayLike<ElementOf<K>>): GgufValue => toArrayValue(itemType, values),
 };
 
-type ElementOf<K extends GgufItemType> = K extends 'string' ? string : K extends 'bool' ? boolean
-  : K extends 'u64' | 'i64' ? bigint | number : number;
+type ElementOf<K extends GgufItemType> = K extends 'string'
+  ? string
+  : K extends 'bool'
+    ? boolean
+    : K extends 'u64' | 'i64'
+      ? bigint | number
+      : number;
 
 const TYPED = {
-  u8: Uint8Array, i8: Int8Array, u16: Uint16Array, i16: Int16Array, u32: Uint32Array, i32: Int32Array,
-  f32: Float32Array, f64: Float64Array, u64: BigUint64Array, i64: BigInt64Array,
+  u8: Uint8Array,
+  i8: Int8Array,
+  u16: Uint16Array,
+  i16: Int16Array,
+  u32: Uint32Array,
+  i32: Int32Array,
+  f32: Float32Array,
+  f64: Float64Array,
+  u64: BigUint64Array,
+  i64: BigInt64Array,
 } as const;
 
 const INT_RANGE: Partial<Record<GgufItemType, [number, number]>> = {
-  u8: [0, 0xff], i8: [-0x80, 0x7f], u16: [0, 0xffff], i16: [-0x8000, 0x7fff], u32: [0, 0xffffffff], i32: [-0x80000000, 0x7fffffff],
+  u8: [0, 0xff],
+  i8: [-0x80, 0x7f],
+  u16: [0, 0xffff],
+  i16: [-0x8000, 0x7fff],
+  u32: [0, 0xffffffff],
+  i32: [-0x80000000, 0x7fffffff],
 };
 const BIG_RANGE: Partial<Record<GgufItemType, [bigint, bigint]>> = {
-  u64: [0n, (1n << 64n) - 1n], i64: [-(1n << 63n), (1n << 63n) - 1n],
+  u64: [0n, (1n << 64n) - 1n],
+  i64: [-(1n << 63n), (1n << 63n) - 1n],
 };
 
 function checkItem(type: GgufItemType, v: unknown, key: string): void {
   const bad = (why: string) => new RangeError(`GGUF key '${key}': ${why}`);
-  if (type === 'string') { if (typeof v !== 'string') throw bad(`expected a string, got ${typeof v}`); return; }
-  if (type === 'bool') { if (typeof v !== 'boolean') throw bad(`expected a boolean, got ${typeof v}`); return; }
+  if (type === 'string') {
+    if (typeof v !== 'string') throw bad(`expected a string, got ${typeof v}`);
+    return;
+  }
+  if (type === 'bool') {
+    if (typeof v !== 'boolean') throw bad(`expected a boolean, got ${typeof v}`);
+    return;
+  }
   const big = BIG_RANGE[type];
   if (big) {
     if (typeof v !== 'bigint' || v < big[0] || v > big[1]) throw bad(`${String(v)} is not a valid ${type}`);
@@ -110,9 +143,18 @@ class Bytes {
   }
 
   // room() may swap this.buf, so it is always called before this.buf is read.
-  u32(v: number): void { const at = this.room(4); this.buf.writeUInt32LE(v, at); }
-  i32(v: number): void { const at = this.room(4); this.buf.writeInt32LE(v, at); }
-  u64(v: number | bigint): void { const at = this.room(8); this.buf.writeBigUInt64LE(BigInt(v), at); }
+  u32(v: number): void {
+    const at = this.room(4);
+    this.buf.writeUInt32LE(v, at);
+  }
+  i32(v: number): void {
+    const at = this.room(4);
+    this.buf.writeInt32LE(v, at);
+  }
+  u64(v: number | bigint): void {
+    const at = this.room(8);
+    this.buf.writeBigUInt64LE(BigInt(v), at);
+  }
 
   raw(bytes: Uint8Array): void {
     const at = this.room(bytes.length);
@@ -130,17 +172,39 @@ class Bytes {
     const at = this.room(GGUF_ITEM_SIZE[type]);
     const b = this.buf;
     switch (type) {
-      case 'u8': b.writeUInt8(v as number, at); break;
-      case 'i8': b.writeInt8(v as number, at); break;
-      case 'u16': b.writeUInt16LE(v as number, at); break;
-      case 'i16': b.writeInt16LE(v as number, at); break;
-      case 'u32': b.writeUInt32LE(v as number, at); break;
-      case 'i32': b.writeInt32LE(v as number, at); break;
-      case 'f32': b.writeFloatLE(v as number, at); break;
-      case 'f64': b.writeDoubleLE(v as number, at); break;
-      case 'u64': b.writeBigUInt64LE(v as bigint, at); break;
-      case 'i64': b.writeBigInt64LE(v as bigint, at); break;
-      case 'bool': b.writeInt8(v ? 1 : 0, at); break;
+      case 'u8':
+        b.writeUInt8(v as number, at);
+        break;
+      case 'i8':
+        b.writeInt8(v as number, at);
+        break;
+      case 'u16':
+        b.writeUInt16LE(v as number, at);
+        break;
+      case 'i16':
+        b.writeInt16LE(v as number, at);
+        break;
+      case 'u32':
+        b.writeUInt32LE(v as number, at);
+        break;
+      case 'i32':
+        b.writeInt32LE(v as number, at);
+        break;
+      case 'f32':
+        b.writeFloatLE(v as number, at);
+        break;
+      case 'f64':
+        b.writeDoubleLE(v as number, at);
+        break;
+      case 'u64':
+        b.writeBigUInt64LE(v as bigint, at);
+        break;
+      case 'i64':
+        b.writeBigInt64LE(v as bigint, at);
+        break;
+      case 'bool':
+        b.writeInt8(v ? 1 : 0, at);
+        break;
     }
   }
 }
@@ -172,7 +236,7 @@ export class GgufWriter {
     let v: GgufValue;
     if (isTagged(value)) v = value;
     else if (typeof value === 'string' || typeof value === 'boolean') {
-      v = type ? { type, value } as GgufValue : typeof value === 'string' ? gguf.string(value) : gguf.bool(value);
+      v = type ? ({ type, value } as GgufValue) : typeof value === 'string' ? gguf.string(value) : gguf.bool(value);
     } else if (typeof value === 'number' || typeof value === 'bigint') {
       if (!type) throw new TypeError(`GGUF key '${key}': a number needs an explicit type (u32, f32, ...)`);
       v = { type, value: type === 'u64' || type === 'i64' ? BigInt(value) : value } as GgufValue;
@@ -215,7 +279,14 @@ export class GgufWriter {
     if (byteSize !== undefined && byteSize !== size) {
       throw new RangeError(`tensor '${name}': ${ggmlTypeName(ggmlType)} [${dims.join(', ')}] takes ${size} bytes, not ${byteSize}`);
     }
-    const tensor: GgufWriterTensor = { index: this.tensors.length, name, dims: [...dims], type: ggmlType, byteSize: size, offset: this.dataSize };
+    const tensor: GgufWriterTensor = {
+      index: this.tensors.length,
+      name,
+      dims: [...dims],
+      type: ggmlType,
+      byteSize: size,
+      offset: this.dataSize,
+    };
     this.tensors.push(tensor);
     this.dataSize += alignUp(size, this.alignment);
     return tensor;
@@ -279,7 +350,9 @@ export class GgufWriter {
         const base = header.length + t.offset;
         let written = 0;
         const out: GgufChunkWriter = {
-          get written() { return written; },
+          get written() {
+            return written;
+          },
           write: async (chunk) => {
             if (chunk.length > MAX_CHUNK) throw new RangeError(`tensor '${t.name}': chunks must be at most 64 MiB`);
             if (written + chunk.length > t.byteSize) {

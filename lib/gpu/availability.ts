@@ -47,7 +47,12 @@ function whyNoCudaBackend({ addon, dir, cudaModule }: Binary): CudaAvailability 
   }
   if (cudaModule.problem) return { available: false, devices: [], reason: cudaModule.problem, remedy: cudaModule.remedy };
   const loadError = addon.probeLibrary(cudaModule.path) ?? 'the module loaded but did not register a CUDA backend';
-  return { available: false, devices: [], reason: `${cudaModule.path} failed to load: ${loadError}`, remedy: remedyForLoadError(loadError) };
+  return {
+    available: false,
+    devices: [],
+    reason: `${cudaModule.path} failed to load: ${loadError}`,
+    remedy: remedyForLoadError(loadError),
+  };
 }
 
 const rebuild = (cc: string) => `rebuild the CUDA module for it: \`npm run build:cuda -- --arch ${cc.replace('.', '')}\``;
@@ -76,7 +81,10 @@ function gpuCodeVerdict({ addon, cudaModule }: Binary, devices: string[], archs:
       devices,
       runsAs,
       reason: `${first.gpu} cannot run ${cudaModule!.path}: ${verdict.reason}`,
-      remedy: verdict.fix === 'driver' ? `update the NVIDIA driver to one for CUDA ${verdict.driverCuda} or newer, or ${rebuild(first.computeCapability)}` : rebuild(first.computeCapability),
+      remedy:
+        verdict.fix === 'driver'
+          ? `update the NVIDIA driver to one for CUDA ${verdict.driverCuda} or newer, or ${rebuild(first.computeCapability)}`
+          : rebuild(first.computeCapability),
     };
   }
   const tooOld = telemetry.devices.filter((d) => archSupportsDevice(archs, d.computeCapability) === false);
@@ -107,7 +115,8 @@ export function cudaModuleCode(path: string): CudaModuleCode | null {
 
 /** What to do about the CUDA module's dlopen error, by the library it names. */
 export function remedyForLoadError(loadError: string): string {
-  if (/libcuda\.so/.test(loadError)) return 'libcuda.so.1 is the NVIDIA driver: install the NVIDIA driver (a CUDA 13 capable one), or pass gpu: \'cpu\'';
+  if (/libcuda\.so/.test(loadError))
+    return "libcuda.so.1 is the NVIDIA driver: install the NVIDIA driver (a CUDA 13 capable one), or pass gpu: 'cpu'";
   if (/libcublas|libcudart/.test(loadError)) return cudaRuntimeRemedy();
-  return 'rebuild the CUDA variant (`npm run build:cuda`), or pass gpu: \'cpu\'';
+  return "rebuild the CUDA variant (`npm run build:cuda`), or pass gpu: 'cpu'";
 }

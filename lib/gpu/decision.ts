@@ -25,7 +25,10 @@ export interface GpuDecision {
   fittedLayers?: number;
 }
 
-export function decideGpu(options: LoadOptions & { gpu: NonNullable<LoadOptions['gpu']> }, binary: Pick<LoadedBinary, 'addon' | 'dir' | 'cudaModule'>): GpuDecision {
+export function decideGpu(
+  options: LoadOptions & { gpu: NonNullable<LoadOptions['gpu']> },
+  binary: Pick<LoadedBinary, 'addon' | 'dir' | 'cudaModule'>,
+): GpuDecision {
   const gpuLayers = options.gpuLayers ?? 'max';
   if (options.gpu === 'cpu') return { target: 'cpu', requested: 'cpu', devices: [], gpuLayers: 0, fallback: null };
   const cuda = cudaAvailability(binary);
@@ -87,13 +90,19 @@ export const FIT_MARGIN_BYTES = 1024 ** 3;
  * gpuLayers: 'auto' on CUDA: asks llama.cpp's fitter how many layers fit, and records it in the
  * decision. When nothing fits, gpu: 'cuda' is refused; gpu: 'auto' gets a CPU fallback decision.
  */
-export async function fitLayers(addon: NativeAddon, path: string, decision: GpuDecision, context: NativeContextParams): Promise<GpuDecision> {
+export async function fitLayers(
+  addon: NativeAddon,
+  path: string,
+  decision: GpuDecision,
+  context: NativeContextParams,
+): Promise<GpuDecision> {
   if (decision.target !== 'cuda' || decision.gpuLayers !== 'auto') return decision;
   const fit = await addon.fitParams(path, { ...context, devices: decision.devices }, FIT_MARGIN_BYTES);
   if (fit.status === 'success' && fit.tensorOverrides === 0) return { ...decision, fittedLayers: fit.nGpuLayers };
-  const reason = fit.tensorOverrides > 0
-    ? 'llama.cpp\'s fitter needs tensor overrides (MoE experts on the host), which this version does not apply'
-    : `llama.cpp's fitter found no placement that fits free GPU memory (status: ${fit.status})`;
+  const reason =
+    fit.tensorOverrides > 0
+      ? "llama.cpp's fitter needs tensor overrides (MoE experts on the host), which this version does not apply"
+      : `llama.cpp's fitter found no placement that fits free GPU memory (status: ${fit.status})`;
   if (decision.requested === 'cuda') {
     throw new GpuError(ErrorCode.GPU_PLACEMENT, `gpu: 'cuda' with gpuLayers: 'auto' was requested, but ${reason}`, {
       remedy: 'lower contextSize or use a smaller quantization; or pass a gpuLayers count for a deliberate partial offload',

@@ -120,8 +120,12 @@ export function readFatbinEntries(path: string): FatbinEntry[] | null {
         if (headerBytes < ENTRY_HEADER_MIN_BYTES || entry + headerBytes + payloadBytes > entriesEnd) return null;
         const arch = e.readUInt32LE(28);
         // Kind 1 is PTX, with its ISA as minor/major at 24/26; kind 2 is a cubin.
-        const image: FatbinEntry['image'] = kind === 1 ? { kind: 'ptx', arch, ptxIsa: `${e.readUInt16LE(26)}.${e.readUInt16LE(24)}` }
-          : kind === 2 ? { kind: 'sass', arch } : { kind: 'other', arch };
+        const image: FatbinEntry['image'] =
+          kind === 1
+            ? { kind: 'ptx', arch, ptxIsa: `${e.readUInt16LE(26)}.${e.readUInt16LE(24)}` }
+            : kind === 2
+              ? { kind: 'sass', arch }
+              : { kind: 'other', arch };
         entries.push({ unit, image, payloadOffset: entry + headerBytes, payloadBytes });
         entry += headerBytes + payloadBytes;
       }
@@ -174,10 +178,12 @@ export function describeCudaCode(code: CudaModuleCode): string {
   const sass = images.filter((i) => i.kind === 'sass').map(archName);
   const ptx = images.filter((i) => i.kind === 'ptx');
   const isas = [...new Set(ptx.map((i) => i.ptxIsa!))];
-  const isaNote = isas.map((isa) => {
-    const cuda = cudaVersionForPtxIsa(isa);
-    return `PTX ISA ${isa}${cuda ? `: CUDA ${cuda.join('.')} drivers and newer` : ''}`;
-  }).join('; ');
+  const isaNote = isas
+    .map((isa) => {
+      const cuda = cudaVersionForPtxIsa(isa);
+      return `PTX ISA ${isa}${cuda ? `: CUDA ${cuda.join('.')} drivers and newer` : ''}`;
+    })
+    .join('; ');
   const parts = [];
   if (sass.length) parts.push(`SASS ${[...new Set(sass)].join(', ')}`);
   if (ptx.length) parts.push(`PTX ${[...new Set(ptx.map(archName))].join(', ')} (${isaNote})`);
@@ -204,7 +210,9 @@ export function cudaCodeVerdict(code: CudaModuleCode, capability: string, driver
   let missing = 0;
   let tooNewPtx: { image: CudaCodeImage; need: [number, number] } | undefined;
   for (const unit of code.units) {
-    const sass = unit.filter((i) => i.kind === 'sass' && archParts(i.arch)[0] === device[0] && archParts(i.arch)[1] <= device[1]).sort((a, b) => b.arch - a.arch)[0];
+    const sass = unit
+      .filter((i) => i.kind === 'sass' && archParts(i.arch)[0] === device[0] && archParts(i.arch)[1] <= device[1])
+      .sort((a, b) => b.arch - a.arch)[0];
     if (sass) {
       ways.add(`SASS ${archName(sass)}`);
       continue;
@@ -229,11 +237,16 @@ export function cudaCodeVerdict(code: CudaModuleCode, capability: string, driver
       runs: false,
       fix: 'driver',
       driverCuda: tooNewPtx.need.join('.'),
-      reason: `its only code for compute capability ${capability}${of} is PTX ${archName(tooNewPtx.image)} of PTX ISA ${tooNewPtx.image.ptxIsa}, ` +
+      reason:
+        `its only code for compute capability ${capability}${of} is PTX ${archName(tooNewPtx.image)} of PTX ISA ${tooNewPtx.image.ptxIsa}, ` +
         `which only a CUDA ${tooNewPtx.need.join('.')} or newer driver can compile; this driver is CUDA ${driverCuda}`,
     };
   }
-  return { runs: false, fix: 'rebuild', reason: `it holds no code that compute capability ${capability} can run${of}: ${describeCudaCode(code)}` };
+  return {
+    runs: false,
+    fix: 'rebuild',
+    reason: `it holds no code that compute capability ${capability} can run${of}: ${describeCudaCode(code)}`,
+  };
 }
 
 export interface GpuCodeVerdict {
@@ -248,12 +261,21 @@ export interface GpuCodeVerdict {
  * out), and whether none of them can run the module: the case in which cuda-llama's policy refuses
  * CUDA, and the benchmark keeps node-llama-cpp off its own module.
  */
-export function cudaCodeVerdicts(code: CudaModuleCode, gpus: { index?: number; name: string | null; computeCapability: string | null }[],
-  driverCuda: string | null): { perGpu: GpuCodeVerdict[]; noneRuns: boolean } {
-  const perGpu = gpus.flatMap((g, i) => (g.computeCapability === null ? [] : [{
-    gpu: g.name ?? `GPU ${g.index ?? i}`,
-    computeCapability: g.computeCapability,
-    verdict: cudaCodeVerdict(code, g.computeCapability, driverCuda),
-  }]));
+export function cudaCodeVerdicts(
+  code: CudaModuleCode,
+  gpus: { index?: number; name: string | null; computeCapability: string | null }[],
+  driverCuda: string | null,
+): { perGpu: GpuCodeVerdict[]; noneRuns: boolean } {
+  const perGpu = gpus.flatMap((g, i) =>
+    g.computeCapability === null
+      ? []
+      : [
+          {
+            gpu: g.name ?? `GPU ${g.index ?? i}`,
+            computeCapability: g.computeCapability,
+            verdict: cudaCodeVerdict(code, g.computeCapability, driverCuda),
+          },
+        ],
+  );
   return { perGpu, noneRuns: gpus.length > 0 && perGpu.length === gpus.length && perGpu.every((v) => !v.verdict.runs) };
 }

@@ -39,7 +39,10 @@ export function placementProblems(decision: GpuDecision, facts: PlacementFacts, 
   const problems: PlacementProblem[] = [];
   if (offloaded !== wanted) {
     const cpuLayers = facts.layers.filter((l) => !gpu(l.device)).map((l) => l.index);
-    problems.push({ kind: 'layers', message: `${offloaded} of ${total} layers are on the GPU, ${wanted} were requested (on the CPU: ${cpuLayers.join(', ')})` });
+    problems.push({
+      kind: 'layers',
+      message: `${offloaded} of ${total} layers are on the GPU, ${wanted} were requested (on the CPU: ${cpuLayers.join(', ')})`,
+    });
   }
   if (wanted === total) {
     if (!gpu(facts.output)) problems.push({ kind: 'output', message: `the output layer is on ${facts.output}, not on the GPU` });
@@ -48,13 +51,17 @@ export function placementProblems(decision: GpuDecision, facts: PlacementFacts, 
       if (cpuKv.length > 0) problems.push({ kind: 'kvCache', message: `part of the KV cache is on ${cpuKv.join(', ')}, not on the GPU` });
     }
   }
-  for (const [label, graph] of [['generation step', facts.graph?.tokenGeneration], ['prompt batch', facts.graph?.promptProcessing]] as const) {
+  for (const [label, graph] of [
+    ['generation step', facts.graph?.tokenGeneration],
+    ['prompt batch', facts.graph?.promptProcessing],
+  ] as const) {
     const ops = graph?.cpuOpsOnGpuMemory;
     if (!ops || ops.count === 0) continue;
     const shown = ops.examples.map((e) => `${e.op} ${e.node} reads ${e.tensor} on ${e.device}`).join(', ');
     problems.push({
       kind: 'ops',
-      message: `${ops.count} op(s) of the ${label} graph run on ${ops.examples[0]?.backend ?? 'the CPU'} although they read weights or KV cache in GPU memory ` +
+      message:
+        `${ops.count} op(s) of the ${label} graph run on ${ops.examples[0]?.backend ?? 'the CPU'} although they read weights or KV cache in GPU memory ` +
         `(the GPU backend cannot run them here): ${shown}${ops.count > ops.examples.length ? ', ...' : ''}`,
     });
   }
@@ -66,8 +73,10 @@ export function placementRemedy(problems: readonly PlacementProblem[]): string {
   const remedies: string[] = [];
   if (problems.some((p) => p.kind !== 'ops')) remedies.push('free GPU memory or lower contextSize / gpuLayers');
   if (problems.some((p) => p.kind === 'ops')) {
-    remedies.push("for ops the GPU cannot run: flashAttention 'auto' (llama.cpp turns it off where the GPU lacks it) and kvCacheType 'f16' " +
-      'have the widest GPU support; `cuda-llama doctor` shows the compiled CUDA architectures');
+    remedies.push(
+      "for ops the GPU cannot run: flashAttention 'auto' (llama.cpp turns it off where the GPU lacks it) and kvCacheType 'f16' " +
+        'have the widest GPU support; `cuda-llama doctor` shows the compiled CUDA architectures',
+    );
   }
   remedies.push('the layer report in error.details shows where everything landed');
   return remedies.join('; ');

@@ -38,15 +38,22 @@ export const CUDA_RUNTIME_WHEELS = ['nvidia-cuda-runtime==13.0.*', 'nvidia-cubla
 
 /** The one remedy for a missing libcudart / libcublas, wherever it is found missing. */
 export function cudaRuntimeRemedy(): string {
-  return `the CUDA 13 runtime is missing: \`pip install ${CUDA_RUNTIME_WHEELS.map((w) => `"${w}"`).join(' ')}\` or install the CUDA 13 toolkit; ` +
-    "cuda-llama looks in python3's nvidia/cu13/lib, CUDA_PATH / CUDA_HOME, /usr/local/cuda, and any folder on LD_LIBRARY_PATH or CUDA_LLAMA_CUDA_LIB_DIRS";
+  return (
+    `the CUDA 13 runtime is missing: \`pip install ${CUDA_RUNTIME_WHEELS.map((w) => `"${w}"`).join(' ')}\` or install the CUDA 13 toolkit; ` +
+    "cuda-llama looks in python3's nvidia/cu13/lib, CUDA_PATH / CUDA_HOME, /usr/local/cuda, and any folder on LD_LIBRARY_PATH or CUDA_LLAMA_CUDA_LIB_DIRS"
+  );
 }
 
 function pythonWheelLibDirs(): LibraryDir[] {
-  const found = spawnSync('python3', ['-c', 'import nvidia, json; print(json.dumps(list(nvidia.__path__)))'], { encoding: 'utf8', timeout: 10_000 });
+  const found = spawnSync('python3', ['-c', 'import nvidia, json; print(json.dumps(list(nvidia.__path__)))'], {
+    encoding: 'utf8',
+    timeout: 10_000,
+  });
   if (found.status !== 0) return [];
   try {
-    return (JSON.parse(found.stdout) as string[]).flatMap((root) => ['cu13', 'cu12'].map((v) => ({ dir: join(root, v, 'lib'), source: `python3 nvidia wheels (${v})` })));
+    return (JSON.parse(found.stdout) as string[]).flatMap((root) =>
+      ['cu13', 'cu12'].map((v) => ({ dir: join(root, v, 'lib'), source: `python3 nvidia wheels (${v})` })),
+    );
   } catch {
     return []; // an unusual python3: no wheel folders from it
   }
@@ -57,7 +64,8 @@ export function cudaLibraryDirs(env: NodeJS.ProcessEnv = process.env, withPython
   const dirs: LibraryDir[] = [];
   for (const dir of (env.CUDA_LLAMA_CUDA_LIB_DIRS ?? '').split(':').filter(Boolean)) dirs.push({ dir, source: 'CUDA_LLAMA_CUDA_LIB_DIRS' });
   for (const name of ['CUDA_PATH', 'CUDA_HOME'] as const) {
-    if (env[name]) dirs.push({ dir: join(env[name] as string, 'lib64'), source: name }, { dir: join(env[name] as string, 'lib'), source: name });
+    if (env[name])
+      dirs.push({ dir: join(env[name] as string, 'lib64'), source: name }, { dir: join(env[name] as string, 'lib'), source: name });
   }
   dirs.push({ dir: '/usr/local/cuda/lib64', source: '/usr/local/cuda' });
   if (withPython) dirs.push(...pythonWheelLibDirs());
@@ -73,8 +81,11 @@ export function missingLibrary(error: string): string | null {
  * Makes `modulePath` loadable by preloading, in dependency order, every library its load error
  * names that can be found in `dirs`. Stops at the first library found nowhere.
  */
-export function satisfyLibraries(addon: Pick<NativeAddon, 'probeLibrary' | 'preloadLibrary'>, modulePath: string,
-  dirs: () => LibraryDir[]): RuntimeResolution {
+export function satisfyLibraries(
+  addon: Pick<NativeAddon, 'probeLibrary' | 'preloadLibrary'>,
+  modulePath: string,
+  dirs: () => LibraryDir[],
+): RuntimeResolution {
   const preloaded: PreloadedLibrary[] = [];
   const tried = new Set<string>();
   let searched: LibraryDir[] | undefined;

@@ -71,7 +71,11 @@ export function sampleGpus(addon: Pick<NativeAddon, 'nvmlSample'>): GpuTelemetry
 export function archSupportsDevice(compiledArchs: string | undefined, capability: string | null): boolean | null {
   if (!compiledArchs || !capability) return null;
   const device = Math.round(Number(capability) * 10);
-  const archs = compiledArchs.split(/[,;\s]+/).map((a) => Number.parseInt(a, 10)).filter((a) => Number.isFinite(a)).map((a) => (a >= 100 && a % 10 === 0 ? a / 10 : a));
+  const archs = compiledArchs
+    .split(/[,;\s]+/)
+    .map((a) => Number.parseInt(a, 10))
+    .filter((a) => Number.isFinite(a))
+    .map((a) => (a >= 100 && a % 10 === 0 ? a / 10 : a));
   if (!Number.isFinite(device) || archs.length === 0) return null;
   return archs.some((arch) => arch <= device);
 }

@@ -44,7 +44,10 @@ export interface DoctorReport {
 
 /** Where llama.cpp's SentencePiece vocabulary is: a source checkout, or the packed package's assets. */
 export function probeVocabPath(root = packageRoot): string | null {
-  for (const candidate of [join(root, 'vendor', 'llama.cpp', 'models', 'ggml-vocab-llama-spm.gguf'), join(root, 'assets', 'ggml-vocab-llama-spm.gguf')]) {
+  for (const candidate of [
+    join(root, 'vendor', 'llama.cpp', 'models', 'ggml-vocab-llama-spm.gguf'),
+    join(root, 'assets', 'ggml-vocab-llama-spm.gguf'),
+  ]) {
     if (existsSync(candidate)) return candidate;
   }
   return null;
@@ -63,7 +66,13 @@ async function probe(path: string, target: 'cpu' | 'cuda'): Promise<ProbeResult>
     await model.generate('warm up', { maxTokens: 4, temperature: 0 });
     const result = await model.generate('The doctor checks the generation speed of', { maxTokens: 64, temperature: 0 });
     const report = await model.layerReport();
-    return { target, loadMs, tokensPerSecond: result.timings.tokensPerSecond, summary: report.summary, layerReport: JSON.parse(JSON.stringify(report)) };
+    return {
+      target,
+      loadMs,
+      tokensPerSecond: result.timings.tokensPerSecond,
+      summary: report.summary,
+      layerReport: JSON.parse(JSON.stringify(report)),
+    };
   } finally {
     await model.dispose();
   }
@@ -82,18 +91,23 @@ export async function runDoctor(options: DoctorOptions = {}): Promise<DoctorRepo
   }
   const { build, telemetry } = report;
   if (wantGpu) {
-    if (!telemetry.available) report.problems.push(`no NVIDIA driver found (NVML: ${telemetry.reason}) - install the NVIDIA driver, or run \`cuda-llama doctor --cpu\` to check the CPU path only`);
+    if (!telemetry.available)
+      report.problems.push(
+        `no NVIDIA driver found (NVML: ${telemetry.reason}) - install the NVIDIA driver, or run \`cuda-llama doctor --cpu\` to check the CPU path only`,
+      );
     if (!build.cuda.available) report.problems.push(`CUDA is not usable: ${build.cuda.reason} - ${build.cuda.remedy}`);
   }
   if (telemetry.available) {
     for (const d of telemetry.devices.filter((g) => g.throttled)) {
-      report.warnings.push(`GPU ${d.index} (${d.name}) is throttled now: ${d.throttleReasons.join(', ')} - check cooling and power limits (${d.powerW ?? '?'} W of ${d.powerLimitW ?? '?'} W, ${d.temperatureC ?? '?'} °C)`);
+      report.warnings.push(
+        `GPU ${d.index} (${d.name}) is throttled now: ${d.throttleReasons.join(', ')} - check cooling and power limits (${d.powerW ?? '?'} W of ${d.powerLimitW ?? '?'} W, ${d.temperatureC ?? '?'} °C)`,
+      );
     }
   }
   if (options.probe ?? true) {
     const vocab = probeVocabPath();
     if (!vocab) {
-      report.warnings.push('probe skipped: llama.cpp\'s vocabulary file is not in this installation (vendor/ or assets/)');
+      report.warnings.push("probe skipped: llama.cpp's vocabulary file is not in this installation (vendor/ or assets/)");
     } else {
       const cacheDir = join(tmpdir(), 'cuda-llama-doctor');
       await mkdir(cacheDir, { recursive: true });
@@ -109,7 +123,9 @@ export async function runDoctor(options: DoctorOptions = {}): Promise<DoctorRepo
           report.probes.push(gpu);
           const cpu = report.probes.find((p) => p.target === 'cpu');
           if (cpu && gpu.tokensPerSecond < cpu.tokensPerSecond) {
-            report.warnings.push(`the GPU generated slower than the CPU on the probe model (${gpu.tokensPerSecond.toFixed(1)} vs ${cpu.tokensPerSecond.toFixed(1)} tok/s): tiny models are launch-bound; check real models with \`npm run bench\``);
+            report.warnings.push(
+              `the GPU generated slower than the CPU on the probe model (${gpu.tokensPerSecond.toFixed(1)} vs ${cpu.tokensPerSecond.toFixed(1)} tok/s): tiny models are launch-bound; check real models with \`npm run bench\``,
+            );
           }
         } catch (error) {
           report.problems.push(`the GPU probe failed: ${problemLine(error)}`);
@@ -129,31 +145,39 @@ export function formatDoctorReport(report: DoctorReport): string {
   if (build) {
     const m = build.metadata;
     lines.push(`binary: ${build.path} (${build.source})`);
-    lines.push(`  variant ${m?.variant ?? 'unknown'}, llama.cpp ${build.llamaCppCommit.slice(0, 12)}, CPU features ${m?.cpuFeatures ?? '?'}, CUDA architectures ${m?.cudaArchitectures ?? 'none'}`);
+    lines.push(
+      `  variant ${m?.variant ?? 'unknown'}, llama.cpp ${build.llamaCppCommit.slice(0, 12)}, CPU features ${m?.cpuFeatures ?? '?'}, CUDA architectures ${m?.cudaArchitectures ?? 'none'}`,
+    );
     lines.push(`backends: ${build.backends.map((b) => `${b.name} (${b.deviceCount} device${b.deviceCount === 1 ? '' : 's'})`).join(', ')}`);
     const cm = build.cudaModule;
     if (cm) {
-      lines.push(`CUDA module: ${cm.path} (${cm.source === 'package' ? 'optional CUDA package' : 'beside the addon'}; CUDA ${cm.metadata?.cudaCompilerVersion ?? '?'}, architectures ${cm.metadata?.cudaArchitectures ?? '?'})` +
-        (cm.problem ? ` not used: ${cm.problem}` : ''));
+      lines.push(
+        `CUDA module: ${cm.path} (${cm.source === 'package' ? 'optional CUDA package' : 'beside the addon'}; CUDA ${cm.metadata?.cudaCompilerVersion ?? '?'}, architectures ${cm.metadata?.cudaArchitectures ?? '?'})` +
+          (cm.problem ? ` not used: ${cm.problem}` : ''),
+      );
       if (build.cudaModuleCode) lines.push(`  its GPU code: ${build.cudaModuleCode}`);
     }
     lines.push(`CUDA: ${build.cuda.available ? `usable on ${build.cuda.devices.join(', ')}` : `not usable - ${build.cuda.reason}`}`);
     for (const way of build.cuda.runsAs ?? []) lines.push(`  runs on ${way}`);
     for (const lib of build.cudaRuntime?.preloaded ?? []) lines.push(`  CUDA runtime ${lib.soname}: ${lib.path} (${lib.source})`);
   }
-  for (const d of report.devices) lines.push(`device ${d.name} [${d.type}] ${d.description}: ${gib(d.memoryFree)} free of ${gib(d.memoryTotal)}`);
+  for (const d of report.devices)
+    lines.push(`device ${d.name} [${d.type}] ${d.description}: ${gib(d.memoryFree)} free of ${gib(d.memoryTotal)}`);
   const t = report.telemetry;
   if (t && t.available) {
     lines.push(`NVIDIA driver ${t.driverVersion ?? '?'}, CUDA driver API ${t.cudaDriverVersion ?? '?'}`);
     for (const d of t.devices) {
-      lines.push(`  GPU ${d.index} ${d.name} (compute ${d.computeCapability}): SM ${d.smClockMHz ?? '?'}/${d.maxSmClockMHz ?? '?'} MHz, memory ${d.memoryClockMHz ?? '?'} MHz, ` +
-        `${d.powerW?.toFixed(0) ?? '?'}/${d.powerLimitW?.toFixed(0) ?? '?'} W, ${d.temperatureC ?? '?'} °C, util ${d.utilizationGpu ?? '?'}%, ` +
-        `throttle: ${d.throttleReasons.join(', ') || 'none'}`);
+      lines.push(
+        `  GPU ${d.index} ${d.name} (compute ${d.computeCapability}): SM ${d.smClockMHz ?? '?'}/${d.maxSmClockMHz ?? '?'} MHz, memory ${d.memoryClockMHz ?? '?'} MHz, ` +
+          `${d.powerW?.toFixed(0) ?? '?'}/${d.powerLimitW?.toFixed(0) ?? '?'} W, ${d.temperatureC ?? '?'} °C, util ${d.utilizationGpu ?? '?'}%, ` +
+          `throttle: ${d.throttleReasons.join(', ') || 'none'}`,
+      );
     }
   } else if (t) {
     lines.push(`NVML: not available (${t.reason})`);
   }
-  for (const p of report.probes) lines.push(`probe ${p.target}: load ${p.loadMs.toFixed(0)} ms, ${p.tokensPerSecond.toFixed(1)} tok/s; ${p.summary}`);
+  for (const p of report.probes)
+    lines.push(`probe ${p.target}: load ${p.loadMs.toFixed(0)} ms, ${p.tokensPerSecond.toFixed(1)} tok/s; ${p.summary}`);
   for (const w of report.warnings) lines.push(`warning: ${w}`);
   for (const p of report.problems) lines.push(`PROBLEM: ${p}`);
   lines.push(report.ok ? 'doctor: everything asked for works' : `doctor: ${report.problems.length} problem(s)`);

@@ -78,9 +78,11 @@ export interface TuneResult {
 export function sampleText(paragraphs: number): string {
   const parts: string[] = [];
   for (let i = 0; i < paragraphs; i++) {
-    parts.push(`Chapter ${i + 1}. The river ran past the old mill, where the miller counted sacks of grain ` +
-      `by lamplight and wrote each number in a ledger bound with cracked leather. Travellers who stopped ` +
-      `for water heard him recite the totals aloud, season after season, as if the figures were a prayer.`);
+    parts.push(
+      `Chapter ${i + 1}. The river ran past the old mill, where the miller counted sacks of grain ` +
+        `by lamplight and wrote each number in a ledger bound with cracked leather. Travellers who stopped ` +
+        `for water heard him recite the totals aloud, season after season, as if the figures were a prayer.`,
+    );
   }
   return parts.join('\n\n');
 }
@@ -135,9 +137,16 @@ async function sampleOnce(model: LlamaModel, prompt: number[], n: number, output
   if (n === 1) {
     const r = await model.generate(prompt, options);
     // A request that ended early (end of generation) still measured the pace of the tokens it made.
-    return { ttftMs: r.timings.timeToFirstTokenMs, promptTokensPerSecond: r.timings.promptTokensPerSecond, ...(r.tokens.length > 1 ? { tokensPerSecond: r.timings.tokensPerSecond } : {}) };
+    return {
+      ttftMs: r.timings.timeToFirstTokenMs,
+      promptTokensPerSecond: r.timings.promptTokensPerSecond,
+      ...(r.tokens.length > 1 ? { tokensPerSecond: r.timings.tokensPerSecond } : {}),
+    };
   }
-  const batch = await model.generateBatch(Array.from({ length: n }, () => prompt), options);
+  const batch = await model.generateBatch(
+    Array.from({ length: n }, () => prompt),
+    options,
+  );
   return {
     // Every prompt is processed before generation goes on: the last first token is the batch's.
     ttftMs: Math.max(...batch.results.map((r) => r.timings.timeToFirstTokenMs)),
@@ -169,7 +178,8 @@ async function measure(deps: TuneDeps, path: string, candidate: TuneCandidate, w
     candidate.tokensPerSecond = tg.length ? median(tg) : undefined;
     // Random-weight or chatty models stop at different lengths; the time is computed for exactly
     // the stated output length, so configurations compare on the same work.
-    const oneRun = candidate.timeToFirstTokenMs +
+    const oneRun =
+      candidate.timeToFirstTokenMs +
       (candidate.tokensPerSecond ? (((work.outputTokens - 1) * together) / candidate.tokensPerSecond) * 1000 : 0);
     candidate.requestMs = candidate.oneAtATime ? oneRun * work.sequences : oneRun;
     const report = await model.layerReport();
@@ -190,10 +200,16 @@ function optionsText(options: TunedLoadOptions): string {
   return `{ ${parts.join(', ')} }`;
 }
 
-export function validateTuneOptions(input: unknown): Required<Omit<TuneOptions, 'onProgress' | 'threads'>> & Pick<TuneOptions, 'onProgress' | 'threads'> {
+export function validateTuneOptions(
+  input: unknown,
+): Required<Omit<TuneOptions, 'onProgress' | 'threads'>> & Pick<TuneOptions, 'onProgress' | 'threads'> {
   const o = expectObject('options', input);
   rejectUnknownKeys('options', o, ['promptTokens', 'outputTokens', 'sequences', 'gpu', 'threads', 'repetitions', 'onProgress'], {
-    prompt: 'use promptTokens', output: 'use outputTokens', maxTokens: 'use outputTokens', reps: 'use repetitions', parallel: 'use sequences',
+    prompt: 'use promptTokens',
+    output: 'use outputTokens',
+    maxTokens: 'use outputTokens',
+    reps: 'use repetitions',
+    parallel: 'use sequences',
   });
   return {
     promptTokens: optionalInteger('options.promptTokens', o.promptTokens, 1, 1_000_000) ?? 512,
@@ -212,7 +228,14 @@ export function validateTuneOptions(input: unknown): Required<Omit<TuneOptions, 
  * at the context the workload needs, plus the default context once to show what it costs. With
  * several sequences, each runs them together, and the first placement also one after another.
  */
-export function tuneCandidates(opts: { cuda: boolean; allowCpu: boolean; neededContext: number; defaultContext: number; threads?: number; sequences?: number }): TuneCandidate[] {
+export function tuneCandidates(opts: {
+  cuda: boolean;
+  allowCpu: boolean;
+  neededContext: number;
+  defaultContext: number;
+  threads?: number;
+  sequences?: number;
+}): TuneCandidate[] {
   const ctx = opts.neededContext;
   const sequences = opts.sequences ?? 1;
   const t = { ...(opts.threads === undefined ? {} : { threads: opts.threads }), ...(sequences > 1 ? { sequences } : {}) };
@@ -224,7 +247,15 @@ export function tuneCandidates(opts: { cuda: boolean; allowCpu: boolean; neededC
     { name: `${device}, flash attention on`, options: { ...base, contextSize: ctx, flashAttention: 'on', ...t } },
     { name: `${device}, flash attention off`, options: { ...base, contextSize: ctx, flashAttention: 'off', ...t } },
     // Only a bigger default: a smaller one could not hold the workload.
-    ...(opts.defaultContext > ctx ? [{ name: `${device}, contextSize ${opts.defaultContext}`, options: { ...base, contextSize: opts.defaultContext, ...t }, contextCostOnly: true }] : []),
+    ...(opts.defaultContext > ctx
+      ? [
+          {
+            name: `${device}, contextSize ${opts.defaultContext}`,
+            options: { ...base, contextSize: opts.defaultContext, ...t },
+            contextCostOnly: true,
+          },
+        ]
+      : []),
   ];
   if (opts.cuda) {
     list.push(...variants('full offload', { gpu: 'cuda', gpuLayers: 'max' }));
@@ -232,7 +263,9 @@ export function tuneCandidates(opts: { cuda: boolean; allowCpu: boolean; neededC
   }
   if (opts.allowCpu) {
     // Beside a GPU the CPU is the baseline, measured once; alone it gets the variants.
-    list.push(...(opts.cuda ? [{ name: 'CPU', options: { gpu: 'cpu' as const, contextSize: ctx, ...t } }] : variants('CPU', { gpu: 'cpu' })));
+    list.push(
+      ...(opts.cuda ? [{ name: 'CPU', options: { gpu: 'cpu' as const, contextSize: ctx, ...t } }] : variants('CPU', { gpu: 'cpu' })),
+    );
   }
   if (sequences > 1 && list.length > 0) {
     const { sequences: _together, ...alone } = list[0]!.options;
@@ -268,8 +301,16 @@ export function tuneReasons(candidates: TuneCandidate[], best: TuneCandidate, wo
 /** The requests run together against the same placement one after another. */
 function batchingReason(ok: TuneCandidate[], n: number): string | undefined {
   const alone = ok.find((c) => c.oneAtATime);
-  const together = alone && ok.find((c) => !c.oneAtATime && c.options.gpu === alone.options.gpu && c.options.gpuLayers === alone.options.gpuLayers &&
-    c.options.contextSize === alone.options.contextSize && c.options.flashAttention === alone.options.flashAttention);
+  const together =
+    alone &&
+    ok.find(
+      (c) =>
+        !c.oneAtATime &&
+        c.options.gpu === alone.options.gpu &&
+        c.options.gpuLayers === alone.options.gpuLayers &&
+        c.options.contextSize === alone.options.contextSize &&
+        c.options.flashAttention === alone.options.flashAttention,
+    );
   if (!alone || !together) return undefined;
   return together.requestMs! <= alone.requestMs!
     ? `Running the ${n} requests together (sequences: ${n}) is ${(alone.requestMs! / together.requestMs!).toFixed(1)}x faster than one after another (${ms(alone.requestMs!)}).`
@@ -282,33 +323,44 @@ function deviceReason(ok: TuneCandidate[], best: TuneCandidate, work: Work): str
   const bestCpu = ok.filter((c) => !isGpuCandidate(c)).sort(fastestFirst)[0];
   const bestGpu = ok.filter(isGpuCandidate).sort(fastestFirst)[0];
   if (!bestCpu || !bestGpu) return undefined;
-  if (isGpuCandidate(best)) return `${best.name} is ${(bestCpu.requestMs! / best.requestMs!).toFixed(1)}x faster than the CPU (${ms(bestCpu.requestMs!)} ${per}).`;
-  const perTokenNote = work.outputTokens <= 32 || (bestGpu.tokensPerSecond ?? 0) < (bestCpu.tokensPerSecond ?? 0)
-    ? ': for this model and output length the per-token cost of driving the GPU (kernel launches, synchronization) outweighs its compute'
-    : '';
+  if (isGpuCandidate(best))
+    return `${best.name} is ${(bestCpu.requestMs! / best.requestMs!).toFixed(1)}x faster than the CPU (${ms(bestCpu.requestMs!)} ${per}).`;
+  const perTokenNote =
+    work.outputTokens <= 32 || (bestGpu.tokensPerSecond ?? 0) < (bestCpu.tokensPerSecond ?? 0)
+      ? ': for this model and output length the per-token cost of driving the GPU (kernel launches, synchronization) outweighs its compute'
+      : '';
   return `The CPU wins: ${ms(best.requestMs!)} ${per} against ${ms(bestGpu.requestMs!)} with ${bestGpu.name}${perTokenNote}.`;
 }
 
 /** One off/on pair on the best candidate's device, at the context the workload needs (even when another context won). */
 function flashAttentionReason(ok: TuneCandidate[], best: TuneCandidate): string | undefined {
-  const fa = (value: 'on' | 'off') => ok.find((c) => !c.oneAtATime && c.options.gpu === best.options.gpu && c.options.flashAttention === value);
+  const fa = (value: 'on' | 'off') =>
+    ok.find((c) => !c.oneAtATime && c.options.gpu === best.options.gpu && c.options.flashAttention === value);
   const on = fa('on');
   const off = fa('off');
   if (!on || !off) return undefined;
   const faster = on.requestMs! <= off.requestMs! ? on : off;
   const slower = faster === on ? off : on;
-  return `Flash attention ${faster === on ? 'on' : 'off'} is ${(((slower.requestMs! / faster.requestMs!) - 1) * 100).toFixed(0)}% faster than ${faster === on ? 'off' : 'on'} here.`;
+  return `Flash attention ${faster === on ? 'on' : 'off'} is ${((slower.requestMs! / faster.requestMs! - 1) * 100).toFixed(0)}% faster than ${faster === on ? 'off' : 'on'} here.`;
 }
 
 /** The default-context candidate against the same placement at the context the workload needs. */
 function contextCostReason(ok: TuneCandidate[], best: TuneCandidate): string | undefined {
   const sameDevice = (c: TuneCandidate) => !c.oneAtATime && c.options.gpu === best.options.gpu && c.options.flashAttention === undefined;
-  const pair = ok.filter(sameDevice).filter((c, _, all) => all.some((o) => o !== c && o.options.gpuLayers === c.options.gpuLayers && o.options.contextSize !== c.options.contextSize));
-  const [small, big] = [...pair].sort((a, b) => a.options.contextSize! - b.options.contextSize!).filter((c, i, all) => i === 0 || i === all.length - 1);
+  const pair = ok
+    .filter(sameDevice)
+    .filter((c, _, all) =>
+      all.some((o) => o !== c && o.options.gpuLayers === c.options.gpuLayers && o.options.contextSize !== c.options.contextSize),
+    );
+  const [small, big] = [...pair]
+    .sort((a, b) => a.options.contextSize! - b.options.contextSize!)
+    .filter((c, i, all) => i === 0 || i === all.length - 1);
   if (!big || !small || big.kvCacheBytes === undefined || small.kvCacheBytes === undefined) return undefined;
   const slower = (big.requestMs! / small.requestMs! - 1) * 100;
-  return `A contextSize of ${big.options.contextSize} costs ${formatBytes(big.kvCacheBytes)} of KV cache against ${formatBytes(small.kvCacheBytes)} at ${small.options.contextSize}, ` +
-    `which this workload needs, and ${slower >= 0 ? `runs ${slower.toFixed(0)}% slower` : `costs no speed (it measured ${(-slower).toFixed(0)}% faster: noise)`}.`;
+  return (
+    `A contextSize of ${big.options.contextSize} costs ${formatBytes(big.kvCacheBytes)} of KV cache against ${formatBytes(small.kvCacheBytes)} at ${small.options.contextSize}, ` +
+    `which this workload needs, and ${slower >= 0 ? `runs ${slower.toFixed(0)}% slower` : `costs no speed (it measured ${(-slower).toFixed(0)}% faster: noise)`}.`
+  );
 }
 
 export async function tune(deps: TuneDeps, path: string, options: TuneOptions): Promise<TuneResult> {
@@ -334,17 +386,31 @@ export async function tune(deps: TuneDeps, path: string, options: TuneOptions): 
   for (const c of candidates) {
     progress(`measuring ${c.name} ${optionsText(c.options)}`);
     await measure(deps, path, c, work, cuda.devices);
-    progress(c.requestMs === undefined ? `  not measured: ${c.error}` : `  ${ms(c.requestMs)} ${perWorkload(o.sequences)} (TTFT ${ms(c.timeToFirstTokenMs!)}, ${c.tokensPerSecond?.toFixed(1) ?? '?'} tok/s); ${c.layerReport}`);
+    progress(
+      c.requestMs === undefined
+        ? `  not measured: ${c.error}`
+        : `  ${ms(c.requestMs)} ${perWorkload(o.sequences)} (TTFT ${ms(c.timeToFirstTokenMs!)}, ${c.tokensPerSecond?.toFixed(1) ?? '?'} tok/s); ${c.layerReport}`,
+    );
   }
   const measured = candidates.filter((c) => c.requestMs !== undefined).sort((a, b) => a.requestMs! - b.requestMs!);
   const best = measured.find((c) => !c.contextCostOnly) ?? measured[0];
   if (!best) {
-    throw new CudaLlamaError(ErrorCode.TUNE, `no configuration could be measured: ${candidates.map((c) => `${c.name}: ${c.error}`).join('; ')}`, {
-      remedy: "each configuration's error above says why it could not load; a smaller workload (promptTokens, outputTokens, sequences) needs a smaller context, and `npx cuda-llama doctor` checks the setup",
-      details: { candidates },
-    });
+    throw new CudaLlamaError(
+      ErrorCode.TUNE,
+      `no configuration could be measured: ${candidates.map((c) => `${c.name}: ${c.error}`).join('; ')}`,
+      {
+        remedy:
+          "each configuration's error above says why it could not load; a smaller workload (promptTokens, outputTokens, sequences) needs a smaller context, and `npx cuda-llama doctor` checks the setup",
+        details: { candidates },
+      },
+    );
   }
-  const cudaNote = o.gpu === 'cpu' ? undefined : cuda.usable ? undefined : `CPU only: CUDA is not usable here (${cuda.reason ?? 'unknown reason'}); run \`npx cuda-llama doctor\` for the remedy.`;
+  const cudaNote =
+    o.gpu === 'cpu'
+      ? undefined
+      : cuda.usable
+        ? undefined
+        : `CPU only: CUDA is not usable here (${cuda.reason ?? 'unknown reason'}); run \`npx cuda-llama doctor\` for the remedy.`;
   return {
     workload: { promptTokens: o.promptTokens, outputTokens: o.outputTokens, sequences: o.sequences },
     candidates,

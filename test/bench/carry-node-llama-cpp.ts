@@ -53,12 +53,20 @@ async function main(): Promise<void> {
     const module = nodeLlamaCppCudaModulePaths(staged).active;
     // A module swapped for cuda-llama's by an earlier GPU run here is not node-llama-cpp's: refuse it.
     if (!existsSync(module) || existsSync(nodeLlamaCppCudaModulePaths().kept)) {
-      throw new Error(`${relative(repoRoot, nodeLlamaCppDir)} does not hold node-llama-cpp's own CUDA module in place: delete the folder and rerun`);
+      throw new Error(
+        `${relative(repoRoot, nodeLlamaCppDir)} does not hold node-llama-cpp's own CUDA module in place: delete the folder and rerun`,
+      );
     }
     const zeroed = zeroCudaCode(module);
-    writeFileSync(module + TRIMMED_MARK, `GPU code (${zeroed} bytes) zeroed by test/bench/carry-node-llama-cpp.ts; fatbin headers intact\n`);
+    writeFileSync(
+      module + TRIMMED_MARK,
+      `GPU code (${zeroed} bytes) zeroed by test/bench/carry-node-llama-cpp.ts; fatbin headers intact\n`,
+    );
     log(`${relative(stage, module)}: ${(zeroed / 2 ** 20).toFixed(1)} MiB of GPU code zeroed`);
-    execFileSync('tar', ['-cf', resolve(out), '--use-compress-program=xz -9 -T0', relative(stage, staged)], { cwd: stage, stdio: 'inherit' });
+    execFileSync('tar', ['-cf', resolve(out), '--use-compress-program=xz -9 -T0', relative(stage, staged)], {
+      cwd: stage,
+      stdio: 'inherit',
+    });
   } finally {
     rmSync(stage, { recursive: true, force: true });
   }

@@ -38,8 +38,14 @@ type Rgb = readonly [number, number, number];
  * come first; black is 7th because it reads like the axes, and yellow last because it is faint on white.
  */
 export const SERIES_PALETTE: readonly Rgb[] = [
-  [0x00, 0x72, 0xb2], [0xd5, 0x5e, 0x00], [0x00, 0x9e, 0x73], [0xcc, 0x79, 0xa7],
-  [0xe6, 0x9f, 0x00], [0x56, 0xb4, 0xe9], [0x00, 0x00, 0x00], [0xf0, 0xe4, 0x42],
+  [0x00, 0x72, 0xb2],
+  [0xd5, 0x5e, 0x00],
+  [0x00, 0x9e, 0x73],
+  [0xcc, 0x79, 0xa7],
+  [0xe6, 0x9f, 0x00],
+  [0x56, 0xb4, 0xe9],
+  [0x00, 0x00, 0x00],
+  [0xf0, 0xe4, 0x42],
 ];
 const WHITE: Rgb = [0xff, 0xff, 0xff];
 const INK: Rgb = [0x22, 0x22, 0x22]; // never pure black, so SERIES_PALETTE's black stays unique to its series
@@ -60,7 +66,10 @@ const FONT = [
   '0g84210 e22222e 4ah0000 000000v 8420000 00e1fhf ggmphhu 00egghe 11djhhf 00ehvge 698s888 00fhhhf1e',
   'ggmphhh 40c444e 2062222ic ggikoki c44444e 00qllhh 00mphhh 00ehhhe 00uhhhugg 00fhhhf11 00mpggg 00ege1u',
   '88s8896 00hhhjd 00hhha4 00hhlla 00ha4ah 00hhhhf1e 00v248v 2448442 4444444 8442448 008l200',
-].join(' ').split(' ').map((glyph) => [...glyph].map((digit) => parseInt(digit, 32)));
+]
+  .join(' ')
+  .split(' ')
+  .map((glyph) => [...glyph].map((digit) => parseInt(digit, 32)));
 const GLYPH_HEIGHT = 7; // descenders excluded: layouts leave room for them in their gaps
 const ADVANCE = 6; // 5 pixels of glyph and 1 of spacing
 const TEXT_SCALE = 2;
@@ -83,12 +92,19 @@ function clip(text: string, scale: number, maxWidth: number): string {
 }
 
 /** The pattern position is carried from segment to segment, so a dashed polyline keeps one rhythm. */
-interface Dash { on: number; off: number; travelled: number }
+interface Dash {
+  on: number;
+  off: number;
+  travelled: number;
+}
 
 class Raster {
   readonly pixels: Uint8Array;
 
-  constructor(readonly width: number, readonly height: number) {
+  constructor(
+    readonly width: number,
+    readonly height: number,
+  ) {
     this.pixels = new Uint8Array(width * height * 3).fill(255);
   }
 
@@ -120,8 +136,14 @@ class Raster {
       if (visible) this.fillRect(x, y, thickness, thickness, colour);
       if (x === x1 && y === y1) return;
       const twice = 2 * error;
-      if (twice >= dy) { error += dy; x += sx; }
-      if (twice <= dx) { error += dx; y += sy; }
+      if (twice >= dy) {
+        error += dy;
+        x += sx;
+      }
+      if (twice <= dx) {
+        error += dx;
+        y += sy;
+      }
     }
   }
 
@@ -152,7 +174,11 @@ class Raster {
   }
 }
 
-interface Axis { min: number; max: number; ticks: { value: number; label: string }[] }
+interface Axis {
+  min: number;
+  max: number;
+  ticks: { value: number; label: string }[];
+}
 
 /** The smallest 1, 2 or 5 × 10^n step that cuts `span` into at most `maxCount` intervals. */
 function niceStep(span: number, maxCount: number): number {
@@ -203,14 +229,23 @@ const isPlottable = (p: Point) => Number.isFinite(p.x) && Number.isFinite(p.y);
 
 /** Where the plot area sits and how values map onto it. */
 interface Plot {
-  left: number; right: number; top: number; bottom: number;
-  xAxis: Axis; yAxis: Axis;
+  left: number;
+  right: number;
+  top: number;
+  bottom: number;
+  xAxis: Axis;
+  yAxis: Axis;
   toPixel(p: Point): Point;
 }
 
 interface PlotInputs {
-  width: number; height: number; titleScale: number; yFromZero: boolean;
-  points: Point[]; hlines: { y: number; label: string }[]; xTicks?: { value: number; label: string }[];
+  width: number;
+  height: number;
+  titleScale: number;
+  yFromZero: boolean;
+  points: Point[];
+  hlines: { y: number; label: string }[];
+  xTicks?: { value: number; label: string }[];
 }
 
 /** `reserveRight` keeps that many pixels right of the plot free, for a legend placed outside it. */
@@ -263,7 +298,8 @@ function occupiedPixels(spec: LineChartSpec, hlines: { y: number; label: string 
       run.forEach((here, i) => {
         const previous = run[i - 1] ?? here;
         const steps = Math.max(1, Math.ceil(Math.hypot(here.x - previous.x, here.y - previous.y) / 6));
-        for (let s = 1; s <= steps; s++) samples.push({ x: previous.x + ((here.x - previous.x) * s) / steps, y: previous.y + ((here.y - previous.y) * s) / steps });
+        for (let s = 1; s <= steps; s++)
+          samples.push({ x: previous.x + ((here.x - previous.x) * s) / steps, y: previous.y + ((here.y - previous.y) * s) / steps });
       });
     }
   }
@@ -284,7 +320,11 @@ export function renderLineChartPng(spec: LineChartSpec): Buffer {
   // A long title shrinks to label size before it is cut.
   const titleScale = textWidth(spec.title, TITLE_SCALE) <= width - 2 * MARGIN ? TITLE_SCALE : TEXT_SCALE;
   const inputs: PlotInputs = {
-    width, height, titleScale, yFromZero: spec.yFromZero ?? true, hlines,
+    width,
+    height,
+    titleScale,
+    yFromZero: spec.yFromZero ?? true,
+    hlines,
     points: spec.series.flatMap((s) => s.points.filter(isPlottable)),
     xTicks: spec.xTicks?.filter((t) => Number.isFinite(t.value)),
   };
@@ -300,11 +340,13 @@ export function renderLineChartPng(spec: LineChartSpec): Buffer {
     // data, the plot narrows to make room on the right instead, unless the legend is so wide that the plot
     // would be squeezed more than the hidden data is worth.
     const occupied = occupiedPixels(spec, hlines, plot);
-    const hidden = (c: Point) => occupied.filter((p) =>
-      p.x >= c.x - 6 && p.x <= c.x + legendWidth + 6 && p.y >= c.y - 6 && p.y <= c.y + legendHeight + 6).length;
+    const hidden = (c: Point) =>
+      occupied.filter((p) => p.x >= c.x - 6 && p.x <= c.x + legendWidth + 6 && p.y >= c.y - 6 && p.y <= c.y + legendHeight + 6).length;
     const corners = [
-      { x: plot.right - 10 - legendWidth, y: plot.top + 10 }, { x: plot.left + 10, y: plot.top + 10 },
-      { x: plot.right - 10 - legendWidth, y: plot.bottom - 10 - legendHeight }, { x: plot.left + 10, y: plot.bottom - 10 - legendHeight },
+      { x: plot.right - 10 - legendWidth, y: plot.top + 10 },
+      { x: plot.left + 10, y: plot.top + 10 },
+      { x: plot.right - 10 - legendWidth, y: plot.bottom - 10 - legendHeight },
+      { x: plot.left + 10, y: plot.bottom - 10 - legendHeight },
     ];
     legendAt = corners.reduce((best, c) => (hidden(c) < hidden(best) ? c : best));
     if (hidden(legendAt) > 0 && legendWidth <= width / 3) {
@@ -360,7 +402,15 @@ export function renderLineChartPng(spec: LineChartSpec): Buffer {
     spec.series.forEach((series, index) => {
       const rowY = legendAt.y + 10 + index * rowHeight;
       const dash = series.dashed ? { on: 8, off: 5, travelled: 0 } : undefined;
-      raster.line(legendAt.x + 12, rowY + lineHeight / 2 - 1, legendAt.x + 12 + swatch, rowY + lineHeight / 2 - 1, colourOf(index), 3, dash);
+      raster.line(
+        legendAt.x + 12,
+        rowY + lineHeight / 2 - 1,
+        legendAt.x + 12 + swatch,
+        rowY + lineHeight / 2 - 1,
+        colourOf(index),
+        3,
+        dash,
+      );
       raster.text(series.name, legendAt.x + 12 + swatch + 10, rowY, INK, TEXT_SCALE);
     });
   }

@@ -165,18 +165,47 @@ export interface SweepPoint {
 export function sweepPoints(gpuMode: boolean, layerCount: number): SweepPoint[] {
   const base: SweepPoint['load'] = gpuMode ? { gpu: 'cuda', gpuLayers: 'max' } : { gpu: 'cpu' };
   const points: SweepPoint[] = [
-    { group: 'attention and KV type', name: 'flashAttention off, KV f16', load: { ...base, flashAttention: 'off', kvCacheType: 'f16' }, x: 0 },
-    { group: 'attention and KV type', name: 'flashAttention on, KV f16', load: { ...base, flashAttention: 'on', kvCacheType: 'f16' }, x: 1 },
-    { group: 'attention and KV type', name: 'flashAttention on, KV q8_0', load: { ...base, flashAttention: 'on', kvCacheType: 'q8_0' }, x: 2 },
-    ...[2048, 8192, MODEL_CONTEXT_LENGTH].map((contextSize, i): SweepPoint => (
-      { group: 'context size', name: `contextSize ${contextSize}`, load: { ...base, contextSize }, x: i })),
+    {
+      group: 'attention and KV type',
+      name: 'flashAttention off, KV f16',
+      load: { ...base, flashAttention: 'off', kvCacheType: 'f16' },
+      x: 0,
+    },
+    {
+      group: 'attention and KV type',
+      name: 'flashAttention on, KV f16',
+      load: { ...base, flashAttention: 'on', kvCacheType: 'f16' },
+      x: 1,
+    },
+    {
+      group: 'attention and KV type',
+      name: 'flashAttention on, KV q8_0',
+      load: { ...base, flashAttention: 'on', kvCacheType: 'q8_0' },
+      x: 2,
+    },
+    ...[2048, 8192, MODEL_CONTEXT_LENGTH].map((contextSize, i): SweepPoint => ({
+      group: 'context size',
+      name: `contextSize ${contextSize}`,
+      load: { ...base, contextSize },
+      x: i,
+    })),
   ];
   if (gpuMode) {
     const steps = [...new Set([0, Math.round(layerCount / 4), Math.round(layerCount / 2), Math.round((3 * layerCount) / 4), layerCount])];
     for (const n of steps) {
-      points.push({ group: 'gpuLayers', name: n === 0 ? 'gpu: cpu' : `gpuLayers ${n}`, load: n === 0 ? { gpu: 'cpu' } : { gpu: 'cuda', gpuLayers: n }, x: n });
+      points.push({
+        group: 'gpuLayers',
+        name: n === 0 ? 'gpu: cpu' : `gpuLayers ${n}`,
+        load: n === 0 ? { gpu: 'cpu' } : { gpu: 'cuda', gpuLayers: n },
+        x: n,
+      });
     }
-    points.push({ group: 'gpuLayers', name: "gpuLayers 'max' (output layer too)", load: { gpu: 'cuda', gpuLayers: 'max' }, x: layerCount + 1 });
+    points.push({
+      group: 'gpuLayers',
+      name: "gpuLayers 'max' (output layer too)",
+      load: { gpu: 'cuda', gpuLayers: 'max' },
+      x: layerCount + 1,
+    });
   }
   return points;
 }

@@ -33,13 +33,58 @@ import { Llama, type BuildReport, type GpuTelemetry, type LoadOptions } from '..
 import { ensureSyntheticModel, shapes, type SyntheticShapeName } from '../../lib/gguf/synthetic-model.js';
 import { sampleTokens } from '../../lib/tools/tune.js';
 import { renderLineChartPng, type LineChartSpec } from './chart.js';
-import { CONTEXT_SIZE, GEN_TOKENS, MODEL_CONTEXT_LENGTH, PROMPT_SIZES, PROMPT_TOKENS, SHORT_PROMPT_TOKENS, cpuBackendLine, cpuConfig, fail, git, gpuConfigs, isGpuConfig, log, repoRoot, sweepPoints, type SweepPoint } from './common.js';
+import {
+  CONTEXT_SIZE,
+  GEN_TOKENS,
+  MODEL_CONTEXT_LENGTH,
+  PROMPT_SIZES,
+  PROMPT_TOKENS,
+  SHORT_PROMPT_TOKENS,
+  cpuBackendLine,
+  cpuConfig,
+  fail,
+  git,
+  gpuConfigs,
+  isGpuConfig,
+  log,
+  repoRoot,
+  sweepPoints,
+  type SweepPoint,
+} from './common.js';
 import { gpuMachineLine, requireCuda, telemetryLine, throttleFindings, windowNote, withGpuSamples, type GpuWindow } from './gpu.js';
 import { buildLlamaBench, checkLlamaBenchDevices, llamaBenchDir, runLlamaBench, toolEnv } from './llama-bench.js';
-import { ensureNodeLlamaCpp, nodeLlamaCppGpuSetup, runNodeLlamaCpp, runNodeLlamaCppParallel, type NodeLlamaCppParallelRun } from './node-llama-cpp.js';
+import {
+  ensureNodeLlamaCpp,
+  nodeLlamaCppGpuSetup,
+  runNodeLlamaCpp,
+  runNodeLlamaCppParallel,
+  type NodeLlamaCppParallelRun,
+} from './node-llama-cpp.js';
 import { compileDist, runColdWarm, runOurs, type OursRun, type OursWorkload } from './ours.js';
-import { PARALLEL_GEN_TOKENS, PARALLEL_SEQUENCES, PARALLEL_WINDOW, parallelPrompts, runBatchedBench, runOursParallel, type OursParallelRun, type ParallelRun } from './parallel.js';
-import { buildNotes, docPage, fmt, othersNote, placementLabel, summarizeColdWarm, summarizeConfig, summarizeParallel, summarizeSweep, tables, type ConfigRuns, type ConfigSummary } from './report.js';
+import {
+  PARALLEL_GEN_TOKENS,
+  PARALLEL_SEQUENCES,
+  PARALLEL_WINDOW,
+  parallelPrompts,
+  runBatchedBench,
+  runOursParallel,
+  type OursParallelRun,
+  type ParallelRun,
+} from './parallel.js';
+import {
+  buildNotes,
+  docPage,
+  fmt,
+  othersNote,
+  placementLabel,
+  summarizeColdWarm,
+  summarizeConfig,
+  summarizeParallel,
+  summarizeSweep,
+  tables,
+  type ConfigRuns,
+  type ConfigSummary,
+} from './report.js';
 import { cpuSnapshot, interference, measured, type Measured } from './stats.js';
 
 const modelsDir = join(repoRoot, 'test', '.models');
@@ -54,7 +99,8 @@ const shapeNames = ['tinyllama1b', 'small', 'tiny'] as const satisfies readonly 
 const quantNames = ['Q4_0', 'Q8_0', 'F16'] as const;
 type Quant = (typeof quantNames)[number];
 
-const usage = 'usage: npx tsx test/bench/compare.ts [--model tinyllama1b|small|tiny] [--quant Q4_0|Q8_0|F16] [--threads N] [--reps 3] [--sweep-reps 1] ' +
+const usage =
+  'usage: npx tsx test/bench/compare.ts [--model tinyllama1b|small|tiny] [--quant Q4_0|Q8_0|F16] [--threads N] [--reps 3] [--sweep-reps 1] ' +
   '[--gpu] [--no-node-llama-cpp] [--no-sweep] [--no-parallel] [--out test/bench/results] [--json out.json] [--write-docs [--docs test/bench/results/latest/cpu.md, or gpu.md with --gpu]] [--prepare-only]\n';
 
 function parseCli() {
@@ -96,8 +142,20 @@ function parseCli() {
   if (values.docs !== undefined && !values['write-docs']) fail('--docs names the page --write-docs writes: pass both');
   const docs = values.docs === undefined ? defaultDocsPath(values.gpu) : resolve(values.docs);
   return {
-    model, quant, threads, reps, sweepReps, json: values.json, gpu: values.gpu, writeDocs: values['write-docs'], docs,
-    prepareOnly: values['prepare-only'], nodeLlamaCpp: !values['no-node-llama-cpp'], sweep: !values['no-sweep'], parallel: !values['no-parallel'], out: resolve(values.out ?? defaultOutDir),
+    model,
+    quant,
+    threads,
+    reps,
+    sweepReps,
+    json: values.json,
+    gpu: values.gpu,
+    writeDocs: values['write-docs'],
+    docs,
+    prepareOnly: values['prepare-only'],
+    nodeLlamaCpp: !values['no-node-llama-cpp'],
+    sweep: !values['no-sweep'],
+    parallel: !values['no-parallel'],
+    out: resolve(values.out ?? defaultOutDir),
   };
 }
 
@@ -110,11 +168,17 @@ async function fileExists(path: string): Promise<boolean> {
 }
 
 async function prepareModel(shape: SyntheticShapeName, quant: Quant, threads: number): Promise<string> {
-  log(`synthetic ${shape} F16 model with a ${MODEL_CONTEXT_LENGTH}-token training context (generated once, cached in ${relative(repoRoot, modelsDir)})`);
+  log(
+    `synthetic ${shape} F16 model with a ${MODEL_CONTEXT_LENGTH}-token training context (generated once, cached in ${relative(repoRoot, modelsDir)})`,
+  );
   // The shape's own weights; only the declared training context is longer (metadata), so that
   // pp2048 and the context-size sweep fit.
   const f16 = await ensureSyntheticModel({
-    cacheDir: modelsDir, shape: { ...shapes[shape], contextLength: MODEL_CONTEXT_LENGTH }, label: `${shape}-ctx${MODEL_CONTEXT_LENGTH / 1024}k`, vocabPath, seed: 1,
+    cacheDir: modelsDir,
+    shape: { ...shapes[shape], contextLength: MODEL_CONTEXT_LENGTH },
+    label: `${shape}-ctx${MODEL_CONTEXT_LENGTH / 1024}k`,
+    vocabPath,
+    seed: 1,
   });
   if (quant === 'F16') return f16;
   const quantized = f16.replace(/-f16\.gguf$/, `-${quant.toLowerCase()}.gguf`);
@@ -165,8 +229,13 @@ function rotation(programs: Program[], r: number): Program[] {
 }
 
 /** Charts a person can look at: pp by prompt length for the three programs, and the sweeps. */
-function chartSpecs(summaries: ConfigSummary[], sweep: ReturnType<typeof summarizeSweep> | undefined, parallel: ReturnType<typeof summarizeParallel> | undefined,
-  gpuMode: boolean, modelLabel: string): { file: string; spec: LineChartSpec }[] {
+function chartSpecs(
+  summaries: ConfigSummary[],
+  sweep: ReturnType<typeof summarizeSweep> | undefined,
+  parallel: ReturnType<typeof summarizeParallel> | undefined,
+  gpuMode: boolean,
+  modelLabel: string,
+): { file: string; spec: LineChartSpec }[] {
   const charts: { file: string; spec: LineChartSpec }[] = [];
   if (parallel) {
     const ticks = parallel.rows.map((r, i) => ({ value: i, label: String(r.sequences) }));
@@ -174,24 +243,36 @@ function chartSpecs(summaries: ConfigSummary[], sweep: ReturnType<typeof summari
       file: 'tg-by-parallel-sequences.png',
       spec: {
         title: `Aggregate generation with parallel sequences, ${modelLabel}, ${gpuMode ? 'full offload' : 'CPU'}`,
-        xLabel: 'sequences generating at once', yLabel: 'tokens/s, all sequences (median)', xTicks: ticks,
+        xLabel: 'sequences generating at once',
+        yLabel: 'tokens/s, all sequences (median)',
+        xTicks: ticks,
         series: [
           { name: 'cuda-llama generateBatch', points: parallel.rows.map((r, i) => ({ x: i, y: r.cudaLlamaTgTokensPerSecond.median })) },
-          { name: 'llama-batched-bench', points: parallel.rows.map((r, i) => ({ x: i, y: r.batchedBenchTgTokensPerSecond.median })), dashed: true },
+          {
+            name: 'llama-batched-bench',
+            points: parallel.rows.map((r, i) => ({ x: i, y: r.batchedBenchTgTokensPerSecond.median })),
+            dashed: true,
+          },
           ...(parallel.rows[0]!.nodeLlamaCppTgTokensPerSecond
-            ? [{ name: 'node-llama-cpp', points: parallel.rows.map((r, i) => ({ x: i, y: r.nodeLlamaCppTgTokensPerSecond!.median })) }] : []),
+            ? [{ name: 'node-llama-cpp', points: parallel.rows.map((r, i) => ({ x: i, y: r.nodeLlamaCppTgTokensPerSecond!.median })) }]
+            : []),
         ],
       },
     });
   }
   const main = summaries.find((s) => s.config.name === (gpuMode ? 'full' : 'cpu')) ?? summaries[0]!;
   const xTicks = PROMPT_SIZES.map((n, i) => ({ value: i, label: String(n) }));
-  const ppSeries = (name: string, values: Record<string, { median: number }>) => ({ name, points: PROMPT_SIZES.map((n, i) => ({ x: i, y: values[`pp${n}`]!.median })) });
+  const ppSeries = (name: string, values: Record<string, { median: number }>) => ({
+    name,
+    points: PROMPT_SIZES.map((n, i) => ({ x: i, y: values[`pp${n}`]!.median })),
+  });
   charts.push({
     file: 'pp-by-prompt-length.png',
     spec: {
       title: `Prompt processing, ${modelLabel}, ${main.config.name === 'cpu' ? 'CPU' : `${main.config.name} offload`}`,
-      xLabel: 'prompt length (tokens)', yLabel: 'tokens/s (median)', xTicks,
+      xLabel: 'prompt length (tokens)',
+      yLabel: 'tokens/s (median)',
+      xTicks,
       series: [
         ppSeries('cuda-llama', main.cudaLlama.ppTokensPerSecond),
         { ...ppSeries('llama-bench', main.llamaBench.ppTokensPerSecond), dashed: true },
@@ -205,13 +286,28 @@ function chartSpecs(summaries: ConfigSummary[], sweep: ReturnType<typeof summari
     const rows = sweep.rows.filter((r) => r.group === 'gpuLayers');
     const maxX = Math.max(...rows.map((r) => r.x));
     const ticks = rows.map((r) => ({ value: r.x, label: r.x === 0 ? 'cpu' : r.x === maxX ? 'max' : String(r.x) }));
-    for (const [metric, key] of [['tg128', 'tg128TokensPerSecond'], ['pp512', 'pp512TokensPerSecond']] as const) {
+    for (const [metric, key] of [
+      ['tg128', 'tg128TokensPerSecond'],
+      ['pp512', 'pp512TokensPerSecond'],
+    ] as const) {
       charts.push({
         file: `${metric}-by-gpu-layers.png`,
         spec: {
-          title: `${metric} against gpuLayers, ${modelLabel}`, xLabel: "gpuLayers (0 = gpu: 'cpu', max = output layer too)", yLabel: 'tokens/s (median)', xTicks: ticks,
+          title: `${metric} against gpuLayers, ${modelLabel}`,
+          xLabel: "gpuLayers (0 = gpu: 'cpu', max = output layer too)",
+          yLabel: 'tokens/s (median)',
+          xTicks: ticks,
           series: [{ name: `cuda-llama ${metric}`, points: rows.map((r) => ({ x: r.x, y: r[key].median })) }],
-          ...(cpuRow ? { hlines: [{ y: metric === 'tg128' ? cpuRow.cudaLlama.tg128TokensPerSecond.median : cpuRow.cudaLlama.ppTokensPerSecond.pp512!.median, label: 'CPU only' }] } : {}),
+          ...(cpuRow
+            ? {
+                hlines: [
+                  {
+                    y: metric === 'tg128' ? cpuRow.cudaLlama.tg128TokensPerSecond.median : cpuRow.cudaLlama.ppTokensPerSecond.pp512!.median,
+                    label: 'CPU only',
+                  },
+                ],
+              }
+            : {}),
         },
       });
     }
@@ -220,7 +316,9 @@ function chartSpecs(summaries: ConfigSummary[], sweep: ReturnType<typeof summari
     charts.push({
       file: 'speed-by-context-size.png',
       spec: {
-        title: `Speed against context size, ${modelLabel}, CPU`, xLabel: 'contextSize (tokens)', yLabel: 'tokens/s (median)',
+        title: `Speed against context size, ${modelLabel}, CPU`,
+        xLabel: 'contextSize (tokens)',
+        yLabel: 'tokens/s (median)',
         xTicks: rows.map((r) => ({ value: r.x, label: String(r.loadOptions.contextSize) })),
         series: [
           { name: 'pp512', points: rows.map((r) => ({ x: r.x, y: r.pp512TokensPerSecond.median })) },
@@ -258,7 +356,11 @@ async function main(): Promise<void> {
   const nodeLlamaCppCudaDirs = nodeLlamaCppGpu ? { cudaLibraryDirs: nodeLlamaCppGpu.cudaLibraryDirs } : {};
   const modelPath = await prepareModel(cli.model, cli.quant, cli.threads);
   const modelRel = relative(repoRoot, modelPath);
-  const loadOptionsFor = (config: { load: LoadOptions }): LoadOptions => ({ threads: cli.threads, contextSize: CONTEXT_SIZE, ...config.load });
+  const loadOptionsFor = (config: { load: LoadOptions }): LoadOptions => ({
+    threads: cli.threads,
+    contextSize: CONTEXT_SIZE,
+    ...config.load,
+  });
 
   // Excluded from the results: brings the file into the page cache for every program.
   log(`warm-up load of ${modelRel}`);
@@ -302,22 +404,40 @@ async function main(): Promise<void> {
         if (which === 'llama-bench') {
           const run = await measured(() => sampledIf(sample, () => runLlamaBench(modelPath, cli.threads, c.config, llamaToolEnv)));
           c.bench.push(run);
-          log(`${label} llama-bench:    ${ppLine(Object.fromEntries(PROMPT_SIZES.map((n) => [n, run.pp[n].avg_ts])))}, tg${GEN_TOKENS} ${fmt(run.tg.avg_ts, 2)} tok/s${othersNote(run.interference)}${gpuNote(run)}`);
+          log(
+            `${label} llama-bench:    ${ppLine(Object.fromEntries(PROMPT_SIZES.map((n) => [n, run.pp[n].avg_ts])))}, tg${GEN_TOKENS} ${fmt(run.tg.avg_ts, 2)} tok/s${othersNote(run.interference)}${gpuNote(run)}`,
+          );
         } else if (which === 'cuda-llama') {
           const run = await measured(() => sampledIf(sample, () => runOurs(modelPath, loadOptionsFor(c.config), workload)));
           c.ours.push(run);
-          log(`${label} cuda-llama:     ${ppLine(run.pp)}, tg${GEN_TOKENS} ${fmt(run.tgTokensPerSecond, 2)} tok/s ` +
-            `(${run.tgGeneratedTokens} tokens, ${run.tgStopReason}), TTFT ${fmt(run.ttftMs, 1)} ms, load ${fmt(run.loadMs, 0)} ms + warm-up ${fmt(run.warmupMs, 0)} ms${othersNote(run.interference)}${gpuNote(run)}`);
+          log(
+            `${label} cuda-llama:     ${ppLine(run.pp)}, tg${GEN_TOKENS} ${fmt(run.tgTokensPerSecond, 2)} tok/s ` +
+              `(${run.tgGeneratedTokens} tokens, ${run.tgStopReason}), TTFT ${fmt(run.ttftMs, 1)} ms, load ${fmt(run.loadMs, 0)} ms + warm-up ${fmt(run.warmupMs, 0)} ms${othersNote(run.interference)}${gpuNote(run)}`,
+          );
         } else {
-          const run = await measured(() => sampledIf(sample, () => runNodeLlamaCpp({
-            modelPath, threads: cli.threads, contextSize: CONTEXT_SIZE,
-            gpu: isGpuConfig(c.config) ? 'cuda' : false,
-            ...(c.config.load.gpuLayers === undefined || c.config.load.gpuLayers === 'auto' ? {} : { gpuLayers: c.config.load.gpuLayers }),
-            longPrompt, shortPrompt, promptSizes: [...PROMPT_SIZES], genTokens: GEN_TOKENS, ...nodeLlamaCppCudaDirs,
-          })));
+          const run = await measured(() =>
+            sampledIf(sample, () =>
+              runNodeLlamaCpp({
+                modelPath,
+                threads: cli.threads,
+                contextSize: CONTEXT_SIZE,
+                gpu: isGpuConfig(c.config) ? 'cuda' : false,
+                ...(c.config.load.gpuLayers === undefined || c.config.load.gpuLayers === 'auto'
+                  ? {}
+                  : { gpuLayers: c.config.load.gpuLayers }),
+                longPrompt,
+                shortPrompt,
+                promptSizes: [...PROMPT_SIZES],
+                genTokens: GEN_TOKENS,
+                ...nodeLlamaCppCudaDirs,
+              }),
+            ),
+          );
           c.nodeLlamaCpp.push(run);
-          log(`${label} node-llama-cpp: ${ppLine(run.pp)}, tg${GEN_TOKENS} ${fmt(run.tgTokensPerSecond, 2)} tok/s ` +
-            `(${run.tgGeneratedTokens} tokens), TTFT ${fmt(run.ttftMs, 1)} ms, load ${fmt(run.loadMs, 0)} ms${othersNote(run.interference)}${gpuNote(run)}`);
+          log(
+            `${label} node-llama-cpp: ${ppLine(run.pp)}, tg${GEN_TOKENS} ${fmt(run.tgTokensPerSecond, 2)} tok/s ` +
+              `(${run.tgGeneratedTokens} tokens), TTFT ${fmt(run.ttftMs, 1)} ms, load ${fmt(run.loadMs, 0)} ms${othersNote(run.interference)}${gpuNote(run)}`,
+          );
         }
       }
     }
@@ -329,7 +449,9 @@ async function main(): Promise<void> {
   for (let r = 0; r < cli.reps; r++) {
     const run = await measured(() => runColdWarm(modelPath, loadOptionsFor(mainConfig), shortPrompt));
     coldRuns.push(run);
-    log(`rep ${r + 1}/${cli.reps} cold/warm: first request ${fmt(run.coldRequestMs, 1)} ms, second ${fmt(run.warmRequestMs, 1)} ms, after load()'s warm-up ${fmt(run.requestAfterWarmupMs, 1)} ms`);
+    log(
+      `rep ${r + 1}/${cli.reps} cold/warm: first request ${fmt(run.coldRequestMs, 1)} ms, second ${fmt(run.warmRequestMs, 1)} ms, after load()'s warm-up ${fmt(run.requestAfterWarmupMs, 1)} ms`,
+    );
   }
   const coldWarm = summarizeColdWarm(coldRuns);
 
@@ -346,18 +468,32 @@ async function main(): Promise<void> {
         if (which === 'cuda-llama') {
           const run = await measured(() => runOursParallel(modelPath, loadOptionsFor(mainConfig), prompts));
           oursParallel.push(run);
-          log(`rep ${r + 1}/${cli.reps} parallel cuda-llama:          aggregate tg tok/s by sequences ${line(run)}${othersNote(run.interference)}`);
+          log(
+            `rep ${r + 1}/${cli.reps} parallel cuda-llama:          aggregate tg tok/s by sequences ${line(run)}${othersNote(run.interference)}`,
+          );
         } else if (which === 'llama-bench') {
           const run = await measured(() => runBatchedBench(modelPath, cli.threads, mainConfig, llamaToolEnv));
           referenceParallel.push(run);
-          log(`rep ${r + 1}/${cli.reps} parallel llama-batched-bench: aggregate tg tok/s by sequences ${line(run)}${othersNote(run.interference)}`);
+          log(
+            `rep ${r + 1}/${cli.reps} parallel llama-batched-bench: aggregate tg tok/s by sequences ${line(run)}${othersNote(run.interference)}`,
+          );
         } else {
-          const run = await measured(() => runNodeLlamaCppParallel({
-            modelPath, threads: cli.threads, gpu: isGpuConfig(mainConfig) ? 'cuda' : false, prompts, counts: [...PARALLEL_SEQUENCES],
-            genTokens: PARALLEL_GEN_TOKENS, window: PARALLEL_WINDOW, ...nodeLlamaCppCudaDirs,
-          }));
+          const run = await measured(() =>
+            runNodeLlamaCppParallel({
+              modelPath,
+              threads: cli.threads,
+              gpu: isGpuConfig(mainConfig) ? 'cuda' : false,
+              prompts,
+              counts: [...PARALLEL_SEQUENCES],
+              genTokens: PARALLEL_GEN_TOKENS,
+              window: PARALLEL_WINDOW,
+              ...nodeLlamaCppCudaDirs,
+            }),
+          );
           nodeParallel.push(run);
-          log(`rep ${r + 1}/${cli.reps} parallel node-llama-cpp:      aggregate tg tok/s by sequences ${line(run)}${othersNote(run.interference)}`);
+          log(
+            `rep ${r + 1}/${cli.reps} parallel node-llama-cpp:      aggregate tg tok/s by sequences ${line(run)}${othersNote(run.interference)}`,
+          );
         }
       }
     }
@@ -371,10 +507,14 @@ async function main(): Promise<void> {
     const measuredPoints: { point: SweepPoint; runs: Measured<OursRun>[] }[] = points.map((point) => ({ point, runs: [] }));
     for (let r = 0; r < cli.sweepReps; r++) {
       for (const p of measuredPoints) {
-        const run = await measured(() => runOurs(modelPath, loadOptionsFor(p.point), { shortPrompt, longPrompt, promptSizes: [PROMPT_TOKENS], withReport: true }));
+        const run = await measured(() =>
+          runOurs(modelPath, loadOptionsFor(p.point), { shortPrompt, longPrompt, promptSizes: [PROMPT_TOKENS], withReport: true }),
+        );
         p.runs.push(run);
-        log(`sweep ${r + 1}/${cli.sweepReps} ${p.point.group}: ${p.point.name}: pp${PROMPT_TOKENS} ${fmt(run.pp[PROMPT_TOKENS]!, 2)}, tg${GEN_TOKENS} ${fmt(run.tgTokensPerSecond, 2)} tok/s, ` +
-          `KV ${((run.kvCacheBytes ?? 0) / 2 ** 20).toFixed(0)} MiB, load ${fmt(run.loadMs, 0)} ms${run.layerReport ? `; ${run.layerReport.summary}` : ''}`);
+        log(
+          `sweep ${r + 1}/${cli.sweepReps} ${p.point.group}: ${p.point.name}: pp${PROMPT_TOKENS} ${fmt(run.pp[PROMPT_TOKENS]!, 2)}, tg${GEN_TOKENS} ${fmt(run.tgTokensPerSecond, 2)} tok/s, ` +
+            `KV ${((run.kvCacheBytes ?? 0) / 2 ** 20).toFixed(0)} MiB, load ${fmt(run.loadMs, 0)} ms${run.layerReport ? `; ${run.layerReport.summary}` : ''}`,
+        );
       }
     }
     sweep = summarizeSweep(measuredPoints);
@@ -389,21 +529,27 @@ async function main(): Promise<void> {
   const build = Llama.build();
   const extraNotes: string[] = [];
   if (dirname(build.path) !== llamaBenchDir) {
-    extraNotes.push(`The addon was loaded from ${relative(repoRoot, build.path)} (${build.source}), llama-bench from ${relative(repoRoot, llamaBenchDir)}: the two did not run the same libllama/libggml build.`);
+    extraNotes.push(
+      `The addon was loaded from ${relative(repoRoot, build.path)} (${build.source}), llama-bench from ${relative(repoRoot, llamaBenchDir)}: the two did not run the same libllama/libggml build.`,
+    );
   }
   if (nodeLlamaCpp) {
-    extraNotes.push(`node-llama-cpp ${nodeLlamaCpp.version} runs from ${relative(repoRoot, nodeLlamaCpp.dir)} (installed from the npm registry with its prebuilt binary package${nodeLlamaCpp.binaryPackages.length > 1 ? 's' : ''} ${nodeLlamaCpp.binaryPackages.join(', ')}; nothing downloaded at run time), ` +
-      'one process per repetition, because its libllama/libggml must not share a process with ours. Its binary is its own portable build, not the one llama-bench and cuda-llama share' +
-      `${nodeLlamaCppGpu?.cudaModule.source === 'cuda-llama' ? ", except for the CUDA module of its GPU rows (next note)." : '.'}`);
+    extraNotes.push(
+      `node-llama-cpp ${nodeLlamaCpp.version} runs from ${relative(repoRoot, nodeLlamaCpp.dir)} (installed from the npm registry with its prebuilt binary package${nodeLlamaCpp.binaryPackages.length > 1 ? 's' : ''} ${nodeLlamaCpp.binaryPackages.join(', ')}; nothing downloaded at run time), ` +
+        'one process per repetition, because its libllama/libggml must not share a process with ours. Its binary is its own portable build, not the one llama-bench and cuda-llama share' +
+        `${nodeLlamaCppGpu?.cudaModule.source === 'cuda-llama' ? ', except for the CUDA module of its GPU rows (next note).' : '.'}`,
+    );
     if (nodeLlamaCppGpu) extraNotes.push(nodeLlamaCppGpu.note);
   }
   let throttledDuring: string[] = [];
   if (telemetryStart && telemetryEnd) {
-    const windows = summaries.flatMap((s) => [
-      ...s.runs.ours.map((o, i) => ({ label: `rep ${i + 1} ${s.config.name} cuda-llama`, gpu: o.gpu })),
-      ...s.runs.bench.map((b, i) => ({ label: `rep ${i + 1} ${s.config.name} llama-bench`, gpu: b.gpu })),
-      ...s.runs.nodeLlamaCpp.map((b, i) => ({ label: `rep ${i + 1} ${s.config.name} node-llama-cpp`, gpu: b.gpu })),
-    ]).filter((w): w is { label: string; gpu: GpuWindow } => w.gpu !== undefined);
+    const windows = summaries
+      .flatMap((s) => [
+        ...s.runs.ours.map((o, i) => ({ label: `rep ${i + 1} ${s.config.name} cuda-llama`, gpu: o.gpu })),
+        ...s.runs.bench.map((b, i) => ({ label: `rep ${i + 1} ${s.config.name} llama-bench`, gpu: b.gpu })),
+        ...s.runs.nodeLlamaCpp.map((b, i) => ({ label: `rep ${i + 1} ${s.config.name} node-llama-cpp`, gpu: b.gpu })),
+      ])
+      .filter((w): w is { label: string; gpu: GpuWindow } => w.gpu !== undefined);
     throttledDuring = throttleFindings(telemetryStart, telemetryEnd, windows);
     if (throttledDuring.length) log(`GPU THROTTLED during: ${throttledDuring.join('; ')}`);
     const partial = configs.find((c) => c.name === 'partial')!;
@@ -433,18 +579,38 @@ async function main(): Promise<void> {
     git: { commit: git(['rev-parse', '--short', 'HEAD']), uncommittedChangesInLibOrNative: dirty },
     llamaCpp: { commit: pin.commit, tag: pin.tag, llamaBenchBuildCommit: first.runs.bench[0]!.tg.build_commit ?? null },
     node: process.version,
-    build: { metadata: build.metadata, systemInfo: build.systemInfo, path: relative(repoRoot, build.path), source: build.source, backends: build.backends, cuda: build.cuda, cudaModule: build.cudaModule, cudaModuleCode: build.cudaModuleCode, cudaRuntime: build.cudaRuntime },
-    ...(nodeLlamaCpp ? { nodeLlamaCpp: { version: nodeLlamaCpp.version, binaryPackages: nodeLlamaCpp.binaryPackages, binary: first.nodeLlamaCpp?.binary ?? null,
-      ...(nodeLlamaCppGpu ? { cudaModule: nodeLlamaCppGpu.cudaModule } : {}) } } : {}),
-    ...(cli.gpu ? {
-      gpu: {
-        devices: Llama.devices().filter((d) => d.type === 'gpu'),
-        telemetryStart,
-        telemetryEnd,
-        throttled: throttledDuring.length > 0,
-        throttledDuring,
-      },
-    } : {}),
+    build: {
+      metadata: build.metadata,
+      systemInfo: build.systemInfo,
+      path: relative(repoRoot, build.path),
+      source: build.source,
+      backends: build.backends,
+      cuda: build.cuda,
+      cudaModule: build.cudaModule,
+      cudaModuleCode: build.cudaModuleCode,
+      cudaRuntime: build.cudaRuntime,
+    },
+    ...(nodeLlamaCpp
+      ? {
+          nodeLlamaCpp: {
+            version: nodeLlamaCpp.version,
+            binaryPackages: nodeLlamaCpp.binaryPackages,
+            binary: first.nodeLlamaCpp?.binary ?? null,
+            ...(nodeLlamaCppGpu ? { cudaModule: nodeLlamaCppGpu.cudaModule } : {}),
+          },
+        }
+      : {}),
+    ...(cli.gpu
+      ? {
+          gpu: {
+            devices: Llama.devices().filter((d) => d.type === 'gpu'),
+            telemetryStart,
+            telemetryEnd,
+            throttled: throttledDuring.length > 0,
+            throttledDuring,
+          },
+        }
+      : {}),
     model: {
       shape: cli.model,
       quantization: cli.quant,
@@ -464,15 +630,20 @@ async function main(): Promise<void> {
       shortPromptTokens: SHORT_PROMPT_TOKENS,
       contextSize: CONTEXT_SIZE,
     },
-    configurations: Object.fromEntries(summaries.map((s) => [s.config.name, {
-      loadOptions: s.config.load,
-      llamaBenchPlacement: { ngl: s.config.ngl, dev: s.config.dev },
-      ...(s.layerReport ? { layerReport: s.layerReport } : {}),
-      cudaLlama: s.cudaLlama,
-      llamaBench: s.llamaBench,
-      ...(s.nodeLlamaCpp ? { nodeLlamaCpp: s.nodeLlamaCpp } : {}),
-      ratios: s.ratios,
-    }])),
+    configurations: Object.fromEntries(
+      summaries.map((s) => [
+        s.config.name,
+        {
+          loadOptions: s.config.load,
+          llamaBenchPlacement: { ngl: s.config.ngl, dev: s.config.dev },
+          ...(s.layerReport ? { layerReport: s.layerReport } : {}),
+          cudaLlama: s.cudaLlama,
+          llamaBench: s.llamaBench,
+          ...(s.nodeLlamaCpp ? { nodeLlamaCpp: s.nodeLlamaCpp } : {}),
+          ratios: s.ratios,
+        },
+      ]),
+    ),
     coldVersusWarm: { configuration: mainConfig.name, ...coldNumbers },
     ...(parallel ? { parallelSequences: { configuration: mainConfig.name, command: parallel.command, rows: parallel.rows } } : {}),
     ...(sweep ? { sweep: sweep.rows } : {}),
@@ -485,16 +656,27 @@ async function main(): Promise<void> {
     ? `CPU / full offload / partial offload (${configs[2]!.load.gpuLayers} of ${info.layerCount} layers and the output layer) on ${cudaBuild!.cuda.devices.join(', ')}`
     : 'CPU';
   const modelLabel = `${cli.model} ${cli.quant}`;
-  const summary = `${modelLabel} (${modelRel}), ${where}, ${cli.threads} threads, ${cli.reps} repetition${cli.reps > 1 ? 's' : ''}; ` +
+  const summary =
+    `${modelLabel} (${modelRel}), ${where}, ${cli.threads} threads, ${cli.reps} repetition${cli.reps > 1 ? 's' : ''}; ` +
     `cuda-llama n_batch ${ctx.batchSize} / n_ubatch ${ctx.ubatchSize} / threads ${ctx.threads}+${ctx.threadsBatch} / threadpool ${ctx.threadpool}; ` +
     `llama-bench n_batch ${bench0.tg.n_batch} / n_ubatch ${bench0.tg.n_ubatch} / threads ${bench0.tg.n_threads}` +
-    (first.nodeLlamaCpp ? `; node-llama-cpp context ${first.nodeLlamaCpp.settings.contextSize} / batch ${first.nodeLlamaCpp.settings.batchSize} / threads ${first.nodeLlamaCpp.settings.threads}` : '');
+    (first.nodeLlamaCpp
+      ? `; node-llama-cpp context ${first.nodeLlamaCpp.settings.contextSize} / batch ${first.nodeLlamaCpp.settings.batchSize} / threads ${first.nodeLlamaCpp.settings.threads}`
+      : '');
   const tablesText = tables(summaries, cli.gpu);
   const charts = chartSpecs(summaries, sweep, parallel, cli.gpu, modelLabel);
   const sections = (chartDir: string) => [
     `## Cold versus warm (${mainConfig.name === 'cpu' ? 'CPU' : `${mainConfig.name} offload`}, ${cli.reps} repetition${cli.reps > 1 ? 's' : ''})\n\n${coldTable}\n\n${coldSentence}`,
-    ...(parallel ? [`## Parallel sequences (${mainConfig.name === 'cpu' ? 'CPU' : `${mainConfig.name} offload`}, ${cli.reps} repetition${cli.reps > 1 ? 's' : ''})\n\n${parallel.table}\n\n${parallel.sentence}\n\nllama-batched-bench, once per repetition: \`${parallel.command}\``] : []),
-    ...(sweep ? [`## Sweeps (cuda-llama only, ${cli.sweepReps} repetition${cli.sweepReps > 1 ? 's' : ''} each, a fresh load per point)\n\n${sweep.table}`] : []),
+    ...(parallel
+      ? [
+          `## Parallel sequences (${mainConfig.name === 'cpu' ? 'CPU' : `${mainConfig.name} offload`}, ${cli.reps} repetition${cli.reps > 1 ? 's' : ''})\n\n${parallel.table}\n\n${parallel.sentence}\n\nllama-batched-bench, once per repetition: \`${parallel.command}\``,
+        ]
+      : []),
+    ...(sweep
+      ? [
+          `## Sweeps (cuda-llama only, ${cli.sweepReps} repetition${cli.sweepReps > 1 ? 's' : ''} each, a fresh load per point)\n\n${sweep.table}`,
+        ]
+      : []),
     `## Charts\n\n${charts.map((c) => `![${c.spec.title}](${chartDir}${c.file})`).join('\n\n')}`,
   ];
 
@@ -533,10 +715,14 @@ async function main(): Promise<void> {
       llamaCpp: pin,
       buildLines: [
         `CPU backend: ${cpuBackendLine(build)}`,
-        ...(cli.gpu ? [`CUDA build: architectures ${cudaMetadata?.cudaArchitectures ?? 'unknown'} (backend ARCHS ${cudaBackend?.features.ARCHS ?? 'unknown'}), ` +
-          `CUDA compiler ${cudaMetadata?.cudaCompilerVersion ?? 'unknown'}; addon ${relative(repoRoot, build.path)} (${build.source}); ` +
-          `CUDA module ${relative(repoRoot, build.cudaModule?.path ?? '') || 'none'} (${build.cudaModule?.source ?? 'none'})` +
-          `${llamaToolEnv ? `, given to llama-bench and llama-batched-bench as GGML_BACKEND_PATH` : ''}`] : []),
+        ...(cli.gpu
+          ? [
+              `CUDA build: architectures ${cudaMetadata?.cudaArchitectures ?? 'unknown'} (backend ARCHS ${cudaBackend?.features.ARCHS ?? 'unknown'}), ` +
+                `CUDA compiler ${cudaMetadata?.cudaCompilerVersion ?? 'unknown'}; addon ${relative(repoRoot, build.path)} (${build.source}); ` +
+                `CUDA module ${relative(repoRoot, build.cudaModule?.path ?? '') || 'none'} (${build.cudaModule?.source ?? 'none'})` +
+                `${llamaToolEnv ? `, given to llama-bench and llama-batched-bench as GGML_BACKEND_PATH` : ''}`,
+            ]
+          : []),
       ],
       modelLine: `synthetic ${cli.model} shape (random weights, ${(info.parameters / 1e9).toFixed(2)} B parameters, ${info.layerCount} layers, training context ${info.trainingContextSize}), ${cli.quant}, ${(fileSizeBytes / 2 ** 20).toFixed(0)} MiB`,
       command,

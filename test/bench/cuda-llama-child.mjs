@@ -41,7 +41,8 @@ import { sampleTokens } from '../../dist/tools/tune.js';
  * measured prompt would pay its page faults. node-llama-cpp-child.mjs decodes the same.
  */
 const WARM_UP_TOKENS = 512;
-const warmUpLikeLlamaBench = (model, text) => model.generate(text.slice(0, WARM_UP_TOKENS), { maxTokens: 2, temperature: 0, cachePrompt: false });
+const warmUpLikeLlamaBench = (model, text) =>
+  model.generate(text.slice(0, WARM_UP_TOKENS), { maxTokens: 2, temperature: 0, cachePrompt: false });
 
 const kinds = {
   async workload(r) {
@@ -158,9 +159,12 @@ async function engineSamples(r) {
   const model = await Llama.load(r.modelPath, { ...r.loadOptions, warmup: true });
   try {
     const text = sampleTokens(model, Math.max(r.tokens, r.shortPrompt));
-    const once = async () => r.kind === 'pp'
-      ? (await model.generate(text.slice(0, r.tokens), { maxTokens: 1, temperature: 0, cachePrompt: false })).timings.promptTokensPerSecond
-      : (await model.generate(text.slice(0, r.shortPrompt), { maxTokens: r.tokens, temperature: 0, cachePrompt: false })).timings.tokensPerSecond;
+    const once = async () =>
+      r.kind === 'pp'
+        ? (await model.generate(text.slice(0, r.tokens), { maxTokens: 1, temperature: 0, cachePrompt: false })).timings
+            .promptTokensPerSecond
+        : (await model.generate(text.slice(0, r.shortPrompt), { maxTokens: r.tokens, temperature: 0, cachePrompt: false })).timings
+            .tokensPerSecond;
     await once();
     const samples = [];
     for (let i = 0; i < r.samples; i++) samples.push(await once());
@@ -181,7 +185,8 @@ const required = {
 
 function readRequest() {
   const request = JSON.parse(readFileSync(0, 'utf8'));
-  if (!Object.hasOwn(kinds, request.kind)) throw new TypeError(`request.kind must be one of ${Object.keys(kinds).join(', ')}, got ${request.kind}`);
+  if (!Object.hasOwn(kinds, request.kind))
+    throw new TypeError(`request.kind must be one of ${Object.keys(kinds).join(', ')}, got ${request.kind}`);
   for (const key of ['modelPath', 'loadOptions', ...required[request.kind]]) {
     if (request[key] === undefined) throw new TypeError(`request (${request.kind}) is missing ${key}`);
   }
@@ -190,7 +195,8 @@ function readRequest() {
   if (request.kind === 'workload') {
     // Every size gets an explicit count from the parent: a missing one would silently measure nothing.
     for (const size of request.promptSizes) {
-      if (!Number.isInteger(request.ppSamples[size]) || request.ppSamples[size] < 1) throw new TypeError(`request.ppSamples[${size}] must be a positive integer`);
+      if (!Number.isInteger(request.ppSamples[size]) || request.ppSamples[size] < 1)
+        throw new TypeError(`request.ppSamples[${size}] must be a positive integer`);
     }
   }
   return request;

@@ -20,7 +20,9 @@ export async function requireCuda(probePath: string): Promise<BuildReport> {
     // The message already ends with "Remedy: ..." when there is one.
     fail(`--gpu: ${error.name} ${error.code}: ${error.message}`);
   }
-  fail(`--gpu: CUDA is not available: ${build.cuda.reason ?? 'unknown reason'}${build.cuda.remedy ? `\nRemedy: ${build.cuda.remedy}` : ''}`);
+  fail(
+    `--gpu: CUDA is not available: ${build.cuda.reason ?? 'unknown reason'}${build.cuda.remedy ? `\nRemedy: ${build.cuda.remedy}` : ''}`,
+  );
 }
 
 /** What NVML saw while one run was measured, over every sample and device. */
@@ -47,10 +49,22 @@ function summarizeWindow(readings: GpuReading[], maxSampleMs: number): GpuWindow
     samples: readings.length,
     throttled: readings.some((r) => r.throttled),
     throttleReasons: [...new Set(readings.flatMap((r) => r.throttleReasons))],
-    maxTemperatureC: extreme(readings.map((r) => r.temperatureC), Math.max),
-    maxPowerW: extreme(readings.map((r) => r.powerW), Math.max),
-    minSmClockMHz: extreme(readings.map((r) => r.smClockMHz), Math.min),
-    maxSmClockMHz: extreme(readings.map((r) => r.smClockMHz), Math.max),
+    maxTemperatureC: extreme(
+      readings.map((r) => r.temperatureC),
+      Math.max,
+    ),
+    maxPowerW: extreme(
+      readings.map((r) => r.powerW),
+      Math.max,
+    ),
+    minSmClockMHz: extreme(
+      readings.map((r) => r.smClockMHz),
+      Math.min,
+    ),
+    maxSmClockMHz: extreme(
+      readings.map((r) => r.smClockMHz),
+      Math.max,
+    ),
     maxSampleMs: Math.round(maxSampleMs * 1000) / 1000,
   };
 }
@@ -85,22 +99,29 @@ export async function withGpuSamples<T>(run: () => Promise<T>, intervalMs = 500)
 export function windowNote(w: GpuWindow): string {
   if (w.samples === 0) return '; no NVML samples';
   const clock = w.minSmClockMHz === null ? '' : `, SM ${w.minSmClockMHz}–${w.maxSmClockMHz} MHz`;
-  return `; GPU max ${w.maxTemperatureC ?? '?'} °C, ${w.maxPowerW?.toFixed(0) ?? '?'} W${clock}` +
-    (w.throttled ? `, THROTTLED (${w.throttleReasons.join(', ')})` : '');
+  return (
+    `; GPU max ${w.maxTemperatureC ?? '?'} °C, ${w.maxPowerW?.toFixed(0) ?? '?'} W${clock}` +
+    (w.throttled ? `, THROTTLED (${w.throttleReasons.join(', ')})` : '')
+  );
 }
 
 /** "NVIDIA H100 80GB HBM3 (compute 9.0, 79.6 GiB); driver 570.86.15, CUDA driver 12.8" */
 export function gpuMachineLine(t: GpuTelemetry): string {
   if (!t.available) return `GPU: no NVML readings (${t.reason})`;
-  const gpus = t.devices.map((d) => `${d.name ?? 'unknown GPU'} (compute ${d.computeCapability ?? '?'}` +
-    `${d.memoryTotal === null ? '' : `, ${(d.memoryTotal / 2 ** 30).toFixed(1)} GiB`})`);
+  const gpus = t.devices.map(
+    (d) =>
+      `${d.name ?? 'unknown GPU'} (compute ${d.computeCapability ?? '?'}` +
+      `${d.memoryTotal === null ? '' : `, ${(d.memoryTotal / 2 ** 30).toFixed(1)} GiB`})`,
+  );
   return `GPU: ${gpus.join(', ') || 'none'}; driver ${t.driverVersion ?? 'unknown'}, CUDA driver ${t.cudaDriverVersion ?? 'unknown'}`;
 }
 
 function readingLine(d: GpuReading): string {
   const power = d.powerW === null ? '? W' : `${d.powerW.toFixed(0)}${d.powerLimitW === null ? '' : `/${d.powerLimitW.toFixed(0)}`} W`;
-  return `${d.name ?? `GPU ${d.index}`}: SM ${d.smClockMHz ?? '?'}/${d.maxSmClockMHz ?? '?'} MHz, memory ${d.memoryClockMHz ?? '?'} MHz, ` +
-    `${power}, ${d.temperatureC ?? '?'} °C, throttle reasons [${d.throttleReasons.join(', ')}]${d.throttled ? ' THROTTLED' : ''}`;
+  return (
+    `${d.name ?? `GPU ${d.index}`}: SM ${d.smClockMHz ?? '?'}/${d.maxSmClockMHz ?? '?'} MHz, memory ${d.memoryClockMHz ?? '?'} MHz, ` +
+    `${power}, ${d.temperatureC ?? '?'} °C, throttle reasons [${d.throttleReasons.join(', ')}]${d.throttled ? ' THROTTLED' : ''}`
+  );
 }
 
 export function telemetryLine(label: string, t: GpuTelemetry): string {
@@ -110,7 +131,10 @@ export function telemetryLine(label: string, t: GpuTelemetry): string {
 /** Where throttling was seen: the start/end samples and the per-run windows. Empty when nowhere. */
 export function throttleFindings(start: GpuTelemetry, end: GpuTelemetry, windows: { label: string; gpu: GpuWindow }[]): string[] {
   const found: string[] = [];
-  for (const [label, t] of [['start', start], ['end', end]] as const) {
+  for (const [label, t] of [
+    ['start', start],
+    ['end', end],
+  ] as const) {
     if (t.available && t.devices.some((d) => d.throttled)) found.push(`${label} sample`);
   }
   for (const w of windows) if (w.gpu.throttled) found.push(`${w.label} (${w.gpu.throttleReasons.join(', ')})`);

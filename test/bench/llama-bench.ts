@@ -2,7 +2,17 @@
 import { spawnSync } from 'node:child_process';
 import { delimiter, dirname, join } from 'node:path';
 import type { BuildReport } from '../../lib/index.js';
-import { GEN_TOKENS, PROMPT_SIZES, SHORT_PROMPT_TOKENS, fail, ppSamples, repoRoot, runProgram, type BenchConfig, type PromptSize } from './common.js';
+import {
+  GEN_TOKENS,
+  PROMPT_SIZES,
+  SHORT_PROMPT_TOKENS,
+  fail,
+  ppSamples,
+  repoRoot,
+  runProgram,
+  type BenchConfig,
+  type PromptSize,
+} from './common.js';
 
 export const llamaBenchDir = join(repoRoot, 'build', 'Release');
 export const llamaBenchPath = join(llamaBenchDir, 'llama-bench');
@@ -106,17 +116,21 @@ export function checkLlamaBenchDevices(devices: string[], env?: NodeJS.ProcessEn
   const listed = new Set([...(result.stdout ?? '').matchAll(/^[ \t]+(\S+):/gm)].map((m) => m[1]));
   const missing = devices.filter((d) => !listed.has(d));
   if (result.status !== 0 || missing.length > 0) {
-    fail(`llama-bench (build/Release) does not list ${(missing.length ? missing : devices).join(', ')}:\n${(result.stdout ?? '').trim()}\n` +
-      'Remedy: build the CUDA variant into build/ (`npm run build:cuda`), so that llama-bench and the addon share build/Release and its libggml-cuda.so, ' +
-      'or install the optional CUDA package, whose module llama-bench then loads through GGML_BACKEND_PATH');
+    fail(
+      `llama-bench (build/Release) does not list ${(missing.length ? missing : devices).join(', ')}:\n${(result.stdout ?? '').trim()}\n` +
+        'Remedy: build the CUDA variant into build/ (`npm run build:cuda`), so that llama-bench and the addon share build/Release and its libggml-cuda.so, ' +
+        'or install the optional CUDA package, whose module llama-bench then loads through GGML_BACKEND_PATH',
+    );
   }
 }
 
 /** A row that does not carry the placement we asked for is refused rather than compared. */
 function checkPlacement(entry: LlamaBenchEntry, config: BenchConfig): void {
   if (entry.n_gpu_layers !== config.ngl || entry.devices !== config.dev) {
-    throw new Error(`llama-bench reported n_gpu_layers ${entry.n_gpu_layers} / devices ${entry.devices}, ` +
-      `expected ${config.ngl} / ${config.dev} for the ${config.name} configuration`);
+    throw new Error(
+      `llama-bench reported n_gpu_layers ${entry.n_gpu_layers} / devices ${entry.devices}, ` +
+        `expected ${config.ngl} / ${config.dev} for the ${config.name} configuration`,
+    );
   }
 }
 
@@ -130,7 +144,8 @@ export async function runLlamaBench(model: string, threads: number, config: Benc
     const entry = entries.find((e) => e.n_prompt === nPrompt && e.n_gen === nGen && e.n_depth === nDepth);
     if (!entry) throw new Error(`no ${label} row in: ${JSON.stringify(entries)}`);
     const samples = nGen === 0 ? ppSamples(nPrompt) : 1;
-    if (entry.samples_ts.length !== samples) throw new Error(`llama-bench ${label}: ${entry.samples_ts.length} samples, expected ${samples}`);
+    if (entry.samples_ts.length !== samples)
+      throw new Error(`llama-bench ${label}: ${entry.samples_ts.length} samples, expected ${samples}`);
     checkPlacement(entry, config);
     return entry;
   };

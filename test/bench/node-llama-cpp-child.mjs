@@ -40,15 +40,32 @@ globalThis.console = new console.Console({ stdout: process.stderr, stderr: proce
 
 function readRequest() {
   const request = JSON.parse(readFileSync(0, 'utf8'));
-  const keys = request.mode === 'parallel'
-    ? ['installDir', 'modelPath', 'threads', 'window', 'batchSize', 'prompts', 'counts', 'genTokens', 'gpuLayers']
-    : ['installDir', 'modelPath', 'threads', 'contextSize', 'batchSize', 'longPrompt', 'promptSizes', 'ppSamples', 'ttftSamples', 'shortPrompt', 'genTokens', 'gpuLayers'];
+  const keys =
+    request.mode === 'parallel'
+      ? ['installDir', 'modelPath', 'threads', 'window', 'batchSize', 'prompts', 'counts', 'genTokens', 'gpuLayers']
+      : [
+          'installDir',
+          'modelPath',
+          'threads',
+          'contextSize',
+          'batchSize',
+          'longPrompt',
+          'promptSizes',
+          'ppSamples',
+          'ttftSamples',
+          'shortPrompt',
+          'genTokens',
+          'gpuLayers',
+        ];
   for (const key of keys) {
     if (request[key] === undefined) throw new TypeError(`request is missing ${key}`);
   }
   if (request.mode !== 'parallel') {
     // Every size gets an explicit count from the parent: a missing one would silently measure once.
-    const counts = [['ttftSamples', request.ttftSamples], ...request.promptSizes.map((size) => [`ppSamples[${size}]`, request.ppSamples[size]])];
+    const counts = [
+      ['ttftSamples', request.ttftSamples],
+      ...request.promptSizes.map((size) => [`ppSamples[${size}]`, request.ppSamples[size]]),
+    ];
     for (const [name, count] of counts) {
       if (!Number.isInteger(count) || count < 1) throw new TypeError(`request.${name} must be a positive integer, got ${count}`);
     }
@@ -81,8 +98,10 @@ function loadedLibraries(installDir) {
   for (const path of [...paths].sort()) {
     const inside = !relative(installRoot, path).startsWith('..');
     if (!inside && /\/(lib(ggml|llama)[^/]*|llama-addon\.node)$/.test(path)) {
-      throw new Error(`node-llama-cpp loaded ${path}, which is not from its install (${installRoot}); ` +
-        'check LD_LIBRARY_PATH and LD_PRELOAD for folders holding another libllama/libggml');
+      throw new Error(
+        `node-llama-cpp loaded ${path}, which is not from its install (${installRoot}); ` +
+          'check LD_LIBRARY_PATH and LD_PRELOAD for folders holding another libllama/libggml',
+      );
     }
     libraries.push(inside ? relative(installRoot, path) : path);
   }
@@ -117,7 +136,9 @@ async function clear(sequence) {
 
 async function measureParallel(llama, request) {
   const model = await llama.loadModel({
-    modelPath: request.modelPath, gpuLayers: request.gpu === false ? 0 : request.gpuLayers, ignoreMemorySafetyChecks: true,
+    modelPath: request.modelPath,
+    gpuLayers: request.gpu === false ? 0 : request.gpuLayers,
+    ignoreMemorySafetyChecks: true,
   });
   const most = Math.max(...request.counts);
   if (request.prompts.length < most) throw new RangeError(`${request.prompts.length} prompts for ${most} sequences`);
@@ -157,26 +178,31 @@ async function main() {
   const { module: nlc, version } = await importNodeLlamaCpp(request.installDir);
 
   const bindingStarted = performance.now();
-  const llama = await nlc.getLlama({
-    gpu: request.gpu,
-    // 'never': use the installed prebuilt binary or fail; never build (which would clone llama.cpp
-    // from GitHub) and never fall back to another GPU type. skipDownload says the same again.
-    build: 'never',
-    skipDownload: true,
-    usePrebuiltBinaries: true,
-    progressLogs: false,
-    // The thread pool limit; the context asks for exactly `threads` below.
-    maxThreads: request.threads,
-    logLevel: 'warn',
-    logger: (level, message) => process.stderr.write(`[node-llama-cpp ${level}] ${message.trimEnd()}\n`),
-  }).catch((error) => {
-    // Its NoBinaryFoundError's message is only its class name.
-    throw new Error(`node-llama-cpp's getLlama({ gpu: ${JSON.stringify(request.gpu)}, build: 'never' }) found no usable prebuilt binary ` +
-      `(${error?.message ?? error}); installed binary packages: ${installedBinaryPackages(request.installDir).join(', ') || 'none'}. ` +
-      (request.gpu === 'cuda'
-        ? "Remedy: ensureNodeLlamaCpp({ cuda: true }), a CUDA driver, and the CUDA runtime libraries (libcudart, libcublas) on the library path"
-        : 'Remedy: ensureNodeLlamaCpp() on a linux-x64 glibc host'), { cause: error });
-  });
+  const llama = await nlc
+    .getLlama({
+      gpu: request.gpu,
+      // 'never': use the installed prebuilt binary or fail; never build (which would clone llama.cpp
+      // from GitHub) and never fall back to another GPU type. skipDownload says the same again.
+      build: 'never',
+      skipDownload: true,
+      usePrebuiltBinaries: true,
+      progressLogs: false,
+      // The thread pool limit; the context asks for exactly `threads` below.
+      maxThreads: request.threads,
+      logLevel: 'warn',
+      logger: (level, message) => process.stderr.write(`[node-llama-cpp ${level}] ${message.trimEnd()}\n`),
+    })
+    .catch((error) => {
+      // Its NoBinaryFoundError's message is only its class name.
+      throw new Error(
+        `node-llama-cpp's getLlama({ gpu: ${JSON.stringify(request.gpu)}, build: 'never' }) found no usable prebuilt binary ` +
+          `(${error?.message ?? error}); installed binary packages: ${installedBinaryPackages(request.installDir).join(', ') || 'none'}. ` +
+          (request.gpu === 'cuda'
+            ? 'Remedy: ensureNodeLlamaCpp({ cuda: true }), a CUDA driver, and the CUDA runtime libraries (libcudart, libcublas) on the library path'
+            : 'Remedy: ensureNodeLlamaCpp() on a linux-x64 glibc host'),
+        { cause: error },
+      );
+    });
   const bindingLoadMs = performance.now() - bindingStarted;
   // Llama.js falls back to whatever backend loads and reports it in llama.gpu: a CPU run must not
   // be recorded as a CUDA one.

@@ -138,8 +138,16 @@ async function installedVersion(dir: string, packageName: string): Promise<strin
  * script run anyway.
  */
 export function npmInstallArgs(packageSpecs: string[]): string[] {
-  return ['install', '--omit=optional', '--ignore-scripts', '--save-exact', '--no-audit', '--no-fund',
-    '--update-notifier=false', ...packageSpecs];
+  return [
+    'install',
+    '--omit=optional',
+    '--ignore-scripts',
+    '--save-exact',
+    '--no-audit',
+    '--no-fund',
+    '--update-notifier=false',
+    ...packageSpecs,
+  ];
 }
 
 function runNpmInstall(dir: string, packageSpecs: string[]): Promise<void> {
@@ -171,14 +179,21 @@ export async function ensureNodeLlamaCpp(options: { cuda?: boolean } = {}): Prom
   if (missing.length > 0) {
     await mkdir(dir, { recursive: true });
     // Without a package.json here, npm would walk up and install into the repository's own one.
-    const manifest = { name: 'cuda-llama-bench-node-llama-cpp', private: true, description: 'node-llama-cpp for test/bench only (git-ignored)' };
+    const manifest = {
+      name: 'cuda-llama-bench-node-llama-cpp',
+      private: true,
+      description: 'node-llama-cpp for test/bench only (git-ignored)',
+    };
     try {
       await writeFile(join(dir, 'package.json'), `${JSON.stringify(manifest, null, 2)}\n`, { flag: 'wx' });
     } catch (error) {
       // An existing one lists what earlier installs added; npm adds the missing packages to it.
       if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
     }
-    await runNpmInstall(dir, missing.map((name) => `${name}@${NODE_LLAMA_CPP_VERSION}`));
+    await runNpmInstall(
+      dir,
+      missing.map((name) => `${name}@${NODE_LLAMA_CPP_VERSION}`),
+    );
     for (const name of wanted) {
       const version = await installedVersion(dir, name);
       if (version !== NODE_LLAMA_CPP_VERSION) {
@@ -207,7 +222,10 @@ function checkArgs(args: NodeLlamaCppArgs): void {
   if (args.gpuLayers !== undefined && args.gpuLayers !== 'max' && !(Number.isInteger(args.gpuLayers) && args.gpuLayers >= 0)) {
     throw new TypeError(`gpuLayers must be a non-negative integer or 'max', got ${String(args.gpuLayers)}`);
   }
-  for (const [name, prompt] of [['longPrompt', args.longPrompt], ['shortPrompt', args.shortPrompt]] as const) {
+  for (const [name, prompt] of [
+    ['longPrompt', args.longPrompt],
+    ['shortPrompt', args.shortPrompt],
+  ] as const) {
     if (!Array.isArray(prompt) || prompt.length === 0 || !prompt.every((t) => Number.isInteger(t) && t >= 0)) {
       throw new TypeError(`${name} must be a non-empty array of token ids`);
     }
@@ -220,7 +238,8 @@ function checkArgs(args: NodeLlamaCppArgs): void {
   // A sequence that fills the context would make node-llama-cpp shift it (erase its beginning) in
   // the middle of a measurement; llama-bench never does that.
   const needed = Math.max(args.longPrompt.length + 2, args.shortPrompt.length + args.genTokens);
-  if (needed > args.contextSize) throw new RangeError(`contextSize ${args.contextSize} is too small for the prompts and genTokens (${needed} tokens)`);
+  if (needed > args.contextSize)
+    throw new RangeError(`contextSize ${args.contextSize} is too small for the prompts and genTokens (${needed} tokens)`);
 }
 
 /**
@@ -233,7 +252,9 @@ function checkArgs(args: NodeLlamaCppArgs): void {
  */
 function childEnv(cudaLibraryDirs: string[] = []): NodeJS.ProcessEnv {
   const env: NodeJS.ProcessEnv = { ...process.env, NODE_LLAMA_CPP_SKIP_DOWNLOAD: 'true' };
-  const kept = [...cudaLibraryDirs, ...(env.LD_LIBRARY_PATH ?? '').split(delimiter)].filter((entry) => entry !== '' && relative(repoRoot, entry).startsWith('..'));
+  const kept = [...cudaLibraryDirs, ...(env.LD_LIBRARY_PATH ?? '').split(delimiter)].filter(
+    (entry) => entry !== '' && relative(repoRoot, entry).startsWith('..'),
+  );
   if (kept.length > 0) env.LD_LIBRARY_PATH = kept.join(delimiter);
   else delete env.LD_LIBRARY_PATH;
   return env;
@@ -245,7 +266,15 @@ export function runNodeLlamaCpp(args: NodeLlamaCppArgs): Promise<NodeLlamaCppRun
   const promptSizes = [...new Set([...(args.promptSizes ?? []), args.longPrompt.length])];
   // The same number of decodes per size as ours and llama-bench (their mean is the figure).
   const samples = Object.fromEntries(promptSizes.map((n) => [n, ppSamples(n)]));
-  return runChild({ ...args, promptSizes, ppSamples: samples, ttftSamples: TTFT_SAMPLES, batchSize: args.batchSize ?? 512, gpuLayers: args.gpuLayers ?? 'max', installDir: nodeLlamaCppDir });
+  return runChild({
+    ...args,
+    promptSizes,
+    ppSamples: samples,
+    ttftSamples: TTFT_SAMPLES,
+    batchSize: args.batchSize ?? 512,
+    gpuLayers: args.gpuLayers ?? 'max',
+    installDir: nodeLlamaCppDir,
+  });
 }
 
 export interface NodeLlamaCppParallelArgs {
@@ -274,7 +303,8 @@ export interface NodeLlamaCppParallelRun {
 /** Parallel sequences (see parallel.ts) in a fresh child process. */
 export function runNodeLlamaCppParallel(args: NodeLlamaCppParallelArgs): Promise<NodeLlamaCppParallelRun> {
   if (args.prompts.length < Math.max(...args.counts)) throw new RangeError('fewer prompts than sequences');
-  if (args.prompts.some((p) => p.length + args.genTokens > args.window)) throw new RangeError(`window ${args.window} is too small for a prompt and ${args.genTokens} tokens`);
+  if (args.prompts.some((p) => p.length + args.genTokens > args.window))
+    throw new RangeError(`window ${args.window} is too small for a prompt and ${args.genTokens} tokens`);
   return runChild({ ...args, mode: 'parallel', batchSize: 512, gpuLayers: args.gpuLayers ?? 'max', installDir: nodeLlamaCppDir });
 }
 
@@ -316,18 +346,29 @@ export interface NodeLlamaCppCudaModule {
  * list the GPU, and abort its process at the first kernel. The swap is undone by the next call
  * whose GPU can run the original.
  */
-export function selectNodeLlamaCppCudaModule(fallbackModule: string, gpus: { name: string | null; computeCapability: string | null }[],
-  driverCuda: string | null, installDir = nodeLlamaCppDir): NodeLlamaCppCudaModule {
+export function selectNodeLlamaCppCudaModule(
+  fallbackModule: string,
+  gpus: { name: string | null; computeCapability: string | null }[],
+  driverCuda: string | null,
+  installDir = nodeLlamaCppDir,
+): NodeLlamaCppCudaModule {
   const { active, kept } = nodeLlamaCppCudaModulePaths(installDir);
   const swapped = existsSync(kept);
   const ownPath = swapped ? kept : active;
   if (!existsSync(ownPath)) throw new Error(`node-llama-cpp's CUDA module is not at ${active}: run ensureNodeLlamaCpp({ cuda: true })`);
   const code = readCudaModuleCode(ownPath);
   const verdicts = code ? cudaCodeVerdicts(code, gpus, driverCuda) : undefined;
-  const refused = verdicts?.noneRuns ? verdicts.perGpu.map(({ gpu, verdict }) => `${gpu}: ${verdict.runs ? verdict.via : verdict.reason}`).join('; ') : undefined;
+  const refused = verdicts?.noneRuns
+    ? verdicts.perGpu.map(({ gpu, verdict }) => `${gpu}: ${verdict.runs ? verdict.via : verdict.reason}`).join('; ')
+    : undefined;
   // The carried copy's verdict is still worth stating: it is what the real file would have met here.
-  const trimmed = existsSync(ownPath + TRIMMED_MARK) ? 'its copy here was carried with its GPU code removed (test/bench/carry-node-llama-cpp.ts)' : undefined;
-  const reason = refused && trimmed ? `${refused} (and ${trimmed})` : refused ?? (trimmed && `${trimmed}, though by its fatbin a GPU here could have run it`);
+  const trimmed = existsSync(ownPath + TRIMMED_MARK)
+    ? 'its copy here was carried with its GPU code removed (test/bench/carry-node-llama-cpp.ts)'
+    : undefined;
+  const reason =
+    refused && trimmed
+      ? `${refused} (and ${trimmed})`
+      : (refused ?? (trimmed && `${trimmed}, though by its fatbin a GPU here could have run it`));
   const ownCode = code ? describeCudaCode(code) : 'unknown (its fatbin could not be read)';
   if (reason === undefined) {
     if (swapped) renameSync(kept, active);
@@ -354,10 +395,11 @@ export function nodeLlamaCppGpuSetup(build: BuildReport, telemetry: GpuTelemetry
   if (!build.cudaModule) throw new Error('cuda-llama has no CUDA module loaded: nothing to run node-llama-cpp against on the GPU');
   const gpus = telemetry.available ? telemetry.devices : [];
   const cudaModule = selectNodeLlamaCppCudaModule(build.cudaModule.path, gpus, telemetry.available ? telemetry.cudaDriverVersion : null);
-  const note = cudaModule.source === 'own'
-    ? `node-llama-cpp's GPU rows ran its own CUDA module (${cudaModule.ownCode}).`
-    : `node-llama-cpp's own CUDA module cannot run here: ${cudaModule.reason}. It holds ${cudaModule.ownCode}. ` +
-      `So its GPU rows ran node-llama-cpp's binding, libllama and ggml-base with cuda-llama's CUDA module (${relative(repoRoot, build.cudaModule.path)}, ` +
-      'built from the same llama.cpp commit) copied into its place: on the GPU they compare the two bindings over one CUDA build, not two CUDA builds.';
+  const note =
+    cudaModule.source === 'own'
+      ? `node-llama-cpp's GPU rows ran its own CUDA module (${cudaModule.ownCode}).`
+      : `node-llama-cpp's own CUDA module cannot run here: ${cudaModule.reason}. It holds ${cudaModule.ownCode}. ` +
+        `So its GPU rows ran node-llama-cpp's binding, libllama and ggml-base with cuda-llama's CUDA module (${relative(repoRoot, build.cudaModule.path)}, ` +
+        'built from the same llama.cpp commit) copied into its place: on the GPU they compare the two bindings over one CUDA build, not two CUDA builds.';
   return { cudaModule, cudaLibraryDirs: cudaRuntimeDirs(build), note };
 }

@@ -40,8 +40,15 @@ export interface OursWorkload {
  */
 export function runOurs(path: string, loadOptions: LoadOptions, work: OursWorkload): Promise<OursRun> {
   return runCudaLlamaChild<OursRun>({
-    kind: 'workload', modelPath: path, loadOptions, shortPrompt: work.shortPrompt, longPrompt: work.longPrompt, promptSizes: work.promptSizes,
-    ppSamples: Object.fromEntries(work.promptSizes.map((size) => [size, ppSamples(size)])), ttftSamples: TTFT_SAMPLES, genTokens: GEN_TOKENS,
+    kind: 'workload',
+    modelPath: path,
+    loadOptions,
+    shortPrompt: work.shortPrompt,
+    longPrompt: work.longPrompt,
+    promptSizes: work.promptSizes,
+    ppSamples: Object.fromEntries(work.promptSizes.map((size) => [size, ppSamples(size)])),
+    ttftSamples: TTFT_SAMPLES,
+    genTokens: GEN_TOKENS,
     withReport: work.withReport ?? false,
   });
 }
@@ -64,7 +71,11 @@ export const COLD_REQUEST_TOKENS = 16;
 
 export function runColdWarm(path: string, loadOptions: LoadOptions, shortPrompt: number[]): Promise<ColdWarmRun> {
   return runCudaLlamaChild<ColdWarmRun>({
-    kind: 'coldWarm', modelPath: path, loadOptions, shortPrompt: shortPrompt.slice(0, SHORT_PROMPT_TOKENS), requestTokens: COLD_REQUEST_TOKENS,
+    kind: 'coldWarm',
+    modelPath: path,
+    loadOptions,
+    shortPrompt: shortPrompt.slice(0, SHORT_PROMPT_TOKENS),
+    requestTokens: COLD_REQUEST_TOKENS,
   });
 }
 
@@ -86,7 +97,10 @@ export function runCudaLlamaChild<T>(request: CudaLlamaChildRequest): Promise<T>
 
 /** dist/ from lib/ as it is now: the child measures the compiled package, which must not be stale. */
 export function compileDist(): void {
-  const result = spawnSync(process.execPath, [join(repoRoot, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', join(repoRoot, 'tsconfig.build.json')],
-    { cwd: repoRoot, stdio: ['ignore', 2, 2] });
+  const result = spawnSync(
+    process.execPath,
+    [join(repoRoot, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', join(repoRoot, 'tsconfig.build.json')],
+    { cwd: repoRoot, stdio: ['ignore', 2, 2] },
+  );
   if (result.status !== 0) fail('tsc -p tsconfig.build.json failed: dist/ could not be brought up to date');
 }

@@ -24,7 +24,23 @@ import { writeFile } from 'node:fs/promises';
 import { availableParallelism, cpus } from 'node:os';
 import { join, relative } from 'node:path';
 import { parseArgs } from 'node:util';
-import { CONTEXT_SIZE, GEN_TOKENS, SHORT_PROMPT_TOKENS, TARGET_RATIO, TTFT_SAMPLES, cpuBackendLine, cpuConfig, fail, fullOffloadConfig, git, log, ppSamples, repoRoot, runProgram, type BenchConfig } from './common.js';
+import {
+  CONTEXT_SIZE,
+  GEN_TOKENS,
+  SHORT_PROMPT_TOKENS,
+  TARGET_RATIO,
+  TTFT_SAMPLES,
+  cpuBackendLine,
+  cpuConfig,
+  fail,
+  fullOffloadConfig,
+  git,
+  log,
+  ppSamples,
+  repoRoot,
+  runProgram,
+  type BenchConfig,
+} from './common.js';
 import { compileDist, runCudaLlamaChild, runOurs } from './ours.js';
 import { buildLlamaBench, checkLlamaBenchDevices, llamaBenchArgs, llamaBenchPath, tgArgs, toolEnv } from './llama-bench.js';
 import { gpuMachineLine, requireCuda } from './gpu.js';
@@ -46,7 +62,8 @@ const PARALLEL = 'parallel';
 function parseMetric(name: string): Metric | typeof NODE_LLAMA_CPP | typeof PARALLEL {
   if (name === NODE_LLAMA_CPP || name === PARALLEL) return name;
   const match = /^(pp|tg)(\d+)$/.exec(name);
-  if (!match || Number(match[2]) < 1 || Number(match[2]) > 2048) fail(`--metrics: '${name}' is not ppN, tgN (N from 1 to 2048), ${PARALLEL} or ${NODE_LLAMA_CPP}`);
+  if (!match || Number(match[2]) < 1 || Number(match[2]) > 2048)
+    fail(`--metrics: '${name}' is not ppN, tgN (N from 1 to 2048), ${PARALLEL} or ${NODE_LLAMA_CPP}`);
   return { name, kind: match[1] as 'pp' | 'tg', tokens: Number(match[2]) };
 }
 
@@ -59,11 +76,22 @@ interface Placement {
 const loadOptionsFor = (placement: Placement, threads: number) => ({ ...placement.config.load, threads, contextSize: CONTEXT_SIZE });
 
 /** cuda-llama's side of one round: cuda-llama-child.mjs in a fresh process, on dist/ under plain node. */
-function runChild<T>(modelPath: string, placement: Placement, threads: number, request: { kind: 'pp' | 'tg' | 'prompts'; tokens?: number; samples?: number }): Promise<T> {
+function runChild<T>(
+  modelPath: string,
+  placement: Placement,
+  threads: number,
+  request: { kind: 'pp' | 'tg' | 'prompts'; tokens?: number; samples?: number },
+): Promise<T> {
   return runCudaLlamaChild<T>({ ...request, modelPath, loadOptions: loadOptionsFor(placement, threads), shortPrompt: SHORT_PROMPT_TOKENS });
 }
 
-async function runLlamaBenchRound(modelPath: string, placement: Placement, metric: Metric, samples: number, threads: number): Promise<number[]> {
+async function runLlamaBenchRound(
+  modelPath: string,
+  placement: Placement,
+  metric: Metric,
+  samples: number,
+  threads: number,
+): Promise<number[]> {
   const tests = metric.kind === 'pp' ? ['-p', String(metric.tokens), '-n', '0'] : tgArgs(metric.tokens);
   const args = llamaBenchArgs(modelPath, tests, samples, threads, placement.config);
   const { out } = await runProgram(llamaBenchPath, args, placement.toolEnv);
@@ -74,7 +102,10 @@ async function runLlamaBenchRound(modelPath: string, placement: Placement, metri
 
 /** Both sides' spelling of the placement, and which CUDA module llama-bench was given. */
 function placementLine(placement: Placement, build: BuildReport): string {
-  const module = placement.toolEnv && build.cudaModule ? `; CUDA module ${relative(repoRoot, build.cudaModule.path)}, given to llama-bench as GGML_BACKEND_PATH` : '';
+  const module =
+    placement.toolEnv && build.cudaModule
+      ? `; CUDA module ${relative(repoRoot, build.cudaModule.path)}, given to llama-bench as GGML_BACKEND_PATH`
+      : '';
   return `cuda-llama \`${JSON.stringify(placement.config.load)}\`, llama-bench \`-ngl ${placement.config.ngl} -dev ${placement.config.dev}\`${module}`;
 }
 
@@ -104,7 +135,12 @@ type AheadKey = (typeof AHEAD_KEYS)[number];
 const lowerIsBetter: Record<AheadKey, boolean> = { loadMs: true, ttftMs: true, pp128: false, pp512: false, tg128: false };
 
 interface NodeLlamaCppResult {
-  rounds: { first: 'cuda-llama' | 'node-llama-cpp'; cudaLlama: WorkloadFigures; nodeLlamaCpp: WorkloadFigures; ahead: Record<AheadKey, number> }[];
+  rounds: {
+    first: 'cuda-llama' | 'node-llama-cpp';
+    cudaLlama: WorkloadFigures;
+    nodeLlamaCpp: WorkloadFigures;
+    ahead: Record<AheadKey, number>;
+  }[];
   ahead: Record<AheadKey, Stats>;
   cudaLlama: Record<AheadKey, Stats>;
   nodeLlamaCpp: Record<AheadKey, Stats>;
@@ -143,13 +179,19 @@ async function main(): Promise<void> {
   const rounds = Number(values.rounds);
   const samples = Number(values.samples);
   const threads = values.threads === undefined ? availableParallelism() : Number(values.threads);
-  for (const [name, n] of [['--rounds', rounds], ['--samples', samples], ['--threads', threads]] as const) {
+  for (const [name, n] of [
+    ['--rounds', rounds],
+    ['--samples', samples],
+    ['--threads', threads],
+  ] as const) {
     if (!Number.isInteger(n) || n < 1) fail(`${name} must be a positive integer`);
   }
   const modelPath = values.model ?? defaultModel();
   // Without CUDA, --gpu stops here with the library's reason and remedy.
   const cudaBuild = values.gpu ? await requireCuda(modelPath) : undefined;
-  const placement: Placement = cudaBuild ? { config: fullOffloadConfig(cudaBuild.cuda.devices), toolEnv: toolEnv(cudaBuild) } : { config: cpuConfig };
+  const placement: Placement = cudaBuild
+    ? { config: fullOffloadConfig(cudaBuild.cuda.devices), toolEnv: toolEnv(cudaBuild) }
+    : { config: cpuConfig };
   const withLlamaCppTools = metrics.length > 0 || withParallel;
   if (withLlamaCppTools) buildLlamaBench();
   if (withLlamaCppTools && cudaBuild) checkLlamaBenchDevices(cudaBuild.cuda.devices, placement.toolEnv);
@@ -166,12 +208,15 @@ async function main(): Promise<void> {
       let cudaLlama: number[] = [];
       let llamaBench: number[] = [];
       for (const side of oursFirst ? ['ours', 'bench'] : ['bench', 'ours']) {
-        if (side === 'ours') cudaLlama = await runChild<number[]>(modelPath, placement, threads, { kind: metric.kind, tokens: metric.tokens, samples });
+        if (side === 'ours')
+          cudaLlama = await runChild<number[]>(modelPath, placement, threads, { kind: metric.kind, tokens: metric.tokens, samples });
         else llamaBench = await runLlamaBenchRound(modelPath, placement, metric, samples, threads);
       }
       const ratio = mean(cudaLlama) / mean(llamaBench);
       done.push({ first: oursFirst ? 'cuda-llama' : 'llama-bench', cudaLlama, llamaBench, ratio });
-      log(`${metric.name} round ${r + 1}/${rounds}: cuda-llama ${cudaLlama.map((v) => v.toFixed(1)).join(' ')} | llama-bench ${llamaBench.map((v) => v.toFixed(1)).join(' ')} | ratio ${ratio.toFixed(3)}`);
+      log(
+        `${metric.name} round ${r + 1}/${rounds}: cuda-llama ${cudaLlama.map((v) => v.toFixed(1)).join(' ')} | llama-bench ${llamaBench.map((v) => v.toFixed(1)).join(' ')} | ratio ${ratio.toFixed(3)}`,
+      );
     }
     results.push({
       metric: metric.name,
@@ -196,10 +241,21 @@ async function main(): Promise<void> {
         else theirs = (await runBatchedBench(modelPath, threads, placement.config, placement.toolEnv)).tg;
       }
       for (const n of PARALLEL_SEQUENCES) {
-        done.get(n)!.push({ first: oursFirst ? 'cuda-llama' : 'llama-batched-bench', cudaLlama: [ours[n]!], llamaBench: [theirs[n]!], ratio: ours[n]! / theirs[n]! });
+        done
+          .get(n)!
+          .push({
+            first: oursFirst ? 'cuda-llama' : 'llama-batched-bench',
+            cudaLlama: [ours[n]!],
+            llamaBench: [theirs[n]!],
+            ratio: ours[n]! / theirs[n]!,
+          });
       }
-      log(`parallel round ${r + 1}/${rounds}: aggregate tg, cuda-llama | llama-batched-bench: ` +
-        PARALLEL_SEQUENCES.map((n) => `${n}: ${ours[n]!.toFixed(1)} | ${theirs[n]!.toFixed(1)} (${(ours[n]! / theirs[n]!).toFixed(3)})`).join(', '));
+      log(
+        `parallel round ${r + 1}/${rounds}: aggregate tg, cuda-llama | llama-batched-bench: ` +
+          PARALLEL_SEQUENCES.map(
+            (n) => `${n}: ${ours[n]!.toFixed(1)} | ${theirs[n]!.toFixed(1)} (${(ours[n]! / theirs[n]!).toFixed(3)})`,
+          ).join(', '),
+      );
     }
     for (const [n, metricRounds] of done) {
       results.push({
@@ -225,39 +281,64 @@ async function main(): Promise<void> {
       let theirs: WorkloadFigures | undefined;
       for (const side of oursFirst ? ['ours', 'theirs'] : ['theirs', 'ours']) {
         // compare.ts's workload on both sides (its definitions: ours.ts, node-llama-cpp.ts), pp128 and pp512 only.
-        const run = side === 'ours'
-          ? await runOurs(modelPath, loadOptionsFor(placement, threads), { ...prompts, promptSizes })
-          : await runNodeLlamaCpp({
-            modelPath, threads, contextSize: CONTEXT_SIZE, ...prompts, promptSizes, genTokens: GEN_TOKENS,
-            ...(nodeLlamaCppGpu ? { gpu: 'cuda', gpuLayers: 'max', cudaLibraryDirs: nodeLlamaCppGpu.cudaLibraryDirs } : { gpu: false }),
-          });
+        const run =
+          side === 'ours'
+            ? await runOurs(modelPath, loadOptionsFor(placement, threads), { ...prompts, promptSizes })
+            : await runNodeLlamaCpp({
+                modelPath,
+                threads,
+                contextSize: CONTEXT_SIZE,
+                ...prompts,
+                promptSizes,
+                genTokens: GEN_TOKENS,
+                ...(nodeLlamaCppGpu ? { gpu: 'cuda', gpuLayers: 'max', cudaLibraryDirs: nodeLlamaCppGpu.cudaLibraryDirs } : { gpu: false }),
+              });
         const figures = { loadMs: run.loadMs, ttftMs: run.ttftMs, pp128: run.pp[128]!, pp512: run.pp[512]!, tg128: run.tgTokensPerSecond };
         if (side === 'ours') cudaLlama = figures;
         else theirs = figures;
       }
       const ours = cudaLlama!;
       const other = theirs!;
-      const ahead = Object.fromEntries(AHEAD_KEYS.map((k) => [k, lowerIsBetter[k] ? other[k] / ours[k] : ours[k] / other[k]])) as Record<AheadKey, number>;
+      const ahead = Object.fromEntries(AHEAD_KEYS.map((k) => [k, lowerIsBetter[k] ? other[k] / ours[k] : ours[k] / other[k]])) as Record<
+        AheadKey,
+        number
+      >;
       done.push({ first: oursFirst ? 'cuda-llama' : 'node-llama-cpp', cudaLlama: ours, nodeLlamaCpp: other, ahead });
-      log(`node-llama-cpp round ${r + 1}/${rounds}: ` + AHEAD_KEYS.map((k) => `${k} ${ours[k].toFixed(1)} | ${other[k].toFixed(1)}`).join('; ') +
-        ` (cuda-llama | node-llama-cpp; ahead ${AHEAD_KEYS.map((k) => ahead[k].toFixed(3)).join('/')})`);
+      log(
+        `node-llama-cpp round ${r + 1}/${rounds}: ` +
+          AHEAD_KEYS.map((k) => `${k} ${ours[k].toFixed(1)} | ${other[k].toFixed(1)}`).join('; ') +
+          ` (cuda-llama | node-llama-cpp; ahead ${AHEAD_KEYS.map((k) => ahead[k].toFixed(3)).join('/')})`,
+      );
     }
     const per = (pick: (round: NodeLlamaCppResult['rounds'][number], k: AheadKey) => number) =>
       Object.fromEntries(AHEAD_KEYS.map((k) => [k, stats(done.map((round) => pick(round, k)))])) as Record<AheadKey, Stats>;
-    versus = { rounds: done, ahead: per((x, k) => x.ahead[k]), cudaLlama: per((x, k) => x.cudaLlama[k]), nodeLlamaCpp: per((x, k) => x.nodeLlamaCpp[k]) };
+    versus = {
+      rounds: done,
+      ahead: per((x, k) => x.ahead[k]),
+      cudaLlama: per((x, k) => x.cudaLlama[k]),
+      nodeLlamaCpp: per((x, k) => x.nodeLlamaCpp[k]),
+    };
   }
 
-  const date = new Date().toISOString().replace('T', ' ').replace(/\.\d+Z$/, '');
+  const date = new Date()
+    .toISOString()
+    .replace('T', ' ')
+    .replace(/\.\d+Z$/, '');
   const command = `npx tsx test/bench/paired.ts ${process.argv.slice(2).join(' ')}`.trim();
   const range = (s: Stats, digits: number) => `${s.median.toFixed(digits)} (${s.min.toFixed(digits)}–${s.max.toFixed(digits)})`;
   const tables: string[] = [];
   if (results.length > 0) {
-    tables.push([
-      `| metric | paired ratio cuda-llama / reference, median (min–max) over ${rounds} rounds (target ≥ ${TARGET_RATIO}) | 95% interval of the median ratio | cuda-llama tok/s, median (min–max) | reference tok/s (llama-bench; llama-batched-bench for parallel), median (min–max) |`,
-      '|---|---|---|---|---|',
-      ...results.map((r) => `| ${r.metric} | ${range(r.ratio, 3)} ${r.ratio.median >= TARGET_RATIO ? 'ok' : '**below**'} | ${intervalVerdict(r.ratio.samples, TARGET_RATIO)} | ` +
-        `${range(r.cudaLlama, 2)} of ${r.cudaLlama.samples.length} | ${range(r.llamaBench, 2)} of ${r.llamaBench.samples.length} |`),
-    ].join('\n'));
+    tables.push(
+      [
+        `| metric | paired ratio cuda-llama / reference, median (min–max) over ${rounds} rounds (target ≥ ${TARGET_RATIO}) | 95% interval of the median ratio | cuda-llama tok/s, median (min–max) | reference tok/s (llama-bench; llama-batched-bench for parallel), median (min–max) |`,
+        '|---|---|---|---|---|',
+        ...results.map(
+          (r) =>
+            `| ${r.metric} | ${range(r.ratio, 3)} ${r.ratio.median >= TARGET_RATIO ? 'ok' : '**below**'} | ${intervalVerdict(r.ratio.samples, TARGET_RATIO)} | ` +
+            `${range(r.cudaLlama, 2)} of ${r.cudaLlama.samples.length} | ${range(r.llamaBench, 2)} of ${r.llamaBench.samples.length} |`,
+        ),
+      ].join('\n'),
+    );
   }
   if (versus) {
     const labels: Record<AheadKey, [string, number]> = {
@@ -267,12 +348,17 @@ async function main(): Promise<void> {
       pp512: [`prompt processing pp512, mean of ${ppSamples(512)} (tok/s)`, 2],
       tg128: [`generation tg${GEN_TOKENS} (tok/s)`, 2],
     };
-    tables.push([
-      `| metric | paired cuda-llama vs node-llama-cpp, median (min–max) over ${rounds} rounds (above 1: cuda-llama ahead) | 95% interval of the median | cuda-llama, median (min–max) | node-llama-cpp, median (min–max) |`,
-      '|---|---|---|---|---|',
-      ...AHEAD_KEYS.map((k) => `| ${labels[k][0]} | ${range(versus.ahead[k], 3)} ${versus.ahead[k].median >= 1 ? 'ahead' : '**behind**'} | ${intervalVerdict(versus.ahead[k].samples, 1)} | ` +
-        `${range(versus.cudaLlama[k], labels[k][1])} | ${range(versus.nodeLlamaCpp[k], labels[k][1])} |`),
-    ].join('\n'));
+    tables.push(
+      [
+        `| metric | paired cuda-llama vs node-llama-cpp, median (min–max) over ${rounds} rounds (above 1: cuda-llama ahead) | 95% interval of the median | cuda-llama, median (min–max) | node-llama-cpp, median (min–max) |`,
+        '|---|---|---|---|---|',
+        ...AHEAD_KEYS.map(
+          (k) =>
+            `| ${labels[k][0]} | ${range(versus.ahead[k], 3)} ${versus.ahead[k].median >= 1 ? 'ahead' : '**behind**'} | ${intervalVerdict(versus.ahead[k].samples, 1)} | ` +
+            `${range(versus.cudaLlama[k], labels[k][1])} | ${range(versus.nodeLlamaCpp[k], labels[k][1])} |`,
+        ),
+      ].join('\n'),
+    );
   }
   process.stdout.write(`${tables.join('\n\n')}\n`);
   if (values['write-docs']) {
@@ -281,16 +367,20 @@ async function main(): Promise<void> {
       '',
       'Generated by `test/bench/paired.ts --write-docs`. Each round measures both sides within a minute or two,',
       'alternating which goes first, each side a fresh process.',
-      ...(results.length > 0 ? [
-        'Against llama-bench a round is one metric: each side does the same warm-up (the same test once) and then',
-        `${samples} measurements; a round's ratio is the mean of cuda-llama's ${samples} over llama-bench's avg_ts of -r ${samples}.`,
-        `cuda-llama generates after a ${SHORT_PROMPT_TOKENS}-token prompt, so llama-bench's tg runs at the same depth (-d ${SHORT_PROMPT_TOKENS}, excluded from its time):`,
-        'both sides attend over the same KV cells.',
-      ] : []),
-      ...(withParallel ? [
-        "A parallel round runs compare.ts's parallel-sequences measurement once on each side: generateBatch() with 1, 4 and 16 prompts in one",
-        'context (cuda-llama-child.mjs) and llama-batched-bench on the same context shape; its ratio per count is the aggregate tg of one over the other.',
-      ] : []),
+      ...(results.length > 0
+        ? [
+            'Against llama-bench a round is one metric: each side does the same warm-up (the same test once) and then',
+            `${samples} measurements; a round's ratio is the mean of cuda-llama's ${samples} over llama-bench's avg_ts of -r ${samples}.`,
+            `cuda-llama generates after a ${SHORT_PROMPT_TOKENS}-token prompt, so llama-bench's tg runs at the same depth (-d ${SHORT_PROMPT_TOKENS}, excluded from its time):`,
+            'both sides attend over the same KV cells.',
+          ]
+        : []),
+      ...(withParallel
+        ? [
+            "A parallel round runs compare.ts's parallel-sequences measurement once on each side: generateBatch() with 1, 4 and 16 prompts in one",
+            'context (cuda-llama-child.mjs) and llama-batched-bench on the same context shape; its ratio per count is the aggregate tg of one over the other.',
+          ]
+        : []),
       'Drift between rounds (a neighbour on the VM, a clock change) hits both sides of a round alike, which the',
       'whole-workload repetitions of [benchmarks.md](benchmarks.md) cannot promise: there one median moves by 5–10% from run to run.',
       'The verdicts (ok/below, ahead/behind) read the median. The interval beside each is the distribution-free 95% interval of',
@@ -300,14 +390,16 @@ async function main(): Promise<void> {
       "cuda-llama's side is `test/bench/cuda-llama-child.mjs` on the compiled package (dist/, compiled from lib/ at the start) under plain",
       'node, as a user runs it and as node-llama-cpp runs in compare.ts; a generate() without streaming, so the event loop wakes',
       'for the first token and at the end only.',
-      ...(versus ? [
-        '',
-        `Rounds against node-llama-cpp ${NODE_LLAMA_CPP_VERSION} (its prebuilt ${nodeLlamaCppGpu?.cudaModule.source === 'cuda-llama' ? 'CUDA binary with cuda-llama\'s CUDA module in place of its own, as said below' : cudaBuild ? 'CUDA binary' : 'CPU binary'}, from test/bench/.node-llama-cpp) pair compare.ts's workload the same way:`,
-        "each side loads the model and a context (cuda-llama with warmup: false: the same work as node-llama-cpp's loadModel +",
-        `createContext), decodes the same excluded 512-token warm-up, then times ${TTFT_SAMPLES} first-token requests of the same ${SHORT_PROMPT_TOKENS} token ids,`,
-        `pp128 and pp512 (${ppSamples(128)} and ${ppSamples(512)} decodes each, the mean) and tg${GEN_TOKENS}, each side in a process of its own, and a round's figure is`,
-        "node-llama-cpp's time over ours (load, TTFT) or our speed over theirs (pp, tg).",
-      ] : []),
+      ...(versus
+        ? [
+            '',
+            `Rounds against node-llama-cpp ${NODE_LLAMA_CPP_VERSION} (its prebuilt ${nodeLlamaCppGpu?.cudaModule.source === 'cuda-llama' ? "CUDA binary with cuda-llama's CUDA module in place of its own, as said below" : cudaBuild ? 'CUDA binary' : 'CPU binary'}, from test/bench/.node-llama-cpp) pair compare.ts's workload the same way:`,
+            "each side loads the model and a context (cuda-llama with warmup: false: the same work as node-llama-cpp's loadModel +",
+            `createContext), decodes the same excluded 512-token warm-up, then times ${TTFT_SAMPLES} first-token requests of the same ${SHORT_PROMPT_TOKENS} token ids,`,
+            `pp128 and pp512 (${ppSamples(128)} and ${ppSamples(512)} decodes each, the mean) and tg${GEN_TOKENS}, each side in a process of its own, and a round's figure is`,
+            "node-llama-cpp's time over ours (load, TTFT) or our speed over theirs (pp, tg).",
+          ]
+        : []),
       '',
       `- Date (UTC): ${date}`,
       `- Machine: ${cpus()[0]?.model ?? 'unknown'}, ${cpus().length} logical CPUs, ${threads} threads`,

@@ -44,16 +44,38 @@ export function parallelPrompts(sample: number[]): number[][] {
 export function runOursParallel(path: string, loadOptions: LoadOptions, prompts: number[][]): Promise<OursParallelRun> {
   if (prompts.length !== maxSequences) throw new RangeError(`expected ${maxSequences} prompts, got ${prompts.length}`);
   return runCudaLlamaChild<OursParallelRun>({
-    kind: 'parallel', modelPath: path, loadOptions: { ...loadOptions, contextSize: PARALLEL_WINDOW, sequences: maxSequences },
-    prompts, counts: PARALLEL_SEQUENCES, genTokens: PARALLEL_GEN_TOKENS,
+    kind: 'parallel',
+    modelPath: path,
+    loadOptions: { ...loadOptions, contextSize: PARALLEL_WINDOW, sequences: maxSequences },
+    prompts,
+    counts: PARALLEL_SEQUENCES,
+    genTokens: PARALLEL_GEN_TOKENS,
   });
 }
 
 export function batchedBenchArgs(model: string, threads: number, config: BenchConfig): string[] {
   // -c: the whole cache; llama-batched-bench sets n_seq_max to the largest -npl, so each sequence
   // gets PARALLEL_WINDOW cells, as ours does. Placement as llama-bench's rows (-ngl, -dev).
-  return ['-m', model, '-npp', String(PARALLEL_PROMPT_TOKENS), '-ntg', String(PARALLEL_GEN_TOKENS), '-npl', PARALLEL_SEQUENCES.join(','),
-    '-c', String(PARALLEL_WINDOW * maxSequences), '-t', String(threads), '-ngl', String(config.ngl), '-dev', config.dev, '--output-format', 'jsonl'];
+  return [
+    '-m',
+    model,
+    '-npp',
+    String(PARALLEL_PROMPT_TOKENS),
+    '-ntg',
+    String(PARALLEL_GEN_TOKENS),
+    '-npl',
+    PARALLEL_SEQUENCES.join(','),
+    '-c',
+    String(PARALLEL_WINDOW * maxSequences),
+    '-t',
+    String(threads),
+    '-ngl',
+    String(config.ngl),
+    '-dev',
+    config.dev,
+    '--output-format',
+    'jsonl',
+  ];
 }
 
 interface BatchedBenchRow {
@@ -69,12 +91,16 @@ interface BatchedBenchRow {
 export async function runBatchedBench(model: string, threads: number, config: BenchConfig, env?: NodeJS.ProcessEnv): Promise<ParallelRun> {
   const { out, err } = await runProgram(batchedBenchPath, batchedBenchArgs(model, threads, config), env);
   // It logs its JSON rows through llama.cpp's logger, which may go to either stream.
-  const rows = `${out}\n${err}`.split('\n').filter((l) => l.startsWith('{"n_kv_max"')).map((l) => JSON.parse(l) as BatchedBenchRow);
+  const rows = `${out}\n${err}`
+    .split('\n')
+    .filter((l) => l.startsWith('{"n_kv_max"'))
+    .map((l) => JSON.parse(l) as BatchedBenchRow);
   const run: ParallelRun = { tg: {}, pp: {} };
   for (const n of PARALLEL_SEQUENCES) {
     const row = rows.find((r) => r.pl === n);
     if (!row) throw new Error(`llama-batched-bench printed no row for ${n} sequences:\n${out}`);
-    if (row.n_gpu_layers !== config.ngl) throw new Error(`llama-batched-bench reported n_gpu_layers ${row.n_gpu_layers}, expected ${config.ngl}`);
+    if (row.n_gpu_layers !== config.ngl)
+      throw new Error(`llama-batched-bench reported n_gpu_layers ${row.n_gpu_layers}, expected ${config.ngl}`);
     run.tg[n] = row.speed_tg;
     run.pp[n] = row.speed_pp;
   }

@@ -1,11 +1,31 @@
 /** From measured runs to numbers, markdown tables, notes and the docs page. */
 import type { LayerReport } from '../../lib/index.js';
-import { CONTEXT_SIZE, GEN_TOKENS, PROMPT_SIZES, PROMPT_TOKENS, SHORT_PROMPT_TOKENS, TARGET_RATIO, TTFT_SAMPLES, ppSamples, isGpuConfig, type BenchConfig, type SweepPoint } from './common.js';
+import {
+  CONTEXT_SIZE,
+  GEN_TOKENS,
+  PROMPT_SIZES,
+  PROMPT_TOKENS,
+  SHORT_PROMPT_TOKENS,
+  TARGET_RATIO,
+  TTFT_SAMPLES,
+  ppSamples,
+  isGpuConfig,
+  type BenchConfig,
+  type SweepPoint,
+} from './common.js';
 import type { GpuWindow } from './gpu.js';
 import { llamaBenchInvocations, type LlamaBenchRun } from './llama-bench.js';
 import type { NodeLlamaCppParallelRun, NodeLlamaCppRun } from './node-llama-cpp.js';
 import { COLD_REQUEST_TOKENS, type ColdWarmRun, type OursRun } from './ours.js';
-import { PARALLEL_GEN_TOKENS, PARALLEL_PROMPT_TOKENS, PARALLEL_SEQUENCES, PARALLEL_WINDOW, batchedBenchArgs, type OursParallelRun, type ParallelRun } from './parallel.js';
+import {
+  PARALLEL_GEN_TOKENS,
+  PARALLEL_PROMPT_TOKENS,
+  PARALLEL_SEQUENCES,
+  PARALLEL_WINDOW,
+  batchedBenchArgs,
+  type OursParallelRun,
+  type ParallelRun,
+} from './parallel.js';
 import { intervalVerdict, spread, stats, type Interference, type Measured, type Stats } from './stats.js';
 
 export function fmt(value: number, digits: number): string {
@@ -77,7 +97,9 @@ export function summarizeConfig(runs: ConfigRuns, modelPath: string, threads: nu
   const sampled = gpuMode && isGpuConfig(config);
   const oursPp = Object.fromEntries(PROMPT_SIZES.map((n) => [ppKey(n), stats(ours.map((o) => o.pp[n]!))]));
   const benchPp = Object.fromEntries(PROMPT_SIZES.map((n) => [ppKey(n), stats(bench.map((b) => b.pp[n].avg_ts))]));
-  const nlcPp = nodeLlamaCpp.length ? Object.fromEntries(PROMPT_SIZES.map((n) => [ppKey(n), stats(nodeLlamaCpp.map((r) => r.pp[n]!))])) : undefined;
+  const nlcPp = nodeLlamaCpp.length
+    ? Object.fromEntries(PROMPT_SIZES.map((n) => [ppKey(n), stats(nodeLlamaCpp.map((r) => r.pp[n]!))]))
+    : undefined;
   const tgCounts = [...new Set(ours.map((o) => o.tgGeneratedTokens))];
   const first = bench[0]!;
 
@@ -94,13 +116,22 @@ export function summarizeConfig(runs: ConfigRuns, modelPath: string, threads: nu
     ...(sampled ? { gpu: ours.map((o) => o.gpu ?? null) } : {}),
   };
   const llamaBench = {
-    command: llamaBenchInvocations(modelPath, threads, config).map((args) => `build/Release/llama-bench ${args.join(' ')}`).join(' && '),
+    command: llamaBenchInvocations(modelPath, threads, config)
+      .map((args) => `build/Release/llama-bench ${args.join(' ')}`)
+      .join(' && '),
     nBatch: first.tg.n_batch,
     nUbatch: first.tg.n_ubatch,
     nThreads: first.tg.n_threads,
     flashAttn: first.tg.flash_attn ?? null,
     typeK: first.tg.type_k ?? null,
-    ...(gpuMode ? { nGpuLayers: first.tg.n_gpu_layers, devices: first.tg.devices, backends: first.tg.backends ?? null, gpuInfo: first.tg.gpu_info ?? null } : {}),
+    ...(gpuMode
+      ? {
+          nGpuLayers: first.tg.n_gpu_layers,
+          devices: first.tg.devices,
+          backends: first.tg.backends ?? null,
+          gpuInfo: first.tg.gpu_info ?? null,
+        }
+      : {}),
     ppTokensPerSecond: benchPp,
     tg128TokensPerSecond: stats(bench.map((b) => b.tg.avg_ts)),
     interference: bench.map((b) => b.interference),
@@ -109,7 +140,12 @@ export function summarizeConfig(runs: ConfigRuns, modelPath: string, threads: nu
   const nodeLlama = nodeLlamaCpp.length
     ? {
         binary: nodeLlamaCpp[0]!.binary,
-        settings: { contextSize: nodeLlamaCpp[0]!.contextSize, threads: nodeLlamaCpp[0]!.threads, batchSize: nodeLlamaCpp[0]!.batchSize, flashAttention: nodeLlamaCpp[0]!.flashAttention },
+        settings: {
+          contextSize: nodeLlamaCpp[0]!.contextSize,
+          threads: nodeLlamaCpp[0]!.threads,
+          batchSize: nodeLlamaCpp[0]!.batchSize,
+          flashAttention: nodeLlamaCpp[0]!.flashAttention,
+        },
         bindingLoadMs: stats(nodeLlamaCpp.map((r) => r.bindingLoadMs)),
         loadMs: stats(nodeLlamaCpp.map((r) => r.loadMs)),
         timeToFirstTokenMs: stats(nodeLlamaCpp.map((r) => r.ttftMs)),
@@ -124,22 +160,48 @@ export function summarizeConfig(runs: ConfigRuns, modelPath: string, threads: nu
   // Each ratio is the median of the per-repetition ratios: a repetition runs the programs back to
   // back, so drift between repetitions (minutes apart on a shared VM) divides out.
   const perRepVsLlamaBench: Record<string, number[]> = {};
-  for (const n of PROMPT_SIZES) perRepVsLlamaBench[ppKey(n)] = perRepetitionRatios(ours.map((o) => o.pp[n]!), bench.map((b) => b.pp[n].avg_ts));
-  perRepVsLlamaBench[`tg${GEN_TOKENS}`] = perRepetitionRatios(ours.map((o) => o.tgTokensPerSecond), bench.map((b) => b.tg.avg_ts));
+  for (const n of PROMPT_SIZES)
+    perRepVsLlamaBench[ppKey(n)] = perRepetitionRatios(
+      ours.map((o) => o.pp[n]!),
+      bench.map((b) => b.pp[n].avg_ts),
+    );
+  perRepVsLlamaBench[`tg${GEN_TOKENS}`] = perRepetitionRatios(
+    ours.map((o) => o.tgTokensPerSecond),
+    bench.map((b) => b.tg.avg_ts),
+  );
   // Times: theirs / ours; throughput: ours / theirs. Either way above 1 means we are ahead.
   const perRepVsNodeLlamaCpp: Record<string, number[]> | undefined = nodeLlama
     ? {
-        loadMs: perRepetitionRatios(nodeLlamaCpp.map((r) => r.loadMs), ours.map((o) => o.loadMs)),
-        timeToFirstTokenMs: perRepetitionRatios(nodeLlamaCpp.map((r) => r.ttftMs), ours.map((o) => o.ttftMs)),
-        ...Object.fromEntries(PROMPT_SIZES.map((n) => [ppKey(n), perRepetitionRatios(ours.map((o) => o.pp[n]!), nodeLlamaCpp.map((r) => r.pp[n]!))])),
-        [`tg${GEN_TOKENS}`]: perRepetitionRatios(ours.map((o) => o.tgTokensPerSecond), nodeLlamaCpp.map((r) => r.tgTokensPerSecond)),
+        loadMs: perRepetitionRatios(
+          nodeLlamaCpp.map((r) => r.loadMs),
+          ours.map((o) => o.loadMs),
+        ),
+        timeToFirstTokenMs: perRepetitionRatios(
+          nodeLlamaCpp.map((r) => r.ttftMs),
+          ours.map((o) => o.ttftMs),
+        ),
+        ...Object.fromEntries(
+          PROMPT_SIZES.map((n) => [
+            ppKey(n),
+            perRepetitionRatios(
+              ours.map((o) => o.pp[n]!),
+              nodeLlamaCpp.map((r) => r.pp[n]!),
+            ),
+          ]),
+        ),
+        [`tg${GEN_TOKENS}`]: perRepetitionRatios(
+          ours.map((o) => o.tgTokensPerSecond),
+          nodeLlamaCpp.map((r) => r.tgTokensPerSecond),
+        ),
       }
     : undefined;
   const medians = (perRep: Record<string, number[]>) => Object.fromEntries(Object.entries(perRep).map(([k, v]) => [k, stats(v).median]));
   const vsLlamaBench = medians(perRepVsLlamaBench);
   const vsNodeLlamaCpp = perRepVsNodeLlamaCpp ? medians(perRepVsNodeLlamaCpp) : undefined;
   const ratios = {
-    vsLlamaBench, targetVsLlamaBench: TARGET_RATIO, ...(vsNodeLlamaCpp ? { vsNodeLlamaCpp } : {}),
+    vsLlamaBench,
+    targetVsLlamaBench: TARGET_RATIO,
+    ...(vsNodeLlamaCpp ? { vsNodeLlamaCpp } : {}),
     perRepetition: { vsLlamaBench: perRepVsLlamaBench, ...(perRepVsNodeLlamaCpp ? { vsNodeLlamaCpp: perRepVsNodeLlamaCpp } : {}) },
   };
 
@@ -150,7 +212,10 @@ export function summarizeConfig(runs: ConfigRuns, modelPath: string, threads: nu
     `|---|---|---|${nodeLlama ? '---|' : ''}---|${nodeLlama ? '---|' : ''}`,
     `| load time, model + context (ms) | ${cell(cudaLlama.loadMs, 0)} | — |${nlcCol(nodeLlama?.loadMs, 0)} — |${aheadCol('loadMs')}`,
     `| time to first token, ${SHORT_PROMPT_TOKENS}-token prompt, ${CONTEXT_SIZE} context (ms) | ${cell(cudaLlama.timeToFirstTokenMs, 1)} | — (no TTFT measurement) |${nlcCol(nodeLlama?.timeToFirstTokenMs, 1)} — |${aheadCol('timeToFirstTokenMs')}`,
-    ...PROMPT_SIZES.map((n) => `| prompt processing pp${n} (tok/s) | ${cell(oursPp[ppKey(n)], 2)} | ${cell(benchPp[ppKey(n)], 2)} |${nlcCol(nlcPp?.[ppKey(n)], 2)} ${ratioCell(vsLlamaBench[ppKey(n)], perRepVsLlamaBench[ppKey(n)])} |${aheadCol(ppKey(n))}`),
+    ...PROMPT_SIZES.map(
+      (n) =>
+        `| prompt processing pp${n} (tok/s) | ${cell(oursPp[ppKey(n)], 2)} | ${cell(benchPp[ppKey(n)], 2)} |${nlcCol(nlcPp?.[ppKey(n)], 2)} ${ratioCell(vsLlamaBench[ppKey(n)], perRepVsLlamaBench[ppKey(n)])} |${aheadCol(ppKey(n))}`,
+    ),
     `| generation tg${GEN_TOKENS} (tok/s) | ${cell(cudaLlama.tg128TokensPerSecond, 2)}${tgCounts.some((n) => n < GEN_TOKENS) ? ` (${tgCounts.join('/')} tokens)` : ''} | ${cell(llamaBench.tg128TokensPerSecond, 2)} |${nlcCol(nodeLlama?.tg128TokensPerSecond, 2)} ${ratioCell(vsLlamaBench[`tg${GEN_TOKENS}`], perRepVsLlamaBench[`tg${GEN_TOKENS}`])} |${aheadCol(`tg${GEN_TOKENS}`)}`,
   ].join('\n');
 
@@ -169,9 +234,12 @@ export function overviewTable(summaries: ConfigSummary[]): string {
   return [
     `| configuration | cuda-llama / llama-bench placement | layer report | pp${PROMPT_TOKENS} cuda-llama | pp${PROMPT_TOKENS} llama-bench | ratio | tg${GEN_TOKENS} cuda-llama | tg${GEN_TOKENS} llama-bench | ratio |`,
     '|---|---|---|---|---|---|---|---|---|',
-    ...summaries.map((s) => `| ${s.config.name} | ${placementLabel(s.config)} | ${s.layerReport?.summary ?? '—'} | ` +
-      `${fmt(s.cudaLlama.ppTokensPerSecond[ppKey(PROMPT_TOKENS)]!.median, 2)} | ${fmt(s.llamaBench.ppTokensPerSecond[ppKey(PROMPT_TOKENS)]!.median, 2)} | ${ratioCell(s.ratios.vsLlamaBench[ppKey(PROMPT_TOKENS)], s.ratios.perRepetition.vsLlamaBench[ppKey(PROMPT_TOKENS)])} | ` +
-      `${fmt(s.cudaLlama.tg128TokensPerSecond.median, 2)} | ${fmt(s.llamaBench.tg128TokensPerSecond.median, 2)} | ${ratioCell(s.ratios.vsLlamaBench[`tg${GEN_TOKENS}`], s.ratios.perRepetition.vsLlamaBench[`tg${GEN_TOKENS}`])} |`),
+    ...summaries.map(
+      (s) =>
+        `| ${s.config.name} | ${placementLabel(s.config)} | ${s.layerReport?.summary ?? '—'} | ` +
+        `${fmt(s.cudaLlama.ppTokensPerSecond[ppKey(PROMPT_TOKENS)]!.median, 2)} | ${fmt(s.llamaBench.ppTokensPerSecond[ppKey(PROMPT_TOKENS)]!.median, 2)} | ${ratioCell(s.ratios.vsLlamaBench[ppKey(PROMPT_TOKENS)], s.ratios.perRepetition.vsLlamaBench[ppKey(PROMPT_TOKENS)])} | ` +
+        `${fmt(s.cudaLlama.tg128TokensPerSecond.median, 2)} | ${fmt(s.llamaBench.tg128TokensPerSecond.median, 2)} | ${ratioCell(s.ratios.vsLlamaBench[`tg${GEN_TOKENS}`], s.ratios.perRepetition.vsLlamaBench[`tg${GEN_TOKENS}`])} |`,
+    ),
   ].join('\n');
 }
 
@@ -180,7 +248,10 @@ export function tables(summaries: ConfigSummary[], gpuMode: boolean): string {
   if (!gpuMode) return summaries[0]!.table;
   return [
     overviewTable(summaries),
-    ...summaries.map((s) => `### ${s.config.name}: ${placementLabel(s.config)}\n\n${s.layerReport ? `Layer report: ${s.layerReport.summary}\n\n` : ''}${s.table}`),
+    ...summaries.map(
+      (s) =>
+        `### ${s.config.name}: ${placementLabel(s.config)}\n\n${s.layerReport ? `Layer report: ${s.layerReport.summary}\n\n` : ''}${s.table}`,
+    ),
   ].join('\n\n');
 }
 
@@ -208,7 +279,8 @@ export function summarizeColdWarm(runs: Measured<ColdWarmRun>[]) {
     `| second after that load (warm, steady state) | ${cell(s.warmRequestMs, 1)} | ${cell(s.warmTtftMs, 1)} |`,
     `| first after load with the default warmup: true | ${cell(s.requestAfterWarmupMs, 1)} | ${cell(s.ttftAfterWarmupMs, 1)} |`,
   ].join('\n');
-  const sentence = `Cold start: the first request after a load without warm-up took ${fmt(s.coldRequestMs.median, 1)} ms against ${fmt(s.warmRequestMs.median, 1)} ms warm, ` +
+  const sentence =
+    `Cold start: the first request after a load without warm-up took ${fmt(s.coldRequestMs.median, 1)} ms against ${fmt(s.warmRequestMs.median, 1)} ms warm, ` +
     `so ${fmt(Math.max(0, coldCostMs), 1)} ms (${pct(Math.max(0, coldShare))}) of that short request was cold-start cost. ` +
     `load()'s default warm-up moves it into the load: ${fmt(s.loadMs.median, 0)} ms without, ${fmt(s.loadWithWarmupMs.median, 0)} ms with (${warmupCostMs >= 0 ? '+' : '−'}${fmt(Math.abs(warmupCostMs), 0)} ms), ` +
     `and the first request then takes ${fmt(s.requestAfterWarmupMs.median, 1)} ms.`;
@@ -216,8 +288,14 @@ export function summarizeColdWarm(runs: Measured<ColdWarmRun>[]) {
 }
 
 /** Parallel sequences: aggregate tok/s by sequence count, ours against llama-batched-bench. */
-export function summarizeParallel(ours: Measured<OursParallelRun>[], reference: Measured<ParallelRun>[], node: Measured<NodeLlamaCppParallelRun>[],
-  modelPath: string, threads: number, config: BenchConfig) {
+export function summarizeParallel(
+  ours: Measured<OursParallelRun>[],
+  reference: Measured<ParallelRun>[],
+  node: Measured<NodeLlamaCppParallelRun>[],
+  modelPath: string,
+  threads: number,
+  config: BenchConfig,
+) {
   const rows = PARALLEL_SEQUENCES.map((n) => {
     const tg = stats(ours.map((r) => r.tg[n]!));
     const referenceTg = stats(reference.map((r) => r.tg[n]!));
@@ -237,19 +315,28 @@ export function summarizeParallel(ours: Measured<OursParallelRun>[], reference: 
   const table = [
     `| sequences | cuda-llama aggregate tg (tok/s) | llama-batched-bench S_TG (tok/s) | vs llama-batched-bench |${withNode ? ' node-llama-cpp aggregate tg (tok/s) | vs node-llama-cpp |' : ''} cuda-llama pp (tok/s) | llama-batched-bench S_PP (tok/s) |`,
     `|---|---|---|---|${withNode ? '---|---|' : ''}---|---|`,
-    ...rows.map((r) => `| ${r.sequences} | ${cell(r.cudaLlamaTgTokensPerSecond, 2)} | ${cell(r.batchedBenchTgTokensPerSecond, 2)} | ${ratioCell(r.ratio)} | ` +
-      (withNode ? `${cell(r.nodeLlamaCppTgTokensPerSecond, 2)} | ${aheadCell(r.aheadOfNodeLlamaCpp)} | ` : '') +
-      `${cell(r.cudaLlamaPpTokensPerSecond, 2)} | ${cell(r.batchedBenchPpTokensPerSecond, 2)} |`),
+    ...rows.map(
+      (r) =>
+        `| ${r.sequences} | ${cell(r.cudaLlamaTgTokensPerSecond, 2)} | ${cell(r.batchedBenchTgTokensPerSecond, 2)} | ${ratioCell(r.ratio)} | ` +
+        (withNode ? `${cell(r.nodeLlamaCppTgTokensPerSecond, 2)} | ${aheadCell(r.aheadOfNodeLlamaCpp)} | ` : '') +
+        `${cell(r.cudaLlamaPpTokensPerSecond, 2)} | ${cell(r.batchedBenchPpTokensPerSecond, 2)} |`,
+    ),
   ].join('\n');
   const one = rows[0]!;
   const most = rows[rows.length - 1]!;
   const early = rows.filter((r) => r.generatedPerSequence.some((counts) => counts.some((c) => c < PARALLEL_GEN_TOKENS)));
-  const sentence = `Each sequence: a ${PARALLEL_PROMPT_TOKENS}-token prompt (its own slice of the text; llama-batched-bench takes random tokens) and ${PARALLEL_GEN_TOKENS} generated tokens, ` +
+  const sentence =
+    `Each sequence: a ${PARALLEL_PROMPT_TOKENS}-token prompt (its own slice of the text; llama-batched-bench takes random tokens) and ${PARALLEL_GEN_TOKENS} generated tokens, ` +
     `in one context with a ${PARALLEL_WINDOW}-token window per sequence for ${most.sequences} sequences on both sides. ` +
     `cuda-llama: model.generateBatch() with greedy sampling, aggregate tg = tokens after each sequence's first over the decode loop's time; llama-batched-bench S_TG = sequences × ${PARALLEL_GEN_TOKENS} over its generation loop (no sampling)` +
-    (withNode ? `; node-llama-cpp: that many sequences of one context evaluating at once (it batches them), the same aggregate as ours but timed as tokens reach JavaScript` : '') + '. ' +
+    (withNode
+      ? `; node-llama-cpp: that many sequences of one context evaluating at once (it batches them), the same aggregate as ours but timed as tokens reach JavaScript`
+      : '') +
+    '. ' +
     `${most.sequences} sequences at once gave ${fmt(most.cudaLlamaTgTokensPerSecond.median / one.cudaLlamaTgTokensPerSecond.median, 2)}x the tokens per second of one.` +
-    (early.length ? ` Some sequences ended early (end of generation) at ${early.map((r) => `${r.sequences}: ${r.generatedPerSequence.map((c) => Math.min(...c)).join('/')}`).join('; ')} tokens.` : '');
+    (early.length
+      ? ` Some sequences ended early (end of generation) at ${early.map((r) => `${r.sequences}: ${r.generatedPerSequence.map((c) => Math.min(...c)).join('/')}`).join('; ')} tokens.`
+      : '');
   return { rows, table, sentence, command: `build/Release/llama-batched-bench ${batchedBenchArgs(modelPath, threads, config).join(' ')}` };
 }
 
@@ -270,19 +357,25 @@ export function summarizeSweep(points: { point: SweepPoint; runs: Measured<OursR
   const table = [
     `| group | configuration | layer report | KV cache | load (ms) | TTFT (ms) | pp${PROMPT_TOKENS} (tok/s) | tg${GEN_TOKENS} (tok/s) |`,
     '|---|---|---|---|---|---|---|---|',
-    ...rows.map((r) => `| ${r.group} | ${r.name} | ${r.layerReportSummary ?? '—'} | ${r.kvCacheBytes === null ? '—' : mib(r.kvCacheBytes)} | ` +
-      `${cell(r.loadMs, 0)} | ${cell(r.timeToFirstTokenMs, 1)} | ${cell(r.pp512TokensPerSecond, 2)} | ${cell(r.tg128TokensPerSecond, 2)} |`),
+    ...rows.map(
+      (r) =>
+        `| ${r.group} | ${r.name} | ${r.layerReportSummary ?? '—'} | ${r.kvCacheBytes === null ? '—' : mib(r.kvCacheBytes)} | ` +
+        `${cell(r.loadMs, 0)} | ${cell(r.timeToFirstTokenMs, 1)} | ${cell(r.pp512TokensPerSecond, 2)} | ${cell(r.tg128TokensPerSecond, 2)} |`,
+    ),
   ].join('\n');
   return { rows, table };
 }
 
 export function buildNotes(summaries: ConfigSummary[], overall: Interference | null, gpuMode: boolean, extra: string[]): string[] {
-  const programs = summaries[0]?.nodeLlamaCpp ? 'llama-bench, cuda-llama and node-llama-cpp once each, rotating which goes first' : 'llama-bench and cuda-llama once, alternating which goes first';
+  const programs = summaries[0]?.nodeLlamaCpp
+    ? 'llama-bench, cuda-llama and node-llama-cpp once each, rotating which goes first'
+    : 'llama-bench and cuda-llama once, alternating which goes first';
   const sampled = PROMPT_SIZES.filter((n) => ppSamples(n) > 1);
   const samplesNote = sampled.length
     ? ` Within a repetition every program decodes ${sampled.map((n) => `pp${n} ${ppSamples(n)} times`).join(' and ')}, reporting the mean (llama-bench with -r, its avg_ts), and cuda-llama and node-llama-cpp time ${TTFT_SAMPLES} first-token requests (the mean): one short sample swings by 10% on this machine.`
     : '';
-  const ratioNote = ' Each ratio in the table above is the median of the per-repetition ratios (both programs measured minutes apart at most), not a ratio of the medians.' +
+  const ratioNote =
+    ' Each ratio in the table above is the median of the per-repetition ratios (both programs measured minutes apart at most), not a ratio of the medians.' +
     ' Beside it, from 6 repetitions up, is the distribution-free 95% interval of that median: where the interval holds the threshold (the target, or 1 against node-llama-cpp), the repetitions cannot tell the two sides apart there, and the verdict is within noise.';
   const perRep = gpuMode
     ? `Each repetition runs, for each configuration in turn (${summaries.map((s) => s.config.name).join(', ')}), ${programs}; each does an excluded warm-up after loading the model.${samplesNote}${ratioNote}`
@@ -296,26 +389,43 @@ export function buildNotes(summaries: ConfigSummary[], overall: Interference | n
   ];
   for (const s of summaries) {
     if (s.tgCounts.some((n) => n < GEN_TOKENS)) {
-      notes.push(`${gpuMode ? `${s.config.name}: ` : ''}cuda-llama generation stopped early (end of generation) at ${s.tgCounts.join('/')} tokens; tokens/s is over the tokens actually generated.`);
+      notes.push(
+        `${gpuMode ? `${s.config.name}: ` : ''}cuda-llama generation stopped early (end of generation) at ${s.tgCounts.join('/')} tokens; tokens/s is over the tokens actually generated.`,
+      );
     }
   }
   if (overall) {
     const all = summaries.flatMap((s) => [...s.runs.ours, ...s.runs.bench, ...s.runs.nodeLlamaCpp]);
     const worst = Math.max(...all.map((run) => run.interference?.otherProcesses ?? 0));
     const busy = overall.otherProcesses > 0.02 || worst > 0.05 || overall.steal > 0.02;
-    notes.push(`Other processes used ${pct(overall.otherProcesses)} of the machine's CPU time during the measured repetitions ` +
-      `(worst single run ${pct(worst)}), hypervisor steal ${pct(overall.steal)}${busy ? ': the machine was not quiet, expect noise' : ''}.`);
+    notes.push(
+      `Other processes used ${pct(overall.otherProcesses)} of the machine's CPU time during the measured repetitions ` +
+        `(worst single run ${pct(worst)}), hypervisor steal ${pct(overall.steal)}${busy ? ': the machine was not quiet, expect noise' : ''}.`,
+    );
   }
-  const spreads = summaries.flatMap((s) => [...Object.values(s.cudaLlama.ppTokensPerSecond), s.cudaLlama.tg128TokensPerSecond,
-    ...Object.values(s.llamaBench.ppTokensPerSecond), s.llamaBench.tg128TokensPerSecond].map(spread));
+  const spreads = summaries.flatMap((s) =>
+    [
+      ...Object.values(s.cudaLlama.ppTokensPerSecond),
+      s.cudaLlama.tg128TokensPerSecond,
+      ...Object.values(s.llamaBench.ppTokensPerSecond),
+      s.llamaBench.tg128TokensPerSecond,
+    ].map(spread),
+  );
   if (Math.max(...spreads) > 0.1) {
-    notes.push('Some rows vary by more than 10% between repetitions: compare medians, and rerun with more --reps before reading a small ratio difference as real.');
+    notes.push(
+      'Some rows vary by more than 10% between repetitions: compare medians, and rerun with more --reps before reading a small ratio difference as real.',
+    );
   }
   if (!gpuMode) {
-    notes.push('For the pp and tg ratios against llama-bench, `test/bench/paired.ts` measures one metric at a time on both sides within a minute, round after round, and takes the median of the per-round ratios: drift that moves a median here by 5–10% from run to run hits both sides of a round alike.');
+    notes.push(
+      'For the pp and tg ratios against llama-bench, `test/bench/paired.ts` measures one metric at a time on both sides within a minute, round after round, and takes the median of the per-round ratios: drift that moves a median here by 5–10% from run to run hits both sides of a round alike.',
+    );
   }
   for (const s of summaries) {
-    if (!s.cudaLlama.contextInfo.threadpool) notes.push(`${gpuMode ? `${s.config.name}: ` : ''}cuda-llama ran without an attached ggml threadpool (contextInfo.threadpool is false).`);
+    if (!s.cudaLlama.contextInfo.threadpool)
+      notes.push(
+        `${gpuMode ? `${s.config.name}: ` : ''}cuda-llama ran without an attached ggml threadpool (contextInfo.threadpool is false).`,
+      );
   }
   return [...notes, ...extra];
 }

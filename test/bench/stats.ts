@@ -82,8 +82,16 @@ export async function cpuSnapshot(): Promise<CpuSnapshot | undefined> {
     const [system, self] = await Promise.all([readFile('/proc/stat', 'utf8'), readFile('/proc/self/stat', 'utf8')]);
     const f = system.split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number);
     const [user = 0, nice = 0, sys = 0, idle = 0, iowait = 0, irq = 0, softirq = 0, steal = 0] = f;
-    const s = self.slice(self.lastIndexOf(')') + 2).split(' ').map(Number);
-    return { busy: user + nice + sys + irq + softirq, steal, all: user + nice + sys + idle + iowait + irq + softirq + steal, ours: s[11]! + s[12]! + s[13]! + s[14]! };
+    const s = self
+      .slice(self.lastIndexOf(')') + 2)
+      .split(' ')
+      .map(Number);
+    return {
+      busy: user + nice + sys + irq + softirq,
+      steal,
+      all: user + nice + sys + idle + iowait + irq + softirq + steal,
+      ours: s[11]! + s[12]! + s[13]! + s[14]!,
+    };
   } catch {
     return undefined;
   }

@@ -5,7 +5,10 @@
  */
 import { CudaLlamaError, Llama } from '../../lib/index.js';
 
-export interface ChildRequest { id: number; path: string }
+export interface ChildRequest {
+  id: number;
+  path: string;
+}
 type Outcome =
   | { outcome: 'loaded'; text: string }
   | { outcome: 'refused'; code: string; message: string }
@@ -25,7 +28,8 @@ async function tryMutant(path: string): Promise<Outcome> {
       await model.dispose();
     }
   } catch (error) {
-    if (error instanceof CudaLlamaError) return { outcome: 'refused', code: error.code, message: error.message.split('\n')[0]!.slice(0, 300) };
+    if (error instanceof CudaLlamaError)
+      return { outcome: 'refused', code: error.code, message: error.message.split('\n')[0]!.slice(0, 300) };
     const e = error as Error;
     return { outcome: 'untyped', name: e?.name ?? typeof error, message: String(e?.message ?? error).slice(0, 300) };
   }

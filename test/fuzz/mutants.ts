@@ -40,13 +40,19 @@ export async function loadBases(options: { cacheDir: string; vocabDir: string })
   const bases: FuzzBase[] = [];
   for (const name of ['spm', 'bpe'] as const) {
     const path = await ensureSyntheticModel({
-      cacheDir: options.cacheDir, shape: 'tiny', vocabPath: `${options.vocabDir}/${BASE_VOCABS[name]}`, label: `fuzz-${name}`,
+      cacheDir: options.cacheDir,
+      shape: 'tiny',
+      vocabPath: `${options.vocabDir}/${BASE_VOCABS[name]}`,
+      label: `fuzz-${name}`,
     });
     const file = await readGguf(path, { layout: true });
     const tokens = file.metadata.get('tokenizer.ggml.tokens');
     const nLayer = file.metadata.get('llama.block_count');
     bases.push({
-      name, path, file, bytes: await readFile(path),
+      name,
+      path,
+      file,
+      bytes: await readFile(path),
       nVocab: tokens?.type === 'array' ? tokens.value.length : 0,
       nLayer: nLayer?.type === 'u32' ? nLayer.value : 0,
     });
@@ -66,29 +72,75 @@ const I32_MAX = 0x7fffffff;
 
 /** Hyperparameters read as u32 by load_hparams and the llama arch (all optional ones included). */
 const U32_KEYS = [
-  'llama.context_length', 'llama.embedding_length', 'llama.block_count', 'llama.feed_forward_length',
-  'llama.attention.head_count', 'llama.attention.head_count_kv', 'llama.rope.dimension_count', 'llama.vocab_size',
-  'llama.expert_count', 'llama.expert_used_count', 'llama.expert_group_count', 'llama.expert_group_used_count',
-  'llama.nextn_predict_layers', 'llama.attention.key_length', 'llama.attention.value_length',
-  'llama.attention.key_length_swa', 'llama.attention.value_length_swa', 'llama.rope.dimension_count_swa',
-  'llama.rope.scaling.original_context_length', 'llama.embedding_length_out', 'llama.pooling_type',
-  'llama.attention.sliding_window', 'general.file_type', 'general.quantization_version',
+  'llama.context_length',
+  'llama.embedding_length',
+  'llama.block_count',
+  'llama.feed_forward_length',
+  'llama.attention.head_count',
+  'llama.attention.head_count_kv',
+  'llama.rope.dimension_count',
+  'llama.vocab_size',
+  'llama.expert_count',
+  'llama.expert_used_count',
+  'llama.expert_group_count',
+  'llama.expert_group_used_count',
+  'llama.nextn_predict_layers',
+  'llama.attention.key_length',
+  'llama.attention.value_length',
+  'llama.attention.key_length_swa',
+  'llama.attention.value_length_swa',
+  'llama.rope.dimension_count_swa',
+  'llama.rope.scaling.original_context_length',
+  'llama.embedding_length_out',
+  'llama.pooling_type',
+  'llama.attention.sliding_window',
+  'general.file_type',
+  'general.quantization_version',
 ];
 /** Keys llama.cpp also accepts as one value per layer (get_key_or_arr). */
 const PER_LAYER_KEYS = new Set([
-  'llama.feed_forward_length', 'llama.attention.head_count', 'llama.attention.head_count_kv', 'llama.expert_used_count',
+  'llama.feed_forward_length',
+  'llama.attention.head_count',
+  'llama.attention.head_count_kv',
+  'llama.expert_used_count',
 ]);
 const F32_KEYS = [
-  'llama.rope.freq_base', 'llama.attention.layer_norm_rms_epsilon', 'llama.rope.scaling.factor', 'llama.rope.scale_linear',
-  'llama.rope.scaling.attn_factor', 'llama.rope.scaling.alpha', 'llama.attention.layer_norm_epsilon',
+  'llama.rope.freq_base',
+  'llama.attention.layer_norm_rms_epsilon',
+  'llama.rope.scaling.factor',
+  'llama.rope.scale_linear',
+  'llama.rope.scaling.attn_factor',
+  'llama.rope.scaling.alpha',
+  'llama.attention.layer_norm_epsilon',
 ];
 const BOOL_KEYS = [
-  'llama.attention.causal', 'llama.rope.scaling.finetuned', 'tokenizer.ggml.add_bos_token', 'tokenizer.ggml.add_eos_token',
-  'tokenizer.ggml.add_sep_token', 'tokenizer.ggml.add_space_prefix', 'tokenizer.ggml.remove_extra_whitespaces',
+  'llama.attention.causal',
+  'llama.rope.scaling.finetuned',
+  'tokenizer.ggml.add_bos_token',
+  'tokenizer.ggml.add_eos_token',
+  'tokenizer.ggml.add_sep_token',
+  'tokenizer.ggml.add_space_prefix',
+  'tokenizer.ggml.remove_extra_whitespaces',
 ];
 const TOKEN_ID_KEYS = [
-  'bos', 'eos', 'unknown', 'seperator', 'padding', 'cls', 'mask', 'eot', 'eom',
-  'fim_pre', 'fim_suf', 'fim_mid', 'fim_pad', 'fim_rep', 'fim_sep', 'prefix', 'suffix', 'middle',
+  'bos',
+  'eos',
+  'unknown',
+  'seperator',
+  'padding',
+  'cls',
+  'mask',
+  'eot',
+  'eom',
+  'fim_pre',
+  'fim_suf',
+  'fim_mid',
+  'fim_pad',
+  'fim_rep',
+  'fim_sep',
+  'prefix',
+  'suffix',
+  'middle',
 ].map((name) => `tokenizer.ggml.${name}_token_id`);
 const STRING_VALUES: Record<string, string[]> = {
   'general.architecture': ['', 'llama '],
@@ -115,7 +167,14 @@ function scalarEdits(key: string, nLayer: number): Edit[] {
       { key, value: gguf.array('u32', new Array(nLayer + 1).fill(4)), label: `array of ${nLayer + 1} (n_layer + 1)` },
       { key, value: gguf.array('u32', new Array(nLayer).fill(0)), label: `array of ${nLayer} zeros` },
       { key, value: gguf.array('i32', new Array(nLayer).fill(-1)), label: `i32 array of ${nLayer} x -1` },
-      { key, value: gguf.array('u32', Array.from({ length: nLayer }, (_, i) => (i === nLayer - 1 ? I32_MAX : 4))), label: 'array, last layer huge' },
+      {
+        key,
+        value: gguf.array(
+          'u32',
+          Array.from({ length: nLayer }, (_, i) => (i === nLayer - 1 ? I32_MAX : 4)),
+        ),
+        label: 'array, last layer huge',
+      },
     );
   }
   return edits;
@@ -123,7 +182,11 @@ function scalarEdits(key: string, nLayer: number): Edit[] {
 
 function floatEdits(key: string): Edit[] {
   return [
-    ...[0, -1, 1, 1e38, 1e-30, Number.NaN, Number.POSITIVE_INFINITY, Number.NEGATIVE_INFINITY].map((v) => ({ key, value: gguf.f32(v), label: String(v) })),
+    ...[0, -1, 1, 1e38, 1e-30, Number.NaN, Number.POSITIVE_INFINITY, Number.NEGATIVE_INFINITY].map((v) => ({
+      key,
+      value: gguf.f32(v),
+      label: String(v),
+    })),
     { key, value: gguf.u32(1), label: 'wrong type (u32)' },
     { key, value: null, label: 'missing' },
   ];
@@ -152,8 +215,22 @@ function arrayEdits(base: FuzzBase): Edit[] {
       { key, value: gguf.array('string', v.slice(0, 1)), label: 'length 1' },
       { key, value: gguf.array('string', []), label: 'empty' },
       { key, value: gguf.array('i32', new Array(n).fill(0)), label: 'wrong item type (i32)' },
-      { key, value: gguf.array('string', v.map(() => '')), label: 'every token empty' },
-      { key, value: gguf.array('string', v.map((t, i) => (i < 300 ? v[0]! : t))), label: 'first 300 tokens identical' },
+      {
+        key,
+        value: gguf.array(
+          'string',
+          v.map(() => ''),
+        ),
+        label: 'every token empty',
+      },
+      {
+        key,
+        value: gguf.array(
+          'string',
+          v.map((t, i) => (i < 300 ? v[0]! : t)),
+        ),
+        label: 'first 300 tokens identical',
+      },
       { key, value: gguf.string('a'), label: 'wrong type (string scalar)' },
       { key, value: null, label: 'missing' },
     );
@@ -194,8 +271,22 @@ function arrayEdits(base: FuzzBase): Edit[] {
     const list = merges?.type === 'array' && merges.itemType === 'string' ? merges.value : ['a b'];
     edits.push(
       { key, value: gguf.array('string', []), label: 'empty' },
-      { key, value: gguf.array('string', list.map((m) => m.replace(' ', ''))), label: 'no space in any merge' },
-      { key, value: gguf.array('string', list.map(() => ' ')), label: 'every merge a lone space' },
+      {
+        key,
+        value: gguf.array(
+          'string',
+          list.map((m) => m.replace(' ', '')),
+        ),
+        label: 'no space in any merge',
+      },
+      {
+        key,
+        value: gguf.array(
+          'string',
+          list.map(() => ' '),
+        ),
+        label: 'every merge a lone space',
+      },
       { key, value: gguf.array('string', [...list, 'zzzzqqq notatoken']), label: 'a merge of unknown tokens' },
       { key, value: gguf.array('i32', [1, 2, 3]), label: 'wrong item type (i32)' },
       { key, value: merges ? null : gguf.array('string', ['a b']), label: merges ? 'missing' : 'added' },
@@ -237,7 +328,11 @@ export function singleEdits(base: FuzzBase): Edit[] {
   for (const key of F32_KEYS) edits.push(...floatEdits(key));
   for (const key of TOKEN_ID_KEYS) edits.push(...tokenIdEdits(key, base.nVocab));
   for (const key of BOOL_KEYS) {
-    edits.push({ key, value: gguf.u8(1), label: 'wrong type (u8)' }, { key, value: gguf.bool(true), label: 'true' }, { key, value: gguf.bool(false), label: 'false' });
+    edits.push(
+      { key, value: gguf.u8(1), label: 'wrong type (u8)' },
+      { key, value: gguf.bool(true), label: 'true' },
+      { key, value: gguf.bool(false), label: 'false' },
+    );
   }
   for (const [key, values] of Object.entries(STRING_VALUES)) {
     for (const v of values) edits.push({ key, value: gguf.string(v), label: JSON.stringify(v) });
@@ -320,7 +415,11 @@ function metadataMutant(bases: FuzzBase[], index: number, rng: Rng): Omit<Mutant
   };
 }
 
-interface Region { name: string; start: number; end: number }
+interface Region {
+  name: string;
+  start: number;
+  end: number;
+}
 
 function regions(base: FuzzBase): Region[] {
   const layout = base.file.layout!;
@@ -338,15 +437,22 @@ function regions(base: FuzzBase): Region[] {
 function structuralOffsets(base: FuzzBase): { name: string; at: number; size: number }[] {
   const layout = base.file.layout!;
   const out: { name: string; at: number; size: number }[] = [
-    { name: 'header', at: 8, size: 8 }, { name: 'header', at: 16, size: 8 },
+    { name: 'header', at: 8, size: 8 },
+    { name: 'header', at: 16, size: 8 },
   ];
   for (const kv of layout.kvs) {
-    out.push({ name: 'metadata', at: kv.keyOffset, size: 8 }, { name: 'metadata', at: kv.typeOffset, size: 4 }, { name: 'metadata', at: kv.valueOffset, size: 8 });
+    out.push(
+      { name: 'metadata', at: kv.keyOffset, size: 8 },
+      { name: 'metadata', at: kv.typeOffset, size: 4 },
+      { name: 'metadata', at: kv.valueOffset, size: 8 },
+    );
   }
   for (const t of layout.tensors) {
     out.push(
-      { name: 'tensor-info', at: t.nameOffset, size: 8 }, { name: 'tensor-info', at: t.nDimsOffset, size: 4 },
-      { name: 'tensor-info', at: t.dimsOffset, size: 8 }, { name: 'tensor-info', at: t.typeOffset, size: 4 },
+      { name: 'tensor-info', at: t.nameOffset, size: 8 },
+      { name: 'tensor-info', at: t.nDimsOffset, size: 4 },
+      { name: 'tensor-info', at: t.dimsOffset, size: 8 },
+      { name: 'tensor-info', at: t.typeOffset, size: 4 },
       { name: 'tensor-info', at: t.offsetOffset, size: 8 },
     );
   }

@@ -31,7 +31,11 @@ export interface FuzzOptions {
 }
 
 export type MutantResult = {
-  kind: FuzzKind; seed: number; index: number; base: string; description: string;
+  kind: FuzzKind;
+  seed: number;
+  index: number;
+  base: string;
+  description: string;
 } & (
   | { outcome: 'loaded' }
   | { outcome: 'refused'; code: string; message: string }
@@ -58,7 +62,15 @@ class FuzzChild {
   private proc: ChildProcess | undefined;
   private ready: Promise<void> | undefined;
   private stderr = '';
-  private pending: { id: number; proc: ChildProcess; resolve: (r: ChildOutcome | { died: true; signal: string | null; exitCode: number | null; stderr: string } | { hung: true }) => void } | undefined;
+  private pending:
+    | {
+        id: number;
+        proc: ChildProcess;
+        resolve: (
+          r: ChildOutcome | { died: true; signal: string | null; exitCode: number | null; stderr: string } | { hung: true },
+        ) => void;
+      }
+    | undefined;
 
   private start(): Promise<void> {
     this.stderr = '';
@@ -77,7 +89,9 @@ class FuzzChild {
     });
     const ready = new Promise<void>((resolve, reject) => {
       proc.once('message', () => resolve());
-      proc.once('exit', (code, signal) => reject(new Error(`fuzz child exited during start-up (code ${code}, signal ${signal}): ${this.stderr}`)));
+      proc.once('exit', (code, signal) =>
+        reject(new Error(`fuzz child exited during start-up (code ${code}, signal ${signal}): ${this.stderr}`)),
+      );
     });
     proc.on('message', (m: ChildOutcome | { ready: true }) => {
       if ('id' in m && this.pending?.id === m.id) {
@@ -114,7 +128,14 @@ class FuzzChild {
         proc.kill('SIGKILL');
         resolve({ hung: true });
       }, timeoutMs);
-      this.pending = { id, proc, resolve: (r) => { clearTimeout(timer); resolve(r); } };
+      this.pending = {
+        id,
+        proc,
+        resolve: (r) => {
+          clearTimeout(timer);
+          resolve(r);
+        },
+      };
       proc.send({ id, path });
     });
   }
@@ -137,7 +158,8 @@ export async function runFuzz(options: FuzzOptions): Promise<FuzzTotals> {
   await mkdir(options.workDir, { recursive: true });
   const totals = emptyTotals();
   const queue: { kind: FuzzKind; index: number }[] = options.items ? [...options.items] : [];
-  if (!options.items) for (let i = start; i < start + options.count; i++) queue.push({ kind: options.kinds[i % options.kinds.length]!, index: i });
+  if (!options.items)
+    for (let i = start; i < start + options.count; i++) queue.push({ kind: options.kinds[i % options.kinds.length]!, index: i });
   let next = 0;
 
   const worker = async (slot: number) => {
@@ -176,7 +198,14 @@ async function classify(mutant: Mutant, reply: Awaited<ReturnType<FuzzChild['run
   if ('hung' in reply) return { ...head, outcome: 'hang', savedAs: await save(mutant, deathDir, 'hang') };
   if ('died' in reply) {
     const why = `death: signal ${reply.signal}, exit code ${reply.exitCode}\n--- stderr tail ---\n${reply.stderr}`;
-    return { ...head, outcome: 'death', signal: reply.signal, exitCode: reply.exitCode, stderr: reply.stderr, savedAs: await save(mutant, deathDir, why) };
+    return {
+      ...head,
+      outcome: 'death',
+      signal: reply.signal,
+      exitCode: reply.exitCode,
+      stderr: reply.stderr,
+      savedAs: await save(mutant, deathDir, why),
+    };
   }
   if (reply.outcome === 'loaded') return { ...head, outcome: 'loaded' };
   if (reply.outcome === 'refused') return { ...head, outcome: 'refused', code: reply.code, message: reply.message };
@@ -186,17 +215,30 @@ async function classify(mutant: Mutant, reply: Awaited<ReturnType<FuzzChild['run
 function tally(totals: FuzzTotals, result: MutantResult): void {
   totals.mutants++;
   switch (result.outcome) {
-    case 'loaded': totals.loaded++; break;
-    case 'refused': totals.refusedByCode[result.code] = (totals.refusedByCode[result.code] ?? 0) + 1; break;
-    case 'untyped': totals.untyped.push(result); break;
-    case 'death': totals.deaths.push(result); break;
-    case 'hang': totals.hangs.push(result); break;
+    case 'loaded':
+      totals.loaded++;
+      break;
+    case 'refused':
+      totals.refusedByCode[result.code] = (totals.refusedByCode[result.code] ?? 0) + 1;
+      break;
+    case 'untyped':
+      totals.untyped.push(result);
+      break;
+    case 'death':
+      totals.deaths.push(result);
+      break;
+    case 'hang':
+      totals.hangs.push(result);
+      break;
   }
 }
 
 /** One line per outcome class, for the console and docs/robustness.md. */
 export function formatTotals(totals: FuzzTotals): string {
-  const codes = Object.entries(totals.refusedByCode).sort((a, b) => b[1] - a[1]).map(([c, n]) => `${c} ${n}`).join(', ');
+  const codes = Object.entries(totals.refusedByCode)
+    .sort((a, b) => b[1] - a[1])
+    .map(([c, n]) => `${c} ${n}`)
+    .join(', ');
   const refused = Object.values(totals.refusedByCode).reduce((a, b) => a + b, 0);
   return [
     `mutants ${totals.mutants}`,

@@ -62,7 +62,9 @@ describe.skipIf(!cuda)('CUDA (synthetic TinyLlama-1.1B shape, Q4_0)', () => {
     const simple = join(repoRoot, 'build', 'Release', 'llama-simple');
     const nPredict = 16;
     const stdout = execFileSync(simple, ['-m', path, '-n', String(nPredict), '-ngl', '99', prompt], {
-      encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], env: toolEnv(Llama.build()) ?? process.env,
+      encoding: 'utf8',
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: toolEnv(Llama.build()) ?? process.env,
     });
     // llama-simple sizes its context to prompt + output; ours rounds that up to 256.
     const sized = await Llama.load(path, { gpu: 'cuda', contextSize: 256 });
@@ -112,18 +114,22 @@ describe.skipIf(!cuda)('CUDA (synthetic TinyLlama-1.1B shape, Q4_0)', () => {
     // compute in ubatches of 256, so the GPU runs the same kernels on the same shapes either
     // way; only whether llama_decode gets the prompt at once or in 256-token pieces differs.
     const split = await Llama.load(path, { gpu: 'cuda', contextSize: 2048, batchSize: 256, ubatchSize: 256 });
-    const whole = await Llama.load(path, { gpu: 'cuda', contextSize: 2048, batchSize: 2048, ubatchSize: 256 }).catch(async (error: unknown) => {
-      await split.dispose();
-      throw error;
-    });
+    const whole = await Llama.load(path, { gpu: 'cuda', contextSize: 2048, batchSize: 2048, ubatchSize: 256 }).catch(
+      async (error: unknown) => {
+        await split.dispose();
+        throw error;
+      },
+    );
     try {
       const sentence = 'The quick brown fox jumps over the lazy dog because it was bored. ';
       const long = sentence.repeat(Math.ceil(1500 / split.tokenize(sentence).length));
       expect(split.tokenize(long).length).toBeGreaterThan(5 * 256);
       const inBatches = await split.generate(long, { maxTokens: 16, temperature: 0 });
       const atOnce = await whole.generate(long, { maxTokens: 16, temperature: 0 });
-      console.log(`${inBatches.promptTokens}-token prompt: ${inBatches.timings.promptMs.toFixed(1)} ms in 256-token batches, ` +
-        `${atOnce.timings.promptMs.toFixed(1)} ms in one`);
+      console.log(
+        `${inBatches.promptTokens}-token prompt: ${inBatches.timings.promptMs.toFixed(1)} ms in 256-token batches, ` +
+          `${atOnce.timings.promptMs.toFixed(1)} ms in one`,
+      );
       expect(inBatches.tokens).toHaveLength(16);
       expect(inBatches.tokens).toEqual(atOnce.tokens);
     } finally {
@@ -225,7 +231,9 @@ describe.skipIf(!cuda)('CUDA op placement (synthetic tiny shape: head size 16, w
         await model.dispose();
       }
       await new Promise((resolve) => setImmediate(resolve));
-      expect(warnings.some((w) => (w as Error & { code?: string }).code === CPU_FALLBACK_WARNING && /partly on the CPU/.test(w.message))).toBe(true);
+      expect(
+        warnings.some((w) => (w as Error & { code?: string }).code === CPU_FALLBACK_WARNING && /partly on the CPU/.test(w.message)),
+      ).toBe(true);
     } finally {
       process.off('warning', onWarning);
     }

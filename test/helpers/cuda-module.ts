@@ -57,6 +57,9 @@ export function writeModule(units: Image[][], dir = mkdtempSync(join(tmpdir(), '
     return s;
   };
   const path = join(dir, 'libggml-cuda.so');
-  writeFileSync(path, Buffer.concat([elf, names, fatbin, section(0, 0, 0), section(1, namesAt, names.length), section(11, fatbinAt, fatbin.length)]));
+  writeFileSync(
+    path,
+    Buffer.concat([elf, names, fatbin, section(0, 0, 0), section(1, namesAt, names.length), section(11, fatbinAt, fatbin.length)]),
+  );
   return path;
 }

@@ -24,7 +24,7 @@ function install(): { dir: string; active: string; kept: string; ours: string } 
 }
 
 describe("node-llama-cpp's CUDA module in the benchmark", () => {
-  it('stands cuda-llama\'s module in for its own where no GPU can run that, and puts its own back where one can', () => {
+  it("stands cuda-llama's module in for its own where no GPU can run that, and puts its own back where one can", () => {
     const { dir, active, kept, ours } = install();
     const original = readFileSync(active);
 
@@ -57,7 +57,7 @@ describe("node-llama-cpp's CUDA module in the benchmark", () => {
     expect(existsSync(active + TRIMMED_MARK)).toBe(false);
   });
 
-  it('the carry zeroes every entry\'s code and keeps every header', () => {
+  it("the carry zeroes every entry's code and keeps every header", () => {
     const path = writeModule([theirs, [sass(90), ptx(90, '9.0')]]);
     const before = readCudaModuleCode(path);
     const entries = readFatbinEntries(path)!;

@@ -17,8 +17,13 @@ describe('llamaBenchInvocations', () => {
   const runs = llamaBenchInvocations('m.gguf', 2, cpuConfig);
 
   it('measures every prompt size once, with as many runs (-r) as the other programs take samples', () => {
-    const seen = runs.flatMap((args) => flag(args, '-p').split(',').map(Number).filter((n) => n > 0)
-      .map((size) => ({ size, reps: Number(flag(args, '-r')) })));
+    const seen = runs.flatMap((args) =>
+      flag(args, '-p')
+        .split(',')
+        .map(Number)
+        .filter((n) => n > 0)
+        .map((size) => ({ size, reps: Number(flag(args, '-r')) })),
+    );
     expect(seen.map((s) => s.size).sort((a, b) => a - b)).toEqual([...PROMPT_SIZES].sort((a, b) => a - b));
     for (const { size, reps } of seen) expect(reps).toBe(ppSamples(size));
     expect(seen.some((s) => s.reps > 1)).toBe(true); // the short rows are sampled more than once
@@ -41,7 +46,14 @@ describe('llamaBenchInvocations', () => {
 
 describe('toolEnv', () => {
   const build = (cudaModule: Partial<NonNullable<BuildReport['cudaModule']>> | null, preloaded: string[] = []) =>
-    ({ cudaModule, cudaRuntime: { preloaded: preloaded.map((path) => ({ soname: path.split('/').pop(), path, source: 'test' })), error: null, searched: [] } }) as unknown as BuildReport;
+    ({
+      cudaModule,
+      cudaRuntime: {
+        preloaded: preloaded.map((path) => ({ soname: path.split('/').pop(), path, source: 'test' })),
+        error: null,
+        searched: [],
+      },
+    }) as unknown as BuildReport;
 
   it('adds nothing without a CUDA build, or when the module sits beside the addon (and so beside llama-bench)', () => {
     expect(toolEnv(undefined)).toBeUndefined();
@@ -53,8 +65,12 @@ describe('toolEnv', () => {
     const saved = process.env.LD_LIBRARY_PATH;
     process.env.LD_LIBRARY_PATH = '/opt/existing';
     try {
-      const env = toolEnv(build({ path: '/p/node_modules/@cuda-llama/linux-x64-cuda13/libggml-cuda.so', source: 'package' },
-        ['/py/nvidia/cu13/lib/libcudart.so.13', '/py/nvidia/cu13/lib/libcublas.so.13']))!;
+      const env = toolEnv(
+        build({ path: '/p/node_modules/@cuda-llama/linux-x64-cuda13/libggml-cuda.so', source: 'package' }, [
+          '/py/nvidia/cu13/lib/libcudart.so.13',
+          '/py/nvidia/cu13/lib/libcublas.so.13',
+        ]),
+      )!;
       expect(env.GGML_BACKEND_PATH).toBe('/p/node_modules/@cuda-llama/linux-x64-cuda13/libggml-cuda.so');
       expect(env.LD_LIBRARY_PATH).toBe('/py/nvidia/cu13/lib:/opt/existing');
       expect(env.PATH).toBe(process.env.PATH); // the rest of the environment is kept
@@ -120,7 +136,10 @@ describe('runJsonChild', () => {
   it('sends the request on stdin and returns the one JSON line from stdout', async () => {
     const path = script("process.stdout.write(JSON.stringify({ doubled: request.n * 2, big: request.ids.length }) + '\\n');");
     // Thousands of ids: what argv would not carry comfortably.
-    await expect(runJsonChild(path, { n: 21, ids: Array.from({ length: 50_000 }, (_, i) => i) })).resolves.toEqual({ doubled: 42, big: 50_000 });
+    await expect(runJsonChild(path, { n: 21, ids: Array.from({ length: 50_000 }, (_, i) => i) })).resolves.toEqual({
+      doubled: 42,
+      big: 50_000,
+    });
   });
 
   it('rejects with the tail of stderr when the child fails', async () => {

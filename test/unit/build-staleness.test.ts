@@ -4,7 +4,14 @@ import { mkdirSync, mkdtempSync, renameSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { ADDON_FILE, BUILD_INFO_FILE, INPUTS_STAMP_FILE, localBuildProblem, nativeSourcesSha256, staleBuild } from '../../scripts/native-sources.mjs';
+import {
+  ADDON_FILE,
+  BUILD_INFO_FILE,
+  INPUTS_STAMP_FILE,
+  localBuildProblem,
+  nativeSourcesSha256,
+  staleBuild,
+} from '../../scripts/native-sources.mjs';
 
 const a = 'a'.repeat(64);
 const b = 'b'.repeat(64);
@@ -25,11 +32,15 @@ describe('local build staleness', () => {
 
   it('names a build made from other native/ sources, with both fingerprints', () => {
     const dir = buildFolder({ variant: 'cpu', nativeSourcesSha256: a }, 'h1');
-    expect(localBuildProblem(dir, 'h2', b)).toBe(`${join(dir, 'Release')}: it is a stale build: made from other native/ sources (aaaaaaaaaaaa) than these (bbbbbbbbbbbb)`);
+    expect(localBuildProblem(dir, 'h2', b)).toBe(
+      `${join(dir, 'Release')}: it is a stale build: made from other native/ sources (aaaaaaaaaaaa) than these (bbbbbbbbbbbb)`,
+    );
   });
 
   it('names a build made from other inputs, or one with no stamp', () => {
-    expect(localBuildProblem(buildFolder({ variant: 'cpu', nativeSourcesSha256: a }, 'h1'), 'h2', a)).toMatch(/was built from other inputs \(CMakeLists\.txt, the llama\.cpp pin or the build settings\)/);
+    expect(localBuildProblem(buildFolder({ variant: 'cpu', nativeSourcesSha256: a }, 'h1'), 'h2', a)).toMatch(
+      /was built from other inputs \(CMakeLists\.txt, the llama\.cpp pin or the build settings\)/,
+    );
     expect(localBuildProblem(buildFolder(null, null), 'h1', a)).toMatch(/was built from other inputs/);
   });
 

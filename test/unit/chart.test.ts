@@ -15,7 +15,11 @@ function slowCrc32(bytes: Uint8Array): number {
   return (crc ^ 0xffffffff) >>> 0;
 }
 
-interface Chunk { type: string; data: Buffer; crcValid: boolean }
+interface Chunk {
+  type: string;
+  data: Buffer;
+  crcValid: boolean;
+}
 
 function chunksOf(png: Buffer): Chunk[] {
   const chunks: Chunk[] = [];
@@ -32,13 +36,25 @@ function chunksOf(png: Buffer): Chunk[] {
   return chunks;
 }
 
-interface Image { width: number; height: number; bitDepth: number; colourType: number; scanlines: Buffer }
+interface Image {
+  width: number;
+  height: number;
+  bitDepth: number;
+  colourType: number;
+  scanlines: Buffer;
+}
 
 function decode(png: Buffer): Image {
   const chunks = chunksOf(png);
   const header = chunks[0].data;
   const idat = Buffer.concat(chunks.filter((c) => c.type === 'IDAT').map((c) => c.data));
-  return { width: header.readUInt32BE(0), height: header.readUInt32BE(4), bitDepth: header[8], colourType: header[9], scanlines: inflateSync(idat) };
+  return {
+    width: header.readUInt32BE(0),
+    height: header.readUInt32BE(4),
+    bitDepth: header[8],
+    colourType: header[9],
+    scanlines: inflateSync(idat),
+  };
 }
 
 function rgbAt(image: Image, x: number, y: number): [number, number, number] {
@@ -94,7 +110,17 @@ const SPEC: LineChartSpec = {
   yLabel: 'tokens/s',
   width: 640,
   height: 360,
-  series: [{ name: 'cuda-llama', points: [{ x: 0, y: 10 }, { x: 1, y: 20 }, { x: Number.NaN, y: 5 }, { x: 3, y: 40 }] }],
+  series: [
+    {
+      name: 'cuda-llama',
+      points: [
+        { x: 0, y: 10 },
+        { x: 1, y: 20 },
+        { x: Number.NaN, y: 5 },
+        { x: 3, y: 40 },
+      ],
+    },
+  ],
 };
 
 describe('renderLineChartPng', () => {
@@ -139,7 +165,8 @@ describe('renderLineChartPng', () => {
   });
 
   it('widens the y range to show a reference line above the data', () => {
-    const highest = (spec: LineChartSpec) => Math.min(...markerCentres(decode(renderLineChartPng(spec)), SERIES_PALETTE[0]).map((m) => m.y));
+    const highest = (spec: LineChartSpec) =>
+      Math.min(...markerCentres(decode(renderLineChartPng(spec)), SERIES_PALETTE[0]).map((m) => m.y));
     expect(highest({ ...SPEC, hlines: [{ y: 100, label: 'CPU only' }] })).toBeGreaterThan(highest(SPEC));
   });
 
@@ -165,15 +192,27 @@ describe('renderLineChartPng', () => {
   });
 
   it('copes with all-equal values, only non-finite points and custom x ticks', () => {
-    const image = decode(renderLineChartPng({
-      ...SPEC,
-      yFromZero: false,
-      xTicks: [{ value: 0, label: 'cpu' }, { value: 22, label: '22 (all)' }],
-      series: [
-        { name: 'flat', points: [{ x: 0, y: 7 }, { x: 11, y: 7 }, { x: 22, y: 7 }] },
-        { name: 'failed', points: [{ x: 4, y: Number.POSITIVE_INFINITY }] },
-      ],
-    }));
+    const image = decode(
+      renderLineChartPng({
+        ...SPEC,
+        yFromZero: false,
+        xTicks: [
+          { value: 0, label: 'cpu' },
+          { value: 22, label: '22 (all)' },
+        ],
+        series: [
+          {
+            name: 'flat',
+            points: [
+              { x: 0, y: 7 },
+              { x: 11, y: 7 },
+              { x: 22, y: 7 },
+            ],
+          },
+          { name: 'failed', points: [{ x: 4, y: Number.POSITIVE_INFINITY }] },
+        ],
+      }),
+    );
     const flat = markerCentres(image, SERIES_PALETTE[0]);
     expect(flat).toHaveLength(3);
     expect(Math.max(...flat.map((m) => m.y)) - Math.min(...flat.map((m) => m.y))).toBeLessThanOrEqual(1);
@@ -181,12 +220,27 @@ describe('renderLineChartPng', () => {
   });
 
   it('terminates on data too wide for the pixel mapping', () => {
-    const png = renderLineChartPng({ ...SPEC, series: [{ name: 'huge', points: [{ x: -1e308, y: 1 }, { x: 1e308, y: -1e308 }] }] });
+    const png = renderLineChartPng({
+      ...SPEC,
+      series: [
+        {
+          name: 'huge',
+          points: [
+            { x: -1e308, y: 1 },
+            { x: 1e308, y: -1e308 },
+          ],
+        },
+      ],
+    });
     expect(decode(png).width).toBe(640);
   });
 
   it('is deterministic', () => {
-    const spec: LineChartSpec = { ...SPEC, hlines: [{ y: 31.2, label: 'CPU only' }], series: [...SPEC.series, { name: 'b', dashed: true, points: [{ x: 1, y: 3 }] }] };
+    const spec: LineChartSpec = {
+      ...SPEC,
+      hlines: [{ y: 31.2, label: 'CPU only' }],
+      series: [...SPEC.series, { name: 'b', dashed: true, points: [{ x: 1, y: 3 }] }],
+    };
     expect(renderLineChartPng(spec).equals(renderLineChartPng(structuredClone(spec)))).toBe(true);
   });
 

@@ -4,7 +4,15 @@ import { describe, expect, it } from 'vitest';
 import { ErrorCode } from '../../lib/errors.js';
 import { cgroupMemory, hostMemory, memInfoBytes, type ReadText } from '../../lib/host-memory.js';
 import {
-  KV_CELL_BYTES, gpuFits, hostMarginBytes, insufficientMemoryError, loadMaps, planDevices, planHost, refuseCellsBeyondRam, type LoadPlan,
+  KV_CELL_BYTES,
+  gpuFits,
+  hostMarginBytes,
+  insufficientMemoryError,
+  loadMaps,
+  planDevices,
+  planHost,
+  refuseCellsBeyondRam,
+  type LoadPlan,
 } from '../../lib/plan.js';
 import type { NativeDevice, NativeMemoryEntry } from '../../lib/binding/native.js';
 
@@ -25,7 +33,11 @@ describe('hostMemory', () => {
   });
 
   it('falls back to os.freemem() where /proc/meminfo cannot be read', () => {
-    expect(hostMemory({ read: files({}), freemem: () => 5 * GiB })).toMatchObject({ availableBytes: 5 * GiB, source: 'freemem', memAvailableBytes: null });
+    expect(hostMemory({ read: files({}), freemem: () => 5 * GiB })).toMatchObject({
+      availableBytes: 5 * GiB,
+      source: 'freemem',
+      memAvailableBytes: null,
+    });
   });
 
   it('a cgroup v2 limit tighter than MemAvailable wins: limit − usage + inactive file pages', () => {
@@ -40,7 +52,13 @@ describe('hostMemory', () => {
       availableBytes: GiB + 256 * MiB,
       source: 'cgroup',
       memAvailableBytes: 20_000_000 * 1024,
-      cgroup: { path: '/sys/fs/cgroup', limitBytes: 4 * GiB, usageBytes: 3 * GiB, reclaimableBytes: 256 * MiB, availableBytes: GiB + 256 * MiB },
+      cgroup: {
+        path: '/sys/fs/cgroup',
+        limitBytes: 4 * GiB,
+        usageBytes: 3 * GiB,
+        reclaimableBytes: 256 * MiB,
+        availableBytes: GiB + 256 * MiB,
+      },
     });
   });
 
@@ -89,7 +107,9 @@ describe('hostMemory', () => {
 
 /** Rows as llama_get_memory_breakdown gives them for a CPU dry run (weights in the CPU's own buffer). */
 const cpuRows = (kv: number, compute: number, repacked = 0): NativeMemoryEntry[] => [
-  ...(repacked ? [{ bufferType: 'CPU_REPACK', device: 'CPU', deviceType: 'cpu', isHost: false, model: repacked, context: 0, compute: 0 }] : []),
+  ...(repacked
+    ? [{ bufferType: 'CPU_REPACK', device: 'CPU', deviceType: 'cpu', isHost: false, model: repacked, context: 0, compute: 0 }]
+    : []),
   { bufferType: 'CPU', device: null, deviceType: null, isHost: true, model: 100 * MiB, context: kv, compute },
 ];
 
@@ -98,23 +118,45 @@ describe('planHost: the RAM decision', () => {
 
   it('counts KV cache, compute and cell bookkeeping; mapped weights are listed, not counted', () => {
     const plan = planHost({ memory: cpuRows(4 * GiB, GiB), cells: 1 << 20, mmap: true, host });
-    expect(plan).toMatchObject({ weightsBytes: 0, mappedWeightsBytes: 100 * MiB, kvCacheBytes: 4 * GiB, computeBytes: GiB, kvCellsBytes: (1 << 20) * KV_CELL_BYTES });
+    expect(plan).toMatchObject({
+      weightsBytes: 0,
+      mappedWeightsBytes: 100 * MiB,
+      kvCacheBytes: 4 * GiB,
+      computeBytes: GiB,
+      kvCellsBytes: (1 << 20) * KV_CELL_BYTES,
+    });
     expect(plan.neededBytes).toBe(5 * GiB + (1 << 20) * KV_CELL_BYTES);
     expect(plan.marginBytes).toBe(hostMarginBytes(plan.neededBytes));
     expect(plan).toMatchObject({ availableBytes: 10 * GiB, availableSource: 'meminfo', fits: true });
   });
 
   it('counts the weights without mmap, and repacked weights always', () => {
-    expect(planHost({ memory: cpuRows(0, 0, 5 * MiB), cells: 0, mmap: false, host })).toMatchObject({ weightsBytes: 105 * MiB, mappedWeightsBytes: 0 });
-    expect(planHost({ memory: cpuRows(0, 0, 5 * MiB), cells: 0, mmap: true, host })).toMatchObject({ weightsBytes: 5 * MiB, mappedWeightsBytes: 100 * MiB });
+    expect(planHost({ memory: cpuRows(0, 0, 5 * MiB), cells: 0, mmap: false, host })).toMatchObject({
+      weightsBytes: 105 * MiB,
+      mappedWeightsBytes: 0,
+    });
+    expect(planHost({ memory: cpuRows(0, 0, 5 * MiB), cells: 0, mmap: true, host })).toMatchObject({
+      weightsBytes: 5 * MiB,
+      mappedWeightsBytes: 100 * MiB,
+    });
   });
 
   it('refuses what does not leave the margin free', () => {
     const margin = (n: number) => hostMarginBytes(n);
     const needed = 9 * GiB;
-    const fitting = planHost({ memory: cpuRows(needed, 0), cells: 0, mmap: true, host: { availableBytes: needed + margin(needed), source: 'cgroup' } });
+    const fitting = planHost({
+      memory: cpuRows(needed, 0),
+      cells: 0,
+      mmap: true,
+      host: { availableBytes: needed + margin(needed), source: 'cgroup' },
+    });
     expect(fitting.fits).toBe(true);
-    const short = planHost({ memory: cpuRows(needed, 0), cells: 0, mmap: true, host: { availableBytes: needed + margin(needed) - 1, source: 'cgroup' } });
+    const short = planHost({
+      memory: cpuRows(needed, 0),
+      cells: 0,
+      mmap: true,
+      host: { availableBytes: needed + margin(needed) - 1, source: 'cgroup' },
+    });
     expect(short.fits).toBe(false);
     expect(hostMarginBytes(0)).toBe(128 * MiB);
     expect(hostMarginBytes(20 * GiB)).toBe(128 * MiB + GiB);
@@ -126,7 +168,11 @@ describe('planHost: the RAM decision', () => {
       { bufferType: 'CUDA_Host', device: 'CUDA0', deviceType: 'gpu', isHost: true, model: 300 * MiB, context: 0, compute: 50 * MiB },
       { bufferType: 'CPU', device: null, deviceType: null, isHost: true, model: 200 * MiB, context: 0, compute: 0 },
     ];
-    expect(planHost({ memory, cells: 0, mmap: false, host })).toMatchObject({ weightsBytes: 500 * MiB, kvCacheBytes: 0, computeBytes: 50 * MiB });
+    expect(planHost({ memory, cells: 0, mmap: false, host })).toMatchObject({
+      weightsBytes: 500 * MiB,
+      kvCacheBytes: 0,
+      computeBytes: 50 * MiB,
+    });
     // Under mmap the loader swaps a GPU's host buffer type for the CPU's, and maps it.
     expect(planHost({ memory, cells: 0, mmap: true, host })).toMatchObject({ weightsBytes: 0, mappedWeightsBytes: 500 * MiB });
   });
@@ -139,7 +185,7 @@ const devices: NativeDevice[] = [
 ];
 
 describe('planDevices, gpuFits and loadMaps', () => {
-  it("judges the CPU row by the host plan (ggml reports all of RAM as free), GPUs by their free memory", () => {
+  it('judges the CPU row by the host plan (ggml reports all of RAM as free), GPUs by their free memory', () => {
     const host = planHost({ memory: cpuRows(20 * GiB, 0), cells: 0, mmap: true, host: { availableBytes: 16 * GiB, source: 'meminfo' } });
     const usage = [
       { device: 'CPU', weightsBytes: 0, kvCacheBytes: 20 * GiB, computeBytes: 0 },
@@ -173,15 +219,24 @@ describe('the refusals', () => {
       error = e as typeof error;
     }
     expect(error.code).toBe(ErrorCode.INSUFFICIENT_MEMORY);
-    expect(error.message).toMatch(/^a context of 134217728 KV cells \(contextSize 16777216 × sequences 8\) needs 6\.50 GiB of RAM for llama\.cpp's bookkeeping/);
+    expect(error.message).toMatch(
+      /^a context of 134217728 KV cells \(contextSize 16777216 × sequences 8\) needs 6\.50 GiB of RAM for llama\.cpp's bookkeeping/,
+    );
     expect(error.details).toMatchObject({ cells: 134217728, availableBytes: 4 * GiB, availableSource: 'meminfo' });
   });
 
   it('names every part, what is available and the remedy', () => {
-    const host = planHost({ memory: cpuRows(32 * GiB, 2 * GiB), cells: 1 << 25, mmap: true, host: { availableBytes: 20 * GiB, source: 'cgroup' } });
+    const host = planHost({
+      memory: cpuRows(32 * GiB, 2 * GiB),
+      cells: 1 << 25,
+      mmap: true,
+      host: { availableBytes: 20 * GiB, source: 'cgroup' },
+    });
     const error = insufficientMemoryError({ host } as LoadPlan);
     expect(error.code).toBe(ErrorCode.INSUFFICIENT_MEMORY);
-    expect(error.message).toMatch(/^the load needs 35\.63 GiB of RAM \(weights 0 KiB, KV cache 32\.00 GiB, compute 2\.00 GiB, KV cells 1\.63 GiB; 100 MiB of memory-mapped weights not counted\) plus a margin of 1\.91 GiB, and 20\.00 GiB is available \(the cgroup memory limit\); nothing was allocated/);
+    expect(error.message).toMatch(
+      /^the load needs 35\.63 GiB of RAM \(weights 0 KiB, KV cache 32\.00 GiB, compute 2\.00 GiB, KV cells 1\.63 GiB; 100 MiB of memory-mapped weights not counted\) plus a margin of 1\.91 GiB, and 20\.00 GiB is available \(the cgroup memory limit\); nothing was allocated/,
+    );
     expect(error.remedy).toMatch(/contextSize or sequences.*kvCacheType.*ubatchSize.*free memory/);
     expect(error.details).toEqual({ plan: { host } });
   });

@@ -4,7 +4,14 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { cudaCodeVerdict, cudaCodeVerdicts, cudaVersionForPtxIsa, describeCudaCode, readCudaModuleCode, type CudaCodeImage } from '../../lib/gpu/fatbin.js';
+import {
+  cudaCodeVerdict,
+  cudaCodeVerdicts,
+  cudaVersionForPtxIsa,
+  describeCudaCode,
+  readCudaModuleCode,
+  type CudaCodeImage,
+} from '../../lib/gpu/fatbin.js';
 import { cudaAvailability } from '../../lib/gpu/availability.js';
 import type { NativeAddon } from '../../lib/binding/native.js';
 import { ptx, sass, writeModule } from '../helpers/cuda-module.js';
@@ -21,7 +28,9 @@ describe('reading the fatbin', () => {
     const code = readCudaModuleCode(writeModule([ours, ours.slice(0, 3)]))!;
     expect(code.units).toHaveLength(2);
     expect(code.units[0]).toEqual(ours);
-    expect(describeCudaCode(code)).toBe('SASS sm_86, sm_89, sm_90; PTX compute_75, compute_80, compute_100, compute_120 (PTX ISA 9.0: CUDA 13.0 drivers and newer)');
+    expect(describeCudaCode(code)).toBe(
+      'SASS sm_86, sm_89, sm_90; PTX compute_75, compute_80, compute_100, compute_120 (PTX ISA 9.0: CUDA 13.0 drivers and newer)',
+    );
   });
 
   it('knows nothing, rather than something wrong, about a file without a fatbin', () => {
@@ -52,7 +61,10 @@ describe('can this device and driver run it', () => {
   });
 
   it('falls back to the newest PTX at or below the device, compiled by the driver', () => {
-    expect(cudaCodeVerdict(code([ours]), '10.0', '13.0')).toEqual({ runs: true, via: 'PTX compute_100, compiled by the driver at first use' });
+    expect(cudaCodeVerdict(code([ours]), '10.0', '13.0')).toEqual({
+      runs: true,
+      via: 'PTX compute_100, compiled by the driver at first use',
+    });
     expect(cudaCodeVerdict(code([ours]), '7.5', null)).toEqual({ runs: true, via: 'PTX compute_75, compiled by the driver at first use' });
   });
 
@@ -62,9 +74,13 @@ describe('can this device and driver run it', () => {
       runs: false,
       fix: 'driver',
       driverCuda: '13.1',
-      reason: 'its only code for compute capability 9.0 is PTX compute_90 of PTX ISA 9.1, which only a CUDA 13.1 or newer driver can compile; this driver is CUDA 13.0',
+      reason:
+        'its only code for compute capability 9.0 is PTX compute_90 of PTX ISA 9.1, which only a CUDA 13.1 or newer driver can compile; this driver is CUDA 13.0',
     });
-    expect(cudaCodeVerdict(code([cuda131Build]), '9.0', '13.1')).toEqual({ runs: true, via: 'PTX compute_90, compiled by the driver at first use' });
+    expect(cudaCodeVerdict(code([cuda131Build]), '9.0', '13.1')).toEqual({
+      runs: true,
+      via: 'PTX compute_90, compiled by the driver at first use',
+    });
     expect(cudaCodeVerdict(code([cuda131Build]), '8.6', '13.0')).toEqual({ runs: true, via: 'SASS sm_86' });
   });
 
@@ -81,52 +97,92 @@ describe('across GPUs', () => {
     const code = { path: 'libggml-cuda.so', units: [ours] };
     const ampere = { name: 'NVIDIA A100', computeCapability: '8.0' };
     const volta = { index: 1, name: null, computeCapability: '7.0' };
-    expect(cudaCodeVerdicts(code, [volta], '13.0')).toMatchObject({ noneRuns: true, perGpu: [{ gpu: 'GPU 1', computeCapability: '7.0', verdict: { runs: false, fix: 'rebuild' } }] });
-    expect(cudaCodeVerdicts(code, [volta, ampere], '13.0')).toMatchObject({ noneRuns: false, perGpu: [{ gpu: 'GPU 1' }, { gpu: 'NVIDIA A100', verdict: { runs: true } }] });
+    expect(cudaCodeVerdicts(code, [volta], '13.0')).toMatchObject({
+      noneRuns: true,
+      perGpu: [{ gpu: 'GPU 1', computeCapability: '7.0', verdict: { runs: false, fix: 'rebuild' } }],
+    });
+    expect(cudaCodeVerdicts(code, [volta, ampere], '13.0')).toMatchObject({
+      noneRuns: false,
+      perGpu: [{ gpu: 'GPU 1' }, { gpu: 'NVIDIA A100', verdict: { runs: true } }],
+    });
     // A GPU without a compute capability is not judged, so it is not counted as refusing.
-    expect(cudaCodeVerdicts(code, [volta, { name: 'unknown', computeCapability: null }], '13.0')).toMatchObject({ noneRuns: false, perGpu: [{ gpu: 'GPU 1' }] });
+    expect(cudaCodeVerdicts(code, [volta, { name: 'unknown', computeCapability: null }], '13.0')).toMatchObject({
+      noneRuns: false,
+      perGpu: [{ gpu: 'GPU 1' }],
+    });
     expect(cudaCodeVerdicts(code, [], '13.0').noneRuns).toBe(false);
   });
 });
 
 describe('the GPU policy reads the module it would load', () => {
-  const addon = (computeCapability: string, cudaDriverVersion: number) => ({
-    nvmlSample: () => ({ available: true, driverVersion: '580.159.04', cudaDriverVersion, devices: [{ index: 0, name: 'NVIDIA H100 80GB HBM3', computeCapability } as never] }),
-    listBackends: () => [{ name: 'CPU', deviceCount: 1, features: {} }, { name: 'CUDA', deviceCount: 1, features: { ARCHS: '750,800,860,890,900,1200,1210' } }],
-    listDevices: () => [{ name: 'CUDA0', backend: 'CUDA', type: 'gpu' }],
-  }) as unknown as NativeAddon;
+  const addon = (computeCapability: string, cudaDriverVersion: number) =>
+    ({
+      nvmlSample: () => ({
+        available: true,
+        driverVersion: '580.159.04',
+        cudaDriverVersion,
+        devices: [{ index: 0, name: 'NVIDIA H100 80GB HBM3', computeCapability } as never],
+      }),
+      listBackends: () => [
+        { name: 'CPU', deviceCount: 1, features: {} },
+        { name: 'CUDA', deviceCount: 1, features: { ARCHS: '750,800,860,890,900,1200,1210' } },
+      ],
+      listDevices: () => [{ name: 'CUDA0', backend: 'CUDA', type: 'gpu' }],
+    }) as unknown as NativeAddon;
 
   it('refuses a module whose only code for the device needs a newer driver, naming both fixes', () => {
     const path = writeModule([cuda131Build]);
-    const binary = (cc: string, driver: number) => ({ addon: addon(cc, driver), dir: '/x', cudaModule: { path, source: 'beside-addon' as const, metadata: null } });
+    const binary = (cc: string, driver: number) => ({
+      addon: addon(cc, driver),
+      dir: '/x',
+      cudaModule: { path, source: 'beside-addon' as const, metadata: null },
+    });
     // ARCHS alone (900 is there) would have said yes.
     const refused = cudaAvailability(binary('9.0', 13000));
     expect(refused.available).toBe(false);
-    expect(refused.reason).toBe(`NVIDIA H100 80GB HBM3 cannot run ${path}: its only code for compute capability 9.0 is PTX compute_90 of PTX ISA 9.1, ` +
-      'which only a CUDA 13.1 or newer driver can compile; this driver is CUDA 13.0');
-    expect(refused.remedy).toBe('update the NVIDIA driver to one for CUDA 13.1 or newer, or rebuild the CUDA module for it: `npm run build:cuda -- --arch 90`');
-    expect(cudaAvailability(binary('9.0', 13010))).toEqual({ available: true, devices: ['CUDA0'],
-      runsAs: ['NVIDIA H100 80GB HBM3: PTX compute_90, compiled by the driver at first use'] });
+    expect(refused.reason).toBe(
+      `NVIDIA H100 80GB HBM3 cannot run ${path}: its only code for compute capability 9.0 is PTX compute_90 of PTX ISA 9.1, ` +
+        'which only a CUDA 13.1 or newer driver can compile; this driver is CUDA 13.0',
+    );
+    expect(refused.remedy).toBe(
+      'update the NVIDIA driver to one for CUDA 13.1 or newer, or rebuild the CUDA module for it: `npm run build:cuda -- --arch 90`',
+    );
+    expect(cudaAvailability(binary('9.0', 13010))).toEqual({
+      available: true,
+      devices: ['CUDA0'],
+      runsAs: ['NVIDIA H100 80GB HBM3: PTX compute_90, compiled by the driver at first use'],
+    });
     expect(cudaAvailability(binary('8.9', 13000))).toMatchObject({ available: true, runsAs: ['NVIDIA H100 80GB HBM3: SASS sm_89'] });
   });
 });
 
 describe('doctor', () => {
-  it('prints the module\'s GPU code under its line, and what each GPU runs of it', async () => {
+  it("prints the module's GPU code under its line, and what each GPU runs of it", async () => {
     const { formatDoctorReport } = await import('../../lib/tools/doctor.js');
     const text = formatDoctorReport({
       ok: true,
       build: {
-        path: '/pkg/build/Release/cuda_llama.node', source: 'local-build', metadata: null, llamaCppCommit: 'de3ff815ea7d559ee917f063901b8986f038abc6',
-        backends: [], systemInfo: '', cudaRuntime: null,
+        path: '/pkg/build/Release/cuda_llama.node',
+        source: 'local-build',
+        metadata: null,
+        llamaCppCommit: 'de3ff815ea7d559ee917f063901b8986f038abc6',
+        backends: [],
+        systemInfo: '',
+        cudaRuntime: null,
         cudaModule: { path: '/pkg/build/Release/libggml-cuda.so', source: 'beside-addon', metadata: null },
         cudaModuleCode: 'SASS sm_86, sm_89, sm_90; PTX compute_75 (PTX ISA 9.0: CUDA 13.0 drivers and newer)',
         cuda: { available: true, devices: ['CUDA0'], runsAs: ['NVIDIA H100 80GB HBM3: SASS sm_90'] },
       },
-      devices: [], telemetry: null, probes: [], problems: [], warnings: [],
+      devices: [],
+      telemetry: null,
+      probes: [],
+      problems: [],
+      warnings: [],
     });
-    expect(text).toContain('CUDA module: /pkg/build/Release/libggml-cuda.so (beside the addon; CUDA ?, architectures ?)\n' +
-      '  its GPU code: SASS sm_86, sm_89, sm_90; PTX compute_75 (PTX ISA 9.0: CUDA 13.0 drivers and newer)\n' +
-      'CUDA: usable on CUDA0\n  runs on NVIDIA H100 80GB HBM3: SASS sm_90');
+    expect(text).toContain(
+      'CUDA module: /pkg/build/Release/libggml-cuda.so (beside the addon; CUDA ?, architectures ?)\n' +
+        '  its GPU code: SASS sm_86, sm_89, sm_90; PTX compute_75 (PTX ISA 9.0: CUDA 13.0 drivers and newer)\n' +
+        'CUDA: usable on CUDA0\n  runs on NVIDIA H100 80GB HBM3: SASS sm_90',
+    );
   });
 });

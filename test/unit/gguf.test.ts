@@ -8,9 +8,7 @@ import { ErrorCode, ModelFileError } from '../../lib/errors.js';
 import { GgmlType, ggmlTensorByteSize, ggmlTypeName } from '../../lib/gguf/ggml-types.js';
 import { alignUp, ggufNumber, ggufString, readGguf, type GgufFile } from '../../lib/gguf/reader.js';
 import { GgufWriter, gguf } from '../../lib/gguf/writer.js';
-import {
-  ensureSyntheticModel, floatToHalfBits, shapes, syntheticTensorPlan, writeSyntheticModel,
-} from '../../lib/gguf/synthetic-model.js';
+import { ensureSyntheticModel, floatToHalfBits, shapes, syntheticTensorPlan, writeSyntheticModel } from '../../lib/gguf/synthetic-model.js';
 
 const vocabPath = fileURLToPath(new URL('../../vendor/llama.cpp/models/ggml-vocab-llama-spm.gguf', import.meta.url));
 
@@ -19,7 +17,10 @@ let tinyPath: string;
 let tiny: GgufFile;
 let tinyBytes: Buffer;
 
-const sha256 = async (path: string) => createHash('sha256').update(await readFile(path)).digest('hex');
+const sha256 = async (path: string) =>
+  createHash('sha256')
+    .update(await readFile(path))
+    .digest('hex');
 
 function halfToFloat(h: number): number {
   const exp = (h >> 10) & 0x1f;
@@ -102,7 +103,9 @@ describe('synthetic model round trip', () => {
 
   it('fills norms with 1.0 and matrices with small uniform halves', () => {
     const norm = tiny.tensors.find((t) => t.name === 'blk.2.ffn_norm.weight')!;
-    const f32 = new Float32Array(tinyBytes.buffer.slice(tinyBytes.byteOffset + norm.fileOffset, tinyBytes.byteOffset + norm.fileOffset + norm.byteSize));
+    const f32 = new Float32Array(
+      tinyBytes.buffer.slice(tinyBytes.byteOffset + norm.fileOffset, tinyBytes.byteOffset + norm.fileOffset + norm.byteSize),
+    );
     expect([...f32].every((x) => x === 1)).toBe(true);
 
     const q = tiny.tensors.find((t) => t.name === 'blk.0.attn_q.weight')!;
@@ -152,11 +155,22 @@ describe('GgufWriter', () => {
     const w = new GgufWriter()
       .addKv('s', 'héllo')
       .addKv('b', false)
-      .addKv('u8', gguf.u8(255)).addKv('i8', gguf.i8(-128)).addKv('u16', gguf.u16(65535)).addKv('i16', gguf.i16(-32768))
-      .addKv('u32', 4294967295, 'u32').addKv('i32', gguf.i32(-5)).addKv('f32', gguf.f32(0.5)).addKv('f64', gguf.f64(Math.PI))
-      .addKv('u64', gguf.u64(2n ** 64n - 1n)).addKv('i64', gguf.i64(-(2n ** 63n)))
-      .addKv('as', ['a', '', 'ü']).addKv('ab', [true, false]).addKv('ai32', [1, -2, 3], 'i32')
-      .addKv('af32', gguf.array('f32', [1.5, -2])).addKv('au64', gguf.array('u64', [1n, 2n])).addKv('empty', gguf.array('u8', []));
+      .addKv('u8', gguf.u8(255))
+      .addKv('i8', gguf.i8(-128))
+      .addKv('u16', gguf.u16(65535))
+      .addKv('i16', gguf.i16(-32768))
+      .addKv('u32', 4294967295, 'u32')
+      .addKv('i32', gguf.i32(-5))
+      .addKv('f32', gguf.f32(0.5))
+      .addKv('f64', gguf.f64(Math.PI))
+      .addKv('u64', gguf.u64(2n ** 64n - 1n))
+      .addKv('i64', gguf.i64(-(2n ** 63n)))
+      .addKv('as', ['a', '', 'ü'])
+      .addKv('ab', [true, false])
+      .addKv('ai32', [1, -2, 3], 'i32')
+      .addKv('af32', gguf.array('f32', [1.5, -2]))
+      .addKv('au64', gguf.array('u64', [1n, 2n]))
+      .addKv('empty', gguf.array('u8', []));
     const t = w.addTensor('q', [256, 2], GgmlType.Q4_K);
     expect(t.byteSize).toBe(2 * 144);
     w.addTensor('v', [3], GgmlType.F32, 12);
@@ -181,7 +195,10 @@ describe('GgufWriter', () => {
     expect(get('af32')).toEqual({ type: 'array', itemType: 'f32', value: new Float32Array([1.5, -2]) });
     expect(get('au64')).toEqual({ type: 'array', itemType: 'u64', value: new BigUint64Array([1n, 2n]) });
     expect(get('empty')).toEqual({ type: 'array', itemType: 'u8', value: new Uint8Array() });
-    expect(f.tensors.map((x) => [x.name, x.typeName, x.byteSize, x.offset])).toEqual([['q', 'Q4_K', 288, 0], ['v', 'F32', 12, 288]]);
+    expect(f.tensors.map((x) => [x.name, x.typeName, x.byteSize, x.offset])).toEqual([
+      ['q', 'Q4_K', 288, 0],
+      ['v', 'F32', 12, 288],
+    ]);
     const bytes = await readFile(path);
     expect(bytes[f.tensors[1]!.fileOffset]).toBe(2);
     expect(bytes.length).toBe(f.dataOffset + 288 + 32);
@@ -228,7 +245,10 @@ describe('readGguf rejects malformed files', () => {
   async function expectInvalid(bytes: Uint8Array, message: RegExp, reason?: string): Promise<void> {
     const path = join(dir, `bad-${n++}.gguf`);
     await writeFile(path, bytes);
-    const error = await readGguf(path).then(() => undefined, (e: unknown) => e);
+    const error = await readGguf(path).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
     expect(error).toBeInstanceOf(ModelFileError);
     const e = error as ModelFileError;
     expect(e.code).toBe('ERR_MODEL_INVALID');
@@ -250,79 +270,184 @@ describe('readGguf rejects malformed files', () => {
   it('empty file', () => expectInvalid(new Uint8Array(), /file is empty/, 'empty'));
   it('random bytes', () => expectInvalid(randomBytes(4096), /not a GGUF file \(magic is 0x/, 'bad-magic'));
   it('a file shorter than the magic', () => expectInvalid(Buffer.from('GG'), /not a GGUF file/, 'bad-magic'));
-  it('wrong magic', () => expectInvalid(patched((b) => b.write('GGML', 0)), /magic is 0x4c4d4747/, 'bad-magic'));
+  it('wrong magic', () =>
+    expectInvalid(
+      patched((b) => b.write('GGML', 0)),
+      /magic is 0x4c4d4747/,
+      'bad-magic',
+    ));
   it('unsupported version', async () => {
-    await expectInvalid(patched((b) => b.writeUInt32LE(1, 4)), /unsupported GGUF version 1/, 'bad-version');
-    await expectInvalid(patched((b) => b.writeUInt32LE(99, 4)), /unsupported GGUF version 99/, 'bad-version');
+    await expectInvalid(
+      patched((b) => b.writeUInt32LE(1, 4)),
+      /unsupported GGUF version 1/,
+      'bad-version',
+    );
+    await expectInvalid(
+      patched((b) => b.writeUInt32LE(99, 4)),
+      /unsupported GGUF version 99/,
+      'bad-version',
+    );
   });
   it('header cut short', () => expectInvalid(tinyBytes.subarray(0, 12), /truncated/, 'truncated'));
   it('truncated in the middle of the metadata', () => {
     const tokens = layout().kvs.find((k) => k.key === 'tokenizer.ggml.tokens')!;
-    return expectInvalid(tinyBytes.subarray(0, tokens.valueOffset + 5000), /truncated: metadata extends to at least byte \d+ but the file has \d+ bytes/, 'truncated');
+    return expectInvalid(
+      tinyBytes.subarray(0, tokens.valueOffset + 5000),
+      /truncated: metadata extends to at least byte \d+ but the file has \d+ bytes/,
+      'truncated',
+    );
   });
   it('truncated in the tensor table', () =>
     expectInvalid(tinyBytes.subarray(0, tensorAt('blk.2.ffn_up.weight').typeOffset + 2), /truncated/, 'truncated'));
   it('truncated tensor data', () =>
-    expectInvalid(tinyBytes.subarray(0, tiny.fileSize - 100), /tensor 'output\.weight' data \[\d+, \d+\) lies outside the file \(size \d+\)/, 'tensor-bounds'));
+    expectInvalid(
+      tinyBytes.subarray(0, tiny.fileSize - 100),
+      /tensor 'output\.weight' data \[\d+, \d+\) lies outside the file \(size \d+\)/,
+      'tensor-bounds',
+    ));
   it('implausible tensor count', () =>
-    expectInvalid(patched((b) => b.writeBigInt64LE(9_000_000_000_000_000_000n, 8)), /tensor count 9000000000000000000 is not plausible/, 'implausible-count'));
+    expectInvalid(
+      patched((b) => b.writeBigInt64LE(9_000_000_000_000_000_000n, 8)),
+      /tensor count 9000000000000000000 is not plausible/,
+      'implausible-count',
+    ));
   it('negative metadata count', () =>
-    expectInvalid(patched((b) => b.writeBigInt64LE(-1n, 16)), /metadata key count -1 is not plausible/, 'implausible-count'));
+    expectInvalid(
+      patched((b) => b.writeBigInt64LE(-1n, 16)),
+      /metadata key count -1 is not plausible/,
+      'implausible-count',
+    ));
   it('corrupted string length', async () => {
     const arch = layout().kvs[0]!;
-    await expectInvalid(patched((b) => b.writeBigUInt64LE(2n ** 62n, arch.keyOffset)), /string length 4611686018427387904 at byte 24 .* runs past the end of the file/, 'string-length');
+    await expectInvalid(
+      patched((b) => b.writeBigUInt64LE(2n ** 62n, arch.keyOffset)),
+      /string length 4611686018427387904 at byte 24 .* runs past the end of the file/,
+      'string-length',
+    );
     const tokens = layout().kvs.find((k) => k.key === 'tokenizer.ggml.tokens')!;
     // The first token string starts after the item type (4) and the count (8).
-    await expectInvalid(patched((b) => b.writeBigUInt64LE(BigInt(tiny.fileSize), tokens.valueOffset + 12)), /runs past the end of the file/, 'string-length');
+    await expectInvalid(
+      patched((b) => b.writeBigUInt64LE(BigInt(tiny.fileSize), tokens.valueOffset + 12)),
+      /runs past the end of the file/,
+      'string-length',
+    );
   });
   it('corrupted array length', () => {
     const tokens = layout().kvs.find((k) => k.key === 'tokenizer.ggml.tokens')!;
-    return expectInvalid(patched((b) => b.writeBigUInt64LE(2n ** 40n, tokens.valueOffset + 4)), /array 'tokenizer\.ggml\.tokens' claims 1099511627776 items, more than the limit/, 'array-length');
+    return expectInvalid(
+      patched((b) => b.writeBigUInt64LE(2n ** 40n, tokens.valueOffset + 4)),
+      /array 'tokenizer\.ggml\.tokens' claims 1099511627776 items, more than the limit/,
+      'array-length',
+    );
   });
   it('array length that runs past the end of the file', () => {
     const tokens = layout().kvs.find((k) => k.key === 'tokenizer.ggml.tokens')!;
-    return expectInvalid(patched((b) => b.writeBigUInt64LE(5_000_000n, tokens.valueOffset + 4)), /truncated: .*claims 5000000 items/, 'truncated');
+    return expectInvalid(
+      patched((b) => b.writeBigUInt64LE(5_000_000n, tokens.valueOffset + 4)),
+      /truncated: .*claims 5000000 items/,
+      'truncated',
+    );
   });
   it('invalid value type', async () => {
     const kv = layout().kvs.find((k) => k.key === 'llama.block_count')!;
-    await expectInvalid(patched((b) => b.writeInt32LE(13, kv.typeOffset)), /'llama\.block_count' has invalid value type 13/, 'value-type');
+    await expectInvalid(
+      patched((b) => b.writeInt32LE(13, kv.typeOffset)),
+      /'llama\.block_count' has invalid value type 13/,
+      'value-type',
+    );
     const tokens = layout().kvs.find((k) => k.key === 'tokenizer.ggml.tokens')!;
-    await expectInvalid(patched((b) => b.writeInt32LE(9, tokens.valueOffset)), /nested arrays/, 'value-type');
+    await expectInvalid(
+      patched((b) => b.writeInt32LE(9, tokens.valueOffset)),
+      /nested arrays/,
+      'value-type',
+    );
   });
   it('duplicate metadata key', () => {
     const eos = layout().kvs.find((k) => k.key === 'tokenizer.ggml.eos_token_id')!;
-    return expectInvalid(patched((b) => b.write('tokenizer.ggml.bos_token_id', eos.keyOffset + 8)), /metadata key 'tokenizer\.ggml\.bos_token_id' appears twice/, 'duplicate-key');
+    return expectInvalid(
+      patched((b) => b.write('tokenizer.ggml.bos_token_id', eos.keyOffset + 8)),
+      /metadata key 'tokenizer\.ggml\.bos_token_id' appears twice/,
+      'duplicate-key',
+    );
   });
   it('too many dimensions', () =>
-    expectInvalid(patched((b) => b.writeUInt32LE(7, tensorAt('blk.0.attn_q.weight').nDimsOffset)), /'blk\.0\.attn_q\.weight' has 7 dimensions/, 'tensor-dims'));
+    expectInvalid(
+      patched((b) => b.writeUInt32LE(7, tensorAt('blk.0.attn_q.weight').nDimsOffset)),
+      /'blk\.0\.attn_q\.weight' has 7 dimensions/,
+      'tensor-dims',
+    ));
   it('zero or negative dimension', async () => {
     const t = tensorAt('blk.1.ffn_gate.weight');
-    await expectInvalid(patched((b) => b.writeBigInt64LE(0n, t.dimsOffset + 8)), /dimension 1 is 0/, 'tensor-dims');
-    await expectInvalid(patched((b) => b.writeBigInt64LE(-64n, t.dimsOffset)), /dimension 0 is -64/, 'tensor-dims');
+    await expectInvalid(
+      patched((b) => b.writeBigInt64LE(0n, t.dimsOffset + 8)),
+      /dimension 1 is 0/,
+      'tensor-dims',
+    );
+    await expectInvalid(
+      patched((b) => b.writeBigInt64LE(-64n, t.dimsOffset)),
+      /dimension 0 is -64/,
+      'tensor-dims',
+    );
   });
   it('unknown or removed ggml type', async () => {
     const t = tensorAt('blk.0.attn_v.weight');
-    await expectInvalid(patched((b) => b.writeInt32LE(99, t.typeOffset)), /'blk\.0\.attn_v\.weight' has unknown or removed ggml type id 99/, 'tensor-type');
-    await expectInvalid(patched((b) => b.writeInt32LE(4, t.typeOffset)), /ggml type id 4/, 'tensor-type');
-    await expectInvalid(patched((b) => b.writeInt32LE(-1, t.typeOffset)), /ggml type id -1/, 'tensor-type');
+    await expectInvalid(
+      patched((b) => b.writeInt32LE(99, t.typeOffset)),
+      /'blk\.0\.attn_v\.weight' has unknown or removed ggml type id 99/,
+      'tensor-type',
+    );
+    await expectInvalid(
+      patched((b) => b.writeInt32LE(4, t.typeOffset)),
+      /ggml type id 4/,
+      'tensor-type',
+    );
+    await expectInvalid(
+      patched((b) => b.writeInt32LE(-1, t.typeOffset)),
+      /ggml type id -1/,
+      'tensor-type',
+    );
   });
   it('row size not a multiple of the block size', () =>
-    expectInvalid(patched((b) => b.writeInt32LE(GgmlType.Q4_K, tensorAt('blk.0.attn_v.weight').typeOffset)), /not a multiple of the block size 256/, 'tensor-dims'));
+    expectInvalid(
+      patched((b) => b.writeInt32LE(GgmlType.Q4_K, tensorAt('blk.0.attn_v.weight').typeOffset)),
+      /not a multiple of the block size 256/,
+      'tensor-dims',
+    ));
   it('duplicate tensor name', () => {
     const k = tensorAt('blk.0.attn_k.weight');
-    return expectInvalid(patched((b) => b.write('blk.0.attn_q.weight', k.nameOffset + 8)), /duplicate tensor name 'blk\.0\.attn_q\.weight'/, 'duplicate-tensor');
+    return expectInvalid(
+      patched((b) => b.write('blk.0.attn_q.weight', k.nameOffset + 8)),
+      /duplicate tensor name 'blk\.0\.attn_q\.weight'/,
+      'duplicate-tensor',
+    );
   });
   it('tensor offset beyond the file', () =>
-    expectInvalid(patched((b) => b.writeBigUInt64LE(BigInt(tiny.fileSize) * 64n, tensorAt('blk.3.ffn_up.weight').offsetOffset)), /lies outside the file/, 'tensor-bounds'));
+    expectInvalid(
+      patched((b) => b.writeBigUInt64LE(BigInt(tiny.fileSize) * 64n, tensorAt('blk.3.ffn_up.weight').offsetOffset)),
+      /lies outside the file/,
+      'tensor-bounds',
+    ));
   it('tensor data reaching past the end', () => {
     const t = tiny.tensors.find((x) => x.name === 'blk.3.ffn_up.weight')!;
     const offset = BigInt(alignUp(tiny.fileSize - tiny.dataOffset - t.byteSize + 32, 32));
-    return expectInvalid(patched((b) => b.writeBigUInt64LE(offset, tensorAt(t.name).offsetOffset)), /tensor 'blk\.3\.ffn_up\.weight' data \[\d+, \d+\) lies outside the file/, 'tensor-bounds');
+    return expectInvalid(
+      patched((b) => b.writeBigUInt64LE(offset, tensorAt(t.name).offsetOffset)),
+      /tensor 'blk\.3\.ffn_up\.weight' data \[\d+, \d+\) lies outside the file/,
+      'tensor-bounds',
+    );
   });
   it('misaligned tensor offset', () =>
-    expectInvalid(patched((b) => b.writeBigUInt64LE(BigInt(tiny.tensors[2]!.offset + 2), tensorAt(tiny.tensors[2]!.name).offsetOffset)), /not a multiple of the alignment 32/, 'tensor-offset'));
+    expectInvalid(
+      patched((b) => b.writeBigUInt64LE(BigInt(tiny.tensors[2]!.offset + 2), tensorAt(tiny.tensors[2]!.name).offsetOffset)),
+      /not a multiple of the alignment 32/,
+      'tensor-offset',
+    ));
   it('overlapping tensors', () =>
-    expectInvalid(patched((b) => b.writeBigUInt64LE(0n, tensorAt(tiny.tensors[5]!.name).offsetOffset)), /has data offset 0 but \d+ was expected/, 'tensor-offset'));
+    expectInvalid(
+      patched((b) => b.writeBigUInt64LE(0n, tensorAt(tiny.tensors[5]!.name).offsetOffset)),
+      /has data offset 0 but \d+ was expected/,
+      'tensor-offset',
+    ));
   it('a bad general.alignment', async () => {
     const path = join(dir, 'align.gguf');
     await new GgufWriter().addKv('general.alignment', gguf.u32(32)).write(path, async () => {});

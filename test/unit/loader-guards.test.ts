@@ -7,7 +7,13 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ErrorCode, ModelFileError } from '../../lib/errors.js';
-import { LOADER_GUARDS, checkLoaderGuards, loaderGuardViolations, type GuardExampleEdits, type LoaderGuard } from '../../lib/gguf/loader-guards.js';
+import {
+  LOADER_GUARDS,
+  checkLoaderGuards,
+  loaderGuardViolations,
+  type GuardExampleEdits,
+  type LoaderGuard,
+} from '../../lib/gguf/loader-guards.js';
 import { readGguf, type GgufValue } from '../../lib/gguf/reader.js';
 import { GgufWriter, gguf } from '../../lib/gguf/writer.js';
 
@@ -39,8 +45,20 @@ function baseMetadata(architecture: string): Map<string, GgufValue> {
     [`${a}.attention.layer_norm_rms_epsilon`, gguf.f32(1e-5)],
     ['tokenizer.ggml.model', gguf.string('llama')],
     ['tokenizer.ggml.tokens', gguf.array('string', tokens)],
-    ['tokenizer.ggml.scores', gguf.array('f32', tokens.map(() => 0))],
-    ['tokenizer.ggml.token_type', gguf.array('i32', tokens.map((_, i) => (i < 3 ? 3 : i < 259 ? 6 : 1)))],
+    [
+      'tokenizer.ggml.scores',
+      gguf.array(
+        'f32',
+        tokens.map(() => 0),
+      ),
+    ],
+    [
+      'tokenizer.ggml.token_type',
+      gguf.array(
+        'i32',
+        tokens.map((_, i) => (i < 3 ? 3 : i < 259 ? 6 : 1)),
+      ),
+    ],
   ]);
 }
 
@@ -117,7 +135,10 @@ describe('LOADER_GUARDS', () => {
 
   it('a token that a NUL byte cuts to the text of another token is a duplicate, as llama.cpp reads C strings', async () => {
     const guard = LOADER_GUARDS.find((g) => g.assertText.includes('id_to_token.size() == token_to_id.size()'))!;
-    const edit = (v: GgufValue | undefined) => (v?.type === 'array' && v.itemType === 'string' ? { ...v, value: v.value.map((t, i) => (i === 260 ? `${v.value[259]}\0x` : t)) } : null);
+    const edit = (v: GgufValue | undefined) =>
+      v?.type === 'array' && v.itemType === 'string'
+        ? { ...v, value: v.value.map((t, i) => (i === 260 ? `${v.value[259]}\0x` : t)) }
+        : null;
     const { file } = await exampleFile(guard, { 'tokenizer.ggml.tokens': edit });
     const rows = loaderGuardViolations(file.metadata, 'llama', file.tensors).filter((v) => v.guard === guard);
     expect(rows).toHaveLength(1);

@@ -9,15 +9,33 @@ import { cudaAvailability, remedyForLoadError } from '../../lib/gpu/availability
 import { decideGpu, modelParams } from '../../lib/gpu/decision.js';
 import { cudaGpuNames, isCudaGpu } from '../../lib/gpu/devices.js';
 import { CUDA_RUNTIME_WHEELS, cudaRuntimeRemedy } from '../../lib/gpu/runtime-libraries.js';
-import { BINARY_FALLBACK_WARNING, CUDA_MODULE_FILE, CUDA_PACKAGE, binaryCandidates, loadNativeBinary, locateCudaModule, remediesFor } from '../../lib/binding/load-native.js';
+import {
+  BINARY_FALLBACK_WARNING,
+  CUDA_MODULE_FILE,
+  CUDA_PACKAGE,
+  binaryCandidates,
+  loadNativeBinary,
+  locateCudaModule,
+  remediesFor,
+} from '../../lib/binding/load-native.js';
 import type { NativeAddon, NativeBackend, NativeDevice } from '../../lib/binding/native.js';
 
-function fakeAddon(backends: NativeBackend[], devices: Partial<NativeDevice>[] = [], probe: string | null = null,
-  computeCapability: string | null = null): NativeAddon {
+function fakeAddon(
+  backends: NativeBackend[],
+  devices: Partial<NativeDevice>[] = [],
+  probe: string | null = null,
+  computeCapability: string | null = null,
+): NativeAddon {
   return {
-    nvmlSample: () => computeCapability === null
-      ? { available: false, reason: 'no NVML here' }
-      : { available: true, driverVersion: '580.0', cudaDriverVersion: 13000, devices: [{ index: 0, name: 'NVIDIA Test', computeCapability } as never] },
+    nvmlSample: () =>
+      computeCapability === null
+        ? { available: false, reason: 'no NVML here' }
+        : {
+            available: true,
+            driverVersion: '580.0',
+            cudaDriverVersion: 13000,
+            devices: [{ index: 0, name: 'NVIDIA Test', computeCapability } as never],
+          },
     listBackends: () => backends,
     listDevices: () => devices as NativeDevice[],
     probeLibrary: () => probe,
@@ -36,7 +54,9 @@ describe('binary candidates', () => {
     ]);
     expect(binaryCandidates({ CUDA_LLAMA_BINARY_DIR: '/x' }, '/pkg')).toEqual([{ source: 'env', dir: '/x' }]);
     // A relative folder is the working directory's, as a shell user means it.
-    expect(binaryCandidates({ CUDA_LLAMA_BINARY_DIR: 'build-cuda/Release' }, '/pkg')).toEqual([{ source: 'env', dir: join(process.cwd(), 'build-cuda', 'Release') }]);
+    expect(binaryCandidates({ CUDA_LLAMA_BINARY_DIR: 'build-cuda/Release' }, '/pkg')).toEqual([
+      { source: 'env', dir: join(process.cwd(), 'build-cuda', 'Release') },
+    ]);
   });
 
   it('reports every candidate and a remedy when nothing loads', () => {
@@ -47,7 +67,13 @@ describe('binary candidates', () => {
     }) as unknown as NodeJS.Require;
     let error: unknown;
     try {
-      loadNativeBinary([{ source: 'local-build', dir: '/nowhere' }, { source: 'prebuild', dir }], requireFn);
+      loadNativeBinary(
+        [
+          { source: 'local-build', dir: '/nowhere' },
+          { source: 'prebuild', dir },
+        ],
+        requireFn,
+      );
     } catch (e) {
       error = e;
     }
@@ -75,14 +101,28 @@ describe('binary candidates', () => {
     }) as unknown as NodeJS.Require;
     const warn = vi.spyOn(process, 'emitWarning').mockImplementation(() => undefined);
     try {
-      const loaded = loadNativeBinary([{ source: 'local-build', dir }, { source: 'prebuild', dir: good }], requireFn);
+      const loaded = loadNativeBinary(
+        [
+          { source: 'local-build', dir },
+          { source: 'prebuild', dir: good },
+        ],
+        requireFn,
+      );
       expect(loaded.source).toBe('prebuild');
       expect(loaded.metadata?.nativeSourcesSha256).toBe('a'.repeat(64));
-      expect(warn).toHaveBeenCalledWith(expect.stringMatching(/running .*cuda_llama\.node \(prebuild\) because \[local-build\] .*undefined symbol.*npm run build:native/),
-        { type: 'CudaLlamaWarning', code: BINARY_FALLBACK_WARNING });
+      expect(warn).toHaveBeenCalledWith(
+        expect.stringMatching(/running .*cuda_llama\.node \(prebuild\) because \[local-build\] .*undefined symbol.*npm run build:native/),
+        { type: 'CudaLlamaWarning', code: BINARY_FALLBACK_WARNING },
+      );
       // A candidate that is simply not there (no local build in an installed package) is no news.
       warn.mockClear();
-      loadNativeBinary([{ source: 'local-build', dir: '/nowhere' }, { source: 'prebuild', dir: good }], requireFn);
+      loadNativeBinary(
+        [
+          { source: 'local-build', dir: '/nowhere' },
+          { source: 'prebuild', dir: good },
+        ],
+        requireFn,
+      );
       expect(warn).not.toHaveBeenCalled();
     } finally {
       warn.mockRestore();
@@ -110,7 +150,7 @@ describe('GPU policy', () => {
     }
   });
 
-  it('uses the optional CUDA package only when it was built from the addon\'s llama.cpp commit', () => {
+  it("uses the optional CUDA package only when it was built from the addon's llama.cpp commit", () => {
     const addonDir = mkdtempSync(join(tmpdir(), 'cuda-llama-addon-'));
     const packageDir = mkdtempSync(join(tmpdir(), 'cuda-llama-cudapkg-'));
     writeFileSync(join(packageDir, 'package.json'), JSON.stringify({ name: CUDA_PACKAGE }));
@@ -120,9 +160,11 @@ describe('GPU policy', () => {
     };
     const addonMetadata = { llamaCppCommit: 'de3ff815ea7d559ee917f063901b8986f038abc6' } as never;
     // Not installed: no module, and the policy says what to install.
-    expect(locateCudaModule(addonDir, addonMetadata, () => {
-      throw new Error('Cannot find module');
-    })).toBeNull();
+    expect(
+      locateCudaModule(addonDir, addonMetadata, () => {
+        throw new Error('Cannot find module');
+      }),
+    ).toBeNull();
     // Installed without its module.
     expect(locateCudaModule(addonDir, addonMetadata, resolve)?.problem).toMatch(/has no libggml-cuda\.so/);
     // Built from another llama.cpp: refused with the reason, never loaded.
@@ -135,11 +177,18 @@ describe('GPU policy', () => {
     expect(refused).toMatchObject({ available: false, reason: other.problem });
     expect(refused.remedy).toMatch(/matches cuda-llama's/);
     // The same commit: used, and a load failure is reported from the package's path.
-    writeFileSync(join(packageDir, 'cuda-llama-build.json'), JSON.stringify({ variant: 'cuda', llamaCppCommit: 'de3ff815ea7d559ee917f063901b8986f038abc6', cudaArchitectures: '90-real' }));
+    writeFileSync(
+      join(packageDir, 'cuda-llama-build.json'),
+      JSON.stringify({ variant: 'cuda', llamaCppCommit: 'de3ff815ea7d559ee917f063901b8986f038abc6', cudaArchitectures: '90-real' }),
+    );
     const same = locateCudaModule(addonDir, addonMetadata, resolve)!;
     expect(same.problem).toBeUndefined();
     expect(same.metadata).toMatchObject({ variant: 'cuda', cudaArchitectures: '90-real' });
-    const failed = cudaAvailability({ addon: fakeAddon(cpuOnly, [], 'libcuda.so.1: cannot open shared object file'), dir: addonDir, cudaModule: same });
+    const failed = cudaAvailability({
+      addon: fakeAddon(cpuOnly, [], 'libcuda.so.1: cannot open shared object file'),
+      dir: addonDir,
+      cudaModule: same,
+    });
     expect(failed.reason).toBe(`${same.path} failed to load: libcuda.so.1: cannot open shared object file`);
     expect(failed.remedy).toMatch(/NVIDIA driver/);
     // A module beside the addon (a local CUDA build) wins over the package.
@@ -152,7 +201,11 @@ describe('GPU policy', () => {
     writeFileSync(join(dir, CUDA_MODULE_FILE), '');
     const cudaModule = locateCudaModule(dir, null, () => '/unused');
     expect(cudaModule).toEqual({ path: join(dir, CUDA_MODULE_FILE), source: 'beside-addon', metadata: null });
-    const availability = cudaAvailability({ addon: fakeAddon(cpuOnly, [], 'libcublas.so.13: cannot open shared object file'), dir, cudaModule });
+    const availability = cudaAvailability({
+      addon: fakeAddon(cpuOnly, [], 'libcublas.so.13: cannot open shared object file'),
+      dir,
+      cudaModule,
+    });
     expect(availability.available).toBe(false);
     expect(availability.reason).toMatch(/libcublas\.so\.13/);
     expect(availability.remedy).toBe(cudaRuntimeRemedy());
@@ -163,7 +216,9 @@ describe('GPU policy', () => {
   it('gives one pip command for the CUDA 13 runtime, in the loader and in the policy alike', () => {
     expect(CUDA_RUNTIME_WHEELS).toEqual(['nvidia-cuda-runtime==13.0.*', 'nvidia-cublas==13.0.*']);
     expect(cudaRuntimeRemedy()).toContain('`pip install "nvidia-cuda-runtime==13.0.*" "nvidia-cublas==13.0.*"`');
-    expect(remediesFor([{ source: 'prebuild', dir: '/', reason: 'libcublas.so.13: cannot open shared object file' }], [])).toEqual([cudaRuntimeRemedy()]);
+    expect(remediesFor([{ source: 'prebuild', dir: '/', reason: 'libcublas.so.13: cannot open shared object file' }], [])).toEqual([
+      cudaRuntimeRemedy(),
+    ]);
   });
 
   it('calls a device the GPU only when the registry lists it as a CUDA GPU', () => {
@@ -178,7 +233,11 @@ describe('GPU policy', () => {
   });
 
   it('a CUDA backend with no device', () => {
-    const availability = cudaAvailability({ addon: fakeAddon([...cpuOnly, { name: 'CUDA', deviceCount: 0, features: {} }]), dir: '/x', cudaModule: null });
+    const availability = cudaAvailability({
+      addon: fakeAddon([...cpuOnly, { name: 'CUDA', deviceCount: 0, features: {} }]),
+      dir: '/x',
+      cudaModule: null,
+    });
     expect(availability).toMatchObject({ available: false, reason: 'the CUDA backend loaded but found no CUDA device' });
   });
 
@@ -205,7 +264,14 @@ describe('GPU policy', () => {
   });
 
   it("gpu: 'cuda' with a CUDA device: every layer on it, CPU excluded from placement", () => {
-    const binary = { addon: fakeAddon(withCuda, [{ name: 'CUDA0', backend: 'CUDA', type: 'gpu' }, { name: 'CPU', backend: 'CPU', type: 'cpu' }]), dir: '/x', cudaModule: null };
+    const binary = {
+      addon: fakeAddon(withCuda, [
+        { name: 'CUDA0', backend: 'CUDA', type: 'gpu' },
+        { name: 'CPU', backend: 'CPU', type: 'cpu' },
+      ]),
+      dir: '/x',
+      cudaModule: null,
+    };
     const decision = decideGpu({ gpu: 'cuda' }, binary);
     expect(decision).toMatchObject({ target: 'cuda', devices: ['CUDA0'], gpuLayers: 'max', fallback: null });
     expect(modelParams(decision, {})).toMatchObject({ devices: ['CUDA0'], nGpuLayers: -1 });
@@ -245,15 +311,24 @@ describe('layer report formatting', async () => {
     const report = buildLayerReport({
       decision: { target: 'cuda', requested: 'cuda', devices: ['CUDA0'], gpuLayers: 'max', fallback: null },
       placement: { layers: ['CUDA0', 'CUDA0'], output: 'CUDA0', input: 'CPU', outputTensor: 'CUDA0' },
-      memory: [{ bufferType: 'CUDA0', device: 'CUDA0', deviceType: 'gpu', isHost: false, model: 2 << 20, context: 1 << 20, compute: 3 << 20 }],
+      memory: [
+        { bufferType: 'CUDA0', device: 'CUDA0', deviceType: 'gpu', isHost: false, model: 2 << 20, context: 1 << 20, compute: 3 << 20 },
+      ],
       tokenGraph: { splits: 2, nodes: 40, nodesByBackend: { CPU: 1, CUDA0: 39 }, cpuOpsOnGpuMemory: none },
-      promptGraph: { splits: 5, nodes: 40, nodesByBackend: { CPU: 3, CUDA0: 37 }, cpuOpsOnGpuMemory: { count: 2, examples: [example, { ...example, node: '__fattn__-1', tensor: 'cache_k_l1' }] } },
+      promptGraph: {
+        splits: 5,
+        nodes: 40,
+        nodesByBackend: { CPU: 3, CUDA0: 37 },
+        cpuOpsOnGpuMemory: { count: 2, examples: [example, { ...example, node: '__fattn__-1', tensor: 'cache_k_l1' }] },
+      },
       offloadKvCache: true,
     });
     expect(report.problems).toHaveLength(1);
     expect(report.problems[0]).toMatchObject({ kind: 'ops' });
-    expect(report.problems[0]!.message).toBe('2 op(s) of the prompt batch graph run on CPU although they read weights or KV cache in GPU memory ' +
-      '(the GPU backend cannot run them here): FLASH_ATTN_EXT __fattn__-0 reads cache_k_l0 on CUDA0, FLASH_ATTN_EXT __fattn__-1 reads cache_k_l1 on CUDA0');
+    expect(report.problems[0]!.message).toBe(
+      '2 op(s) of the prompt batch graph run on CPU although they read weights or KV cache in GPU memory ' +
+        '(the GPU backend cannot run them here): FLASH_ATTN_EXT __fattn__-0 reads cache_k_l0 on CUDA0, FLASH_ATTN_EXT __fattn__-1 reads cache_k_l1 on CUDA0',
+    );
     expect(report.graph.promptProcessing.cpuOpsOnGpuMemory.examples[0]).toEqual(example);
     expect(report.summary).toBe('offloaded: 2/2 layers to CUDA0; output CUDA0; KV cache CUDA0; NOT AS REQUESTED: ops');
     expect(String(report)).toContain('NOT AS REQUESTED (ops): 2 op(s) of the prompt batch graph');
@@ -269,41 +344,88 @@ describe('placement verification', async () => {
   const layers = (devices: string[]) => devices.map((device, index) => ({ index, device }));
 
   it('accepts a full offload and an exact partial offload', () => {
-    expect(placementProblems({ ...cuda, gpuLayers: 'max' }, { layers: layers(['CUDA0', 'CUDA0']), output: 'CUDA0', kvCache: { devices: ['CUDA0'] } }, {})).toEqual([]);
-    expect(placementProblems({ ...cuda, gpuLayers: 1 }, { layers: layers(['CPU', 'CUDA0']), output: 'CPU', kvCache: { devices: ['CPU', 'CUDA0'] } }, {})).toEqual([]);
+    expect(
+      placementProblems(
+        { ...cuda, gpuLayers: 'max' },
+        { layers: layers(['CUDA0', 'CUDA0']), output: 'CUDA0', kvCache: { devices: ['CUDA0'] } },
+        {},
+      ),
+    ).toEqual([]);
+    expect(
+      placementProblems(
+        { ...cuda, gpuLayers: 1 },
+        { layers: layers(['CPU', 'CUDA0']), output: 'CPU', kvCache: { devices: ['CPU', 'CUDA0'] } },
+        {},
+      ),
+    ).toEqual([]);
   });
 
   it('names layers, output and KV cache that stayed on the CPU', () => {
-    const problems = placementProblems({ ...cuda, gpuLayers: 'max' }, { layers: layers(['CPU', 'CUDA0', 'CUDA0']), output: 'CPU', kvCache: { devices: ['CUDA0', 'CPU'] } }, {});
+    const problems = placementProblems(
+      { ...cuda, gpuLayers: 'max' },
+      { layers: layers(['CPU', 'CUDA0', 'CUDA0']), output: 'CPU', kvCache: { devices: ['CUDA0', 'CPU'] } },
+      {},
+    );
     expect(problems).toEqual([
       { kind: 'layers', message: '2 of 3 layers are on the GPU, 3 were requested (on the CPU: 0)' },
       { kind: 'output', message: 'the output layer is on CPU, not on the GPU' },
       { kind: 'kvCache', message: 'part of the KV cache is on CPU, not on the GPU' },
     ]);
     expect(placementRemedy(problems)).toMatch(/^free GPU memory or lower contextSize/);
-    expect(placementProblems({ ...cuda, gpuLayers: 'max' }, { layers: layers(['CUDA0']), output: 'CUDA0', kvCache: { devices: ['CPU'] } }, { offloadKvCache: false })).toEqual([]);
+    expect(
+      placementProblems(
+        { ...cuda, gpuLayers: 'max' },
+        { layers: layers(['CUDA0']), output: 'CUDA0', kvCache: { devices: ['CPU'] } },
+        { offloadKvCache: false },
+      ),
+    ).toEqual([]);
   });
 
   it('refuses CPU ops on GPU-resident data in a partial offload too, and never judges a CPU load', () => {
-    const ops = { count: 1, examples: [{ op: 'MUL_MAT', node: 'ffn_out-1', backend: 'CPU', tensor: 'blk.1.ffn_down.weight', device: 'CUDA0' }] };
+    const ops = {
+      count: 1,
+      examples: [{ op: 'MUL_MAT', node: 'ffn_out-1', backend: 'CPU', tensor: 'blk.1.ffn_down.weight', device: 'CUDA0' }],
+    };
     const none = { count: 0, examples: [] };
-    const facts = { layers: layers(['CPU', 'CUDA0']), output: 'CPU', kvCache: { devices: ['CPU', 'CUDA0'] }, graph: { tokenGeneration: { cpuOpsOnGpuMemory: ops }, promptProcessing: { cpuOpsOnGpuMemory: none } } };
+    const facts = {
+      layers: layers(['CPU', 'CUDA0']),
+      output: 'CPU',
+      kvCache: { devices: ['CPU', 'CUDA0'] },
+      graph: { tokenGeneration: { cpuOpsOnGpuMemory: ops }, promptProcessing: { cpuOpsOnGpuMemory: none } },
+    };
     const problems = placementProblems({ ...cuda, gpuLayers: 1 }, facts, {});
-    expect(problems).toEqual([{ kind: 'ops', message: expect.stringMatching(/^1 op\(s\) of the generation step graph run on CPU .*: MUL_MAT ffn_out-1 reads blk\.1\.ffn_down\.weight on CUDA0$/) }]);
+    expect(problems).toEqual([
+      {
+        kind: 'ops',
+        message: expect.stringMatching(
+          /^1 op\(s\) of the generation step graph run on CPU .*: MUL_MAT ffn_out-1 reads blk\.1\.ffn_down\.weight on CUDA0$/,
+        ),
+      },
+    ]);
     expect(placementRemedy(problems)).toMatch(/^for ops the GPU cannot run: flashAttention 'auto'/);
     expect(placementProblems({ target: 'cpu', requested: 'auto', devices: [], gpuLayers: 0, fallback: null }, facts, {})).toEqual([]);
   });
 
   it("gpu: 'auto' settles on the CPU with the reason in the decision, and the load's warning says it", () => {
     const decision = cpuFallback('the model does not fit on the GPU: CUDA0 ...', "gpuLayers: 'auto' offloads as many layers as fit");
-    expect(decision).toEqual({ target: 'cpu', requested: 'auto', devices: [], gpuLayers: 0, fallback: { reason: 'the model does not fit on the GPU: CUDA0 ...', remedy: "gpuLayers: 'auto' offloads as many layers as fit" } });
-    expect(cpuFallbackMessage(decision, [])).toBe("gpu: 'auto' is running on the CPU because the model does not fit on the GPU: CUDA0 .... gpuLayers: 'auto' offloads as many layers as fit");
+    expect(decision).toEqual({
+      target: 'cpu',
+      requested: 'auto',
+      devices: [],
+      gpuLayers: 0,
+      fallback: { reason: 'the model does not fit on the GPU: CUDA0 ...', remedy: "gpuLayers: 'auto' offloads as many layers as fit" },
+    });
+    expect(cpuFallbackMessage(decision, [])).toBe(
+      "gpu: 'auto' is running on the CPU because the model does not fit on the GPU: CUDA0 .... gpuLayers: 'auto' offloads as many layers as fit",
+    );
   });
 
   it("the warning for gpu: 'auto' partly on the CPU names the problems and their remedy; other loads have none", () => {
     const problems = [{ kind: 'output' as const, message: 'the output layer is on CPU, not on the GPU' }];
     const auto = { ...cuda, requested: 'auto' as const, gpuLayers: 'max' as const };
-    expect(cpuFallbackMessage(auto, problems)).toBe(`gpu: 'auto' is running partly on the CPU: the output layer is on CPU, not on the GPU. ${placementRemedy(problems)}`);
+    expect(cpuFallbackMessage(auto, problems)).toBe(
+      `gpu: 'auto' is running partly on the CPU: the output layer is on CPU, not on the GPU. ${placementRemedy(problems)}`,
+    );
     expect(cpuFallbackMessage(auto, [])).toBeNull();
     expect(cpuFallbackMessage({ ...cuda, gpuLayers: 'max' }, problems)).toBeNull();
     expect(cpuFallbackMessage({ target: 'cpu', requested: 'cpu', devices: [], gpuLayers: 0, fallback: null }, [])).toBeNull();
@@ -311,7 +433,8 @@ describe('placement verification', async () => {
 });
 
 describe('telemetry decoding', async () => {
-  const { decodeThrottleReasons, isThrottled, archSupportsDevice, cudaVersionString, sampleGpus } = await import('../../lib/gpu/telemetry.js');
+  const { decodeThrottleReasons, isThrottled, archSupportsDevice, cudaVersionString, sampleGpus } =
+    await import('../../lib/gpu/telemetry.js');
   it('names throttle bits and flags power/thermal ones', () => {
     expect(decodeThrottleReasons(0x1)).toEqual(['gpuIdle']);
     expect(isThrottled(decodeThrottleReasons(0x1))).toBe(false);
@@ -328,7 +451,10 @@ describe('telemetry decoding', async () => {
     expect(cudaVersionString(13000)).toBe('13.0');
   });
   it('passes through an NVML that is not there', () => {
-    expect(sampleGpus({ nvmlSample: () => ({ available: false, reason: 'libnvidia-ml.so.1: cannot open' }) })).toEqual({ available: false, reason: 'libnvidia-ml.so.1: cannot open' });
+    expect(sampleGpus({ nvmlSample: () => ({ available: false, reason: 'libnvidia-ml.so.1: cannot open' }) })).toEqual({
+      available: false,
+      reason: 'libnvidia-ml.so.1: cannot open',
+    });
   });
 });
 
@@ -367,8 +493,15 @@ describe('CUDA runtime libraries', async () => {
 describe("gpuLayers: 'auto' through llama.cpp's fitter", async () => {
   const { fitLayers, modelParams: params } = await import('../../lib/gpu/decision.js');
   const { placementProblems } = await import('../../lib/gpu/placement.js');
-  const cudaDecision = { target: 'cuda' as const, requested: 'cuda' as const, devices: ['CUDA0'], gpuLayers: 'auto' as const, fallback: null };
-  const fitting = (result: object) => ({ fitParams: async () => ({ status: 'success', nGpuLayers: 12, tensorSplit: [], tensorOverrides: 0, ...result }) }) as never;
+  const cudaDecision = {
+    target: 'cuda' as const,
+    requested: 'cuda' as const,
+    devices: ['CUDA0'],
+    gpuLayers: 'auto' as const,
+    fallback: null,
+  };
+  const fitting = (result: object) =>
+    ({ fitParams: async () => ({ status: 'success', nGpuLayers: 12, tensorSplit: [], tensorOverrides: 0, ...result }) }) as never;
 
   it('uses the layer count the fitter chose, and checks placement against it', async () => {
     const decision = await fitLayers(fitting({}), '/m.gguf', cudaDecision, {});
@@ -380,7 +513,9 @@ describe("gpuLayers: 'auto' through llama.cpp's fitter", async () => {
   });
 
   it("refuses for gpu: 'cuda' and decides for the CPU (fallback set, no warning) for gpu: 'auto' when nothing fits", async () => {
-    await expect(fitLayers(fitting({ status: 'failure' }), '/m.gguf', cudaDecision, {})).rejects.toMatchObject({ code: ErrorCode.GPU_PLACEMENT });
+    await expect(fitLayers(fitting({ status: 'failure' }), '/m.gguf', cudaDecision, {})).rejects.toMatchObject({
+      code: ErrorCode.GPU_PLACEMENT,
+    });
     await expect(fitLayers(fitting({ tensorOverrides: 3 }), '/m.gguf', cudaDecision, {})).rejects.toThrow(/tensor overrides/);
     const warn = vi.spyOn(process, 'emitWarning').mockImplementation(() => undefined);
     try {

@@ -1,7 +1,12 @@
 // Option validation and resolution: every bad value names the parameter and gets a stable code.
 import { describe, expect, it } from 'vitest';
 import {
-  contextParams, resolveContextSize, resolveMaxTokens, samplerParams, validateGenerateOptions, validateLoadOptions,
+  contextParams,
+  resolveContextSize,
+  resolveMaxTokens,
+  samplerParams,
+  validateGenerateOptions,
+  validateLoadOptions,
 } from '../../lib/options.js';
 
 function codeOf(fn: () => unknown): string | undefined {
@@ -16,7 +21,16 @@ function codeOf(fn: () => unknown): string | undefined {
 describe('validateLoadOptions', () => {
   it('defaults gpu to auto and accepts a complete option set', () => {
     expect(validateLoadOptions(undefined).gpu).toBe('auto');
-    const o = validateLoadOptions({ gpu: 'cuda', gpuLayers: 7, contextSize: 2048, batchSize: 512, ubatchSize: 256, threads: 4, flashAttention: 'on', kvCacheType: 'q8_0' });
+    const o = validateLoadOptions({
+      gpu: 'cuda',
+      gpuLayers: 7,
+      contextSize: 2048,
+      batchSize: 512,
+      ubatchSize: 256,
+      threads: 4,
+      flashAttention: 'on',
+      kvCacheType: 'q8_0',
+    });
     expect(o).toMatchObject({ gpu: 'cuda', gpuLayers: 7 });
   });
 
@@ -31,7 +45,11 @@ describe('validateLoadOptions', () => {
     [null, 'ERR_INVALID_ARG_TYPE', /options must be an object/],
     [{ sequences: 0 }, 'ERR_OUT_OF_RANGE', /options\.sequences must be an integer from 1 to 256/],
     [{ sequences: 8, batchSize: 4 }, 'ERR_OUT_OF_RANGE', /options\.batchSize must be at least options\.sequences \(8\)/],
-    [{ contextSize: 16_777_216, sequences: 256 }, 'ERR_OUT_OF_RANGE', /options\.contextSize must be at most 16777215 with sequences: 256, got number 16777216 \(llama\.cpp counts/],
+    [
+      { contextSize: 16_777_216, sequences: 256 },
+      'ERR_OUT_OF_RANGE',
+      /options\.contextSize must be at most 16777215 with sequences: 256, got number 16777216 \(llama\.cpp counts/,
+    ],
     [{ parallel: 4 }, 'ERR_INVALID_ARG_VALUE', /use sequences/],
   ])('%o -> %s', (options, code, message) => {
     expect(codeOf(() => validateLoadOptions(options))).toBe(code);
@@ -52,7 +70,12 @@ describe('resolution', () => {
     expect(p).toMatchObject({ nCtx: 1024, nThreads: 3, nThreadsBatch: 3 });
     expect(p.nBatch).toBeUndefined();
     expect(p.flashAttnType).toBeUndefined();
-    expect(contextParams({ flashAttention: 'off', kvCacheType: 'q8_0', batchSize: 4096 }, 1024)).toMatchObject({ flashAttnType: 0, typeK: 8, typeV: 8, nBatch: 1024 });
+    expect(contextParams({ flashAttention: 'off', kvCacheType: 'q8_0', batchSize: 4096 }, 1024)).toMatchObject({
+      flashAttnType: 0,
+      typeK: 8,
+      typeV: 8,
+      nBatch: 1024,
+    });
   });
 
   it('sequences: each gets contextSize, so the cache (n_ctx) holds contextSize x sequences', () => {

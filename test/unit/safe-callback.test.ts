@@ -6,10 +6,16 @@ describe('safeCallback', () => {
   it('passes calls through and has nothing to rethrow while the callback behaves', () => {
     const seen: [string, number][] = [];
     let stops = 0;
-    const cb = safeCallback((text: string, index: number) => seen.push([text, index]), () => stops++);
+    const cb = safeCallback(
+      (text: string, index: number) => seen.push([text, index]),
+      () => stops++,
+    );
     cb.call('a', 0);
     cb.call('b', 1);
-    expect(seen).toEqual([['a', 0], ['b', 1]]);
+    expect(seen).toEqual([
+      ['a', 0],
+      ['b', 1],
+    ]);
     expect(stops).toBe(0);
     expect(() => cb.rethrow()).not.toThrow();
   });
@@ -17,10 +23,13 @@ describe('safeCallback', () => {
   it('keeps the first exception, stops the operation, and rethrows it afterwards', () => {
     let stops = 0;
     let calls = 0;
-    const cb = safeCallback(() => {
-      calls++;
-      throw new Error(`boom ${calls}`);
-    }, () => stops++);
+    const cb = safeCallback(
+      () => {
+        calls++;
+        throw new Error(`boom ${calls}`);
+      },
+      () => stops++,
+    );
     expect(() => cb.call()).not.toThrow();
     cb.call();
     expect(stops).toBe(2);
@@ -28,9 +37,12 @@ describe('safeCallback', () => {
   });
 
   it('rethrows even a thrown undefined', () => {
-    const cb = safeCallback(() => {
-      throw undefined;
-    }, () => undefined);
+    const cb = safeCallback(
+      () => {
+        throw undefined;
+      },
+      () => undefined,
+    );
     cb.call();
     let caught = false;
     try {

@@ -7,7 +7,15 @@ import { neededContextSize, tune, tuneCandidates, tuneReasons, type TuneCandidat
 const work = { promptTokens: 512, outputTokens: 128 };
 
 function measured(name: string, options: TuneCandidate['options'], requestMs: number, extra: Partial<TuneCandidate> = {}): TuneCandidate {
-  return { name, options, requestMs, timeToFirstTokenMs: requestMs / 10, tokensPerSecond: 1000 / requestMs, kvCacheBytes: 2 ** 20, ...extra };
+  return {
+    name,
+    options,
+    requestMs,
+    timeToFirstTokenMs: requestMs / 10,
+    tokensPerSecond: 1000 / requestMs,
+    kvCacheBytes: 2 ** 20,
+    ...extra,
+  };
 }
 
 describe('tuning', () => {
@@ -19,34 +27,64 @@ describe('tuning', () => {
 
   it('tries full offload, its variants and the fit with CUDA, and the CPU once as the baseline', () => {
     const names = tuneCandidates({ cuda: true, allowCpu: true, neededContext: 768, defaultContext: 4096 }).map((c) => c.name);
-    expect(names).toEqual(['full offload', 'full offload, flash attention on', 'full offload, flash attention off',
-      'full offload, contextSize 4096', "llama.cpp's fit (gpuLayers 'auto')", 'CPU']);
-    expect(tuneCandidates({ cuda: false, allowCpu: true, neededContext: 4096, defaultContext: 4096 }).map((c) => c.name))
-      .toEqual(['CPU', 'CPU, flash attention on', 'CPU, flash attention off']);
+    expect(names).toEqual([
+      'full offload',
+      'full offload, flash attention on',
+      'full offload, flash attention off',
+      'full offload, contextSize 4096',
+      "llama.cpp's fit (gpuLayers 'auto')",
+      'CPU',
+    ]);
+    expect(tuneCandidates({ cuda: false, allowCpu: true, neededContext: 4096, defaultContext: 4096 }).map((c) => c.name)).toEqual([
+      'CPU',
+      'CPU, flash attention on',
+      'CPU, flash attention off',
+    ]);
     // A default context too small for the workload is not tried; a bigger one only shows its cost.
-    expect(tuneCandidates({ cuda: false, allowCpu: true, neededContext: 8192, defaultContext: 4096 }).some((c) => c.options.contextSize !== 8192)).toBe(false);
-    expect(tuneCandidates({ cuda: false, allowCpu: true, neededContext: 768, defaultContext: 4096 }).filter((c) => c.contextCostOnly).map((c) => c.name))
-      .toEqual(['CPU, contextSize 4096']);
+    expect(
+      tuneCandidates({ cuda: false, allowCpu: true, neededContext: 8192, defaultContext: 4096 }).some(
+        (c) => c.options.contextSize !== 8192,
+      ),
+    ).toBe(false);
+    expect(
+      tuneCandidates({ cuda: false, allowCpu: true, neededContext: 768, defaultContext: 4096 })
+        .filter((c) => c.contextCostOnly)
+        .map((c) => c.name),
+    ).toEqual(['CPU, contextSize 4096']);
   });
 
   it('with several requests: every candidate batches them, and the first placement also runs them one by one', () => {
     const list = tuneCandidates({ cuda: true, allowCpu: true, neededContext: 768, defaultContext: 4096, sequences: 4 });
-    expect(list.map((c) => c.name)).toEqual(['full offload', 'full offload, flash attention on', 'full offload, flash attention off',
-      'full offload, contextSize 4096', "llama.cpp's fit (gpuLayers 'auto')", 'CPU', 'full offload, one request at a time']);
+    expect(list.map((c) => c.name)).toEqual([
+      'full offload',
+      'full offload, flash attention on',
+      'full offload, flash attention off',
+      'full offload, contextSize 4096',
+      "llama.cpp's fit (gpuLayers 'auto')",
+      'CPU',
+      'full offload, one request at a time',
+    ]);
     expect(list.filter((c) => !c.oneAtATime).every((c) => c.options.sequences === 4)).toBe(true);
-    expect(list.at(-1)).toEqual({ name: 'full offload, one request at a time', options: { gpu: 'cuda', gpuLayers: 'max', contextSize: 768 }, oneAtATime: true });
+    expect(list.at(-1)).toEqual({
+      name: 'full offload, one request at a time',
+      options: { gpu: 'cuda', gpuLayers: 'max', contextSize: 768 },
+      oneAtATime: true,
+    });
   });
 
   it('says whether running the requests together pays', () => {
     const batched = measured('CPU', { gpu: 'cpu', contextSize: 768, sequences: 4 }, 1000);
     const alone = { ...measured('CPU, one request at a time', { gpu: 'cpu', contextSize: 768 }, 2500), oneAtATime: true };
     const reasons = tuneReasons([batched, alone], batched, { ...work, sequences: 4 }, undefined);
-    expect(reasons[0]).toBe('Fastest for 4 requests at once, each a 512-token prompt with 128 tokens out: CPU, 1000 ms for all 4 (time to first token 100 ms, 1.0 tok/s in total).');
+    expect(reasons[0]).toBe(
+      'Fastest for 4 requests at once, each a 512-token prompt with 128 tokens out: CPU, 1000 ms for all 4 (time to first token 100 ms, 1.0 tok/s in total).',
+    );
     expect(reasons[1]).toBe('Running the 4 requests together (sequences: 4) is 2.5x faster than one after another (2500 ms).');
     expect(reasons.at(-1)).toBe("Paste: Llama.load(path, { gpu: 'cpu', contextSize: 768, sequences: 4 })");
     const slowBatch = { ...batched, requestMs: 3000 };
-    expect(tuneReasons([slowBatch, alone], alone, { ...work, sequences: 4 }, undefined)[1])
-      .toBe('One request after another is 1.2x faster than running the 4 together (3000 ms) on this machine.');
+    expect(tuneReasons([slowBatch, alone], alone, { ...work, sequences: 4 }, undefined)[1]).toBe(
+      'One request after another is 1.2x faster than running the 4 together (3000 ms) on this machine.',
+    );
   });
 
   it('says how much faster the GPU is, what flash attention and an oversized context cost', () => {
@@ -55,8 +93,14 @@ describe('tuning', () => {
       full,
       measured('full offload, flash attention on', { gpu: 'cuda', gpuLayers: 'max', contextSize: 768, flashAttention: 'on' }, 110),
       measured('full offload, flash attention off', { gpu: 'cuda', gpuLayers: 'max', contextSize: 768, flashAttention: 'off' }, 132),
-      measured('full offload, contextSize 32768', { gpu: 'cuda', gpuLayers: 'max', contextSize: 32768 }, 108, { kvCacheBytes: 512 * 2 ** 20 }),
-      { name: "llama.cpp's fit (gpuLayers 'auto')", options: { gpu: 'cuda', gpuLayers: 'auto', contextSize: 768 }, error: 'ERR_GPU_PLACEMENT: does not fit' },
+      measured('full offload, contextSize 32768', { gpu: 'cuda', gpuLayers: 'max', contextSize: 32768 }, 108, {
+        kvCacheBytes: 512 * 2 ** 20,
+      }),
+      {
+        name: "llama.cpp's fit (gpuLayers 'auto')",
+        options: { gpu: 'cuda', gpuLayers: 'auto', contextSize: 768 },
+        error: 'ERR_GPU_PLACEMENT: does not fit',
+      },
       measured('CPU', { gpu: 'cpu', contextSize: 768 }, 3100),
     ] as TuneCandidate[];
     const reasons = tuneReasons(candidates, full, work, undefined);
@@ -74,7 +118,9 @@ describe('tuning', () => {
     const cpu = measured('CPU', { gpu: 'cpu', contextSize: 256 }, 80);
     const gpu = measured('full offload', { gpu: 'cuda', gpuLayers: 'max', contextSize: 256 }, 95);
     const reasons = tuneReasons([gpu, cpu], cpu, { promptTokens: 20, outputTokens: 20 }, undefined);
-    expect(reasons[1]).toBe('The CPU wins: 80.0 ms per request against 95.0 ms with full offload: for this model and output length the per-token cost of driving the GPU (kernel launches, synchronization) outweighs its compute.');
+    expect(reasons[1]).toBe(
+      'The CPU wins: 80.0 ms per request against 95.0 ms with full offload: for this model and output length the per-token cost of driving the GPU (kernel launches, synchronization) outweighs its compute.',
+    );
   });
 });
 
@@ -91,7 +137,7 @@ describe('tuning advice when a bigger context happens to win', () => {
 });
 
 describe('tuning that can measure nothing', () => {
-  it('is an ERR_TUNE with every configuration\'s error, not a plain Error', async () => {
+  it("is an ERR_TUNE with every configuration's error, not a plain Error", async () => {
     const deps = {
       load: async () => {
         throw new CudaLlamaError(ErrorCode.CONTEXT_CREATE, 'llama.cpp could not create a context', { remedy: 'lower contextSize' });
@@ -102,7 +148,9 @@ describe('tuning that can measure nothing', () => {
     const error = await tune(deps, '/m.gguf', { gpu: 'cpu', promptTokens: 8, outputTokens: 8 }).catch((e: unknown) => e);
     expect(error).toBeInstanceOf(CudaLlamaError);
     expect(error).toMatchObject({ code: ErrorCode.TUNE, remedy: expect.stringMatching(/smaller workload/) });
-    expect((error as Error).message).toMatch(/^no configuration could be measured: CPU: ERR_CONTEXT_CREATE: llama\.cpp could not create a context; /);
+    expect((error as Error).message).toMatch(
+      /^no configuration could be measured: CPU: ERR_CONTEXT_CREATE: llama\.cpp could not create a context; /,
+    );
     expect((error as CudaLlamaError).details?.candidates).toHaveLength(3);
   });
 });
