@@ -34,29 +34,31 @@ Addon::Addon(Napi::Env env, Napi::Object exports) {
   model_constructor = Napi::Persistent(model);
   context_constructor = Napi::Persistent(context);
 
-  DefineAddon(exports, {
-      InstanceValue("Model", model, napi_enumerable),
-      InstanceValue("Context", context, napi_enumerable),
-      InstanceValue("Sampler", Sampler::Define(env), napi_enumerable),
-      InstanceValue("CancelFlag", CancelFlag::Define(env), napi_enumerable),
-      InstanceValue("loadBackendsFromDir", Napi::Function::New(env, LoadBackendsFromDir), napi_enumerable),
-      InstanceValue("probeLibrary", Napi::Function::New(env, ProbeLibrary), napi_enumerable),
-      InstanceValue("preloadLibrary", Napi::Function::New(env, PreloadLibrary), napi_enumerable),
-      InstanceValue("listBackends", Napi::Function::New(env, ListBackends), napi_enumerable),
-      InstanceValue("listDevices", Napi::Function::New(env, ListDevices), napi_enumerable),
-      InstanceValue("setLogger", Napi::Function::New(env, SetLogger), napi_enumerable),
-      InstanceValue("quantize", Napi::Function::New(env, Quantize), napi_enumerable),
-      InstanceValue("architectureSupported", Napi::Function::New(env, ArchitectureSupported), napi_enumerable),
-      InstanceValue("layerPlacement", Napi::Function::New(env, LayerPlacement), napi_enumerable),
-      InstanceValue("memoryBreakdown", Napi::Function::New(env, MemoryBreakdown), napi_enumerable),
-      InstanceValue("fitParams", Napi::Function::New(env, FitParams), napi_enumerable),
-      InstanceValue("graphPlacement", Napi::Function::New(env, GraphPlacement), napi_enumerable),
-      InstanceValue("nvmlSample", Napi::Function::New(env, NvmlSample), napi_enumerable),
-      InstanceValue("ggmlTypes", Napi::Function::New(env, GgmlTypes), napi_enumerable),
-      InstanceValue("fileTypeName", Napi::Function::New(env, FileTypeName), napi_enumerable),
-      InstanceMethod<&Addon::BuildInfo>("buildInfo", napi_enumerable),
-      InstanceMethod<&Addon::SystemInfo>("systemInfo", napi_enumerable),
-  });
+  DefineAddon(
+      exports,
+      {
+          InstanceValue("Model", model, napi_enumerable),
+          InstanceValue("Context", context, napi_enumerable),
+          InstanceValue("Sampler", Sampler::Define(env), napi_enumerable),
+          InstanceValue("CancelFlag", CancelFlag::Define(env), napi_enumerable),
+          InstanceValue("loadBackendsFromDir", Napi::Function::New(env, LoadBackendsFromDir), napi_enumerable),
+          InstanceValue("probeLibrary", Napi::Function::New(env, ProbeLibrary), napi_enumerable),
+          InstanceValue("preloadLibrary", Napi::Function::New(env, PreloadLibrary), napi_enumerable),
+          InstanceValue("listBackends", Napi::Function::New(env, ListBackends), napi_enumerable),
+          InstanceValue("listDevices", Napi::Function::New(env, ListDevices), napi_enumerable),
+          InstanceValue("setLogger", Napi::Function::New(env, SetLogger), napi_enumerable),
+          InstanceValue("quantize", Napi::Function::New(env, Quantize), napi_enumerable),
+          InstanceValue("architectureSupported", Napi::Function::New(env, ArchitectureSupported), napi_enumerable),
+          InstanceValue("layerPlacement", Napi::Function::New(env, LayerPlacement), napi_enumerable),
+          InstanceValue("memoryBreakdown", Napi::Function::New(env, MemoryBreakdown), napi_enumerable),
+          InstanceValue("fitParams", Napi::Function::New(env, FitParams), napi_enumerable),
+          InstanceValue("graphPlacement", Napi::Function::New(env, GraphPlacement), napi_enumerable),
+          InstanceValue("nvmlSample", Napi::Function::New(env, NvmlSample), napi_enumerable),
+          InstanceValue("ggmlTypes", Napi::Function::New(env, GgmlTypes), napi_enumerable),
+          InstanceValue("fileTypeName", Napi::Function::New(env, FileTypeName), napi_enumerable),
+          InstanceMethod<&Addon::BuildInfo>("buildInfo", napi_enumerable),
+          InstanceMethod<&Addon::SystemInfo>("systemInfo", napi_enumerable),
+      });
 
   // Runs before N-API finalizers at env teardown: free contexts and models while their backends
   // still exist, so exiting with undisposed objects neither leaks nor crashes.

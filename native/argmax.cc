@@ -38,7 +38,8 @@ llama_token ArgmaxRow(const float* logits, int32_t n_vocab) {
   for (; id < n_vocab; id++) best = std::max(best, logits[id]);
   llama_token token = 0;
   for (; token + kBlock <= n_vocab; token += kBlock) {
-    const Mask4 hit = (load(token) == best) | (load(token + 4) == best) | (load(token + 8) == best) | (load(token + 12) == best);
+    const Mask4 hit =
+        (load(token) == best) | (load(token + 4) == best) | (load(token + 8) == best) | (load(token + 12) == best);
     uint64_t words[2];
     std::memcpy(words, &hit, sizeof words);
     if ((words[0] | words[1]) != 0) break;
@@ -53,7 +54,8 @@ RowsArgmax::RowsArgmax(ggml_backend_t host_backend, int32_t n_vocab) : host_back
   if (host_backend_ == nullptr) return;
   // The op's output tensor is a placeholder (Task writes into tokens_), so nothing is allocated.
   graph_ctx_ = ggml_init({ggml_tensor_overhead() + ggml_graph_overhead_custom(1, false), nullptr, true});
-  ggml_tensor* op = ggml_custom_4d(graph_ctx_, GGML_TYPE_I32, 1, 1, 1, 1, nullptr, 0, &RowsArgmax::Task, GGML_N_TASKS_MAX, this);
+  ggml_tensor* op =
+      ggml_custom_4d(graph_ctx_, GGML_TYPE_I32, 1, 1, 1, 1, nullptr, 0, &RowsArgmax::Task, GGML_N_TASKS_MAX, this);
   graph_ = ggml_new_graph_custom(graph_ctx_, 1, false);
   ggml_build_forward_expand(graph_, op);
 }

@@ -11,12 +11,18 @@ namespace cuda_llama {
 
 const char* DeviceTypeName(int type) {
   switch (type) {
-    case GGML_BACKEND_DEVICE_TYPE_CPU: return "cpu";
-    case GGML_BACKEND_DEVICE_TYPE_GPU: return "gpu";
-    case GGML_BACKEND_DEVICE_TYPE_IGPU: return "igpu";
-    case GGML_BACKEND_DEVICE_TYPE_ACCEL: return "accel";
-    case GGML_BACKEND_DEVICE_TYPE_META: return "meta";
-    default: return "unknown";
+    case GGML_BACKEND_DEVICE_TYPE_CPU:
+      return "cpu";
+    case GGML_BACKEND_DEVICE_TYPE_GPU:
+      return "gpu";
+    case GGML_BACKEND_DEVICE_TYPE_IGPU:
+      return "igpu";
+    case GGML_BACKEND_DEVICE_TYPE_ACCEL:
+      return "accel";
+    case GGML_BACKEND_DEVICE_TYPE_META:
+      return "meta";
+    default:
+      return "unknown";
   }
 }
 
@@ -97,7 +103,8 @@ Napi::Value ListDevices(const Napi::CallbackInfo& info) {
     entry.Set("backend", ggml_backend_reg_name(ggml_backend_dev_backend_reg(dev)));
     entry.Set("memoryFree", Napi::Number::New(env, static_cast<double>(props.memory_free)));
     entry.Set("memoryTotal", Napi::Number::New(env, static_cast<double>(props.memory_total)));
-    entry.Set("deviceId", props.device_id != nullptr ? Napi::Value(Napi::String::New(env, props.device_id)) : env.Null());
+    entry.Set("deviceId",
+              props.device_id != nullptr ? Napi::Value(Napi::String::New(env, props.device_id)) : env.Null());
     result.Set(static_cast<uint32_t>(i), entry);
   }
   return result;

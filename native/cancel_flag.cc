@@ -5,9 +5,9 @@
 namespace cuda_llama {
 
 Napi::Function CancelFlag::Define(Napi::Env env) {
-  return DefineClass(env, "CancelFlag",
-                     {InstanceMethod<&CancelFlag::Cancel>("cancel"),
-                      InstanceAccessor<&CancelFlag::IsCancelled>("cancelled")});
+  return DefineClass(
+      env, "CancelFlag",
+      {InstanceMethod<&CancelFlag::Cancel>("cancel"), InstanceAccessor<&CancelFlag::IsCancelled>("cancelled")});
 }
 
 CancelFlag::CancelFlag(const Napi::CallbackInfo& info) : Napi::ObjectWrap<CancelFlag>(info) {

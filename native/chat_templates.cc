@@ -6,9 +6,9 @@
 #include <string>
 #include <vector>
 
+#include <log.h>   // common/log.h; the quoted "log.h" is native/log.h
 #include "chat.h"  // llama.cpp's common library (linked as llama-common)
 #include "common.h"
-#include <log.h>  // common/log.h; the quoted "log.h" is native/log.h
 
 namespace cuda_llama {
 namespace {
@@ -153,7 +153,8 @@ Napi::Value ParseChatOutput(const Napi::CallbackInfo& info) {
   } catch (...) {
     problem = "a non-standard exception";
   }
-  if (!problem.empty()) throw MakeError(env, code::kChatTemplate, "llama.cpp's chat parser refused the output: " + problem);
+  if (!problem.empty())
+    throw MakeError(env, code::kChatTemplate, "llama.cpp's chat parser refused the output: " + problem);
   Napi::Object result = Napi::Object::New(env);
   result.Set("content", message.content);
   result.Set("reasoning", message.reasoning_content);

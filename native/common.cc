@@ -16,7 +16,8 @@ Napi::Error MakeError(Napi::Env env, const char* code, const std::string& messag
   return error;
 }
 
-std::optional<std::string> DevicesByName(const std::vector<std::string>& names, std::vector<ggml_backend_dev_t>& devices) {
+std::optional<std::string> DevicesByName(const std::vector<std::string>& names,
+                                         std::vector<ggml_backend_dev_t>& devices) {
   for (const std::string& name : names) {
     ggml_backend_dev_t dev = ggml_backend_dev_by_name(name.c_str());
     if (dev == nullptr) return "no device named " + name + " in ggml's registry";

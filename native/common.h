@@ -11,7 +11,8 @@
 #include "llama.h"
 
 #ifndef CUDA_LLAMA_LLAMA_CPP_COMMIT
-#error "CUDA_LLAMA_LLAMA_CPP_COMMIT is not defined: build through CMakeLists.txt (npm run build:native), which reads vendor/llama.cpp.pin.json"
+#error \
+    "CUDA_LLAMA_LLAMA_CPP_COMMIT is not defined: build through CMakeLists.txt (npm run build:native), which reads vendor/llama.cpp.pin.json"
 #endif
 
 namespace cuda_llama {
@@ -37,7 +38,8 @@ std::string TokenPiece(const llama_vocab* vocab, llama_token token, bool special
 // appends them to `devices`, NULL-terminated as llama_model_params.devices wants. Returns the
 // message for a name the registry lacks, reported as code::kCudaUnavailable; nullopt when all
 // resolve. Worker thread; no N-API.
-std::optional<std::string> DevicesByName(const std::vector<std::string>& names, std::vector<ggml_backend_dev_t>& devices);
+std::optional<std::string> DevicesByName(const std::vector<std::string>& names,
+                                         std::vector<ggml_backend_dev_t>& devices);
 
 // An Error with `code` (ours) and, when llama.cpp returned one, `status` (theirs).
 Napi::Error MakeError(Napi::Env env, const char* code, const std::string& message,

@@ -14,8 +14,12 @@ namespace {
 
 class FitWorker : public PromiseWorker {
  public:
-  FitWorker(Napi::Env env, std::string path, std::vector<std::string> devices, llama_context_params cparams, size_t margin)
-      : PromiseWorker(env, "cuda-llama-fit", code::kModelLoad), path_(std::move(path)), device_names_(std::move(devices)), cparams_(cparams) {
+  FitWorker(Napi::Env env, std::string path, std::vector<std::string> devices, llama_context_params cparams,
+            size_t margin)
+      : PromiseWorker(env, "cuda-llama-fit", code::kModelLoad),
+        path_(std::move(path)),
+        device_names_(std::move(devices)),
+        cparams_(cparams) {
     margins_.assign(llama_max_devices(), margin);
   }
 
@@ -29,14 +33,15 @@ class FitWorker : public PromiseWorker {
     mparams_.devices = devices_.data();
     tensor_split_.assign(llama_max_devices(), 0.0f);
     overrides_.assign(llama_max_tensor_buft_overrides(), llama_model_tensor_buft_override{nullptr, nullptr});
-    status_ = common_fit_params(path_.c_str(), &mparams_, &cparams_, tensor_split_.data(), overrides_.data(), margins_.data(),
-                                cparams_.n_ctx, nullptr, GGML_LOG_LEVEL_ERROR);
+    status_ = common_fit_params(path_.c_str(), &mparams_, &cparams_, tensor_split_.data(), overrides_.data(),
+                                margins_.data(), cparams_.n_ctx, nullptr, GGML_LOG_LEVEL_ERROR);
   }
 
   Napi::Value Resolve(Napi::Env env) override {
     Napi::Object result = Napi::Object::New(env);
-    const char* status = status_ == COMMON_PARAMS_FIT_STATUS_SUCCESS ? "success"
-                         : status_ == COMMON_PARAMS_FIT_STATUS_FAILURE ? "failure" : "error";
+    const char* status = status_ == COMMON_PARAMS_FIT_STATUS_SUCCESS   ? "success"
+                         : status_ == COMMON_PARAMS_FIT_STATUS_FAILURE ? "failure"
+                                                                       : "error";
     result.Set("status", status);
     result.Set("nGpuLayers", mparams_.n_gpu_layers);
     Napi::Array split = Napi::Array::New(env);

@@ -22,7 +22,8 @@ static_assert(std::is_same_v<decltype(&llama_get_memory_breakdown), llama_memory
               "llama_get_memory_breakdown changed: update native/llama_adapter.cc for the new llama.cpp pin");
 // GraphPlacement passes split_only by position: a parameter inserted before it must not compile.
 static_assert(std::is_same_v<decltype(&llama_context::graph_reserve),
-                             ggml_cgraph* (llama_context::*)(uint32_t, uint32_t, uint32_t, const llama_memory_context_i*, bool, size_t*)>,
+                             ggml_cgraph* (llama_context::*)(uint32_t, uint32_t, uint32_t,
+                                                             const llama_memory_context_i*, bool, size_t*)>,
               "llama_context::graph_reserve changed: update native/llama_adapter.cc for the new llama.cpp pin");
 
 namespace cuda_llama {
@@ -74,8 +75,8 @@ const ggml_tensor* BeforeScheduling(ggml_cgraph* graph, const ggml_tensor* src, 
   const std::string name = ggml_get_name(src);
   const std::string prefix = backend_name + "#";
   const size_t last = name.rfind('#');
-  if (name.compare(0, prefix.size(), prefix) != 0 || last == std::string::npos || last < prefix.size() || last + 1 == name.size() ||
-      name.find_first_not_of("0123456789", last + 1) != std::string::npos) {
+  if (name.compare(0, prefix.size(), prefix) != 0 || last == std::string::npos || last < prefix.size() ||
+      last + 1 == name.size() || name.find_first_not_of("0123456789", last + 1) != std::string::npos) {
     return src;
   }
   const ggml_tensor* original = ggml_graph_get_tensor(graph, name.substr(prefix.size(), last - prefix.size()).c_str());
@@ -122,7 +123,8 @@ GraphCensus TakeCensus(ggml_cgraph* graph, ggml_backend_sched_t sched) {
     if (ComputesNothing(node)) continue;
     ggml_backend_t backend = ggml_backend_sched_get_tensor_backend(sched, node);
     // With a single backend the scheduler assigns nothing: everything runs on that one.
-    if (backend == nullptr && ggml_backend_sched_get_n_backends(sched) == 1) backend = ggml_backend_sched_get_backend(sched, 0);
+    if (backend == nullptr && ggml_backend_sched_get_n_backends(sched) == 1)
+      backend = ggml_backend_sched_get_backend(sched, 0);
     census.by_backend[backend != nullptr ? ggml_backend_name(backend) : "unassigned"]++;
     if (backend == nullptr || !IsHostBackend(backend)) continue;
     // The scheduler put this op on the host although it reads weights or KV cache held in GPU
@@ -135,7 +137,8 @@ GraphCensus TakeCensus(ggml_cgraph* graph, ggml_backend_sched_t sched) {
     census.cpu_ops_on_gpu_memory++;  // one count per op
     if (census.examples.size() < GraphCensus::kMaxExamples) {
       census.examples.push_back({ggml_op_desc(node), ggml_get_name(node), backend_name,
-                                 ggml_get_name(src->view_src != nullptr ? src->view_src : src), ggml_backend_dev_name(resident)});
+                                 ggml_get_name(src->view_src != nullptr ? src->view_src : src),
+                                 ggml_backend_dev_name(resident)});
     }
   }
   return census;
@@ -202,7 +205,9 @@ Napi::Value MemoryBreakdown(const Napi::CallbackInfo& info) {
     entry.Set("bufferType", ggml_backend_buft_name(buft));
     ggml_backend_dev_t dev = ggml_backend_buft_get_device(buft);
     entry.Set("device", DeviceName(env, dev));
-    entry.Set("deviceType", dev != nullptr ? Napi::Value(Napi::String::New(env, DeviceTypeName(ggml_backend_dev_type(dev)))) : env.Null());
+    entry.Set("deviceType", dev != nullptr
+                                ? Napi::Value(Napi::String::New(env, DeviceTypeName(ggml_backend_dev_type(dev))))
+                                : env.Null());
     entry.Set("isHost", ggml_backend_buft_is_host(buft));
     entry.Set("model", Napi::Number::New(env, static_cast<double>(bytes.model)));
     entry.Set("context", Napi::Number::New(env, static_cast<double>(bytes.context)));

@@ -75,7 +75,8 @@ Nvml& Instance() {
     Bind(nvml, nvml.temperature, "nvmlDeviceGetTemperature");
     Bind(nvml, nvml.utilization, "nvmlDeviceGetUtilizationRates");
     // Renamed in newer drivers ("clocks event reasons"); same bits.
-    Bind(nvml, nvml.throttle_reasons, "nvmlDeviceGetCurrentClocksEventReasons", "nvmlDeviceGetCurrentClocksThrottleReasons");
+    Bind(nvml, nvml.throttle_reasons, "nvmlDeviceGetCurrentClocksEventReasons",
+         "nvmlDeviceGetCurrentClocksThrottleReasons");
     Bind(nvml, nvml.compute_capability, "nvmlDeviceGetCudaComputeCapability");
     Bind(nvml, nvml.memory, "nvmlDeviceGetMemoryInfo");
     if (nvml.init == nullptr || nvml.device_count == nullptr || nvml.device_by_index == nullptr) {
@@ -87,13 +88,15 @@ Nvml& Instance() {
   return nvml;
 }
 
-Napi::Value UnsignedOrNull(Napi::Env env, nvmlReturn_t (*fn)(nvmlDevice_t, unsigned int*), nvmlDevice_t dev, double scale = 1) {
+Napi::Value UnsignedOrNull(Napi::Env env, nvmlReturn_t (*fn)(nvmlDevice_t, unsigned int*), nvmlDevice_t dev,
+                           double scale = 1) {
   unsigned int value = 0;
   if (fn == nullptr || fn(dev, &value) != kSuccess) return env.Null();
   return Napi::Number::New(env, value * scale);
 }
 
-Napi::Value ClockOrNull(Napi::Env env, nvmlReturn_t (*fn)(nvmlDevice_t, int, unsigned int*), nvmlDevice_t dev, int type) {
+Napi::Value ClockOrNull(Napi::Env env, nvmlReturn_t (*fn)(nvmlDevice_t, int, unsigned int*), nvmlDevice_t dev,
+                        int type) {
   unsigned int value = 0;
   if (fn == nullptr || fn(dev, type, &value) != kSuccess) return env.Null();
   return Napi::Number::New(env, value);
@@ -113,10 +116,13 @@ Napi::Value NvmlSample(const Napi::CallbackInfo& info) {
   result.Set("available", true);
   char text[128] = {0};
   result.Set("driverVersion", nvml.driver_version != nullptr && nvml.driver_version(text, sizeof(text)) == kSuccess
-                                  ? Napi::Value(Napi::String::New(env, text)) : env.Null());
+                                  ? Napi::Value(Napi::String::New(env, text))
+                                  : env.Null());
   int cuda_version = 0;
-  result.Set("cudaDriverVersion", nvml.cuda_driver_version != nullptr && nvml.cuda_driver_version(&cuda_version) == kSuccess
-                                      ? Napi::Value(Napi::Number::New(env, cuda_version)) : env.Null());
+  result.Set("cudaDriverVersion",
+             nvml.cuda_driver_version != nullptr && nvml.cuda_driver_version(&cuda_version) == kSuccess
+                 ? Napi::Value(Napi::Number::New(env, cuda_version))
+                 : env.Null());
   unsigned int count = 0;
   Napi::Array devices = Napi::Array::New(env);
   if (nvml.device_count(&count) == kSuccess) {
@@ -126,29 +132,39 @@ Napi::Value NvmlSample(const Napi::CallbackInfo& info) {
       Napi::Object d = Napi::Object::New(env);
       d.Set("index", i);
       char name[128] = {0};
-      d.Set("name", nvml.name != nullptr && nvml.name(dev, name, sizeof(name)) == kSuccess ? Napi::Value(Napi::String::New(env, name)) : env.Null());
+      d.Set("name", nvml.name != nullptr && nvml.name(dev, name, sizeof(name)) == kSuccess
+                        ? Napi::Value(Napi::String::New(env, name))
+                        : env.Null());
       int major = 0, minor = 0;
-      d.Set("computeCapability", nvml.compute_capability != nullptr && nvml.compute_capability(dev, &major, &minor) == kSuccess
-                                     ? Napi::Value(Napi::String::New(env, std::to_string(major) + "." + std::to_string(minor))) : env.Null());
+      d.Set("computeCapability",
+            nvml.compute_capability != nullptr && nvml.compute_capability(dev, &major, &minor) == kSuccess
+                ? Napi::Value(Napi::String::New(env, std::to_string(major) + "." + std::to_string(minor)))
+                : env.Null());
       d.Set("smClockMHz", ClockOrNull(env, nvml.clock, dev, kClockSm));
       d.Set("memoryClockMHz", ClockOrNull(env, nvml.clock, dev, kClockMem));
       d.Set("maxSmClockMHz", ClockOrNull(env, nvml.max_clock, dev, kClockSm));
       d.Set("powerW", UnsignedOrNull(env, nvml.power, dev, 0.001));
       d.Set("powerLimitW", UnsignedOrNull(env, nvml.power_limit, dev, 0.001));
       unsigned int temperature = 0;
-      d.Set("temperatureC", nvml.temperature != nullptr && nvml.temperature(dev, kTemperatureGpu, &temperature) == kSuccess
-                                ? Napi::Value(Napi::Number::New(env, temperature)) : env.Null());
+      d.Set("temperatureC",
+            nvml.temperature != nullptr && nvml.temperature(dev, kTemperatureGpu, &temperature) == kSuccess
+                ? Napi::Value(Napi::Number::New(env, temperature))
+                : env.Null());
       nvmlUtilization_t utilization{};
       bool have_utilization = nvml.utilization != nullptr && nvml.utilization(dev, &utilization) == kSuccess;
       d.Set("utilizationGpu", have_utilization ? Napi::Value(Napi::Number::New(env, utilization.gpu)) : env.Null());
-      d.Set("utilizationMemory", have_utilization ? Napi::Value(Napi::Number::New(env, utilization.memory)) : env.Null());
+      d.Set("utilizationMemory",
+            have_utilization ? Napi::Value(Napi::Number::New(env, utilization.memory)) : env.Null());
       unsigned long long reasons = 0;
       d.Set("throttleReasons", nvml.throttle_reasons != nullptr && nvml.throttle_reasons(dev, &reasons) == kSuccess
-                                   ? Napi::Value(Napi::Number::New(env, static_cast<double>(reasons))) : env.Null());
+                                   ? Napi::Value(Napi::Number::New(env, static_cast<double>(reasons)))
+                                   : env.Null());
       nvmlMemory_t memory{};
       bool have_memory = nvml.memory != nullptr && nvml.memory(dev, &memory) == kSuccess;
-      d.Set("memoryTotal", have_memory ? Napi::Value(Napi::Number::New(env, static_cast<double>(memory.total))) : env.Null());
-      d.Set("memoryFree", have_memory ? Napi::Value(Napi::Number::New(env, static_cast<double>(memory.free))) : env.Null());
+      d.Set("memoryTotal",
+            have_memory ? Napi::Value(Napi::Number::New(env, static_cast<double>(memory.total))) : env.Null());
+      d.Set("memoryFree",
+            have_memory ? Napi::Value(Napi::Number::New(env, static_cast<double>(memory.free))) : env.Null());
       devices.Set(devices.Length(), d);
     }
   }

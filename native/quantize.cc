@@ -14,7 +14,9 @@ namespace {
 class QuantizeWorker : public PromiseWorker {
  public:
   QuantizeWorker(Napi::Env env, std::string input, std::string output, int ftype, int threads)
-      : PromiseWorker(env, "cuda-llama-quantize", code::kQuantize), input_(std::move(input)), output_(std::move(output)) {
+      : PromiseWorker(env, "cuda-llama-quantize", code::kQuantize),
+        input_(std::move(input)),
+        output_(std::move(output)) {
     params_ = llama_model_quantize_default_params();
     params_.ftype = static_cast<llama_ftype>(ftype);
     params_.nthread = threads;
@@ -26,7 +28,8 @@ class QuantizeWorker : public PromiseWorker {
     uint32_t rc = llama_model_quantize(input_.c_str(), output_.c_str(), &params_);
     if (rc != 0) {
       std::string reason = TakeThreadErrors();
-      Fail(code::kQuantize, "quantizing " + input_ + " to " + output_ + " failed" + (reason.empty() ? "" : ": " + reason),
+      Fail(code::kQuantize,
+           "quantizing " + input_ + " to " + output_ + " failed" + (reason.empty() ? "" : ": " + reason),
            static_cast<int>(rc));
     }
   }
