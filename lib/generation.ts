@@ -46,6 +46,8 @@ export interface GenerateResult {
   cachedTokens: number;
   /** Why a cached prefix could not be reused, when one matched: cachedTokens is then 0. */
   cacheMiss?: CacheMiss;
+  /** Tokens a context shift dropped from the window (GenerateOptions.contextShift); 0 without one. */
+  droppedTokens: number;
   stopReason: StopReason;
   /** The stop sequence that ended generation, when stopReason is 'stop'. */
   stopSequence?: string;
@@ -94,6 +96,8 @@ export interface GenerationRequest {
   cancels: NativeCancelFlag[];
   /** Reuse a cached prefix of each prompt (false: evaluate every prompt token). */
   cachePrompt: boolean;
+  /** Tokens a context shift keeps, -1 for no shift (see GenerateOptions.contextShift). */
+  contextShiftKeep?: number;
   /** The session (lib/session.ts) the prompts belong to; 0 or absent for none. */
   session?: number;
   /** Receives each piece of text as soon as it is safe to show (never part of a stop sequence). */
@@ -231,7 +235,7 @@ export async function runGenerations(request: GenerationRequest): Promise<BatchR
     settled = await Promise.allSettled(request.prompts.map((prompt, i) => {
       const sequence = sequences[i]!;
       return context.submit(prompt, samplers[i]!, request.maxTokens[i]!, cancels[i]!, everyToken, request.cachePrompt,
-        (token, piece, atMs) => sequence.push(token, piece, atMs), request.session ?? 0)
+        (token, piece, atMs) => sequence.push(token, piece, atMs), request.session ?? 0, request.contextShiftKeep ?? -1)
         .catch((error: unknown) => {
           cancelAll(); // one request failed: the call fails, so the others stop too
           throw error;
@@ -260,6 +264,7 @@ export async function runGenerations(request: GenerationRequest): Promise<BatchR
       tokens,
       promptTokens,
       cachedTokens: n.cachedTokens,
+      droppedTokens: n.droppedTokens,
       ...(n.cacheMiss !== null ? { cacheMiss: n.cacheMiss } : {}),
       stopReason,
       ...(assembler.stopSequence !== undefined ? { stopSequence: assembler.stopSequence } : {}),

@@ -11,7 +11,7 @@ import type { GpuDecision } from './gpu/decision.js';
 import { buildLayerReport, type LayerReport } from './layer-report.js';
 import type { LoadedBinary } from './binding/load-native.js';
 import type { NativeCancelFlag, NativeContext, NativeContextInfo, NativeModel, NativeModelInfo } from './binding/native.js';
-import { resolveMaxTokens, samplerParams, validateGenerateOptions, type BatchGenerateOptions, type GenerateOptions } from './options.js';
+import { contextShiftKeep, resolveMaxTokens, samplerParams, validateGenerateOptions, type BatchGenerateOptions, type GenerateOptions } from './options.js';
 import { expectObject, expectString, optionalBoolean, rejectUnknownKeys, typeError, rangeError } from './validate.js';
 
 export type { ChatMessage, ChatOptions, ChatResult, ChatStream, ChatTemplateOptions } from './chat.js';
@@ -380,9 +380,11 @@ export class LlamaModel implements AsyncDisposable {
       const cancelAll = () => {
         for (const flag of cancels) flag.cancel();
       };
-      const maxTokens = tokenized.map((tokens) => resolveMaxTokens(options.maxTokens, contextSize, tokens.length));
+      const shiftKeep = contextShiftKeep(options.contextShift);
+      // A shifting window never fills: only maxTokens (required with contextShift) bounds it.
+      const maxTokens = tokenized.map((tokens) => resolveMaxTokens(options.maxTokens, shiftKeep >= 0 ? Number.MAX_SAFE_INTEGER : contextSize, tokens.length));
       // A limit that is the room left in the window, not the caller's maxTokens: reaching it is a full context.
-      const contextBound = tokenized.map((tokens, i) => maxTokens[i] === contextSize - tokens.length && (options.maxTokens ?? Infinity) > maxTokens[i]!);
+      const contextBound = tokenized.map((tokens, i) => shiftKeep < 0 && maxTokens[i] === contextSize - tokens.length && (options.maxTokens ?? Infinity) > maxTokens[i]!);
       return this.#submit(async () => {
         const result = await runGenerations({
           addon: this.#binary.addon,
@@ -398,6 +400,7 @@ export class LlamaModel implements AsyncDisposable {
           onText: options.onText,
           cancels,
           cachePrompt: options.cachePrompt ?? true,
+          contextShiftKeep: shiftKeep,
           session,
         });
         if (this.#disposing !== undefined && result.results.some((r) => r.stopReason === 'abort')) throw new DisposedError('model');

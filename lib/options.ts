@@ -123,6 +123,14 @@ export interface GenerateOptions {
    * token (to measure prompt processing). Default true.
    */
   cachePrompt?: boolean;
+  /**
+   * What a full window does. Off (default): the generation ends with stopReason 'contextFull'.
+   * On (`true`, or `{ keep }`): the first `keep` tokens (default 1, the BOS of most models) stay,
+   * the older half of the rest is dropped and generation goes on (where the model's memory can
+   * shift positions; otherwise it ends with 'contextFull' as without it); the result's
+   * `droppedTokens` says how many went. Needs `maxTokens`, since a shifting window never fills.
+   */
+  contextShift?: boolean | { keep?: number };
 }
 
 const loadKeys = [
@@ -131,7 +139,7 @@ const loadKeys = [
 ] as const;
 const generateKeys = [
   'maxTokens', 'temperature', 'topK', 'topP', 'minP', 'repeatPenalty', 'repeatLastN', 'seed', 'stop', 'signal',
-  'stopOnAbort', 'onText', 'cachePrompt',
+  'stopOnAbort', 'onText', 'cachePrompt', 'contextShift',
 ] as const;
 
 export const DEFAULT_CONTEXT_SIZE = 4096;
@@ -277,6 +285,15 @@ export function validateGenerateOptions(input: unknown): ValidGenerateOptions {
   optionalBoolean('options.stopOnAbort', options.stopOnAbort);
   optionalFunction('options.onText', options.onText);
   optionalBoolean('options.cachePrompt', options.cachePrompt);
+  const shift = options.contextShift;
+  if (shift !== undefined && typeof shift !== 'boolean') {
+    if (shift === null || typeof shift !== 'object' || Array.isArray(shift)) throw typeError('options.contextShift', 'a boolean or { keep }', shift);
+    rejectUnknownKeys('options.contextShift', shift as Record<string, unknown>, ['keep']);
+    optionalInteger('options.contextShift.keep', (shift as { keep?: unknown }).keep, 0, 16_777_216);
+  }
+  if (shift !== undefined && shift !== false && options.maxTokens === undefined) {
+    throw rangeError('options.maxTokens', 'set with contextShift (a shifting window never fills, so nothing else ends the generation)', undefined);
+  }
   let stopSequences: string[] = [];
   if (options.stop !== undefined) {
     stopSequences = typeof options.stop === 'string' ? [options.stop] : (options.stop as string[]);
@@ -300,6 +317,12 @@ export function samplerParams(options: GenerateOptions): NativeSamplerParams {
     presencePenalty: 0,
     seed: options.seed ?? Math.floor(Math.random() * 2 ** 32),
   };
+}
+
+/** The tokens a context shift keeps, or -1 when it is off (the native layer's encoding). */
+export function contextShiftKeep(shift: GenerateOptions['contextShift']): number {
+  if (shift === undefined || shift === false) return -1;
+  return shift === true ? 1 : (shift.keep ?? 1);
 }
 
 /** maxTokens as the native layer takes it: bounded by the room left in the context. */

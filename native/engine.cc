@@ -67,6 +67,7 @@ Engine::Engine(llama_context* ctx, ggml_backend_t host_backend)
       n_ubatch_(static_cast<int32_t>(llama_n_ubatch(ctx))),
       epoch_(std::chrono::steady_clock::now()),
       sequences_(llama_n_seq_max(ctx)) {
+  can_shift_ = llama_memory_can_shift(llama_get_memory(ctx));
   const llama_model* model = llama_get_model(ctx);
   if (llama_model_is_recurrent(model) || llama_model_is_hybrid(model)) {
     no_reuse_reason_ = "recurrentMemory";
@@ -373,12 +374,27 @@ void Engine::Accept(GenerationRequest* request, llama_token token) {
   request->generated++;
   if (request->generated >= request->max_tokens) {
     Finish(request, "maxTokens");
-  } else if (sequences_[request->seq].cached.size() >= n_ctx_seq_) {
+  } else if (sequences_[request->seq].cached.size() >= n_ctx_seq_ && !Shift(request)) {
     Finish(request, "contextFull");  // no cell left in its window for the next token
   } else {
     request->next = token;
     request->generating = true;
   }
+}
+
+bool Engine::Shift(GenerationRequest* request) {
+  if (request->shift_keep < 0 || !can_shift_) return false;
+  Sequence& seq = sequences_[request->seq];
+  const llama_pos n_past = static_cast<llama_pos>(seq.cached.size());
+  const llama_pos keep = std::min<llama_pos>(request->shift_keep, n_past - 1);
+  const llama_pos discard = (n_past - keep) / 2;  // as llama.cpp's own tools do
+  if (discard <= 0) return false;
+  llama_memory_t memory = llama_get_memory(ctx_);
+  if (!llama_memory_seq_rm(memory, request->seq, keep, keep + discard)) return false;
+  llama_memory_seq_add(memory, request->seq, keep + discard, n_past, -discard);
+  seq.cached.erase(seq.cached.begin() + keep, seq.cached.begin() + keep + discard);
+  request->dropped += discard;
+  return true;
 }
 
 void Engine::RollBack() {
@@ -429,6 +445,13 @@ void Engine::Finish(GenerationRequest* request, const char* reason) {
   request->stop_reason = reason;
   if (request->seq >= 0) {
     Sequence& seq = sequences_[request->seq];
+    if (request->dropped > 0) {
+      // After a shift the cells past `keep` were computed beside tokens that are gone: no fresh
+      // evaluation of the tokens they hold would give them, so no later request may reuse them.
+      const size_t keep = std::min(seq.cached.size(), static_cast<size_t>(request->shift_keep));
+      llama_memory_seq_rm(llama_get_memory(ctx_), request->seq, static_cast<llama_pos>(keep), -1);
+      seq.cached.resize(keep);
+    }
     seq.request = nullptr;
     seq.last_used = ++uses_;
     request->seq = -1;

@@ -83,6 +83,7 @@ class Engine {
   void RollBack();
   void FailBatch(const std::vector<GenerationRequest*>& in_batch, int32_t rc);
   void Accept(GenerationRequest* request, llama_token token);
+  bool Shift(GenerationRequest* request);
   void Emit(EngineEvent event, bool wake);
   void WakeJs();
   double NowMs() const;
@@ -100,6 +101,7 @@ class Engine {
   // Null when a cached prefix cannot be reused: recurrent or hybrid memory cannot drop a partial
   // tail, and a sliding-window cache has already evicted what a shorter prefix would attend to.
   const char* no_reuse_reason_ = nullptr;
+  bool can_shift_ = false;  // llama_memory_can_shift: positions can move (K is re-roped)
   std::chrono::steady_clock::time_point epoch_;
 
   Napi::ThreadSafeFunction tsfn_;

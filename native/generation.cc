@@ -45,6 +45,7 @@ std::unique_ptr<GenerationRequest> RequestFromJs(const Napi::CallbackInfo& info,
   request->on_token = Napi::Persistent(info[6].As<Napi::Function>());
   request->sampler_ref = Napi::Persistent(info[1].As<Napi::Object>());
   if (info.Length() > 7 && info[7].IsNumber()) request->session = info[7].As<Napi::Number>().Uint32Value();
+  if (info.Length() > 8 && info[8].IsNumber()) request->shift_keep = info[8].As<Napi::Number>().Int32Value();
   return request;
 }
 
@@ -63,6 +64,7 @@ void SettleRequest(Napi::Env env, GenerationRequest* request) {
     result.Set("admittedAtMs", request->admitted_at_ms);
     result.Set("promptDoneAtMs", request->prompt_done_at_ms);
     result.Set("preemptions", request->preemptions);
+    result.Set("droppedTokens", request->dropped);
     request->deferred.Resolve(result);
   } catch (const Napi::Error& error) {
     // Building the result failed: reject with why, unless the env can no longer run JS at all (a

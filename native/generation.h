@@ -35,6 +35,9 @@ struct GenerationRequest {
   // The session it belongs to (lib/session.ts), 0 for none: a session's requests go back to the
   // sequence its last one used while that is idle, and other requests take that sequence last.
   uint32_t session = 0;
+  // Context shift (opt-in): when the window is full, keep the first `shift_keep` tokens, drop half
+  // of the rest (the oldest) and go on. -1: off, the request ends with contextFull.
+  int32_t shift_keep = -1;
 
   // Context thread only while the request is in the engine; read on the JS thread once it is done.
   // `input` is what the sequence must hold before the next sample: the prompt, or after a
@@ -52,6 +55,7 @@ struct GenerationRequest {
   double admitted_at_ms = -1;            // on the engine's clock (ms since it started)
   double prompt_done_at_ms = -1;
   int32_t preemptions = 0;
+  int32_t dropped = 0;  // tokens the context shift dropped from the window
   const char* stop_reason = nullptr;     // set when the request is finished
   const char* error_code = nullptr;
   std::string error_message;

@@ -111,6 +111,8 @@ export interface NativeRequestResult {
   promptDoneAtMs: number;
   /** Times it was preempted (its cells freed for the others) and evaluated again. */
   preemptions: number;
+  /** Tokens a context shift dropped from the window. */
+  droppedTokens: number;
 }
 
 export interface NativeSamplerParams {
@@ -197,6 +199,8 @@ export interface NativeContext {
     onToken: (token: number, piece: Buffer, atMs: number) => void,
     /** A session id (lib/session.ts), 0 or absent for none: its requests go back to the sequence its last one used. */
     session?: number,
+    /** Tokens to keep when the window is full and the rest is shifted (llama_memory_seq_rm + llama_memory_seq_add); -1 or absent: no shift. */
+    contextShiftKeep?: number,
   ): Promise<NativeRequestResult>;
   /** The session's sequence is no longer kept for it (no llama.cpp call: the engine's own bookkeeping). */
   endSession(id: number): void;

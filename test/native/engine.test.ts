@@ -73,6 +73,22 @@ describe('prefix reuse', () => {
     });
   });
 
+  it('contextShift goes past a full window, says what it dropped, and leaves nothing shifted for reuse', async () => {
+    const { contextSize } = model.contextInfo;
+    const prompt = model.tokenize('Fill the window');
+    await expect(model.generate(prompt, { ...greedy, contextShift: true })).rejects.toThrow(/options\.maxTokens must be set with contextShift/);
+    const shifted = await model.generate(prompt, { ...greedy, maxTokens: contextSize + 40, contextShift: { keep: 2 } });
+    expect(shifted.stopReason).toBe('maxTokens');
+    expect(shifted.tokens).toHaveLength(contextSize + 40);
+    expect(shifted.droppedTokens).toBeGreaterThan(0);
+    const full = await model.generate(prompt, { ...greedy, cachePrompt: false });
+    // Until the window filled, a shifting generation is the plain one.
+    expect(shifted.tokens.slice(0, full.tokens.length)).toEqual(full.tokens);
+    expect(full.droppedTokens).toBe(0);
+    const again = await model.generate([...prompt, ...full.tokens.slice(0, 20)], { ...greedy, maxTokens: 8 });
+    expect(again.tokens).toEqual((await model.generate([...prompt, ...full.tokens.slice(0, 20)], { ...greedy, maxTokens: 8, cachePrompt: false })).tokens);
+  });
+
   it('gives a request the idle sequence with the longest common prefix', async () => {
     const a = model.tokenize('Alpha alpha alpha alpha alpha alpha');
     const b = model.tokenize('Beta beta beta beta beta beta beta');
