@@ -32,8 +32,10 @@ ThreadpoolFns FindThreadpoolFns() {
   ThreadpoolFns fns;
   ggml_backend_reg_t cpu = ggml_backend_reg_by_name("CPU");
   if (cpu == nullptr) return fns;
-  fns.create = reinterpret_cast<decltype(ggml_threadpool_new)*>(ggml_backend_reg_get_proc_address(cpu, "ggml_threadpool_new"));
-  fns.destroy = reinterpret_cast<decltype(ggml_threadpool_free)*>(ggml_backend_reg_get_proc_address(cpu, "ggml_threadpool_free"));
+  fns.create =
+      reinterpret_cast<decltype(ggml_threadpool_new)*>(ggml_backend_reg_get_proc_address(cpu, "ggml_threadpool_new"));
+  fns.destroy =
+      reinterpret_cast<decltype(ggml_threadpool_free)*>(ggml_backend_reg_get_proc_address(cpu, "ggml_threadpool_free"));
   fns.set_threadpool = reinterpret_cast<decltype(ggml_backend_cpu_set_threadpool)*>(
       ggml_backend_reg_get_proc_address(cpu, "ggml_backend_cpu_set_threadpool"));
   fns.set_n_threads = reinterpret_cast<decltype(ggml_backend_cpu_set_n_threads)*>(
@@ -118,7 +120,8 @@ llama_context_params ContextParamsFromJs(Napi::Object options) {
   if (auto v = OptionalNumber(options, "nSeqMax")) params.n_seq_max = static_cast<uint32_t>(*v);
   if (auto v = OptionalNumber(options, "nThreads")) params.n_threads = static_cast<int32_t>(*v);
   if (auto v = OptionalNumber(options, "nThreadsBatch")) params.n_threads_batch = static_cast<int32_t>(*v);
-  if (auto v = OptionalNumber(options, "flashAttnType")) params.flash_attn_type = static_cast<llama_flash_attn_type>(*v);
+  if (auto v = OptionalNumber(options, "flashAttnType"))
+    params.flash_attn_type = static_cast<llama_flash_attn_type>(*v);
   if (auto v = OptionalNumber(options, "typeK")) params.type_k = static_cast<ggml_type>(*v);
   if (auto v = OptionalNumber(options, "typeV")) params.type_v = static_cast<ggml_type>(*v);
   if (auto v = OptionalBool(options, "offloadKqv")) params.offload_kqv = *v;
@@ -144,13 +147,11 @@ void ContextParts::Free() {
 }
 
 Napi::Function Context::Define(Napi::Env env) {
-  return DefineClass(env, "Context",
-                     {StaticMethod<&Context::Create>("create"),
-                      InstanceMethod<&Context::Info>("info"),
-                      InstanceMethod<&Context::Submit>("submit"),
-                      InstanceMethod<&Context::EndSession>("endSession"),
-                      InstanceMethod<&Context::Dispose>("dispose"),
-                      InstanceAccessor<&Context::IsDisposed>("disposed")});
+  return DefineClass(
+      env, "Context",
+      {StaticMethod<&Context::Create>("create"), InstanceMethod<&Context::Info>("info"),
+       InstanceMethod<&Context::Submit>("submit"), InstanceMethod<&Context::EndSession>("endSession"),
+       InstanceMethod<&Context::Dispose>("dispose"), InstanceAccessor<&Context::IsDisposed>("disposed")});
 }
 
 Context::Context(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Context>(info) {

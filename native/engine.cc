@@ -50,9 +50,9 @@ size_t CommonPrefix(const std::vector<llama_token>& a, const std::vector<llama_t
 Engine* Engine::Create(Napi::Env env, llama_context* ctx, ggml_backend_t host_backend) {
   auto* engine = new Engine(ctx, host_backend);
   // The JS function is unused: Drain dispatches each event to its own request's callback.
-  engine->tsfn_ = Napi::ThreadSafeFunction::New(env, Napi::Function::New(env, [](const Napi::CallbackInfo&) {}),
-                                                "cuda-llama-engine", 0, 1, engine,
-                                                [](Napi::Env, Engine* self) { delete self; });
+  engine->tsfn_ =
+      Napi::ThreadSafeFunction::New(env, Napi::Function::New(env, [](const Napi::CallbackInfo&) {}),
+                                    "cuda-llama-engine", 0, 1, engine, [](Napi::Env, Engine* self) { delete self; });
   // An idle context must not keep the process alive; Submit refs it while requests are out.
   engine->tsfn_.Unref(env);
   return engine;
@@ -207,8 +207,8 @@ int32_t Engine::PickSequence(const GenerationRequest& request) const {
     // Longest prefix first; then one nobody keeps; then the least recently used, whose cache is
     // the least likely to be wanted again.
     const bool better = best < 0 || useful > best_prefix ||
-                        (useful == best_prefix && ((best_kept && !kept) ||
-                                                   (best_kept == kept && seq.last_used < sequences_[best].last_used)));
+                        (useful == best_prefix &&
+                         ((best_kept && !kept) || (best_kept == kept && seq.last_used < sequences_[best].last_used)));
     if (better) {
       best = i;
       best_prefix = useful;
@@ -267,8 +267,9 @@ void Engine::Step() {
     if (seq.request != nullptr) running.push_back(seq.request);
   }
   if (running.empty()) return;
-  std::sort(running.begin(), running.end(),
-            [](const GenerationRequest* a, const GenerationRequest* b) { return a->admitted_order < b->admitted_order; });
+  std::sort(running.begin(), running.end(), [](const GenerationRequest* a, const GenerationRequest* b) {
+    return a->admitted_order < b->admitted_order;
+  });
 
   OwnedBatch& batch = *batch_;
   batch.Clear();
@@ -279,7 +280,8 @@ void Engine::Step() {
   for (GenerationRequest* request : running) {
     if (!request->generating) continue;
     const Sequence& seq = sequences_[request->seq];
-    outputs_.emplace_back(request, batch.Add(request->next, static_cast<llama_pos>(seq.cached.size()), request->seq, true));
+    outputs_.emplace_back(request,
+                          batch.Add(request->next, static_cast<llama_pos>(seq.cached.size()), request->seq, true));
     in_batch_.push_back(request);
     generating++;
   }
@@ -293,7 +295,8 @@ void Engine::Step() {
     const bool ends = static_cast<size_t>(chunk) == left;
     for (int32_t k = 0; k < chunk; k++) {
       const size_t at = request->input_done + k;
-      const int32_t index = batch.Add(request->input[at], static_cast<llama_pos>(at), request->seq, ends && k == chunk - 1);
+      const int32_t index =
+          batch.Add(request->input[at], static_cast<llama_pos>(at), request->seq, ends && k == chunk - 1);
       if (ends && k == chunk - 1) outputs_.emplace_back(request, index);
     }
     chunks_.emplace_back(request, chunk);
@@ -347,7 +350,8 @@ void Engine::Sample() {
     if (request->argmax_only && !request->cancel->load()) greedy_rows_.push_back(llama_get_logits_ith(ctx_, index));
   }
   greedy_tokens_.resize(greedy_rows_.size());
-  const ggml_status status = argmax_->Run(greedy_rows_.data(), static_cast<int32_t>(greedy_rows_.size()), greedy_tokens_.data());
+  const ggml_status status =
+      argmax_->Run(greedy_rows_.data(), static_cast<int32_t>(greedy_rows_.size()), greedy_tokens_.data());
   size_t next_greedy = 0;
   for (auto [request, index] : outputs_) {
     if (request->cancel->load()) {
@@ -359,7 +363,8 @@ void Engine::Sample() {
       request->status = status;
       Finish(request, "aborted");
     } else {
-      Accept(request, request->argmax_only ? greedy_tokens_[next_greedy++] : llama_sampler_sample(request->sampler, ctx_, index));
+      Accept(request, request->argmax_only ? greedy_tokens_[next_greedy++]
+                                           : llama_sampler_sample(request->sampler, ctx_, index));
     }
   }
 }
@@ -500,7 +505,8 @@ void Engine::DeliverEvents(Napi::Env env) {
     if (env == nullptr) continue;
     Napi::HandleScope scope(env);
     try {
-      request->on_token.Call({Napi::Number::New(env, event.token), Napi::Buffer<char>::Copy(env, event.piece.data(), event.piece.size()),
+      request->on_token.Call({Napi::Number::New(env, event.token),
+                              Napi::Buffer<char>::Copy(env, event.piece.data(), event.piece.size()),
                               Napi::Number::New(env, event.at_ms)});
     } catch (const Napi::Error& error) {
       if (!first_error) first_error = error;

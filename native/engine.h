@@ -65,7 +65,7 @@ class Engine {
   ~Engine();
 
   struct Sequence {
-    std::vector<llama_token> cached;      // what its KV cache holds, positions 0..n-1
+    std::vector<llama_token> cached;       // what its KV cache holds, positions 0..n-1
     GenerationRequest* request = nullptr;  // running in it, or null when idle
     uint64_t last_used = 0;
     uint32_t session = 0;  // the live session whose tokens it holds, 0 for none

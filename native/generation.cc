@@ -10,16 +10,18 @@ std::unique_ptr<GenerationRequest> RequestFromJs(const Napi::CallbackInfo& info,
   Napi::Env env = info.Env();
   if (info.Length() < 7 || !info[0].IsTypedArray() || !info[2].IsNumber() || !info[4].IsBoolean() ||
       !info[5].IsBoolean() || !info[6].IsFunction()) {
-    throw Napi::TypeError::New(env, "submit(prompt: Int32Array, sampler: Sampler, maxTokens: number, cancel: CancelFlag, "
-                                    "everyToken: boolean, reusePrefix: boolean, onToken)");
+    throw Napi::TypeError::New(env,
+                               "submit(prompt: Int32Array, sampler: Sampler, maxTokens: number, cancel: CancelFlag, "
+                               "everyToken: boolean, reusePrefix: boolean, onToken)");
   }
   Napi::TypedArray typed = info[0].As<Napi::TypedArray>();
   if (typed.TypedArrayType() != napi_int32_array) throw Napi::TypeError::New(env, "prompt must be an Int32Array");
   Napi::Int32Array prompt = info[0].As<Napi::Int32Array>();
   if (prompt.ElementLength() == 0) throw Napi::RangeError::New(env, "prompt has no tokens");
   if (prompt.ElementLength() >= llama_n_ctx_seq(ctx)) {
-    throw MakeError(env, code::kContextFull, "prompt of " + std::to_string(prompt.ElementLength()) +
-                                                 " tokens does not fit a context of " + std::to_string(llama_n_ctx_seq(ctx)));
+    throw MakeError(env, code::kContextFull,
+                    "prompt of " + std::to_string(prompt.ElementLength()) + " tokens does not fit a context of " +
+                        std::to_string(llama_n_ctx_seq(ctx)));
   }
   const int32_t n_vocab = llama_vocab_n_tokens(llama_model_get_vocab(llama_get_model(ctx)));
   for (size_t i = 0; i < prompt.ElementLength(); i++) {
@@ -31,7 +33,8 @@ std::unique_ptr<GenerationRequest> RequestFromJs(const Napi::CallbackInfo& info,
   if (sampler->get() == nullptr) throw MakeError(env, code::kDisposed, "sampler has been disposed");
   CancelFlag* cancel = UnwrapTagged<CancelFlag>(info[3], kCancelFlagTag, "CancelFlag");
   const double max_tokens = info[2].As<Napi::Number>().DoubleValue();
-  if (!(max_tokens >= 1 && max_tokens <= 2147483647.0)) throw Napi::RangeError::New(env, "maxTokens must be from 1 to 2^31-1");
+  if (!(max_tokens >= 1 && max_tokens <= 2147483647.0))
+    throw Napi::RangeError::New(env, "maxTokens must be from 1 to 2^31-1");
 
   auto request = std::make_unique<GenerationRequest>(env);
   request->prompt.assign(prompt.Data(), prompt.Data() + prompt.ElementLength());

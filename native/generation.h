@@ -45,18 +45,18 @@ struct GenerationRequest {
   std::vector<llama_token> input;
   size_t input_done = 0;  // tokens of `input` in the sequence's KV cache
   bool generating = false;
-  llama_token next = 0;   // while generating: the last sampled token, decoded in the next step
-  int32_t seq = -1;       // the sequence it runs in, -1 while waiting
+  llama_token next = 0;  // while generating: the last sampled token, decoded in the next step
+  int32_t seq = -1;      // the sequence it runs in, -1 while waiting
   uint64_t admitted_order = 0;
   int32_t generated = 0;
   bool admitted_once = false;
-  int32_t cached_tokens = 0;             // prompt tokens reused at the first admission
-  const char* cache_miss = nullptr;      // why a matching prefix could not be reused, or null
-  double admitted_at_ms = -1;            // on the engine's clock (ms since it started)
+  int32_t cached_tokens = 0;         // prompt tokens reused at the first admission
+  const char* cache_miss = nullptr;  // why a matching prefix could not be reused, or null
+  double admitted_at_ms = -1;        // on the engine's clock (ms since it started)
   double prompt_done_at_ms = -1;
   int32_t preemptions = 0;
-  int32_t dropped = 0;  // tokens the context shift dropped from the window
-  const char* stop_reason = nullptr;     // set when the request is finished
+  int32_t dropped = 0;                // tokens the context shift dropped from the window
+  const char* stop_reason = nullptr;  // set when the request is finished
   const char* error_code = nullptr;
   std::string error_message;
   std::optional<int> status;
