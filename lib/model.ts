@@ -155,8 +155,14 @@ export class LlamaModel implements AsyncDisposable {
    * not taken by other requests. End it with dispose() (or `await using`).
    */
   createSession(): LlamaSession {
+    return this.#createSession(0);
+  }
+
+  /** A session; with a parent id, one whose sequence starts as a copy of the parent's (fork()). */
+  #createSession(parent: number): LlamaSession {
     this.#assertAlive();
     const id = nextSessionId++;
+    if (parent !== 0) this.#context.forkSession(parent, id);
     const model = this;
     return new LlamaSession({
       id,
@@ -170,7 +176,7 @@ export class LlamaModel implements AsyncDisposable {
       get disposed() {
         return model.disposed;
       },
-      fork: () => this.createSession(),
+      fork: () => this.#createSession(id),
       end: () => this.#context.endSession(id),
     });
   }

@@ -23,7 +23,7 @@ export interface SessionHost {
   chatPrompt(messages: ChatMessage[], options: ChatOptions): { prompt: string; generate: GenerateOptions; finish(result: GenerateResult): ChatResult };
   /** The model is disposed. */
   readonly disposed: boolean;
-  /** A new, empty session on the same model. */
+  /** A new session on the same model whose sequence starts as a copy of this one's, when one is free. */
   fork(): LlamaSession;
   end(): void;
 }
@@ -134,8 +134,9 @@ export class LlamaSession implements AsyncDisposable {
   }
 
   /**
-   * A new session with this one's conversation so far, to continue it another way. Its first call
-   * evaluates the shared part again unless an idle sequence nobody keeps holds it.
+   * A new session with this one's conversation so far, to continue it another way. Its sequence
+   * starts as a copy of this one's KV cache (llama_memory_seq_cp) when a sequence is free and this
+   * one is idle; otherwise its first call evaluates the shared part again.
    */
   fork(): LlamaSession {
     this.#assertAlive();

@@ -151,7 +151,8 @@ Napi::Function Context::Define(Napi::Env env) {
       env, "Context",
       {StaticMethod<&Context::Create>("create"), InstanceMethod<&Context::Info>("info"),
        InstanceMethod<&Context::Submit>("submit"), InstanceMethod<&Context::EndSession>("endSession"),
-       InstanceMethod<&Context::Dispose>("dispose"), InstanceAccessor<&Context::IsDisposed>("disposed")});
+       InstanceMethod<&Context::ForkSession>("forkSession"), InstanceMethod<&Context::Dispose>("dispose"),
+       InstanceAccessor<&Context::IsDisposed>("disposed")});
 }
 
 Context::Context(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Context>(info) {
@@ -240,6 +241,16 @@ Napi::Value Context::EndSession(const Napi::CallbackInfo& info) {
   Get(env);
   if (info.Length() < 1 || !info[0].IsNumber()) throw Napi::TypeError::New(env, "endSession(id: number)");
   engine_->EndSession(info[0].As<Napi::Number>().Uint32Value());
+  return env.Undefined();
+}
+
+Napi::Value Context::ForkSession(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Get(env);
+  if (info.Length() < 2 || !info[0].IsNumber() || !info[1].IsNumber()) {
+    throw Napi::TypeError::New(env, "forkSession(parent: number, child: number)");
+  }
+  engine_->ForkSession(info[0].As<Napi::Number>().Uint32Value(), info[1].As<Napi::Number>().Uint32Value());
   return env.Undefined();
 }
 

@@ -62,6 +62,8 @@ class Context : public Napi::ObjectWrap<Context> {
   Napi::Value Submit(const Napi::CallbackInfo& info);
   // JS: endSession(id): the session's sequence is no longer kept for it.
   Napi::Value EndSession(const Napi::CallbackInfo& info);
+  // JS: forkSession(parent, child): the child session starts from a copy of the parent's sequence.
+  Napi::Value ForkSession(const Napi::CallbackInfo& info);
   Napi::Value Dispose(const Napi::CallbackInfo& info);
   Napi::Value IsDisposed(const Napi::CallbackInfo& info);
 

@@ -97,6 +97,29 @@ void Engine::EndSession(uint32_t id) {
   ended_sessions_.push_back(id);
 }
 
+void Engine::ForkSession(uint32_t parent, uint32_t child) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  forks_.emplace_back(parent, child);
+}
+
+void Engine::Fork(uint32_t parent, uint32_t child) {
+  int32_t src = -1;
+  int32_t dst = -1;
+  for (int32_t i = 0; i < static_cast<int32_t>(sequences_.size()); i++) {
+    const Sequence& seq = sequences_[i];
+    if (seq.session == parent && parent != 0) src = i;
+    if (seq.request == nullptr && seq.session == 0 && (dst < 0 || seq.last_used < sequences_[dst].last_used)) dst = i;
+  }
+  if (src < 0 || dst < 0 || sequences_[src].request != nullptr) return;
+  llama_memory_t memory = llama_get_memory(ctx_);
+  llama_memory_seq_rm(memory, dst, -1, -1);
+  // The whole sequence (-1, -1): across streams llama.cpp copies only whole buffers.
+  llama_memory_seq_cp(memory, src, dst, -1, -1);
+  sequences_[dst].cached = sequences_[src].cached;
+  sequences_[dst].session = child;
+  sequences_[dst].last_used = ++uses_;
+}
+
 void Engine::Stop() {
   {
     std::lock_guard<std::mutex> lock(mutex_);
@@ -147,6 +170,10 @@ void Engine::Run() {
         }
       }
       ended_sessions_.clear();
+      // Before this step's admissions, so that the parent's next request finds its sequence as
+      // the fork saw it.
+      for (auto [parent, child] : forks_) Fork(parent, child);
+      forks_.clear();
     }
     Step();
     WakeJs();

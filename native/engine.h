@@ -47,6 +47,10 @@ class Engine {
   void Submit(Napi::Env env, std::unique_ptr<GenerationRequest> request);
   // JS thread: session `id` ended; its sequence is no longer kept for it (from the next step).
   void EndSession(uint32_t id);
+  // JS thread: at the next step, copy the idle sequence of session `parent` into a free sequence
+  // kept for `child` (llama_memory_seq_cp), so both continue from the shared tokens. Skipped when
+  // the parent's sequence is busy or taken, or no sequence is free: the child then evaluates again.
+  void ForkSession(uint32_t parent, uint32_t child);
   // Any thread: makes Run() finish every request as aborted and return; a running CPU decode is
   // interrupted through the ggml abort callback.
   void Stop();
@@ -73,6 +77,7 @@ class Engine {
 
   // Context thread.
   void Step();
+  void Fork(uint32_t parent, uint32_t child);
   void Sample();
   bool AnyRunning() const;
   void DropCancelled();
@@ -112,6 +117,7 @@ class Engine {
   std::condition_variable wake_;
   std::vector<std::unique_ptr<GenerationRequest>> incoming_;  // guarded by mutex_
   std::vector<uint32_t> ended_sessions_;                      // guarded by mutex_
+  std::vector<std::pair<uint32_t, uint32_t>> forks_;          // guarded by mutex_: (parent, child)
   std::atomic<bool> quit_{false};
 
   std::mutex events_mutex_;

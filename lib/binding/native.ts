@@ -204,6 +204,8 @@ export interface NativeContext {
   ): Promise<NativeRequestResult>;
   /** The session's sequence is no longer kept for it (no llama.cpp call: the engine's own bookkeeping). */
   endSession(id: number): void;
+  /** llama_memory_seq_cp (whole sequence) of the parent session's idle sequence into a free one kept for the child, at the next step; skipped when none is free. */
+  forkSession(parent: number, child: number): void;
   /** llama_free + ggml_threadpool_free */
   dispose(): void;
   readonly disposed: boolean;

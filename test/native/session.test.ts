@@ -54,16 +54,20 @@ describe('LlamaSession', () => {
     expect(reply2.tokens).toEqual((await model.chat(turn2, { maxTokens: 6, ...greedy, cachePrompt: false })).tokens);
   });
 
-  it('fork() continues the same conversation another way; reset() empties it; dispose() ends it', async () => {
+  it('fork() continues the same conversation another way from a copy of its KV cache; reset() empties it; dispose() ends it', async () => {
     const session = model.createSession();
     await session.generate('Once upon a time', { maxTokens: 5, ...greedy });
     const fork = session.fork();
     expect(fork.tokens).toEqual(session.tokens);
+    const shared = session.tokens.length;
     const [x, y] = await Promise.all([
       session.generate(' there was a king', { maxTokens: 6, ...greedy }),
       fork.generate(' there was a king', { maxTokens: 6, ...greedy }),
     ]);
     expect(y.tokens).toEqual(x.tokens);
+    // Both continue from the shared KV: the fork's sequence is a copy of its parent's (llama_memory_seq_cp).
+    expect(x.cachedTokens).toBe(shared - 1);
+    expect(y.cachedTokens).toBe(shared - 1);
     session.reset();
     expect(session.tokens).toEqual([]);
     await session.dispose();
