@@ -43,7 +43,7 @@ for (const file of readdirSync(nativeDir)
   .filter((f) => f.endsWith('.cc'))
   .sort()) {
   const cc = readFileSync(join(nativeDir, file), 'utf8');
-  for (const m of cc.matchAll(/DefineClass\(env, "([A-Za-z]+)",\s*\{([\s\S]*?)\}\)/g)) {
+  for (const m of cc.matchAll(/DefineClass\(\s*env,\s*"([A-Za-z]+)",\s*\{([\s\S]*?)\}\)/g)) {
     const [, name, list] = m;
     const members = (kind) => [...list.matchAll(new RegExp(`${kind}<[^>]+>\\("([A-Za-z]+)"`, 'g'))].map((x) => x[1]);
     compare(
