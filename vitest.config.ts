@@ -2,7 +2,7 @@ import { defineConfig } from 'vitest/config';
 
 export default defineConfig({
   test: {
-    include: ['test/unit/**/*.test.ts', 'test/native/**/*.test.ts', 'test/gpu/**/*.test.ts'],
+    include: ['test/unit/**/*.test.ts', 'test/native/**/*.test.ts', 'test/gpu/**/*.test.ts', 'test/server/**/*.test.ts'],
     // Native tiers load llama.cpp into the worker: separate processes, one file at a time (2 cores).
     pool: 'forks',
     fileParallelism: false,

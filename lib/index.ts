@@ -21,3 +21,5 @@ export { BINARY_FALLBACK_WARNING } from './binding/load-native.js';
 export type { PlacementProblem, CpuOpsOnGpuMemory } from './gpu/placement.js';
 export type { GpuTelemetry, GpuReading, ThrottleReason } from './gpu/telemetry.js';
 export type { TuneOptions, TuneResult, TuneCandidate, TunedLoadOptions } from './tools/tune.js';
+export { createServer, type ServerOptions, type LlamaServer } from './server/server.js';
+export type { OpenAiErrorBody } from './server/errors.js';

@@ -3,7 +3,8 @@
 // `cuda-llama --help` lists them, `cuda-llama <command> --help` gives its options.
 import { registerDoctor } from './cli/doctor-command.js';
 import { createCli } from './cli/program.js';
+import { registerServe } from './cli/serve-command.js';
 import { registerTune } from './cli/tune-command.js';
 
-const cli = createCli([registerDoctor, registerTune]);
+const cli = createCli([registerDoctor, registerTune, registerServe]);
 process.exitCode = await cli.run(process.argv.slice(2));

@@ -1,0 +1,141 @@
+/**
+ * Errors as OpenAI clients read them: `{"error":{"message","type","param","code"}}` with an HTTP
+ * status that says whether retrying can help. A client mistake is a 4xx (never a 500 that SDKs
+ * retry); a CudaLlamaError keeps its stable code; 4xx responses carry `x-should-retry: false`,
+ * the header the official SDKs honour.
+ */
+import { CudaLlamaError, ErrorCode } from '../errors.js';
+
+export interface OpenAiErrorBody {
+  error: {
+    message: string;
+    type: string;
+    param: string | null;
+    code: string | null;
+    /** Extension: the prompt's token count, for a prompt over the context. */
+    prompt_tokens?: number;
+    /** Extension: the context window in tokens, for a prompt over the context. */
+    context_size?: number;
+  };
+}
+
+/** An error the server answers with: status, OpenAI body and extra headers. */
+export class HttpError extends Error {
+  readonly statusCode: number;
+  readonly type: string;
+  readonly param: string | null;
+  readonly code: string | null;
+  readonly headers: Record<string, string>;
+  readonly extra: Partial<OpenAiErrorBody['error']>;
+
+  constructor(
+    statusCode: number,
+    message: string,
+    options: {
+      type?: string;
+      param?: string | null;
+      code?: string | null;
+      headers?: Record<string, string>;
+      extra?: Partial<OpenAiErrorBody['error']>;
+    } = {},
+  ) {
+    super(message);
+    this.name = 'HttpError';
+    this.statusCode = statusCode;
+    this.type = options.type ?? typeForStatus(statusCode);
+    this.param = options.param ?? null;
+    this.code = options.code ?? null;
+    this.headers = options.headers ?? {};
+    this.extra = options.extra ?? {};
+  }
+
+  body(): OpenAiErrorBody {
+    return { error: { message: this.message, type: this.type, param: this.param, code: this.code, ...this.extra } };
+  }
+}
+
+export function typeForStatus(status: number): string {
+  if (status === 401) return 'authentication_error';
+  if (status === 403) return 'permission_error';
+  if (status === 404) return 'not_found_error';
+  if (status === 501) return 'not_supported_error';
+  if (status === 503) return 'unavailable_error';
+  if (status === 504) return 'timeout_error';
+  if (status >= 400 && status < 500) return 'invalid_request_error';
+  return 'server_error';
+}
+
+/** What each code of the library means over HTTP: a request that cannot work (4xx) or the server (5xx). */
+const statusByCode: Partial<Record<ErrorCode, number>> = {
+  [ErrorCode.CONTEXT_FULL]: 400,
+  [ErrorCode.NO_CHAT_TEMPLATE]: 400,
+  [ErrorCode.CHAT_TEMPLATE]: 400,
+  [ErrorCode.DISPOSED]: 503,
+  [ErrorCode.BUSY]: 503,
+  [ErrorCode.INSUFFICIENT_MEMORY]: 503,
+};
+
+/** Request fields by the library's option names, so that a refused value names what the client sent. */
+const fieldByOption: Record<string, string> = {
+  maxTokens: 'max_tokens',
+  temperature: 'temperature',
+  topK: 'top_k',
+  topP: 'top_p',
+  minP: 'min_p',
+  seed: 'seed',
+  stop: 'stop',
+  prompt: 'prompt',
+  messages: 'messages',
+};
+
+function paramOf(message: string): string | null {
+  const match = /^(?:options\.)?([A-Za-z_]\w*)(\[\d+\])?(\.\w+)?/.exec(message);
+  if (!match) return null;
+  const name = fieldByOption[match[1]!];
+  return name === undefined ? null : `${name}${match[2] ?? ''}${match[3] ?? ''}`;
+}
+
+/** Turns anything a route throws into the error the client gets. */
+export function toHttpError(error: unknown): HttpError {
+  if (error instanceof HttpError) return error;
+  if (error instanceof CudaLlamaError) {
+    const status = statusByCode[error.code] ?? 500;
+    const details = error.details ?? {};
+    const extra: Partial<OpenAiErrorBody['error']> = {};
+    if (error.code === ErrorCode.CONTEXT_FULL) {
+      if (typeof details.promptTokens === 'number') extra.prompt_tokens = details.promptTokens;
+      if (typeof details.contextSize === 'number') extra.context_size = details.contextSize;
+    }
+    const param = error.code === ErrorCode.CONTEXT_FULL ? 'messages' : null;
+    return new HttpError(status, error.message, { code: error.code, param, extra, headers: status === 503 ? { 'retry-after': '1' } : {} });
+  }
+  // The library's argument checks (lib/validate.ts): the client sent a value it refuses.
+  const code = (error as { code?: unknown } | null)?.code;
+  if ((error instanceof TypeError || error instanceof RangeError) && (code === 'ERR_INVALID_ARG_TYPE' || code === 'ERR_OUT_OF_RANGE')) {
+    return new HttpError(400, error.message, { param: paramOf(error.message), code: 'invalid_value' });
+  }
+  // Fastify's own errors (body parser, limits, routing) carry their status.
+  const fastify = error as { statusCode?: unknown; code?: unknown; message?: unknown; validation?: unknown };
+  if (Array.isArray(fastify.validation) && fastify.validation.length > 0) {
+    const first = fastify.validation[0] as { instancePath?: string; params?: { missingProperty?: string; additionalProperty?: string } };
+    const path = (first.instancePath ?? '')
+      .replace(/^\//, '')
+      .replace(/\/(\d+)/g, '[$1]')
+      .replace(/\//g, '.');
+    const extra = first.params?.missingProperty ?? first.params?.additionalProperty;
+    const param = [path, extra].filter((p) => p !== undefined && p !== '').join(path && extra ? '.' : '') || null;
+    return new HttpError(400, `${String(fastify.message)}${extra !== undefined ? ` (${extra})` : ''}`, { param, code: 'invalid_type' });
+  }
+  if (typeof fastify.statusCode === 'number' && fastify.statusCode >= 400 && fastify.statusCode < 500) {
+    const fcode = typeof fastify.code === 'string' ? fastify.code : null;
+    return new HttpError(fastify.statusCode, String(fastify.message), {
+      code: fastify.statusCode === 413 ? 'body_too_large' : (fcode ?? 'invalid_request'),
+    });
+  }
+  return new HttpError(500, error instanceof Error ? error.message : String(error), { code: 'internal_error' });
+}
+
+/** Headers of an error response: retry advice for the SDKs, plus the error's own (Retry-After). */
+export function errorHeaders(error: HttpError): Record<string, string> {
+  return { ...(error.statusCode < 500 ? { 'x-should-retry': 'false' } : {}), ...error.headers };
+}

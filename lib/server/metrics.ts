@@ -1,0 +1,175 @@
+/**
+ * The server's Prometheus metrics (prom-client, one Registry per server so that two servers in
+ * one process do not share counters), all prefixed cuda_llama_, in base units. The GPU gauges are
+ * NVML readings taken at scrape time (Llama.telemetry()), so a dashboard shows the clocks, power
+ * and throttle reasons next to the request latencies they explain.
+ */
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { GenerateResult } from '../generation.js';
+import { throttleReasonBits, type GpuTelemetry, type ThrottleReason } from '../gpu/telemetry.js';
+
+const latencyBuckets = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60];
+const tokenBuckets = [0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1];
+const durationBuckets = [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300];
+
+export class ServerMetrics {
+  readonly registry = new Registry();
+  readonly requests: Counter<'route' | 'status'>;
+  readonly running: Gauge;
+  readonly waiting: Gauge;
+  readonly promptTokens: Counter;
+  readonly cachedTokens: Counter;
+  readonly generationTokens: Counter;
+  readonly timeToFirstToken: Histogram;
+  readonly interTokenLatency: Histogram;
+  readonly requestDuration: Histogram<'route'>;
+  readonly queueTime: Histogram;
+
+  constructor(options: { sequences: () => number; telemetry: () => GpuTelemetry; inFlight: () => number }) {
+    const registers = [this.registry];
+    const p = 'cuda_llama_';
+    collectDefaultMetrics({ register: this.registry, prefix: p });
+    this.requests = new Counter({
+      name: `${p}requests_total`,
+      help: 'HTTP requests answered, by route and status',
+      labelNames: ['route', 'status'],
+      registers,
+    });
+    // The engine runs up to `sequences` requests and queues the rest first come first served.
+    const { sequences, inFlight } = options;
+    this.running = new Gauge({
+      name: `${p}requests_running`,
+      help: 'Generation requests holding a sequence',
+      registers,
+      collect() {
+        this.set(Math.min(inFlight(), sequences()));
+      },
+    });
+    this.waiting = new Gauge({
+      name: `${p}requests_waiting`,
+      help: 'Generation requests queued for a sequence',
+      registers,
+      collect() {
+        this.set(Math.max(0, inFlight() - sequences()));
+      },
+    });
+    this.promptTokens = new Counter({ name: `${p}prompt_tokens_total`, help: 'Prompt tokens of finished requests', registers });
+    this.cachedTokens = new Counter({
+      name: `${p}prompt_tokens_cached_total`,
+      help: 'Prompt tokens reused from the KV cache, not evaluated again',
+      registers,
+    });
+    this.generationTokens = new Counter({ name: `${p}generation_tokens_total`, help: 'Tokens generated', registers });
+    this.timeToFirstToken = new Histogram({
+      name: `${p}time_to_first_token_seconds`,
+      help: 'From the request to its first token',
+      buckets: latencyBuckets,
+      registers,
+    });
+    this.interTokenLatency = new Histogram({
+      name: `${p}inter_token_latency_seconds`,
+      help: 'Between two tokens of one request, at the engine',
+      buckets: tokenBuckets,
+      registers,
+    });
+    this.requestDuration = new Histogram({
+      name: `${p}request_duration_seconds`,
+      help: 'Whole HTTP request',
+      labelNames: ['route'],
+      buckets: durationBuckets,
+      registers,
+    });
+    this.queueTime = new Histogram({
+      name: `${p}queue_time_seconds`,
+      help: 'From the request to a sequence taking its prompt',
+      buckets: latencyBuckets,
+      registers,
+    });
+    registerGpuGauges(this.registry, options.telemetry);
+  }
+
+  /** A finished generation's tokens and latencies. */
+  observeGeneration(result: GenerateResult): void {
+    const { timings } = result;
+    this.promptTokens.inc(result.promptTokens);
+    this.cachedTokens.inc(result.cachedTokens);
+    this.generationTokens.inc(result.tokens.length);
+    if (result.tokens.length > 0) this.timeToFirstToken.observe(timings.timeToFirstTokenMs / 1000);
+    this.queueTime.observe(queueMs(result) / 1000);
+    // One observation per gap, at the engine's average pace for this request.
+    const gaps = result.tokens.length - 1;
+    if (gaps > 0) {
+      const gap = timings.generationMs / gaps / 1000;
+      for (let i = 0; i < gaps; i++) this.interTokenLatency.observe(gap);
+    }
+  }
+}
+
+/** Waiting for a sequence: the time to first token not spent on the prompt. */
+export function queueMs(result: GenerateResult): number {
+  const { timeToFirstTokenMs, promptMs, totalMs } = result.timings;
+  const untilFirst = result.tokens.length > 0 ? timeToFirstTokenMs : totalMs;
+  return Math.max(0, untilFirst - promptMs);
+}
+
+function registerGpuGauges(registry: Registry, telemetry: () => GpuTelemetry): void {
+  const p = 'cuda_llama_gpu_';
+  const labelNames = ['gpu', 'name'] as const;
+  type Reading = Extract<GpuTelemetry, { available: true }>['devices'][number];
+  const gauges: { name: string; help: string; value: (d: Reading) => number | null }[] = [
+    { name: 'sm_clock_hertz', help: 'SM clock', value: (d) => (d.smClockMHz === null ? null : d.smClockMHz * 1e6) },
+    { name: 'sm_clock_max_hertz', help: 'Highest SM clock', value: (d) => (d.maxSmClockMHz === null ? null : d.maxSmClockMHz * 1e6) },
+    { name: 'memory_clock_hertz', help: 'Memory clock', value: (d) => (d.memoryClockMHz === null ? null : d.memoryClockMHz * 1e6) },
+    { name: 'power_watts', help: 'Power draw', value: (d) => d.powerW },
+    { name: 'power_limit_watts', help: 'Enforced power limit', value: (d) => d.powerLimitW },
+    { name: 'temperature_celsius', help: 'GPU temperature', value: (d) => d.temperatureC },
+    {
+      name: 'utilization_ratio',
+      help: 'Share of time a kernel ran (NVML utilization.gpu)',
+      value: (d) => (d.utilizationGpu === null ? null : d.utilizationGpu / 100),
+    },
+    {
+      name: 'memory_utilization_ratio',
+      help: 'Share of time memory was read or written',
+      value: (d) => (d.utilizationMemory === null ? null : d.utilizationMemory / 100),
+    },
+    { name: 'memory_total_bytes', help: 'Device memory', value: (d) => d.memoryTotal },
+    { name: 'memory_free_bytes', help: 'Free device memory', value: (d) => d.memoryFree },
+  ];
+  // One NVML sample per scrape, shared by every GPU gauge.
+  let sample: { at: number; value: GpuTelemetry } | undefined;
+  const read = (): Reading[] => {
+    const now = Date.now();
+    if (!sample || now - sample.at > 500) sample = { at: now, value: telemetry() };
+    return sample.value.available ? sample.value.devices : [];
+  };
+  const labels = (d: Reading) => ({ gpu: String(d.index), name: d.name ?? 'unknown' });
+  for (const g of gauges) {
+    new Gauge({
+      name: `${p}${g.name}`,
+      help: g.help,
+      labelNames,
+      registers: [registry],
+      collect() {
+        this.reset();
+        for (const d of read()) {
+          const v = g.value(d);
+          if (v !== null) this.set(labels(d), v);
+        }
+      },
+    });
+  }
+  new Gauge({
+    name: `${p}throttle_reason`,
+    help: 'NVML clock event reasons: 1 when active (swPowerCap, hwSlowdown, swThermalSlowdown, ...)',
+    labelNames: [...labelNames, 'reason'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const d of read()) {
+        for (const reason of Object.keys(throttleReasonBits) as ThrottleReason[])
+          this.set({ ...labels(d), reason }, d.throttleReasons.includes(reason) ? 1 : 0);
+      }
+    },
+  });
+}

@@ -1,0 +1,260 @@
+/**
+ * createServer(model, options): an OpenAI-compatible HTTP server on Fastify. Fastify owns HTTP
+ * (JSON-schema validation without coercion, the body limit, pino logs, graceful close); this file
+ * owns auth, the routes that are not generations, one log line and one metrics record per request,
+ * and draining: close() stops accepting, lets running requests finish up to a deadline, then aborts
+ * what is left. The model is the caller's: close() never disposes it.
+ */
+import { createHash, randomUUID, timingSafeEqual } from 'node:crypto';
+import { basename } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import Fastify, { LogController, type FastifyInstance, type FastifyRequest, type FastifyServerOptions } from 'fastify';
+import type { Registry } from 'prom-client';
+import { Llama } from '../llama.js';
+import type { LlamaModel } from '../model.js';
+import type { GpuTelemetry } from '../gpu/telemetry.js';
+import { expectObject, optionalInteger, rejectUnknownKeys, typeError } from '../validate.js';
+import { handleGeneration, type GenerationHost, type RequestRecord } from './completions.js';
+import { HttpError, errorHeaders, toHttpError } from './errors.js';
+import { ServerMetrics } from './metrics.js';
+import { chatCompletionSchema, completionSchema, detokenizeSchema, tokenizeSchema } from './openai-schema.js';
+
+export interface ServerOptions {
+  /** Required as `Authorization: Bearer <key>` on every route but GET /health. Default: none (no auth). */
+  apiKey?: string;
+  /** The model id that /v1/models lists and requests must name. Default: the file name without `.gguf`. */
+  alias?: string;
+  /** Requests that may wait for a sequence beyond the `sequences` running; one more is a 503 with Retry-After. Default 256. */
+  maxQueue?: number;
+  /** Per-request deadline in seconds (queue, prompt and generation); past it the generation stops and the answer is a 504. 0: none. Default 600. */
+  timeout?: number;
+  /** Largest request body in bytes; larger is a 413. Default 16 MiB. */
+  bodyLimit?: number;
+  /** Seconds between `: ping` comments on a stream while its prompt waits or is processed. Default 5. */
+  pingInterval?: number;
+  /** Fastify's logger: true for JSON lines on stdout (pino), pino options, or false (default). */
+  logger?: FastifyServerOptions['logger'];
+  /** GPU readings for /metrics. Default: Llama.telemetry (NVML). */
+  telemetry?: () => GpuTelemetry;
+}
+
+export interface LlamaServer {
+  /** The Fastify instance: add routes or plugins before listen(); `app.server` is the Node http.Server. */
+  readonly app: FastifyInstance;
+  /** The Prometheus registry /metrics serves. */
+  readonly metrics: Registry;
+  /** Starts listening; resolves with the address (http://host:port). Default 127.0.0.1:8080. */
+  listen(options?: { host?: string; port?: number }): Promise<string>;
+  /**
+   * Stops accepting, lets running requests finish for up to `drainTimeout` seconds (default 30),
+   * aborts the rest and resolves when every connection is closed. Does not dispose the model.
+   */
+  close(options?: { drainTimeout?: number }): Promise<void>;
+}
+
+const serverKeys = ['apiKey', 'alias', 'maxQueue', 'timeout', 'bodyLimit', 'pingInterval', 'logger', 'telemetry'] as const;
+
+const digest = (text: string) => createHash('sha256').update(text).digest();
+
+/** A label for requests_total that stays bounded: the route pattern, or 'unmatched'. */
+function routeLabel(request: FastifyRequest): string {
+  return request.routeOptions.url ?? 'unmatched';
+}
+
+/**
+ * An OpenAI-compatible server for `model` (or for the model a promise will give: until it does,
+ * /health and generations answer 503). Nothing listens until listen().
+ */
+export function createServer(model: LlamaModel | Promise<LlamaModel>, options: ServerOptions = {}): LlamaServer {
+  const o = expectObject('options', options);
+  rejectUnknownKeys('options', o, serverKeys);
+  if (options.apiKey !== undefined && (typeof options.apiKey !== 'string' || options.apiKey === ''))
+    throw typeError('options.apiKey', 'a non-empty string', options.apiKey);
+  if (options.alias !== undefined && (typeof options.alias !== 'string' || options.alias === ''))
+    throw typeError('options.alias', 'a non-empty string', options.alias);
+  const maxQueue = optionalInteger('options.maxQueue', options.maxQueue, 0, 1_000_000) ?? 256;
+  const timeout = optionalInteger('options.timeout', options.timeout, 0, 86_400) ?? 600;
+  const bodyLimit = optionalInteger('options.bodyLimit', options.bodyLimit, 1, 2 ** 31 - 1) ?? 16 * 1024 * 1024;
+  const pingInterval = options.pingInterval ?? 5;
+  if (typeof pingInterval !== 'number' || !(pingInterval > 0))
+    throw typeError('options.pingInterval', 'a positive number of seconds', pingInterval);
+  if (options.telemetry !== undefined && typeof options.telemetry !== 'function')
+    throw typeError('options.telemetry', 'a function', options.telemetry);
+
+  let loaded: LlamaModel | undefined;
+  let loadError: unknown;
+  let draining = false;
+  const ready = Promise.resolve(model).then(
+    (m) => (loaded = m),
+    (error: unknown) => {
+      loadError = error;
+    },
+  );
+  void ready;
+  const keyDigest = options.apiKey === undefined ? undefined : digest(options.apiKey);
+  const records = new WeakMap<FastifyRequest, RequestRecord>();
+  const telemetry = options.telemetry ?? (() => Llama.telemetry());
+
+  const app = Fastify({
+    logger: options.logger ?? false,
+    // One line per request is ours (the onRequest hook), with the tokens and timings.
+    logController: new LogController({ disableRequestLogging: true }),
+    bodyLimit,
+    genReqId: (req) => {
+      const given = req.headers['x-request-id'];
+      return typeof given === 'string' && /^[\w.-]{1,128}$/.test(given) ? given : randomUUID();
+    },
+    // Types are what the schema says: a string where a number belongs is the client's mistake.
+    ajv: { customOptions: { coerceTypes: false, removeAdditional: false, useDefaults: false, allowUnionTypes: true } },
+    forceCloseConnections: 'idle',
+    return503OnClosing: true,
+  });
+
+  const host: GenerationHost = {
+    model() {
+      if (loaded === undefined) {
+        const message =
+          loadError === undefined
+            ? 'the model is loading'
+            : `the model failed to load: ${loadError instanceof Error ? loadError.message : String(loadError)}`;
+        throw new HttpError(503, message, { code: 'model_not_ready', headers: { 'retry-after': '1' } });
+      }
+      if (draining) throw new HttpError(503, 'the server is shutting down', { code: 'shutting_down', headers: { 'retry-after': '1' } });
+      return loaded;
+    },
+    modelId: '',
+    metrics: undefined as unknown as ServerMetrics,
+    maxQueue,
+    timeoutMs: timeout * 1000,
+    pingIntervalMs: pingInterval * 1000,
+    inFlight: 0,
+    controllers: new Set(),
+    record(request) {
+      let r = records.get(request);
+      if (!r) records.set(request, (r = {}));
+      return r;
+    },
+  };
+  const modelPath = model instanceof Promise ? undefined : model.info.path;
+  host.modelId = options.alias ?? (modelPath ? basename(modelPath).replace(/\.gguf$/i, '') : 'model');
+  void ready.then(() => {
+    if (options.alias === undefined && loaded) host.modelId = basename(loaded.info.path).replace(/\.gguf$/i, '');
+  });
+  // The sequence count is known once the model is; until then nothing runs.
+  const metrics = new ServerMetrics({ sequences: () => loaded?.contextInfo.sequences ?? 1, telemetry, inFlight: () => host.inFlight });
+  host.metrics = metrics;
+
+  app.addHook('onRequest', async (request, reply) => {
+    const started = performance.now();
+    reply.header('x-request-id', request.id);
+    reply.raw.once('close', () => {
+      const status = reply.raw.statusCode;
+      const route = routeLabel(request);
+      const record = records.get(request) ?? {};
+      const durationMs = performance.now() - started;
+      metrics.requests.inc({ route, status: String(status) });
+      metrics.requestDuration.observe({ route }, durationMs / 1000);
+      request.log.info(
+        {
+          method: request.method,
+          route,
+          status,
+          promptTokens: record.promptTokens,
+          cachedTokens: record.cachedTokens,
+          completionTokens: record.completionTokens,
+          firstTokenMs: record.firstTokenMs,
+          durationMs,
+          error: record.error,
+          aborted: !reply.raw.writableFinished || undefined,
+        },
+        'request',
+      );
+    });
+    if (keyDigest === undefined || request.url === '/health') return;
+    const header = request.headers.authorization;
+    const given = typeof header === 'string' && header.startsWith('Bearer ') ? header.slice(7).trim() : undefined;
+    if (given === undefined || !timingSafeEqual(digest(given), keyDigest)) {
+      throw new HttpError(401, given === undefined ? 'missing API key: send Authorization: Bearer <key>' : 'invalid API key', {
+        code: 'invalid_api_key',
+      });
+    }
+  });
+
+  app.setErrorHandler((error, request, reply) => {
+    const http = toHttpError(error);
+    if (http.statusCode >= 500) request.log.error({ reqId: request.id, err: error }, 'request failed');
+    records.set(request, { ...records.get(request), error: http.message });
+    return reply.code(http.statusCode).headers(errorHeaders(http)).send(http.body());
+  });
+  app.setNotFoundHandler((request, reply) => {
+    const http = new HttpError(404, `no route ${request.method} ${request.url.split('?')[0]}`, { code: 'unknown_route' });
+    return reply.code(404).headers(errorHeaders(http)).send(http.body());
+  });
+
+  app.post('/v1/chat/completions', { schema: { body: chatCompletionSchema } }, (request, reply) =>
+    handleGeneration(host, 'chat', request, reply),
+  );
+  app.post('/v1/completions', { schema: { body: completionSchema } }, (request, reply) => handleGeneration(host, 'text', request, reply));
+  app.post('/v1/embeddings', async () => {
+    throw new HttpError(501, 'embeddings are not implemented yet', { code: 'not_implemented' });
+  });
+
+  const modelEntry = () => ({ id: host.modelId, object: 'model', created: Math.floor(Date.now() / 1000), owned_by: 'cuda-llama' });
+  app.get('/v1/models', async () => {
+    host.model();
+    return { object: 'list', data: [modelEntry()] };
+  });
+  app.get<{ Params: { id: string } }>('/v1/models/:id', async (request) => {
+    host.model();
+    if (request.params.id !== host.modelId)
+      throw new HttpError(404, `The model '${request.params.id}' does not exist`, { param: 'model', code: 'model_not_found' });
+    return modelEntry();
+  });
+
+  app.get('/health', async (_request, reply) => {
+    if (draining) return reply.code(503).header('retry-after', '1').send({ status: 'shutting_down' });
+    if (loaded === undefined)
+      return reply
+        .code(503)
+        .header('retry-after', '1')
+        .send({ status: loadError === undefined ? 'loading' : 'failed' });
+    return { status: 'ok' };
+  });
+
+  app.get('/metrics', async (_request, reply) => {
+    const text = await metrics.registry.metrics();
+    return reply.header('content-type', metrics.registry.contentType).send(text);
+  });
+
+  app.post<{ Body: { content: string; add_special?: boolean; parse_special?: boolean } }>(
+    '/tokenize',
+    { schema: { body: tokenizeSchema } },
+    async (request) => {
+      const { content, add_special: addSpecial = false, parse_special: parseSpecial = true } = request.body;
+      return { tokens: host.model().tokenize(content, { addSpecial, parseSpecial }) };
+    },
+  );
+  app.post<{ Body: { tokens: number[]; special?: boolean } }>('/detokenize', { schema: { body: detokenizeSchema } }, async (request) => {
+    return { content: host.model().detokenize(request.body.tokens, { special: request.body.special ?? false }) };
+  });
+
+  return {
+    app,
+    metrics: metrics.registry,
+    async listen(listenOptions = {}) {
+      return app.listen({ host: listenOptions.host ?? '127.0.0.1', port: listenOptions.port ?? 8080 });
+    },
+    async close(closeOptions = {}) {
+      const drainTimeout = closeOptions.drainTimeout ?? 30;
+      draining = true;
+      const deadline = setTimeout(() => {
+        for (const controller of host.controllers) controller.abort(new Error('the server shut down before the request finished'));
+      }, drainTimeout * 1000);
+      try {
+        await app.close();
+      } finally {
+        clearTimeout(deadline);
+      }
+    },
+  };
+}

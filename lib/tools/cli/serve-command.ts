@@ -1,0 +1,170 @@
+/**
+ * `cuda-llama serve <model.gguf>`: the OpenAI-compatible server (lib/server) on one model. It listens
+ * first (GET /health is 503 while the model loads), prints where the layers went and what the GPU
+ * policy decided, logs one JSON line per request on stdout, and on SIGTERM or SIGINT drains, disposes
+ * the model and exits 0. A load that fails (gpu: 'cuda' without CUDA) closes the port and exits 1
+ * with the typed error's message.
+ */
+import { readFile } from 'node:fs/promises';
+import { Option, type Command } from 'commander';
+import { Llama } from '../../llama.js';
+import type { LlamaModel } from '../../model.js';
+import type { FlashAttention, GpuPolicy, KvCacheType, LoadOptions } from '../../options.js';
+import { createServer } from '../../server/server.js';
+import { positiveInteger, type CliContext } from './program.js';
+
+interface ServeFlags {
+  host: string;
+  port: number;
+  parallel?: number;
+  contextSize?: number;
+  gpu?: GpuPolicy;
+  gpuLayers?: string;
+  mainGpu?: number;
+  splitMode?: 'none' | 'layer' | 'row';
+  tensorSplit?: string;
+  batchSize?: number;
+  ubatchSize?: number;
+  threads?: number;
+  threadsBatch?: number;
+  flashAttention?: FlashAttention;
+  kvCacheType?: KvCacheType;
+  offloadKvCache: boolean;
+  mmap?: boolean;
+  warmup: boolean;
+  apiKey?: string;
+  apiKeyFile?: string;
+  alias?: string;
+  maxQueue?: number;
+  timeout?: number;
+  bodyLimit?: number;
+  drainTimeout?: number;
+  log: boolean;
+}
+
+function nonNegativeInteger(value: string): number {
+  if (!/^\d+$/.test(value)) throw new Error('Expected a non-negative integer.');
+  return Number(value);
+}
+
+const loopback = new Set(['127.0.0.1', 'localhost', '::1', '[::1]']);
+
+function loadOptions(flags: ServeFlags): LoadOptions {
+  const options: LoadOptions = { gpu: flags.gpu ?? 'auto' };
+  if (flags.parallel !== undefined) options.sequences = flags.parallel;
+  if (flags.contextSize !== undefined) options.contextSize = flags.contextSize;
+  if (flags.gpuLayers !== undefined)
+    options.gpuLayers = flags.gpuLayers === 'max' || flags.gpuLayers === 'auto' ? flags.gpuLayers : Number(flags.gpuLayers);
+  if (flags.mainGpu !== undefined) options.mainGpu = flags.mainGpu;
+  if (flags.splitMode !== undefined) options.splitMode = flags.splitMode;
+  if (flags.tensorSplit !== undefined) options.tensorSplit = flags.tensorSplit.split(',').map(Number);
+  if (flags.batchSize !== undefined) options.batchSize = flags.batchSize;
+  if (flags.ubatchSize !== undefined) options.ubatchSize = flags.ubatchSize;
+  if (flags.threads !== undefined) options.threads = flags.threads;
+  if (flags.threadsBatch !== undefined) options.threadsBatch = flags.threadsBatch;
+  if (flags.flashAttention !== undefined) options.flashAttention = flags.flashAttention;
+  if (flags.kvCacheType !== undefined) options.kvCacheType = flags.kvCacheType;
+  if (!flags.offloadKvCache) options.offloadKvCache = false;
+  if (flags.mmap === false) options.mmap = false;
+  if (!flags.warmup) options.warmup = false;
+  return options;
+}
+
+export function registerServe(program: Command, context: CliContext): void {
+  program
+    .command('serve')
+    .description('serve a model over an OpenAI-compatible HTTP API (chat and text completions, SSE, /metrics)')
+    .argument('<model.gguf>', 'the GGUF model file')
+    .option('--host <address>', 'address to bind', '127.0.0.1')
+    .option('--port <port>', 'port to listen on (0: any free port)', nonNegativeInteger, 8080)
+    .option('--parallel <n>', 'requests generating at once (Llama.load sequences; default 1)', positiveInteger)
+    .option('--context-size <tokens>', "context window per request (default: Llama.load's)", positiveInteger)
+    .addOption(
+      new Option(
+        '--gpu <policy>',
+        'cuda: the GPU or refuse to start; auto: CUDA when usable, else the CPU with a warning; cpu (default: auto)',
+      ).choices(['cuda', 'auto', 'cpu']),
+    )
+    .option('--gpu-layers <n|max|auto>', 'repeating layers on the GPU (default: max)')
+    .option('--main-gpu <index>', 'GPU for an unsplit model', nonNegativeInteger)
+    .addOption(new Option('--split-mode <mode>', 'how to split across GPUs').choices(['none', 'layer', 'row']))
+    .option('--tensor-split <shares>', 'share of the model per GPU, e.g. 3,1')
+    .option('--batch-size <tokens>', 'logical batch', positiveInteger)
+    .option('--ubatch-size <tokens>', 'physical batch', positiveInteger)
+    .option('--threads <n>', 'CPU threads for generation', positiveInteger)
+    .option('--threads-batch <n>', 'CPU threads for prompt processing', positiveInteger)
+    .addOption(new Option('--flash-attention <mode>', 'flash attention').choices(['auto', 'on', 'off']))
+    .addOption(
+      new Option('--kv-cache-type <type>', 'KV-cache element type').choices(['f32', 'f16', 'bf16', 'q8_0', 'q4_0', 'q4_1', 'q5_0', 'q5_1']),
+    )
+    .option('--no-offload-kv-cache', 'keep the KV cache on the CPU')
+    .option('--no-mmap', 'read the file instead of memory-mapping it')
+    .option('--no-warmup', 'skip the warm-up decode')
+    .option('--api-key <key>', 'require Authorization: Bearer <key> (visible in ps: prefer --api-key-file)')
+    .option('--api-key-file <file>', 'read the API key from a file (first line)')
+    .option('--alias <name>', 'model id for /v1/models and the model field (default: the file name)')
+    .option('--max-queue <n>', 'requests waiting beyond --parallel before 503 (default 256)', nonNegativeInteger)
+    .option('--timeout <seconds>', 'per-request deadline, 0 for none (default 600)', nonNegativeInteger)
+    .option('--body-limit <bytes>', 'largest request body (default 16 MiB)', positiveInteger)
+    .option('--drain-timeout <seconds>', 'on SIGTERM/SIGINT, how long running requests may finish (default 30)', nonNegativeInteger)
+    .option('--no-log', 'no JSON request log on stdout')
+    .action(async (path: string, flags: ServeFlags, command: Command) => {
+      if (flags.apiKey !== undefined && flags.apiKeyFile !== undefined) command.error('error: pass --api-key or --api-key-file, not both');
+      let apiKey = flags.apiKey;
+      if (flags.apiKeyFile !== undefined) {
+        apiKey = (await readFile(flags.apiKeyFile, 'utf8')).split('\n')[0]!.trim();
+        if (apiKey === '') command.error(`error: ${flags.apiKeyFile} holds no key`);
+      }
+      if (!loopback.has(flags.host) && apiKey === undefined) {
+        context.err(
+          `\n*** WARNING: listening on ${flags.host} without an API key: anyone who can reach this address can use the model. ***\n` +
+            '*** Pass --api-key-file <file> (or bind 127.0.0.1). ***\n\n',
+        );
+      }
+      const loading = Llama.load(path, loadOptions(flags));
+      loading.catch(() => undefined); // reported below, after the port is closed
+      const server = createServer(loading, {
+        apiKey,
+        alias: flags.alias,
+        maxQueue: flags.maxQueue,
+        timeout: flags.timeout,
+        bodyLimit: flags.bodyLimit,
+        logger: flags.log ? { level: 'info' } : false,
+      });
+      const address = await server.listen({ host: flags.host, port: flags.port });
+      context.err(`cuda-llama serve: listening on ${address}, loading ${path}\n`);
+      let model: LlamaModel;
+      try {
+        model = await loading;
+      } catch (error) {
+        await server.close({ drainTimeout: 0 });
+        throw error;
+      }
+      const report = await model.layerReport();
+      const { policy } = report;
+      const gpuOutcome = `gpu ${policy.requested} -> ${policy.target}${policy.fallback ? ` (fallback: ${policy.fallback.reason})` : ''}`;
+      const { sequences, contextSize } = model.contextInfo;
+      context.err(
+        `cuda-llama serve: ready on ${address}: model ${flags.alias ?? path} (${model.info.quantization}), ${report.summary}; ${gpuOutcome}; ` +
+          `${sequences} parallel x ${contextSize} tokens${apiKey === undefined ? '' : '; API key required'}\n`,
+      );
+      const drainTimeout = flags.drainTimeout ?? 30;
+      await new Promise<void>((resolve) => {
+        let stopping = false;
+        const stop = (signal: NodeJS.Signals) => {
+          if (stopping) {
+            context.err(`cuda-llama serve: ${signal} again, stopping running requests now\n`);
+            void server.close({ drainTimeout: 0 });
+            return;
+          }
+          stopping = true;
+          context.err(`cuda-llama serve: ${signal}, draining (up to ${drainTimeout} s)\n`);
+          void server.close({ drainTimeout }).then(resolve, resolve);
+        };
+        process.on('SIGTERM', stop);
+        process.on('SIGINT', stop);
+      });
+      await model.dispose();
+      context.err('cuda-llama serve: stopped\n');
+    });
+}
