@@ -213,7 +213,11 @@ export async function handleGeneration(
       if (sse.closed) return undefined;
       if (!sse.started) {
         sse.stopPings();
-        reply.raw.writeHead(error.statusCode, { 'content-type': 'application/json; charset=utf-8', ...errorHeaders(error) });
+        reply.raw.writeHead(error.statusCode, {
+          'content-type': 'application/json; charset=utf-8',
+          'x-request-id': request.id,
+          ...errorHeaders(error),
+        });
         reply.raw.end(JSON.stringify(error.body()));
       } else {
         sse.send(error.body());

@@ -13,7 +13,7 @@ import type { Registry } from 'prom-client';
 import { Llama } from '../llama.js';
 import type { LlamaModel } from '../model.js';
 import type { GpuTelemetry } from '../gpu/telemetry.js';
-import { expectObject, optionalInteger, rejectUnknownKeys, typeError } from '../validate.js';
+import { expectObject, optionalInteger, optionalNumber, rejectUnknownKeys, typeError } from '../validate.js';
 import { handleGeneration, type GenerationHost, type RequestRecord } from './completions.js';
 import { HttpError, errorHeaders, toHttpError } from './errors.js';
 import { ServerMetrics } from './metrics.js';
@@ -73,7 +73,7 @@ export function createServer(model: LlamaModel | Promise<LlamaModel>, options: S
   if (options.alias !== undefined && (typeof options.alias !== 'string' || options.alias === ''))
     throw typeError('options.alias', 'a non-empty string', options.alias);
   const maxQueue = optionalInteger('options.maxQueue', options.maxQueue, 0, 1_000_000) ?? 256;
-  const timeout = optionalInteger('options.timeout', options.timeout, 0, 86_400) ?? 600;
+  const timeout = optionalNumber('options.timeout', options.timeout, 0, 86_400) ?? 600;
   const bodyLimit = optionalInteger('options.bodyLimit', options.bodyLimit, 1, 2 ** 31 - 1) ?? 16 * 1024 * 1024;
   const pingInterval = options.pingInterval ?? 5;
   if (typeof pingInterval !== 'number' || !(pingInterval > 0))

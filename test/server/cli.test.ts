@@ -1,0 +1,96 @@
+// `cuda-llama serve` as a child process: the startup line, SIGTERM during a generation lets it finish
+// and exits 0 with one JSON log line per request (no prompt text), and `--gpu cuda` on a machine
+// without CUDA refuses to start with the typed error's message and exit 1.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { Llama } from '../../lib/index.js';
+import { repoRoot, syntheticModel } from '../helpers/models.js';
+
+interface Child {
+  child: ChildProcess;
+  stdout: () => string;
+  stderr: () => string;
+  exited: Promise<number | null>;
+}
+
+function serve(...args: string[]): Child {
+  const child = spawn(process.execPath, ['--import', 'tsx', join(repoRoot, 'lib', 'tools', 'cli.ts'), 'serve', ...args], { cwd: repoRoot });
+  let stdout = '';
+  let stderr = '';
+  child.stdout!.on('data', (d: Buffer) => (stdout += d.toString()));
+  child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+  return { child, stdout: () => stdout, stderr: () => stderr, exited };
+}
+
+async function readyAddress(c: Child): Promise<string> {
+  const deadline = Date.now() + 120_000;
+  for (;;) {
+    const match = /ready on (http:\/\/[^:\s]+:\d+)/.exec(c.stderr());
+    if (match) return match[1]!;
+    if (c.child.exitCode !== null || Date.now() > deadline) throw new Error(`serve did not start:\n${c.stderr()}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+describe('cuda-llama serve', () => {
+  it('prints the startup line; SIGTERM during a generation drains it and exits 0', async () => {
+    const c = serve(
+      await syntheticModel('tiny'),
+      '--port',
+      '0',
+      '--gpu',
+      'cpu',
+      '--context-size',
+      '1024',
+      '--threads',
+      '2',
+      '--alias',
+      'tiny',
+    );
+    try {
+      const url = await readyAddress(c);
+      expect(c.stderr()).toMatch(/model tiny \(F16\), offloaded: 0\/4 layers; .*gpu cpu -> cpu; 1 parallel x 1024 tokens/);
+      const secret = 'a prompt the log must not show';
+      const res = await fetch(`${url}/v1/completions`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ model: 'tiny', prompt: secret, max_tokens: 300, temperature: 0, stream: true }),
+      });
+      const reader = res.body!.getReader();
+      let text = new TextDecoder().decode((await reader.read()).value);
+      // The first token is out: the generation is running when the signal comes.
+      c.child.kill('SIGTERM');
+      for (;;) {
+        const { done, value } = await reader.read();
+        if (done) break;
+        text += new TextDecoder().decode(value);
+      }
+      expect(text.trimEnd().endsWith('data: [DONE]')).toBe(true);
+      expect(text).toMatch(/"finish_reason":"(length|stop)"/);
+      expect(await c.exited).toBe(0);
+      expect(c.stderr()).toContain('SIGTERM, draining');
+      const lines = c
+        .stdout()
+        .split('\n')
+        .filter((l) => l.startsWith('{'))
+        .map((l) => JSON.parse(l) as Record<string, unknown>);
+      const request = lines.find((l) => l.route === '/v1/completions');
+      expect(request).toMatchObject({ msg: 'request', method: 'POST', status: 200 });
+      expect(request!.completionTokens).toBeGreaterThan(0);
+      expect(typeof request!.reqId).toBe('string');
+      expect(c.stdout()).not.toContain(secret);
+    } finally {
+      if (c.child.exitCode === null) c.child.kill('SIGKILL');
+    }
+  });
+
+  it.skipIf(Llama.build().cuda.available)("--gpu cuda without CUDA refuses to start: the typed error's message, exit 1", async () => {
+    const c = serve(await syntheticModel('tiny'), '--port', '0', '--gpu', 'cuda');
+    const code = await c.exited;
+    expect(code).toBe(1);
+    expect(c.stderr()).toMatch(/^ERR_CUDA_UNAVAILABLE: gpu: 'cuda' was requested/m);
+    expect(c.stderr()).not.toContain('ready on');
+  });
+});
