@@ -133,13 +133,15 @@ export function makeError(code: ErrorCode, message: string, options: CudaLlamaEr
 /** Remedies for the codes the native layer reports (native errors carry code + message + status). */
 const nativeRemedies: Partial<Record<ErrorCode, string>> = {
   [ErrorCode.MODEL_LOAD]:
-    'check that the file is a complete GGUF for a supported architecture; enable logs with NODE_DEBUG=cuda-llama to see llama.cpp\'s reason',
+    "check that the file is a complete GGUF for a supported architecture; enable logs with NODE_DEBUG=cuda-llama to see llama.cpp's reason",
   [ErrorCode.CONTEXT_CREATE]: 'lower contextSize or batchSize, or free memory; the layer report and Llama.devices() show what is in use',
-  [ErrorCode.DECODE]: 'lower batchSize or contextSize; status 1 means no KV-cache slot was free, negative values are errors inside llama.cpp',
+  [ErrorCode.DECODE]:
+    'lower batchSize or contextSize; status 1 means no KV-cache slot was free, negative values are errors inside llama.cpp',
   [ErrorCode.CHAT_TEMPLATE]:
     "fix the template (llama.cpp's reason is in the message), or pass options.template: Jinja text or a llama.cpp built-in name such as 'chatml'",
   [ErrorCode.QUANTIZE]: 'check that the input is an F32/F16 GGUF and that the output folder is writable',
-  [ErrorCode.CUDA_UNAVAILABLE]: 'a CUDA device went away after the GPU decision: check `nvidia-smi`; Llama.devices() lists what ggml sees now',
+  [ErrorCode.CUDA_UNAVAILABLE]:
+    'a CUDA device went away after the GPU decision: check `nvidia-smi`; Llama.devices() lists what ggml sees now',
 };
 
 /**

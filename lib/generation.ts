@@ -8,7 +8,16 @@ import { performance } from 'node:perf_hooks';
 import { StringDecoder } from 'node:string_decoder';
 import { fromNativeError } from './errors.js';
 import { safeCallback } from './safe-callback.js';
-import type { NativeAddon, NativeCacheMiss, NativeCancelFlag, NativeContext, NativeModel, NativeRequestResult, NativeSamplerParams, NativeStopReason } from './binding/native.js';
+import type {
+  NativeAddon,
+  NativeCacheMiss,
+  NativeCancelFlag,
+  NativeContext,
+  NativeModel,
+  NativeRequestResult,
+  NativeSamplerParams,
+  NativeStopReason,
+} from './binding/native.js';
 
 export type StopReason = 'eos' | 'maxTokens' | 'stop' | 'abort' | 'contextFull';
 
@@ -125,7 +134,10 @@ export class TextAssembler {
   #emitted = 0;
   stopSequence: string | undefined;
 
-  constructor(private readonly stopSequences: string[], private readonly emit: (text: string) => void) {}
+  constructor(
+    private readonly stopSequences: string[],
+    private readonly emit: (text: string) => void,
+  ) {}
 
   /** Adds a token's bytes; returns true when a stop sequence was found (nothing after it is emitted). */
   push(bytes: Uint8Array): boolean {
@@ -186,7 +198,11 @@ class SequenceProgress {
   firstTokenAt = 0;
   lastTokenAt = 0;
 
-  constructor(stopSequences: string[], emit: (text: string) => void, readonly cancel: NativeCancelFlag) {
+  constructor(
+    stopSequences: string[],
+    emit: (text: string) => void,
+    readonly cancel: NativeCancelFlag,
+  ) {
     this.assembler = new TextAssembler(stopSequences, emit);
   }
 
@@ -224,23 +240,39 @@ export async function runGenerations(request: GenerationRequest): Promise<BatchR
   };
   // A throwing onText ends the whole call; its error is the call's, once the native side is done.
   const onText = request.onText && safeCallback(request.onText, cancelAll);
-  const sequences = request.prompts.map((_, index) => new SequenceProgress(request.stopSequences, (text) => onText?.call(text, index), cancels[index]!));
+  const sequences = request.prompts.map(
+    (_, index) => new SequenceProgress(request.stopSequences, (text) => onText?.call(text, index), cancels[index]!),
+  );
   signal?.addEventListener('abort', cancelAll, { once: true });
   if (signal?.aborted) cancelAll();
 
   const everyToken = request.onText !== undefined || request.stopSequences.length > 0;
-  const samplers = request.prompts.map((_, i) => new addon.Sampler(model, { ...request.sampler, seed: (request.sampler.seed + i) % 2 ** 32 }));
+  const samplers = request.prompts.map(
+    (_, i) => new addon.Sampler(model, { ...request.sampler, seed: (request.sampler.seed + i) % 2 ** 32 }),
+  );
   let settled: PromiseSettledResult<NativeRequestResult>[];
   try {
-    settled = await Promise.allSettled(request.prompts.map((prompt, i) => {
-      const sequence = sequences[i]!;
-      return context.submit(prompt, samplers[i]!, request.maxTokens[i]!, cancels[i]!, everyToken, request.cachePrompt,
-        (token, piece, atMs) => sequence.push(token, piece, atMs), request.session ?? 0, request.contextShiftKeep ?? -1)
-        .catch((error: unknown) => {
-          cancelAll(); // one request failed: the call fails, so the others stop too
-          throw error;
-        });
-    }));
+    settled = await Promise.allSettled(
+      request.prompts.map((prompt, i) => {
+        const sequence = sequences[i]!;
+        return context
+          .submit(
+            prompt,
+            samplers[i]!,
+            request.maxTokens[i]!,
+            cancels[i]!,
+            everyToken,
+            request.cachePrompt,
+            (token, piece, atMs) => sequence.push(token, piece, atMs),
+            request.session ?? 0,
+            request.contextShiftKeep ?? -1,
+          )
+          .catch((error: unknown) => {
+            cancelAll(); // one request failed: the call fails, so the others stop too
+            throw error;
+          });
+      }),
+    );
   } finally {
     for (const sampler of samplers) sampler.dispose();
     signal?.removeEventListener('abort', cancelAll);
@@ -281,12 +313,12 @@ export async function runGenerations(request: GenerationRequest): Promise<BatchR
   if (signal?.aborted && !request.stopOnAbort && results.some((r) => r.stopReason === 'abort')) throw signal.reason;
   const producing = sequences.filter((s) => s.tokens.length > 0);
   const generatedTokens = sequences.reduce((sum, s) => sum + s.tokens.length, 0);
-  const generationMs = producing.length === 0 ? 0
-    : Math.max(...producing.map((s) => s.lastTokenAt)) - Math.min(...producing.map((s) => s.firstTokenAt));
+  const generationMs =
+    producing.length === 0 ? 0 : Math.max(...producing.map((s) => s.lastTokenAt)) - Math.min(...producing.map((s) => s.firstTokenAt));
   const admitted = native.filter((n) => n.admittedAtMs >= 0);
   const prompted = native.filter((n) => n.promptDoneAtMs >= 0);
-  const promptMs = prompted.length === 0 ? 0
-    : Math.max(...prompted.map((n) => n.promptDoneAtMs)) - Math.min(...admitted.map((n) => n.admittedAtMs));
+  const promptMs =
+    prompted.length === 0 ? 0 : Math.max(...prompted.map((n) => n.promptDoneAtMs)) - Math.min(...admitted.map((n) => n.admittedAtMs));
   const promptTokens = request.prompts.reduce((sum, p) => sum + p.length, 0);
   const evaluated = promptTokens - results.reduce((sum, r) => sum + r.cachedTokens, 0);
   return {

@@ -1,5 +1,15 @@
 export { Llama, type BuildReport } from './llama.js';
-export { LlamaModel, type ModelInfo, type ContextInfo, type ChatMessage, type ChatTemplateOptions, type ChatOptions, type ChatResult, type ChatStream, type TextStream } from './model.js';
+export {
+  LlamaModel,
+  type ModelInfo,
+  type ContextInfo,
+  type ChatMessage,
+  type ChatTemplateOptions,
+  type ChatOptions,
+  type ChatResult,
+  type ChatStream,
+  type TextStream,
+} from './model.js';
 export type { GenerateResult, GenerationTimings, StopReason, CacheMiss, BatchResult, BatchTimings } from './generation.js';
 export { LlamaSession } from './session.js';
 export type { LoadOptions, GenerateOptions, BatchGenerateOptions, GpuPolicy, FlashAttention, KvCacheType } from './options.js';
@@ -7,15 +17,7 @@ export type { LayerReport, DeviceUsage, GraphUsage } from './layer-report.js';
 export type { LoadPlan, PlannedDevice, PlannedHost } from './plan.js';
 export type { Logger, LogLevel } from './log.js';
 export type { NativeDevice as Device, NativeBackend as Backend } from './binding/native.js';
-export {
-  CudaLlamaError,
-  ModelFileError,
-  NativeBindingError,
-  ContextError,
-  GpuError,
-  DisposedError,
-  ErrorCode,
-} from './errors.js';
+export { CudaLlamaError, ModelFileError, NativeBindingError, ContextError, GpuError, DisposedError, ErrorCode } from './errors.js';
 export { CPU_FALLBACK_WARNING } from './gpu/fallback.js';
 export { BINARY_FALLBACK_WARNING } from './binding/load-native.js';
 export type { PlacementProblem, CpuOpsOnGpuMemory } from './gpu/placement.js';

@@ -67,23 +67,37 @@ async function inspectModelFile(path: string): Promise<{ fileSizeBytes: number; 
     info = await stat(path);
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code === 'ENOENT') {
-      throw new ModelFileError(ErrorCode.MODEL_NOT_FOUND, `model file not found: ${path}`, { remedy: 'check the path (relative paths resolve from process.cwd())', cause: error });
+      throw new ModelFileError(ErrorCode.MODEL_NOT_FOUND, `model file not found: ${path}`, {
+        remedy: 'check the path (relative paths resolve from process.cwd())',
+        cause: error,
+      });
     }
-    throw new ModelFileError(ErrorCode.MODEL_NOT_FOUND, `cannot read ${path}: ${(error as Error).message}`, { remedy: 'check the path and its permissions', cause: error });
+    throw new ModelFileError(ErrorCode.MODEL_NOT_FOUND, `cannot read ${path}: ${(error as Error).message}`, {
+      remedy: 'check the path and its permissions',
+      cause: error,
+    });
   }
   if (!info.isFile()) {
-    throw new ModelFileError(ErrorCode.MODEL_NOT_A_FILE, `${path} is not a regular file`, { remedy: 'pass the path of a .gguf file, not a folder' });
+    throw new ModelFileError(ErrorCode.MODEL_NOT_A_FILE, `${path} is not a regular file`, {
+      remedy: 'pass the path of a .gguf file, not a folder',
+    });
   }
   const gguf = await readGguf(path);
   const architecture = ggufString(gguf, 'general.architecture');
   if (!architecture) {
-    throw new ModelFileError(ErrorCode.MODEL_INVALID, `${path} has no general.architecture key`, { remedy: 're-convert the model with llama.cpp\'s convert_hf_to_gguf.py' });
+    throw new ModelFileError(ErrorCode.MODEL_INVALID, `${path} has no general.architecture key`, {
+      remedy: "re-convert the model with llama.cpp's convert_hf_to_gguf.py",
+    });
   }
   if (!binary().addon.architectureSupported(architecture)) {
-    throw new ModelFileError(ErrorCode.UNSUPPORTED_ARCHITECTURE, `${path}: architecture '${architecture}' is not supported by the bundled llama.cpp (${binary().addon.buildInfo().llamaCppCommit.slice(0, 12)})`, {
-      remedy: 'use a model of a supported architecture, or a cuda-llama release whose llama.cpp supports it',
-      details: { architecture },
-    });
+    throw new ModelFileError(
+      ErrorCode.UNSUPPORTED_ARCHITECTURE,
+      `${path}: architecture '${architecture}' is not supported by the bundled llama.cpp (${binary().addon.buildInfo().llamaCppCommit.slice(0, 12)})`,
+      {
+        remedy: 'use a model of a supported architecture, or a cuda-llama release whose llama.cpp supports it',
+        details: { architecture },
+      },
+    );
   }
   checkLoaderGuards(gguf, architecture);
   return { fileSizeBytes: info.size, trainingContextSize: ggufNumber(gguf, `${architecture}.context_length`) ?? 0 };
@@ -152,7 +166,10 @@ async function fitOrFallBack(path: string, prepared: Prepared): Promise<GpuDecis
         details: { plan: planned },
       });
     }
-    decision = cpuFallback(`the model does not fit on the GPU: ${formatPlan(planned)}`, "gpuLayers: 'auto' offloads as many layers as fit; or lower contextSize");
+    decision = cpuFallback(
+      `the model does not fit on the GPU: ${formatPlan(planned)}`,
+      "gpuLayers: 'auto' offloads as many layers as fit; or lower contextSize",
+    );
     planned = await plan(decision);
   }
   if (!planned.host.fits) throw insufficientMemoryError(planned);
@@ -182,7 +199,15 @@ async function loadNative(path: string, prepared: Prepared, decision: GpuDecisio
     signal?.throwIfAborted();
     context = await addon.Context.create(native, prepared.contextParams);
     signal?.throwIfAborted();
-    return new LlamaModel({ binary: loaded, native, context, decision, offloadKvCache: valid.offloadKvCache !== false, path, fileSizeBytes: file.fileSizeBytes });
+    return new LlamaModel({
+      binary: loaded,
+      native,
+      context,
+      decision,
+      offloadKvCache: valid.offloadKvCache !== false,
+      path,
+      fileSizeBytes: file.fileSizeBytes,
+    });
   } catch (error) {
     context?.dispose();
     native?.dispose();
@@ -195,7 +220,12 @@ async function loadNative(path: string, prepared: Prepared, decision: GpuDecisio
 }
 
 /** Placement verification and the warm-up of a loaded model; it is disposed when either fails. */
-async function finishLoad(model: LlamaModel, decision: GpuDecision, valid: Prepared['valid'], callSite: Error): Promise<PlacementProblem[]> {
+async function finishLoad(
+  model: LlamaModel,
+  decision: GpuDecision,
+  valid: Prepared['valid'],
+  callSite: Error,
+): Promise<PlacementProblem[]> {
   try {
     const problems = decision.target === 'cuda' ? await verifyPlacement(model, decision) : [];
     if (valid.warmup !== false) await model.warmUp();
@@ -290,14 +320,20 @@ export class Llama {
    */
   static async tune(path: string, options: TuneOptions = {}): Promise<TuneResult> {
     expectString('path', path, { allowEmpty: false });
-    return tune({
-      load: (p, o) => Llama.load(p, o),
-      cudaUsable: () => {
-        const cuda = cudaAvailability(binary());
-        return cuda.available ? { usable: true, devices: cuda.devices } : { usable: false, reason: cuda.reason ?? 'unknown reason', devices: [] };
+    return tune(
+      {
+        load: (p, o) => Llama.load(p, o),
+        cudaUsable: () => {
+          const cuda = cudaAvailability(binary());
+          return cuda.available
+            ? { usable: true, devices: cuda.devices }
+            : { usable: false, reason: cuda.reason ?? 'unknown reason', devices: [] };
+        },
+        defaultContextSize: async (p) => resolveContextSize(undefined, (await inspectModelFile(p)).trainingContextSize),
       },
-      defaultContextSize: async (p) => resolveContextSize(undefined, (await inspectModelFile(p)).trainingContextSize),
-    }, path, options);
+      path,
+      options,
+    );
   }
 
   /**

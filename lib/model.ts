@@ -3,7 +3,19 @@
  * generation to the context's engine (which runs up to `sequences` at once and queues the rest),
  * holds requests back while an operation needs the context to itself, and disposes in cascade.
  */
-import { chatResult, renderChat, splitChatOptions, validateMessages, validateTemplateOnlyOptions, withTemplateStops, type ChatMessage, type ChatOptions, type ChatResult, type ChatStream, type ChatTemplateOptions } from './chat.js';
+import {
+  chatResult,
+  renderChat,
+  splitChatOptions,
+  validateMessages,
+  validateTemplateOnlyOptions,
+  withTemplateStops,
+  type ChatMessage,
+  type ChatOptions,
+  type ChatResult,
+  type ChatStream,
+  type ChatTemplateOptions,
+} from './chat.js';
 import { DisposedError, ErrorCode, ContextError, fromNativeError } from './errors.js';
 import { runGenerations, type BatchResult, type GenerateResult } from './generation.js';
 import { LlamaSession } from './session.js';
@@ -11,7 +23,14 @@ import type { GpuDecision } from './gpu/decision.js';
 import { buildLayerReport, type LayerReport } from './layer-report.js';
 import type { LoadedBinary } from './binding/load-native.js';
 import type { NativeCancelFlag, NativeContext, NativeContextInfo, NativeModel, NativeModelInfo } from './binding/native.js';
-import { contextShiftKeep, resolveMaxTokens, samplerParams, validateGenerateOptions, type BatchGenerateOptions, type GenerateOptions } from './options.js';
+import {
+  contextShiftKeep,
+  resolveMaxTokens,
+  samplerParams,
+  validateGenerateOptions,
+  type BatchGenerateOptions,
+  type GenerateOptions,
+} from './options.js';
 import { expectObject, expectString, optionalBoolean, rejectUnknownKeys, typeError, rangeError } from './validate.js';
 
 export type { ChatMessage, ChatOptions, ChatResult, ChatStream, ChatTemplateOptions } from './chat.js';
@@ -88,8 +107,13 @@ export class LlamaModel implements AsyncDisposable {
     expectString('text', text);
     const o = expectObject('options', options);
     rejectUnknownKeys('options', o, ['addSpecial', 'parseSpecial']);
-    return Array.from(this.#native.tokenize(text, optionalBoolean('options.addSpecial', o.addSpecial) ?? true,
-      optionalBoolean('options.parseSpecial', o.parseSpecial) ?? false));
+    return Array.from(
+      this.#native.tokenize(
+        text,
+        optionalBoolean('options.addSpecial', o.addSpecial) ?? true,
+        optionalBoolean('options.parseSpecial', o.parseSpecial) ?? false,
+      ),
+    );
   }
 
   /** Token ids to text. `special` renders special tokens such as BOS (default false). */
@@ -137,13 +161,22 @@ export class LlamaModel implements AsyncDisposable {
   generateBatch(prompts: (string | ArrayLike<number>)[], options: BatchGenerateOptions = {}): Promise<BatchResult> {
     try {
       this.#assertAlive();
-      if (!Array.isArray(prompts) || prompts.length === 0) throw typeError('prompts', 'a non-empty array of prompts (strings or token ids)', prompts);
+      if (!Array.isArray(prompts) || prompts.length === 0)
+        throw typeError('prompts', 'a non-empty array of prompts (strings or token ids)', prompts);
       const { sequences } = this.contextInfo;
       if (prompts.length > sequences) {
-        throw rangeError('prompts.length', `at most ${sequences} (the model was loaded with sequences: ${sequences})`, prompts.length,
-          `load with { sequences: ${prompts.length} } to generate for ${prompts.length} prompts at once`);
+        throw rangeError(
+          'prompts.length',
+          `at most ${sequences} (the model was loaded with sequences: ${sequences})`,
+          prompts.length,
+          `load with { sequences: ${prompts.length} } to generate for ${prompts.length} prompts at once`,
+        );
       }
-      return this.#run(prompts.map((p, i) => [`prompts[${i}]`, p]), options, prompts.map(() => new this.#binary.addon.CancelFlag()));
+      return this.#run(
+        prompts.map((p, i) => [`prompts[${i}]`, p]),
+        options,
+        prompts.map(() => new this.#binary.addon.CancelFlag()),
+      );
     } catch (error) {
       return Promise.reject(fromNativeError(error));
     }
@@ -193,16 +226,31 @@ export class LlamaModel implements AsyncDisposable {
     const cancel = new this.#binary.addon.CancelFlag();
     const userOnText = options?.onText;
     // Options that are not an object, or an onText that is not a function, reach validation as given.
-    const wrap = options === undefined || (typeof options === 'object' && options !== null && !Array.isArray(options) && (userOnText === undefined || typeof userOnText === 'function'));
-    const result = this.#generate(prompt, !wrap ? options : {
-      ...options,
-      onText: (text) => {
-        pieces.push(text);
-        wake?.();
-        userOnText?.(text);
-      },
-    }, cancel, session);
-    const done = result.then(() => undefined, (error: unknown) => ({ error }));
+    const wrap =
+      options === undefined ||
+      (typeof options === 'object' &&
+        options !== null &&
+        !Array.isArray(options) &&
+        (userOnText === undefined || typeof userOnText === 'function'));
+    const result = this.#generate(
+      prompt,
+      !wrap
+        ? options
+        : {
+            ...options,
+            onText: (text) => {
+              pieces.push(text);
+              wake?.();
+              userOnText?.(text);
+            },
+          },
+      cancel,
+      session,
+    );
+    const done = result.then(
+      () => undefined,
+      (error: unknown) => ({ error }),
+    );
     void done.then(() => {
       settled = true;
       wake?.();
@@ -326,10 +374,12 @@ export class LlamaModel implements AsyncDisposable {
   #exclusive<T>(operation: () => Promise<T>): Promise<T> {
     if (this.#disposing !== undefined) return Promise.reject(new DisposedError('model'));
     const before = [...this.#running].map((request) => request.done);
-    const run = this.#gate.then(() => Promise.all(before)).then(() => {
-      this.#assertAlive();
-      return operation();
-    });
+    const run = this.#gate
+      .then(() => Promise.all(before))
+      .then(() => {
+        this.#assertAlive();
+        return operation();
+      });
     this.#gate = run.catch(() => undefined);
     return run;
   }
@@ -347,7 +397,8 @@ export class LlamaModel implements AsyncDisposable {
   }
 
   #checkTokens(name: string, tokens: ArrayLike<number>): Int32Array {
-    if (tokens === null || typeof tokens !== 'object' || typeof tokens.length !== 'number') throw typeError(name, 'an array of token ids', tokens);
+    if (tokens === null || typeof tokens !== 'object' || typeof tokens.length !== 'number')
+      throw typeError(name, 'an array of token ids', tokens);
     const ids = Int32Array.from(tokens);
     for (let i = 0; i < tokens.length; i++) {
       const id = tokens[i];
@@ -366,7 +417,12 @@ export class LlamaModel implements AsyncDisposable {
   }
 
   /** Validates, tokenizes and submits one or more named prompts, one request each, with one cancel flag each. */
-  #run(prompts: [name: string, prompt: string | ArrayLike<number>][], rawOptions: BatchGenerateOptions, cancels: NativeCancelFlag[], session = 0): Promise<BatchResult> {
+  #run(
+    prompts: [name: string, prompt: string | ArrayLike<number>][],
+    rawOptions: BatchGenerateOptions,
+    cancels: NativeCancelFlag[],
+    session = 0,
+  ): Promise<BatchResult> {
     try {
       this.#assertAlive();
       const options = validateGenerateOptions(rawOptions);
@@ -388,9 +444,13 @@ export class LlamaModel implements AsyncDisposable {
       };
       const shiftKeep = contextShiftKeep(options.contextShift);
       // A shifting window never fills: only maxTokens (required with contextShift) bounds it.
-      const maxTokens = tokenized.map((tokens) => resolveMaxTokens(options.maxTokens, shiftKeep >= 0 ? Number.MAX_SAFE_INTEGER : contextSize, tokens.length));
+      const maxTokens = tokenized.map((tokens) =>
+        resolveMaxTokens(options.maxTokens, shiftKeep >= 0 ? Number.MAX_SAFE_INTEGER : contextSize, tokens.length),
+      );
       // A limit that is the room left in the window, not the caller's maxTokens: reaching it is a full context.
-      const contextBound = tokenized.map((tokens, i) => shiftKeep < 0 && maxTokens[i] === contextSize - tokens.length && (options.maxTokens ?? Infinity) > maxTokens[i]!);
+      const contextBound = tokenized.map(
+        (tokens, i) => shiftKeep < 0 && maxTokens[i] === contextSize - tokens.length && (options.maxTokens ?? Infinity) > maxTokens[i]!,
+      );
       return this.#submit(async () => {
         const result = await runGenerations({
           addon: this.#binary.addon,

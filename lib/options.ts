@@ -134,12 +134,40 @@ export interface GenerateOptions {
 }
 
 const loadKeys = [
-  'gpu', 'gpuLayers', 'mainGpu', 'splitMode', 'tensorSplit', 'contextSize', 'sequences', 'batchSize', 'ubatchSize', 'threads',
-  'threadsBatch', 'flashAttention', 'kvCacheType', 'offloadKvCache', 'mmap', 'warmup', 'onProgress', 'signal',
+  'gpu',
+  'gpuLayers',
+  'mainGpu',
+  'splitMode',
+  'tensorSplit',
+  'contextSize',
+  'sequences',
+  'batchSize',
+  'ubatchSize',
+  'threads',
+  'threadsBatch',
+  'flashAttention',
+  'kvCacheType',
+  'offloadKvCache',
+  'mmap',
+  'warmup',
+  'onProgress',
+  'signal',
 ] as const;
 const generateKeys = [
-  'maxTokens', 'temperature', 'topK', 'topP', 'minP', 'repeatPenalty', 'repeatLastN', 'seed', 'stop', 'signal',
-  'stopOnAbort', 'onText', 'cachePrompt', 'contextShift',
+  'maxTokens',
+  'temperature',
+  'topK',
+  'topP',
+  'minP',
+  'repeatPenalty',
+  'repeatLastN',
+  'seed',
+  'stop',
+  'signal',
+  'stopOnAbort',
+  'onText',
+  'cachePrompt',
+  'contextShift',
 ] as const;
 
 export const DEFAULT_CONTEXT_SIZE = 4096;
@@ -147,8 +175,14 @@ const MAX_TOKENS_LIMIT = 2 ** 31 - 1;
 
 /** ggml_type ids for the KV-cache types we accept (each option name is ggml_type_name's). */
 export const ggmlTypeIds: Record<KvCacheType, number> = {
-  f32: GgmlType.F32, f16: GgmlType.F16, q4_0: GgmlType.Q4_0, q4_1: GgmlType.Q4_1, q5_0: GgmlType.Q5_0, q5_1: GgmlType.Q5_1,
-  q8_0: GgmlType.Q8_0, bf16: GgmlType.BF16,
+  f32: GgmlType.F32,
+  f16: GgmlType.F16,
+  q4_0: GgmlType.Q4_0,
+  q4_1: GgmlType.Q4_1,
+  q5_0: GgmlType.Q5_0,
+  q5_1: GgmlType.Q5_1,
+  q8_0: GgmlType.Q8_0,
+  bf16: GgmlType.BF16,
 };
 const flashAttnIds: Record<FlashAttention, number> = { auto: -1, off: 0, on: 1 };
 
@@ -181,15 +215,27 @@ export function validateLoadOptions(input: unknown): ValidLoadOptions {
   const sequences = optionalInteger('options.sequences', options.sequences, 1, 256);
   optionalInteger('options.batchSize', options.batchSize, 1, 1_048_576);
   if (sequences !== undefined && options.batchSize !== undefined && (options.batchSize as number) < sequences) {
-    throw rangeError('options.batchSize', `at least options.sequences (${sequences}): one step decodes a token of every sequence`, options.batchSize);
+    throw rangeError(
+      'options.batchSize',
+      `at least options.sequences (${sequences}): one step decodes a token of every sequence`,
+      options.batchSize,
+    );
   }
   // llama.cpp's n_ctx, contextSize × sequences padded up to a multiple of 256, is a uint32_t.
   if (sequences !== undefined && options.contextSize !== undefined && (options.contextSize as number) * sequences > 2 ** 32 - 256) {
-    throw rangeError('options.contextSize', `at most ${Math.floor((2 ** 32 - 256) / sequences)} with sequences: ${sequences}`, options.contextSize,
-      'llama.cpp counts contextSize × sequences KV cells in 32 bits');
+    throw rangeError(
+      'options.contextSize',
+      `at most ${Math.floor((2 ** 32 - 256) / sequences)} with sequences: ${sequences}`,
+      options.contextSize,
+      'llama.cpp counts contextSize × sequences KV cells in 32 bits',
+    );
   }
   optionalInteger('options.ubatchSize', options.ubatchSize, 1, 1_048_576);
-  if (options.batchSize !== undefined && options.ubatchSize !== undefined && (options.ubatchSize as number) > (options.batchSize as number)) {
+  if (
+    options.batchSize !== undefined &&
+    options.ubatchSize !== undefined &&
+    (options.ubatchSize as number) > (options.batchSize as number)
+  ) {
     throw rangeError('options.ubatchSize', `at most options.batchSize (${options.batchSize})`, options.ubatchSize);
   }
   optionalInteger('options.threads', options.threads, 1, 1024);
@@ -209,8 +255,12 @@ export function resolveContextSize(requested: number | undefined, trainingContex
   const training = trainingContextSize > 0 ? trainingContextSize : DEFAULT_CONTEXT_SIZE;
   if (requested === undefined) return Math.min(DEFAULT_CONTEXT_SIZE, training);
   if (requested > training) {
-    throw rangeError('options.contextSize', `at most the model's training context (${training})`, requested,
-      'a longer window needs RoPE scaling this package does not configure yet');
+    throw rangeError(
+      'options.contextSize',
+      `at most the model's training context (${training})`,
+      requested,
+      'a longer window needs RoPE scaling this package does not configure yet',
+    );
   }
   return requested;
 }
@@ -287,12 +337,17 @@ export function validateGenerateOptions(input: unknown): ValidGenerateOptions {
   optionalBoolean('options.cachePrompt', options.cachePrompt);
   const shift = options.contextShift;
   if (shift !== undefined && typeof shift !== 'boolean') {
-    if (shift === null || typeof shift !== 'object' || Array.isArray(shift)) throw typeError('options.contextShift', 'a boolean or { keep }', shift);
+    if (shift === null || typeof shift !== 'object' || Array.isArray(shift))
+      throw typeError('options.contextShift', 'a boolean or { keep }', shift);
     rejectUnknownKeys('options.contextShift', shift as Record<string, unknown>, ['keep']);
     optionalInteger('options.contextShift.keep', (shift as { keep?: unknown }).keep, 0, 16_777_216);
   }
   if (shift !== undefined && shift !== false && options.maxTokens === undefined) {
-    throw rangeError('options.maxTokens', 'set with contextShift (a shifting window never fills, so nothing else ends the generation)', undefined);
+    throw rangeError(
+      'options.maxTokens',
+      'set with contextShift (a shifting window never fills, so nothing else ends the generation)',
+      undefined,
+    );
   }
   let stopSequences: string[] = [];
   if (options.stop !== undefined) {

@@ -20,7 +20,10 @@ export interface SessionHost {
   generate(tokens: number[], options: GenerateOptions): Promise<GenerateResult>;
   stream(tokens: number[], options: GenerateOptions): TextStream;
   /** The chat template's rendering of `messages`, and the generate options chat() would use. */
-  chatPrompt(messages: ChatMessage[], options: ChatOptions): { prompt: string; generate: GenerateOptions; finish(result: GenerateResult): ChatResult };
+  chatPrompt(
+    messages: ChatMessage[],
+    options: ChatOptions,
+  ): { prompt: string; generate: GenerateOptions; finish(result: GenerateResult): ChatResult };
   /** The model is disposed. */
   readonly disposed: boolean;
   /** A new session on the same model whose sequence starts as a copy of this one's, when one is free. */
@@ -151,7 +154,10 @@ export class LlamaSession implements AsyncDisposable {
       this.#disposed = true;
       if (!this.#host.disposed) this.#host.end();
     }
-    return this.#tail.then(() => undefined, () => undefined);
+    return this.#tail.then(
+      () => undefined,
+      () => undefined,
+    );
   }
 
   [Symbol.asyncDispose](): Promise<void> {

@@ -165,9 +165,17 @@ export interface NativeModel {
    * llama_chat_apply_template for a built-in name). null: no template given and the model has none.
    * Throws ERR_CHAT_TEMPLATE with llama.cpp's reason when the template cannot be parsed or rendered.
    */
-  applyChatTemplate(template: string | null, messages: { role: string; content: string }[], options: NativeChatOptions): NativeChatPrompt | null;
+  applyChatTemplate(
+    template: string | null,
+    messages: { role: string; content: string }[],
+    options: NativeChatOptions,
+  ): NativeChatPrompt | null;
   /** common_chat_parse with the parser applyChatTemplate returned; throws ERR_CHAT_TEMPLATE when the text does not fit it. */
-  parseChatOutput(text: string, prompt: Pick<NativeChatPrompt, 'format' | 'generationPrompt' | 'parser'>, partial: boolean): { content: string; reasoning: string };
+  parseChatOutput(
+    text: string,
+    prompt: Pick<NativeChatPrompt, 'format' | 'generationPrompt' | 'parser'>,
+    partial: boolean,
+  ): { content: string; reasoning: string };
   /** llama_model_free (contexts first) */
   dispose(): void;
   readonly disposed: boolean;
@@ -344,9 +352,27 @@ export interface NativeAddon {
 
 /** The export names, in the order addon.cc registers them. */
 export const nativeExportNames = [
-  'Model', 'Context', 'Sampler', 'CancelFlag', 'loadBackendsFromDir', 'probeLibrary', 'preloadLibrary', 'listBackends', 'listDevices',
-  'setLogger', 'quantize', 'architectureSupported', 'layerPlacement', 'memoryBreakdown', 'fitParams', 'graphPlacement',
-  'nvmlSample', 'ggmlTypes', 'fileTypeName', 'buildInfo', 'systemInfo',
+  'Model',
+  'Context',
+  'Sampler',
+  'CancelFlag',
+  'loadBackendsFromDir',
+  'probeLibrary',
+  'preloadLibrary',
+  'listBackends',
+  'listDevices',
+  'setLogger',
+  'quantize',
+  'architectureSupported',
+  'layerPlacement',
+  'memoryBreakdown',
+  'fitParams',
+  'graphPlacement',
+  'nvmlSample',
+  'ggmlTypes',
+  'fileTypeName',
+  'buildInfo',
+  'systemInfo',
 ] as const satisfies readonly (keyof NativeAddon)[];
 
 /** llama_ftype values used by quantize (include/llama.h); test/native/ggml-types.test.ts checks them with llama_ftype_name. */

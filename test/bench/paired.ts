@@ -241,14 +241,12 @@ async function main(): Promise<void> {
         else theirs = (await runBatchedBench(modelPath, threads, placement.config, placement.toolEnv)).tg;
       }
       for (const n of PARALLEL_SEQUENCES) {
-        done
-          .get(n)!
-          .push({
-            first: oursFirst ? 'cuda-llama' : 'llama-batched-bench',
-            cudaLlama: [ours[n]!],
-            llamaBench: [theirs[n]!],
-            ratio: ours[n]! / theirs[n]!,
-          });
+        done.get(n)!.push({
+          first: oursFirst ? 'cuda-llama' : 'llama-batched-bench',
+          cudaLlama: [ours[n]!],
+          llamaBench: [theirs[n]!],
+          ratio: ours[n]! / theirs[n]!,
+        });
       }
       log(
         `parallel round ${r + 1}/${rounds}: aggregate tg, cuda-llama | llama-batched-bench: ` +

@@ -22,7 +22,10 @@ afterAll(async () => {
 });
 
 async function expectLoadError(path: string, code: string, message?: RegExp): Promise<void> {
-  const error = await Llama.load(path, { gpu: 'cpu' }).then(() => null, (e: unknown) => e);
+  const error = await Llama.load(path, { gpu: 'cpu' }).then(
+    () => null,
+    (e: unknown) => e,
+  );
   expect(error).toBeInstanceOf(ModelFileError);
   expect((error as ModelFileError).code).toBe(code);
   expect((error as ModelFileError).remedy).toBeTruthy();
@@ -30,10 +33,13 @@ async function expectLoadError(path: string, code: string, message?: RegExp): Pr
 }
 
 /** Rewrites the tiny model's structure: metadata edits and a tensor filter/reshaper. */
-async function rewriteModel(name: string, edit: {
-  metadata?: (key: string, value: GgufValue) => GgufValue | null;
-  tensor?: (name: string, dims: number[]) => number[] | null;
-}): Promise<string> {
+async function rewriteModel(
+  name: string,
+  edit: {
+    metadata?: (key: string, value: GgufValue) => GgufValue | null;
+    tensor?: (name: string, dims: number[]) => number[] | null;
+  },
+): Promise<string> {
   const source = await readGguf(tiny);
   const bytes = await readFile(tiny);
   const writer = new GgufWriter();
@@ -51,7 +57,8 @@ async function rewriteModel(name: string, edit: {
   const out = join(dir, name);
   await writer.write(out, async (index, info, chunk) => {
     const { from } = kept[index];
-    const data = from.byteSize === info.byteSize ? bytes.subarray(from.fileOffset, from.fileOffset + from.byteSize) : new Uint8Array(info.byteSize);
+    const data =
+      from.byteSize === info.byteSize ? bytes.subarray(from.fileOffset, from.fileOffset + from.byteSize) : new Uint8Array(info.byteSize);
     await chunk.write(data);
   });
   return out;
@@ -120,9 +127,16 @@ describe('absurd options', () => {
     const model = await Llama.load(tiny, { gpu: 'cpu', contextSize: 32 });
     try {
       for (const [options, ErrorClass] of [
-        [{ maxTokens: 0 }, RangeError], [{ maxTokens: -5 }, RangeError], [{ maxTokens: 1.5 }, RangeError],
-        [{ temperature: Number.NaN }, RangeError], [{ temperature: -1 }, RangeError], [{ topP: 0 }, RangeError],
-        [{ seed: -1 }, RangeError], [{ stop: [''] }, TypeError], [{ signal: 'stop' }, TypeError], [{ temp: 0.5 }, TypeError],
+        [{ maxTokens: 0 }, RangeError],
+        [{ maxTokens: -5 }, RangeError],
+        [{ maxTokens: 1.5 }, RangeError],
+        [{ temperature: Number.NaN }, RangeError],
+        [{ temperature: -1 }, RangeError],
+        [{ topP: 0 }, RangeError],
+        [{ seed: -1 }, RangeError],
+        [{ stop: [''] }, TypeError],
+        [{ signal: 'stop' }, TypeError],
+        [{ temp: 0.5 }, TypeError],
       ] as const) {
         await expect(model.generate('hi', options as never)).rejects.toThrow(ErrorClass);
       }
@@ -159,7 +173,13 @@ describe('lifecycle', () => {
   it('dispose during generation stops it; running and queued calls reject with ERR_DISPOSED', async () => {
     const model = await Llama.load(tiny, { gpu: 'cpu', contextSize: 2048 });
     let disposing: Promise<void> | undefined;
-    const running = model.generate('long', { maxTokens: 1500, temperature: 0, onText: () => { disposing ??= model.dispose(); } });
+    const running = model.generate('long', {
+      maxTokens: 1500,
+      temperature: 0,
+      onText: () => {
+        disposing ??= model.dispose();
+      },
+    });
     const queued = model.generate('queued', { maxTokens: 5 });
     await expect(running).rejects.toBeInstanceOf(DisposedError);
     await expect(queued).rejects.toBeInstanceOf(DisposedError);
@@ -172,10 +192,17 @@ describe('lifecycle', () => {
     const controller = new AbortController();
     const reason = new Error('stop loading');
     const fractions: number[] = [];
-    await expect(Llama.load(small, {
-      gpu: 'cpu', mmap: false, signal: controller.signal,
-      onProgress: (f) => { fractions.push(f); if (f > 0) controller.abort(reason); },
-    })).rejects.toBe(reason);
+    await expect(
+      Llama.load(small, {
+        gpu: 'cpu',
+        mmap: false,
+        signal: controller.signal,
+        onProgress: (f) => {
+          fractions.push(f);
+          if (f > 0) controller.abort(reason);
+        },
+      }),
+    ).rejects.toBe(reason);
     expect(fractions.length).toBeGreaterThan(0);
     // Progress is coalesced: on a busy machine the worker can finish reading before the event loop
     // runs the first callback, and then the abort lands after the load (still rejected with the reason).
@@ -208,10 +235,15 @@ describe('lifecycle', () => {
     `;
     for (const mode of ['natural-exit', 'exit-mid-generation']) {
       const child = spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script, '--', mode], {
-        cwd: repoRoot, encoding: 'utf8', timeout: 60_000,
+        cwd: repoRoot,
+        encoding: 'utf8',
+        timeout: 60_000,
       });
-      expect({ mode, status: child.status, signal: child.signal, stderr: child.stderr.slice(-500) })
-        .toMatchObject({ mode, status: 0, signal: null });
+      expect({ mode, status: child.status, signal: child.signal, stderr: child.stderr.slice(-500) }).toMatchObject({
+        mode,
+        status: 0,
+        signal: null,
+      });
     }
   });
 });
@@ -229,7 +261,15 @@ describe('files are checked against the copy on disk', () => {
 describe('user callbacks', () => {
   it('a throwing onProgress stops the load and becomes its error', async () => {
     const boom = new Error('progress handler failed');
-    await expect(Llama.load(tiny, { gpu: 'cpu', mmap: false, onProgress: () => { throw boom; } })).rejects.toBe(boom);
+    await expect(
+      Llama.load(tiny, {
+        gpu: 'cpu',
+        mmap: false,
+        onProgress: () => {
+          throw boom;
+        },
+      }),
+    ).rejects.toBe(boom);
     const model = await Llama.load(tiny, { gpu: 'cpu', contextSize: 64 });
     await model.dispose();
   });
@@ -238,7 +278,14 @@ describe('user callbacks', () => {
     const model = await Llama.load(tiny, { gpu: 'cpu', contextSize: 256 });
     try {
       const boom = new Error('text handler failed');
-      await expect(model.generate('x', { maxTokens: 50, onText: () => { throw boom; } })).rejects.toBe(boom);
+      await expect(
+        model.generate('x', {
+          maxTokens: 50,
+          onText: () => {
+            throw boom;
+          },
+        }),
+      ).rejects.toBe(boom);
       expect((await model.generate('x', { maxTokens: 3, temperature: 0 })).tokens).toHaveLength(3);
     } finally {
       await model.dispose();

@@ -57,10 +57,12 @@ describe('generateBatch', () => {
     expect(serial.results.map((r) => r.tokens)).toEqual(one.map((r) => r.tokens));
   });
 
-  it('streams each prompt\'s text with its index', async () => {
+  it("streams each prompt's text with its index", async () => {
     const pieces: string[] = ['', '', ''];
     const batch = await model.generateBatch(prompts.slice(0, 3), {
-      maxTokens: 12, temperature: 0, onText: (text, index) => (pieces[index] += text),
+      maxTokens: 12,
+      temperature: 0,
+      onText: (text, index) => (pieces[index] += text),
     });
     expect(pieces).toEqual(batch.results.map((r) => r.text));
   });
@@ -76,7 +78,11 @@ describe('generateBatch', () => {
     }
     expect(stop, `no distinctive stop string in ${JSON.stringify(texts)}`).toBeDefined();
     const stopped = await model.generateBatch(prompts, { maxTokens: 16, temperature: 0, stop });
-    expect(stopped.results[0]).toMatchObject({ stopReason: 'stop', stopSequence: stop, text: texts[0]!.slice(0, texts[0]!.indexOf(stop!)) });
+    expect(stopped.results[0]).toMatchObject({
+      stopReason: 'stop',
+      stopSequence: stop,
+      text: texts[0]!.slice(0, texts[0]!.indexOf(stop!)),
+    });
     expect(stopped.results.slice(1).map((r) => [r.stopReason, r.text])).toEqual(free.results.slice(1).map((r) => ['maxTokens', r.text]));
   });
 
@@ -94,23 +100,32 @@ describe('generateBatch', () => {
     const reason = new Error('enough');
     const controller = new AbortController();
     const running = model.generateBatch(prompts, {
-      maxTokens: 200, temperature: 0, signal: controller.signal, onText: () => controller.abort(reason),
+      maxTokens: 200,
+      temperature: 0,
+      signal: controller.signal,
+      onText: () => controller.abort(reason),
     });
     await expect(running).rejects.toBe(reason);
 
     const quiet = new AbortController();
     const partial = await model.generateBatch(prompts, {
-      maxTokens: 200, temperature: 0, signal: quiet.signal, stopOnAbort: true, onText: () => quiet.abort(),
+      maxTokens: 200,
+      temperature: 0,
+      signal: quiet.signal,
+      stopOnAbort: true,
+      onText: () => quiet.abort(),
     });
     expect(partial.results.every((r) => r.stopReason === 'abort' && r.tokens.length < 200)).toBe(true);
   });
 
   it('refuses more prompts than sequences, an empty list and a prompt longer than its window', async () => {
     await expect(model.generateBatch(prompts.concat('five'))).rejects.toThrow(
-      /prompts\.length must be at most 4 \(the model was loaded with sequences: 4\), got number 5 \(load with \{ sequences: 5 \} to generate for 5 prompts at once\)/);
+      /prompts\.length must be at most 4 \(the model was loaded with sequences: 4\), got number 5 \(load with \{ sequences: 5 \} to generate for 5 prompts at once\)/,
+    );
     await expect(model.generateBatch([])).rejects.toThrow(TypeError);
     await expect(model.generateBatch(['ok', 'x '.repeat(300)])).rejects.toMatchObject({
-      code: ErrorCode.CONTEXT_FULL, message: expect.stringMatching(/^prompts\[1\] has \d+ tokens; the context holds 256/),
+      code: ErrorCode.CONTEXT_FULL,
+      message: expect.stringMatching(/^prompts\[1\] has \d+ tokens; the context holds 256/),
     });
     await expect(model.generateBatch(['ok', [1, 99_999]])).rejects.toThrow(/prompts\[1\]\[1\] must be a token id/);
   });

@@ -48,7 +48,9 @@ async function load(path: string): Promise<LlamaModel> {
   return Llama.load(path, { gpu: 'cpu', contextSize: 256, warmup: false });
 }
 
-const files = readdirSync(templatesDir).filter((f) => f.endsWith('.jinja')).sort();
+const files = readdirSync(templatesDir)
+  .filter((f) => f.endsWith('.jinja'))
+  .sort();
 const paths: string[] = [];
 let references: Reference[][] = [];
 let work: string;
@@ -119,8 +121,10 @@ describe("llama.cpp's template collection", () => {
         await model.dispose();
       }
     }
-    console.log(`chat templates: ${files.length} templates x ${cases.length} conversations: ${tally.exact} exact, ${tally.differ} differ, ` +
-      `${tally.bothFail} fail in both; ${templatesRendered.size} templates render at least one conversation`);
+    console.log(
+      `chat templates: ${files.length} templates x ${cases.length} conversations: ${tally.exact} exact, ${tally.differ} differ, ` +
+        `${tally.bothFail} fail in both; ${templatesRendered.size} templates render at least one conversation`,
+    );
     expect(problems).toEqual([]);
     expect(tally.onlyOursFail + tally.onlyReferenceFails).toBe(0);
   }, 600_000);
@@ -171,7 +175,7 @@ describe('chat templates through the API', () => {
     expect(streamed).toBe((await stream.result).rawText);
   });
 
-  it('separates the reasoning block from the answer with llama.cpp\'s chat parser', async () => {
+  it("separates the reasoning block from the answer with llama.cpp's chat parser", async () => {
     // The tiny model writes noise; the parse is checked on the reply a thinking model writes, with
     // the parser the template came with (the addon's, as chat() uses it).
     const native = await nativeBinary().addon.Model.load(qwen3.info.path, { vocabOnly: true });
@@ -189,7 +193,12 @@ describe('chat templates through the API', () => {
       const result = chatResult(native, rendered, reply);
       expect(result.parseError).toBeUndefined();
       // llama.cpp's parser keeps the newline before the closing tag; llama-server returns the same.
-      expect(result).toMatchObject({ reasoning: 'The user asks for a capital.\n', text: 'Paris.', rawText: reply.text, prompt: rendered.prompt });
+      expect(result).toMatchObject({
+        reasoning: 'The user asks for a capital.\n',
+        text: 'Paris.',
+        rawText: reply.text,
+        prompt: rendered.prompt,
+      });
     } finally {
       native.dispose();
     }
@@ -210,17 +219,23 @@ describe('chat templates through the API', () => {
 
   it('templateVariables reach the template, and are validated like other options', () => {
     const jinja = '{{ greeting }}|{{ config.n }}|{% for m in messages %}{{ m.content }}{% endfor %}';
-    expect(model.applyChatTemplate([{ role: 'user', content: 'x' }], { template: jinja, templateVariables: { greeting: 'hi', config: { n: 2 } } }))
-      .toBe('hi|2|x');
+    expect(
+      model.applyChatTemplate([{ role: 'user', content: 'x' }], {
+        template: jinja,
+        templateVariables: { greeting: 'hi', config: { n: 2 } },
+      }),
+    ).toBe('hi|2|x');
     expect(() => model.applyChatTemplate([user1], { templateVariables: { messages: [] } })).toThrow(RangeError);
-    expect(() => model.applyChatTemplate([user1], { templateVariables: { f: () => 1 } })).toThrow(/templateVariables\.f must be a JSON value/);
+    expect(() => model.applyChatTemplate([user1], { templateVariables: { f: () => 1 } })).toThrow(
+      /templateVariables\.f must be a JSON value/,
+    );
     expect(() => model.applyChatTemplate([user1], { templateVariables: 'x' as never })).toThrow(TypeError);
     expect(() => model.applyChatTemplate([user1], { addAssistant: false } as never)).toThrow(/use addGenerationPrompt/);
     expect(() => model.applyChatTemplate([user1], { enableThinking: 'no' as never })).toThrow(/options\.enableThinking must be a boolean/);
     expect(() => model.applyChatTemplate([{ role: '', content: 'x' }])).toThrow(RangeError);
   });
 
-  it('an invalid template is ERR_CHAT_TEMPLATE with llama.cpp\'s reason, never a crash', async () => {
+  it("an invalid template is ERR_CHAT_TEMPLATE with llama.cpp's reason, never a crash", async () => {
     const refuse = (template: string) => {
       try {
         model.applyChatTemplate([user1], { template });
@@ -229,7 +244,12 @@ describe('chat templates through the API', () => {
       }
       return undefined;
     };
-    for (const template of ['{% for %}', '{{ messages[0].content | no_such_filter }}', '{% if %}{% endif', '{{ raise_exception("no user role here") }}']) {
+    for (const template of [
+      '{% for %}',
+      '{{ messages[0].content | no_such_filter }}',
+      '{% if %}{% endif',
+      '{{ raise_exception("no user role here") }}',
+    ]) {
       const error = refuse(template);
       expect(error, template).toBeInstanceOf(CudaLlamaError);
       expect((error as CudaLlamaError).code, template).toBe('ERR_CHAT_TEMPLATE');

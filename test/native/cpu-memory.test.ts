@@ -24,7 +24,10 @@ beforeAll(async () => {
 const rss = () => process.memoryUsage().rss;
 
 async function refusal(promise: Promise<unknown>): Promise<CudaLlamaError> {
-  const error = await promise.then(() => null, (e: unknown) => e);
+  const error = await promise.then(
+    () => null,
+    (e: unknown) => e,
+  );
   expect(error).toBeInstanceOf(CudaLlamaError);
   return error as CudaLlamaError;
 }
@@ -45,7 +48,9 @@ describe('a context beyond available RAM', () => {
     const error = await refusal(Llama.load(wide, { gpu: 'cpu', contextSize: MAX_CONTEXT, sequences, kvCacheType: 'f32' }));
     expect(rss() - before).toBeLessThan(256 * 2 ** 20);
     expect(error.code).toBe(ErrorCode.INSUFFICIENT_MEMORY);
-    expect(error.message).toMatch(/^the load needs [\d.]+ GiB of RAM \(weights 0 KiB, KV cache [\d.]+ GiB, compute [\d.]+ [GMK]iB, KV cells [\d.]+ [GM]iB; [\d.]+ MiB of memory-mapped weights not counted\) plus a margin of [\d.]+ [GM]iB, and [\d.]+ GiB is available \((MemAvailable|the cgroup memory limit)\); nothing was allocated/);
+    expect(error.message).toMatch(
+      /^the load needs [\d.]+ GiB of RAM \(weights 0 KiB, KV cache [\d.]+ GiB, compute [\d.]+ [GMK]iB, KV cells [\d.]+ [GM]iB; [\d.]+ MiB of memory-mapped weights not counted\) plus a margin of [\d.]+ [GM]iB, and [\d.]+ GiB is available \((MemAvailable|the cgroup memory limit)\); nothing was allocated/,
+    );
     expect(error.remedy).toMatch(/lower contextSize or sequences.*kvCacheType.*free memory/);
     const { host } = (error.details as { plan: LoadPlan }).plan;
     expect(host.kvCacheBytes).toBe(cells * perCell);
@@ -67,10 +72,16 @@ describe('a context beyond available RAM', () => {
     const error = await refusal(Llama.load(wide, { gpu: 'cpu', contextSize: MAX_CONTEXT, sequences }));
     expect(rss() - before).toBeLessThan(64 * 2 ** 20);
     expect(error.code).toBe(ErrorCode.INSUFFICIENT_MEMORY);
-    expect(error.message).toContain(`a context of ${MAX_CONTEXT * sequences} KV cells (contextSize ${MAX_CONTEXT} × sequences ${sequences}) needs`);
-    expect(error.message).toMatch(/for llama\.cpp's bookkeeping of the cells alone, before the KV cache itself, and [\d.]+ GiB is available/);
+    expect(error.message).toContain(
+      `a context of ${MAX_CONTEXT * sequences} KV cells (contextSize ${MAX_CONTEXT} × sequences ${sequences}) needs`,
+    );
+    expect(error.message).toMatch(
+      /for llama\.cpp's bookkeeping of the cells alone, before the KV cache itself, and [\d.]+ GiB is available/,
+    );
     expect(error.details).toMatchObject({ cells: MAX_CONTEXT * sequences, kvCellsBytes: MAX_CONTEXT * sequences * KV_CELL_BYTES });
-    await expect(Llama.plan(wide, { gpu: 'cpu', contextSize: MAX_CONTEXT, sequences })).rejects.toMatchObject({ code: ErrorCode.INSUFFICIENT_MEMORY });
+    await expect(Llama.plan(wide, { gpu: 'cpu', contextSize: MAX_CONTEXT, sequences })).rejects.toMatchObject({
+      code: ErrorCode.INSUFFICIENT_MEMORY,
+    });
   });
 });
 
@@ -104,7 +115,11 @@ describe('loads that fit', () => {
       await Llama.plan(path, { gpu: 'cpu', contextSize: ${cells} });
       console.log(JSON.stringify({ grewBytes: (process.resourceUsage().maxRSS - base) * 1024 }));
     `;
-    const child = spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { cwd: repoRoot, encoding: 'utf8', timeout: 120_000 });
+    const child = spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], {
+      cwd: repoRoot,
+      encoding: 'utf8',
+      timeout: 120_000,
+    });
     expect({ status: child.status, stderr: child.stderr.slice(-500) }).toMatchObject({ status: 0 });
     const { grewBytes } = JSON.parse(child.stdout.trim().split('\n').pop()!) as { grewBytes: number };
     expect(grewBytes / cells).toBeGreaterThan(KV_CELL_BYTES * 0.8);

@@ -8,7 +8,9 @@ import { repoRoot } from '../helpers/models.js';
 
 function doctor(...args: string[]) {
   const child = spawnSync(process.execPath, ['--import', 'tsx', join(repoRoot, 'lib', 'tools', 'cli.ts'), 'doctor', ...args], {
-    cwd: repoRoot, encoding: 'utf8', timeout: 120_000,
+    cwd: repoRoot,
+    encoding: 'utf8',
+    timeout: 120_000,
   });
   return { status: child.status, stdout: child.stdout, stderr: child.stderr };
 }
@@ -23,9 +25,11 @@ describe.skipIf(Llama.build().cuda.available)('doctor without a GPU', () => {
     expect(report.build.metadata.variant).toBe('cpu');
     expect(report.devices.map((d: { name: string }) => d.name)).toContain('CPU');
     // No CUDA module at all, or one (the optional package) that cannot load without a driver.
-    expect(report.problems.join('\n')).toMatch(Llama.build().cudaModule
-      ? /CUDA is not usable: .*libggml-cuda\.so failed to load: lib\w+\.so[.\d]*: cannot open shared object file.* - /
-      : /CUDA is not usable: .*libggml-cuda\.so is not there.* - install the prebuilt CUDA module with `npm install @cuda-llama\/linux-x64-cuda13`, or build the CUDA variant/);
+    expect(report.problems.join('\n')).toMatch(
+      Llama.build().cudaModule
+        ? /CUDA is not usable: .*libggml-cuda\.so failed to load: lib\w+\.so[.\d]*: cannot open shared object file.* - /
+        : /CUDA is not usable: .*libggml-cuda\.so is not there.* - install the prebuilt CUDA module with `npm install @cuda-llama\/linux-x64-cuda13`, or build the CUDA variant/,
+    );
     if (!report.telemetry.available) expect(report.problems.join('\n')).toMatch(/no NVIDIA driver found .* - install the NVIDIA driver/);
   });
 
@@ -37,7 +41,10 @@ describe.skipIf(Llama.build().cuda.available)('doctor without a GPU', () => {
   });
 
   it('an unknown command prints the usage and exits 2', () => {
-    const child = spawnSync(process.execPath, ['--import', 'tsx', join(repoRoot, 'lib', 'tools', 'cli.ts'), 'docter'], { cwd: repoRoot, encoding: 'utf8' });
+    const child = spawnSync(process.execPath, ['--import', 'tsx', join(repoRoot, 'lib', 'tools', 'cli.ts'), 'docter'], {
+      cwd: repoRoot,
+      encoding: 'utf8',
+    });
     expect(child.status).toBe(2);
     expect(child.stderr).toMatch(/^error: unknown command 'docter' \(Did you mean doctor\?\)\n[\s\S]*Usage: cuda-llama /);
   });

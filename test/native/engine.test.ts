@@ -25,7 +25,12 @@ function pieceCounter(count: number): { onText: () => void; reached: Promise<voi
   let seen = 0;
   let resolve!: () => void;
   const reached = new Promise<void>((r) => (resolve = r));
-  return { onText: () => { if (++seen === count) resolve(); }, reached };
+  return {
+    onText: () => {
+      if (++seen === count) resolve();
+    },
+    reached,
+  };
 }
 
 describe('prefix reuse', () => {
@@ -69,14 +74,17 @@ describe('prefix reuse', () => {
     expect(exact.stopReason).toBe('maxTokens');
     expect(exact.tokens).toEqual(full.tokens);
     await expect(model.generate([...prompt, ...full.tokens])).rejects.toMatchObject({
-      code: 'ERR_CONTEXT_FULL', details: { promptTokens: contextSize, contextSize },
+      code: 'ERR_CONTEXT_FULL',
+      details: { promptTokens: contextSize, contextSize },
     });
   });
 
   it('contextShift goes past a full window, says what it dropped, and leaves nothing shifted for reuse', async () => {
     const { contextSize } = model.contextInfo;
     const prompt = model.tokenize('Fill the window');
-    await expect(model.generate(prompt, { ...greedy, contextShift: true })).rejects.toThrow(/options\.maxTokens must be set with contextShift/);
+    await expect(model.generate(prompt, { ...greedy, contextShift: true })).rejects.toThrow(
+      /options\.maxTokens must be set with contextShift/,
+    );
     const shifted = await model.generate(prompt, { ...greedy, maxTokens: contextSize + 40, contextShift: { keep: 2 } });
     expect(shifted.stopReason).toBe('maxTokens');
     expect(shifted.tokens).toHaveLength(contextSize + 40);
@@ -86,7 +94,9 @@ describe('prefix reuse', () => {
     expect(shifted.tokens.slice(0, full.tokens.length)).toEqual(full.tokens);
     expect(full.droppedTokens).toBe(0);
     const again = await model.generate([...prompt, ...full.tokens.slice(0, 20)], { ...greedy, maxTokens: 8 });
-    expect(again.tokens).toEqual((await model.generate([...prompt, ...full.tokens.slice(0, 20)], { ...greedy, maxTokens: 8, cachePrompt: false })).tokens);
+    expect(again.tokens).toEqual(
+      (await model.generate([...prompt, ...full.tokens.slice(0, 20)], { ...greedy, maxTokens: 8, cachePrompt: false })).tokens,
+    );
   });
 
   it('gives a request the idle sequence with the longest common prefix', async () => {
@@ -95,7 +105,10 @@ describe('prefix reuse', () => {
     await Promise.all([model.generate(a, { maxTokens: 2, ...greedy }), model.generate(b, { maxTokens: 2, ...greedy })]);
     const moreB = [...b, ...model.tokenize(' gamma', { addSpecial: false })];
     const moreA = [...a, ...model.tokenize(' delta', { addSpecial: false })];
-    const [rb, ra] = await Promise.all([model.generate(moreB, { maxTokens: 2, ...greedy }), model.generate(moreA, { maxTokens: 2, ...greedy })]);
+    const [rb, ra] = await Promise.all([
+      model.generate(moreB, { maxTokens: 2, ...greedy }),
+      model.generate(moreA, { maxTokens: 2, ...greedy }),
+    ]);
     expect(rb.cachedTokens).toBeGreaterThanOrEqual(b.length);
     expect(ra.cachedTokens).toBeGreaterThanOrEqual(a.length);
   });
@@ -114,7 +127,8 @@ describe('concurrent requests', () => {
   let alone: GenerateResult[];
   beforeAll(async () => {
     alone = [];
-    for (const [i, prompt] of prompts.entries()) alone.push(await model.generate(prompt, { maxTokens: 10 + 3 * i, ...greedy, cachePrompt: false }));
+    for (const [i, prompt] of prompts.entries())
+      alone.push(await model.generate(prompt, { maxTokens: 10 + 3 * i, ...greedy, cachePrompt: false }));
   });
 
   it('N at once (more than the sequences) each give exactly the tokens each gives alone', async () => {
@@ -130,7 +144,10 @@ describe('concurrent requests', () => {
     const running = [
       model.generate(prompts[1]!, { maxTokens: 13, ...greedy, cachePrompt: false, onText: first.onText }),
       model.generate(prompts[2]!, {
-        maxTokens: 200, ...greedy, cachePrompt: false, signal: controller.signal,
+        maxTokens: 200,
+        ...greedy,
+        cachePrompt: false,
+        signal: controller.signal,
         onText: pieceCounter(3).onText,
       }),
     ];
@@ -153,13 +170,27 @@ describe('concurrent requests', () => {
     let longPieces = 0;
     let longDone = false;
     const started = pieceCounter(2);
-    const long = model.generate('A long story', {
-      maxTokens: 220, ...greedy, onText: () => { longPieces++; started.onText(); },
-    }).then((r) => { longDone = true; return r; });
+    const long = model
+      .generate('A long story', {
+        maxTokens: 220,
+        ...greedy,
+        onText: () => {
+          longPieces++;
+          started.onText();
+        },
+      })
+      .then((r) => {
+        longDone = true;
+        return r;
+      });
     await started.reached;
     let longPiecesAtFirstToken = -1;
     const short = await model.generate('A short question', {
-      maxTokens: 4, ...greedy, onText: () => { if (longPiecesAtFirstToken < 0) longPiecesAtFirstToken = longPieces; },
+      maxTokens: 4,
+      ...greedy,
+      onText: () => {
+        if (longPiecesAtFirstToken < 0) longPiecesAtFirstToken = longPieces;
+      },
     });
     expect(short.tokens).toHaveLength(4);
     expect(longDone).toBe(false);
@@ -171,7 +202,10 @@ describe('concurrent requests', () => {
     await using one = await Llama.load(tiny, { gpu: 'cpu', contextSize: 256, warmup: false });
     const started = pieceCounter(1);
     let runningDone = false;
-    const running = one.generate('Running', { maxTokens: 150, ...greedy, onText: started.onText }).then((r) => { runningDone = true; return r; });
+    const running = one.generate('Running', { maxTokens: 150, ...greedy, onText: started.onText }).then((r) => {
+      runningDone = true;
+      return r;
+    });
     await started.reached;
     const controller = new AbortController();
     const waiting = one.generate('Waiting', { maxTokens: 5, signal: controller.signal });
@@ -190,17 +224,21 @@ describe('concurrent requests', () => {
     for (const text of texts) expected.set(text, (await eight.generate(text, { maxTokens: 3, ...greedy })).tokens);
     // A fixed seed for the random choices: a failure can be replayed.
     let state = 12345;
-    const random = () => ((state = (state * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
+    const random = () => (state = (state * 1103515245 + 12345) % 2 ** 31) / 2 ** 31;
     const reason = new Error('aborted at random');
-    const outcomes = await Promise.allSettled(Array.from({ length: 1000 }, (_, i) => {
-      const text = texts[i % texts.length]!;
-      const roll = random();
-      const controller = new AbortController();
-      if (roll < 0.05) controller.abort(reason); // before it is submitted
-      else if (roll < 0.15) setTimeout(() => controller.abort(reason), Math.floor(random() * 20)); // waiting or running
-      else if (roll < 0.2) queueMicrotask(() => controller.abort(reason)); // right after submission
-      return eight.generate(text, { maxTokens: 3, ...greedy, signal: controller.signal }).then((r) => ({ text, r }));
-    }));
+    const outcomes = await Promise.allSettled(
+      Array.from({ length: 1000 }, (_, i) => {
+        const text = texts[i % texts.length]!;
+        const roll = random();
+        const controller = new AbortController();
+        if (roll < 0.05)
+          controller.abort(reason); // before it is submitted
+        else if (roll < 0.15)
+          setTimeout(() => controller.abort(reason), Math.floor(random() * 20)); // waiting or running
+        else if (roll < 0.2) queueMicrotask(() => controller.abort(reason)); // right after submission
+        return eight.generate(text, { maxTokens: 3, ...greedy, signal: controller.signal }).then((r) => ({ text, r }));
+      }),
+    );
     let fulfilled = 0;
     for (const outcome of outcomes) {
       if (outcome.status === 'rejected') {

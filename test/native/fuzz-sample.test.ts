@@ -29,9 +29,19 @@ describe('loader fuzz sample', () => {
       ...Array.from({ length: 10 }, (_, i) => ({ kind: 'metadata' as const, index: n + i })),
       ...Array.from({ length: 40 }, (_, i) => ({ kind: 'bytes' as const, index: i })),
     ];
-    const totals = await runFuzz({ seed: SEED, count: items.length, items, kinds: ['metadata', 'bytes'], bases, workDir: dir, deathDir: join(dir, 'deaths') });
+    const totals = await runFuzz({
+      seed: SEED,
+      count: items.length,
+      items,
+      kinds: ['metadata', 'bytes'],
+      bases,
+      workDir: dir,
+      deathDir: join(dir, 'deaths'),
+    });
     console.log(`fuzz sample, seed ${SEED}: ${formatTotals(totals)}`);
-    const bugs = [...totals.deaths, ...totals.hangs, ...totals.untyped].map((r) => `${r.kind} #${r.index} (${r.base}) ${r.description.slice(0, 120)}: ${r.outcome}`);
+    const bugs = [...totals.deaths, ...totals.hangs, ...totals.untyped].map(
+      (r) => `${r.kind} #${r.index} (${r.base}) ${r.description.slice(0, 120)}: ${r.outcome}`,
+    );
     expect(bugs).toEqual([]);
     expect(totals.mutants).toBe(items.length);
     expect(totals.loaded).toBeGreaterThan(0);

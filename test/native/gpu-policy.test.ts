@@ -89,10 +89,20 @@ describe.skipIf(cudaHere)('GPU policy on a machine without CUDA', () => {
     const lib = join(scratch, 'lib');
     mkdirSync(bin);
     mkdirSync(lib);
-    for (const file of readdirSync(join(repoRoot, 'build', 'Release'))) symlinkSync(join(repoRoot, 'build', 'Release', file), join(bin, file));
+    for (const file of readdirSync(join(repoRoot, 'build', 'Release')))
+      symlinkSync(join(repoRoot, 'build', 'Release', file), join(bin, file));
     writeFileSync(join(scratch, 'empty.c'), 'int cuda_llama_fake_module;\n');
     execFileSync('cc', ['-shared', '-fPIC', '-Wl,-soname,libcudart.so.13', '-o', join(lib, 'libcudart.so.13'), join(scratch, 'empty.c')]);
-    execFileSync('cc', ['-shared', '-fPIC', '-o', join(bin, 'libggml-cuda.so'), join(scratch, 'empty.c'), `-L${lib}`, '-Wl,--no-as-needed', '-l:libcudart.so.13']);
+    execFileSync('cc', [
+      '-shared',
+      '-fPIC',
+      '-o',
+      join(bin, 'libggml-cuda.so'),
+      join(scratch, 'empty.c'),
+      `-L${lib}`,
+      '-Wl,--no-as-needed',
+      '-l:libcudart.so.13',
+    ]);
     // Keep one copy where only an explicit search would find it (as a PyPI wheel folder would be).
     const wheel = join(scratch, 'wheel');
     mkdirSync(wheel);
@@ -106,7 +116,10 @@ describe.skipIf(cudaHere)('GPU policy on a machine without CUDA', () => {
       console.log(JSON.stringify({ source: build.source, cuda: build.cuda, code: error.code, message: error.message, remedy: error.remedy }));
     `;
     const child = spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], {
-      cwd: repoRoot, encoding: 'utf8', timeout: 60_000, env: { ...process.env, CUDA_LLAMA_BINARY_DIR: bin },
+      cwd: repoRoot,
+      encoding: 'utf8',
+      timeout: 60_000,
+      env: { ...process.env, CUDA_LLAMA_BINARY_DIR: bin },
     });
     expect(child.status, child.stderr).toBe(0);
     const out = JSON.parse(child.stdout.trim().split('\n').pop() as string);
@@ -119,14 +132,31 @@ describe.skipIf(cudaHere)('GPU policy on a machine without CUDA', () => {
 
     // With the library's folder among the places searched, the loader preloads it and the module
     // loads; this fake registers no backend, and the error now says exactly that.
-    const found = spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', `
+    const found = spawnSync(
+      process.execPath,
+      [
+        '--import',
+        'tsx',
+        '--input-type=module',
+        '-e',
+        `
       import { Llama } from ${JSON.stringify(join(repoRoot, 'lib', 'index.ts'))};
       const build = Llama.build();
       console.log(JSON.stringify({ runtime: build.cudaRuntime, cuda: build.cuda }));
-    `], { cwd: repoRoot, encoding: 'utf8', timeout: 60_000, env: { ...process.env, CUDA_LLAMA_BINARY_DIR: bin, CUDA_LLAMA_CUDA_LIB_DIRS: wheel } });
+    `,
+      ],
+      {
+        cwd: repoRoot,
+        encoding: 'utf8',
+        timeout: 60_000,
+        env: { ...process.env, CUDA_LLAMA_BINARY_DIR: bin, CUDA_LLAMA_CUDA_LIB_DIRS: wheel },
+      },
+    );
     expect(found.status, found.stderr).toBe(0);
     const resolved = JSON.parse(found.stdout.trim().split('\n').pop() as string);
-    expect(resolved.runtime.preloaded).toEqual([{ soname: 'libcudart.so.13', path: join(wheel, 'libcudart.so.13'), source: 'CUDA_LLAMA_CUDA_LIB_DIRS' }]);
+    expect(resolved.runtime.preloaded).toEqual([
+      { soname: 'libcudart.so.13', path: join(wheel, 'libcudart.so.13'), source: 'CUDA_LLAMA_CUDA_LIB_DIRS' },
+    ]);
     expect(resolved.runtime.error).toBeNull();
     expect(resolved.cuda.reason).toMatch(/libggml-cuda\.so failed to load: the module loaded but did not register a CUDA backend/);
   });

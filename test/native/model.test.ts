@@ -25,8 +25,16 @@ describe('model', () => {
 
   it('reports what llama.cpp actually loaded', () => {
     expect(model.info).toMatchObject({
-      architecture: 'llama', layerCount: 4, embeddingSize: 64, headCount: 4, headCountKv: 2,
-      vocabSize: 32000, trainingContextSize: 2048, quantization: 'F16', chatTemplate: 'chatml', path,
+      architecture: 'llama',
+      layerCount: 4,
+      embeddingSize: 64,
+      headCount: 4,
+      headCountKv: 2,
+      vocabSize: 32000,
+      trainingContextSize: 2048,
+      quantization: 'F16',
+      chatTemplate: 'chatml',
+      path,
     });
     expect(model.info.parameters).toBeGreaterThan(4_000_000);
     expect(model.info.fileSizeBytes).toBeGreaterThan(model.info.sizeBytes);
@@ -108,14 +116,23 @@ describe('model', () => {
     const controller = new AbortController();
     const reason = new Error('user stopped');
     let pieces = 0;
-    await expect(model.generate('Abort me', {
-      maxTokens: 400, temperature: 0, signal: controller.signal,
-      onText: () => { if (++pieces === 2) controller.abort(reason); },
-    })).rejects.toBe(reason);
+    await expect(
+      model.generate('Abort me', {
+        maxTokens: 400,
+        temperature: 0,
+        signal: controller.signal,
+        onText: () => {
+          if (++pieces === 2) controller.abort(reason);
+        },
+      }),
+    ).rejects.toBe(reason);
 
     const again = new AbortController();
     const partial = await model.generate('Abort me', {
-      maxTokens: 400, temperature: 0, signal: again.signal, stopOnAbort: true,
+      maxTokens: 400,
+      temperature: 0,
+      signal: again.signal,
+      stopOnAbort: true,
       onText: () => again.abort(),
     });
     expect(partial.stopReason).toBe('abort');

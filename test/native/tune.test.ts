@@ -8,10 +8,22 @@ describe('Llama.tune', () => {
   it('measures the CPU candidates for a workload and recommends the fastest', async () => {
     const path = await syntheticModel('tiny');
     const progress: string[] = [];
-    const result = await Llama.tune(path, { gpu: 'cpu', promptTokens: 40, outputTokens: 8, repetitions: 1, threads: 1, onProgress: (l) => progress.push(l) });
+    const result = await Llama.tune(path, {
+      gpu: 'cpu',
+      promptTokens: 40,
+      outputTokens: 8,
+      repetitions: 1,
+      threads: 1,
+      onProgress: (l) => progress.push(l),
+    });
     expect(result.workload).toEqual({ promptTokens: 40, outputTokens: 8, sequences: 1 });
     // The workload needs 40 + 8 tokens (256 after padding); the default (the model's 2048) is tried once to show its cost.
-    expect(result.candidates.map((c) => c.name)).toEqual(['CPU', 'CPU, flash attention on', 'CPU, flash attention off', 'CPU, contextSize 2048']);
+    expect(result.candidates.map((c) => c.name)).toEqual([
+      'CPU',
+      'CPU, flash attention on',
+      'CPU, flash attention off',
+      'CPU, contextSize 2048',
+    ]);
     for (const c of result.candidates) {
       expect(c.error).toBeUndefined();
       expect(c.requestMs).toBeGreaterThan(0);
@@ -46,8 +58,16 @@ describe('Llama.tune', () => {
       expect(c.requestMs).toBeGreaterThan(0);
     }
     expect(result.reasons[0]).toMatch(/^Fastest for 3 requests at once, each a 24-token prompt with 8 tokens out: .*for all 3/);
-    expect(result.reasons.some((r) => /^(Running the 3 requests together \(sequences: 3\) is [\d.]+x faster than one after another|One request after another is [\d.]+x faster than running the 3 together)/.test(r))).toBe(true);
-    expect(result.reasons.at(-1)).toMatch(result.best.oneAtATime ? /^Paste: Llama\.load\(path, \{ gpu: 'cpu', contextSize: 256, threads: 1 \}\)$/ : /sequences: 3/);
+    expect(
+      result.reasons.some((r) =>
+        /^(Running the 3 requests together \(sequences: 3\) is [\d.]+x faster than one after another|One request after another is [\d.]+x faster than running the 3 together)/.test(
+          r,
+        ),
+      ),
+    ).toBe(true);
+    expect(result.reasons.at(-1)).toMatch(
+      result.best.oneAtATime ? /^Paste: Llama\.load\(path, \{ gpu: 'cpu', contextSize: 256, threads: 1 \}\)$/ : /sequences: 3/,
+    );
   });
 
   // On a GPU host there is nothing to refuse; the GPU suite runs tune there.
