@@ -250,10 +250,14 @@ export function createServer(model: LlamaModel | Promise<LlamaModel>, options: S
       const deadline = setTimeout(() => {
         for (const controller of host.controllers) controller.abort(new Error('the server shut down before the request finished'));
       }, drainTimeout * 1000);
+      // A connection whose request finishes during the drain stays open for keep-alive until the
+      // client's idle timeout; closing idle connections as they appear lets close() end with the last request.
+      const sweep = setInterval(() => app.server.closeIdleConnections(), 50);
       try {
         await app.close();
       } finally {
         clearTimeout(deadline);
+        clearInterval(sweep);
       }
     },
   };

@@ -221,10 +221,9 @@ describe('other endpoints', () => {
         expect(line).toMatch(/^# (HELP|TYPE) [a-zA-Z_:][a-zA-Z0-9_:]* /);
         continue;
       }
-      // name{label="value",...} number
-      const match = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{([a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\]|\\.)*",?)*\})? (-?[0-9.e+-]+|NaN|[+-]Inf)$/.exec(
-        line,
-      );
+      // name{label="value",...} number; Prometheus reads NaN in any case (prom-client writes "Nan")
+      const match =
+        /^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{([a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\]|\\.)*",?)*\})? (-?[0-9.e+-]+|[Nn][Aa][Nn]|[+-]Inf)$/.exec(line);
       expect(match, line).not.toBeNull();
       names.add(match![1]!);
     }
