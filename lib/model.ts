@@ -196,7 +196,7 @@ export class LlamaModel implements AsyncDisposable {
     this.#assertAlive();
     const id = nextSessionId++;
     if (parent !== 0) this.#context.forkSession(parent, id);
-    const model = this;
+    const isDisposed = () => this.disposed;
     return new LlamaSession({
       id,
       tokenize: (text, addSpecial) => Array.from(this.#native.tokenize(text, addSpecial, true)),
@@ -207,7 +207,7 @@ export class LlamaModel implements AsyncDisposable {
         return { prompt: rendered.prompt, generate, finish: (result) => chatResult(this.#native, rendered, result) };
       },
       get disposed() {
-        return model.disposed;
+        return isDisposed();
       },
       fork: () => this.#createSession(id),
       end: () => this.#context.endSession(id),

@@ -83,7 +83,8 @@ class LoadWorker : public Napi::AsyncProgressWorker<float> {
     if (model_ == nullptr) {
       cancelled_ = cancel_ && cancel_->load();
       std::string reason = TakeThreadErrors();
-      error_ = cancelled_ ? "model load cancelled" : "llama.cpp could not load " + path_ + (reason.empty() ? "" : ": " + reason);
+      error_ = cancelled_ ? "model load cancelled"
+                          : "llama.cpp could not load " + path_ + (reason.empty() ? "" : ": " + reason);
       SetError(error_);
     }
   }
@@ -133,14 +134,11 @@ class LoadWorker : public Napi::AsyncProgressWorker<float> {
 
 Napi::Function Model::Define(Napi::Env env) {
   return DefineClass(env, "Model",
-                     {StaticMethod<&Model::Load>("load"),
-                      InstanceMethod<&Model::Info>("info"),
-                      InstanceMethod<&Model::Tokenize>("tokenize"),
-                      InstanceMethod<&Model::Detokenize>("detokenize"),
+                     {StaticMethod<&Model::Load>("load"), InstanceMethod<&Model::Info>("info"),
+                      InstanceMethod<&Model::Tokenize>("tokenize"), InstanceMethod<&Model::Detokenize>("detokenize"),
                       InstanceMethod<&Model::ApplyChatTemplate>("applyChatTemplate"),
                       InstanceMethod<&Model::ParseChatOutput>("parseChatOutput"),
-                      InstanceMethod<&Model::Dispose>("dispose"),
-                      InstanceAccessor<&Model::IsDisposed>("disposed")});
+                      InstanceMethod<&Model::Dispose>("dispose"), InstanceAccessor<&Model::IsDisposed>("disposed")});
 }
 
 Model::Model(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Model>(info) {
@@ -255,7 +253,8 @@ Napi::Value Model::Info(const Napi::CallbackInfo& info) {
 Napi::Value Model::Tokenize(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   llama_model* model = Get(env);
-  if (info.Length() < 3 || !info[0].IsString()) throw Napi::TypeError::New(env, "tokenize(text, addSpecial, parseSpecial)");
+  if (info.Length() < 3 || !info[0].IsString())
+    throw Napi::TypeError::New(env, "tokenize(text, addSpecial, parseSpecial)");
   std::string text = info[0].As<Napi::String>();
   bool add_special = info[1].ToBoolean();
   bool parse_special = info[2].ToBoolean();
@@ -287,7 +286,8 @@ void CheckTokens(Napi::Env env, const llama_vocab* vocab, const int32_t* tokens,
 Napi::Value Model::Detokenize(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   llama_model* model = Get(env);
-  if (info.Length() < 3 || !info[0].IsTypedArray()) throw Napi::TypeError::New(env, "detokenize(Int32Array, removeSpecial, unparseSpecial)");
+  if (info.Length() < 3 || !info[0].IsTypedArray())
+    throw Napi::TypeError::New(env, "detokenize(Int32Array, removeSpecial, unparseSpecial)");
   Napi::Int32Array tokens = info[0].As<Napi::Int32Array>();
   const llama_vocab* vocab = llama_model_get_vocab(model);
   CheckTokens(env, vocab, tokens.Data(), tokens.ElementLength());
