@@ -73,7 +73,6 @@ export const chatCompletionSchema = {
         properties: {
           role: { type: 'string' },
           content: { anyOf: [{ type: 'string' }, { type: 'null' }, { type: 'array', items: contentPart }] },
-          name: { type: 'string' },
         },
       },
     },
@@ -129,7 +128,7 @@ export interface SamplingBody {
 }
 
 export interface ChatCompletionBody extends SamplingBody {
-  messages: { role: string; content?: string | null | { type: string; text?: string }[]; name?: string }[];
+  messages: { role: string; content?: string | null | { type: string; text?: string }[] }[];
 }
 
 export interface CompletionBody extends SamplingBody {
@@ -212,7 +211,8 @@ export function chatMessages(body: ChatCompletionBody): ChatMessage[] {
         code: 'unsupported_field',
       });
     }
-    const extra = Object.keys(message).filter((k) => k !== 'role' && k !== 'content' && k !== 'name');
+    // `name` too: chat templates have no place for it, and dropping it would change the conversation.
+    const extra = Object.keys(message).filter((k) => k !== 'role' && k !== 'content');
     if (extra.length > 0) {
       throw new HttpError(400, `messages[${i}] has unsupported field${extra.length > 1 ? 's' : ''} ${extra.join(', ')}`, {
         param: `messages[${i}].${extra[0]}`,

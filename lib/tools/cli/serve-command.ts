@@ -6,12 +6,12 @@
  * with the typed error's message.
  */
 import { readFile } from 'node:fs/promises';
-import { Option, type Command } from 'commander';
+import { InvalidArgumentError, Option, type Command } from 'commander';
 import { Llama } from '../../llama.js';
 import type { LlamaModel } from '../../model.js';
 import type { FlashAttention, GpuPolicy, KvCacheType, LoadOptions } from '../../options.js';
 import { createServer } from '../../server/server.js';
-import { positiveInteger, type CliContext } from './program.js';
+import { isArgumentError, positiveInteger, type CliContext } from './program.js';
 
 interface ServeFlags {
   host: string;
@@ -43,7 +43,7 @@ interface ServeFlags {
 }
 
 function nonNegativeInteger(value: string): number {
-  if (!/^\d+$/.test(value)) throw new Error('Expected a non-negative integer.');
+  if (!/^\d+$/.test(value)) throw new InvalidArgumentError('Expected a non-negative integer.');
   return Number(value);
 }
 
@@ -138,6 +138,11 @@ export function registerServe(program: Command, context: CliContext): void {
         model = await loading;
       } catch (error) {
         await server.close({ drainTimeout: 0 });
+        // A value the library refuses (--gpu-layers abc) is a usage mistake, named by its flag.
+        if (isArgumentError(error))
+          command.error(
+            `error: ${error.message.replace(/options\.(\w+)/g, (_name, key: string) => (key === 'sequences' ? '--parallel' : `--${key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`))}`,
+          );
         throw error;
       }
       const report = await model.layerReport();
