@@ -181,6 +181,25 @@ describe('other statuses', () => {
     }
   });
 
+  it('503 while the model loads (from a promise), then ready', async () => {
+    let resolve!: (m: LlamaModel) => void;
+    const pending = createServer(new Promise<LlamaModel>((r) => (resolve = r)), { alias: id });
+    const url = await pending.listen({ port: 0 });
+    try {
+      const health = await fetch(`${url}/health`);
+      expect(health.status).toBe(503);
+      expect(health.headers.get('retry-after')).toBe('1');
+      expect(await health.json()).toEqual({ status: 'loading' });
+      expectError(await post('/v1/chat/completions', chat(), { url }), 503, 'model_not_ready');
+      resolve(model);
+      await new Promise((r) => setImmediate(r));
+      expect((await fetch(`${url}/health`)).status).toBe(200);
+      expect((await post('/v1/chat/completions', chat(), { url })).status).toBe(200);
+    } finally {
+      await pending.close();
+    }
+  });
+
   it('504 past the deadline', async () => {
     const r = await post(
       '/v1/completions',
