@@ -16,7 +16,7 @@ import {
   type ChatStream,
   type ChatTemplateOptions,
 } from './chat.js';
-import { DisposedError, ErrorCode, ContextError, fromNativeError } from './errors.js';
+import { DisposedError, ErrorCode, ContextError, ModelFileError, fromNativeError } from './errors.js';
 import { runGenerations, type BatchResult, type GenerateResult } from './generation.js';
 import { LlamaSession } from './session.js';
 import type { GpuDecision } from './gpu/decision.js';
@@ -430,6 +430,18 @@ export class LlamaModel implements AsyncDisposable {
       const tokenized = prompts.map(([name, prompt]) => {
         // Same tokenization as llama.cpp's examples: BOS as the model wants, special tokens parsed.
         const tokens = typeof prompt === 'string' ? this.#native.tokenize(prompt, true, true) : this.#checkTokens(name, prompt);
+        if (tokens.length === 0 && typeof prompt === 'string' && prompt !== '') {
+          // Valid text, but this model's vocabulary encodes it as nothing (no byte fallback, no BOS).
+          throw new ModelFileError(
+            ErrorCode.MODEL_INVALID,
+            `${name}: the model's vocabulary encodes ${JSON.stringify(prompt.slice(0, 40))} as no tokens`,
+            {
+              remedy:
+                "the model's tokenizer cannot represent this text: check its tokenizer.ggml.* metadata, or re-convert the model with llama.cpp's convert_hf_to_gguf.py",
+              details: { prompt: prompt.slice(0, 200) },
+            },
+          );
+        }
         if (tokens.length === 0) throw rangeError(name, 'a prompt of at least one token', prompt);
         if (tokens.length >= contextSize) {
           throw new ContextError(ErrorCode.CONTEXT_FULL, `${name} has ${tokens.length} tokens; the context holds ${contextSize}`, {
