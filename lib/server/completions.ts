@@ -71,6 +71,24 @@ class DeadlineError extends Error {
   override name = 'TimeoutError';
 }
 
+/** The reason close() aborts what its drain deadline left running. */
+export class ShutdownError extends Error {
+  override name = 'ShutdownError';
+}
+
+class ClientClosedError extends Error {
+  override name = 'ClientClosedError';
+}
+
+/** An abort reason as the answer (which, for a client that left, nobody reads; the log and metrics do). */
+function abortAnswer(error: unknown): unknown {
+  if (error instanceof DeadlineError) return new HttpError(504, error.message, { code: 'timeout' });
+  if (error instanceof ShutdownError) return new HttpError(503, error.message, { code: 'shutting_down', headers: { 'retry-after': '1' } });
+  // nginx's 499: the client closed the request; counted apart from the server's own failures.
+  if (error instanceof ClientClosedError) return new HttpError(499, error.message, { code: 'client_closed' });
+  return error;
+}
+
 export async function handleGeneration(
   host: GenerationHost,
   kind: 'chat' | 'text',
@@ -99,7 +117,7 @@ export async function handleGeneration(
 
   const controller = new AbortController();
   const onClose = () => {
-    if (!reply.raw.writableFinished) controller.abort(new Error('the client closed the connection'));
+    if (!reply.raw.writableFinished) controller.abort(new ClientClosedError('the client closed the connection'));
   };
   reply.raw.on('close', onClose);
   const deadline =
@@ -124,13 +142,11 @@ export async function handleGeneration(
     record.completionTokens = result.tokens.length;
     if (result.tokens.length > 0) record.firstTokenMs = result.timings.timeToFirstTokenMs;
   };
-  const deadlineError = (error: unknown) =>
-    error instanceof DeadlineError ? new HttpError(504, error.message, { code: 'timeout', headers: {} }) : error;
   try {
     if (body.stream !== true) {
       const result = await (messages ? model.chat(messages, generate) : model.generate(prompt as string | number[], generate)).catch(
         (e: unknown) => {
-          throw deadlineError(e);
+          throw abortAnswer(e);
         },
       );
       finish(result);
@@ -208,7 +224,7 @@ export async function handleGeneration(
       sse.done();
     } catch (caught) {
       await stream.result.catch(() => undefined); // the sequence is free once the engine let go of it
-      const error = toHttpError(deadlineError(caught));
+      const error = toHttpError(abortAnswer(caught));
       record.error = error.message;
       if (sse.closed) return undefined;
       if (!sse.started) {

@@ -14,7 +14,7 @@ import { Llama } from '../llama.js';
 import type { LlamaModel } from '../model.js';
 import type { GpuTelemetry } from '../gpu/telemetry.js';
 import { expectObject, optionalInteger, optionalNumber, rejectUnknownKeys, typeError } from '../validate.js';
-import { handleGeneration, type GenerationHost, type RequestRecord } from './completions.js';
+import { ShutdownError, handleGeneration, type GenerationHost, type RequestRecord } from './completions.js';
 import { HttpError, errorHeaders, toHttpError } from './errors.js';
 import { ServerMetrics } from './metrics.js';
 import { chatCompletionSchema, completionSchema, detokenizeSchema, tokenizeSchema } from './openai-schema.js';
@@ -148,7 +148,8 @@ export function createServer(model: LlamaModel | Promise<LlamaModel>, options: S
     const started = performance.now();
     reply.header('x-request-id', request.id);
     reply.raw.once('close', () => {
-      const status = reply.raw.statusCode;
+      // Closed before any answer went out: the client left (nginx's 499), whatever the handler does next.
+      const status = reply.raw.headersSent || reply.raw.writableFinished ? reply.raw.statusCode : 499;
       const route = routeLabel(request);
       const record = records.get(request) ?? {};
       const durationMs = performance.now() - started;
@@ -248,7 +249,7 @@ export function createServer(model: LlamaModel | Promise<LlamaModel>, options: S
       const drainTimeout = closeOptions.drainTimeout ?? 30;
       draining = true;
       const deadline = setTimeout(() => {
-        for (const controller of host.controllers) controller.abort(new Error('the server shut down before the request finished'));
+        for (const controller of host.controllers) controller.abort(new ShutdownError('the server shut down before the request finished'));
       }, drainTimeout * 1000);
       // A connection whose request finishes during the drain stays open for keep-alive until the
       // client's idle timeout; closing idle connections as they appear lets close() end with the last request.

@@ -171,6 +171,21 @@ describe('the engine behind it', () => {
     expect(after.usage!.completion_tokens).toBeGreaterThan(0);
   });
 
+  it('a client that leaves a non-streamed request frees its sequence and counts as 499', async () => {
+    const controller = new AbortController();
+    const request = fetch(`${url}/v1/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ model: id, prompt: 'hold', max_tokens: 480, temperature: 0 }),
+      signal: controller.signal,
+    }).catch((e: unknown) => e);
+    await until(async () => sample(await metricsText(), 'cuda_llama_requests_running') === 1, 'the request to run');
+    controller.abort();
+    expect(await request).toBeInstanceOf(Error);
+    await until(async () => sample(await metricsText(), 'cuda_llama_requests_running') === 0, 'requests_running 0');
+    expect(await metricsText()).toMatch(/cuda_llama_requests_total\{route="\/v1\/completions",status="499"\} 1/);
+  });
+
   it('32 concurrent streams on 4 sequences all finish', async () => {
     const runs = Array.from({ length: 32 }, async (_, i) => {
       const stream = await client.chat.completions.create({
