@@ -107,7 +107,8 @@ export function createServer(model: LlamaModel | Promise<LlamaModel>, options: S
     // Types are what the schema says: a string where a number belongs is the client's mistake.
     ajv: { customOptions: { coerceTypes: false, removeAdditional: false, useDefaults: false, allowUnionTypes: true } },
     forceCloseConnections: 'idle',
-    return503OnClosing: true,
+    // A request that reaches a closing server gets our 503 (OpenAI's shape, Retry-After), not Fastify's.
+    return503OnClosing: false,
   });
 
   const host: GenerationHost = {
