@@ -2,6 +2,8 @@
 // and exits 0 with one JSON log line per request (no prompt text), and `--gpu cuda` on a machine
 // without CUDA refuses to start with the typed error's message and exit 1.
 import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { Llama } from '../../lib/index.js';
@@ -27,7 +29,7 @@ function serve(...args: string[]): Child {
 async function readyAddress(c: Child): Promise<string> {
   const deadline = Date.now() + 120_000;
   for (;;) {
-    const match = /ready on (http:\/\/[^:\s]+:\d+)/.exec(c.stderr());
+    const match = /ready on (http:\/\/\S+?:\d+)/.exec(c.stderr());
     if (match) return match[1]!;
     if (c.child.exitCode !== null || Date.now() > deadline) throw new Error(`serve did not start:\n${c.stderr()}`);
     await new Promise((r) => setTimeout(r, 50));
@@ -83,6 +85,47 @@ describe('cuda-llama serve', () => {
       expect(c.stdout()).not.toContain(secret);
     } finally {
       if (c.child.exitCode === null) c.child.kill('SIGKILL');
+    }
+  });
+
+  it('a bind beyond loopback without an API key warns loudly; with a key file it does not', async () => {
+    const tiny = await syntheticModel('tiny');
+    const open = serve(tiny, '--host', '0.0.0.0', '--port', '0', '--gpu', 'cpu', '--no-log', '--no-warmup');
+    try {
+      await readyAddress(open);
+      expect(open.stderr()).toMatch(/WARNING: listening on 0\.0\.0\.0 without an API key/);
+      open.child.kill('SIGTERM');
+      expect(await open.exited).toBe(0);
+    } finally {
+      if (open.child.exitCode === null) open.child.kill('SIGKILL');
+    }
+    const dir = mkdtempSync(join(tmpdir(), 'cuda-llama-serve-'));
+    writeFileSync(join(dir, 'key'), 'secret\n');
+    const keyed = serve(
+      tiny,
+      '--host',
+      '0.0.0.0',
+      '--port',
+      '0',
+      '--gpu',
+      'cpu',
+      '--no-log',
+      '--no-warmup',
+      '--api-key-file',
+      join(dir, 'key'),
+    );
+    try {
+      const url = await readyAddress(keyed);
+      expect(keyed.stderr()).not.toContain('WARNING');
+      expect(keyed.stderr()).toContain('API key required');
+      const port = new URL(url).port;
+      expect((await fetch(`http://127.0.0.1:${port}/v1/models`)).status).toBe(401);
+      expect((await fetch(`http://127.0.0.1:${port}/v1/models`, { headers: { authorization: 'Bearer secret' } })).status).toBe(200);
+      keyed.child.kill('SIGTERM');
+      expect(await keyed.exited).toBe(0);
+    } finally {
+      if (keyed.child.exitCode === null) keyed.child.kill('SIGKILL');
+      rmSync(dir, { recursive: true, force: true });
     }
   });
 
