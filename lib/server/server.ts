@@ -47,7 +47,8 @@ export interface LlamaServer {
   listen(options?: { host?: string; port?: number }): Promise<string>;
   /**
    * Stops accepting, lets running requests finish for up to `drainTimeout` seconds (default 30),
-   * aborts the rest and resolves when every connection is closed. Does not dispose the model.
+   * aborts the rest and resolves when every connection is closed. Another call while it drains sets
+   * a new deadline (0: abort now). Does not dispose the model.
    */
   close(options?: { drainTimeout?: number }): Promise<void>;
 }
@@ -240,27 +241,36 @@ export function createServer(model: LlamaModel | Promise<LlamaModel>, options: S
     return { content: host.model().detokenize(request.body.tokens, { special: request.body.special ?? false }) };
   });
 
+  let closing: Promise<void> | undefined;
+  let drainDeadline: NodeJS.Timeout | undefined;
   return {
     app,
     metrics: metrics.registry,
     async listen(listenOptions = {}) {
       return app.listen({ host: listenOptions.host ?? '127.0.0.1', port: listenOptions.port ?? 8080 });
     },
-    async close(closeOptions = {}) {
+    close(closeOptions = {}) {
       const drainTimeout = closeOptions.drainTimeout ?? 30;
-      draining = true;
-      const deadline = setTimeout(() => {
+      const abortRunning = () => {
         for (const controller of host.controllers) controller.abort(new ShutdownError('the server shut down before the request finished'));
-      }, drainTimeout * 1000);
-      // A connection whose request finishes during the drain stays open for keep-alive until the
-      // client's idle timeout; closing idle connections as they appear lets close() end with the last request.
-      const sweep = setInterval(() => app.server.closeIdleConnections(), 50);
-      try {
-        await app.close();
-      } finally {
-        clearTimeout(deadline);
-        clearInterval(sweep);
-      }
+      };
+      // A second call (a second SIGTERM) sets a new deadline for the same drain.
+      clearTimeout(drainDeadline);
+      drainDeadline = setTimeout(abortRunning, drainTimeout * 1000);
+      drainDeadline.unref();
+      closing ??= (async () => {
+        draining = true;
+        // A connection whose request finishes during the drain stays open for keep-alive until the
+        // client's idle timeout; closing idle connections as they appear lets close() end with the last request.
+        const sweep = setInterval(() => app.server.closeIdleConnections(), 50);
+        try {
+          await app.close();
+        } finally {
+          clearTimeout(drainDeadline);
+          clearInterval(sweep);
+        }
+      })();
+      return closing;
     },
   };
 }

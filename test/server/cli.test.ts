@@ -71,7 +71,7 @@ describe('cuda-llama serve', () => {
       }
       expect(text.trimEnd().endsWith('data: [DONE]')).toBe(true);
       expect(text).toMatch(/"finish_reason":"(length|stop)"/);
-      expect(await c.exited).toBe(0);
+      expect(await c.exited, c.stderr()).toBe(0);
       expect(c.stderr()).toContain('SIGTERM, draining');
       const lines = c
         .stdout()
@@ -95,7 +95,7 @@ describe('cuda-llama serve', () => {
       await readyAddress(open);
       expect(open.stderr()).toMatch(/WARNING: listening on 0\.0\.0\.0 without an API key/);
       open.child.kill('SIGTERM');
-      expect(await open.exited).toBe(0);
+      expect(await open.exited, open.stderr()).toBe(0);
     } finally {
       if (open.child.exitCode === null) open.child.kill('SIGKILL');
     }
@@ -122,7 +122,7 @@ describe('cuda-llama serve', () => {
       expect((await fetch(`http://127.0.0.1:${port}/v1/models`)).status).toBe(401);
       expect((await fetch(`http://127.0.0.1:${port}/v1/models`, { headers: { authorization: 'Bearer secret' } })).status).toBe(200);
       keyed.child.kill('SIGTERM');
-      expect(await keyed.exited).toBe(0);
+      expect(await keyed.exited, keyed.stderr()).toBe(0);
     } finally {
       if (keyed.child.exitCode === null) keyed.child.kill('SIGKILL');
       rmSync(dir, { recursive: true, force: true });

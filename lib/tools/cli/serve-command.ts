@@ -131,19 +131,41 @@ export function registerServe(program: Command, context: CliContext): void {
         bodyLimit: flags.bodyLimit,
         logger: flags.log ? { level: 'info' } : false,
       });
+      // Installed before anything is printed: a signal right after the startup line must already drain.
+      const drainTimeout = flags.drainTimeout ?? 30;
+      let stopping = false;
+      let stopped!: () => void;
+      const stoppedBySignal = new Promise<void>((resolve) => (stopped = resolve));
+      const stop = (signal: NodeJS.Signals) => {
+        if (stopping) {
+          context.err(`cuda-llama serve: ${signal} again, stopping running requests now\n`);
+          void server.close({ drainTimeout: 0 });
+          return;
+        }
+        stopping = true;
+        context.err(`cuda-llama serve: ${signal}, draining (up to ${drainTimeout} s)\n`);
+        void server.close({ drainTimeout }).then(stopped, stopped);
+      };
+      process.on('SIGTERM', stop);
+      process.on('SIGINT', stop);
       const address = await server.listen({ host: flags.host, port: flags.port });
       context.err(`cuda-llama serve: listening on ${address}, loading ${path}\n`);
       let model: LlamaModel;
       try {
         model = await loading;
       } catch (error) {
-        await server.close({ drainTimeout: 0 });
+        if (!stopping) await server.close({ drainTimeout: 0 });
         // A value the library refuses (--gpu-layers abc) is a usage mistake, named by its flag.
         if (isArgumentError(error))
           command.error(
             `error: ${error.message.replace(/options\.(\w+)/g, (_name, key: string) => (key === 'sequences' ? '--parallel' : `--${key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`))}`,
           );
         throw error;
+      }
+      if (stopping) {
+        await stoppedBySignal;
+        await model.dispose();
+        return;
       }
       const report = await model.layerReport();
       const { policy } = report;
@@ -153,22 +175,7 @@ export function registerServe(program: Command, context: CliContext): void {
         `cuda-llama serve: ready on ${address}: model ${flags.alias ?? path} (${model.info.quantization}), ${report.summary}; ${gpuOutcome}; ` +
           `${sequences} parallel x ${contextSize} tokens${apiKey === undefined ? '' : '; API key required'}\n`,
       );
-      const drainTimeout = flags.drainTimeout ?? 30;
-      await new Promise<void>((resolve) => {
-        let stopping = false;
-        const stop = (signal: NodeJS.Signals) => {
-          if (stopping) {
-            context.err(`cuda-llama serve: ${signal} again, stopping running requests now\n`);
-            void server.close({ drainTimeout: 0 });
-            return;
-          }
-          stopping = true;
-          context.err(`cuda-llama serve: ${signal}, draining (up to ${drainTimeout} s)\n`);
-          void server.close({ drainTimeout }).then(resolve, resolve);
-        };
-        process.on('SIGTERM', stop);
-        process.on('SIGINT', stop);
-      });
+      await stoppedBySignal;
       await model.dispose();
       context.err('cuda-llama serve: stopped\n');
     });
