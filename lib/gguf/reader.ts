@@ -226,7 +226,8 @@ class Cursor {
   }
 }
 
-const TYPED_ARRAYS = {
+/** The typed array that holds a numeric GGUF array of each item type (the reader's and the writer's). */
+export const TYPED_ARRAYS = {
   u8: Uint8Array,
   i8: Int8Array,
   u16: Uint16Array,

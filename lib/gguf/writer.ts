@@ -13,6 +13,7 @@ import {
   GGUF_DEFAULT_ALIGNMENT,
   GGUF_ITEM_SIZE,
   GGUF_MAGIC,
+  TYPED_ARRAYS,
   alignUp,
   ggufValueTypeId,
   type GgufArrayValues,
@@ -44,19 +45,6 @@ type ElementOf<K extends GgufItemType> = K extends 'string'
     : K extends 'u64' | 'i64'
       ? bigint | number
       : number;
-
-const TYPED = {
-  u8: Uint8Array,
-  i8: Int8Array,
-  u16: Uint16Array,
-  i16: Int16Array,
-  u32: Uint32Array,
-  i32: Int32Array,
-  f32: Float32Array,
-  f64: Float64Array,
-  u64: BigUint64Array,
-  i64: BigInt64Array,
-} as const;
 
 const INT_RANGE: Partial<Record<GgufItemType, [number, number]>> = {
   u8: [0, 0xff],
@@ -101,7 +89,7 @@ function toArrayValue(itemType: GgufItemType, values: ArrayLike<unknown>): GgufV
   const nums = values as ArrayLike<number>;
   // Range-check before the typed-array conversion silently wraps out-of-range integers.
   for (let i = 0; i < nums.length; i++) checkItem(itemType, nums[i], `[${i}]`);
-  return { type: 'array', itemType, value: TYPED[itemType].from(nums) } as GgufValue;
+  return { type: 'array', itemType, value: TYPED_ARRAYS[itemType].from(nums) } as GgufValue;
 }
 
 function isTagged(v: unknown): v is GgufValue {

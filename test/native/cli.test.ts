@@ -1,20 +1,7 @@
 // The `cuda-llama` command on the real addon: a library error is its code and remedy with exit 1,
 // never a stack; doctor's JSON on stdout. (Help, version and usage mistakes: test/unit/cli.test.ts.)
-import { spawnSync } from 'node:child_process';
-import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { repoRoot } from '../helpers/models.js';
-
-const stackLine = /^\s+at /m;
-
-function cli(...args: string[]) {
-  const child = spawnSync(process.execPath, ['--import', 'tsx', join(repoRoot, 'lib', 'tools', 'cli.ts'), ...args], {
-    cwd: repoRoot,
-    encoding: 'utf8',
-    timeout: 60_000,
-  });
-  return { status: child.status, stdout: child.stdout, stderr: child.stderr };
-}
+import { cli, stackLine } from '../helpers/cli.js';
 
 describe('cuda-llama: errors from the library', () => {
   // These load the addon (tune asks whether CUDA is usable before it opens the file).

@@ -1,25 +1,14 @@
 // The `cuda-llama` command as a user meets it: help and version everywhere, a usage mistake is one
 // line and the usage with exit 2, a library error is its code and remedy with exit 1, never a stack.
-import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { CudaLlamaError, ErrorCode } from '../../lib/errors.js';
 import { createCli, type CliIo } from '../../lib/tools/cli/program.js';
+import { cli, stackLine } from '../helpers/cli.js';
 import { repoRoot } from '../helpers/models.js';
 
 const version: string = JSON.parse(readFileSync(join(repoRoot, 'package.json'), 'utf8')).version;
-const stackLine = /^\s+at /m;
-
-function cli(...args: string[]) {
-  const child = spawnSync(process.execPath, ['--import', 'tsx', join(repoRoot, 'lib', 'tools', 'cli.ts'), ...args], {
-    cwd: repoRoot,
-    encoding: 'utf8',
-    timeout: 60_000,
-  });
-  return { status: child.status, stdout: child.stdout, stderr: child.stderr };
-}
-
 describe('cuda-llama: help and version', () => {
   it.each([
     [['--help'], /^Usage: cuda-llama \[options\] \[command\]/],
