@@ -64,29 +64,11 @@ export class LlamaSession implements AsyncDisposable {
 
   /** generate() as a stream of text pieces; `result` settles with the whole result. */
   stream(text: string, options: GenerateOptions = {}): TextStream {
-    let inner: TextStream | undefined;
-    let started!: () => void;
-    const ready = new Promise<void>((resolve) => (started = resolve));
-    const result = this.#queue(() => {
+    return this.#queuedStream(() => {
       const prompt = this.#extend(text);
-      inner = this.#host.stream(prompt, options);
-      started();
-      return inner.result.then((r) => this.#record(prompt, r));
+      const inner = this.#host.stream(prompt, options);
+      return { inner, result: inner.result.then((r) => this.#record(prompt, r)) };
     });
-    result.catch(() => {
-      started(); // refused before it started: the iterator reports the error
-    });
-    return {
-      result,
-      async *[Symbol.asyncIterator]() {
-        await ready;
-        if (inner === undefined) {
-          await result;
-          return;
-        }
-        yield* inner;
-      },
-    };
   }
 
   /**
@@ -104,18 +86,33 @@ export class LlamaSession implements AsyncDisposable {
 
   /** chat() as a stream of the raw text pieces; `result` is the parsed ChatResult. */
   chatStream(messages: ChatMessage[], options: ChatOptions = {}): ChatStream {
+    return this.#queuedStream(() => {
+      const { prompt, generate, finish } = this.#host.chatPrompt(messages, options);
+      const tokens = this.#host.tokenize(prompt, true);
+      const inner = this.#host.stream(tokens, generate);
+      return { inner, result: inner.result.then((r) => finish(this.#record(tokens, r))) };
+    });
+  }
+
+  /**
+   * A stream whose request waits its turn in the session's queue: the iterator waits until
+   * `start` has run, then yields the inner stream's pieces; `result` settles with start's result.
+   */
+  #queuedStream<R>(start: () => { inner: TextStream; result: Promise<R> }): {
+    result: Promise<R>;
+    [Symbol.asyncIterator](): AsyncIterator<string>;
+  } {
     let inner: TextStream | undefined;
     let started!: () => void;
     const ready = new Promise<void>((resolve) => (started = resolve));
     const result = this.#queue(() => {
-      const { prompt, generate, finish } = this.#host.chatPrompt(messages, options);
-      const tokens = this.#host.tokenize(prompt, true);
-      inner = this.#host.stream(tokens, generate);
+      const begun = start();
+      inner = begun.inner;
       started();
-      return inner.result.then((r) => finish(this.#record(tokens, r)));
+      return begun.result;
     });
     result.catch(() => {
-      started();
+      started(); // refused before it started: the iterator reports the error
     });
     return {
       result,

@@ -52,6 +52,14 @@ describe('LlamaSession', () => {
     const reply2 = await chat.chat(turn2, { maxTokens: 6, ...greedy });
     expect(reply2.cachedTokens).toBeGreaterThan(model.tokenize(model.applyChatTemplate(turn1), { parseSpecial: true }).length / 2);
     expect(reply2.tokens).toEqual((await model.chat(turn2, { maxTokens: 6, ...greedy, cachePrompt: false })).tokens);
+
+    await using chatter = model.createSession();
+    const chatPieces: string[] = [];
+    const chatStream = chatter.chatStream(turn1, { maxTokens: 6, ...greedy });
+    for await (const piece of chatStream) chatPieces.push(piece);
+    const streamedReply = await chatStream.result;
+    expect(streamedReply.tokens).toEqual(reply1.tokens);
+    expect(chatPieces.join('')).toBe(streamedReply.rawText);
   });
 
   it('fork() continues the same conversation another way from a copy of its KV cache; reset() empties it; dispose() ends it', async () => {
