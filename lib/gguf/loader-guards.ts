@@ -131,6 +131,33 @@ function violation(input: GuardInput, pattern: string, value: unknown, allowed: 
 }
 
 /** Every abort that metadata can reach, one row each. */
+/** wavtokenizer-dec's PosNet and ConvNeXt stacks: each layer count at most the model's block_count. */
+function wavtokenizerBlockCount(
+  part: string,
+  label: string,
+  llamaCppSource: string,
+  assertText: string,
+  invalid: number,
+  valid: number,
+): LoaderGuard {
+  const key = `{arch}.${part}.block_count`;
+  return {
+    key,
+    architectures: ['wavtokenizer-dec'],
+    rule: (m) => {
+      const nLayer = m.layers();
+      const n = m.u32(key);
+      return nLayer !== undefined && n !== undefined && n > nLayer
+        ? violation(m, key, n, `0 to ${m.key('{arch}.block_count')} (${nLayer})`)
+        : undefined;
+    },
+    message: `load_hparams asserts the ${label} layer count for wavtokenizer-dec`,
+    llamaCppSource,
+    assertText,
+    examples: { architecture: 'wavtokenizer-dec', invalid: { [key]: u32(invalid) }, valid: { [key]: u32(valid) } },
+  };
+}
+
 export const LOADER_GUARDS: readonly LoaderGuard[] = [
   {
     key: 'general.alignment',
@@ -179,44 +206,22 @@ export const LOADER_GUARDS: readonly LoaderGuard[] = [
     // 1 passes this row; llama.cpp then refuses the file for the missing MTP tensors (ERR_MODEL_LOAD).
     examples: { invalid: { 'llama.nextn_predict_layers': u32(5) }, valid: { 'llama.nextn_predict_layers': u32(0) } },
   },
-  {
-    key: '{arch}.posnet.block_count',
-    architectures: ['wavtokenizer-dec'],
-    rule: (m) => {
-      const nLayer = m.layers();
-      const n = m.u32('{arch}.posnet.block_count');
-      return nLayer !== undefined && n !== undefined && n > nLayer
-        ? violation(m, '{arch}.posnet.block_count', n, `0 to ${m.key('{arch}.block_count')} (${nLayer})`)
-        : undefined;
-    },
-    message: 'load_hparams asserts the PosNet layer count for wavtokenizer-dec',
-    llamaCppSource: 'src/llama-model.cpp:1286',
-    assertText: 'GGML_ASSERT(hparams.posnet.n_layer   <= hparams.n_layer_all);',
-    examples: {
-      architecture: 'wavtokenizer-dec',
-      invalid: { '{arch}.posnet.block_count': u32(5) },
-      valid: { '{arch}.posnet.block_count': u32(4) },
-    },
-  },
-  {
-    key: '{arch}.convnext.block_count',
-    architectures: ['wavtokenizer-dec'],
-    rule: (m) => {
-      const nLayer = m.layers();
-      const n = m.u32('{arch}.convnext.block_count');
-      return nLayer !== undefined && n !== undefined && n > nLayer
-        ? violation(m, '{arch}.convnext.block_count', n, `0 to ${m.key('{arch}.block_count')} (${nLayer})`)
-        : undefined;
-    },
-    message: 'load_hparams asserts the ConvNeXt layer count for wavtokenizer-dec',
-    llamaCppSource: 'src/llama-model.cpp:1287',
-    assertText: 'GGML_ASSERT(hparams.convnext.n_layer <= hparams.n_layer_all);',
-    examples: {
-      architecture: 'wavtokenizer-dec',
-      invalid: { '{arch}.convnext.block_count': u32(513) },
-      valid: { '{arch}.convnext.block_count': u32(1) },
-    },
-  },
+  wavtokenizerBlockCount(
+    'posnet',
+    'PosNet',
+    'src/llama-model.cpp:1286',
+    'GGML_ASSERT(hparams.posnet.n_layer   <= hparams.n_layer_all);',
+    5,
+    4,
+  ),
+  wavtokenizerBlockCount(
+    'convnext',
+    'ConvNeXt',
+    'src/llama-model.cpp:1287',
+    'GGML_ASSERT(hparams.convnext.n_layer <= hparams.n_layer_all);',
+    513,
+    1,
+  ),
   {
     key: '{arch}.expert_count',
     rule: (m) => {
