@@ -104,8 +104,15 @@ export interface GenerateOptions {
   minP?: number;
   /** Penalty for repeating recent tokens; 1 = off. Default 1. */
   repeatPenalty?: number;
-  /** How many recent tokens repeatPenalty looks at. Default 64. */
+  /** How many of the latest generated tokens repeatPenalty, frequencyPenalty and presencePenalty look at. Default 64. */
   repeatLastN?: number;
+  /**
+   * Subtracted from a token's logit once per time it occurs in the last repeatLastN generated
+   * tokens, as OpenAI's frequency_penalty; -2 to 2, 0 = off. Default 0.
+   */
+  frequencyPenalty?: number;
+  /** Subtracted once from the logit of every token in the last repeatLastN generated tokens, as OpenAI's presence_penalty; -2 to 2, 0 = off. Default 0. */
+  presencePenalty?: number;
   /** Seed for sampling. Default: random per call. */
   seed?: number;
   /** Stop before any of these strings; the stop string is not part of the result. */
@@ -161,6 +168,8 @@ const generateKeys = [
   'minP',
   'repeatPenalty',
   'repeatLastN',
+  'frequencyPenalty',
+  'presencePenalty',
   'seed',
   'stop',
   'signal',
@@ -330,6 +339,8 @@ export function validateGenerateOptions(input: unknown): ValidGenerateOptions {
   optionalNumber('options.minP', options.minP, 0, 1);
   optionalNumber('options.repeatPenalty', options.repeatPenalty, 0, 100, { minExclusive: true });
   optionalInteger('options.repeatLastN', options.repeatLastN, 0, 1_000_000);
+  optionalNumber('options.frequencyPenalty', options.frequencyPenalty, -2, 2);
+  optionalNumber('options.presencePenalty', options.presencePenalty, -2, 2);
   optionalInteger('options.seed', options.seed, 0, 2 ** 32 - 1);
   optionalSignal('options.signal', options.signal);
   optionalBoolean('options.stopOnAbort', options.stopOnAbort);
@@ -368,8 +379,8 @@ export function samplerParams(options: GenerateOptions): NativeSamplerParams {
     minP: options.minP ?? 0.05,
     repeatPenalty: options.repeatPenalty ?? 1,
     repeatLastN: options.repeatLastN ?? 64,
-    frequencyPenalty: 0,
-    presencePenalty: 0,
+    frequencyPenalty: options.frequencyPenalty ?? 0,
+    presencePenalty: options.presencePenalty ?? 0,
     seed: options.seed ?? Math.floor(Math.random() * 2 ** 32),
   };
 }

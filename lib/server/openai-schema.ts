@@ -156,15 +156,6 @@ const unsupported: Record<string, { off: (value: unknown) => boolean; why: strin
   echo: { off: isEmpty, why: 'echo is not implemented' },
   best_of: { off: (v) => v === undefined || v === null || v === 1, why: 'best_of is not implemented' },
   suffix: { off: (v) => v === undefined || v === null || v === '', why: 'suffix (fill-in-the-middle) is not implemented' },
-  // The library's samplers have no presence or frequency penalty yet (GenerateOptions).
-  presence_penalty: {
-    off: (v) => v === undefined || v === null || v === 0,
-    why: 'presence_penalty is not implemented; send 0 or leave it out',
-  },
-  frequency_penalty: {
-    off: (v) => v === undefined || v === null || v === 0,
-    why: 'frequency_penalty is not implemented; send 0 or leave it out',
-  },
 };
 
 /** 400 naming every field of `body` that asks for something we do not do. */
@@ -198,6 +189,8 @@ export function generateOptions(body: SamplingBody): GenerateOptions {
   if (body.top_k != null) options.topK = body.top_k;
   if (body.min_p != null) options.minP = body.min_p;
   if (body.seed != null) options.seed = body.seed;
+  if (body.presence_penalty != null) options.presencePenalty = body.presence_penalty;
+  if (body.frequency_penalty != null) options.frequencyPenalty = body.frequency_penalty;
   if (body.stop != null && !(Array.isArray(body.stop) && body.stop.length === 0)) options.stop = body.stop;
   return options;
 }

@@ -88,9 +88,20 @@ describe('400: the request is wrong', () => {
     expectError(r, 400, 'unsupported_field');
     for (const field of ['n', 'logprobs', 'tools']) expect(r.body.error.message).toContain(field);
     expect(r.body.error.param).toBe('n');
-    const penalty = await post('/v1/completions', { model: id, prompt: 'Hi', presence_penalty: 0.5 });
-    expectError(penalty, 400, 'unsupported_field');
-    expect(penalty.body.error.param).toBe('presence_penalty');
+    const bias = await post('/v1/completions', { model: id, prompt: 'Hi', logit_bias: { '1': 5 } });
+    expectError(bias, 400, 'unsupported_field');
+    expect(bias.body.error.param).toBe('logit_bias');
+    const penalty = await post('/v1/completions', {
+      model: id,
+      prompt: 'Hi',
+      max_tokens: 2,
+      presence_penalty: 0.5,
+      frequency_penalty: -0.5,
+    });
+    expect(penalty.status).toBe(200);
+    const outOfRange = await post('/v1/completions', { model: id, prompt: 'Hi', presence_penalty: 3 });
+    expectError(outOfRange, 400, 'invalid_value');
+    expect(outOfRange.body.error.message).toContain('presencePenalty');
     const off = await fetch(`${openUrl}/v1/chat/completions`, {
       method: 'POST',
       headers: { 'content-type': 'application/json' },

@@ -10,7 +10,18 @@ import { rangeError, typeError } from '../../lib/validate.js';
 describe('request fields to the library', () => {
   it('maps every sampling field and leaves nulls out', () => {
     expect(
-      generateOptions({ model: 'm', max_tokens: 5, temperature: 0.2, top_p: 0.9, top_k: 10, min_p: 0.1, seed: 7, stop: ['\n'] }),
+      generateOptions({
+        model: 'm',
+        max_tokens: 5,
+        temperature: 0.2,
+        top_p: 0.9,
+        top_k: 10,
+        min_p: 0.1,
+        seed: 7,
+        stop: ['\n'],
+        presence_penalty: 0.5,
+        frequency_penalty: -1,
+      }),
     ).toEqual({
       maxTokens: 5,
       temperature: 0.2,
@@ -19,6 +30,8 @@ describe('request fields to the library', () => {
       minP: 0.1,
       seed: 7,
       stop: ['\n'],
+      presencePenalty: 0.5,
+      frequencyPenalty: -1,
     });
     expect(generateOptions({ model: 'm', max_completion_tokens: 3, temperature: null, stop: [] })).toEqual({ maxTokens: 3 });
     expect(() => generateOptions({ model: 'm', max_tokens: 3, max_completion_tokens: 4 })).toThrow(/differ/);
@@ -26,18 +39,18 @@ describe('request fields to the library', () => {
 
   it('refuses what it does not do, naming each field, and accepts the values that mean off', () => {
     expect(() =>
-      rejectUnsupported({ n: 1, logprobs: false, tools: [], tool_choice: 'none', response_format: { type: 'text' }, presence_penalty: 0 }),
+      rejectUnsupported({ n: 1, logprobs: false, tools: [], tool_choice: 'none', response_format: { type: 'text' } }),
     ).not.toThrow();
     const error = (() => {
       try {
-        rejectUnsupported({ n: 2, logprobs: true, frequency_penalty: 0.3 });
+        rejectUnsupported({ n: 2, logprobs: true, logit_bias: { '1': 2 } });
       } catch (e) {
         return e as HttpError;
       }
     })();
     expect(error).toBeInstanceOf(HttpError);
     expect(error!.statusCode).toBe(400);
-    expect(error!.message).toMatch(/^unsupported fields n, logprobs, frequency_penalty/);
+    expect(error!.message).toMatch(/^unsupported fields n, logprobs, logit_bias/);
     expect(error!.param).toBe('n');
   });
 
