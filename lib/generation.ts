@@ -11,6 +11,7 @@ import { safeCallback } from './safe-callback.js';
 import type {
   NativeAddon,
   NativeCacheMiss,
+  NativeCacheSource,
   NativeCancelFlag,
   NativeContext,
   NativeModel,
@@ -24,9 +25,18 @@ export type StopReason = 'eos' | 'maxTokens' | 'stop' | 'abort' | 'contextFull';
 /**
  * Why a matching cached prefix was evaluated again: 'recurrentMemory' (a recurrent or hybrid model
  * cannot drop part of a sequence's state), 'slidingWindow' (a sliding-window cache has evicted what
- * a shorter prefix attends to), 'trimFailed' (llama_memory_seq_rm refused the partial removal).
+ * a shorter prefix attends to), 'trimFailed' (llama_memory_seq_rm refused the partial removal),
+ * 'restoreFailed' (llama_state_seq_set_data refused the session's parked state).
  */
 export type CacheMiss = NativeCacheMiss;
+
+/**
+ * Where a result's cachedTokens came from: 'resident' (the sequence's KV cache held them),
+ * 'restored' (the session's KV state was parked in host memory while another request had its
+ * sequence, and was copied back: LoadOptions.parkedSessionBytes), 'evaluated' (nothing was reused,
+ * cachedTokens is 0).
+ */
+export type CacheSource = NativeCacheSource;
 
 export interface GenerationTimings {
   /** Prompt processing time (ms): from getting a sequence to the last prompt token decoded, in batches shared with other requests. */
@@ -55,6 +65,8 @@ export interface GenerateResult {
   cachedTokens: number;
   /** Why a cached prefix could not be reused, when one matched: cachedTokens is then 0. */
   cacheMiss?: CacheMiss;
+  /** Where cachedTokens came from: the sequence as it was, a parked session state restored into it, or none. */
+  cacheSource: CacheSource;
   /** Tokens a context shift dropped from the window (GenerateOptions.contextShift); 0 without one. */
   droppedTokens: number;
   stopReason: StopReason;
@@ -296,6 +308,7 @@ export async function runGenerations(request: GenerationRequest): Promise<BatchR
       tokens,
       promptTokens,
       cachedTokens: n.cachedTokens,
+      cacheSource: n.cacheSource,
       droppedTokens: n.droppedTokens,
       ...(n.cacheMiss !== null ? { cacheMiss: n.cacheMiss } : {}),
       stopReason,

@@ -3,6 +3,7 @@ export {
   LlamaModel,
   type ModelInfo,
   type ContextInfo,
+  type EngineStats,
   type ChatMessage,
   type ChatTemplateOptions,
   type ChatOptions,
@@ -10,7 +11,7 @@ export {
   type ChatStream,
   type TextStream,
 } from './model.js';
-export type { GenerateResult, GenerationTimings, StopReason, CacheMiss, BatchResult, BatchTimings } from './generation.js';
+export type { GenerateResult, GenerationTimings, StopReason, CacheMiss, CacheSource, BatchResult, BatchTimings } from './generation.js';
 export { LlamaSession } from './session.js';
 export type { LoadOptions, GenerateOptions, BatchGenerateOptions, GpuPolicy, FlashAttention, KvCacheType } from './options.js';
 export type { LayerReport, DeviceUsage, GraphUsage } from './layer-report.js';

@@ -45,6 +45,27 @@ export interface ModelInfo extends Omit<NativeModelInfo, 'fileType'> {
 
 export type ContextInfo = NativeContextInfo;
 
+/**
+ * model.engineStats(): what the context's engine published after its last step. Each figure is
+ * read on its own (atomics), so they are not one snapshot; reading them never waits for a step.
+ */
+export interface EngineStats {
+  /** KV-cache cells holding tokens: every sequence's cached tokens, busy or idle (what a later prompt may reuse). */
+  usedCells: number;
+  /** KV-cache cells of the context (contextInfo.totalContextSize). */
+  totalCells: number;
+  /** Sessions whose KV state is parked in host memory (LoadOptions.parkedSessionBytes). */
+  parkedSessions: number;
+  /** Host memory those states take (bytes), at most parkedSessionBytes. */
+  parkedBytes: number;
+  /** Engine steps that ran a llama_decode since load. */
+  steps: number;
+  /** Time of those steps in llama_decode and the wait for its result (ms, summed). */
+  decodeMs: number;
+  /** The rest of those steps (ms, summed): admission, parking and restoring, batch assembly, sampling, detokenizing, events. */
+  hostMs: number;
+}
+
 /** A token stream: iterate for text pieces; `result` settles with the whole result. */
 export interface TextStream extends AsyncIterable<string> {
   result: Promise<GenerateResult>;
@@ -99,6 +120,15 @@ export class LlamaModel implements AsyncDisposable {
 
   get disposed(): boolean {
     return this.#disposing !== undefined;
+  }
+
+  /**
+   * The KV cache's fill, the sessions parked in host memory, and the engine's time per step split
+   * into decode and host work: cheap enough for every metrics scrape (it never waits for a step).
+   */
+  engineStats(): EngineStats {
+    this.#assertAlive();
+    return this.#context.engineStats();
   }
 
   /** Text to token ids. `addSpecial` adds BOS/EOS as the model wants (default true). */

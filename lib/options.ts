@@ -57,6 +57,14 @@ export interface LoadOptions {
    * sequence's window is its own, so no request can run out of room because of another). Default 1.
    */
   sequences?: number;
+  /**
+   * Host memory (bytes) for parked sessions: when a request takes the sequence an idle session
+   * keeps (more sessions than sequences), that session's KV state is copied here first
+   * (llama_state_seq_get_data) and copied back when the session is used again, instead of its
+   * conversation being evaluated again; least recently used states are evicted to stay within it.
+   * Allocated as sessions are parked, not up front. 0: nothing is parked. Default 256 MiB.
+   */
+  parkedSessionBytes?: number;
   /** Logical batch: most prompt tokens handed to one llama_decode. Default: llama.cpp's (2048). */
   batchSize?: number;
   /** Physical batch: most tokens computed at once. Default: llama.cpp's (512). */
@@ -148,6 +156,7 @@ const loadKeys = [
   'tensorSplit',
   'contextSize',
   'sequences',
+  'parkedSessionBytes',
   'batchSize',
   'ubatchSize',
   'threads',
@@ -180,6 +189,8 @@ const generateKeys = [
 ] as const;
 
 export const DEFAULT_CONTEXT_SIZE = 4096;
+/** LoadOptions.parkedSessionBytes: a few conversations of a mid-size model (Llama 3 8B: 128 KiB per token, f16). */
+export const DEFAULT_PARKED_SESSION_BYTES = 256 * 2 ** 20;
 const MAX_TOKENS_LIMIT = 2 ** 31 - 1;
 
 /** ggml_type ids for the KV-cache types we accept (each option name is ggml_type_name's). */
@@ -222,6 +233,7 @@ export function validateLoadOptions(input: unknown): ValidLoadOptions {
   optionalInteger('options.contextSize', options.contextSize, 1, 16_777_216);
   // llama.cpp's LLAMA_MAX_SEQ; every sequence's next token goes into one batch.
   const sequences = optionalInteger('options.sequences', options.sequences, 1, 256);
+  optionalInteger('options.parkedSessionBytes', options.parkedSessionBytes, 0, Number.MAX_SAFE_INTEGER);
   optionalInteger('options.batchSize', options.batchSize, 1, 1_048_576);
   if (sequences !== undefined && options.batchSize !== undefined && (options.batchSize as number) < sequences) {
     throw rangeError(
@@ -316,6 +328,7 @@ export function contextParams(options: LoadOptions, contextSize: number): Native
     typeK: options.kvCacheType === undefined ? undefined : ggmlTypeIds[options.kvCacheType],
     typeV: options.kvCacheType === undefined ? undefined : ggmlTypeIds[options.kvCacheType],
     offloadKqv: options.offloadKvCache,
+    parkedSessionBytes: options.parkedSessionBytes ?? DEFAULT_PARKED_SESSION_BYTES,
   };
 }
 

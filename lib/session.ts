@@ -1,10 +1,12 @@
 /**
  * LlamaSession: one conversation on a model, from model.createSession(). Its requests go back to
  * the sequence its last one used while that sequence is idle, and other requests take that
- * sequence last, so each turn evaluates only what is new since the previous one. Nothing is ever
- * wrong for being evicted: a session whose sequence another request took evaluates its prompt
- * again (its result's `cachedTokens` says how much was reused). Calls on one session run one after
- * another, in call order.
+ * sequence last, so each turn evaluates only what is new since the previous one. When another
+ * request does take it, the engine first parks the session's KV state in host memory (within
+ * LoadOptions.parkedSessionBytes, least recently used evicted first) and restores it at the
+ * session's next call (`cacheSource: 'restored'`). Nothing is ever wrong for being evicted: a
+ * session whose state is gone evaluates its prompt again (its result's `cachedTokens` says how
+ * much was reused). Calls on one session run one after another, in call order.
  */
 import { DisposedError } from './errors.js';
 import type { GenerateResult } from './generation.js';
@@ -136,7 +138,8 @@ export class LlamaSession implements AsyncDisposable {
   /**
    * A new session with this one's conversation so far, to continue it another way. Its sequence
    * starts as a copy of this one's KV cache (llama_memory_seq_cp) when a sequence is free and this
-   * one is idle; otherwise its first call evaluates the shared part again.
+   * one is idle, or as this one's parked state restored (llama_state_seq_set_data) when it is
+   * parked; otherwise its first call evaluates the shared part again.
    */
   fork(): LlamaSession {
     this.#assertAlive();
@@ -145,7 +148,7 @@ export class LlamaSession implements AsyncDisposable {
     return twin;
   }
 
-  /** Ends the session: its sequence is no longer kept for it. Safe to call more than once. */
+  /** Ends the session: its sequence is no longer kept for it and its parked state is freed. Safe to call more than once. */
   dispose(): Promise<void> {
     if (!this.#disposed) {
       this.#disposed = true;

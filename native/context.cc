@@ -59,9 +59,11 @@ ggml_backend_t CreateHostBackend(const ThreadpoolFns& fns, ggml_threadpool* thre
 
 class CreateWorker : public PromiseWorker {
  public:
-  CreateWorker(Napi::Env env, Napi::Object model_object, llama_model* model, llama_context_params params)
+  CreateWorker(Napi::Env env, Napi::Object model_object, llama_model* model, llama_context_params params,
+               size_t park_budget)
       : PromiseWorker(env, "cuda-llama-context", code::kContextCreate), model_(model), params_(params) {
     model_ref_ = Napi::Persistent(model_object);
+    parts_.park_budget = park_budget;
   }
   ~CreateWorker() override { parts_.Free(); }
 
@@ -151,8 +153,8 @@ Napi::Function Context::Define(Napi::Env env) {
       env, "Context",
       {StaticMethod<&Context::Create>("create"), InstanceMethod<&Context::Info>("info"),
        InstanceMethod<&Context::Submit>("submit"), InstanceMethod<&Context::EndSession>("endSession"),
-       InstanceMethod<&Context::ForkSession>("forkSession"), InstanceMethod<&Context::Dispose>("dispose"),
-       InstanceAccessor<&Context::IsDisposed>("disposed")});
+       InstanceMethod<&Context::ForkSession>("forkSession"), InstanceMethod<&Context::EngineStats>("engineStats"),
+       InstanceMethod<&Context::Dispose>("dispose"), InstanceAccessor<&Context::IsDisposed>("disposed")});
 }
 
 Context::Context(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Context>(info) {
@@ -165,7 +167,7 @@ Context::Context(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Context>(inf
   owner_ = Model::Unwrap(info[1].As<Napi::Object>());
   owner_ref_ = Napi::Persistent(info[1].As<Napi::Object>());
   owner_->AddContext(this);
-  engine_ = Engine::Create(env, parts_.ctx, parts_.host_backend);
+  engine_ = Engine::Create(env, parts_.ctx, parts_.host_backend, parts_.park_budget);
   llama_set_abort_callback(parts_.ctx, &Engine::AbortCallback, engine_);
   thread_ = std::make_unique<ContextThread>(env.GetInstanceData<Addon>()->log_sink);
   Engine* engine = engine_;
@@ -204,7 +206,10 @@ Napi::Value Context::Create(const Napi::CallbackInfo& info) {
   llama_context_params params = ContextParamsFromJs(options);
   params.no_perf = true;  // we time generations ourselves
 
-  auto* worker = new CreateWorker(env, info[0].As<Napi::Object>(), raw_model, params);
+  // Not a llama_context_params field: the engine's own.
+  size_t park_budget = 0;
+  if (auto v = OptionalNumber(options, "parkedSessionBytes")) park_budget = static_cast<size_t>(*v);
+  auto* worker = new CreateWorker(env, info[0].As<Napi::Object>(), raw_model, params, park_budget);
   Napi::Promise promise = worker->Promise();
   worker->Queue();
   return promise;
@@ -252,6 +257,21 @@ Napi::Value Context::ForkSession(const Napi::CallbackInfo& info) {
   }
   engine_->ForkSession(info[0].As<Napi::Number>().Uint32Value(), info[1].As<Napi::Number>().Uint32Value());
   return env.Undefined();
+}
+
+Napi::Value Context::EngineStats(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Get(env);
+  const cuda_llama::EngineStats stats = engine_->Stats();
+  Napi::Object result = Napi::Object::New(env);
+  result.Set("usedCells", static_cast<double>(stats.used_cells));
+  result.Set("totalCells", static_cast<double>(stats.total_cells));
+  result.Set("parkedSessions", static_cast<double>(stats.parked_sessions));
+  result.Set("parkedBytes", static_cast<double>(stats.parked_bytes));
+  result.Set("steps", static_cast<double>(stats.steps));
+  result.Set("decodeMs", stats.decode_ms);
+  result.Set("hostMs", stats.host_ms);
+  return result;
 }
 
 Napi::Value Context::Dispose(const Napi::CallbackInfo& info) {

@@ -34,6 +34,7 @@ struct ContextParts {
   // (the argmax of a many-sequence step, native/argmax.h).
   // Null without a threadpool or with a one-thread pool; freed before the pool.
   ggml_backend_t host_backend = nullptr;
+  size_t park_budget = 0;  // bytes for parked session states (Engine), from lib's parkedSessionBytes
   void Free();
 };
 
@@ -64,6 +65,9 @@ class Context : public Napi::ObjectWrap<Context> {
   Napi::Value EndSession(const Napi::CallbackInfo& info);
   // JS: forkSession(parent, child): the child session starts from a copy of the parent's sequence.
   Napi::Value ForkSession(const Napi::CallbackInfo& info);
+  // JS: engineStats() -> { usedCells, totalCells, parkedSessions, parkedBytes, steps, decodeMs, hostMs }
+  // Atomic reads of what the engine published after its last step; never waits for it.
+  Napi::Value EngineStats(const Napi::CallbackInfo& info);
   Napi::Value Dispose(const Napi::CallbackInfo& info);
   Napi::Value IsDisposed(const Napi::CallbackInfo& info);
 

@@ -47,8 +47,8 @@ size_t CommonPrefix(const std::vector<llama_token>& a, const std::vector<llama_t
 
 }  // namespace
 
-Engine* Engine::Create(Napi::Env env, llama_context* ctx, ggml_backend_t host_backend) {
-  auto* engine = new Engine(ctx, host_backend);
+Engine* Engine::Create(Napi::Env env, llama_context* ctx, ggml_backend_t host_backend, size_t park_budget) {
+  auto* engine = new Engine(ctx, host_backend, park_budget);
   // The JS function is unused: Drain dispatches each event to its own request's callback.
   engine->tsfn_ =
       Napi::ThreadSafeFunction::New(env, Napi::Function::New(env, [](const Napi::CallbackInfo&) {}),
@@ -58,15 +58,17 @@ Engine* Engine::Create(Napi::Env env, llama_context* ctx, ggml_backend_t host_ba
   return engine;
 }
 
-Engine::Engine(llama_context* ctx, ggml_backend_t host_backend)
+Engine::Engine(llama_context* ctx, ggml_backend_t host_backend, size_t park_budget)
     : ctx_(ctx),
       host_backend_(host_backend),
       vocab_(llama_model_get_vocab(llama_get_model(ctx))),
+      n_ctx_(llama_n_ctx(ctx)),
       n_ctx_seq_(llama_n_ctx_seq(ctx)),
       n_batch_(static_cast<int32_t>(llama_n_batch(ctx))),
       n_ubatch_(static_cast<int32_t>(llama_n_ubatch(ctx))),
       epoch_(std::chrono::steady_clock::now()),
-      sequences_(llama_n_seq_max(ctx)) {
+      sequences_(llama_n_seq_max(ctx)),
+      parked_(park_budget) {
   can_shift_ = llama_memory_can_shift(llama_get_memory(ctx));
   const llama_model* model = llama_get_model(ctx);
   if (llama_model_is_recurrent(model) || llama_model_is_hybrid(model)) {
@@ -93,8 +95,11 @@ void Engine::Submit(Napi::Env env, std::unique_ptr<GenerationRequest> request) {
 }
 
 void Engine::EndSession(uint32_t id) {
-  std::lock_guard<std::mutex> lock(mutex_);
-  ended_sessions_.push_back(id);
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    ended_sessions_.push_back(id);
+  }
+  wake_.notify_one();  // its parked state's memory goes now, not at the next request
 }
 
 void Engine::ForkSession(uint32_t parent, uint32_t child) {
@@ -110,7 +115,18 @@ void Engine::Fork(uint32_t parent, uint32_t child) {
     if (seq.session == parent && parent != 0) src = i;
     if (seq.request == nullptr && seq.session == 0 && (dst < 0 || seq.last_used < sequences_[dst].last_used)) dst = i;
   }
-  if (src < 0 || dst < 0 || sequences_[src].request != nullptr) return;
+  if (dst < 0 || parent == 0) return;
+  if (src < 0) {
+    const ParkedSessions::State* parked = parked_.Find(parent);
+    if (parked == nullptr) return;
+    sequences_[dst].cached.clear();
+    if (!ParkedSessions::Restore(ctx_, dst, *parked)) return;  // Restore left it cleared
+    sequences_[dst].cached = parked->tokens;
+    sequences_[dst].session = child;
+    sequences_[dst].last_used = ++uses_;
+    return;
+  }
+  if (sequences_[src].request != nullptr) return;
   llama_memory_t memory = llama_get_memory(ctx_);
   llama_memory_seq_rm(memory, dst, -1, -1);
   // The whole sequence (-1, -1): across streams llama.cpp copies only whole buffers.
@@ -126,6 +142,26 @@ void Engine::Stop() {
     quit_.store(true);
   }
   wake_.notify_one();
+}
+
+EngineStats Engine::Stats() const {
+  EngineStats stats;
+  stats.used_cells = used_cells_.load(std::memory_order_relaxed);
+  stats.total_cells = n_ctx_;
+  stats.parked_sessions = parked_sessions_.load(std::memory_order_relaxed);
+  stats.parked_bytes = parked_bytes_.load(std::memory_order_relaxed);
+  stats.steps = steps_.load(std::memory_order_relaxed);
+  stats.decode_ms = static_cast<double>(decode_ns_.load(std::memory_order_relaxed)) / 1e6;
+  stats.host_ms = static_cast<double>(host_ns_.load(std::memory_order_relaxed)) / 1e6;
+  return stats;
+}
+
+void Engine::Publish() {
+  uint64_t used = 0;
+  for (const Sequence& seq : sequences_) used += seq.cached.size();
+  used_cells_.store(used, std::memory_order_relaxed);
+  parked_sessions_.store(parked_.count(), std::memory_order_relaxed);
+  parked_bytes_.store(parked_.bytes(), std::memory_order_relaxed);
 }
 
 void Engine::Release() {
@@ -160,7 +196,9 @@ void Engine::Run() {
   for (;;) {
     {
       std::unique_lock<std::mutex> lock(mutex_);
-      wake_.wait(lock, [this] { return quit_.load() || !incoming_.empty() || !waiting_.empty() || AnyRunning(); });
+      wake_.wait(lock, [this] {
+        return quit_.load() || !incoming_.empty() || !ended_sessions_.empty() || !waiting_.empty() || AnyRunning();
+      });
       if (quit_.load()) break;
       for (std::unique_ptr<GenerationRequest>& request : incoming_) waiting_.push_back(request.release());
       incoming_.clear();
@@ -168,6 +206,7 @@ void Engine::Run() {
         for (Sequence& seq : sequences_) {
           if (seq.session == id) seq.session = 0;
         }
+        parked_.Drop(id);
       }
       ended_sessions_.clear();
       // Before this step's admissions, so that the parent's next request finds its sequence as
@@ -175,7 +214,16 @@ void Engine::Run() {
       for (auto [parent, child] : forks_) Fork(parent, child);
       forks_.clear();
     }
-    Step();
+    const auto started = std::chrono::steady_clock::now();
+    if (Step()) {
+      const auto ns = static_cast<uint64_t>(
+          std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - started).count());
+      steps_.fetch_add(1, std::memory_order_relaxed);
+      decode_ns_.fetch_add(step_decode_ns_, std::memory_order_relaxed);
+      host_ns_.fetch_add(ns > step_decode_ns_ ? ns - step_decode_ns_ : 0, std::memory_order_relaxed);
+    }
+    // Before the wake-up, so that a caller whose request just ended reads this step's figures.
+    Publish();
     WakeJs();
   }
   {
@@ -245,10 +293,32 @@ int32_t Engine::PickSequence(const GenerationRequest& request) const {
   return best;
 }
 
+void Engine::Park(int32_t seq_id) {
+  Sequence& seq = sequences_[seq_id];
+  if (no_reuse_reason_ == nullptr) parked_.Park(ctx_, seq_id, seq.session, seq.cached, seq.last_used);
+  seq.session = 0;
+}
+
 void Engine::Admit(GenerationRequest* request, int32_t seq_id) {
   Sequence& seq = sequences_[seq_id];
-  const size_t prefix = request->reuse_prefix ? CommonPrefix(seq.cached, request->input) : 0;
+  // Taken out first, so that parking the sequence's keeper cannot evict it. Once the session runs
+  // in a sequence its parked copy is stale, restored or not.
+  std::optional<ParkedSessions::State> parked;
+  if (request->session != 0) parked = parked_.Take(request->session);
+  if (seq.session != 0 && seq.session != request->session) Park(seq_id);
   const char* miss = nullptr;
+  bool restored = false;
+  if (parked && request->reuse_prefix && no_reuse_reason_ == nullptr &&
+      CommonPrefix(parked->tokens, request->input) > CommonPrefix(seq.cached, request->input)) {
+    seq.cached.clear();
+    if (ParkedSessions::Restore(ctx_, seq_id, *parked)) {
+      seq.cached = std::move(parked->tokens);
+      restored = true;
+    } else {
+      miss = "restoreFailed";  // the sequence is cleared: everything is evaluated
+    }
+  }
+  const size_t prefix = request->reuse_prefix ? CommonPrefix(seq.cached, request->input) : 0;
   size_t reuse = 0;
   if (prefix > 0 && no_reuse_reason_ != nullptr) {
     miss = no_reuse_reason_;
@@ -274,12 +344,13 @@ void Engine::Admit(GenerationRequest* request, int32_t seq_id) {
     request->admitted_once = true;
     request->cached_tokens = static_cast<int32_t>(reuse);
     request->cache_miss = miss;
+    request->cache_source = reuse == 0 ? "evaluated" : restored ? "restored" : "resident";
     request->admitted_at_ms = NowMs();
     llama_sampler_reset(request->sampler);
   }
 }
 
-void Engine::Step() {
+bool Engine::Step() {
   DropCancelled();
   while (!waiting_.empty()) {
     const int32_t seq = PickSequence(*waiting_.front());
@@ -293,7 +364,7 @@ void Engine::Step() {
   for (Sequence& seq : sequences_) {
     if (seq.request != nullptr) running.push_back(seq.request);
   }
-  if (running.empty()) return;
+  if (running.empty()) return false;
   std::sort(running.begin(), running.end(), [](const GenerationRequest* a, const GenerationRequest* b) {
     return a->admitted_order < b->admitted_order;
   });
@@ -332,12 +403,18 @@ void Engine::Step() {
     budget -= chunk;
   }
 
+  const auto decode_started = std::chrono::steady_clock::now();
   const int32_t rc = llama_decode(ctx_, batch.get());
+  // llama_decode only queues the work on a GPU backend; sampling would wait for it anyway, and
+  // waiting here keeps that wait out of the host time.
+  if (rc == 0) llama_synchronize(ctx_);
+  step_decode_ns_ = static_cast<uint64_t>(
+      std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - decode_started).count());
   if (rc != 0) {
     RollBack();
     std::vector<GenerationRequest*> in_batch;
     in_batch.swap(in_batch_);
-    if (rc == 2 && quit_.load()) return;  // Run() finishes everyone
+    if (rc == 2 && quit_.load()) return true;  // Run() finishes everyone
     if (rc == 2) {
       for (GenerationRequest* request : in_batch) Finish(request, "aborted");  // all of them were cancelled
     } else if (rc == 1 && running.size() > 1) {
@@ -347,7 +424,7 @@ void Engine::Step() {
     } else {
       FailBatch(in_batch, rc);
     }
-    return;
+    return true;
   }
   in_batch_.clear();
 
@@ -361,14 +438,13 @@ void Engine::Step() {
     request->input_done += chunk;
   }
   if (prompt_ends) {
-    // llama_decode only queues the work on a GPU backend: the prompt time ends when it is done.
-    llama_synchronize(ctx_);
     const double now = NowMs();
     for (auto [request, index] : outputs_) {
       if (!request->generating && request->prompt_done_at_ms < 0) request->prompt_done_at_ms = now;
     }
   }
   Sample();
+  return true;
 }
 
 void Engine::Sample() {

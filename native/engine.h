@@ -15,6 +15,10 @@
 // On KV exhaustion (llama_decode returns 1) the youngest running request is preempted: its cells
 // are freed and it is requeued at the front with everything it had decoded, to be evaluated again
 // when a sequence is free; a request alone in the batch ends with contextFull instead.
+// Parking (native/parked_sessions.h): before a sequence that an idle live session keeps goes to
+// another request, its KV state is copied to host memory, within a byte budget; that session's next
+// request restores it into the sequence it gets and goes on with the usual prefix reuse. Models
+// whose cached prefixes cannot be reused (recurrent, hybrid, sliding-window) park nothing.
 #pragma once
 
 #include <napi.h>
@@ -31,25 +35,41 @@
 #include "generation.h"
 #include "ggml-backend.h"
 #include "llama.h"
+#include "parked_sessions.h"
 
 namespace cuda_llama {
 
 class OwnedBatch;
 class RowsArgmax;
 
+// What Engine::Stats() reads: each figure as the engine published it after its last step (they are
+// not one snapshot).
+struct EngineStats {
+  uint64_t used_cells = 0;   // sum over sequences of the tokens their KV cache holds, busy or idle
+  uint64_t total_cells = 0;  // llama_n_ctx
+  uint64_t parked_sessions = 0;
+  uint64_t parked_bytes = 0;
+  uint64_t steps = 0;    // steps that ran a llama_decode
+  double decode_ms = 0;  // in llama_decode and the llama_synchronize after it
+  double host_ms = 0;    // the rest of those steps: admission, parking, batch, sampling, events
+};
+
 class Engine {
  public:
   // JS thread. The engine owns a thread-safe function that delivers its events; it frees itself in
   // that function's finalizer, after Release(), once every queued event has been delivered.
-  static Engine* Create(Napi::Env env, llama_context* ctx, ggml_backend_t host_backend);
+  // `park_budget`: bytes of host memory for parked session states (0: none are parked).
+  static Engine* Create(Napi::Env env, llama_context* ctx, ggml_backend_t host_backend, size_t park_budget);
 
   // JS thread: queues a request (first come, first served) and wakes the loop.
   void Submit(Napi::Env env, std::unique_ptr<GenerationRequest> request);
-  // JS thread: session `id` ended; its sequence is no longer kept for it (from the next step).
+  // JS thread: session `id` ended; its sequence is no longer kept for it and its parked state, if
+  // any, is dropped (from the next step).
   void EndSession(uint32_t id);
   // JS thread: at the next step, copy the idle sequence of session `parent` into a free sequence
-  // kept for `child` (llama_memory_seq_cp), so both continue from the shared tokens. Skipped when
-  // the parent's sequence is busy or taken, or no sequence is free: the child then evaluates again.
+  // kept for `child` (llama_memory_seq_cp), so both continue from the shared tokens; a parked
+  // parent's state is restored into it instead (and stays parked for the parent). Skipped when the
+  // parent is busy, neither resident nor parked, or no sequence is free: the child then evaluates.
   void ForkSession(uint32_t parent, uint32_t child);
   // Any thread: makes Run() finish every request as aborted and return; a running CPU decode is
   // interrupted through the ggml abort callback.
@@ -58,6 +78,9 @@ class Engine {
   // queued ones are delivered.
   void Release();
 
+  // Any thread: cheap (atomic loads), for metrics.
+  EngineStats Stats() const;
+
   // Context thread: the loop, until Stop().
   void Run();
 
@@ -65,7 +88,7 @@ class Engine {
   static bool AbortCallback(void* self);
 
  private:
-  Engine(llama_context* ctx, ggml_backend_t host_backend);
+  Engine(llama_context* ctx, ggml_backend_t host_backend, size_t park_budget);
   ~Engine();
 
   struct Sequence {
@@ -76,7 +99,11 @@ class Engine {
   };
 
   // Context thread.
-  void Step();
+  // True when it ran a llama_decode.
+  bool Step();
+  void Park(int32_t seq);
+  // Stores the KV-cache and parking figures Stats() reads.
+  void Publish();
   void Fork(uint32_t parent, uint32_t child);
   void Sample();
   bool AnyRunning() const;
@@ -100,6 +127,7 @@ class Engine {
   llama_context* ctx_;
   ggml_backend_t host_backend_;
   const llama_vocab* vocab_;
+  uint32_t n_ctx_;  // llama_n_ctx, read once: Stats() runs on any thread
   uint32_t n_ctx_seq_;
   int32_t n_batch_;
   int32_t n_ubatch_;
@@ -133,6 +161,7 @@ class Engine {
   // After a preemption, nobody is admitted until a request finishes: the preempted one would
   // otherwise take its cells back at once and starve the others.
   bool hold_admissions_ = false;
+  ParkedSessions parked_;
   std::unique_ptr<RowsArgmax> argmax_;
   std::unique_ptr<OwnedBatch> batch_;
   // One step's scratch, kept to avoid allocations per step: rows to sample (request, batch
@@ -144,6 +173,15 @@ class Engine {
   // Requests of the decode in flight, read by AbortCallback: a decode is interrupted only when
   // every request in it is cancelled, so one cancellation never costs the others their step.
   std::vector<GenerationRequest*> in_batch_;
+  uint64_t step_decode_ns_ = 0;  // the last Step()'s llama_decode time, for Run's accounting
+
+  // Written by the context thread after each step (Publish), read by Stats() on any thread.
+  std::atomic<uint64_t> used_cells_{0};
+  std::atomic<uint64_t> parked_sessions_{0};
+  std::atomic<uint64_t> parked_bytes_{0};
+  std::atomic<uint64_t> steps_{0};
+  std::atomic<uint64_t> decode_ns_{0};
+  std::atomic<uint64_t> host_ns_{0};
 };
 
 }  // namespace cuda_llama

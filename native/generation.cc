@@ -64,6 +64,7 @@ void SettleRequest(Napi::Env env, GenerationRequest* request) {
     result.Set("stopReason", request->stop_reason == nullptr ? "aborted" : request->stop_reason);
     result.Set("cachedTokens", request->cached_tokens);
     result.Set("cacheMiss", request->cache_miss == nullptr ? env.Null() : Napi::String::New(env, request->cache_miss));
+    result.Set("cacheSource", request->cache_source);
     result.Set("admittedAtMs", request->admitted_at_ms);
     result.Set("promptDoneAtMs", request->prompt_done_at_ms);
     result.Set("preemptions", request->preemptions);

@@ -52,7 +52,10 @@ struct GenerationRequest {
   bool admitted_once = false;
   int32_t cached_tokens = 0;         // prompt tokens reused at the first admission
   const char* cache_miss = nullptr;  // why a matching prefix could not be reused, or null
-  double admitted_at_ms = -1;        // on the engine's clock (ms since it started)
+  // Where the cached_tokens came from: "resident" (the sequence held them), "restored" (the
+  // session's parked state, native/parked_sessions.h), "evaluated" (none were reused).
+  const char* cache_source = "evaluated";
+  double admitted_at_ms = -1;  // on the engine's clock (ms since it started)
   double prompt_done_at_ms = -1;
   int32_t preemptions = 0;
   int32_t dropped = 0;                // tokens the context shift dropped from the window

@@ -51,6 +51,8 @@ export interface NativeContextParams {
   offloadKqv?: boolean;
   opOffload?: boolean;
   kvUnified?: boolean;
+  /** Not llama.cpp's: the engine's host-memory budget for parked session states (0: none). */
+  parkedSessionBytes?: number;
 }
 
 export interface NativeModelInfo {
@@ -97,7 +99,21 @@ export interface NativeContextInfo {
 export type NativeStopReason = 'eog' | 'maxTokens' | 'aborted' | 'contextFull';
 
 /** Why a cached prefix could not be reused (cachedTokens is then 0). */
-export type NativeCacheMiss = 'recurrentMemory' | 'slidingWindow' | 'trimFailed';
+export type NativeCacheMiss = 'recurrentMemory' | 'slidingWindow' | 'trimFailed' | 'restoreFailed';
+
+/** Where cachedTokens came from: the sequence as it was, a parked session state restored into it, or nowhere (0). */
+export type NativeCacheSource = 'resident' | 'restored' | 'evaluated';
+
+/** What the engine published after its last step (atomic reads; not one snapshot). */
+export interface NativeEngineStats {
+  usedCells: number;
+  totalCells: number;
+  parkedSessions: number;
+  parkedBytes: number;
+  steps: number;
+  decodeMs: number;
+  hostMs: number;
+}
 
 /** Only what lib/ cannot know itself: token counts and times come from its prompts and the onToken events. */
 export interface NativeRequestResult {
@@ -105,6 +121,7 @@ export interface NativeRequestResult {
   /** Prompt tokens found in the sequence's KV cache and not evaluated again. */
   cachedTokens: number;
   cacheMiss: NativeCacheMiss | null;
+  cacheSource: NativeCacheSource;
   /** When the request got a sequence, on the engine's clock (ms, the clock of onToken's atMs). */
   admittedAtMs: number;
   /** When its last prompt token was decoded (-1 if it never was). */
@@ -214,6 +231,8 @@ export interface NativeContext {
   endSession(id: number): void;
   /** llama_memory_seq_cp (whole sequence) of the parent session's idle sequence into a free one kept for the child, at the next step; skipped when none is free. */
   forkSession(parent: number, child: number): void;
+  /** The engine's KV-cache, parking and step-time figures (no llama.cpp call: atomics it publishes after each step). */
+  engineStats(): NativeEngineStats;
   /** llama_free + ggml_threadpool_free */
   dispose(): void;
   readonly disposed: boolean;

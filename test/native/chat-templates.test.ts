@@ -186,6 +186,7 @@ describe('chat templates through the API', () => {
         tokens: [],
         promptTokens: 1,
         cachedTokens: 0,
+        cacheSource: 'evaluated',
         droppedTokens: 0,
         stopReason: 'eos',
         timings: { promptMs: 0, timeToFirstTokenMs: 0, generationMs: 0, totalMs: 0, promptTokensPerSecond: 0, tokensPerSecond: 0 },
