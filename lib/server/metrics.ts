@@ -6,6 +6,7 @@
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { GenerateResult } from '../generation.js';
+import type { EngineStats } from '../model.js';
 import { throttleReasonBits, type GpuTelemetry, type ThrottleReason } from '../gpu/telemetry.js';
 
 const latencyBuckets = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60];
@@ -25,7 +26,13 @@ export class ServerMetrics {
   readonly requestDuration: Histogram<'route'>;
   readonly queueTime: Histogram;
 
-  constructor(options: { sequences: () => number; telemetry: () => GpuTelemetry; inFlight: () => number }) {
+  constructor(options: {
+    sequences: () => number;
+    telemetry: () => GpuTelemetry;
+    inFlight: () => number;
+    /** The model's engineStats(), undefined while it loads or once it is disposed. */
+    engineStats: () => EngineStats | undefined;
+  }) {
     const registers = [this.registry];
     const p = 'cuda_llama_';
     collectDefaultMetrics({ register: this.registry, prefix: p });
@@ -85,6 +92,7 @@ export class ServerMetrics {
       buckets: latencyBuckets,
       registers,
     });
+    registerEngineGauges(registers, options.engineStats);
     registerGpuGauges(this.registry, options.telemetry);
   }
 
@@ -110,6 +118,31 @@ export function queueMs(result: GenerateResult): number {
   const { timeToFirstTokenMs, promptMs, totalMs } = result.timings;
   const untilFirst = result.tokens.length > 0 ? timeToFirstTokenMs : totalMs;
   return Math.max(0, untilFirst - promptMs);
+}
+
+/** The KV cache's fill and the parked sessions, read at scrape time (atomics the engine publishes each step). */
+function registerEngineGauges(registers: Registry[], engineStats: () => EngineStats | undefined): void {
+  const p = 'cuda_llama_kv_cache_';
+  const gauges: { name: string; help: string; value: (s: EngineStats) => number }[] = [
+    {
+      name: 'usage_ratio',
+      help: 'Share of the KV-cache cells holding tokens, running and idle sequences alike',
+      value: (s) => (s.totalCells > 0 ? s.usedCells / s.totalCells : 0),
+    },
+    { name: 'parked_sessions', help: 'Idle sessions whose KV state is parked in host memory', value: (s) => s.parkedSessions },
+    { name: 'parked_bytes', help: 'Host memory of the parked session states', value: (s) => s.parkedBytes },
+  ];
+  for (const g of gauges) {
+    new Gauge({
+      name: `${p}${g.name}`,
+      help: g.help,
+      registers,
+      collect() {
+        const stats = engineStats();
+        this.set(stats === undefined ? 0 : g.value(stats));
+      },
+    });
+  }
 }
 
 function registerGpuGauges(registry: Registry, telemetry: () => GpuTelemetry): void {

@@ -143,7 +143,12 @@ export function createServer(model: LlamaModel | Promise<LlamaModel>, options: S
     if (options.alias === undefined && loaded) host.modelId = basename(loaded.info.path).replace(/\.gguf$/i, '');
   });
   // The sequence count is known once the model is; until then nothing runs.
-  const metrics = new ServerMetrics({ sequences: () => loaded?.contextInfo.sequences ?? 1, telemetry, inFlight: () => host.inFlight });
+  const metrics = new ServerMetrics({
+    sequences: () => loaded?.contextInfo.sequences ?? 1,
+    telemetry,
+    inFlight: () => host.inFlight,
+    engineStats: () => (loaded === undefined || loaded.disposed ? undefined : loaded.engineStats()),
+  });
   host.metrics = metrics;
 
   app.addHook('onRequest', async (request, reply) => {

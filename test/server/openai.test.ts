@@ -253,9 +253,16 @@ describe('other endpoints', () => {
       'cuda_llama_inter_token_latency_seconds_bucket',
       'cuda_llama_request_duration_seconds_bucket',
       'cuda_llama_queue_time_seconds_bucket',
+      'cuda_llama_kv_cache_usage_ratio',
+      'cuda_llama_kv_cache_parked_sessions',
+      'cuda_llama_kv_cache_parked_bytes',
     ])
       expect(names, name).toContain(name);
     expect(sample(text, 'cuda_llama_generation_tokens_total')).toBeGreaterThan(0);
+    // Earlier requests left their tokens in the sequences' KV cache.
+    const usage = sample(text, 'cuda_llama_kv_cache_usage_ratio')!;
+    expect(usage).toBeGreaterThan(0);
+    expect(usage).toBeLessThanOrEqual(1);
     expect(text).toMatch(/cuda_llama_requests_total\{route="\/v1\/chat\/completions",status="200"\} [1-9]/);
   });
 
