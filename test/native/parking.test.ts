@@ -99,6 +99,24 @@ describe('parked sessions', () => {
     }
   });
 
+  it("fork() of a parked session restores the parked state into the child's sequence; the parent's stays parked", async () => {
+    await using m = await load({ sequences: 2 });
+    const [parent, x, y] = openings.map(() => m.createSession());
+    for (const [i, session] of [parent!, x!, y!].entries()) await session.generate(openings[i]!, greedy);
+    // y took the least recently used of the two kept sequences, the parent's.
+    expect(m.engineStats().parkedSessions).toBe(1);
+    await y!.dispose(); // its sequence is free for the fork
+    const child = parent!.fork();
+    const fromFork = await child.generate(follow[0]!, greedy);
+    expect(fromFork.cacheSource).toBe('resident');
+    expect(fromFork.cachedTokens).toBe(resident.first[0]!.promptTokens + resident.first[0]!.tokens.length - 1);
+    expect(fromFork.tokens).toEqual(resident.second[0]!.tokens);
+    const fromParent = await parent!.generate(follow[0]!, greedy);
+    expect(fromParent.cacheSource).toBe('restored');
+    expect(fromParent.tokens).toEqual(resident.second[0]!.tokens);
+    for (const session of [parent!, x!, child]) await session.dispose();
+  });
+
   it('a budget of about one state evicts the least recently used: the newest parked session restores, the oldest evaluates again', async () => {
     // The first run says how big one parked state is; these conversations are of similar lengths.
     const probe = await load({ sequences: 1 });

@@ -51,6 +51,7 @@ describe('validateLoadOptions', () => {
       /options\.contextSize must be at most 16777215 with sequences: 256, got number 16777216 \(llama\.cpp counts/,
     ],
     [{ parallel: 4 }, 'ERR_INVALID_ARG_VALUE', /use sequences/],
+    [{ parkedSessionBytes: -1 }, 'ERR_OUT_OF_RANGE', /options\.parkedSessionBytes must be an integer from 0 to/],
   ])('%o -> %s', (options, code, message) => {
     expect(codeOf(() => validateLoadOptions(options))).toBe(code);
     expect(() => validateLoadOptions(options)).toThrow(message);
@@ -81,6 +82,11 @@ describe('resolution', () => {
   it('sequences: each gets contextSize, so the cache (n_ctx) holds contextSize x sequences', () => {
     expect(contextParams({}, 1024)).toMatchObject({ nCtx: 1024, nSeqMax: undefined });
     expect(contextParams({ sequences: 4, batchSize: 8192 }, 1024)).toMatchObject({ nCtx: 4096, nSeqMax: 4, nBatch: 4096 });
+  });
+
+  it('parkedSessionBytes: 256 MiB unless set; 0 parks nothing', () => {
+    expect(contextParams({}, 1024).parkedSessionBytes).toBe(256 * 2 ** 20);
+    expect(contextParams({ parkedSessionBytes: 0 }, 1024).parkedSessionBytes).toBe(0);
   });
 
   it('maxTokens is bounded by the room left in the context', () => {
