@@ -1,7 +1,8 @@
 #!/usr/bin/env node
-// Builds llama.cpp's own programs (llama-simple, llama-bench, llama-batched-bench) from the addon's build folder, so
-// that the reference test and the benchmark run exactly the libllama/libggml the addon links; and our
-// own reference programs (cuda-llama-chat-reference, test/reference/), which link the same way.
+// Builds llama.cpp's own programs (llama-simple, llama-bench, llama-batched-bench, llama-server) from the addon's
+// build folder, so that the reference test and the benchmarks run exactly the libllama/libggml the addon links;
+// and our own reference programs (cuda-llama-chat-reference, test/reference/), which link the same way.
+// llama-server (the serving benchmark's reference, test/bench/serve.ts) is built without its web UI.
 //
 // Usage: node scripts/build-tools.mjs [target...]     (default: llama-simple llama-bench)
 import { spawnSync } from 'node:child_process';
