@@ -188,12 +188,13 @@ export function streamChat(agent: Agent, baseUrl: string, client: number, spec: 
       req.on('timeout', () => req.destroy(new Error(`no answer within ${REQUEST_TIMEOUT_MS / 1000} s`)));
       req.on('error', (e) => {
         // Node's documented retry: a reused socket that the server closed meanwhile fails at once,
-        // before any answer; the server never saw the request.
-        if (req.reusedSocket && !answered && !record.reconnected) {
+        // before any answer; the server never saw the request. The next pooled socket may be
+        // closed too; only a fresh connection's failure is an error.
+        if (req.reusedSocket && !answered) {
           record.reconnected = true;
           started = performance.now();
           send();
-        } else finish(`request: ${e.message}`);
+        } else finish(`request: ${e.message}${answered ? ' (after the answer began)' : ''}`);
       });
       req.end(body);
     };
@@ -206,18 +207,21 @@ export function streamChat(agent: Agent, baseUrl: string, client: number, spec: 
  * specs c, c + clients, ...): the server always has `clients` requests in flight until the end.
  */
 export async function runLevel(baseUrl: string, clients: number, specs: RequestSpec[]): Promise<LevelRun> {
-  const agent = new Agent({ keepAlive: true, maxSockets: clients });
+  // One keep-alive connection per client, as each OpenAI client holds its own: with one agent for
+  // all, a socket freed by one client's response goes to another client's queued request before its
+  // own client's next one, after the server (llama-server) may have closed it.
+  const agents = Array.from({ length: clients }, () => new Agent({ keepAlive: true, maxSockets: 1 }));
   try {
     const requests: RequestRecord[] = [];
     const started = performance.now();
     await Promise.all(
-      Array.from({ length: clients }, async (_, c) => {
+      agents.map(async (agent, c) => {
         for (let i = c; i < specs.length; i += clients) requests.push(await streamChat(agent, baseUrl, c, specs[i]!));
       }),
     );
     return { clients, requests, wallMs: performance.now() - started };
   } finally {
-    agent.destroy();
+    for (const agent of agents) agent.destroy();
   }
 }
 
