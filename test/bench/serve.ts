@@ -257,7 +257,7 @@ async function main(): Promise<void> {
   await writeFile(join(values.out, 'result.json'), `${JSON.stringify(serveResult, null, 1)}\n`);
   await writeFile(join(values.out, 'serve.md'), page);
   if (values['write-docs']) {
-    const docs = join(repoRoot, 'test', 'bench', 'results', 'latest', 'serve.md');
+    const docs = join(repoRoot, 'test', 'bench', 'results', 'latest', values.gpu ? 'serve-gpu.md' : 'serve.md');
     await writeFile(docs, page);
     log(`wrote ${relative(repoRoot, docs)}`);
   }
