@@ -148,7 +148,7 @@ export interface GenerateOptions {
   contextShift?: boolean | { keep?: number };
 }
 
-const loadKeys = [
+export const loadKeys = [
   'gpu',
   'gpuLayers',
   'mainGpu',
