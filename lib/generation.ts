@@ -24,8 +24,8 @@ export type StopReason = 'eos' | 'maxTokens' | 'stop' | 'abort' | 'contextFull';
 
 /**
  * Why a matching cached prefix was evaluated again: 'recurrentMemory' (a recurrent or hybrid model
- * cannot drop part of a sequence's state), 'slidingWindow' (a sliding-window cache has evicted what
- * a shorter prefix attends to), 'trimFailed' (llama_memory_seq_rm refused the partial removal),
+ * cannot drop part of a sequence's state, so only a prompt that continues all of it reuses it),
+ * 'slidingWindow' (a sliding-window cache has evicted what a shorter prefix attends to; likewise), 'trimFailed' (llama_memory_seq_rm refused the partial removal),
  * 'restoreFailed' (llama_state_seq_set_data refused the session's parked state).
  */
 export type CacheMiss = NativeCacheMiss;

@@ -259,6 +259,15 @@ void Engine::DropCancelled() {
   }
 }
 
+size_t Engine::ReusablePrefix(const std::vector<llama_token>& cached, const GenerationRequest& request) const {
+  if (!request.reuse_prefix) return 0;
+  const size_t reuse = std::min(CommonPrefix(cached, request.input), request.input.size() - 1);
+  // A recurrent state or a sliding window is correct for exactly the tokens it has seen, so it can
+  // only be continued: everything it holds must be kept.
+  if (no_reuse_reason_ != nullptr && reuse < cached.size()) return 0;
+  return reuse;
+}
+
 int32_t Engine::PickSequence(const GenerationRequest& request) const {
   if (hold_admissions_ && AnyRunning()) return -1;
   if (request.session != 0) {
@@ -275,7 +284,7 @@ int32_t Engine::PickSequence(const GenerationRequest& request) const {
   for (int32_t i = 0; i < static_cast<int32_t>(sequences_.size()); i++) {
     const Sequence& seq = sequences_[i];
     if (seq.request != nullptr) continue;
-    const size_t prefix = request.reuse_prefix ? CommonPrefix(seq.cached, request.input) : 0;
+    const size_t prefix = ReusablePrefix(seq.cached, request);
     // A sequence kept for another live session is taken last, and only for nothing in common.
     const bool kept = seq.session != 0 && seq.session != request.session;
     const size_t useful = kept ? 0 : prefix;
@@ -318,13 +327,10 @@ void Engine::Admit(GenerationRequest* request, int32_t seq_id) {
       miss = "restoreFailed";  // the sequence is cleared: everything is evaluated
     }
   }
-  const size_t prefix = request->reuse_prefix ? CommonPrefix(seq.cached, request->input) : 0;
-  size_t reuse = 0;
-  if (prefix > 0 && no_reuse_reason_ != nullptr) {
-    miss = no_reuse_reason_;
-  } else {
-    // At least the last token is evaluated: its logits give the first sample.
-    reuse = std::min(prefix, request->input.size() - 1);
+  size_t reuse = ReusablePrefix(seq.cached, *request);
+  if (reuse == 0 && no_reuse_reason_ != nullptr && request->reuse_prefix &&
+      CommonPrefix(seq.cached, request->input) > 0) {
+    miss = no_reuse_reason_;  // a prefix in common, but not all of what the sequence holds
   }
   llama_memory_t memory = llama_get_memory(ctx_);
   if (reuse < seq.cached.size()) {

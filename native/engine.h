@@ -110,6 +110,10 @@ class Engine {
   void DropCancelled();
   void Admit(GenerationRequest* request, int32_t seq);
   int32_t PickSequence(const GenerationRequest& request) const;
+  // The cached tokens of `cached` that `request` can keep: its common prefix with the prompt, less
+  // at least the prompt's last token (whose logits give the first sample), or 0 where the memory
+  // cannot drop the rest of `cached`.
+  size_t ReusablePrefix(const std::vector<llama_token>& cached, const GenerationRequest& request) const;
   void Finish(GenerationRequest* request, const char* reason);
   void Preempt(GenerationRequest* request);
   void RollBack();
@@ -131,7 +135,8 @@ class Engine {
   uint32_t n_ctx_seq_;
   int32_t n_batch_;
   int32_t n_ubatch_;
-  // Null when a cached prefix cannot be reused: recurrent or hybrid memory cannot drop a partial
+  // Null when any cached prefix can be reused. Otherwise only a sequence whose whole cache is a
+  // prefix of the prompt is (nothing is dropped): recurrent or hybrid memory cannot drop a partial
   // tail, and a sliding-window cache has already evicted what a shorter prefix would attend to.
   const char* no_reuse_reason_ = nullptr;
   bool can_shift_ = false;  // llama_memory_can_shift: positions can move (K is re-roped)
