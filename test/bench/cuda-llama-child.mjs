@@ -21,6 +21,7 @@
  *               the same test, as llama-bench warms up: pp decodes the first `tokens` tokens of the
  *               sample text; tg generates `tokens` tokens after a `shortPrompt`-token prompt
  *     prompts   { shortPrompt } -> { shortPrompt, longPrompt }: the token ids every side decodes
+ *     chatTexts, chat, arrivals: the scenario benchmarks' kinds, in cuda-llama-scenarios.mjs
  *   stdout: exactly one JSON line, the result
  *   stderr: everything else; on failure the error and exit code 1
  *
@@ -34,6 +35,7 @@ import { readFileSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import { Llama } from '../../dist/index.js';
 import { sampleTokens } from '../../dist/tools/tune.js';
+import { scenarioKinds, scenarioRequired } from './cuda-llama-scenarios.mjs';
 
 /**
  * The excluded warm-up before any measurement, as llama-bench's: a full prompt batch, then a
@@ -141,6 +143,7 @@ const kinds = {
 
   pp: (r) => engineSamples(r),
   tg: (r) => engineSamples(r),
+  ...scenarioKinds,
 
   async prompts(r) {
     // No warm-up: nothing is timed.
@@ -181,6 +184,7 @@ const required = {
   pp: ['tokens', 'samples', 'shortPrompt'],
   tg: ['tokens', 'samples', 'shortPrompt'],
   prompts: ['shortPrompt'],
+  ...scenarioRequired,
 };
 
 function readRequest() {

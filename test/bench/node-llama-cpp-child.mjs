@@ -3,7 +3,8 @@
  * spawns it; node-llama-cpp must never share a process with our libllama/libggml).
  *
  *   stdin:  the JSON request (NodeLlamaCppArgs plus installDir, batchSize and gpuLayers resolved),
- *           or with mode 'parallel' a NodeLlamaCppParallelArgs request
+ *           or with mode 'parallel' a NodeLlamaCppParallelArgs request, or with mode 'chat' or
+ *           'arrivals' a scenario request (node-llama-cpp-scenarios.mjs)
  *   stdout: exactly one JSON line, the NodeLlamaCppRun (or NodeLlamaCppParallelRun)
  *   stderr: everything else; on failure a message and exit code 1
  *
@@ -34,14 +35,16 @@ import { createRequire } from 'node:module';
 import { join, relative } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { pathToFileURL } from 'node:url';
+import { scenarioKeys, scenarioModes } from './node-llama-cpp-scenarios.mjs';
 
 // node-llama-cpp prints some notices through console.log/info; stdout is reserved for the result line.
 globalThis.console = new console.Console({ stdout: process.stderr, stderr: process.stderr });
 
 function readRequest() {
   const request = JSON.parse(readFileSync(0, 'utf8'));
-  const keys =
-    request.mode === 'parallel'
+  const keys = Object.hasOwn(scenarioKeys, request.mode)
+    ? scenarioKeys[request.mode]
+    : request.mode === 'parallel'
       ? ['installDir', 'modelPath', 'threads', 'window', 'batchSize', 'prompts', 'counts', 'genTokens', 'gpuLayers']
       : [
           'installDir',
@@ -60,7 +63,7 @@ function readRequest() {
   for (const key of keys) {
     if (request[key] === undefined) throw new TypeError(`request is missing ${key}`);
   }
-  if (request.mode !== 'parallel') {
+  if (request.mode === undefined) {
     // Every size gets an explicit count from the parent: a missing one would silently measure once.
     const counts = [
       ['ttftSamples', request.ttftSamples],
@@ -207,8 +210,11 @@ async function main() {
   // Llama.js falls back to whatever backend loads and reports it in llama.gpu: a CPU run must not
   // be recorded as a CUDA one.
   if (llama.gpu !== request.gpu) throw new Error(`asked node-llama-cpp for gpu ${request.gpu}, it loaded ${llama.gpu}`);
-  if (request.mode === 'parallel') {
-    const result = await measureParallel(llama, request);
+  if (request.mode === 'parallel' || Object.hasOwn(scenarioModes, request.mode)) {
+    const result =
+      request.mode === 'parallel'
+        ? await measureParallel(llama, request)
+        : await scenarioModes[request.mode](nlc, llama, request, { generate, clear });
     await llama.dispose();
     process.stdout.write(`${JSON.stringify(result)}\n`);
     return;

@@ -308,6 +308,21 @@ export function runNodeLlamaCppParallel(args: NodeLlamaCppParallelArgs): Promise
   return runChild({ ...args, mode: 'parallel', batchSize: 512, gpuLayers: args.gpuLayers ?? 'max', installDir: nodeLlamaCppDir });
 }
 
+export interface NodeLlamaCppScenarioArgs {
+  modelPath: string;
+  threads: number;
+  gpu: false | 'cuda';
+  gpuLayers?: number | 'max';
+  cudaLibraryDirs?: string[];
+  /** The mode's own fields (node-llama-cpp-scenarios.mjs lists them). */
+  [field: string]: unknown;
+}
+
+/** A scenario benchmark's side (chat-turns.ts, arrivals.ts: node-llama-cpp-scenarios.mjs) in a fresh child process; batch 512 as everywhere here. */
+export function runNodeLlamaCppScenario<T>(mode: 'chat' | 'arrivals', args: NodeLlamaCppScenarioArgs): Promise<T> {
+  return runChild<T>({ ...args, mode, batchSize: 512, gpuLayers: args.gpuLayers ?? 'max', installDir: nodeLlamaCppDir });
+}
+
 function runChild<T>(request: { cudaLibraryDirs?: string[]; [key: string]: unknown }): Promise<T> {
   const { cudaLibraryDirs, ...rest } = request;
   return runJsonChild<T>(childScriptPath, rest, childEnv(cudaLibraryDirs));

@@ -32,11 +32,12 @@ export interface OursParallelRun extends ParallelRun {
 }
 
 /** One prompt per sequence, each a different slice of the sample text (llama-batched-bench takes random tokens). */
-export function parallelPrompts(sample: number[]): number[][] {
+export function parallelPrompts(sample: number[], count: number = maxSequences, length: number = PARALLEL_PROMPT_TOKENS): number[][] {
   const body = sample.slice(1); // without BOS: each prompt gets its own
-  return Array.from({ length: maxSequences }, (_, i) => {
-    const start = (i * 7) % Math.max(1, body.length - PARALLEL_PROMPT_TOKENS);
-    return [sample[0]!, ...body.slice(start, start + PARALLEL_PROMPT_TOKENS - 1)];
+  if (body.length < length) throw new RangeError(`a ${sample.length}-token sample is too short for ${length}-token prompts`);
+  return Array.from({ length: count }, (_, i) => {
+    const start = (i * 7) % Math.max(1, body.length - length);
+    return [sample[0]!, ...body.slice(start, start + length - 1)];
   });
 }
 
@@ -53,20 +54,36 @@ export function runOursParallel(path: string, loadOptions: LoadOptions, prompts:
   });
 }
 
-export function batchedBenchArgs(model: string, threads: number, config: BenchConfig): string[] {
+/** What llama-batched-bench runs: compare.ts's parallel sequences unless another shape is given (arrivals.ts). */
+export interface BatchedBenchShape {
+  promptTokens: number;
+  genTokens: number;
+  counts: readonly number[];
+  /** Cells per sequence. */
+  window: number;
+}
+
+const parallelShape: BatchedBenchShape = {
+  promptTokens: PARALLEL_PROMPT_TOKENS,
+  genTokens: PARALLEL_GEN_TOKENS,
+  counts: PARALLEL_SEQUENCES,
+  window: PARALLEL_WINDOW,
+};
+
+export function batchedBenchArgs(model: string, threads: number, config: BenchConfig, shape: BatchedBenchShape = parallelShape): string[] {
   // -c: the whole cache; llama-batched-bench sets n_seq_max to the largest -npl, so each sequence
-  // gets PARALLEL_WINDOW cells, as ours does. Placement as llama-bench's rows (-ngl, -dev).
+  // gets `window` cells, as ours does. Placement as llama-bench's rows (-ngl, -dev).
   return [
     '-m',
     model,
     '-npp',
-    String(PARALLEL_PROMPT_TOKENS),
+    String(shape.promptTokens),
     '-ntg',
-    String(PARALLEL_GEN_TOKENS),
+    String(shape.genTokens),
     '-npl',
-    PARALLEL_SEQUENCES.join(','),
+    shape.counts.join(','),
     '-c',
-    String(PARALLEL_WINDOW * maxSequences),
+    String(shape.window * Math.max(...shape.counts)),
     '-t',
     String(threads),
     '-ngl',
@@ -88,15 +105,21 @@ interface BatchedBenchRow {
 }
 
 /** `env`: toolEnv() in llama-bench.ts. */
-export async function runBatchedBench(model: string, threads: number, config: BenchConfig, env?: NodeJS.ProcessEnv): Promise<ParallelRun> {
-  const { out, err } = await runProgram(batchedBenchPath, batchedBenchArgs(model, threads, config), env);
+export async function runBatchedBench(
+  model: string,
+  threads: number,
+  config: BenchConfig,
+  env?: NodeJS.ProcessEnv,
+  shape: BatchedBenchShape = parallelShape,
+): Promise<ParallelRun> {
+  const { out, err } = await runProgram(batchedBenchPath, batchedBenchArgs(model, threads, config, shape), env);
   // It logs its JSON rows through llama.cpp's logger, which may go to either stream.
   const rows = `${out}\n${err}`
     .split('\n')
     .filter((l) => l.startsWith('{"n_kv_max"'))
     .map((l) => JSON.parse(l) as BatchedBenchRow);
   const run: ParallelRun = { tg: {}, pp: {} };
-  for (const n of PARALLEL_SEQUENCES) {
+  for (const n of shape.counts) {
     const row = rows.find((r) => r.pl === n);
     if (!row) throw new Error(`llama-batched-bench printed no row for ${n} sequences:\n${out}`);
     if (row.n_gpu_layers !== config.ngl)

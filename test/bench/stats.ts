@@ -59,6 +59,46 @@ export function intervalVerdict(samples: number[], threshold: number): string {
   return `${i.low.toFixed(3)}–${i.high.toFixed(3)}, ${where}`;
 }
 
+export type Verdict = 'pass' | 'below' | 'above' | 'within noise';
+
+export interface TargetVerdict {
+  verdict: Verdict;
+  median: number;
+  /** Null with fewer than 6 samples: then the median alone decides. */
+  interval: MedianInterval | null;
+}
+
+/**
+ * A target read from paired rounds: `atLeast` the threshold (a speed ratio) or `atMost` it (a
+ * time ratio). 'pass' when the median's 95% interval lies wholly on the target's side, 'within
+ * noise' when it holds the threshold, else 'below' (an at-least target missed) or 'above' (an
+ * at-most one). Without an interval (under 6 rounds) the median alone decides: no 'within noise'.
+ */
+export function targetVerdict(samples: number[], threshold: number, direction: 'atLeast' | 'atMost' = 'atLeast'): TargetVerdict {
+  const { median } = stats(samples);
+  const interval = medianInterval(samples);
+  const [low, high] = interval ? [interval.low, interval.high] : [median, median];
+  const good = direction === 'atLeast' ? low >= threshold : high <= threshold;
+  const bad = direction === 'atLeast' ? high < threshold : low > threshold;
+  const verdict: Verdict = good ? 'pass' : bad ? (direction === 'atLeast' ? 'below' : 'above') : 'within noise';
+  return { verdict, median, interval };
+}
+
+/** The verdict as the pages write it: a miss in bold, and a median-only verdict marked as such. */
+export function verdictWords(v: TargetVerdict): string {
+  const words = v.verdict === 'below' || v.verdict === 'above' ? `**${v.verdict}**` : v.verdict;
+  return v.interval ? words : `${words} (median only: under 6 rounds)`;
+}
+
+/** "median [low–high]" with the 95% interval, or "median (min–max of n)" where there are too few samples for one. */
+export function medianWithInterval(samples: number[], digits: number): string {
+  const s = stats(samples);
+  const i = medianInterval(samples);
+  return i
+    ? `${s.median.toFixed(digits)} [${i.low.toFixed(digits)}–${i.high.toFixed(digits)}]`
+    : `${s.median.toFixed(digits)} (${s.min.toFixed(digits)}–${s.max.toFixed(digits)} of ${samples.length})`;
+}
+
 /** (max − min) / median: above 0.1 a small ratio difference is not worth reading. */
 export function spread(s: Stats): number {
   return (s.max - s.min) / s.median;
