@@ -2,7 +2,7 @@
 import type { LevelFigures } from './serve-load.js';
 import type { MemorySample, ModelShape, ServerName } from './serve-servers.js';
 import { SERVERS } from './serve-servers.js';
-import { intervalVerdict, stats, type Stats } from './stats.js';
+import { intervalVerdict, stats, targetVerdict, verdictWords, type Stats } from './stats.js';
 
 /** One server's memory in one round; samples are undefined where /proc could not be read. */
 export interface SideMemory {
@@ -84,13 +84,16 @@ function ratios(result: ServeResult, li: number, key: Key): number[] {
   });
 }
 
+/** Against a target of 1: pass only when the whole interval is on the right side, within noise when it holds 1. */
+function targetWords(samples: number[], target: 'higher' | 'lower'): string {
+  return verdictWords(targetVerdict(samples, 1, target === 'higher' ? 'atLeast' : 'atMost'));
+}
+
 function verdict(samples: number[], target: 'higher' | 'lower' | undefined): string {
   if (samples.length === 0) return '—';
-  const median = stats(samples).median;
   const interval = intervalVerdict(samples, 1);
   if (target === undefined) return `${interval} (no target)`;
-  const meets = target === 'higher' ? median >= 1 : median <= 1;
-  return `${meets ? 'meets' : '**misses**'} (${target === 'higher' ? '≥' : '≤'} 1); ${interval}`;
+  return `${targetWords(samples, target)} (${target === 'higher' ? '≥' : '≤'} 1); ${interval}`;
 }
 
 /** How many requests generated the same text on both servers, round by round (the same request ids, greedy). */
@@ -171,7 +174,14 @@ function memoryTable(result: ServeResult): string {
   const cell = (s: Stats | undefined) => (s ? `${mib(s.median)} (${mib(s.min)}–${mib(s.max)})` : '—');
   const line = (label: string, pick: (m: SideMemory) => number | undefined) =>
     `| ${label} | ${SERVERS.map((n) => cell(med(n, pick))).join(' | ')} |`;
-  const overhead = med('cuda-llama', (m) => m.peakRss - model - kv);
+  // llama.cpp's own memory beyond the file and the KV cache (CPU-repacked weights, compute
+  // buffers) is the same in both servers, since both run the same libllama on the same model and
+  // settings; what cuda-llama's server adds is its peak RSS less llama-server's, round by round.
+  const added = result.memory['cuda-llama'].flatMap((m, i) => {
+    const theirs = result.memory['llama-server'][i];
+    return theirs && Number.isFinite(m.peakRss - theirs.peakRss) ? [m.peakRss - theirs.peakRss] : [];
+  });
+  const overhead = added.length ? stats(added) : undefined;
   return [
     `| MiB, median (min–max) over rounds | ${SERVERS.join(' | ')} |`,
     '|---|---|---|',
@@ -185,10 +195,14 @@ function memoryTable(result: ServeResult): string {
     line(`**peak RSS − model file (${mib(model)}) − KV cache (${mib(kv)})**`, (m) => m.peakRss - model - kv),
     line('idle RSS − model file − KV cache', (m) => (m.idle ? m.idle.rss - model - kv : undefined)),
     line('peak RssAnon − KV cache', (m) => m.peakAnon - kv),
+    `| **peak RSS, cuda-llama's less llama-server's in the same round** (what Node, V8, Fastify and cuda-llama add) | ${cell(overhead)} | — |`,
     '',
-    `Target (issue 27): cuda-llama's memory beyond the model and the KV cache under ${OVERHEAD_TARGET_MIB} MiB: ` +
+    'Both servers hold far more than the file and the KV cache: llama.cpp repacks Q4_0 weights for the CPU into anonymous memory',
+    'and allocates its compute buffers, in both alike. So the server memory beyond the model and the KV cache is read as the',
+    "difference between the two servers' peak RSS (llama-server's own HTTP layer, a few MiB, is thereby counted as zero).",
+    `Target (issue 27): cuda-llama's server memory beyond the model and the KV cache under ${OVERHEAD_TARGET_MIB} MiB: ` +
       (overhead
-        ? `${overhead.median / MiB < OVERHEAD_TARGET_MIB ? 'meets' : '**misses**'} (peak RSS − model − KV, median ${mib(overhead.median)} MiB).`
+        ? `${overhead.max / MiB < OVERHEAD_TARGET_MIB ? 'meets' : '**misses**'} (median ${mib(overhead.median)} MiB, largest ${mib(overhead.max)} MiB).`
         : 'not measured.'),
   ].join('\n');
 }
@@ -205,9 +219,7 @@ export function renderPage(result: ServeResult): string {
       const sides = levelSides(result, li);
       const errors = SERVERS.map((n) => sum(sides[n].map((x) => x.figures.errors))).join(' / ');
       const cell = (r: number[], target: 'higher' | 'lower') =>
-        r.length === 0
-          ? '—'
-          : `${stats(r).median.toFixed(3)} ${(target === 'higher' ? stats(r).median >= 1 : stats(r).median <= 1) ? 'meets' : '**misses**'}`;
+        r.length === 0 ? '—' : `${stats(r).median.toFixed(3)} ${targetWords(r, target)}`;
       return `| ${clients} | ${cell(tps, 'higher')} | ${cell(ttft, 'lower')} | ${errors} |`;
     }),
   ].join('\n');
