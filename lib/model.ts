@@ -230,6 +230,7 @@ export class LlamaModel implements AsyncDisposable {
     return new LlamaSession({
       id,
       tokenize: (text, addSpecial) => Array.from(this.#native.tokenize(text, addSpecial, true)),
+      detokenize: (tokens) => this.#native.detokenize(Int32Array.from(tokens), false, true).toString('utf8'),
       generate: (tokens, options) => this.#generate(tokens, options, new this.#binary.addon.CancelFlag(), id),
       stream: (tokens, options) => this.#stream(tokens, options, id),
       chatPrompt: (messages, options) => {

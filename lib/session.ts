@@ -18,6 +18,8 @@ export interface SessionHost {
   readonly id: number;
   /** Token ids of `text` as generate() tokenizes a prompt; `addSpecial` adds BOS as the model wants. */
   tokenize(text: string, addSpecial: boolean): number[];
+  /** The text of `tokens`, special tokens written out, nothing removed: tokenize()'s inverse where there is one. */
+  detokenize(tokens: number[]): string;
   /** Generates from whole-conversation tokens in this session's sequence. */
   generate(tokens: number[], options: GenerateOptions): Promise<GenerateResult>;
   stream(tokens: number[], options: GenerateOptions): TextStream;
@@ -36,6 +38,11 @@ export interface SessionHost {
 export class LlamaSession implements AsyncDisposable {
   readonly #host: SessionHost;
   #tokens: number[] = [];
+  // What #tokens spell after a chat turn (the rendered prompt and the reply's text), so that the
+  // next turn keeps the reply's tokens as generated instead of tokenizing its text again, which for
+  // many outputs gives other tokens and would evaluate the reply and everything after it again.
+  // Undefined when the tokens do not spell a known text.
+  #text: string | undefined;
   #tail: Promise<unknown> = Promise.resolve();
   #disposed = false;
 
@@ -81,8 +88,8 @@ export class LlamaSession implements AsyncDisposable {
   chat(messages: ChatMessage[], options: ChatOptions = {}): Promise<ChatResult> {
     return this.#queue(() => {
       const { prompt, generate, finish } = this.#host.chatPrompt(messages, options);
-      const tokens = this.#host.tokenize(prompt, true);
-      return this.#host.generate(tokens, generate).then((result) => finish(this.#record(tokens, result)));
+      const tokens = this.#chatTokens(prompt);
+      return this.#host.generate(tokens, generate).then((result) => finish(this.#recordChat(prompt, tokens, result)));
     });
   }
 
@@ -90,9 +97,9 @@ export class LlamaSession implements AsyncDisposable {
   chatStream(messages: ChatMessage[], options: ChatOptions = {}): ChatStream {
     return this.#queuedStream(() => {
       const { prompt, generate, finish } = this.#host.chatPrompt(messages, options);
-      const tokens = this.#host.tokenize(prompt, true);
+      const tokens = this.#chatTokens(prompt);
       const inner = this.#host.stream(tokens, generate);
-      return { inner, result: inner.result.then((r) => finish(this.#record(tokens, r))) };
+      return { inner, result: inner.result.then((r) => finish(this.#recordChat(prompt, tokens, r))) };
     });
   }
 
@@ -133,6 +140,7 @@ export class LlamaSession implements AsyncDisposable {
   reset(): void {
     this.#assertAlive();
     this.#tokens = [];
+    this.#text = undefined;
   }
 
   /**
@@ -145,6 +153,7 @@ export class LlamaSession implements AsyncDisposable {
     this.#assertAlive();
     const twin = this.#host.fork();
     twin.#tokens = [...this.#tokens];
+    twin.#text = this.#text;
     return twin;
   }
 
@@ -185,6 +194,55 @@ export class LlamaSession implements AsyncDisposable {
 
   #record(prompt: number[], result: GenerateResult): GenerateResult {
     this.#tokens = [...prompt, ...result.tokens];
+    this.#text = undefined;
+    return result;
+  }
+
+  /**
+   * A chat turn's prompt tokens: where the rendering continues the text the session holds (the
+   * previous rendering and its reply, as a client resends them), the held tokens and the new
+   * text's; otherwise the whole rendering tokenized. Either way the tokens spell the rendering.
+   */
+  #chatTokens(prompt: string): number[] {
+    const last = this.#tokens.at(-1);
+    if (this.#text !== undefined && last !== undefined && prompt.startsWith(this.#text)) {
+      const rest = this.#tokensSpelling(prompt.slice(this.#text.length), last);
+      if (rest !== undefined) return [...this.#tokens, ...rest];
+    }
+    return this.#host.tokenize(prompt, true);
+  }
+
+  /** Tokens that add exactly `text` after the token `after`; undefined where none are found. */
+  #tokensSpelling(text: string, after: number): number[] | undefined {
+    const direct = this.#host.tokenize(text, false);
+    if (this.#spells(after, direct, text)) return direct;
+    // SentencePiece tokenizers put a space before the start of a text: tokenized behind a newline,
+    // the space lands there, and the tokens up to the newline are dropped.
+    const anchored = this.#host.tokenize(`\n${text}`, false);
+    for (let k = 1; k <= 2 && k < anchored.length; k++) {
+      if (this.#host.detokenize(anchored.slice(0, k)).endsWith('\n')) {
+        const rest = anchored.slice(k);
+        return this.#spells(after, rest, text) ? rest : undefined;
+      }
+    }
+    return undefined;
+  }
+
+  /**
+   * Whether `tokens` after the token `after` add exactly `text`. Detokenized behind `after`,
+   * because a detokenizer drops the space a text's first token starts with, which in the middle of
+   * a conversation is part of the text.
+   */
+  #spells(after: number, tokens: number[], text: string): boolean {
+    return this.#host.detokenize([after, ...tokens]) === this.#host.detokenize([after]) + text;
+  }
+
+  #recordChat(prompt: string, tokens: number[], result: GenerateResult): GenerateResult {
+    this.#tokens = [...tokens, ...result.tokens];
+    // A reply whose text is not exactly its tokens' (a stop string cut from it, a control token
+    // left out) is tokenized from the rendering next time.
+    const last = tokens.at(-1);
+    this.#text = last !== undefined && this.#spells(last, result.tokens, result.text) ? prompt + result.text : undefined;
     return result;
   }
 }
