@@ -7,6 +7,8 @@
 #   bash scripts/gpu-session.sh bench    the GPU benchmark: CPU / full / partial offload, sweeps, parallel,
 #                                        against node-llama-cpp too when .carry has it
 #   bash scripts/gpu-session.sh extras   paired rounds (GPU, GPU against node-llama-cpp, CPU), npm test, tune (two workloads), the tarball with the CUDA package
+#   bash scripts/gpu-session.sh serving  issues 26 and 27 on the GPU: arrivals at 1/16/64 sequences against llama-batched-bench,
+#                                        multi-turn chat, and the serving benchmark against llama-server at 1/16/64 clients
 #
 #   bash scripts/gpu-session.sh STEP NAME...   only the step's commands with these names (to redo
 #                                              one that failed, e.g. `extras test-pack-cuda`)
@@ -24,7 +26,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 
 step=${1:-}
-case "$step" in setup | bench | extras) ;; *) echo "usage: bash scripts/gpu-session.sh setup|bench|extras [NAME...]" >&2; exit 2 ;; esac
+case "$step" in setup | bench | extras | serving) ;; *) echo "usage: bash scripts/gpu-session.sh setup|bench|extras|serving [NAME...]" >&2; exit 2 ;; esac
 only=" ${*:2} "
 returned=${OUT:-$PWD/gpu-session-out}
 mkdir -p "$returned"
@@ -146,6 +148,13 @@ case "$step" in
     # Offline, from the carried cache, under the registry URL it was filled from (npm keys its cache by URL).
     registry=$(cat .carry/npm-registry.txt 2>/dev/null || echo https://registry.npmjs.org/)
     npm_config_cache=/tmp/npm-cache npm_config_offline=true npm_config_registry=$registry run test-pack-cuda node scripts/test-pack.mjs --build native --cuda
+    ;;
+  serving)
+    [ -n "$(ls test/.models/tinyllama1b-ctx32k-*-q4_0.gguf 2>/dev/null)" ] || always run bench-prepare npx tsx test/bench/compare.ts --prepare-only
+    run llama-server node scripts/build-tools.mjs llama-server
+    run arrivals npx tsx test/bench/arrivals.ts --gpu --requests 1,16,64 --rounds 8 --out "$OUT/arrivals" --write-docs --docs "$OUT/arrivals-gpu.md"
+    run serve npx tsx test/bench/serve.ts --gpu --clients 1,16,64 --rounds 6 --out "$OUT/serve"
+    run chat-turns npx tsx test/bench/chat-turns.ts --gpu --rounds 8 --out "$OUT/chat-turns" --write-docs --docs "$OUT/chat-turns-gpu.md"
     ;;
 esac
 
