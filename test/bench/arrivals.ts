@@ -57,9 +57,16 @@ interface NodeSideRun {
   traces: (RequestTrace & { eogTokens?: number })[];
   metrics: ArrivalMetrics;
 }
+/** cuda-llama's engineStats() over the measured requests. */
+interface EngineSteps {
+  steps: number;
+  decodeMs: number;
+  hostMs: number;
+}
+
 interface Round {
   order: Side[];
-  cudaLlama: NodeSideRun;
+  cudaLlama: NodeSideRun & { engine: EngineSteps };
   nodeLlamaCpp?: NodeSideRun;
   batchedBench: { tg: number; pp: number };
   otherCpu: OtherCpu;
@@ -153,7 +160,7 @@ async function main(): Promise<void> {
       for (const side of order) {
         if (side === 'cudaLlama') {
           const run = await timedSide(round.otherCpu!, side, () =>
-            runOursScenario<{ traces: RequestTrace[] }>({
+            runOursScenario<{ traces: RequestTrace[]; engine: EngineSteps }>({
               kind: 'arrivals',
               modelPath: model.path,
               loadOptions: { ...baseLoad, contextSize: window, sequences: n },
@@ -163,7 +170,7 @@ async function main(): Promise<void> {
               warmUpTokens: WARM_UP_TOKENS,
             }),
           );
-          round.cudaLlama = { traces: run.traces, metrics: arrivalMetrics(run.traces) };
+          round.cudaLlama = { traces: run.traces, metrics: arrivalMetrics(run.traces), engine: run.engine };
         } else if (side === 'nodeLlamaCpp') {
           const run = await timedSide(round.otherCpu!, side, () =>
             runNodeLlamaCppScenario<{ traces: RequestTrace[] }>('arrivals', {
@@ -280,6 +287,14 @@ async function main(): Promise<void> {
           runs.map((x) => x.batchedBench.pp),
           1,
         )} | — |`,
+        `| engine step: llama_decode (ms; cuda-llama's engineStats) | ${cell(
+          runs.map((x) => x.cudaLlama.engine.decodeMs / x.cudaLlama.engine.steps),
+          2,
+        )} | ${withTheirs ? '— | ' : ''}— | — |`,
+        `| engine step: host work around it (ms: sampling, detokenizing, events) | ${cell(
+          runs.map((x) => x.cudaLlama.engine.hostMs / x.cudaLlama.engine.steps),
+          3,
+        )} | ${withTheirs ? '— | ' : ''}— | — |`,
         `| tokens per request, fewest of all rounds (asked ${genTokens}) | ${fewest('cudaLlama')} (stop reasons: ${stopReasons}) | ${withTheirs ? `${fewest('nodeLlamaCpp')} | ` : ''}${genTokens} | — |`,
       ].join('\n'),
     );

@@ -80,6 +80,9 @@ async function arrivals(r) {
       r.prompts.map((p) => p.slice(0, r.warmUpTokens)),
       { maxTokens: 2, temperature: 0, cachePrompt: false },
     );
+    // The engine's own counters over the measured requests: how a step divides between
+    // llama_decode and the host work around it (sampling, detokenizing, handing tokens on).
+    const before = model.engineStats();
     const t0 = performance.now() + 20;
     const runs = r.prompts.map(
       (prompt, i) =>
@@ -111,7 +114,10 @@ async function arrivals(r) {
           );
         }),
     );
-    return { traces: await Promise.all(runs), contextInfo: model.contextInfo };
+    const traces = await Promise.all(runs);
+    const after = model.engineStats();
+    const engine = { steps: after.steps - before.steps, decodeMs: after.decodeMs - before.decodeMs, hostMs: after.hostMs - before.hostMs };
+    return { traces, engine, contextInfo: model.contextInfo };
   } finally {
     await model.dispose();
   }
