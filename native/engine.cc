@@ -381,32 +381,47 @@ bool Engine::Step() {
   outputs_.clear();
   chunks_.clear();
   int32_t generating = 0;
+  for (GenerationRequest* request : running) generating += request->generating ? 1 : 0;
+  // Prompt chunks first come, first served, within what the generating rows leave of the batch.
+  int32_t budget = n_batch_ - generating;
+  if (generating > 0) budget = std::min(budget, std::max(1, n_ubatch_ - generating));
+  chunk_sizes_.assign(sequences_.size(), 0);
+  for (GenerationRequest* request : running) {
+    if (request->generating || budget <= 0) continue;
+    const size_t left = request->input.size() - request->input_done;
+    chunk_sizes_[request->seq] = static_cast<int32_t>(std::min<size_t>(left, static_cast<size_t>(budget)));
+    budget -= chunk_sizes_[request->seq];
+  }
+  // A step of generating rows alone goes in sequence order: with a KV window per sequence (a
+  // stream each) llama.cpp puts only consecutive sequence ids in one micro-batch, so rows in any
+  // other order would split the step into several graph computations, each reading every weight.
+  // A step with prompt chunks keeps the order of admission.
+  const bool decode_only = std::all_of(chunk_sizes_.begin(), chunk_sizes_.end(), [](int32_t c) { return c == 0; });
+  if (decode_only) {
+    std::sort(running.begin(), running.end(),
+              [](const GenerationRequest* a, const GenerationRequest* b) { return a->seq < b->seq; });
+  }
   for (GenerationRequest* request : running) {
     if (!request->generating) continue;
     const Sequence& seq = sequences_[request->seq];
     outputs_.emplace_back(request,
                           batch.Add(request->next, static_cast<llama_pos>(seq.cached.size()), request->seq, true));
     in_batch_.push_back(request);
-    generating++;
   }
-  int32_t budget = n_batch_ - generating;
-  if (generating > 0) budget = std::min(budget, std::max(1, n_ubatch_ - generating));
   bool prompt_ends = false;
   for (GenerationRequest* request : running) {
-    if (request->generating || budget <= 0) continue;
-    const size_t left = request->input.size() - request->input_done;
-    const int32_t chunk = static_cast<int32_t>(std::min<size_t>(left, static_cast<size_t>(budget)));
-    const bool ends = static_cast<size_t>(chunk) == left;
+    const int32_t seq_id = request->seq;
+    const int32_t chunk = request->generating ? 0 : chunk_sizes_[seq_id];
+    if (chunk == 0) continue;
+    const bool ends = static_cast<size_t>(chunk) == request->input.size() - request->input_done;
     for (int32_t k = 0; k < chunk; k++) {
       const size_t at = request->input_done + k;
-      const int32_t index =
-          batch.Add(request->input[at], static_cast<llama_pos>(at), request->seq, ends && k == chunk - 1);
+      const int32_t index = batch.Add(request->input[at], static_cast<llama_pos>(at), seq_id, ends && k == chunk - 1);
       if (ends && k == chunk - 1) outputs_.emplace_back(request, index);
     }
     chunks_.emplace_back(request, chunk);
     in_batch_.push_back(request);
     prompt_ends = prompt_ends || ends;
-    budget -= chunk;
   }
 
   const auto decode_started = std::chrono::steady_clock::now();
@@ -424,7 +439,11 @@ bool Engine::Step() {
     if (rc == 2) {
       for (GenerationRequest* request : in_batch) Finish(request, "aborted");  // all of them were cancelled
     } else if (rc == 1 && running.size() > 1) {
-      Preempt(running.back());  // no KV cells for this step: the youngest makes room
+      // No KV cells for this step: the youngest makes room.
+      Preempt(
+          *std::max_element(running.begin(), running.end(), [](const GenerationRequest* a, const GenerationRequest* b) {
+            return a->admitted_order < b->admitted_order;
+          }));
     } else if (rc == 1) {
       Finish(running.front(), "contextFull");
     } else {

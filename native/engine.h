@@ -173,6 +173,7 @@ class Engine {
   // index), prompt chunks added (request, tokens), the greedy rows and their tokens.
   std::vector<std::pair<GenerationRequest*, int32_t>> outputs_;
   std::vector<std::pair<GenerationRequest*, int32_t>> chunks_;
+  std::vector<int32_t> chunk_sizes_;  // prompt tokens this step, by sequence
   std::vector<const float*> greedy_rows_;
   std::vector<llama_token> greedy_tokens_;
   // Requests of the decode in flight, read by AbortCallback: a decode is interrupted only when
