@@ -270,8 +270,8 @@ async function main(): Promise<void> {
           '  `session.prompt(text, { maxTokens, temperature: 0 })` each turn; it keeps the conversation in its sequence itself.',
           "- Template: the synthetic model declares llama.cpp's `chatml`, which cuda-llama renders through llama.cpp; node-llama-cpp's",
           '  ChatMLChatWrapper writes the same text (`<|im_start|>role\\n…<|im_end|>\\n`, then `<|im_start|>assistant\\n`). What differs: the',
-          "  vocabulary has no ChatML special tokens, so both tokenize the markers as text; node-llama-cpp keeps a reply's generated tokens in",
-          '  its history, cuda-llama re-renders the reply text, so a reply that tokenizes differently is evaluated again from there',
+          "  vocabulary has no ChatML special tokens, so both tokenize the markers as text; both keep a reply's generated tokens (cuda-llama's",
+          '  session where the new rendering continues the previous one and its reply, as here) and tokenize only the new text',
           "  (the evaluated counts show it); node-llama-cpp's batch is 512 (its micro-batch always equals its batch), cuda-llama's",
           "  llama.cpp's 2048/512.",
         ]
