@@ -98,18 +98,11 @@ export interface PlannedTensor {
 export function syntheticTensorPlan(shape: SyntheticModelShape, nVocab: number): PlannedTensor[] {
   if (shape.architecture === 'gemma2') return gemma2TensorPlan(shape, nVocab);
   if (shape.architecture === 'mamba') return mambaTensorPlan(shape, nVocab);
-  const { nEmbd, nFf, nLayer, nHead, nHeadKv } = shape;
-  const nEmbdKv = (nEmbd / nHead) * nHeadKv;
-  const f16 = (name: string, dims: number[]) => ({ name, dims, type: GgmlType.F16 });
-  const f32 = (name: string, dims: number[]) => ({ name, dims, type: GgmlType.F32 });
+  const { nEmbd, nFf, nLayer } = shape;
   const plan: PlannedTensor[] = [f16('token_embd.weight', [nEmbd, nVocab])];
   for (let i = 0; i < nLayer; i++) {
     plan.push(
-      f32(`blk.${i}.attn_norm.weight`, [nEmbd]),
-      f16(`blk.${i}.attn_q.weight`, [nEmbd, nEmbd]),
-      f16(`blk.${i}.attn_k.weight`, [nEmbd, nEmbdKv]),
-      f16(`blk.${i}.attn_v.weight`, [nEmbd, nEmbdKv]),
-      f16(`blk.${i}.attn_output.weight`, [nEmbd, nEmbd]),
+      ...attentionTensors(shape, i),
       f32(`blk.${i}.ffn_norm.weight`, [nEmbd]),
       f16(`blk.${i}.ffn_gate.weight`, [nEmbd, nFf]),
       f16(`blk.${i}.ffn_down.weight`, [nFf, nEmbd]),
@@ -120,20 +113,29 @@ export function syntheticTensorPlan(shape: SyntheticModelShape, nVocab: number):
   return plan;
 }
 
+const f16 = (name: string, dims: number[]): PlannedTensor => ({ name, dims, type: GgmlType.F16 });
+const f32 = (name: string, dims: number[]): PlannedTensor => ({ name, dims, type: GgmlType.F32 });
+
+/** Layer i's attention block, which llama and gemma2 share: its norm and the Q, K, V and output projections. */
+function attentionTensors(shape: SyntheticModelShape, i: number): PlannedTensor[] {
+  const { nEmbd, nHead, nHeadKv } = shape;
+  const nEmbdKv = (nEmbd / nHead) * nHeadKv;
+  return [
+    f32(`blk.${i}.attn_norm.weight`, [nEmbd]),
+    f16(`blk.${i}.attn_q.weight`, [nEmbd, nEmbd]),
+    f16(`blk.${i}.attn_k.weight`, [nEmbd, nEmbdKv]),
+    f16(`blk.${i}.attn_v.weight`, [nEmbd, nEmbdKv]),
+    f16(`blk.${i}.attn_output.weight`, [nEmbd, nEmbd]),
+  ];
+}
+
 /** llama_model_gemma2::load_arch_tensors: llama's set plus two post-norms a layer, output tied to token_embd. */
 function gemma2TensorPlan(shape: SyntheticModelShape, nVocab: number): PlannedTensor[] {
-  const { nEmbd, nFf, nLayer, nHead, nHeadKv } = shape;
-  const nEmbdKv = (nEmbd / nHead) * nHeadKv;
-  const f16 = (name: string, dims: number[]) => ({ name, dims, type: GgmlType.F16 });
-  const f32 = (name: string, dims: number[]) => ({ name, dims, type: GgmlType.F32 });
+  const { nEmbd, nFf, nLayer } = shape;
   const plan: PlannedTensor[] = [f16('token_embd.weight', [nEmbd, nVocab])];
   for (let i = 0; i < nLayer; i++) {
     plan.push(
-      f32(`blk.${i}.attn_norm.weight`, [nEmbd]),
-      f16(`blk.${i}.attn_q.weight`, [nEmbd, nEmbd]),
-      f16(`blk.${i}.attn_k.weight`, [nEmbd, nEmbdKv]),
-      f16(`blk.${i}.attn_v.weight`, [nEmbd, nEmbdKv]),
-      f16(`blk.${i}.attn_output.weight`, [nEmbd, nEmbd]),
+      ...attentionTensors(shape, i),
       f32(`blk.${i}.post_attention_norm.weight`, [nEmbd]),
       f32(`blk.${i}.ffn_norm.weight`, [nEmbd]),
       f16(`blk.${i}.ffn_gate.weight`, [nEmbd, nFf]),
@@ -158,8 +160,6 @@ function mambaSizes(shape: SyntheticModelShape): { dInner: number; dState: numbe
 function mambaTensorPlan(shape: SyntheticModelShape, nVocab: number): PlannedTensor[] {
   const { nEmbd, nLayer } = shape;
   const { dInner, dState, dtRank, dConv } = mambaSizes(shape);
-  const f16 = (name: string, dims: number[]) => ({ name, dims, type: GgmlType.F16 });
-  const f32 = (name: string, dims: number[]) => ({ name, dims, type: GgmlType.F32 });
   const plan: PlannedTensor[] = [f16('token_embd.weight', [nEmbd, nVocab])];
   for (let i = 0; i < nLayer; i++) {
     plan.push(
