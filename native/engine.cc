@@ -474,15 +474,21 @@ bool Engine::Step() {
 
 void Engine::Sample() {
   greedy_rows_.clear();
+  // The JS thread may cancel a request at any moment: each row's flag is read once, so that the
+  // rows picked together and the requests given their tokens are the same ones. Read twice, a
+  // cancellation in between gave every later greedy request the token of the row before its own.
+  cancelled_.clear();
   for (auto [request, index] : outputs_) {
-    if (request->argmax_only && !request->cancel->load()) greedy_rows_.push_back(llama_get_logits_ith(ctx_, index));
+    cancelled_.push_back(request->cancel->load() ? 1 : 0);
+    if (request->argmax_only && cancelled_.back() == 0) greedy_rows_.push_back(llama_get_logits_ith(ctx_, index));
   }
   greedy_tokens_.resize(greedy_rows_.size());
   const ggml_status status =
       argmax_->Run(greedy_rows_.data(), static_cast<int32_t>(greedy_rows_.size()), greedy_tokens_.data());
   size_t next_greedy = 0;
-  for (auto [request, index] : outputs_) {
-    if (request->cancel->load()) {
+  for (size_t i = 0; i < outputs_.size(); i++) {
+    auto [request, index] = outputs_[i];
+    if (cancelled_[i] != 0) {
       Finish(request, "aborted");
     } else if (request->argmax_only && status != GGML_STATUS_SUCCESS) {
       request->error_code = code::kDecode;

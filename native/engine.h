@@ -176,6 +176,7 @@ class Engine {
   std::vector<int32_t> chunk_sizes_;  // prompt tokens this step, by sequence
   std::vector<const float*> greedy_rows_;
   std::vector<llama_token> greedy_tokens_;
+  std::vector<char> cancelled_;  // each output row's cancel flag, as read once this step
   // Requests of the decode in flight, read by AbortCallback: a decode is interrupted only when
   // every request in it is cancelled, so one cancellation never costs the others their step.
   std::vector<GenerationRequest*> in_batch_;
