@@ -3,17 +3,12 @@
  * Node sides replay, and what one run's token times say (time to first token from the scheduled
  * arrival, time between tokens, aggregate and full-occupancy generation speed). No I/O, no clock.
  */
+import { mulberry32 } from '../fuzz/prng.js';
 
-/** mulberry32: a small seeded generator, uniform in [0, 1); the same seed gives the same sequence on every machine. */
+/** Uniform in [0, 1) from the fuzzers' mulberry32: the same seed gives the same sequence on every machine. */
 export function seededRandom(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  const next = mulberry32(seed);
+  return () => next() / 4294967296;
 }
 
 /**
