@@ -45,6 +45,13 @@ export const ErrorCode = {
   BUSY: 'ERR_BUSY',
   /** Llama.tune() could measure none of its configurations; `details.candidates` has each one's error. */
   TUNE: 'ERR_TUNE',
+  /**
+   * A grammar was refused before generation (llama.cpp's parser, or a guard against input that
+   * would crash it), or left no token to choose during generation (the request ended there).
+   */
+  GRAMMAR: 'ERR_GRAMMAR',
+  /** A JSON Schema uses what llama.cpp's grammar cannot enforce, cannot be satisfied, or is not a schema. */
+  JSON_SCHEMA: 'ERR_JSON_SCHEMA',
 } as const;
 
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
@@ -140,6 +147,9 @@ const nativeRemedies: Partial<Record<ErrorCode, string>> = {
   [ErrorCode.CHAT_TEMPLATE]:
     "fix the template (llama.cpp's reason is in the message), or pass options.template: Jinja text or a llama.cpp built-in name such as 'chatml'",
   [ErrorCode.QUANTIZE]: 'check that the input is an F32/F16 GGUF and that the output folder is writable',
+  [ErrorCode.GRAMMAR]:
+    'a grammar that can dead-end (allow no token) ends its request here: make every path of the grammar complete, or remove a logitBias of -Infinity on the tokens it needs',
+  [ErrorCode.JSON_SCHEMA]: "fix the schema; llama.cpp's reason is in the message",
   [ErrorCode.CUDA_UNAVAILABLE]:
     'a CUDA device went away after the GPU decision: check `nvidia-smi`; Llama.devices() lists what ggml sees now',
 };

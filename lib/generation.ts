@@ -7,6 +7,7 @@
 import { performance } from 'node:perf_hooks';
 import { StringDecoder } from 'node:string_decoder';
 import { fromNativeError } from './errors.js';
+import type { TokenLogprob, TokenTexts } from './logprobs.js';
 import { safeCallback } from './safe-callback.js';
 import type {
   NativeAddon,
@@ -16,9 +17,21 @@ import type {
   NativeContext,
   NativeModel,
   NativeRequestResult,
+  NativeSampler,
   NativeSamplerParams,
   NativeStopReason,
 } from './binding/native.js';
+
+/** Why a generation ended; chat() adds 'toolCalls' (the reply is one or more tool calls). */
+/** What a text piece came from: the generated tokens since the previous piece (with logprobs, their log probabilities). */
+export interface TextInfo {
+  /** Tokens generated since the previous piece (0 for text held back and let out at the end). */
+  tokens: number;
+  /** The prompt's length in tokens (the result's promptTokens), known from the first piece on. */
+  promptTokens: number;
+  /** With `logprobs`: those tokens with their log probabilities. */
+  logprobs?: TokenLogprob[];
+}
 
 export type StopReason = 'eos' | 'maxTokens' | 'stop' | 'abort' | 'contextFull';
 
@@ -33,8 +46,10 @@ export type CacheMiss = NativeCacheMiss;
 /**
  * Where a result's cachedTokens came from: 'resident' (the sequence's KV cache held them),
  * 'restored' (the session's KV state was parked in host memory while another request had its
- * sequence, and was copied back: LoadOptions.parkedSessionBytes), 'evaluated' (nothing was reused,
- * cachedTokens is 0).
+ * sequence, and was copied back: LoadOptions.parkedSessionBytes), 'shared' (a completion after
+ * the first of `n`: the first's evaluation of the prompt was copied into its sequence, so its
+ * prompt cost nothing; cachedTokens is the first's), 'evaluated' (nothing was reused, cachedTokens
+ * is 0).
  */
 export type CacheSource = NativeCacheSource;
 
@@ -72,6 +87,14 @@ export interface GenerateResult {
   stopReason: StopReason;
   /** The stop sequence that ended generation, when stopReason is 'stop'. */
   stopSequence?: string;
+  /** With `logprobs`: one entry per generated token (as `tokens`), with the best alternatives when `topLogprobs` > 0. */
+  logprobs?: TokenLogprob[];
+  /** With `jsonSchema`: the output parsed, when it is a complete value that matches the schema. */
+  parsed?: unknown;
+  /** With `jsonSchema`: why `parsed` is absent (the output was cut short, or does not match). */
+  parseError?: string;
+  /** With `n` > 1: every completion, the first of which is this result. */
+  choices?: GenerateResult[];
   timings: GenerationTimings;
 }
 
@@ -121,8 +144,19 @@ export interface GenerationRequest {
   contextShiftKeep?: number;
   /** The session (lib/session.ts) the prompts belong to; 0 or absent for none. */
   session?: number;
-  /** Receives each piece of text as soon as it is safe to show (never part of a stop sequence). */
-  onText?: (text: string, sequence: number) => void;
+  /** End-of-generation is masked until this many tokens (native minTokens). */
+  minTokens?: number;
+  /** The stop string that ended the output stays in the text. */
+  includeStopString?: boolean;
+  /** Special tokens left out of the text (default true), except `renderSpecial`. */
+  skipSpecial?: boolean;
+  renderSpecial?: Int32Array;
+  /** The prompts are n completions of one prompt: one evaluation, shared (a group id for the engine). */
+  group?: number;
+  /** Token texts for log probabilities (the model's; with the request's special-token rendering). */
+  tokenTexts?: TokenTexts;
+  /** Receives each piece of text as soon as it is safe to show (never part of a stop sequence), with the tokens that made it. */
+  onText?: (text: string, sequence: number, info: TextInfo) => void;
 }
 
 /** Longest suffix of `text` that is a proper prefix of some stop sequence (text that may yet become one). */
@@ -149,6 +183,8 @@ export class TextAssembler {
   constructor(
     private readonly stopSequences: string[],
     private readonly emit: (text: string) => void,
+    /** The stop string that ends the text stays at its end. */
+    private readonly includeStop = false,
   ) {}
 
   /** Adds a token's bytes; returns true when a stop sequence was found (nothing after it is emitted). */
@@ -165,7 +201,7 @@ export class TextAssembler {
       }
     }
     if (stopAt !== -1) {
-      this.#text = this.#text.slice(0, stopAt);
+      this.#text = this.#text.slice(0, stopAt + (this.includeStop ? this.stopSequence!.length : 0));
       this.#flushTo(this.#text.length);
       return true;
     }
@@ -206,19 +242,36 @@ const nativeStopReasons: Record<NativeStopReason, StopReason> = {
 class SequenceProgress {
   readonly tokens: number[] = [];
   readonly assembler: TextAssembler;
+  readonly logprobs: TokenLogprob[] | undefined;
+  /** Tokens (and their log probabilities) whose text is not emitted yet (held back for a possible stop string). */
+  #pending: TokenLogprob[] = [];
+  #pendingTokens = 0;
   firstTokenSeenAt = 0;
   firstTokenAt = 0;
   lastTokenAt = 0;
 
   constructor(
     stopSequences: string[],
-    emit: (text: string) => void,
+    emit: (text: string, info: Omit<TextInfo, 'promptTokens'>) => void,
     readonly cancel: NativeCancelFlag,
+    private readonly tokenTexts: TokenTexts | undefined,
+    includeStop: boolean,
   ) {
-    this.assembler = new TextAssembler(stopSequences, emit);
+    this.logprobs = tokenTexts ? [] : undefined;
+    this.assembler = new TextAssembler(
+      stopSequences,
+      (text) => {
+        const info: Omit<TextInfo, 'promptTokens'> = { tokens: this.#pendingTokens };
+        if (this.logprobs) info.logprobs = this.#pending;
+        this.#pending = [];
+        this.#pendingTokens = 0;
+        emit(text, info);
+      },
+      includeStop,
+    );
   }
 
-  push(token: number, piece: Uint8Array, atMs: number): void {
+  push(token: number, piece: Buffer, atMs: number, logprob?: number, topTokens?: Int32Array, topLogprobs?: Float32Array): void {
     // Tokens the context thread made before it saw the stop flag belong to nobody.
     if (this.assembler.stopSequence !== undefined) return;
     // Time to first token is what the caller sees (JS clock); throughput is the engine's own
@@ -229,6 +282,12 @@ class SequenceProgress {
     }
     this.lastTokenAt = atMs;
     this.tokens.push(token);
+    this.#pendingTokens++;
+    if (this.logprobs && this.tokenTexts && logprob !== undefined) {
+      const entry = this.tokenTexts.logprob(token, piece, logprob, topTokens ?? new Int32Array(), topLogprobs ?? new Float32Array());
+      this.logprobs.push(entry);
+      this.#pending.push(entry);
+    }
     if (this.assembler.push(piece)) this.cancel.cancel();
   }
 
@@ -253,40 +312,63 @@ export async function runGenerations(request: GenerationRequest): Promise<BatchR
   // A throwing onText ends the whole call; its error is the call's, once the native side is done.
   const onText = request.onText && safeCallback(request.onText, cancelAll);
   const sequences = request.prompts.map(
-    (_, index) => new SequenceProgress(request.stopSequences, (text) => onText?.call(text, index), cancels[index]!),
+    (_, index) =>
+      new SequenceProgress(
+        request.stopSequences,
+        (text, info) => onText?.call(text, index, { ...info, promptTokens: request.prompts[index]!.length }),
+        cancels[index]!,
+        request.sampler.logprobs >= 0 ? request.tokenTexts : undefined,
+        request.includeStopString === true,
+      ),
   );
   signal?.addEventListener('abort', cancelAll, { once: true });
   if (signal?.aborted) cancelAll();
 
   const everyToken = request.onText !== undefined || request.stopSequences.length > 0;
-  const samplers = request.prompts.map(
-    (_, i) => new addon.Sampler(model, { ...request.sampler, seed: (request.sampler.seed + i) % 2 ** 32 }),
-  );
   let settled: PromiseSettledResult<NativeRequestResult>[];
   try {
-    settled = await Promise.allSettled(
-      request.prompts.map((prompt, i) => {
-        const sequence = sequences[i]!;
-        return context
-          .submit(
-            prompt,
-            samplers[i]!,
-            request.maxTokens[i]!,
-            cancels[i]!,
-            everyToken,
-            request.cachePrompt,
-            (token, piece, atMs) => sequence.push(token, piece, atMs),
-            request.session ?? 0,
-            request.contextShiftKeep ?? -1,
-          )
-          .catch((error: unknown) => {
-            cancelAll(); // one request failed: the call fails, so the others stop too
-            throw error;
-          });
-      }),
-    );
+    // Built before anything is submitted: a sampler llama.cpp refuses (a grammar) fails the call whole.
+    const samplers: NativeSampler[] = [];
+    try {
+      for (let i = 0; i < request.prompts.length; i++) {
+        samplers.push(new addon.Sampler(model, { ...request.sampler, seed: (request.sampler.seed + i) % 2 ** 32 }));
+      }
+    } catch (error) {
+      for (const sampler of samplers) sampler.dispose();
+      throw fromNativeError(error, callSite);
+    }
+    try {
+      settled = await Promise.allSettled(
+        request.prompts.map((prompt, i) => {
+          const sequence = sequences[i]!;
+          return context
+            .submit(
+              prompt,
+              samplers[i]!,
+              cancels[i]!,
+              (token, piece, atMs, logprob, top, topLogprobs) => sequence.push(token, piece, atMs, logprob, top, topLogprobs),
+              {
+                maxTokens: request.maxTokens[i]!,
+                everyToken,
+                reusePrefix: request.cachePrompt,
+                minTokens: request.minTokens ?? 0,
+                skipSpecial: request.skipSpecial ?? true,
+                ...(request.renderSpecial ? { renderSpecial: request.renderSpecial } : {}),
+                session: request.session ?? 0,
+                contextShiftKeep: request.contextShiftKeep ?? -1,
+                ...(request.group !== undefined ? { group: request.group, groupSize: request.prompts.length } : {}),
+              },
+            )
+            .catch((error: unknown) => {
+              cancelAll(); // one request failed: the call fails, so the others stop too
+              throw error;
+            });
+        }),
+      );
+    } finally {
+      for (const sampler of samplers) sampler.dispose();
+    }
   } finally {
-    for (const sampler of samplers) sampler.dispose();
     signal?.removeEventListener('abort', cancelAll);
   }
   const failure = settled.find((s): s is PromiseRejectedResult => s.status === 'rejected');
@@ -313,6 +395,7 @@ export async function runGenerations(request: GenerationRequest): Promise<BatchR
       ...(n.cacheMiss !== null ? { cacheMiss: n.cacheMiss } : {}),
       stopReason,
       ...(assembler.stopSequence !== undefined ? { stopSequence: assembler.stopSequence } : {}),
+      ...(sequence.logprobs ? { logprobs: sequence.logprobs } : {}),
       timings: {
         promptMs,
         timeToFirstTokenMs: tokens.length > 0 ? sequence.firstTokenSeenAt - started : 0,

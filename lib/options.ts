@@ -4,10 +4,14 @@
  */
 import { readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
-import type { NativeContextParams, NativeSamplerParams } from './binding/native.js';
+import type { NativeContextParams } from './binding/native.js';
+import type { TextInfo } from './generation.js';
+import { samplingHints, samplingKeys, validateSamplingOptions, type SamplingOptions } from './sampling.js';
+import type { JsonSchema } from './structured/json-schema.js';
 import { GgmlType } from './gguf/ggml-types.js';
 import {
   expectObject,
+  expectString,
   optionalBoolean,
   optionalEnum,
   optionalFunction,
@@ -94,43 +98,55 @@ export interface LoadOptions {
 }
 
 /** generate() options for several prompts; onText also gets the prompt's index. */
-export interface BatchGenerateOptions extends Omit<GenerateOptions, 'onText'> {
+export interface BatchGenerateOptions extends Omit<GenerateOptions, 'onText' | 'n'> {
   /** Called with each piece of text as it is produced and the index of the prompt it belongs to. */
-  onText?: (text: string, index: number) => void;
+  onText?: (text: string, index: number, info: TextInfo) => void;
 }
 
-export interface GenerateOptions {
+export interface GenerateOptions extends SamplingOptions {
   /** Most tokens to generate. Default: until end-of-generation or the context is full. */
   maxTokens?: number;
-  /** 0 = greedy (deterministic). Default 0.8. */
-  temperature?: number;
-  /** Keep the K most likely tokens; 0 = off. Default 40. */
-  topK?: number;
-  /** Nucleus sampling; 1 = off. Default 0.95. */
-  topP?: number;
-  /** Drop tokens below minP × the best token's probability; 0 = off. Default 0.05. */
-  minP?: number;
-  /** Penalty for repeating recent tokens; 1 = off. Default 1. */
-  repeatPenalty?: number;
-  /** How many of the latest generated tokens repeatPenalty, frequencyPenalty and presencePenalty look at. Default 64. */
-  repeatLastN?: number;
+  /** End-of-generation tokens are not allowed before this many tokens are generated (a grammar that can only end still ends). Default 0. */
+  minTokens?: number;
   /**
-   * Subtracted from a token's logit once per time it occurs in the last repeatLastN generated
-   * tokens, as OpenAI's frequency_penalty; -2 to 2, 0 = off. Default 0.
+   * Never end at an end-of-generation token: generate exactly `maxTokens` (needs it), as serving
+   * benchmarks fix the output length. A grammar that can only end still ends. Default false.
    */
-  frequencyPenalty?: number;
-  /** Subtracted once from the logit of every token in the last repeatLastN generated tokens, as OpenAI's presence_penalty; -2 to 2, 0 = off. Default 0. */
-  presencePenalty?: number;
-  /** Seed for sampling. Default: random per call. */
-  seed?: number;
-  /** Stop before any of these strings; the stop string is not part of the result. */
+  ignoreEos?: boolean;
+  /** Stop before any of these strings; the stop string is not part of the result (see includeStopString). */
   stop?: string | string[];
+  /** The stop string that ended the output is kept at the end of `text`. Default false. */
+  includeStopString?: boolean;
+  /** Special (control) tokens the model writes are left out of the text. false: written out. Default true. */
+  skipSpecialTokens?: boolean;
+  /**
+   * GBNF text (llama.cpp's grammar format, starting at rule `root`): the output must match it.
+   * Checked before anything is decoded (ERR_GRAMMAR names the problem); a grammar that leaves no
+   * token to choose during generation ends the request with ERR_GRAMMAR. Not with jsonSchema.
+   */
+  grammar?: string;
+  /**
+   * A JSON Schema the output must match (llama.cpp's json_schema_to_grammar). Keywords it cannot
+   * enforce are refused with ERR_JSON_SCHEMA naming them (docs/structured-output.md lists what is
+   * supported); the result's `parsed` holds the value. Not with grammar.
+   */
+  jsonSchema?: JsonSchema;
+  /**
+   * Completions of the prompt: the prompt is evaluated once and its KV cache copied to the other
+   * sequences, each continuing with its own seed (seed + i). The result is the first; `choices`
+   * has all n. At most the load's `sequences`; not with stream() (use onText's `choice`). Default 1.
+   */
+  n?: number;
   /** Cancels the generation: rejects with `signal.reason`, or resolves with the text so far when stopOnAbort. */
   signal?: AbortSignal;
   /** With `signal`: resolve with what was generated instead of rejecting. Default false. */
   stopOnAbort?: boolean;
-  /** Called with each piece of text as it is produced (the same pieces `stream` yields). */
-  onText?: (text: string) => void;
+  /**
+   * Called with each piece of text as it is produced (the same pieces `stream` yields), the
+   * completion it belongs to (0 unless n > 1), and how many tokens made it (with `logprobs`, the
+   * tokens themselves).
+   */
+  onText?: (text: string, choice: number, info: TextInfo) => void;
   /**
    * Reuse the longest prefix of the prompt that an idle sequence still holds in its KV cache (an
    * earlier request's prompt and output), evaluating only the rest; the result's `cachedTokens`
@@ -170,17 +186,16 @@ export const loadKeys = [
   'signal',
 ] as const;
 const generateKeys = [
+  ...samplingKeys,
   'maxTokens',
-  'temperature',
-  'topK',
-  'topP',
-  'minP',
-  'repeatPenalty',
-  'repeatLastN',
-  'frequencyPenalty',
-  'presencePenalty',
-  'seed',
+  'minTokens',
+  'ignoreEos',
   'stop',
+  'includeStopString',
+  'skipSpecialTokens',
+  'grammar',
+  'jsonSchema',
+  'n',
   'signal',
   'stopOnAbort',
   'onText',
@@ -339,22 +354,35 @@ export interface ValidGenerateOptions extends GenerateOptions {
 export function validateGenerateOptions(input: unknown): ValidGenerateOptions {
   const options = expectObject('options', input);
   rejectUnknownKeys('options', options, generateKeys, {
+    ...samplingHints,
     nPredict: 'use maxTokens',
     maxNewTokens: 'use maxTokens',
-    temp: 'use temperature',
     onToken: 'use onText, or iterate model.stream()',
     stopSequences: 'use stop',
+    ignoreEOS: 'use ignoreEos',
+    json_schema: 'use jsonSchema',
+    responseFormat: "responseFormat is chat()'s; generate() takes jsonSchema",
   });
+  validateSamplingOptions(options);
   optionalInteger('options.maxTokens', options.maxTokens, 1, Number.MAX_SAFE_INTEGER);
-  optionalNumber('options.temperature', options.temperature, 0, 100);
-  optionalInteger('options.topK', options.topK, 0, 1_000_000);
-  optionalNumber('options.topP', options.topP, 0, 1, { minExclusive: true });
-  optionalNumber('options.minP', options.minP, 0, 1);
-  optionalNumber('options.repeatPenalty', options.repeatPenalty, 0, 100, { minExclusive: true });
-  optionalInteger('options.repeatLastN', options.repeatLastN, 0, 1_000_000);
-  optionalNumber('options.frequencyPenalty', options.frequencyPenalty, -2, 2);
-  optionalNumber('options.presencePenalty', options.presencePenalty, -2, 2);
-  optionalInteger('options.seed', options.seed, 0, 2 ** 32 - 1);
+  const minTokens = optionalInteger('options.minTokens', options.minTokens, 0, MAX_TOKENS_LIMIT);
+  if (minTokens !== undefined && options.maxTokens !== undefined && minTokens > (options.maxTokens as number)) {
+    throw rangeError('options.minTokens', `at most options.maxTokens (${options.maxTokens as number})`, minTokens);
+  }
+  if (optionalBoolean('options.ignoreEos', options.ignoreEos) === true && options.maxTokens === undefined) {
+    throw rangeError('options.maxTokens', 'set with ignoreEos (nothing else ends the generation)', undefined);
+  }
+  optionalBoolean('options.includeStopString', options.includeStopString);
+  optionalBoolean('options.skipSpecialTokens', options.skipSpecialTokens);
+  if (options.grammar !== undefined) expectString('options.grammar', options.grammar, { allowEmpty: false });
+  const schema = options.jsonSchema;
+  if (schema !== undefined && (schema === null || typeof schema !== 'object' || Array.isArray(schema))) {
+    throw typeError('options.jsonSchema', 'a JSON Schema object', schema);
+  }
+  if (options.grammar !== undefined && schema !== undefined) {
+    throw rangeError('options.grammar', 'not set together with jsonSchema (one constrains the output)', 'both');
+  }
+  optionalInteger('options.n', options.n, 1, 256);
   optionalSignal('options.signal', options.signal);
   optionalBoolean('options.stopOnAbort', options.stopOnAbort);
   optionalFunction('options.onText', options.onText);
@@ -384,18 +412,9 @@ export function validateGenerateOptions(input: unknown): ValidGenerateOptions {
   return { ...(options as GenerateOptions), stopSequences };
 }
 
-export function samplerParams(options: GenerateOptions): NativeSamplerParams {
-  return {
-    temperature: options.temperature ?? 0.8,
-    topK: options.topK ?? 40,
-    topP: options.topP ?? 0.95,
-    minP: options.minP ?? 0.05,
-    repeatPenalty: options.repeatPenalty ?? 1,
-    repeatLastN: options.repeatLastN ?? 64,
-    frequencyPenalty: options.frequencyPenalty ?? 0,
-    presencePenalty: options.presencePenalty ?? 0,
-    seed: options.seed ?? Math.floor(Math.random() * 2 ** 32),
-  };
+/** minTokens as the native layer takes it: ignoreEos is "never before maxTokens". */
+export function resolveMinTokens(options: GenerateOptions): number {
+  return options.ignoreEos === true ? MAX_TOKENS_LIMIT : (options.minTokens ?? 0);
 }
 
 /** The tokens a context shift keeps, or -1 when it is off (the native layer's encoding). */

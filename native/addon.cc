@@ -8,6 +8,7 @@
 #include "cancel_flag.h"
 #include "context.h"
 #include "fit_params.h"
+#include "grammar.h"
 #include "llama.h"
 #include "llama_adapter.h"
 #include "log.h"
@@ -56,6 +57,8 @@ Addon::Addon(Napi::Env env, Napi::Object exports) {
           InstanceValue("nvmlSample", Napi::Function::New(env, NvmlSample), napi_enumerable),
           InstanceValue("ggmlTypes", Napi::Function::New(env, GgmlTypes), napi_enumerable),
           InstanceValue("fileTypeName", Napi::Function::New(env, FileTypeName), napi_enumerable),
+          InstanceValue("grammarProblem", Napi::Function::New(env, GrammarProblemJs), napi_enumerable),
+          InstanceValue("jsonSchemaToGrammar", Napi::Function::New(env, JsonSchemaToGrammar), napi_enumerable),
           InstanceMethod<&Addon::BuildInfo>("buildInfo", napi_enumerable),
           InstanceMethod<&Addon::SystemInfo>("systemInfo", napi_enumerable),
       });

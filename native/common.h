@@ -28,6 +28,8 @@ inline constexpr const char* kContextFull = "ERR_CONTEXT_FULL";
 inline constexpr const char* kBusy = "ERR_BUSY";
 inline constexpr const char* kCudaUnavailable = "ERR_CUDA_UNAVAILABLE";
 inline constexpr const char* kChatTemplate = "ERR_CHAT_TEMPLATE";
+inline constexpr const char* kGrammar = "ERR_GRAMMAR";
+inline constexpr const char* kJsonSchema = "ERR_JSON_SCHEMA";
 }  // namespace code
 
 // A token's text as UTF-8 bytes (possibly part of a character). Never truncated: a piece longer

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <optional>
 
 #include "argmax.h"
@@ -70,6 +71,9 @@ Engine::Engine(llama_context* ctx, ggml_backend_t host_backend, size_t park_budg
       sequences_(llama_n_seq_max(ctx)),
       parked_(park_budget) {
   can_shift_ = llama_memory_can_shift(llama_get_memory(ctx));
+  for (llama_token t = 0; t < llama_vocab_n_tokens(vocab_); t++) {
+    if (llama_vocab_is_eog(vocab_, t)) eog_tokens_.push_back(t);
+  }
   const llama_model* model = llama_get_model(ctx);
   if (llama_model_is_recurrent(model) || llama_model_is_hybrid(model)) {
     no_reuse_reason_ = "recurrentMemory";
@@ -200,7 +204,7 @@ void Engine::Run() {
         return quit_.load() || !incoming_.empty() || !ended_sessions_.empty() || !waiting_.empty() || AnyRunning();
       });
       if (quit_.load()) break;
-      for (std::unique_ptr<GenerationRequest>& request : incoming_) waiting_.push_back(request.release());
+      for (std::unique_ptr<GenerationRequest>& request : incoming_) Arrive(request.release());
       incoming_.clear();
       for (uint32_t id : ended_sessions_) {
         for (Sequence& seq : sequences_) {
@@ -228,7 +232,7 @@ void Engine::Run() {
   }
   {
     std::lock_guard<std::mutex> lock(mutex_);
-    for (std::unique_ptr<GenerationRequest>& request : incoming_) waiting_.push_back(request.release());
+    for (std::unique_ptr<GenerationRequest>& request : incoming_) Arrive(request.release());
     incoming_.clear();
   }
   for (Sequence& seq : sequences_) {
@@ -352,19 +356,90 @@ void Engine::Admit(GenerationRequest* request, int32_t seq_id) {
     request->cache_miss = miss;
     request->cache_source = reuse == 0 ? "evaluated" : restored ? "restored" : "resident";
     request->admitted_at_ms = NowMs();
-    llama_sampler_reset(request->sampler);
   }
+}
+
+void Engine::Arrive(GenerationRequest* request) {
+  if (request->group != 0 && request->group_size > 1) {
+    auto it = forming_.find(request->group);
+    if (it == forming_.end()) {
+      request->awaiting = request->group_size - 1;
+      forming_.emplace(request->group, FormingGroup{request, request->group_size - 1});
+    } else {
+      FormingGroup& group = it->second;
+      if (group.leader != nullptr) {
+        request->leader = group.leader;
+        group.leader->followers.push_back(request);
+        group.leader->awaiting--;
+      }
+      if (--group.to_arrive == 0) forming_.erase(it);
+    }
+  }
+  waiting_.push_back(request);
+}
+
+void Engine::AdmitWaiting() {
+  while (!waiting_.empty()) {
+    GenerationRequest* request = waiting_.front();
+    if (request->leader != nullptr) {
+      // Never ahead of its leader in the queue; should it be, it runs on its own.
+      auto& followers = request->leader->followers;
+      followers.erase(std::remove(followers.begin(), followers.end(), request), followers.end());
+      request->leader = nullptr;
+    }
+    if (request->awaiting > 0) break;  // its group's other members are still on their way
+    if (!request->followers.empty()) {
+      // A group is admitted whole: the leader and a sequence for each follower.
+      const size_t idle = static_cast<size_t>(
+          std::count_if(sequences_.begin(), sequences_.end(), [](const Sequence& s) { return s.request == nullptr; }));
+      if (idle < request->followers.size() + 1) break;
+    }
+    const int32_t seq = PickSequence(*request);
+    if (seq < 0) break;
+    waiting_.pop_front();
+    Admit(request, seq);
+    for (GenerationRequest* follower : request->followers) {
+      waiting_.erase(std::find(waiting_.begin(), waiting_.end(), follower));
+      Admit(follower, PickSequence(*follower));
+    }
+  }
+}
+
+void Engine::ReleaseFollowers(GenerationRequest* leader) {
+  for (GenerationRequest* follower : leader->followers) follower->leader = nullptr;
+  leader->followers.clear();
+  if (leader->awaiting > 0) {
+    auto it = forming_.find(leader->group);
+    if (it != forming_.end() && it->second.leader == leader) it->second.leader = nullptr;
+    leader->awaiting = 0;
+  }
+}
+
+void Engine::ShareLeaderPrompt(GenerationRequest* leader, int32_t index) {
+  llama_memory_t memory = llama_get_memory(ctx_);
+  const double now = NowMs();
+  for (GenerationRequest* follower : leader->followers) {
+    // The whole sequence (-1, -1): across streams llama.cpp copies only whole buffers.
+    llama_memory_seq_rm(memory, follower->seq, -1, -1);
+    llama_memory_seq_cp(memory, leader->seq, follower->seq, -1, -1);
+    sequences_[follower->seq].cached = sequences_[leader->seq].cached;
+    follower->input = leader->input;
+    follower->input_done = follower->input.size();
+    follower->leader = nullptr;
+    follower->shared_prompt = true;
+    follower->cached_tokens = leader->cached_tokens;
+    follower->cache_miss = leader->cache_miss;
+    follower->cache_source = "shared";
+    follower->admitted_at_ms = leader->admitted_at_ms;
+    follower->prompt_done_at_ms = now;
+    outputs_.emplace_back(follower, index);
+  }
+  leader->followers.clear();
 }
 
 bool Engine::Step() {
   DropCancelled();
-  while (!waiting_.empty()) {
-    const int32_t seq = PickSequence(*waiting_.front());
-    if (seq < 0) break;
-    GenerationRequest* request = waiting_.front();
-    waiting_.pop_front();
-    Admit(request, seq);
-  }
+  AdmitWaiting();
 
   std::vector<GenerationRequest*> running;
   for (Sequence& seq : sequences_) {
@@ -387,7 +462,8 @@ bool Engine::Step() {
   if (generating > 0) budget = std::min(budget, std::max(1, n_ubatch_ - generating));
   chunk_sizes_.assign(sequences_.size(), 0);
   for (GenerationRequest* request : running) {
-    if (request->generating || budget <= 0) continue;
+    // A follower waits for its leader's prompt: nothing of its own to decode yet.
+    if (request->generating || request->leader != nullptr || budget <= 0) continue;
     const size_t left = request->input.size() - request->input_done;
     chunk_sizes_[request->seq] = static_cast<int32_t>(std::min<size_t>(left, static_cast<size_t>(budget)));
     budget -= chunk_sizes_[request->seq];
@@ -464,8 +540,12 @@ bool Engine::Step() {
   }
   if (prompt_ends) {
     const double now = NowMs();
-    for (auto [request, index] : outputs_) {
-      if (!request->generating && request->prompt_done_at_ms < 0) request->prompt_done_at_ms = now;
+    const size_t rows = outputs_.size();  // ShareLeaderPrompt appends the followers' rows
+    for (size_t i = 0; i < rows; i++) {
+      auto [request, index] = outputs_[i];
+      if (request->generating) continue;
+      if (request->prompt_done_at_ms < 0) request->prompt_done_at_ms = now;
+      if (!request->followers.empty()) ShareLeaderPrompt(request, index);
     }
   }
   Sample();
@@ -474,13 +554,16 @@ bool Engine::Step() {
 
 void Engine::Sample() {
   greedy_rows_.clear();
+  masked_rows_.clear();
   // The JS thread may cancel a request at any moment: each row's flag is read once, so that the
   // rows picked together and the requests given their tokens are the same ones. Read twice, a
   // cancellation in between gave every later greedy request the token of the row before its own.
   cancelled_.clear();
   for (auto [request, index] : outputs_) {
     cancelled_.push_back(request->cancel->load() ? 1 : 0);
-    if (request->argmax_only && cancelled_.back() == 0) greedy_rows_.push_back(llama_get_logits_ith(ctx_, index));
+    if (cancelled_.back() != 0) continue;
+    if (request->generated < request->min_tokens) MaskEog(index);
+    if (request->argmax_only) greedy_rows_.push_back(llama_get_logits_ith(ctx_, index));
   }
   greedy_tokens_.resize(greedy_rows_.size());
   const ggml_status status =
@@ -496,20 +579,93 @@ void Engine::Sample() {
                                " sequences on the ggml threadpool failed";
       request->status = status;
       Finish(request, "aborted");
+    } else if (request->argmax_only) {
+      sampled_ = SampledToken();
+      sampled_.token = greedy_tokens_[next_greedy++];
+      Accept(request, sampled_);
     } else {
-      Accept(request, request->argmax_only ? greedy_tokens_[next_greedy++]
-                                           : llama_sampler_sample(request->sampler, ctx_, index));
+      SampleWithSampler(request, index);
     }
   }
 }
 
-void Engine::Accept(GenerationRequest* request, llama_token token) {
+void Engine::SampleWithSampler(GenerationRequest* request, int32_t index) {
+  sampled_.token = LLAMA_TOKEN_NULL;
+  sampled_.error_code = nullptr;
+  sampled_.error_message.clear();
+  sampled_.top_tokens.clear();
+  sampled_.top_logprobs.clear();
+  request->sampler->Sample(ctx_, index, sampled_);
+  const bool masked =
+      std::any_of(masked_rows_.begin(), masked_rows_.end(), [index](const auto& row) { return row.first == index; });
+  if (sampled_.error_code != nullptr && masked) {
+    // Nothing but an end is left (a grammar that is complete, with min_tokens or ignore_eos): the
+    // masked ends are given back and the request ends the way its grammar does.
+    UnmaskEog(index);
+    sampled_.error_code = nullptr;
+    sampled_.error_message.clear();
+    sampled_.top_tokens.clear();
+    sampled_.top_logprobs.clear();
+    request->sampler->Sample(ctx_, index, sampled_);
+  }
+  if (sampled_.error_code != nullptr) {
+    request->error_code = sampled_.error_code;
+    request->error_message =
+        sampled_.error_message + " (after " + std::to_string(request->generated) + " generated tokens)";
+    Finish(request, "aborted");
+    return;
+  }
+  Accept(request, sampled_);
+}
+
+void Engine::MaskEog(int32_t index) {
+  if (eog_tokens_.empty()) return;
+  for (const auto& row : masked_rows_) {
+    if (row.first == index) return;  // a leader's row its followers share, masked once
+  }
+  float* logits = llama_get_logits_ith(ctx_, index);
+  std::vector<float> kept;
+  kept.reserve(eog_tokens_.size());
+  for (llama_token t : eog_tokens_) {
+    kept.push_back(logits[t]);
+    logits[t] = -INFINITY;
+  }
+  masked_rows_.emplace_back(index, std::move(kept));
+}
+
+void Engine::UnmaskEog(int32_t index) {
+  for (auto& row : masked_rows_) {
+    if (row.first != index) continue;
+    float* logits = llama_get_logits_ith(ctx_, index);
+    for (size_t k = 0; k < eog_tokens_.size(); k++) logits[eog_tokens_[k]] = row.second[k];
+    row.first = -1;  // given back; a second unmask of this row is a no-op
+    return;
+  }
+}
+
+void Engine::Accept(GenerationRequest* request, SampledToken& sampled) {
+  const llama_token token = sampled.token;
   if (llama_vocab_is_eog(vocab_, token)) {
     Finish(request, "eog");
     return;
   }
+  if (!request->argmax_only && !request->sampler->Accept(token, sampled)) {
+    request->error_code = sampled.error_code;
+    request->error_message = sampled.error_message;
+    Finish(request, "aborted");
+    return;
+  }
   const bool first = request->generated == 0;
-  Emit(EngineEvent{request, false, token, TokenPiece(vocab_, token, false), NowMs()}, request->every_token || first);
+  const bool special = !request->skip_special ||
+                       std::binary_search(request->render_special.begin(), request->render_special.end(), token);
+  EngineEvent event{request, false, token, TokenPiece(vocab_, token, special), NowMs()};
+  if (request->sampler->logprobs() >= 0) {
+    event.has_logprobs = true;
+    event.logprob = sampled.logprob;
+    event.top_tokens = sampled.top_tokens;
+    event.top_logprobs = sampled.top_logprobs;
+  }
+  Emit(std::move(event), request->every_token || first);
   request->generated++;
   if (request->generated >= request->max_tokens) {
     Finish(request, "maxTokens");
@@ -546,6 +702,12 @@ void Engine::RollBack() {
 }
 
 void Engine::Preempt(GenerationRequest* request) {
+  ReleaseFollowers(request);
+  if (request->leader != nullptr) {
+    auto& followers = request->leader->followers;
+    followers.erase(std::remove(followers.begin(), followers.end(), request), followers.end());
+    request->leader = nullptr;
+  }
   Sequence& seq = sequences_[request->seq];
   if (request->generating) {
     // Everything decoded so far plus the token still to decode; its logits give the next sample,
@@ -582,6 +744,12 @@ void Engine::FailBatch(const std::vector<GenerationRequest*>& in_batch, int32_t 
 
 void Engine::Finish(GenerationRequest* request, const char* reason) {
   request->stop_reason = reason;
+  ReleaseFollowers(request);
+  if (request->leader != nullptr) {
+    auto& followers = request->leader->followers;
+    followers.erase(std::remove(followers.begin(), followers.end(), request), followers.end());
+    request->leader = nullptr;
+  }
   if (request->seq >= 0) {
     Sequence& seq = sequences_[request->seq];
     if (request->dropped > 0) {
@@ -639,9 +807,19 @@ void Engine::DeliverEvents(Napi::Env env) {
     if (env == nullptr) continue;
     Napi::HandleScope scope(env);
     try {
-      request->on_token.Call({Napi::Number::New(env, event.token),
-                              Napi::Buffer<char>::Copy(env, event.piece.data(), event.piece.size()),
-                              Napi::Number::New(env, event.at_ms)});
+      if (event.has_logprobs) {
+        Napi::Int32Array top_tokens = Napi::Int32Array::New(env, event.top_tokens.size());
+        Napi::Float32Array top_logprobs = Napi::Float32Array::New(env, event.top_logprobs.size());
+        std::copy(event.top_tokens.begin(), event.top_tokens.end(), top_tokens.Data());
+        std::copy(event.top_logprobs.begin(), event.top_logprobs.end(), top_logprobs.Data());
+        request->on_token.Call(
+            {Napi::Number::New(env, event.token), Napi::Buffer<char>::Copy(env, event.piece.data(), event.piece.size()),
+             Napi::Number::New(env, event.at_ms), Napi::Number::New(env, event.logprob), top_tokens, top_logprobs});
+      } else {
+        request->on_token.Call({Napi::Number::New(env, event.token),
+                                Napi::Buffer<char>::Copy(env, event.piece.data(), event.piece.size()),
+                                Napi::Number::New(env, event.at_ms)});
+      }
     } catch (const Napi::Error& error) {
       if (!first_error) first_error = error;
     }

@@ -30,12 +30,14 @@
 #include <deque>
 #include <memory>
 #include <mutex>
+#include <unordered_map>
 #include <vector>
 
 #include "generation.h"
 #include "ggml-backend.h"
 #include "llama.h"
 #include "parked_sessions.h"
+#include "sampler.h"
 
 namespace cuda_llama {
 
@@ -106,6 +108,20 @@ class Engine {
   void Publish();
   void Fork(uint32_t parent, uint32_t child);
   void Sample();
+  // Masks the end-of-generation logits of `row` (min_tokens, ignore_eos), keeping what they were.
+  void MaskEog(int32_t index);
+  void UnmaskEog(int32_t index);
+  // Chooses `request`'s token for batch row `index` with its own sampler (not argmax_only).
+  void SampleWithSampler(GenerationRequest* request, int32_t index);
+  // A request leaves the queue for the engine: n-completion groups are formed here.
+  void Arrive(GenerationRequest* request);
+  // Admits waiting requests while sequences are free, first come, first served.
+  void AdmitWaiting();
+  // A leader's followers become requests of their own (it ended, or was preempted, first).
+  void ReleaseFollowers(GenerationRequest* leader);
+  // At the step a leader's last prompt token was decoded: its followers get a copy of its
+  // sequence and sample from its logits row `index`.
+  void ShareLeaderPrompt(GenerationRequest* leader, int32_t index);
   bool AnyRunning() const;
   void DropCancelled();
   void Admit(GenerationRequest* request, int32_t seq);
@@ -118,7 +134,7 @@ class Engine {
   void Preempt(GenerationRequest* request);
   void RollBack();
   void FailBatch(const std::vector<GenerationRequest*>& in_batch, int32_t rc);
-  void Accept(GenerationRequest* request, llama_token token);
+  void Accept(GenerationRequest* request, SampledToken& sampled);
   bool Shift(GenerationRequest* request);
   void Emit(EngineEvent event, bool wake);
   void WakeJs();
@@ -177,6 +193,17 @@ class Engine {
   std::vector<const float*> greedy_rows_;
   std::vector<llama_token> greedy_tokens_;
   std::vector<char> cancelled_;  // each output row's cancel flag, as read once this step
+  // n-completion groups whose members are still arriving: group id -> leader (null once the leader
+  // ended; later members then run on their own) and how many members are still to come.
+  struct FormingGroup {
+    GenerationRequest* leader;
+    int32_t to_arrive;
+  };
+  std::unordered_map<uint32_t, FormingGroup> forming_;
+  std::vector<llama_token> eog_tokens_;  // llama_vocab_is_eog over the vocabulary, read once
+  // This step's masked rows: batch index, then the eog_tokens_ logits as they were.
+  std::vector<std::pair<int32_t, std::vector<float>>> masked_rows_;
+  SampledToken sampled_;  // one row's outcome, kept to reuse its vectors' capacity
   // Requests of the decode in flight, read by AbortCallback: a decode is interrupted only when
   // every request in it is cancelled, so one cancellation never costs the others their step.
   std::vector<GenerationRequest*> in_batch_;

@@ -2,6 +2,7 @@
 #include "llama_adapter.h"
 
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -12,6 +13,7 @@
 #include "llama-arch.h"
 #include "llama-context.h"
 #include "llama-ext.h"
+#include "llama-grammar.h"
 #include "llama-model.h"
 #include "model.h"
 
@@ -25,6 +27,10 @@ static_assert(std::is_same_v<decltype(&llama_context::graph_reserve),
                              ggml_cgraph* (llama_context::*)(uint32_t, uint32_t, uint32_t,
                                                              const llama_memory_context_i*, bool, size_t*)>,
               "llama_context::graph_reserve changed: update native/llama_adapter.cc for the new llama.cpp pin");
+
+static_assert(
+    std::is_same_v<decltype(&llama_grammar_parser::parse_rule), const char* (llama_grammar_parser::*)(const char*)>,
+    "llama_grammar_parser::parse_rule changed: update GrammarProblem in native/llama_adapter.cc");
 
 namespace cuda_llama {
 namespace {
@@ -233,6 +239,125 @@ Napi::Value GraphPlacement(const Napi::CallbackInfo& info) {
   if (graph == nullptr) throw MakeError(env, code::kContextCreate, "could not build the compute graph");
   ggml_backend_sched_t sched = ctx->get_sched();
   return CensusToJs(env, TakeCensus(graph, sched), ggml_backend_sched_get_n_splits(sched), ggml_graph_n_nodes(graph));
+}
+
+namespace {
+
+// parse_space(src, newline_ok = true) of src/llama-grammar.cpp, which is file-local there:
+// whitespace, newlines and # comments.
+const char* SkipGrammarSpace(const char* pos) {
+  while (*pos == ' ' || *pos == '\t' || *pos == '#' || *pos == '\r' || *pos == '\n') {
+    if (*pos == '#') {
+      while (*pos && *pos != '\r' && *pos != '\n') pos++;
+    } else {
+      pos++;
+    }
+  }
+  return pos;
+}
+
+std::string RuleName(const llama_grammar_parser& parser, uint32_t id) {
+  for (const auto& [name, symbol] : parser.symbol_ids) {
+    if (symbol == id) return name;
+  }
+  return "#" + std::to_string(id);
+}
+
+// A rule that can start with itself (llama.cpp refuses such a grammar:
+// llama_grammar_detect_left_recursion, file-local in src/llama-grammar.cpp), found as llama.cpp
+// finds it, so that the verdict is its own: a rule "may be empty" only when one of its
+// alternatives is written empty, and a rule reference is leftmost while every reference before it
+// in its alternative may be empty. Iterative over the rules, so a long chain costs no stack.
+std::optional<uint32_t> LeftRecursiveRule(const llama_grammar_rules& rules) {
+  const size_t n = rules.size();
+  std::vector<bool> may_be_empty(n, false);
+  for (size_t i = 0; i < n; i++) {
+    bool at_start = true;
+    for (const llama_grammar_element& e : rules[i]) {
+      if (e.type == LLAMA_GRETYPE_ALT || e.type == LLAMA_GRETYPE_END) {
+        if (at_start) {
+          may_be_empty[i] = true;
+          break;
+        }
+        at_start = true;
+      } else {
+        at_start = false;
+      }
+    }
+  }
+  // leftmost[i]: the rules that can come first in rule i (each alternative's leading rule refs,
+  // past those that may be empty). A cycle in this graph is left recursion.
+  std::vector<std::vector<uint32_t>> leftmost(n);
+  for (size_t i = 0; i < n; i++) {
+    bool at_start = true;
+    for (const llama_grammar_element& e : rules[i]) {
+      if (e.type == LLAMA_GRETYPE_ALT || e.type == LLAMA_GRETYPE_END) {
+        at_start = true;
+        continue;
+      }
+      if (!at_start) continue;
+      if (e.type == LLAMA_GRETYPE_RULE_REF && e.value < n) {
+        leftmost[i].push_back(e.value);
+        if (!may_be_empty[e.value]) at_start = false;
+      } else {
+        at_start = false;
+      }
+    }
+  }
+  std::vector<uint8_t> state(n, 0);  // 0 unvisited, 1 on the path, 2 done
+  for (size_t start = 0; start < n; start++) {
+    if (state[start] != 0) continue;
+    std::vector<std::pair<uint32_t, size_t>> path{{static_cast<uint32_t>(start), 0}};
+    state[start] = 1;
+    while (!path.empty()) {
+      auto& [rule, next] = path.back();
+      if (next < leftmost[rule].size()) {
+        const uint32_t child = leftmost[rule][next++];
+        if (state[child] == 1) return child;
+        if (state[child] == 0) {
+          state[child] = 1;
+          path.emplace_back(child, 0);
+        }
+      } else {
+        state[rule] = 2;
+        path.pop_back();
+      }
+    }
+  }
+  return std::nullopt;
+}
+
+}  // namespace
+
+std::string GrammarProblem(const llama_vocab* vocab, const std::string& text, const std::string& root) {
+  llama_grammar_parser parser(vocab);
+  try {
+    // llama_grammar_parser::parse, without its fprintf to stderr.
+    const char* pos = SkipGrammarSpace(text.c_str());
+    while (*pos) pos = parser.parse_rule(pos);
+    for (size_t i = 0; i < parser.rules.size(); i++) {
+      if (parser.rules[i].empty()) return "undefined rule '" + RuleName(parser, static_cast<uint32_t>(i)) + "'";
+      for (const llama_grammar_element& e : parser.rules[i]) {
+        if (e.type == LLAMA_GRETYPE_RULE_REF && (e.value >= parser.rules.size() || parser.rules[e.value].empty())) {
+          return "undefined rule '" + RuleName(parser, e.value) + "'";
+        }
+      }
+    }
+  } catch (const std::exception& e) {
+    std::string message = e.what();
+    // The parser quotes the whole rest of the grammar after "at "; the first line is enough.
+    const size_t newline = message.find_first_of("\r\n");
+    if (newline != std::string::npos) message = message.substr(0, newline) + " ...";
+    if (message.size() > 200) message = message.substr(0, 200) + " ...";
+    return message;
+  }
+  if (parser.rules.empty()) return "the grammar has no rules";
+  if (parser.symbol_ids.find(root) == parser.symbol_ids.end()) return "the grammar has no rule named '" + root + "'";
+  if (auto rule = LeftRecursiveRule(parser.rules)) {
+    return "rule '" + RuleName(parser, *rule) +
+           "' is left-recursive (it can start with itself), which llama.cpp refuses";
+  }
+  return std::string();
 }
 
 }  // namespace cuda_llama

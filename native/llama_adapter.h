@@ -7,6 +7,10 @@
 
 #include <napi.h>
 
+#include <string>
+
+#include "llama.h"
+
 namespace cuda_llama {
 
 // JS: architectureSupported(name) -> boolean (llm_arch_from_string)
@@ -26,5 +30,12 @@ Napi::Value MemoryBreakdown(const Napi::CallbackInfo& info);
 // Builds and schedules (split only: allocates and computes nothing) the graph for a batch of
 // nTokens. Call it only while the context is idle; the next decode builds its own graph.
 Napi::Value GraphPlacement(const Napi::CallbackInfo& info);
+
+// What llama.cpp's GBNF parser (llama_grammar_parser, src/llama-grammar.h) finds wrong with
+// `text`, in its own words: a syntax error, an undefined rule, no rule named `root`, or left
+// recursion; empty when llama.cpp will accept it. The checks of llama_grammar_init_impl without its
+// prints to stderr. lib/structured/grammar-guards.ts has refused what would hang or crash the
+// parser before this is called (repetitions {m,n} with m > n, deep nesting). JS thread.
+std::string GrammarProblem(const llama_vocab* vocab, const std::string& text, const std::string& root);
 
 }  // namespace cuda_llama

@@ -136,6 +136,7 @@ Napi::Function Model::Define(Napi::Env env) {
   return DefineClass(env, "Model",
                      {StaticMethod<&Model::Load>("load"), InstanceMethod<&Model::Info>("info"),
                       InstanceMethod<&Model::Tokenize>("tokenize"), InstanceMethod<&Model::Detokenize>("detokenize"),
+                      InstanceMethod<&Model::TokenPieces>("tokenPieces"),
                       InstanceMethod<&Model::ApplyChatTemplate>("applyChatTemplate"),
                       InstanceMethod<&Model::ParseChatOutput>("parseChatOutput"),
                       InstanceMethod<&Model::Dispose>("dispose"), InstanceAccessor<&Model::IsDisposed>("disposed")});
@@ -155,6 +156,22 @@ Model::Model(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Model>(info) {
 Model::~Model() {
   Free();
   registry_->erase(this);
+}
+
+const std::vector<llama_token>& Model::NonUtf8Tokens(Napi::Env env) {
+  if (!non_utf8_found_) {
+    const llama_vocab* vocab = llama_model_get_vocab(Get(env));
+    for (llama_token t = 0; t < llama_vocab_n_tokens(vocab); t++) {
+      for (unsigned char byte : TokenPiece(vocab, t, true)) {
+        if (byte == 0xC0 || byte == 0xC1 || byte >= 0xF5) {
+          non_utf8_tokens_.push_back(t);
+          break;
+        }
+      }
+    }
+    non_utf8_found_ = true;
+  }
+  return non_utf8_tokens_;
 }
 
 void Model::Free() {
@@ -302,6 +319,25 @@ Napi::Value Model::Detokenize(const Napi::CallbackInfo& info) {
                          static_cast<int32_t>(text.size()), remove_special, unparse_special);
   }
   return Napi::Buffer<char>::Copy(env, text.data(), static_cast<size_t>(std::max(n, 0)));
+}
+
+Napi::Value Model::TokenPieces(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  llama_model* model = Get(env);
+  if (info.Length() < 2 || !info[0].IsTypedArray() ||
+      info[0].As<Napi::TypedArray>().TypedArrayType() != napi_int32_array) {
+    throw Napi::TypeError::New(env, "tokenPieces(Int32Array, special)");
+  }
+  Napi::Int32Array tokens = info[0].As<Napi::Int32Array>();
+  const llama_vocab* vocab = llama_model_get_vocab(model);
+  CheckTokens(env, vocab, tokens.Data(), tokens.ElementLength());
+  const bool special = info[1].ToBoolean();
+  Napi::Array pieces = Napi::Array::New(env, tokens.ElementLength());
+  for (size_t i = 0; i < tokens.ElementLength(); i++) {
+    const std::string piece = TokenPiece(vocab, tokens[i], special);
+    pieces.Set(static_cast<uint32_t>(i), Napi::Buffer<char>::Copy(env, piece.data(), piece.size()));
+  }
+  return pieces;
 }
 
 Napi::Value Model::ApplyChatTemplate(const Napi::CallbackInfo& info) {

@@ -6,6 +6,7 @@
 
 #include <memory>
 #include <set>
+#include <vector>
 
 #include "llama.h"
 
@@ -31,12 +32,21 @@ class Model : public Napi::ObjectWrap<Model> {
   // Frees the contexts, then the model. Idempotent. Also called at env teardown.
   void Free();
 
+  // Tokens holding a byte that never occurs in UTF-8 (C0, C1, F5-FF), found once (JS thread).
+  // llama.cpp's grammar engine decodes such bytes to "characters" above U+10FFFF that its negated
+  // classes (a JSON string's character, [^...]) accept, while the text they make is invalid; the
+  // sampler bans them whenever a grammar holds the output (native/sampler.cc).
+  const std::vector<llama_token>& NonUtf8Tokens(Napi::Env env);
+
  private:
   // JS: Model.load(path, params, onProgress | undefined, cancelFlag | undefined) -> Promise<Model>
   static Napi::Value Load(const Napi::CallbackInfo& info);
   Napi::Value Info(const Napi::CallbackInfo& info);
   Napi::Value Tokenize(const Napi::CallbackInfo& info);
   Napi::Value Detokenize(const Napi::CallbackInfo& info);
+  // JS: tokenPieces(Int32Array, special) -> Buffer[]: each token's own text (llama_token_to_piece),
+  // as the engine streams it (log probabilities name their alternatives with these).
+  Napi::Value TokenPieces(const Napi::CallbackInfo& info);
   // Chat templates and the chat parser: native/chat_templates.cc.
   Napi::Value ApplyChatTemplate(const Napi::CallbackInfo& info);
   Napi::Value ParseChatOutput(const Napi::CallbackInfo& info);
@@ -45,6 +55,8 @@ class Model : public Napi::ObjectWrap<Model> {
 
   llama_model* model_ = nullptr;
   std::set<Context*> contexts_;
+  std::vector<llama_token> non_utf8_tokens_;
+  bool non_utf8_found_ = false;
   std::shared_ptr<std::set<Model*>> registry_;  // the Addon's live models (outlives the Addon)
 };
 

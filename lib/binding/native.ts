@@ -101,8 +101,8 @@ export type NativeStopReason = 'eog' | 'maxTokens' | 'aborted' | 'contextFull';
 /** Why a cached prefix could not be reused (cachedTokens is then 0). */
 export type NativeCacheMiss = 'recurrentMemory' | 'slidingWindow' | 'trimFailed' | 'restoreFailed';
 
-/** Where cachedTokens came from: the sequence as it was, a parked session state restored into it, or nowhere (0). */
-export type NativeCacheSource = 'resident' | 'restored' | 'evaluated';
+/** Where cachedTokens came from: the sequence as it was, a parked session state restored into it, another completion of the same request (n), or nowhere (0). */
+export type NativeCacheSource = 'resident' | 'restored' | 'shared' | 'evaluated';
 
 /** What the engine published after its last step (atomic reads; not one snapshot). */
 export interface NativeEngineStats {
@@ -130,18 +130,69 @@ export interface NativeRequestResult {
   preemptions: number;
   /** Tokens a context shift dropped from the window. */
   droppedTokens: number;
+  /** A follower of an n-completion group that got its leader's prompt evaluation (a copy of its KV cache). */
+  sharedPrompt: boolean;
 }
 
+/** A grammar for the sampler (common_params_sampling.grammar and friends). */
+export interface NativeGrammar {
+  text: string;
+  /** 'user': the caller's GBNF; 'output': from a JSON schema; 'toolCalls': a chat template's tool-call grammar. The last two are fed `generationPrompt` first. */
+  kind: 'user' | 'output' | 'toolCalls';
+  /** Applied only once a trigger appears in the output (common_grammar_trigger). */
+  lazy: boolean;
+  triggers: NativeGrammarTrigger[];
+  /** The text the prompt ends with that the grammar also starts with ('' for none). */
+  generationPrompt: string;
+}
+
+export interface NativeGrammarTrigger {
+  type: 'token' | 'word' | 'pattern' | 'patternFull';
+  value: string;
+  /** For 'token': the token id. */
+  token?: number;
+}
+
+/** common_params_sampling as lib/ resolves it: every field is set (lib/options.ts owns the defaults). */
 export interface NativeSamplerParams {
   temperature: number;
   topK: number;
   topP: number;
   minP: number;
+  typicalP: number;
+  topNSigma: number;
+  xtcProbability: number;
+  xtcThreshold: number;
   repeatPenalty: number;
   repeatLastN: number;
   frequencyPenalty: number;
   presencePenalty: number;
+  dryMultiplier: number;
+  dryBase: number;
+  dryAllowedLength: number;
+  dryPenaltyLastN: number;
+  drySequenceBreakers: string[];
+  /** 0 off, 1 or 2: the mirostat version. */
+  mirostat: number;
+  mirostatTau: number;
+  mirostatEta: number;
   seed: number;
+  /** -1: no log probabilities; 0-20: the chosen token's and that many alternatives'. */
+  logprobs: number;
+  logitBias?: { tokens: Int32Array; biases: Float32Array };
+  grammar?: NativeGrammar;
+  /** common's reasoning budget sampler: after `tokens` tokens of reasoning, `message` and the first end tag are forced. */
+  reasoningBudget?: { tokens: number; startTag: string; endTags: string[]; message: string };
+}
+
+/** One message as common_chat_msg takes it. */
+export interface NativeChatMessage {
+  role: string;
+  content: string;
+  reasoning?: string;
+  toolCalls?: { id: string; name: string; arguments: string }[];
+  toolCallId?: string;
+  toolName?: string;
 }
 
 /** common_chat_templates_inputs fields lib/ may set; undefined keeps common's default. */
@@ -150,9 +201,17 @@ export interface NativeChatOptions {
   enableThinking?: boolean;
   /** chat_template_kwargs: each value is JSON text. */
   variables?: Record<string, string>;
+  /** common_chat_tool: parameters as JSON text. */
+  tools?: { name: string; description: string; parameters: string }[];
+  toolChoice?: 'auto' | 'none' | 'required';
+  parallelToolCalls?: boolean;
+  /** A named tool_choice: with toolChoice 'required', the grammar and parser allow this tool only (the prompt lists all). */
+  onlyTool?: string;
+  /** A JSON schema (JSON text) the reply must match (response_format). */
+  jsonSchema?: string;
 }
 
-/** common_chat_params: the rendered prompt and what common's chat parser needs for the reply. */
+/** common_chat_params: the rendered prompt, the grammar for the reply and what common's chat parser needs. */
 export interface NativeChatPrompt {
   prompt: string;
   /** common_chat_format, and its common_chat_format_name */
@@ -168,6 +227,21 @@ export interface NativeChatPrompt {
   additionalStops: string[];
   /** false: a built-in name, rendered by llama_chat_apply_template. */
   jinja: boolean;
+  /** The reply's grammar ('' for none): tool calls, or the JSON schema; with tool_choice 'required' rebuilt without free content (native/chat_templates.cc). */
+  grammar: string;
+  grammarLazy: boolean;
+  grammarTriggers: NativeGrammarTrigger[];
+  /** Texts the template's format relies on; the single-token ones are rendered in the reply text. */
+  preservedTokens: string[];
+  /** With tools (not 'none'): the template has a tool-call format llama.cpp can constrain. */
+  toolFormat: boolean;
+}
+
+/** common_chat_parse's message: the answer, the reasoning, and the tool calls (arguments as the text the model wrote). */
+export interface NativeParsedReply {
+  content: string;
+  reasoning: string;
+  toolCalls: { name: string; arguments: string; id: string }[];
 }
 
 export interface NativeModel {
@@ -177,22 +251,24 @@ export interface NativeModel {
   tokenize(text: string, addSpecial: boolean, parseSpecial: boolean): Int32Array;
   /** llama_detokenize (UTF-8 bytes) */
   detokenize(tokens: Int32Array, removeSpecial: boolean, unparseSpecial: boolean): Buffer;
+  /** llama_token_to_piece for each token: its own text, as the engine streams it (UTF-8 bytes, possibly part of a character). */
+  tokenPieces(tokens: Int32Array, special: boolean): Buffer[];
   /**
    * common_chat_templates_init + common_chat_templates_apply (llama-common; Jinja, or
    * llama_chat_apply_template for a built-in name). null: no template given and the model has none.
    * Throws ERR_CHAT_TEMPLATE with llama.cpp's reason when the template cannot be parsed or rendered.
    */
-  applyChatTemplate(
-    template: string | null,
-    messages: { role: string; content: string }[],
-    options: NativeChatOptions,
-  ): NativeChatPrompt | null;
-  /** common_chat_parse with the parser applyChatTemplate returned; throws ERR_CHAT_TEMPLATE when the text does not fit it. */
+  applyChatTemplate(template: string | null, messages: NativeChatMessage[], options: NativeChatOptions): NativeChatPrompt | null;
+  /**
+   * common_chat_parse with the parser applyChatTemplate returned (tool calls read when `toolCalls`);
+   * throws ERR_CHAT_TEMPLATE when the text does not fit it.
+   */
   parseChatOutput(
     text: string,
     prompt: Pick<NativeChatPrompt, 'format' | 'generationPrompt' | 'parser'>,
     partial: boolean,
-  ): { content: string; reasoning: string };
+    toolCalls?: boolean,
+  ): NativeParsedReply;
   /** llama_model_free (contexts first) */
   dispose(): void;
   readonly disposed: boolean;
@@ -210,22 +286,13 @@ export interface NativeContext {
   submit(
     prompt: Int32Array,
     sampler: NativeSampler,
-    maxTokens: number,
     cancel: NativeCancelFlag,
     /**
-     * true: onToken runs as tokens come (streaming, stop sequences). false: only the first token
-     * comes at once (time to first token); the rest ride along with later wake-ups or the end, so
-     * the event loop does not wake, and take a core from the decode, once per token.
+     * Called in order for every token; `atMs` is when the engine produced it, on its clock. With a
+     * sampler that asked for log probabilities, also the token's and the best alternatives'.
      */
-    everyToken: boolean,
-    /** false: evaluate the whole prompt even where a sequence holds a prefix of it. */
-    reusePrefix: boolean,
-    /** Called in order for every token; `atMs` is when the engine produced it, on its clock. */
-    onToken: (token: number, piece: Buffer, atMs: number) => void,
-    /** A session id (lib/session.ts), 0 or absent for none: its requests go back to the sequence its last one used. */
-    session?: number,
-    /** Tokens to keep when the window is full and the rest is shifted (llama_memory_seq_rm + llama_memory_seq_add); -1 or absent: no shift. */
-    contextShiftKeep?: number,
+    onToken: (token: number, piece: Buffer, atMs: number, logprob?: number, topTokens?: Int32Array, topLogprobs?: Float32Array) => void,
+    options: NativeSubmitOptions,
   ): Promise<NativeRequestResult>;
   /** The session's sequence is no longer kept for it (no llama.cpp call: the engine's own bookkeeping). */
   endSession(id: number): void;
@@ -238,7 +305,33 @@ export interface NativeContext {
   readonly disposed: boolean;
 }
 
-/** llama_sampler_chain_* with penalties, top_k, top_p, min_p, temp, dist or greedy. */
+/** submit()'s per-request settings. */
+export interface NativeSubmitOptions {
+  /** Tokens to generate at most (1 to 2^31-1). */
+  maxTokens: number;
+  /**
+   * true: onToken runs as tokens come (streaming, stop sequences). false: only the first token
+   * comes at once (time to first token); the rest ride along with later wake-ups or the end, so
+   * the event loop does not wake, and take a core from the decode, once per token.
+   */
+  everyToken: boolean;
+  /** false: evaluate the whole prompt even where a sequence holds a prefix of it. */
+  reusePrefix: boolean;
+  /** End-of-generation tokens are masked until this many tokens are generated (2^31-1: never end before maxTokens). Default 0. */
+  minTokens?: number;
+  /** Special tokens are left out of the text (default), except those in renderSpecial. */
+  skipSpecial?: boolean;
+  renderSpecial?: Int32Array;
+  /** A session id (lib/session.ts), 0 or absent for none: its requests go back to the sequence its last one used. */
+  session?: number;
+  /** Tokens to keep when the window is full and the rest is shifted (llama_memory_seq_rm + llama_memory_seq_add); -1 or absent: no shift. */
+  contextShiftKeep?: number;
+  /** n completions: requests with one group id (and groupSize) share one evaluation of their prompt (llama_memory_seq_cp). */
+  group?: number;
+  groupSize?: number;
+}
+
+/** common_sampler (llama-common) from the resolved options, or greedy alone (argmax in the engine). */
 export interface NativeSampler {
   dispose(): void;
 }
@@ -364,6 +457,10 @@ export interface NativeAddon {
   ggmlTypes(): NativeGgmlType[];
   /** llama_ftype_name ("Q8_0", "all F32"); test/native/ggml-types.test.ts checks LlamaFileType with it. */
   fileTypeName(ftype: number): string;
+  /** adapter: llama_grammar_parser (src/llama-grammar.h) with llama_grammar_init_impl's checks: what llama.cpp refuses in a GBNF text, or null. */
+  grammarProblem(model: NativeModel, text: string, root: string): string | null;
+  /** json_schema_to_grammar (common/json-schema-to-grammar.h); throws ERR_JSON_SCHEMA with common's reason. */
+  jsonSchemaToGrammar(schemaJson: string): string;
   buildInfo(): { llamaCppCommit: string; napiVersion: number; supportsGpuOffload: boolean; maxDevices: number };
   /** llama_print_system_info */
   systemInfo(): string;
@@ -390,6 +487,8 @@ export const nativeExportNames = [
   'nvmlSample',
   'ggmlTypes',
   'fileTypeName',
+  'grammarProblem',
+  'jsonSchemaToGrammar',
   'buildInfo',
   'systemInfo',
 ] as const satisfies readonly (keyof NativeAddon)[];

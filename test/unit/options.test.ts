@@ -1,13 +1,7 @@
 // Option validation and resolution: every bad value names the parameter and gets a stable code.
 import { describe, expect, it } from 'vitest';
-import {
-  contextParams,
-  resolveContextSize,
-  resolveMaxTokens,
-  samplerParams,
-  validateGenerateOptions,
-  validateLoadOptions,
-} from '../../lib/options.js';
+import { samplerParams } from '../../lib/sampling.js';
+import { contextParams, resolveContextSize, resolveMaxTokens, validateGenerateOptions, validateLoadOptions } from '../../lib/options.js';
 
 function codeOf(fn: () => unknown): string | undefined {
   try {
