@@ -4,6 +4,7 @@ export {
   type ModelInfo,
   type ContextInfo,
   type EngineStats,
+  type ChatDelta,
   type ChatMessage,
   type ChatTemplateOptions,
   type ChatOptions,
@@ -11,7 +12,20 @@ export {
   type ChatStream,
   type TextStream,
 } from './model.js';
-export type { GenerateResult, GenerationTimings, StopReason, CacheMiss, CacheSource, BatchResult, BatchTimings } from './generation.js';
+export type {
+  GenerateResult,
+  GenerationTimings,
+  StopReason,
+  CacheMiss,
+  CacheSource,
+  BatchResult,
+  BatchTimings,
+  TextInfo,
+} from './generation.js';
+export type { ReasoningOptions, ResponseFormat, Tool, ToolCall, ToolChoice, ToolDefinition, ResultToolCall } from './chat.js';
+export type { SamplingOptions, LogitBiasEntry } from './sampling.js';
+export type { TokenLogprob, TokenAlternative } from './logprobs.js';
+export type { JsonSchema } from './structured/json-schema.js';
 export { LlamaSession } from './session.js';
 export type { LoadOptions, GenerateOptions, BatchGenerateOptions, GpuPolicy, FlashAttention, KvCacheType } from './options.js';
 export type { LayerReport, DeviceUsage, GraphUsage } from './layer-report.js';
@@ -19,6 +33,8 @@ export type { LoadPlan, PlannedDevice, PlannedHost } from './plan.js';
 export type { Logger, LogLevel } from './log.js';
 export type { NativeDevice as Device, NativeBackend as Backend } from './binding/native.js';
 export { CudaLlamaError, ModelFileError, NativeBindingError, ContextError, GpuError, DisposedError, ErrorCode } from './errors.js';
+export { GrammarError } from './structured/grammar-guards.js';
+export { JsonSchemaError } from './structured/json-schema.js';
 export { CPU_FALLBACK_WARNING } from './gpu/fallback.js';
 export { BINARY_FALLBACK_WARNING } from './binding/load-native.js';
 export type { PlacementProblem, CpuOpsOnGpuMemory } from './gpu/placement.js';

@@ -4,36 +4,34 @@
  * holds requests back while an operation needs the context to itself, and disposes in cascade.
  */
 import {
-  chatResult,
-  renderChat,
+  chatResults,
+  planChat,
   splitChatOptions,
   validateMessages,
   validateTemplateOnlyOptions,
   withTemplateStops,
+  type ChatHost,
   type ChatMessage,
   type ChatOptions,
+  type ChatPlan,
   type ChatResult,
   type ChatStream,
   type ChatTemplateOptions,
 } from './chat.js';
-import { DisposedError, ErrorCode, ContextError, ModelFileError, fromNativeError } from './errors.js';
+import { ChatStreamState } from './chat-stream.js';
+import { DisposedError, fromNativeError } from './errors.js';
 import { runGenerations, type BatchResult, type GenerateResult } from './generation.js';
+import { TokenTexts } from './logprobs.js';
+import { prepareRequest, type RequestHost } from './request.js';
 import { LlamaSession } from './session.js';
 import type { GpuDecision } from './gpu/decision.js';
 import { buildLayerReport, type LayerReport } from './layer-report.js';
 import type { LoadedBinary } from './binding/load-native.js';
 import type { NativeCancelFlag, NativeContext, NativeContextInfo, NativeModel, NativeModelInfo } from './binding/native.js';
-import {
-  contextShiftKeep,
-  resolveMaxTokens,
-  samplerParams,
-  validateGenerateOptions,
-  type BatchGenerateOptions,
-  type GenerateOptions,
-} from './options.js';
+import { validateGenerateOptions, type BatchGenerateOptions, type GenerateOptions } from './options.js';
 import { expectObject, expectString, optionalBoolean, rejectUnknownKeys, typeError, rangeError } from './validate.js';
 
-export type { ChatMessage, ChatOptions, ChatResult, ChatStream, ChatTemplateOptions } from './chat.js';
+export type { ChatDelta, ChatMessage, ChatOptions, ChatResult, ChatStream, ChatTemplateOptions } from './chat.js';
 
 export interface ModelInfo extends Omit<NativeModelInfo, 'fileType'> {
   path: string;
@@ -105,6 +103,9 @@ export class LlamaModel implements AsyncDisposable {
   /** Every request submitted and not settled: how to stop it, and its settlement. */
   readonly #running = new Set<{ cancel(): void; done: Promise<unknown> }>();
   #disposing: Promise<void> | undefined;
+  /** llama-server's enable_thinking default per chat template (null: the model's own). */
+  readonly #thinkingDefaults = new Map<string | null, boolean>();
+  readonly #tokenTexts = new Map<boolean, TokenTexts>();
 
   /** @internal Use Llama.load(). */
   constructor(parts: ModelParts) {
@@ -164,7 +165,7 @@ export class LlamaModel implements AsyncDisposable {
     const valid = validateMessages(messages);
     const template = validateTemplateOnlyOptions(options);
     try {
-      return renderChat(this.#native, valid, template, this.info.path).prompt;
+      return planChat(this.#chatHost(), valid, template).rendered.prompt;
     } catch (error) {
       throw fromNativeError(error);
     }
@@ -178,7 +179,7 @@ export class LlamaModel implements AsyncDisposable {
    * `cachedTokens` says how many tokens were not evaluated again.
    */
   generate(prompt: string | ArrayLike<number>, options: GenerateOptions = {}): Promise<GenerateResult> {
-    return this.#generate(prompt, options, new this.#binary.addon.CancelFlag());
+    return this.#run([['prompt', prompt]], options).then((batch) => batch.results[0]!);
   }
 
   /**
@@ -202,10 +203,17 @@ export class LlamaModel implements AsyncDisposable {
           `load with { sequences: ${prompts.length} } to generate for ${prompts.length} prompts at once`,
         );
       }
+      if (options !== null && typeof options === 'object' && 'n' in options) {
+        throw rangeError(
+          'options.n',
+          'not an option of generateBatch (each prompt is one completion)',
+          (options as { n?: unknown }).n,
+          'call generate() with n for several completions of one prompt',
+        );
+      }
       return this.#run(
         prompts.map((p, i) => [`prompts[${i}]`, p]),
-        options,
-        prompts.map(() => new this.#binary.addon.CancelFlag()),
+        options as GenerateOptions,
       );
     } catch (error) {
       return Promise.reject(fromNativeError(error));
@@ -231,12 +239,13 @@ export class LlamaModel implements AsyncDisposable {
       id,
       tokenize: (text, addSpecial) => Array.from(this.#native.tokenize(text, addSpecial, true)),
       detokenize: (tokens) => this.#native.detokenize(Int32Array.from(tokens), false, true).toString('utf8'),
-      generate: (tokens, options) => this.#generate(tokens, options, new this.#binary.addon.CancelFlag(), id),
+      generate: (tokens, options, plan) => this.#run([['prompt', tokens]], options, id, plan).then((batch) => batch.results[0]!),
       stream: (tokens, options) => this.#stream(tokens, options, id),
       chatPrompt: (messages, options) => {
-        const { rendered, generate } = this.#chatRequest(messages, options);
-        return { prompt: rendered.prompt, generate, finish: (result) => chatResult(this.#native, rendered, result) };
+        const { plan, generate } = this.#chatPlan(messages, options);
+        return { prompt: plan.rendered.prompt, generate, plan, finish: (raw) => chatResults(this.#native, plan, raw) };
       },
+      chatStream: (tokens, options, plan, record) => this.#chatStream(tokens, options, plan, id, record),
       get disposed() {
         return isDisposed();
       },
@@ -254,7 +263,7 @@ export class LlamaModel implements AsyncDisposable {
     const pieces: string[] = [];
     let wake: (() => void) | undefined;
     let settled = false;
-    const cancel = new this.#binary.addon.CancelFlag();
+    const flags: NativeCancelFlag[] = [];
     const userOnText = options?.onText;
     // Options that are not an object, or an onText that is not a function, reach validation as given.
     const wrap =
@@ -263,21 +272,27 @@ export class LlamaModel implements AsyncDisposable {
         options !== null &&
         !Array.isArray(options) &&
         (userOnText === undefined || typeof userOnText === 'function'));
-    const result = this.#generate(
-      prompt,
+    if (wrap && options?.n !== undefined && options.n !== 1) {
+      return failedStream(
+        rangeError('options.n', '1 with stream()', options.n, 'use generate() with onText(text, choice), or chatStream()'),
+      );
+    }
+    const result = this.#run(
+      [['prompt', prompt]],
       !wrap
         ? options
         : {
             ...options,
-            onText: (text) => {
+            onText: (text, choice, info) => {
               pieces.push(text);
               wake?.();
-              userOnText?.(text);
+              userOnText?.(text, choice, info);
             },
           },
-      cancel,
       session,
-    );
+      undefined,
+      (flag) => flags.push(flag),
+    ).then((batch) => batch.results[0]!);
     const done = result.then(
       () => undefined,
       (error: unknown) => ({ error }),
@@ -305,36 +320,81 @@ export class LlamaModel implements AsyncDisposable {
             wake = undefined;
           }
         } finally {
-          if (!settled) cancel.cancel();
+          if (!settled) for (const flag of flags) flag.cancel();
         }
       },
     };
   }
 
   /**
-   * Renders `messages` with the chat template, generates the assistant's reply and splits it into
-   * the answer (`text`) and the reasoning block (`reasoning`) with llama.cpp's chat parser.
+   * Renders `messages` with the chat template (with `tools`, and a `responseFormat`), generates
+   * the assistant's reply and splits it with llama.cpp's chat parser into the answer (`text`),
+   * the reasoning block (`reasoning`) and the tool calls (`toolCalls`, each checked against its
+   * tool's parameters).
    */
   chat(messages: ChatMessage[], options: ChatOptions = {}): Promise<ChatResult> {
     try {
-      const { rendered, generate } = this.#chatRequest(messages, options);
-      return this.generate(rendered.prompt, generate).then((result) => chatResult(this.#native, rendered, result));
+      const { plan, generate } = this.#chatPlan(messages, options);
+      return this.#run([['prompt', plan.rendered.prompt]], generate, 0, plan).then((batch) =>
+        chatResults(this.#native, plan, batch.results[0]!),
+      );
     } catch (error) {
       return Promise.reject(error);
     }
   }
 
-  /** chat() as a stream of the raw text pieces (reasoning included); `result` is the parsed ChatResult. */
+  /**
+   * chat() as a stream of deltas: answer text, reasoning text and tool calls (index, id and name
+   * first, then fragments of the arguments) as they are generated; `result` is the ChatResult.
+   */
   chatStream(messages: ChatMessage[], options: ChatOptions = {}): ChatStream {
     try {
-      const { rendered, generate } = this.#chatRequest(messages, options);
-      const stream = this.stream(rendered.prompt, generate);
-      const result = stream.result.then((r) => chatResult(this.#native, rendered, r));
-      result.catch(() => undefined); // the iterator or `result` reports it; never unhandled here
-      return { result, [Symbol.asyncIterator]: () => stream[Symbol.asyncIterator]() };
+      const { plan, generate } = this.#chatPlan(messages, options);
+      return this.#chatStream(plan.rendered.prompt, generate, plan, 0);
     } catch (error) {
-      return failedStream<ChatResult>(error);
+      return failedStream<ChatResult>(error) as unknown as ChatStream;
     }
+  }
+
+  #chatStream(
+    prompt: string | number[],
+    options: GenerateOptions,
+    plan: ChatPlan,
+    session: number,
+    record?: (raw: GenerateResult) => void,
+  ): ChatStream {
+    const state = new ChatStreamState(this.#native, plan);
+    const flags: NativeCancelFlag[] = [];
+    const userOnText: unknown = options?.onText;
+    const forwarded: GenerateOptions =
+      userOnText === undefined || typeof userOnText === 'function'
+        ? {
+            ...options,
+            onText: (text, choice, info) => {
+              state.onText(text, choice, info);
+              (userOnText as GenerateOptions['onText'])?.(text, choice, info);
+            },
+          }
+        : options;
+    const raw = this.#run([['prompt', prompt]], forwarded, session, plan, (flag) => flags.push(flag)).then((batch) => batch.results[0]!);
+    const result = raw.then(
+      (r) => {
+        record?.(r);
+        return state.finish(r);
+      },
+      (error: unknown) => {
+        state.fail(error);
+        throw error;
+      },
+    );
+    result.catch(() => undefined); // the iterator or `result` reports it; never unhandled here
+    return {
+      result,
+      [Symbol.asyncIterator]: () =>
+        state.deltas(() => {
+          for (const flag of flags) flag.cancel();
+        }),
+    };
   }
 
   /**
@@ -415,103 +475,107 @@ export class LlamaModel implements AsyncDisposable {
     return run;
   }
 
-  #chatRequest(messages: ChatMessage[], options: ChatOptions) {
-    this.#assertAlive();
-    const valid = validateMessages(messages);
-    const { template, generate } = splitChatOptions(options);
-    try {
-      const rendered = renderChat(this.#native, valid, template, this.info.path);
-      return { rendered, generate: withTemplateStops(generate, rendered) };
-    } catch (error) {
-      throw fromNativeError(error);
-    }
-  }
-
   #checkTokens(name: string, tokens: ArrayLike<number>): Int32Array {
     if (tokens === null || typeof tokens !== 'object' || typeof tokens.length !== 'number')
       throw typeError(name, 'an array of token ids', tokens);
     const ids = Int32Array.from(tokens);
     for (let i = 0; i < tokens.length; i++) {
       const id = tokens[i];
-      if (!Number.isInteger(id) || id < 0 || id >= this.info.vocabSize) {
+      if (!Number.isInteger(id) || id! < 0 || id! >= this.info.vocabSize) {
         throw rangeError(`${name}[${i}]`, `a token id from 0 to ${this.info.vocabSize - 1}`, id);
       }
     }
     return ids;
   }
 
-  #generate(prompt: string | ArrayLike<number>, options: GenerateOptions, cancel: NativeCancelFlag, session = 0): Promise<GenerateResult> {
-    // The user's onText takes the text only (console.log would print the sequence index too).
-    const onText: unknown = options !== null && typeof options === 'object' ? options.onText : undefined;
-    const forwarded = typeof onText === 'function' ? { ...options, onText: (text: string) => onText(text) } : options;
-    return this.#run([['prompt', prompt]], forwarded, [cancel], session).then((batch) => batch.results[0]!);
+  #chatPlan(messages: ChatMessage[], options: ChatOptions): { plan: ChatPlan; generate: GenerateOptions } {
+    this.#assertAlive();
+    const valid = validateMessages(messages);
+    const { template, generate } = splitChatOptions(options);
+    try {
+      const plan = planChat(this.#chatHost(), valid, template);
+      return { plan, generate: withTemplateStops(generate, plan.rendered) };
+    } catch (error) {
+      throw fromNativeError(error);
+    }
   }
 
-  /** Validates, tokenizes and submits one or more named prompts, one request each, with one cancel flag each. */
+  #chatHost(): ChatHost {
+    return {
+      addon: this.#binary.addon,
+      native: this.#native,
+      path: this.info.path,
+      thinkingDefault: (template) => {
+        let enabled = this.#thinkingDefaults.get(template);
+        if (enabled === undefined) {
+          // common_chat_templates_support_enable_thinking, as llama-server decides its default.
+          try {
+            const probe = this.#native.applyChatTemplate(template, [{ role: 'user', content: 'test' }], {
+              enableThinking: true,
+              addGenerationPrompt: true,
+            });
+            enabled = probe?.supportsThinking ?? false;
+          } catch {
+            enabled = false; // the rendering itself reports the template's problem
+          }
+          this.#thinkingDefaults.set(template, enabled);
+        }
+        return enabled;
+      },
+    };
+  }
+
+  #requestHost(): RequestHost {
+    return {
+      addon: this.#binary.addon,
+      native: this.#native,
+      context: this.#context,
+      contextInfo: this.contextInfo,
+      vocabSize: this.info.vocabSize,
+      trainingContextSize: this.info.trainingContextSize,
+      tokenTexts: (special) => {
+        let texts = this.#tokenTexts.get(special);
+        if (texts === undefined) {
+          texts = new TokenTexts(this.#native, special);
+          this.#tokenTexts.set(special, texts);
+        }
+        return texts;
+      },
+    };
+  }
+
+  /**
+   * Validates and submits one or more named prompts (n completions of one prompt with options.n),
+   * one engine request each, with one cancel flag each (`onCancelFlag` sees them, to stop them).
+   */
   #run(
     prompts: [name: string, prompt: string | ArrayLike<number>][],
-    rawOptions: BatchGenerateOptions,
-    cancels: NativeCancelFlag[],
+    rawOptions: GenerateOptions | BatchGenerateOptions,
     session = 0,
+    plan?: ChatPlan,
+    onCancelFlag?: (flag: NativeCancelFlag) => void,
   ): Promise<BatchResult> {
     try {
       this.#assertAlive();
       const options = validateGenerateOptions(rawOptions);
-      const { contextSize } = this.contextInfo;
-      const tokenized = prompts.map(([name, prompt]) => {
-        // Same tokenization as llama.cpp's examples: BOS as the model wants, special tokens parsed.
-        const tokens = typeof prompt === 'string' ? this.#native.tokenize(prompt, true, true) : this.#checkTokens(name, prompt);
-        if (tokens.length === 0 && typeof prompt === 'string' && prompt !== '') {
-          // Valid text, but this model's vocabulary encodes it as nothing (no byte fallback, no BOS).
-          throw new ModelFileError(
-            ErrorCode.MODEL_INVALID,
-            `${name}: the model's vocabulary encodes ${JSON.stringify(prompt.slice(0, 40))} as no tokens`,
-            {
-              remedy:
-                "the model's tokenizer cannot represent this text: check its tokenizer.ggml.* metadata, or re-convert the model with llama.cpp's convert_hf_to_gguf.py",
-              details: { prompt: prompt.slice(0, 200) },
-            },
-          );
-        }
-        if (tokens.length === 0) throw rangeError(name, 'a prompt of at least one token', prompt);
-        if (tokens.length >= contextSize) {
-          throw new ContextError(ErrorCode.CONTEXT_FULL, `${name} has ${tokens.length} tokens; the context holds ${contextSize}`, {
-            remedy: `shorten the prompt, or load with a larger contextSize (this model was trained for ${this.info.trainingContextSize})`,
-            details: { promptTokens: tokens.length, contextSize },
-          });
-        }
-        return tokens;
-      });
+      const { addon } = this.#binary;
+      const prepared = prepareRequest(
+        this.#requestHost(),
+        prompts,
+        options,
+        () => {
+          const flag = new addon.CancelFlag();
+          onCancelFlag?.(flag);
+          return flag;
+        },
+        session,
+        plan,
+      );
       const cancelAll = () => {
-        for (const flag of cancels) flag.cancel();
+        for (const flag of prepared.request.cancels) flag.cancel();
       };
-      const shiftKeep = contextShiftKeep(options.contextShift);
-      // A shifting window never fills: only maxTokens (required with contextShift) bounds it.
-      const maxTokens = tokenized.map((tokens) =>
-        resolveMaxTokens(options.maxTokens, shiftKeep >= 0 ? Number.MAX_SAFE_INTEGER : contextSize, tokens.length),
-      );
-      // A limit that is the room left in the window, not the caller's maxTokens: reaching it is a full context.
-      const contextBound = tokenized.map(
-        (tokens, i) => shiftKeep < 0 && maxTokens[i] === contextSize - tokens.length && (options.maxTokens ?? Infinity) > maxTokens[i]!,
-      );
       return this.#submit(async () => {
-        const result = await runGenerations({
-          addon: this.#binary.addon,
-          model: this.#native,
-          context: this.#context,
-          prompts: tokenized,
-          maxTokens,
-          contextBound,
-          sampler: samplerParams(options),
-          stopSequences: options.stopSequences,
-          signal: options.signal,
-          stopOnAbort: options.stopOnAbort,
-          onText: options.onText,
-          cancels,
-          cachePrompt: options.cachePrompt ?? true,
-          contextShiftKeep: shiftKeep,
-          session,
-        });
+        const result = prepared.finish(await runGenerations(prepared.request));
         if (this.#disposing !== undefined && result.results.some((r) => r.stopReason === 'abort')) throw new DisposedError('model');
         return result;
       }, cancelAll);

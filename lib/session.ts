@@ -10,6 +10,7 @@
  */
 import { DisposedError } from './errors.js';
 import type { GenerateResult } from './generation.js';
+import type { ChatDelta, ChatPlan } from './chat.js';
 import type { ChatMessage, ChatOptions, ChatResult, ChatStream, TextStream } from './model.js';
 import type { GenerateOptions } from './options.js';
 
@@ -20,14 +21,16 @@ export interface SessionHost {
   tokenize(text: string, addSpecial: boolean): number[];
   /** The text of `tokens`, special tokens written out, nothing removed: tokenize()'s inverse where there is one. */
   detokenize(tokens: number[]): string;
-  /** Generates from whole-conversation tokens in this session's sequence. */
-  generate(tokens: number[], options: GenerateOptions): Promise<GenerateResult>;
+  /** Generates from whole-conversation tokens in this session's sequence (held to a chat plan's grammar when given). */
+  generate(tokens: number[], options: GenerateOptions, plan?: ChatPlan): Promise<GenerateResult>;
   stream(tokens: number[], options: GenerateOptions): TextStream;
-  /** The chat template's rendering of `messages`, and the generate options chat() would use. */
+  /** The chat template's rendering of `messages`, the generate options and plan chat() would use, and the reading of its reply. */
   chatPrompt(
     messages: ChatMessage[],
     options: ChatOptions,
-  ): { prompt: string; generate: GenerateOptions; finish(result: GenerateResult): ChatResult };
+  ): { prompt: string; generate: GenerateOptions; plan: ChatPlan; finish(raw: GenerateResult): ChatResult };
+  /** A chat reply's deltas from whole-conversation tokens; `record` sees the raw generation before the result is read. */
+  chatStream(tokens: number[], options: GenerateOptions, plan: ChatPlan, record: (raw: GenerateResult) => void): ChatStream;
   /** The model is disposed. */
   readonly disposed: boolean;
   /** A new session on the same model whose sequence starts as a copy of this one's, when one is free. */
@@ -73,7 +76,7 @@ export class LlamaSession implements AsyncDisposable {
 
   /** generate() as a stream of text pieces; `result` settles with the whole result. */
   stream(text: string, options: GenerateOptions = {}): TextStream {
-    return this.#queuedStream(() => {
+    return this.#queuedStream<string, GenerateResult>(() => {
       const prompt = this.#extend(text);
       const inner = this.#host.stream(prompt, options);
       return { inner, result: inner.result.then((r) => this.#record(prompt, r)) };
@@ -87,19 +90,19 @@ export class LlamaSession implements AsyncDisposable {
    */
   chat(messages: ChatMessage[], options: ChatOptions = {}): Promise<ChatResult> {
     return this.#queue(() => {
-      const { prompt, generate, finish } = this.#host.chatPrompt(messages, options);
+      const { prompt, generate, plan, finish } = this.#host.chatPrompt(messages, options);
       const tokens = this.#chatTokens(prompt);
-      return this.#host.generate(tokens, generate).then((result) => finish(this.#recordChat(prompt, tokens, result)));
+      return this.#host.generate(tokens, generate, plan).then((result) => finish(this.#recordChat(prompt, tokens, result)));
     });
   }
 
-  /** chat() as a stream of the raw text pieces; `result` is the parsed ChatResult. */
+  /** chat() as a stream of deltas (answer, reasoning, tool calls); `result` is the parsed ChatResult. */
   chatStream(messages: ChatMessage[], options: ChatOptions = {}): ChatStream {
-    return this.#queuedStream(() => {
-      const { prompt, generate, finish } = this.#host.chatPrompt(messages, options);
+    return this.#queuedStream<ChatDelta, ChatResult>(() => {
+      const { prompt, generate, plan } = this.#host.chatPrompt(messages, options);
       const tokens = this.#chatTokens(prompt);
-      const inner = this.#host.stream(tokens, generate);
-      return { inner, result: inner.result.then((r) => finish(this.#recordChat(prompt, tokens, r))) };
+      const inner = this.#host.chatStream(tokens, generate, plan, (raw) => this.#recordChat(prompt, tokens, raw));
+      return { inner, result: inner.result };
     });
   }
 
@@ -107,11 +110,13 @@ export class LlamaSession implements AsyncDisposable {
    * A stream whose request waits its turn in the session's queue: the iterator waits until
    * `start` has run, then yields the inner stream's pieces; `result` settles with start's result.
    */
-  #queuedStream<R>(start: () => { inner: TextStream; result: Promise<R> }): {
+  #queuedStream<T, R>(
+    start: () => { inner: AsyncIterable<T>; result: Promise<R> },
+  ): {
     result: Promise<R>;
-    [Symbol.asyncIterator](): AsyncIterator<string>;
+    [Symbol.asyncIterator](): AsyncIterator<T>;
   } {
-    let inner: TextStream | undefined;
+    let inner: AsyncIterable<T> | undefined;
     let started!: () => void;
     const ready = new Promise<void>((resolve) => (started = resolve));
     const result = this.#queue(() => {

@@ -10,7 +10,7 @@ import { mkdir, readdir, stat, unlink } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { ErrorCode, ModelFileError } from '../errors.js';
 import { GgmlType } from './ggml-types.js';
-import { readGguf } from './reader.js';
+import { readGguf, type GgufValue } from './reader.js';
 import { GgufWriter, gguf, type GgufChunkWriter, type GgufWriterTensor } from './writer.js';
 
 /** Bump whenever the bytes written for a given shape and seed change, so caches regenerate. */
@@ -365,6 +365,11 @@ export interface WriteSyntheticModelOptions {
   name?: string;
   /** A llama.cpp built-in template name or a Jinja template; defaults to 'chatml'. */
   chatTemplate?: string;
+  /**
+   * Texts added to the vocabulary as single tokens (user-defined, as a model's added tokens such
+   * as `<tool_call>` or `<think>` are), unless it has them already.
+   */
+  addedTokens?: readonly string[];
 }
 
 export async function writeSyntheticModel(opts: WriteSyntheticModelOptions): Promise<void> {
@@ -379,7 +384,9 @@ export async function writeSyntheticModel(opts: WriteSyntheticModelOptions): Pro
       details: { path: opts.vocabPath, reason: 'no-vocab' },
     });
   }
-  const nVocab = tokens.value.length;
+  const known = new Set(tokens.value);
+  const added = [...new Set(opts.addedTokens ?? [])].filter((t) => t !== '' && !known.has(t));
+  const nVocab = tokens.value.length + added.length;
 
   const w = new GgufWriter();
   if (shape.architecture === 'gemma2' || shape.architecture === 'mamba') {
@@ -401,7 +408,7 @@ export async function writeSyntheticModel(opts: WriteSyntheticModelOptions): Pro
       .addKv('llama.attention.layer_norm_rms_epsilon', gguf.f32(shape.rmsEps ?? 1e-5));
   }
   for (const [key, value] of vocab.metadata) {
-    if (key.startsWith('tokenizer.') && key !== 'tokenizer.chat_template') w.addKv(key, value);
+    if (key.startsWith('tokenizer.') && key !== 'tokenizer.chat_template') w.addKv(key, withAddedTokens(key, value, added));
   }
   w.addKv('tokenizer.chat_template', opts.chatTemplate ?? 'chatml');
 
@@ -417,12 +424,28 @@ export async function writeSyntheticModel(opts: WriteSyntheticModelOptions): Pro
   });
 }
 
+/** LLAMA_TOKEN_TYPE_USER_DEFINED: written as its text, matched whole when special tokens are parsed. */
+const TOKEN_TYPE_USER_DEFINED = 4;
+
+/** A tokenizer array with the added tokens appended (tokens, their type, a zero score); other keys as they are. */
+function withAddedTokens(key: string, value: GgufValue, added: string[]): GgufValue {
+  if (added.length === 0 || value.type !== 'array') return value;
+  if (key === 'tokenizer.ggml.tokens' && value.itemType === 'string') return gguf.array('string', [...value.value, ...added]);
+  if (key === 'tokenizer.ggml.token_type' && value.itemType === 'i32')
+    return gguf.array('i32', [...Array.from(value.value), ...added.map(() => TOKEN_TYPE_USER_DEFINED)]);
+  if (key === 'tokenizer.ggml.scores' && value.itemType === 'f32')
+    return gguf.array('f32', [...Array.from(value.value), ...added.map(() => 0)]);
+  return value;
+}
+
 export interface EnsureSyntheticModelOptions {
   cacheDir: string;
   shape: SyntheticShapeName | SyntheticModelShape;
   vocabPath: string;
   seed?: number;
   chatTemplate?: string;
+  /** Texts added to the vocabulary as single tokens (WriteSyntheticModelOptions.addedTokens). */
+  addedTokens?: readonly string[];
   /** File-name prefix for a custom shape (default: the shape's name, or 'custom'). */
   label?: string;
 }
@@ -446,6 +469,7 @@ export async function ensureSyntheticModel(opts: EnsureSyntheticModelOptions): P
         shape: { ...hashedShape(shape), ropeFreqBase: shape.ropeFreqBase ?? 10000, rmsEps: shape.rmsEps ?? 1e-5 },
         vocab: [basename(opts.vocabPath), vocabSize],
         chatTemplate: opts.chatTemplate ?? 'chatml',
+        ...(opts.addedTokens && opts.addedTokens.length > 0 ? { addedTokens: opts.addedTokens } : {}),
       }),
     )
     .digest('hex')
@@ -463,6 +487,7 @@ export async function ensureSyntheticModel(opts: EnsureSyntheticModelOptions): P
     await removeStalePartials(opts.cacheDir, basename(path));
     const writeOpts: WriteSyntheticModelOptions = { path, shape, vocabPath: opts.vocabPath, seed, name: `synthetic-${name}` };
     if (opts.chatTemplate !== undefined) writeOpts.chatTemplate = opts.chatTemplate;
+    if (opts.addedTokens !== undefined) writeOpts.addedTokens = opts.addedTokens;
     await writeSyntheticModel(writeOpts);
     return path;
   })();

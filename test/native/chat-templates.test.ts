@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CudaLlamaError, Llama, type ChatMessage, type LlamaModel } from '../../lib/index.js';
 import { nativeBinary } from '../../lib/binding/load-native.js';
-import { chatResult, renderChat } from '../../lib/chat.js';
+import { chatResult, planChat, validateMessages, validateTemplateOnlyOptions } from '../../lib/chat.js';
 import type { GenerateResult } from '../../lib/generation.js';
 import { ensureSyntheticModel } from '../../lib/gguf/synthetic-model.js';
 import { cacheDir, repoRoot, vocabPath } from '../helpers/models.js';
@@ -24,13 +24,15 @@ interface Case {
   name: string;
   messages: ChatMessage[];
   addGenerationPrompt: boolean;
-  enableThinking: boolean;
+  /** Absent: llama-server's default (on where the template has a thinking switch). */
+  enableThinking?: boolean;
 }
 const system = { role: 'system', content: 'You are a careful assistant.' };
 const user1 = { role: 'user', content: 'What is the capital of France?' };
 const assistant1 = { role: 'assistant', content: 'Paris.' };
 const user2 = { role: 'user', content: 'And of Italy?' };
 const cases: Case[] = [
+  { name: 'defaults', messages: [system, user1, assistant1, user2], addGenerationPrompt: true },
   { name: 'system + turns', messages: [system, user1, assistant1, user2], addGenerationPrompt: true, enableThinking: true },
   { name: 'no system', messages: [user1, assistant1, user2], addGenerationPrompt: true, enableThinking: true },
   { name: 'single user turn', messages: [user1], addGenerationPrompt: true, enableThinking: true },
@@ -85,7 +87,10 @@ describe("llama.cpp's template collection", () => {
           let prompt: string | undefined;
           let error: unknown;
           try {
-            prompt = model.applyChatTemplate(c.messages, { addGenerationPrompt: c.addGenerationPrompt, enableThinking: c.enableThinking });
+            prompt = model.applyChatTemplate(c.messages, {
+              addGenerationPrompt: c.addGenerationPrompt,
+              ...(c.enableThinking !== undefined ? { reasoning: { enabled: c.enableThinking } } : {}),
+            });
           } catch (e) {
             error = e;
           }
@@ -171,8 +176,8 @@ describe('chat templates through the API', () => {
     expect(reply).toMatchObject({ prompt, rawText: direct.text, reasoning: '' });
     const stream = model.chatStream(messages, { maxTokens: 4, temperature: 0 });
     let streamed = '';
-    for await (const piece of stream) streamed += piece;
-    expect(streamed).toBe((await stream.result).rawText);
+    for await (const delta of stream) streamed += delta.content ?? '';
+    expect(streamed).toBe((await stream.result).text);
   });
 
   it("separates the reasoning block from the answer with llama.cpp's chat parser", async () => {
@@ -180,7 +185,9 @@ describe('chat templates through the API', () => {
     // the parser the template came with (the addon's, as chat() uses it).
     const native = await nativeBinary().addon.Model.load(qwen3.info.path, { vocabOnly: true });
     try {
-      const rendered = renderChat(native, [user1], { template: null, native: {} }, qwen3.info.path);
+      const host = { addon: nativeBinary().addon, native, path: qwen3.info.path, thinkingDefault: () => true };
+      const plan = planChat(host, validateMessages([user1]), validateTemplateOnlyOptions({}));
+      const rendered = plan.rendered;
       const reply: GenerateResult = {
         text: '<think>\nThe user asks for a capital.\n</think>\n\nParis.',
         tokens: [],
@@ -191,7 +198,7 @@ describe('chat templates through the API', () => {
         stopReason: 'eos',
         timings: { promptMs: 0, timeToFirstTokenMs: 0, generationMs: 0, totalMs: 0, promptTokensPerSecond: 0, tokensPerSecond: 0 },
       };
-      const result = chatResult(native, rendered, reply);
+      const result = chatResult(native, plan, reply);
       expect(result.parseError).toBeUndefined();
       // llama.cpp's parser keeps the newline before the closing tag; llama-server returns the same.
       expect(result).toMatchObject({
@@ -205,10 +212,11 @@ describe('chat templates through the API', () => {
     }
   });
 
-  it('enableThinking reaches the template', () => {
-    const on = qwen3.applyChatTemplate([user1]);
-    const off = qwen3.applyChatTemplate([user1], { enableThinking: false });
+  it('reasoning.enabled reaches the template; without it, thinking is on where the template has the switch (llama-server)', () => {
+    const on = qwen3.applyChatTemplate([user1], { reasoning: { enabled: true } });
+    const off = qwen3.applyChatTemplate([user1], { reasoning: { enabled: false } });
     expect(off).toBe(`${on}<think>\n\n</think>\n\n`);
+    expect(qwen3.applyChatTemplate([user1])).toBe(on);
   });
 
   it('options.template takes Jinja text or a built-in name', () => {
@@ -218,21 +226,34 @@ describe('chat templates through the API', () => {
     expect(model.applyChatTemplate([{ role: 'user', content: 'x' }], { template: 'llama3' })).toContain('<|start_header_id|>user');
   });
 
-  it('templateVariables reach the template, and are validated like other options', () => {
-    const jinja = '{{ greeting }}|{{ config.n }}|{% for m in messages %}{{ m.content }}{% endfor %}';
+  it('chatTemplateKwargs reach the template, and are validated like other options', () => {
+    const jinja = '{{ greeting }}|{{ config.n }}|{{ preserve_reasoning }}|{% for m in messages %}{{ m.content }}{% endfor %}';
     expect(
       model.applyChatTemplate([{ role: 'user', content: 'x' }], {
         template: jinja,
-        templateVariables: { greeting: 'hi', config: { n: 2 } },
+        chatTemplateKwargs: { greeting: 'hi', config: { n: 2 } },
       }),
-    ).toBe('hi|2|x');
-    expect(() => model.applyChatTemplate([user1], { templateVariables: { messages: [] } })).toThrow(RangeError);
-    expect(() => model.applyChatTemplate([user1], { templateVariables: { f: () => 1 } })).toThrow(
-      /templateVariables\.f must be a JSON value/,
+    ).toBe('hi|2|True|x');
+    expect(
+      model.applyChatTemplate([{ role: 'user', content: 'x' }], {
+        template: jinja,
+        chatTemplateKwargs: { greeting: 'a', config: {}, preserve_reasoning: false },
+      }),
+    ).toBe('a||False|x');
+    expect(() => model.applyChatTemplate([user1], { chatTemplateKwargs: { messages: [] } })).toThrow(RangeError);
+    expect(() => model.applyChatTemplate([user1], { chatTemplateKwargs: { enable_thinking: false } })).toThrow(
+      /use options\.reasoning\.enabled/,
     );
-    expect(() => model.applyChatTemplate([user1], { templateVariables: 'x' as never })).toThrow(TypeError);
+    expect(() => model.applyChatTemplate([user1], { chatTemplateKwargs: { f: () => 1 } })).toThrow(
+      /chatTemplateKwargs\.f must be a JSON value/,
+    );
+    expect(() => model.applyChatTemplate([user1], { chatTemplateKwargs: 'x' as never })).toThrow(TypeError);
     expect(() => model.applyChatTemplate([user1], { addAssistant: false } as never)).toThrow(/use addGenerationPrompt/);
-    expect(() => model.applyChatTemplate([user1], { enableThinking: 'no' as never })).toThrow(/options\.enableThinking must be a boolean/);
+    expect(() => model.applyChatTemplate([user1], { templateVariables: {} } as never)).toThrow(/use chatTemplateKwargs/);
+    expect(() => model.applyChatTemplate([user1], { enableThinking: false } as never)).toThrow(/use reasoning: \{ enabled \}/);
+    expect(() => model.applyChatTemplate([user1], { reasoning: { enabled: 'no' } as never })).toThrow(
+      /options\.reasoning\.enabled must be a boolean/,
+    );
     expect(() => model.applyChatTemplate([{ role: '', content: 'x' }])).toThrow(RangeError);
   });
 

@@ -16,6 +16,7 @@ import {
   ErrorCode,
   Llama,
   type GenerateOptions,
+  type ChatResult,
   type GenerateResult,
   type LlamaModel,
   type LoadOptions,
@@ -284,7 +285,7 @@ interface ResultExpectations {
   pieces: string[];
 }
 
-function checkResult(result: GenerateResult, e: ResultExpectations): void {
+function checkResult(result: GenerateResult | ChatResult, e: ResultExpectations): void {
   const { label } = e;
   expect(result.tokens.length, `${label}: token count`).toBeLessThanOrEqual(e.maxTokens);
   expect(
@@ -341,7 +342,7 @@ function count(what: string, settled: Outcome<unknown>, reason: unknown): void {
   tally.set(key, (tally.get(key) ?? 0) + 1);
 }
 
-function checkGeneration(settled: Outcome<GenerateResult>, g: IssuedGeneration, broken: boolean): void {
+function checkGeneration(settled: Outcome<GenerateResult | ChatResult>, g: IssuedGeneration, broken: boolean): void {
   const { command } = g;
   count(/^#\d+ (\w+)/.exec(g.label)?.[1] ?? 'call', settled, g.reason);
   const early = command.abort === 'before' || command.abort === 'queued';
@@ -525,7 +526,7 @@ async function runCommand(world: World, command: Command): Promise<void> {
         return world.track(tag, command.awaited, async () => {
           const read: string[] = [];
           try {
-            for await (const piece of stream) read.push(piece);
+            for await (const delta of stream) read.push(delta.content ?? '');
           } catch {
             // the result's rejection is checked below
           }
@@ -653,7 +654,7 @@ async function expectRefusesEverything(model: LlamaModel, label: string): Promis
     const settled = await outcome(callAsync(`${label} ${name}()`, call));
     expectCode(settled.ok ? undefined : settled.error, ErrorCode.DISPOSED, `${label} ${name}()`);
   }
-  const streams: Record<string, () => AsyncIterable<string> & { result: Promise<GenerateResult> }> = {
+  const streams: Record<string, () => AsyncIterable<unknown> & { result: Promise<unknown> }> = {
     stream: () => model.stream('x'),
     chatStream: () => model.chatStream(CHAT),
   };

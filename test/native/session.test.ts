@@ -66,10 +66,10 @@ describe('LlamaSession', () => {
     await using chatter = model.createSession();
     const chatPieces: string[] = [];
     const chatStream = chatter.chatStream(turn1, { maxTokens: 6, ...greedy });
-    for await (const piece of chatStream) chatPieces.push(piece);
+    for await (const delta of chatStream) chatPieces.push(delta.content ?? '');
     const streamedReply = await chatStream.result;
     expect(streamedReply.tokens).toEqual(reply1.tokens);
-    expect(chatPieces.join('')).toBe(streamedReply.rawText);
+    expect(chatPieces.join('')).toBe(streamedReply.text);
   });
 
   it('fork() continues the same conversation another way from a copy of its KV cache; reset() empties it; dispose() ends it', async () => {

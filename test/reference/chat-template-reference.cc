@@ -3,9 +3,13 @@
 // common_tokenize with add_special and parse_special), in a separate program that shares none
 // of the addon's code, so that the test compares the addon with llama.cpp and not with itself.
 //
+// With no enableThinking in a case, thinking is on where the template has the switch
+// (common_chat_templates_support_enable_thinking), and chat_template_kwargs holds
+// preserve_reasoning: true: llama-server's defaults (tools/server/server-context.cpp, common/arg.cpp).
+//
 // Usage: cuda-llama-chat-reference JOBS.json > RESULTS.json
 //   JOBS.json: [{ "model": path, "cases": [{ "messages": [{ "role", "content" }],
-//                 "addGenerationPrompt": bool, "enableThinking": bool }] }]
+//                 "addGenerationPrompt": bool, "enableThinking"?: bool }] }]
 //   RESULTS.json: one array per job, one { "prompt", "tokens" } or { "error" } per case.
 // Built by scripts/build-tools.mjs (target cuda-llama-chat-reference).
 #include <cstdio>
@@ -30,11 +34,13 @@ static common_json render(const llama_model* model, const common_json& test) {
     inputs.messages.push_back(msg);
   }
   inputs.add_generation_prompt = test.at("addGenerationPrompt").get<bool>();
-  inputs.enable_thinking = test.at("enableThinking").get<bool>();
   inputs.reasoning_format = COMMON_REASONING_FORMAT_DEEPSEEK;  // llama-server's default
+  inputs.chat_template_kwargs["preserve_reasoning"] = "true";  // llama-server's default
   common_json out = common_json::object();
   try {
     auto templates = common_chat_templates_init(model, "");
+    inputs.enable_thinking = test.contains("enableThinking") ? test.at("enableThinking").get<bool>()
+                                                              : common_chat_templates_support_enable_thinking(templates.get());
     common_chat_params params = common_chat_templates_apply(templates.get(), inputs);
     out["prompt"] = params.prompt;
     common_json tokens = common_json::array();
