@@ -1,15 +1,21 @@
 /**
- * POST /v1/chat/completions and /v1/completions: one generation per request on the model's engine,
- * as one JSON response or as server-sent events. The request's AbortSignal ends its generation
- * within one engine step when the client goes away or its deadline passes, which frees its sequence.
+ * POST /v1/chat/completions and /v1/completions: one generation per request on the model's engine
+ * (n completions of it sharing one prompt evaluation), as one JSON response or as server-sent
+ * events in OpenAI's shapes: content, reasoning_content and tool_calls deltas, log probabilities,
+ * finish reasons, usage. The request's AbortSignal ends its generation within one engine step when
+ * the client goes away or its deadline passes, which frees its sequence.
  */
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import type { ChatResult, LlamaModel } from '../model.js';
+import type { ChatDelta, ChatResult, LlamaModel } from '../model.js';
 import type { GenerateResult, StopReason } from '../generation.js';
+import type { TokenLogprob } from '../logprobs.js';
+import type { TextInfo } from '../generation.js';
+import type { GenerateOptions } from '../options.js';
 import { HttpError, errorHeaders, toHttpError } from './errors.js';
 import {
   chatMessages,
-  generateOptions,
+  chatOptions,
+  completionOptions,
   rejectUnsupported,
   type ChatCompletionBody,
   type CompletionBody,
@@ -42,19 +48,31 @@ export interface GenerationHost {
   record(request: FastifyRequest): RequestRecord;
 }
 
-const finishReasons: Record<StopReason, string> = { eos: 'stop', stop: 'stop', maxTokens: 'length', contextFull: 'length', abort: 'stop' };
+type AnyResult = GenerateResult | ChatResult;
 
-function usage(result: GenerateResult) {
+const finishReasons: Record<StopReason | 'toolCalls', string> = {
+  eos: 'stop',
+  stop: 'stop',
+  maxTokens: 'length',
+  contextFull: 'length',
+  abort: 'stop',
+  toolCalls: 'tool_calls',
+};
+
+const choicesOf = (result: AnyResult): AnyResult[] => (result.choices as AnyResult[] | undefined) ?? [result];
+
+/** Usage: the prompt once (n completions share its evaluation), the tokens of every completion. */
+function usage(result: AnyResult, completionTokens = choicesOf(result).reduce((sum, c) => sum + c.tokens.length, 0)) {
   return {
     prompt_tokens: result.promptTokens,
-    completion_tokens: result.tokens.length,
-    total_tokens: result.promptTokens + result.tokens.length,
+    completion_tokens: completionTokens,
+    total_tokens: result.promptTokens + completionTokens,
     prompt_tokens_details: { cached_tokens: result.cachedTokens },
   };
 }
 
 /** Our extension, in llama-server's spirit: where the time went. */
-function timings(result: GenerateResult) {
+function timings(result: AnyResult) {
   const t = result.timings;
   return {
     queue_ms: queueMs(result),
@@ -64,6 +82,51 @@ function timings(result: GenerateResult) {
     total_ms: t.totalMs,
     prompt_tokens_per_second: t.promptTokensPerSecond,
     tokens_per_second: t.tokensPerSecond,
+  };
+}
+
+/** JSON has no -Infinity: OpenAI writes -9999 for a token with no chance. */
+const finite = (logprob: number) => (Number.isFinite(logprob) ? logprob : -9999);
+
+/** Chat's log probabilities: { content: [{ token, logprob, bytes, top_logprobs }] }. */
+function chatLogprobs(entries: TokenLogprob[] | undefined) {
+  if (entries === undefined) return null;
+  return {
+    content: entries.map((e) => ({
+      token: e.token,
+      logprob: finite(e.logprob),
+      bytes: e.bytes,
+      top_logprobs: e.top.map((a) => ({ token: a.token, logprob: finite(a.logprob), bytes: a.bytes })),
+    })),
+    refusal: null,
+  };
+}
+
+/** The legacy completions API's log probabilities: parallel arrays, alternatives as { text: logprob }. */
+function textLogprobs(entries: TokenLogprob[] | undefined, offset = 0) {
+  if (entries === undefined) return null;
+  const textOffset: number[] = [];
+  let at = offset;
+  for (const e of entries) {
+    textOffset.push(at);
+    at += e.token.length;
+  }
+  return {
+    tokens: entries.map((e) => e.token),
+    token_logprobs: entries.map((e) => finite(e.logprob)),
+    top_logprobs: entries.map((e) => Object.fromEntries(e.top.map((a) => [a.token, finite(a.logprob)]))),
+    text_offset: textOffset,
+  };
+}
+
+function chatMessage(result: ChatResult) {
+  const toolCalls = result.toolCalls.map((c) => ({ id: c.id, type: 'function', function: { name: c.name, arguments: c.arguments } }));
+  return {
+    role: 'assistant',
+    // OpenAI's shape: no content, null, beside tool calls.
+    content: toolCalls.length > 0 && result.text === '' ? null : result.text,
+    ...(result.reasoning ? { reasoning_content: result.reasoning } : {}),
+    ...(toolCalls.length > 0 ? { tool_calls: toolCalls } : {}),
   };
 }
 
@@ -104,7 +167,7 @@ export async function handleGeneration(
       code: 'model_not_found',
     });
   }
-  const options = generateOptions(body);
+  const options = kind === 'chat' ? chatOptions(body as ChatCompletionBody) : completionOptions(body as CompletionBody);
   const messages = kind === 'chat' ? chatMessages(body as ChatCompletionBody) : undefined;
   const prompt = kind === 'text' ? (body as CompletionBody).prompt : undefined;
   const { sequences } = model.contextInfo;
@@ -134,12 +197,12 @@ export async function handleGeneration(
   const started = performance.now();
   const id = `${kind === 'chat' ? 'chatcmpl' : 'cmpl'}-${request.id.replace(/-/g, '')}`;
   const created = Math.floor(Date.now() / 1000);
-  const generate = { ...options, signal: controller.signal };
-  const finish = (result: GenerateResult) => {
+  const generate: GenerateOptions = { ...options, signal: controller.signal };
+  const finish = (result: AnyResult) => {
     host.metrics.observeGeneration(result);
     record.promptTokens = result.promptTokens;
     record.cachedTokens = result.cachedTokens;
-    record.completionTokens = result.tokens.length;
+    record.completionTokens = choicesOf(result).reduce((sum, c) => sum + c.tokens.length, 0);
     if (result.tokens.length > 0) record.firstTokenMs = result.timings.timeToFirstTokenMs;
   };
   try {
@@ -150,26 +213,22 @@ export async function handleGeneration(
         },
       );
       finish(result);
-      const finishReason = finishReasons[result.stopReason];
-      const choice =
+      const choices = choicesOf(result).map((choice, index) =>
         kind === 'chat'
           ? {
-              index: 0,
-              message: {
-                role: 'assistant',
-                content: result.text,
-                ...((result as ChatResult).reasoning ? { reasoning_content: (result as ChatResult).reasoning } : {}),
-              },
-              logprobs: null,
-              finish_reason: finishReason,
+              index,
+              message: chatMessage(choice as ChatResult),
+              logprobs: chatLogprobs(choice.logprobs),
+              finish_reason: finishReasons[choice.stopReason],
             }
-          : { index: 0, text: result.text, logprobs: null, finish_reason: finishReason };
+          : { index, text: choice.text, logprobs: textLogprobs(choice.logprobs), finish_reason: finishReasons[choice.stopReason] },
+      );
       return {
         id,
         object: kind === 'chat' ? 'chat.completion' : 'text_completion',
         created,
         model: host.modelId,
-        choices: [choice],
+        choices,
         usage: usage(result),
         timings: timings(result),
       };
@@ -184,46 +243,94 @@ export async function handleGeneration(
 
   async function streamGeneration(): Promise<unknown> {
     const includeUsage = body.stream_options?.include_usage === true;
-    const stream = messages ? model.chatStream(messages, generate) : model.stream(prompt as string | number[], generate);
+    const continuousUsage = body.stream_options?.continuous_usage_stats === true;
     const object = kind === 'chat' ? 'chat.completion.chunk' : 'text_completion';
-    const chunk = (delta: string | null, finishReason: string | null, first = false) => ({
+    const n = options.n ?? 1;
+    const generated = new Array<number>(n).fill(0);
+    const opened = new Array<boolean>(n).fill(false);
+    const textOffsets = new Array<number>(n).fill(0);
+    const promptTokens = { value: 0 };
+    const envelope = (choice: Record<string, unknown>) => ({
       id,
       object,
       created,
       model: host.modelId,
-      choices: [
-        kind === 'chat'
-          ? {
-              index: 0,
-              delta: delta === null ? {} : { ...(first ? { role: 'assistant' } : {}), content: delta },
-              logprobs: null,
-              finish_reason: finishReason,
-            }
-          : { index: 0, text: delta ?? '', logprobs: null, finish_reason: finishReason },
-      ],
-      ...(includeUsage ? { usage: null } : {}),
+      choices: [choice],
+      ...(continuousUsage ? { usage: usageSoFar() } : includeUsage ? { usage: null } : {}),
     });
+    const usageSoFar = () => {
+      const completion = generated.reduce((a, b) => a + b, 0);
+      return { prompt_tokens: promptTokens.value, completion_tokens: completion, total_tokens: promptTokens.value + completion };
+    };
     reply.hijack();
     const sse = new SseWriter(reply.raw, { 'x-request-id': request.id });
     sse.startPings(host.pingIntervalMs);
     let first = true;
-    try {
-      for await (const piece of stream) {
-        if (first) {
-          sse.stopPings();
-          record.firstTokenMs = performance.now() - started;
-        }
-        sse.send(chunk(piece, null, first));
-        first = false;
+    const firstOutput = () => {
+      if (!first) return;
+      first = false;
+      sse.stopPings();
+      record.firstTokenMs = performance.now() - started;
+    };
+    const sendChat = (delta: ChatDelta) => {
+      firstOutput();
+      const index = delta.choice;
+      generated[index]! += delta.tokens;
+      promptTokens.value = delta.promptTokens;
+      const body: Record<string, unknown> = {};
+      if (!opened[index]) {
+        opened[index] = true;
+        body.role = 'assistant';
+        if (delta.content === undefined && delta.reasoning === undefined && delta.toolCall === undefined) body.content = '';
       }
-      const result = await stream.result;
+      if (delta.content !== undefined) body.content = delta.content;
+      if (delta.reasoning !== undefined) body.reasoning_content = delta.reasoning;
+      if (delta.toolCall !== undefined) {
+        const call = delta.toolCall;
+        body.tool_calls = [
+          call.name !== undefined
+            ? { index: call.index, id: call.id, type: 'function', function: { name: call.name, arguments: call.arguments ?? '' } }
+            : { index: call.index, function: { arguments: call.arguments ?? '' } },
+        ];
+      }
+      sse.send(envelope({ index, delta: body, logprobs: chatLogprobs(delta.logprobs), finish_reason: null }));
+    };
+    const sendText = (text: string, index: number, { tokens, logprobs, promptTokens: prompt }: TextInfo) => {
+      firstOutput();
+      generated[index]! += tokens;
+      promptTokens.value = prompt;
+      const offset = textOffsets[index]!;
+      textOffsets[index] = offset + text.length;
+      sse.send(envelope({ index, text, logprobs: textLogprobs(logprobs, offset), finish_reason: null }));
+    };
+    let result: AnyResult;
+    try {
+      if (messages) {
+        const stream = model.chatStream(messages, generate);
+        try {
+          for await (const delta of stream) sendChat(delta);
+        } catch (caught) {
+          await stream.result.catch(() => undefined); // the sequence is free once the engine let go of it
+          throw caught;
+        }
+        result = await stream.result;
+      } else {
+        result = await model.generate(prompt as string | number[], { ...generate, onText: sendText });
+      }
       finish(result);
-      if (first && kind === 'chat') sse.send(chunk('', null, true));
-      sse.send(chunk(null, finishReasons[result.stopReason]));
+      promptTokens.value = result.promptTokens;
+      choicesOf(result).forEach((choice, index) => {
+        generated[index] = choice.tokens.length;
+        if (kind === 'chat' && !opened[index]) sendChat({ choice: index, tokens: 0, promptTokens: result.promptTokens, content: '' });
+        const end =
+          kind === 'chat'
+            ? { index, delta: {}, logprobs: null, finish_reason: finishReasons[choice.stopReason] }
+            : { index, text: '', logprobs: null, finish_reason: finishReasons[choice.stopReason] };
+        sse.send(envelope(end));
+      });
       if (includeUsage) sse.send({ id, object, created, model: host.modelId, choices: [], usage: usage(result), timings: timings(result) });
       sse.done();
     } catch (caught) {
-      await stream.result.catch(() => undefined); // the sequence is free once the engine let go of it
       const error = toHttpError(abortAnswer(caught));
       record.error = error.message;
       if (sse.closed) return undefined;

@@ -70,6 +70,8 @@ const statusByCode: Partial<Record<ErrorCode, number>> = {
   [ErrorCode.CONTEXT_FULL]: 400,
   [ErrorCode.NO_CHAT_TEMPLATE]: 400,
   [ErrorCode.CHAT_TEMPLATE]: 400,
+  [ErrorCode.GRAMMAR]: 400,
+  [ErrorCode.JSON_SCHEMA]: 400,
   [ErrorCode.DISPOSED]: 503,
   [ErrorCode.BUSY]: 503,
   [ErrorCode.INSUFFICIENT_MEMORY]: 503,
@@ -78,21 +80,83 @@ const statusByCode: Partial<Record<ErrorCode, number>> = {
 /** Request fields by the library's option names, so that a refused value names what the client sent. */
 const fieldByOption: Record<string, string> = {
   maxTokens: 'max_tokens',
+  minTokens: 'min_tokens',
   temperature: 'temperature',
   topK: 'top_k',
   topP: 'top_p',
   minP: 'min_p',
+  typicalP: 'typical_p',
+  topNSigma: 'top_n_sigma',
   seed: 'seed',
   stop: 'stop',
   prompt: 'prompt',
   messages: 'messages',
+  n: 'n',
+  logprobs: 'logprobs',
+  topLogprobs: 'top_logprobs',
+  logitBias: 'logit_bias',
+  repeatPenalty: 'repeat_penalty',
+  repeatLastN: 'repeat_last_n',
+  frequencyPenalty: 'frequency_penalty',
+  presencePenalty: 'presence_penalty',
+  tools: 'tools',
+  toolChoice: 'tool_choice',
+  parallelToolCalls: 'parallel_tool_calls',
+  responseFormat: 'response_format',
+  jsonSchema: 'json_schema',
+  grammar: 'grammar',
+  ignoreEos: 'ignore_eos',
+  chatTemplateKwargs: 'chat_template_kwargs',
+  reasoning: 'reasoning_budget',
+  xtc: 'xtc_probability',
+  dry: 'dry_multiplier',
+  mirostat: 'mirostat',
 };
 
+/** Options the library nests that the request sends flat (options.xtc.threshold is xtc_threshold). */
+const fieldByNestedOption: Record<string, string> = {
+  'xtc.probability': 'xtc_probability',
+  'xtc.threshold': 'xtc_threshold',
+  'dry.multiplier': 'dry_multiplier',
+  'dry.base': 'dry_base',
+  'dry.allowedLength': 'dry_allowed_length',
+  'dry.penaltyLastN': 'dry_penalty_last_n',
+  'dry.sequenceBreakers': 'dry_sequence_breakers',
+  'mirostat.tau': 'mirostat_tau',
+  'mirostat.eta': 'mirostat_eta',
+  'mirostat.version': 'mirostat',
+  'reasoning.budget': 'reasoning_budget',
+  'reasoning.budgetMessage': 'reasoning_budget_message',
+};
+
+/** Inside a path: the request's names for the library's message and tool fields. */
+const subfields: Record<string, string> = {
+  toolCalls: 'tool_calls',
+  toolCallId: 'tool_call_id',
+  reasoning: 'reasoning_content',
+  arguments: 'function.arguments',
+  parameters: 'function.parameters',
+  schema: 'json_schema.schema',
+};
+
+/** The request field a library message starts with ("options.tools[0].parameters ..." -> tools[0].function.parameters). */
 function paramOf(message: string): string | null {
-  const match = /^(?:options\.)?([A-Za-z_]\w*)(\[\d+\])?(\.\w+)?/.exec(message);
+  const match = /^(?:options\.)?([A-Za-z_]\w*)((?:\[\d+\]|\.[A-Za-z_$]\w*)*)/.exec(message);
   if (!match) return null;
-  const name = fieldByOption[match[1]!];
-  return name === undefined ? null : `${name}${match[2] ?? ''}${match[3] ?? ''}`;
+  let rest = match[2] ?? '';
+  const key = /^\.([A-Za-z_$]\w*)/.exec(rest);
+  const flat = key ? fieldByNestedOption[`${match[1]!}.${key[1]!}`] : undefined;
+  if (flat !== undefined) rest = rest.slice(key![0].length);
+  const name = flat ?? fieldByOption[match[1]!];
+  if (name === undefined) return null;
+  // The request's logit_bias is an object: the index into the list the server made of it means nothing to the client.
+  if (name === 'logit_bias') return name;
+  // A key after `.function` is already the request's: the library names OpenAI's wrapped tools
+  // { type, function } as options.tools[0].function.parameters, not tools[0].function.function.parameters.
+  rest = rest.replace(/(\.function)?\.([A-Za-z_$]\w*)/g, (_, fn: string | undefined, sub: string) =>
+    fn !== undefined ? `${fn}.${sub}` : `.${subfields[sub] ?? sub}`,
+  );
+  return `${name}${rest}`;
 }
 
 /** Turns anything a route throws into the error the client gets. */
@@ -106,7 +170,7 @@ export function toHttpError(error: unknown): HttpError {
       if (typeof details.promptTokens === 'number') extra.prompt_tokens = details.promptTokens;
       if (typeof details.contextSize === 'number') extra.context_size = details.contextSize;
     }
-    const param = error.code === ErrorCode.CONTEXT_FULL ? 'messages' : null;
+    const param = error.code === ErrorCode.CONTEXT_FULL ? 'messages' : paramOf(error.message);
     return new HttpError(status, error.message, { code: error.code, param, extra, headers: status === 503 ? { 'retry-after': '1' } : {} });
   }
   // The library's argument checks (lib/validate.ts): the client sent a value it refuses.

@@ -96,25 +96,32 @@ export class ServerMetrics {
     registerGpuGauges(this.registry, options.telemetry);
   }
 
-  /** A finished generation's tokens and latencies. */
-  observeGeneration(result: GenerateResult): void {
+  /** A finished generation's tokens and latencies: the prompt once, every completion's tokens (n). */
+  observeGeneration(result: ObservedGeneration): void {
     const { timings } = result;
     this.promptTokens.inc(result.promptTokens);
     this.cachedTokens.inc(result.cachedTokens);
-    this.generationTokens.inc(result.tokens.length);
     if (result.tokens.length > 0) this.timeToFirstToken.observe(timings.timeToFirstTokenMs / 1000);
     this.queueTime.observe(queueMs(result) / 1000);
-    // One observation per gap, at the engine's average pace for this request.
-    const gaps = result.tokens.length - 1;
-    if (gaps > 0) {
-      const gap = timings.generationMs / gaps / 1000;
-      for (let i = 0; i < gaps; i++) this.interTokenLatency.observe(gap);
+    for (const choice of result.choices ?? [result]) {
+      this.generationTokens.inc(choice.tokens.length);
+      // One observation per gap, at the engine's average pace for this completion.
+      const gaps = choice.tokens.length - 1;
+      if (gaps > 0) {
+        const gap = choice.timings.generationMs / gaps / 1000;
+        for (let i = 0; i < gaps; i++) this.interTokenLatency.observe(gap);
+      }
     }
   }
 }
 
+/** What the metrics read of a result (a generation's or a chat's). */
+export type ObservedGeneration = Pick<GenerateResult, 'tokens' | 'timings' | 'promptTokens' | 'cachedTokens'> & {
+  choices?: Pick<GenerateResult, 'tokens' | 'timings'>[] | undefined;
+};
+
 /** Waiting for a sequence: the time to first token not spent on the prompt. */
-export function queueMs(result: GenerateResult): number {
+export function queueMs(result: Pick<GenerateResult, 'tokens' | 'timings'>): number {
   const { timeToFirstTokenMs, promptMs, totalMs } = result.timings;
   const untilFirst = result.tokens.length > 0 ? timeToFirstTokenMs : totalMs;
   return Math.max(0, untilFirst - promptMs);

@@ -1,5 +1,5 @@
 /**
- * The load generator of serve.ts: closed-loop clients, each sending streaming chat completions one
+ * The load generator of serve.ts and structured.ts: closed-loop clients, each sending streaming chat completions one
  * after another over keep-alive HTTP, timing every SSE event as it arrives. Plain node:http with a
  * small SSE parser: the client shares the machine's cores with the server it measures, and
  * fetch's streams cost more per event.
@@ -31,6 +31,8 @@ export interface RequestRecord {
    */
   reconnected: boolean;
   error?: string;
+  /** The streamed text, where RequestSpec.keepText asked for it. */
+  text?: string;
 }
 
 export interface LevelRun {
@@ -77,6 +79,10 @@ export function promptText(id: number, tokens: number): string {
 export interface RequestSpec {
   content: string;
   maxTokens: number;
+  /** More body fields (response_format, ignore_eos...), sent after the defaults above: one of the same name replaces its default. */
+  body?: Record<string, unknown>;
+  /** Keep the streamed text in RequestRecord.text (to check its shape; otherwise only its hash). */
+  keepText?: boolean;
 }
 
 const REQUEST_TIMEOUT_MS = 600_000;
@@ -87,7 +93,7 @@ interface ChunkJson {
   error?: { message?: string };
 }
 
-/** One streaming chat completion, greedy, with usage in the last chunk. */
+/** One streaming chat completion, greedy, with usage in the last chunk (and the spec's own body fields). */
 export function streamChat(agent: Agent, baseUrl: string, client: number, spec: RequestSpec): Promise<RequestRecord> {
   const body = JSON.stringify({
     model: MODEL_ALIAS,
@@ -96,6 +102,7 @@ export function streamChat(agent: Agent, baseUrl: string, client: number, spec: 
     temperature: 0,
     stream: true,
     stream_options: { include_usage: true },
+    ...spec.body,
   });
   const url = new URL('/v1/chat/completions', baseUrl);
   return new Promise((resolve) => {
@@ -104,6 +111,7 @@ export function streamChat(agent: Agent, baseUrl: string, client: number, spec: 
     const record: RequestRecord = { client, gapsMs: [], totalMs: 0, contentEvents: 0, textHash: '', reconnected: false };
     const hash = createHash('sha256');
     let lastContent: number | undefined;
+    let text = '';
     let done = false;
     let settled = false;
     const finish = (error?: string) => {
@@ -111,6 +119,7 @@ export function streamChat(agent: Agent, baseUrl: string, client: number, spec: 
       settled = true;
       record.totalMs = performance.now() - started;
       record.textHash = hash.digest('hex').slice(0, 16);
+      if (spec.keepText) record.text = text;
       if (error === undefined && !done) error = 'stream ended without data: [DONE]';
       if (error !== undefined) record.error = error;
       resolve(record);
@@ -132,14 +141,15 @@ export function streamChat(agent: Agent, baseUrl: string, client: number, spec: 
         return;
       }
       const choice = chunk.choices?.[0];
-      const text = (choice?.delta?.content ?? '') + (choice?.delta?.reasoning_content ?? '');
-      if (text !== '') {
+      const piece = (choice?.delta?.content ?? '') + (choice?.delta?.reasoning_content ?? '');
+      if (piece !== '') {
         const now = performance.now() - started;
         if (lastContent === undefined) record.ttftMs = now;
         else record.gapsMs.push(now - lastContent);
         lastContent = now;
         record.contentEvents++;
-        hash.update(text);
+        hash.update(piece);
+        if (spec.keepText) text += piece;
       }
       if (choice?.finish_reason) record.finishReason = choice.finish_reason;
       if (chunk.usage) {
