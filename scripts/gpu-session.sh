@@ -7,8 +7,9 @@
 #   bash scripts/gpu-session.sh bench    the GPU benchmark: CPU / full / partial offload, sweeps, parallel,
 #                                        against node-llama-cpp too when .carry has it
 #   bash scripts/gpu-session.sh extras   paired rounds (GPU, GPU against node-llama-cpp, CPU), npm test, tune (two workloads), the tarball with the CUDA package
-#   bash scripts/gpu-session.sh serving  issues 26 and 27 on the GPU: arrivals at 1/16/64 sequences against llama-batched-bench,
-#                                        multi-turn chat, and the serving benchmark against llama-server at 1/16/64 clients
+#   bash scripts/gpu-session.sh serving  issues 26, 27 and 31 on the GPU: arrivals at 1/16/64 sequences against llama-batched-bench,
+#                                        multi-turn chat, the serving benchmark against llama-server at 1/16/64 clients,
+#                                        and structured output (a JSON schema against plain requests, against llama-server)
 #
 #   bash scripts/gpu-session.sh STEP NAME...   only the step's commands with these names (to redo
 #                                              one that failed, e.g. `extras test-pack-cuda`)
@@ -155,6 +156,7 @@ case "$step" in
     run arrivals npx tsx test/bench/arrivals.ts --gpu --requests 1,16,64 --rounds 8 --out "$OUT/arrivals" --write-docs --docs "$OUT/arrivals-gpu.md"
     run serve npx tsx test/bench/serve.ts --gpu --clients 1,16,64 --rounds 6 --out "$OUT/serve"
     run chat-turns npx tsx test/bench/chat-turns.ts --gpu --rounds 8 --out "$OUT/chat-turns" --write-docs --docs "$OUT/chat-turns-gpu.md"
+    run structured npx tsx test/bench/structured.ts --gpu --clients 1,16 --parallel 16 --rounds 6 --out "$OUT/structured"
     ;;
 esac
 

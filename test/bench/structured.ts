@@ -1,0 +1,390 @@
+/**
+ * The structured-output benchmark: what a JSON-schema request (`response_format`) costs against the
+ * same request without one, on cuda-llama's server and on llama.cpp's `llama-server` (the same model
+ * file, slots, per-slot window, threads and batches as serve.ts gives them), and what one grammar
+ * request in the batch costs the plain requests beside it.
+ *
+ *   npx tsx test/bench/structured.ts [--model tinyllama1b|small|tiny|file.gguf] [--quant Q4_0] [--rounds 8]
+ *     [--clients 1,8] [--parallel 8] [--ctx 512] [--max-tokens 48] [--prompt-tokens 32] [--requests 8]
+ *     [--threads N] [--batch 2048] [--ubatch 512] [--constraint response_format|grammar] [--gpu] [--out DIR] [--write-docs]
+ *
+ * A round starts each server in turn (alternating which goes first), sends one excluded plain and one
+ * excluded schema request, then at each client count runs the plain requests and the schema requests
+ * (which kind goes first alternates every two rounds) and, at the largest count, between those two,
+ * the mixed level: client 0 sends schema requests, the others plain ones. Every request is greedy
+ * (temperature 0) with ignore_eos, on the copy of the model whose end-of-generation rows are zero
+ * (serve-servers.ts withoutEndOfGeneration), so each generates exactly --max-tokens tokens; the
+ * schema (benchSchema below) cannot be completed in fewer, so a grammar never leaves end-of-generation
+ * as the only token. A request with another count, or schema output that does not open as the
+ * schema's JSON, is an error. `--constraint grammar` sends the schema's grammar as `grammar` instead
+ * of `response_format`, which llama-server refuses on these models (RESPONSE_FORMAT_HINT). Ratios are medians of per-round ratios with their 95% interval (stats.ts); the
+ * page and the docs section are structured-report.ts.
+ */
+import { mkdir, readFile, readdir, writeFile } from 'node:fs/promises';
+import { availableParallelism, cpus, totalmem } from 'node:os';
+import { join, relative, resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+import { fail, git, log, repoRoot } from './common.js';
+import { compileDist } from './ours.js';
+import { levelFigures, percentile, promptText, runLevel, type LevelRun, type RequestSpec } from './serve-load.js';
+import {
+  SERVERS,
+  buildLlamaServer,
+  modelShape,
+  serverCommand,
+  startServer,
+  withoutEndOfGeneration,
+  type RunningServer,
+  type ServerName,
+  type ServerSetup,
+} from './serve-servers.js';
+import { cpuSnapshot, stats } from './stats.js';
+import {
+  docsSection,
+  renderPage,
+  writeDocsSection,
+  type BesideFigures,
+  type Kind,
+  type KindLevel,
+  type SideRound,
+  type StructuredResult,
+} from './structured-report.js';
+
+const usage =
+  'usage: npx tsx test/bench/structured.ts [--model tinyllama1b|small|tiny|file.gguf] [--quant Q4_0] [--rounds 8] [--clients 1,8] ' +
+  '[--parallel 8] [--ctx 512] [--max-tokens 48] [--prompt-tokens 32] [--requests 8] [--threads N] [--batch 2048] [--ubatch 512] ' +
+  '[--constraint response_format|grammar] [--gpu] [--out test/bench/results/structured] [--write-docs]';
+
+/**
+ * An object with one required array of short strings, at least `minItems` of them. Each item takes
+ * a token at least (its closing quote, the comma and the next opening quote can be one token, `","`),
+ * so with minItems twice the token limit the JSON cannot close within it: the grammar never comes
+ * to the point where end-of-generation is the only token left, which ignore_eos would forbid.
+ * Strings admit most of the vocabulary, so the grammar checks nearly every candidate token.
+ */
+function benchSchema(minItems: number): Record<string, unknown> {
+  return {
+    type: 'object',
+    properties: { items: { type: 'array', items: { type: 'string', maxLength: 8 }, minItems } },
+    required: ['items'],
+    additionalProperties: false,
+  };
+}
+
+/**
+ * llama.cpp's json_schema_to_grammar of benchSchema (as llama-server logs it), without what a chat
+ * response format adds to it: the template's generation prompt as the root's first literal and a
+ * ```json fence as an alternative. Sent as `grammar` (a user grammar, which neither server feeds the
+ * generation prompt through), for models where `response_format` fails (--constraint).
+ */
+function benchGrammar(minItems: number): string {
+  return [
+    'root ::= "{" space "\\"items\\"" space ":" space items space "}"',
+    `items ::= "[" space item ("," space item){${minItems - 1},} space "]"`,
+    'item ::= "\\"" char{0,8} "\\""',
+    'char ::= [^"\\\\\\x7F\\x00-\\x1F] | [\\\\] (["\\\\bfnrt] | "u" [0-9a-fA-F]{4})',
+    'space ::= | " " | "\\n"{1,2} [ \\t]{0,20}',
+  ].join('\n');
+}
+
+/**
+ * How the constrained output opens; checked on every schema request (a server that ignored the
+ * constraint would fail it). A response format's grammar also admits a ```json fence first.
+ */
+const SCHEMA_OPENING = /^\s*(```json\s*)?\{\s*"items"\s*:\s*\[/;
+
+/**
+ * Known failure of `response_format` on the benchmark's models in llama-server (llama.cpp
+ * common_sampler_init at the pinned commit; cuda-llama aligns the grammar with it, AlignWithPrefill): an output-format grammar starts with the template's
+ * generation prompt and is fed its tokens, skipping the first token when its text starts with a
+ * space; with the SPM vocabulary and the chatml template that token is " <" (no <|im_start|> token),
+ * so "<" is lost, the grammar rejects the rest and the sampler cannot be made ("std::exception";
+ * upstream ggml-org/llama.cpp#23775 and #29006 are this family).
+ */
+const RESPONSE_FORMAT_HINT =
+  "response_format may be refused on this model by llama-server (the output grammar is fed the chat template's generation prompt, " +
+  'whose first token " <" it drops: see RESPONSE_FORMAT_HINT in structured.ts); --constraint grammar sends the same grammar as `grammar`';
+
+function positive(name: string, value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 1) fail(`${name} must be a positive integer, got ${JSON.stringify(value)}\n${usage}`);
+  return n;
+}
+
+/** As serve.ts: a shape name finds the model `compare.ts --prepare-only` makes; anything else is a file. */
+async function resolveModel(model: string, quant: string): Promise<string> {
+  if (!['tinyllama1b', 'small', 'tiny'].includes(model)) return resolve(model);
+  const dir = join(repoRoot, 'test', '.models');
+  const suffix = `-${quant.toLowerCase()}.gguf`;
+  const file = (await readdir(dir).catch(() => [] as string[])).find((f) => f.startsWith(`${model}-ctx32k-`) && f.endsWith(suffix));
+  if (!file)
+    fail(
+      `no test/.models/${model}-ctx32k-*${suffix}: make it with \`npx tsx test/bench/compare.ts --model ${model} --quant ${quant} --prepare-only\`, or pass --model file.gguf`,
+    );
+  return join(dir, file);
+}
+
+async function processTicks(pid: number): Promise<number> {
+  const stat = await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => '');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return Number(fields[11] ?? 0) + Number(fields[12] ?? 0);
+}
+
+/** Every request's problem, if any: the checks the header describes. */
+function checkRun(run: LevelRun, maxTokens: number, schemaClient: (client: number) => boolean): { errors: number; firstErrors: string[] } {
+  const problems = run.requests.flatMap((r) => {
+    if (r.error !== undefined) return [r.error];
+    if (r.completionTokens !== maxTokens)
+      return [`${r.completionTokens ?? 'no usage:'} completion tokens, not ${maxTokens} (finish_reason ${r.finishReason ?? 'none'})`];
+    if (schemaClient(r.client) && !SCHEMA_OPENING.test(r.text ?? ''))
+      return [`not the schema's JSON: ${JSON.stringify(r.text?.slice(0, 60))}`];
+    return [];
+  });
+  return { errors: problems.length, firstErrors: [...new Set(problems)].slice(0, 3) };
+}
+
+function besideFigures(run: LevelRun): BesideFigures {
+  const plain = run.requests.filter((r) => r.client !== 0 && r.error === undefined);
+  const decode = plain.flatMap((r) => {
+    const tokens = r.completionTokens ?? r.contentEvents;
+    const seconds = (r.totalMs - (r.ttftMs ?? r.totalMs)) / 1000;
+    return tokens > 1 && seconds > 0 ? [(tokens - 1) / seconds] : [];
+  });
+  return {
+    itlP50Ms: percentile(
+      plain.flatMap((r) => r.gapsMs),
+      50,
+    ),
+    decodeTokensPerSecond: decode.length ? stats(decode).median : NaN,
+  };
+}
+
+async function measure(server: RunningServer, clients: number, specs: RequestSpec[], maxTokens: number, kind: Kind) {
+  const [before, s0] = await Promise.all([cpuSnapshot(), processTicks(server.pid)]);
+  const run = await runLevel(server.baseUrl, clients, specs);
+  const [after, s1] = await Promise.all([cpuSnapshot(), processTicks(server.pid)]);
+  const otherCpu =
+    before && after
+      ? Math.max(0, after.busy - before.busy - (after.ours - before.ours) - (s1 - s0)) / Math.max(1, after.all - before.all)
+      : NaN;
+  const schemaClient = (c: number) => kind === 'schema' || (kind === 'mixed' && c === 0);
+  const level: KindLevel = {
+    figures: levelFigures(run, maxTokens),
+    ...checkRun(run, maxTokens, schemaClient),
+    hashes: run.requests.map((r) => r.textHash),
+    otherCpu,
+  };
+  return { run, level };
+}
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({
+    options: {
+      model: { type: 'string', default: 'tinyllama1b' },
+      quant: { type: 'string', default: 'Q4_0' },
+      rounds: { type: 'string', default: '8' },
+      clients: { type: 'string', default: '1,8' },
+      parallel: { type: 'string', default: '8' },
+      ctx: { type: 'string', default: '512' },
+      'max-tokens': { type: 'string', default: '48' },
+      'prompt-tokens': { type: 'string', default: '32' },
+      requests: { type: 'string', default: '8' },
+      threads: { type: 'string' },
+      batch: { type: 'string', default: '2048' },
+      ubatch: { type: 'string', default: '512' },
+      constraint: { type: 'string', default: 'response_format' },
+      gpu: { type: 'boolean', default: false },
+      out: { type: 'string', default: join(repoRoot, 'test', 'bench', 'results', 'structured') },
+      'write-docs': { type: 'boolean', default: false },
+      help: { type: 'boolean', default: false },
+    },
+    strict: true,
+  });
+  if (values.help) {
+    process.stderr.write(`${usage}\n`);
+    return;
+  }
+  const rounds = positive('--rounds', values.rounds);
+  const levels = [...new Set(values.clients.split(',').map((c) => positive('--clients', c)))].sort((a, b) => a - b);
+  const neighbourClients = levels.at(-1)!;
+  if (neighbourClients < 2) fail(`--clients ${values.clients}: the largest count is the neighbour level, which needs 2 clients at least`);
+  const maxTokens = positive('--max-tokens', values['max-tokens']);
+  if (2 * maxTokens > 2000)
+    fail(`--max-tokens ${maxTokens}: the schema's minItems (2 × max-tokens) must stay within llama.cpp's repetition limit, 2000`);
+  const promptTokens = positive('--prompt-tokens', values['prompt-tokens']);
+  const minRequests = positive('--requests', values.requests);
+  const threads = values.threads === undefined ? availableParallelism() : positive('--threads', values.threads);
+  const parallel = positive('--parallel', values.parallel);
+  const slotContext = positive('--ctx', values.ctx);
+  const constraint = values.constraint;
+  if (constraint !== 'response_format' && constraint !== 'grammar')
+    fail(`--constraint must be response_format or grammar, got ${JSON.stringify(constraint)}\n${usage}`);
+  if (promptTokens + maxTokens + 64 > slotContext)
+    fail(`--ctx ${slotContext} is too small for --prompt-tokens ${promptTokens} + --max-tokens ${maxTokens} + the chat template (64)`);
+
+  const sourceModel = await resolveModel(values.model, values.quant);
+  let setupGpu: Pick<ServerSetup, 'cudaDevices' | 'toolEnv'> = {};
+  if (values.gpu) {
+    const { requireCuda } = await import('./gpu.js');
+    const { toolEnv } = await import('./llama-bench.js');
+    const build = await requireCuda(sourceModel);
+    setupGpu = { cudaDevices: build.cuda.devices, toolEnv: toolEnv(build) };
+  }
+  buildLlamaServer();
+  compileDist();
+  const noEog = await withoutEndOfGeneration(sourceModel);
+  const setup: ServerSetup = {
+    modelPath: noEog.path,
+    parallel,
+    slotContext,
+    threads,
+    batch: positive('--batch', values.batch),
+    ubatch: positive('--ubatch', values.ubatch),
+    ...setupGpu,
+  };
+  const schema = benchSchema(Math.max(40, 2 * maxTokens));
+  const grammar = benchGrammar(Math.max(40, 2 * maxTokens));
+  const bodies: Record<'plain' | 'schema', Record<string, unknown>> = {
+    plain: { ignore_eos: true },
+    schema:
+      constraint === 'grammar'
+        ? { ignore_eos: true, grammar }
+        : { ignore_eos: true, response_format: { type: 'json_schema', json_schema: { name: 'bench', schema } } },
+  };
+  const spec = (id: number, kind: 'plain' | 'schema'): RequestSpec => ({
+    content: promptText(id, promptTokens),
+    maxTokens,
+    body: bodies[kind],
+    keepText: kind === 'schema',
+  });
+  // Distinct prompts per level and kind (a server must not reuse a cached prompt from the level
+  // before), the same on both servers and in every round (each round restarts both).
+  const perLevel = levels.map((clients) => clients * Math.ceil(minRequests / clients));
+  const specs = (li: number, kind: Kind): RequestSpec[] =>
+    Array.from({ length: perLevel[li]! }, (_, i) =>
+      spec(
+        (li * 3 + ['plain', 'schema', 'mixed'].indexOf(kind)) * 100_000 + i + 1,
+        kind === 'schema' || (kind === 'mixed' && i % levels[li]! === 0) ? 'schema' : 'plain',
+      ),
+    );
+  const warmup = [spec(9_000_000, 'plain'), spec(9_000_001, 'schema')];
+  log(
+    `${rounds} rounds x ${SERVERS.join(' and ')} x clients ${levels.join(', ')} x plain and schema (${perLevel.join(', ')} requests), mixed at ${neighbourClients}; ` +
+      `${parallel} slots of ${slotContext} tokens, ${threads} threads, model ${relative(repoRoot, noEog.path)}`,
+  );
+
+  const started = Date.now();
+  const result: StructuredResult['rounds'] = [];
+  const commands: Partial<Record<ServerName, string>> = {};
+  const exits: Record<ServerName, string[]> = { 'cuda-llama': [], 'llama-server': [] };
+  for (let r = 0; r < rounds; r++) {
+    const order: ServerName[] = r % 2 === 0 ? ['cuda-llama', 'llama-server'] : ['llama-server', 'cuda-llama'];
+    // Every two rounds, so that each server order meets each kind order.
+    const kinds: ('plain' | 'schema')[] = Math.floor(r / 2) % 2 === 0 ? ['plain', 'schema'] : ['schema', 'plain'];
+    const round: StructuredResult['rounds'][number] = { first: order[0]!, kindsFirst: kinds[0]!, sides: {} };
+    for (const name of order) {
+      const startedAt = Date.now();
+      const server = await startServer(name, setup);
+      log(`round ${r + 1}/${rounds} ${name}: ready in ${((Date.now() - startedAt) / 1000).toFixed(1)} s (pid ${server.pid})`);
+      commands[name] = server.command;
+      try {
+        // One client: the plain request, then the schema one; either failing a check stops the run at once.
+        const warm = await runLevel(server.baseUrl, 1, warmup);
+        const problems = warm.requests.flatMap((q, i) => checkRun({ ...warm, requests: [q] }, maxTokens, () => i === 1).firstErrors);
+        if (problems.length)
+          throw new Error(
+            `${name}: the warm-up requests (plain, then schema): ${problems.join(' | ')}` +
+              `${constraint === 'response_format' && warm.requests[1]?.error !== undefined ? `\n${RESPONSE_FORMAT_HINT}` : ''}\n${server.outputTail()}`,
+          );
+        const levelsOut: SideRound['levels'] = [];
+        let neighbour: SideRound['neighbour'] | undefined;
+        for (const [li, clients] of levels.entries()) {
+          const steps: Kind[] = clients === neighbourClients ? [kinds[0]!, 'mixed', kinds[1]!] : kinds;
+          const got: Partial<Record<Kind, { run: LevelRun; level: KindLevel }>> = {};
+          for (const kind of steps) {
+            got[kind] = await measure(server, clients, specs(li, kind), maxTokens, kind);
+            const { figures: f, errors, firstErrors, otherCpu } = got[kind].level;
+            log(
+              `round ${r + 1}/${rounds} ${name} ${clients} clients ${kind}: ${f.tokensPerSecond.toFixed(1)} tok/s, ITL p50 ${f.itlP50Ms.toFixed(1)} ms, ` +
+                `${f.completionTokens} tokens in ${f.requests} requests, errors ${errors}${firstErrors.length ? ` (${firstErrors.join(' | ')})` : ''}, ` +
+                `other processes ${(otherCpu * 100).toFixed(0)}% CPU`,
+            );
+            if (server.exited())
+              throw new Error(`${name} ${server.exited()} during the ${clients}-client ${kind} level:\n${server.outputTail()}`);
+          }
+          levelsOut.push({ clients, plain: got.plain!.level, schema: got.schema!.level });
+          if (got.mixed)
+            neighbour = { clients, mixed: got.mixed.level, alone: besideFigures(got.plain!.run), beside: besideFigures(got.mixed.run) };
+        }
+        round.sides[name] = { levels: levelsOut, neighbour: neighbour! };
+      } finally {
+        exits[name].push(await server.stop());
+      }
+    }
+    result.push(round);
+    log(`round ${r + 1}/${rounds} done, ${((Date.now() - started) / 1000).toFixed(0)} s so far`);
+  }
+  const wallS = (Date.now() - started) / 1000;
+
+  const cpuModel =
+    /^model name\s*:\s*(.+)$/m.exec(await readFile('/proc/cpuinfo', 'utf8').catch(() => ''))?.[1]?.trim() ?? cpus()[0]?.model ?? 'unknown';
+  const structured: StructuredResult = {
+    date: new Date()
+      .toISOString()
+      .replace('T', ' ')
+      .replace(/\.\d+Z$/, ''),
+    commit: git(['rev-parse', '--short', 'HEAD']),
+    dirty: git(['status', '--porcelain', '--untracked-files=no']) !== '',
+    machine: `${cpuModel}, ${cpus().length} logical CPUs, ${(totalmem() / 2 ** 30).toFixed(1)} GiB RAM`,
+    command: `npx tsx test/bench/structured.ts ${process.argv.slice(2).join(' ')}`.trim(),
+    model: {
+      source: relative(repoRoot, sourceModel),
+      served: relative(repoRoot, noEog.path),
+      zeroedTokens: noEog.tokens,
+      shape: await modelShape(noEog.path),
+    },
+    settings: {
+      rounds,
+      levels,
+      neighbourClients,
+      parallel,
+      slotContext,
+      threads,
+      batch: setup.batch,
+      ubatch: setup.ubatch,
+      maxTokens,
+      promptTokens,
+      gpu: setupGpu.cudaDevices ?? null,
+    },
+    constraint,
+    schema,
+    ...(constraint === 'grammar' ? { grammar } : {}),
+    requestsPerLevel: perLevel,
+    commands: Object.fromEntries(SERVERS.map((n) => [n, commands[n] ?? serverCommand(n, setup, 0).args.join(' ')])) as Record<
+      ServerName,
+      string
+    >,
+    exits,
+    rounds: result,
+    wallSeconds: wallS,
+  };
+  const page = renderPage(structured);
+  await mkdir(values.out, { recursive: true });
+  await writeFile(join(values.out, 'result.json'), `${JSON.stringify(structured, null, 1)}\n`);
+  await writeFile(join(values.out, 'structured.md'), page);
+  if (values['write-docs']) {
+    const name = values.gpu ? 'structured-gpu.md' : 'structured.md';
+    await writeFile(join(repoRoot, 'test', 'bench', 'results', 'latest', name), page);
+    await writeDocsSection(docsSection(structured, `../test/bench/results/latest/${name}`));
+    log(`wrote test/bench/results/latest/${name} and the "Structured output" section of docs/benchmarks.md`);
+  }
+  process.stderr.write(`\n${page}\n`);
+  process.stdout.write(`${JSON.stringify(structured)}\n`);
+  log(`measured in ${wallS.toFixed(0)} s; wrote ${relative(repoRoot, join(values.out, 'result.json'))} and structured.md`);
+}
+
+main().catch((error: unknown) => {
+  process.stderr.write(`${(error as Error).stack ?? String(error)}\n`);
+  // The exit hook of serve-servers.ts kills any server still running.
+  process.exit(1);
+});
