@@ -23,18 +23,16 @@ class ChoiceStreamer {
   pending: TokenLogprob[] = [];
   pendingTokens = 0;
   promptTokens = 0;
+  /** Only text, no reasoning, no tools: every piece is answer text as it comes. */
+  readonly plain: boolean;
 
   constructor(
     readonly choice: number,
     private readonly native: NativeModel,
     private readonly plan: ChatPlan,
     private readonly push: (delta: ChatDelta) => void,
-  ) {}
-
-  /** Only text, no reasoning, no tools: every piece is answer text as it comes. */
-  get plain(): boolean {
-    const { rendered } = this.plan;
-    return rendered.parser === '' && !rendered.supportsThinking && this.plan.tools.length === 0;
+  ) {
+    this.plain = plan.rendered.parser === '' && !plan.rendered.supportsThinking && plan.tools.length === 0;
   }
 
   feed(text: string, info: TextInfo): void {

@@ -23,8 +23,8 @@ import type {
   NativeModel,
   NativeSamplerParams,
 } from './binding/native.js';
-import { checkGrammar } from './structured/grammar-guards.js';
-import { checkJsonSchema, schemaViolation, type JsonSchema } from './structured/json-schema.js';
+import { checkedGrammar, parseJsonOutput, schemaGrammar } from './structured/constrain.js';
+import { checkJsonSchema, type JsonSchema } from './structured/json-schema.js';
 import {
   checkToolCall,
   genericEnvelopeSchema,
@@ -204,7 +204,6 @@ export function validateMessages(messages: unknown): NativeChatMessage[] {
   return messages.map((m: unknown, i) => {
     const at = `messages[${i}]`;
     const message = expectObject(at, m);
-    if (m === undefined) throw typeError(at, 'an object { role, content }', m);
     rejectUnknownKeys(at, message, ['role', 'content', 'reasoning', 'toolCalls', 'toolCallId', 'name'], {
       tool_calls: 'use toolCalls',
       tool_call_id: 'use toolCallId',
@@ -467,17 +466,19 @@ export function planChat(host: ChatHost, messages: NativeChatMessage[], options:
     renderSpecial: Int32Array.from(singleTokens(host.native, rendered.preservedTokens)),
   };
   if (options.schema !== undefined) plan.schema = options.schema;
-  const problem = (text: string) => host.addon.grammarProblem(host.native, text, 'root');
   if (generic) {
-    const text = host.addon.jsonSchemaToGrammar(JSON.stringify(genericEnvelopeSchema(tools, toolChoice, options.parallelToolCalls)));
-    checkGrammar(text, "the tool calls' grammar", problem);
-    plan.grammar = { text, kind: 'user', lazy: false, triggers: [], generationPrompt: '' };
+    plan.grammar = schemaGrammar(
+      host,
+      genericEnvelopeSchema(tools, toolChoice, options.parallelToolCalls),
+      'user',
+      "the tool calls' grammar",
+    );
   } else if (rendered.grammar !== '') {
-    checkGrammar(rendered.grammar, callsWanted ? "the tool calls' grammar" : "the response format's grammar", problem);
+    const kind = callsWanted ? 'toolCalls' : 'output';
+    const checked = checkedGrammar(host, rendered.grammar, kind, callsWanted ? "the tool calls' grammar" : "the response format's grammar");
     const preserved = new Set(plan.renderSpecial);
     plan.grammar = {
-      text: rendered.grammar,
-      kind: callsWanted ? 'toolCalls' : 'output',
+      ...checked,
       lazy: rendered.grammarLazy,
       // A trigger word that is one preserved token triggers on the token, as llama-server does.
       triggers: rendered.grammarTriggers.map((t) => {
@@ -551,19 +552,10 @@ export function chatResult(native: NativeModel, plan: ChatPlan, result: Generate
   if (toolCallErrors.length > 0) out.toolCallErrors = toolCallErrors;
   if (toolCalls.length > 0 && !partial) out.stopReason = 'toolCalls';
   if (plan.schema !== undefined) {
-    const answer = parsed.content.trim();
-    if (partial) {
-      out.parseError = `the reply was cut short (${result.stopReason}) before the JSON value was complete`;
-    } else {
-      try {
-        const value: unknown = JSON.parse(answer);
-        const violation = schemaViolation(plan.schema, value, 'options.responseFormat.schema');
-        if (violation === undefined) out.parsed = value;
-        else out.parseError = `the reply does not match the schema: ${violation}`;
-      } catch (error) {
-        out.parseError = `the reply is not JSON: ${(error as Error).message}`;
-      }
-    }
+    Object.assign(
+      out,
+      parseJsonOutput(parsed.content.trim(), result.stopReason, plan.schema, 'options.responseFormat.schema', 'the reply'),
+    );
   }
   return out;
 }

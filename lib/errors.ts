@@ -102,6 +102,19 @@ export class GpuError extends CudaLlamaError {
   override name = 'GpuError';
 }
 
+/**
+ * A grammar refused before generation (our guards or llama.cpp's parser), or one that left no
+ * token to choose during generation.
+ */
+export class GrammarError extends CudaLlamaError {
+  override name = 'GrammarError';
+}
+
+/** A JSON Schema llama.cpp's grammar would not hold the output to, that cannot be satisfied, or that is not a schema. */
+export class JsonSchemaError extends CudaLlamaError {
+  override name = 'JsonSchemaError';
+}
+
 /** Use of a disposed model or context. */
 export class DisposedError extends CudaLlamaError {
   override name = 'DisposedError';
@@ -125,6 +138,8 @@ const errorClassByCode: Partial<Record<ErrorCode, typeof CudaLlamaError>> = {
   [ErrorCode.BUSY]: ContextError,
   [ErrorCode.CUDA_UNAVAILABLE]: GpuError,
   [ErrorCode.GPU_PLACEMENT]: GpuError,
+  [ErrorCode.GRAMMAR]: GrammarError,
+  [ErrorCode.JSON_SCHEMA]: JsonSchemaError,
 };
 
 /** Builds the right subclass for a code. */

@@ -22,7 +22,6 @@ import type {
   NativeStopReason,
 } from './binding/native.js';
 
-/** Why a generation ended; chat() adds 'toolCalls' (the reply is one or more tool calls). */
 /** What a text piece came from: the generated tokens since the previous piece (with logprobs, their log probabilities). */
 export interface TextInfo {
   /** Tokens generated since the previous piece (0 for text held back and let out at the end). */
@@ -33,6 +32,7 @@ export interface TextInfo {
   logprobs?: TokenLogprob[];
 }
 
+/** Why a generation ended; chat() adds 'toolCalls' (the reply is one or more tool calls). */
 export type StopReason = 'eos' | 'maxTokens' | 'stop' | 'abort' | 'contextFull';
 
 /**
@@ -153,7 +153,7 @@ export interface GenerationRequest {
   renderSpecial?: Int32Array;
   /** The prompts are n completions of one prompt: one evaluation, shared (a group id for the engine). */
   group?: number;
-  /** Token texts for log probabilities (the model's; with the request's special-token rendering). */
+  /** With log probabilities: token texts for them (the model's; with the request's special-token rendering). */
   tokenTexts?: TokenTexts;
   /** Receives each piece of text as soon as it is safe to show (never part of a stop sequence), with the tokens that made it. */
   onText?: (text: string, sequence: number, info: TextInfo) => void;
@@ -252,16 +252,17 @@ class SequenceProgress {
 
   constructor(
     stopSequences: string[],
-    emit: (text: string, info: Omit<TextInfo, 'promptTokens'>) => void,
+    emit: (text: string, info: TextInfo) => void,
     readonly cancel: NativeCancelFlag,
     private readonly tokenTexts: TokenTexts | undefined,
     includeStop: boolean,
+    promptTokens: number,
   ) {
     this.logprobs = tokenTexts ? [] : undefined;
     this.assembler = new TextAssembler(
       stopSequences,
       (text) => {
-        const info: Omit<TextInfo, 'promptTokens'> = { tokens: this.#pendingTokens };
+        const info: TextInfo = { tokens: this.#pendingTokens, promptTokens };
         if (this.logprobs) info.logprobs = this.#pending;
         this.#pending = [];
         this.#pendingTokens = 0;
@@ -283,9 +284,10 @@ class SequenceProgress {
     this.lastTokenAt = atMs;
     this.tokens.push(token);
     this.#pendingTokens++;
-    if (this.logprobs && this.tokenTexts && logprob !== undefined) {
-      const entry = this.tokenTexts.logprob(token, piece, logprob, topTokens ?? new Int32Array(), topLogprobs ?? new Float32Array());
-      this.logprobs.push(entry);
+    if (this.tokenTexts && logprob !== undefined) {
+      // The engine sends the alternatives with every log probability (empty for topLogprobs 0).
+      const entry = this.tokenTexts.logprob(token, piece, logprob, topTokens!, topLogprobs!);
+      this.logprobs!.push(entry);
       this.#pending.push(entry);
     }
     if (this.assembler.push(piece)) this.cancel.cancel();
@@ -315,10 +317,11 @@ export async function runGenerations(request: GenerationRequest): Promise<BatchR
     (_, index) =>
       new SequenceProgress(
         request.stopSequences,
-        (text, info) => onText?.call(text, index, { ...info, promptTokens: request.prompts[index]!.length }),
+        (text, info) => onText?.call(text, index, info),
         cancels[index]!,
-        request.sampler.logprobs >= 0 ? request.tokenTexts : undefined,
+        request.tokenTexts,
         request.includeStopString === true,
+        request.prompts[index]!.length,
       ),
   );
   signal?.addEventListener('abort', cancelAll, { once: true });

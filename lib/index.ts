@@ -32,9 +32,17 @@ export type { LayerReport, DeviceUsage, GraphUsage } from './layer-report.js';
 export type { LoadPlan, PlannedDevice, PlannedHost } from './plan.js';
 export type { Logger, LogLevel } from './log.js';
 export type { NativeDevice as Device, NativeBackend as Backend } from './binding/native.js';
-export { CudaLlamaError, ModelFileError, NativeBindingError, ContextError, GpuError, DisposedError, ErrorCode } from './errors.js';
-export { GrammarError } from './structured/grammar-guards.js';
-export { JsonSchemaError } from './structured/json-schema.js';
+export {
+  CudaLlamaError,
+  ModelFileError,
+  NativeBindingError,
+  ContextError,
+  GpuError,
+  GrammarError,
+  JsonSchemaError,
+  DisposedError,
+  ErrorCode,
+} from './errors.js';
 export { CPU_FALLBACK_WARNING } from './gpu/fallback.js';
 export { BINARY_FALLBACK_WARNING } from './binding/load-native.js';
 export type { PlacementProblem, CpuOpsOnGpuMemory } from './gpu/placement.js';

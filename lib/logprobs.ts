@@ -14,7 +14,7 @@ export interface TokenAlternative {
   /** Natural log of its probability: for sampling, in the distribution the token was drawn from; for greedy decoding, the full softmax of the logits. */
   logprob: number;
   /** Its UTF-8 bytes (a token that is part of a character has only some of them). */
-  bytes: number[];
+  bytes: readonly number[];
 }
 
 /** A generated token with its log probability and, with topLogprobs, the best alternatives (most likely first). */
@@ -22,37 +22,41 @@ export interface TokenLogprob extends TokenAlternative {
   top: TokenAlternative[];
 }
 
-/** Token texts and bytes for log probabilities, one native call per batch of unknown ids, cached per model. */
+interface TokenText {
+  token: string;
+  bytes: readonly number[];
+}
+
+function decode(piece: Buffer): TokenText {
+  return { token: piece.toString('utf8'), bytes: Object.freeze(Array.from(piece)) };
+}
+
+/**
+ * Token texts and bytes for log probabilities, cached per model: the alternatives' pieces are
+ * fetched in one native call per token for the ids not seen yet, and decoded once.
+ */
 export class TokenTexts {
-  readonly #pieces = new Map<number, Buffer>();
+  readonly #texts = new Map<number, TokenText>();
 
   constructor(
     private readonly native: NativeModel,
     private readonly special: boolean,
   ) {}
 
-  /** The token's own piece (llama_token_to_piece), as the engine streams it. */
-  piece(id: number): Buffer {
-    let piece = this.#pieces.get(id);
-    if (piece === undefined) {
-      piece = this.native.tokenPieces(Int32Array.of(id), this.special)[0]!;
-      this.#pieces.set(id, piece);
-    }
-    return piece;
-  }
-
-  alternative(id: number, logprob: number, piece: Buffer = this.piece(id)): TokenAlternative {
-    return { token: piece.toString('utf8'), id, logprob, bytes: Array.from(piece) };
-  }
-
-  /** A token event's log probabilities (onToken's last three arguments) as a TokenLogprob. */
+  /** A token event's log probabilities (onToken's last three arguments) as a TokenLogprob; `piece` is the chosen token's text as the engine wrote it. */
   logprob(id: number, piece: Buffer, logprob: number, topTokens: Int32Array, topLogprobs: Float32Array): TokenLogprob {
-    const missing = Array.from(topTokens).filter((t) => !this.#pieces.has(t));
-    if (missing.length > 0) {
+    let missing: number[] | undefined;
+    for (const t of topTokens) if (!this.#texts.has(t)) (missing ??= []).push(t);
+    if (missing !== undefined) {
       const pieces = this.native.tokenPieces(Int32Array.from(missing), this.special);
-      missing.forEach((t, i) => this.#pieces.set(t, pieces[i]!));
+      missing.forEach((t, i) => this.#texts.set(t, decode(pieces[i]!)));
     }
-    const top = Array.from(topTokens, (t, i) => this.alternative(t, topLogprobs[i]!));
-    return { ...this.alternative(id, logprob, piece), top };
+    const top: TokenAlternative[] = [];
+    for (let i = 0; i < topTokens.length; i++) {
+      const text = this.#texts.get(topTokens[i]!)!;
+      top.push({ token: text.token, id: topTokens[i]!, logprob: topLogprobs[i]!, bytes: text.bytes });
+    }
+    const chosen = decode(piece);
+    return { token: chosen.token, id, logprob, bytes: chosen.bytes, top };
   }
 }

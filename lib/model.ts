@@ -22,7 +22,7 @@ import { ChatStreamState } from './chat-stream.js';
 import { DisposedError, fromNativeError } from './errors.js';
 import { runGenerations, type BatchResult, type GenerateResult } from './generation.js';
 import { TokenTexts } from './logprobs.js';
-import { prepareRequest, type RequestHost } from './request.js';
+import { prepareRequest, tokenIds, type RequestHost } from './request.js';
 import { LlamaSession } from './session.js';
 import type { GpuDecision } from './gpu/decision.js';
 import { buildLayerReport, type LayerReport } from './layer-report.js';
@@ -153,7 +153,7 @@ export class LlamaModel implements AsyncDisposable {
     const o = expectObject('options', options);
     rejectUnknownKeys('options', o, ['special']);
     const special = optionalBoolean('options.special', o.special) ?? false;
-    return this.#native.detokenize(this.#checkTokens('tokens', tokens), !special, special).toString('utf8');
+    return this.#native.detokenize(tokenIds('tokens', tokens, this.info.vocabSize), !special, special).toString('utf8');
   }
 
   /**
@@ -473,19 +473,6 @@ export class LlamaModel implements AsyncDisposable {
       });
     this.#gate = run.catch(() => undefined);
     return run;
-  }
-
-  #checkTokens(name: string, tokens: ArrayLike<number>): Int32Array {
-    if (tokens === null || typeof tokens !== 'object' || typeof tokens.length !== 'number')
-      throw typeError(name, 'an array of token ids', tokens);
-    const ids = Int32Array.from(tokens);
-    for (let i = 0; i < tokens.length; i++) {
-      const id = tokens[i];
-      if (!Number.isInteger(id) || id! < 0 || id! >= this.info.vocabSize) {
-        throw rangeError(`${name}[${i}]`, `a token id from 0 to ${this.info.vocabSize - 1}`, id);
-      }
-    }
-    return ids;
   }
 
   #chatPlan(messages: ChatMessage[], options: ChatOptions): { plan: ChatPlan; generate: GenerateOptions } {

@@ -11,10 +11,9 @@ import type { BatchResult, GenerateResult, GenerationRequest } from './generatio
 import type { TokenTexts } from './logprobs.js';
 import { contextShiftKeep, resolveMaxTokens, resolveMinTokens, type ValidGenerateOptions } from './options.js';
 import { resolveLogitBias, samplerParams, type ResolvedSampling } from './sampling.js';
-import { checkGrammar } from './structured/grammar-guards.js';
-import { checkJsonSchema, schemaViolation, type JsonSchema } from './structured/json-schema.js';
+import { checkedGrammar, parseJsonOutput, schemaGrammar } from './structured/constrain.js';
+import { checkJsonSchema, type JsonSchema } from './structured/json-schema.js';
 import type { NativeAddon, NativeCancelFlag, NativeContext, NativeContextInfo, NativeModel } from './binding/native.js';
-import { fromNativeError } from './errors.js';
 import { rangeError, typeError } from './validate.js';
 
 /** What a request needs from its model. */
@@ -32,21 +31,21 @@ export interface RequestHost {
 /** n-completion groups get engine-wide ids (0 is none). */
 let nextGroup = 1;
 
+/** `tokens` as token ids of a vocabulary of `vocabSize`, or a TypeError / RangeError naming the first bad one. */
+export function tokenIds(name: string, tokens: ArrayLike<number>, vocabSize: number): Int32Array {
+  if (tokens === null || typeof tokens !== 'object' || typeof tokens.length !== 'number')
+    throw typeError(name, 'an array of token ids', tokens);
+  for (let i = 0; i < tokens.length; i++) {
+    const id = tokens[i];
+    if (!Number.isInteger(id) || id! < 0 || id! >= vocabSize)
+      throw rangeError(`${name}[${i}]`, `a token id from 0 to ${vocabSize - 1}`, id);
+  }
+  return Int32Array.from(tokens);
+}
+
 function tokenizePrompt(host: RequestHost, name: string, prompt: string | ArrayLike<number>): Int32Array {
   // Same tokenization as llama.cpp's examples: BOS as the model wants, special tokens parsed.
-  let tokens: Int32Array;
-  if (typeof prompt === 'string') {
-    tokens = host.native.tokenize(prompt, true, true);
-  } else {
-    if (prompt === null || typeof prompt !== 'object' || typeof prompt.length !== 'number')
-      throw typeError(name, 'an array of token ids', prompt);
-    tokens = Int32Array.from(prompt);
-    for (let i = 0; i < prompt.length; i++) {
-      const id = prompt[i];
-      if (!Number.isInteger(id) || id! < 0 || id! >= host.vocabSize)
-        throw rangeError(`${name}[${i}]`, `a token id from 0 to ${host.vocabSize - 1}`, id);
-    }
-  }
+  const tokens = typeof prompt === 'string' ? host.native.tokenize(prompt, true, true) : tokenIds(name, prompt, host.vocabSize);
   if (tokens.length === 0 && typeof prompt === 'string' && prompt !== '') {
     // Valid text, but this model's vocabulary encodes it as nothing (no byte fallback, no BOS).
     throw new ModelFileError(
@@ -76,25 +75,16 @@ function resolveSampling(
   options: ValidGenerateOptions,
   plan: ChatPlan | undefined,
 ): ResolvedSampling & { schema?: JsonSchema } {
-  const problem = (text: string) => host.addon.grammarProblem(host.native, text, 'root');
   const resolved: ResolvedSampling & { schema?: JsonSchema } = {};
   const bias = resolveLogitBias(options.logitBias, host.vocabSize, (text) => Array.from(host.native.tokenize(text, false, true)));
   if (bias) resolved.logitBias = bias;
   if (plan?.grammar) resolved.grammar = plan.grammar;
   if (plan?.reasoningBudget) resolved.reasoningBudget = plan.reasoningBudget;
   if (options.grammar !== undefined) {
-    checkGrammar(options.grammar, 'options.grammar', problem);
-    resolved.grammar = { text: options.grammar, kind: 'user', lazy: false, triggers: [], generationPrompt: '' };
+    resolved.grammar = checkedGrammar(host, options.grammar, 'user', 'options.grammar');
   } else if (options.jsonSchema !== undefined) {
     const schema = checkJsonSchema(options.jsonSchema, 'options.jsonSchema');
-    let text: string;
-    try {
-      text = host.addon.jsonSchemaToGrammar(JSON.stringify(schema));
-    } catch (error) {
-      throw fromNativeError(error);
-    }
-    checkGrammar(text, "options.jsonSchema's grammar", problem);
-    resolved.grammar = { text, kind: 'output', lazy: false, triggers: [], generationPrompt: '' };
+    resolved.grammar = schemaGrammar(host, schema, 'output', "options.jsonSchema's grammar");
     resolved.schema = schema;
   }
   return resolved;
@@ -160,8 +150,8 @@ export function prepareRequest(
     minTokens: resolveMinTokens(options),
     includeStopString: options.includeStopString === true,
     skipSpecial,
-    tokenTexts: host.tokenTexts(!skipSpecial),
   };
+  if (options.logprobs === true) request.tokenTexts = host.tokenTexts(!skipSpecial);
   if (plan && plan.renderSpecial.length > 0) request.renderSpecial = plan.renderSpecial;
   if (n > 1) request.group = nextGroup++;
   if (options.signal) request.signal = options.signal;
@@ -183,16 +173,5 @@ export function prepareRequest(
 
 /** A jsonSchema result's `parsed`, or why there is none. */
 function completeJson(result: GenerateResult, schema: JsonSchema): void {
-  if (result.stopReason !== 'eos' && result.stopReason !== 'stop') {
-    result.parseError = `the output was cut short (${result.stopReason}) before the JSON value was complete`;
-    return;
-  }
-  try {
-    const value: unknown = JSON.parse(result.text);
-    const violation = schemaViolation(schema, value, 'options.jsonSchema');
-    if (violation === undefined) result.parsed = value;
-    else result.parseError = `the output does not match the schema: ${violation}`;
-  } catch (error) {
-    result.parseError = `the output is not JSON: ${(error as Error).message}`;
-  }
+  Object.assign(result, parseJsonOutput(result.text, result.stopReason, schema, 'options.jsonSchema', 'the output'));
 }

@@ -97,7 +97,11 @@ export const samplingKeys = [
   'seed',
   'logprobs',
   'topLogprobs',
-] as const;
+] as const satisfies readonly (keyof SamplingOptions)[];
+
+/** Fails to compile, naming the option, when SamplingOptions has one that samplingKeys does not list. */
+type _EverySamplingOptionListed = AssertNever<Exclude<keyof SamplingOptions, (typeof samplingKeys)[number]>>;
+type AssertNever<T extends never> = T;
 
 export const samplingHints: Record<string, string> = {
   temp: 'use temperature',
@@ -154,8 +158,10 @@ export function validateSamplingOptions(options: Record<string, unknown>): void 
     rejectUnknownKeys('options.mirostat', mirostat, ['tau', 'eta', 'version']);
     optionalNumber('options.mirostat.tau', mirostat.tau, 0, 100);
     optionalNumber('options.mirostat.eta', mirostat.eta, 0, 1);
-    if (mirostat.version !== undefined && mirostat.version !== 1 && mirostat.version !== 2)
-      throw rangeError('options.mirostat.version', '1 or 2', mirostat.version);
+    if (mirostat.version !== undefined) {
+      if (typeof mirostat.version !== 'number') throw typeError('options.mirostat.version', '1 or 2', mirostat.version);
+      if (mirostat.version !== 1 && mirostat.version !== 2) throw rangeError('options.mirostat.version', '1 or 2', mirostat.version);
+    }
   }
   validateLogitBias(options.logitBias);
   const logprobs = optionalBoolean('options.logprobs', options.logprobs);
@@ -181,8 +187,10 @@ function validateLogitBias(input: unknown): void {
       rejectUnknownKeys(name, e, ['token', 'bias']);
       if (typeof e.token === 'string') {
         if (e.token.length === 0) throw rangeError(`${name}.token`, 'a token id or a non-empty text', e.token);
+      } else if (typeof e.token === 'number') {
+        optionalInteger(`${name}.token`, e.token, 0, 2 ** 31 - 1);
       } else {
-        optionalInteger(`${name}.token`, e.token ?? NaN, 0, 2 ** 31 - 1);
+        throw typeError(`${name}.token`, 'an integer token id or a non-empty text', e.token);
       }
       validateBias(`${name}.bias`, e.bias);
     });
@@ -204,8 +212,8 @@ function validateLogitBias(input: unknown): void {
 export function resolveLogitBias(
   input: SamplingOptions['logitBias'],
   vocabSize: number,
-  tokenize: (text: string) => number[],
-): { tokens: Int32Array; biases: Float32Array } | undefined {
+  tokenize: (text: string) => ArrayLike<number>,
+): NativeSamplerParams['logitBias'] {
   if (input === undefined) return undefined;
   const entries: [number, number][] = [];
   const add = (name: string, token: number, bias: number) => {
@@ -215,7 +223,7 @@ export function resolveLogitBias(
   if (Array.isArray(input)) {
     input.forEach(({ token, bias }, i) => {
       if (typeof token === 'number') add(`options.logitBias[${i}].token`, token, bias);
-      else for (const id of tokenize(token)) add(`options.logitBias[${i}].token`, id, bias);
+      else for (const id of Array.from(tokenize(token))) add(`options.logitBias[${i}].token`, id, bias);
     });
   } else {
     for (const [key, bias] of Object.entries(input)) add(`options.logitBias[${key}]`, Number(key), bias as number);
@@ -226,7 +234,7 @@ export function resolveLogitBias(
 
 /** What samplerParams needs beyond the options: what lib/ resolved with the model's help. */
 export interface ResolvedSampling {
-  logitBias?: { tokens: Int32Array; biases: Float32Array };
+  logitBias?: NativeSamplerParams['logitBias'];
   grammar?: NativeGrammar;
   reasoningBudget?: NativeSamplerParams['reasoningBudget'];
 }

@@ -11,7 +11,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { checkJsonSchema, schemaViolation, type JsonSchema } from './structured/json-schema.js';
-import { expectObject, expectString, optionalBoolean, rangeError, rejectUnknownKeys, typeError } from './validate.js';
+import { expectString, optionalBoolean, rangeError, rejectUnknownKeys, typeError } from './validate.js';
 
 /** A function the model may call (OpenAI's function tool). */
 export interface ToolDefinition {
@@ -59,18 +59,26 @@ const MAX_TOOLS = 128;
 /** What a tool without parameters takes: an object with nothing in it. */
 const NO_PARAMETERS: JsonSchema = { type: 'object', properties: {}, additionalProperties: false };
 
+const isObject = (v: unknown): v is JsonSchema => v !== null && typeof v === 'object' && !Array.isArray(v);
+
+/** `value` as an object; unlike validate.ts expectObject, undefined is not one (a tool or its function is required). */
+function requireObject(name: string, value: unknown): Record<string, unknown> {
+  if (!isObject(value)) throw typeError(name, 'an object', value);
+  return value;
+}
+
 export function validateTools(input: unknown): ValidTool[] {
   if (!Array.isArray(input)) throw typeError('options.tools', 'an array of tools ({ name, description, parameters })', input);
   if (input.length > MAX_TOOLS) throw rangeError('options.tools', `at most ${MAX_TOOLS} tools`, input.length);
   const names = new Set<string>();
   return input.map((raw: unknown, i) => {
-    let tool = expectObject(`options.tools[${i}]`, raw);
+    let tool = requireObject(`options.tools[${i}]`, raw);
     let at = `options.tools[${i}]`;
     if (tool.type !== undefined || tool.function !== undefined) {
       rejectUnknownKeys(at, tool, ['type', 'function']);
       if (tool.type !== 'function') throw typeError(`${at}.type`, "'function'", tool.type);
       at = `${at}.function`;
-      tool = expectObject(at, tool.function);
+      tool = requireObject(at, tool.function);
     }
     rejectUnknownKeys(at, tool, ['name', 'description', 'parameters', 'strict']);
     const name = expectString(`${at}.name`, tool.name);
@@ -80,10 +88,7 @@ export function validateTools(input: unknown): ValidTool[] {
     const description = tool.description === undefined ? '' : expectString(`${at}.description`, tool.description);
     optionalBoolean(`${at}.strict`, tool.strict); // always enforced; accepted as OpenAI clients send it
     let parameters = NO_PARAMETERS;
-    if (
-      tool.parameters !== undefined &&
-      !(typeof tool.parameters === 'object' && tool.parameters !== null && Object.keys(tool.parameters).length === 0)
-    ) {
+    if (tool.parameters !== undefined && !(isObject(tool.parameters) && Object.keys(tool.parameters).length === 0)) {
       parameters = checkJsonSchema(tool.parameters, `${at}.parameters`);
       // Arguments are an object: a schema that says so, or one of properties alone.
       const type = parameters.type;
@@ -99,10 +104,9 @@ export function validateTools(input: unknown): ValidTool[] {
 export function validateToolChoice(input: unknown, tools: ValidTool[]): ToolChoice {
   if (input === undefined) return 'auto';
   if (input === 'auto' || input === 'none' || input === 'required') return input;
-  if (typeof input === 'object' && input !== null && !Array.isArray(input)) {
-    const choice = input as Record<string, unknown>;
-    rejectUnknownKeys('options.toolChoice', choice, ['name']);
-    const name = expectString('options.toolChoice.name', choice.name);
+  if (isObject(input)) {
+    rejectUnknownKeys('options.toolChoice', input, ['name']);
+    const name = expectString('options.toolChoice.name', input.name);
     if (!tools.some((t) => t.name === name)) {
       throw rangeError(
         'options.toolChoice.name',
@@ -132,18 +136,17 @@ export function checkToolCall(
 ): { call: ResultToolCall } | { error: string } {
   const tool = tools.find((t) => t.name === call.name);
   if (tool === undefined) return { error: `the model called ${JSON.stringify(call.name)}, which is not among the tools` };
+  const args = call.arguments === '' ? '{}' : call.arguments;
   let parsed: unknown;
   try {
-    parsed = JSON.parse(call.arguments === '' ? '{}' : call.arguments);
+    parsed = JSON.parse(args);
   } catch (error) {
     return { error: `the arguments of ${call.name} are not JSON: ${(error as Error).message}` };
   }
   const violation = schemaViolation(tool.parameters, parsed, `the parameters of ${call.name}`);
   if (violation !== undefined) return { error: `the arguments of ${call.name} do not match its parameters: ${violation}` };
-  return { call: { id, name: call.name, arguments: call.arguments === '' ? '{}' : call.arguments, parsed } };
+  return { call: { id, name: call.name, arguments: args, parsed } };
 }
-
-const isObject = (v: unknown): v is JsonSchema => v !== null && typeof v === 'object' && !Array.isArray(v);
 
 /**
  * `schema` with its "#/..." references moved under `base` (a JSON pointer): a $ref is resolved from
@@ -162,9 +165,14 @@ function rebaseRefs(schema: JsonSchema, base: string): JsonSchema {
   return out;
 }
 
+/** The tools the model may call under `choice`: the named one, or all. */
+function offeredTools(tools: ValidTool[], choice: ToolChoice): ValidTool[] {
+  return typeof choice === 'object' ? tools.filter((t) => t.name === choice.name) : tools;
+}
+
 /** The generic format: the envelope the reply must be, as a JSON Schema (llama.cpp turns it into the grammar). */
 export function genericEnvelopeSchema(tools: ValidTool[], choice: ToolChoice, parallel: boolean): JsonSchema {
-  const offered = typeof choice === 'object' ? tools.filter((t) => t.name === choice.name) : tools;
+  const offered = offeredTools(tools, choice);
   // Where each tool's arguments schema sits in the envelope, for its own $refs.
   const items = `${choice === 'auto' ? '/anyOf/0' : ''}/properties/tool_calls/items`;
   const call = (tool: ValidTool, i: number): JsonSchema => ({
@@ -201,8 +209,9 @@ export function genericEnvelopeSchema(tools: ValidTool[], choice: ToolChoice, pa
 
 /** The system message of the generic format: the tools and how to answer. */
 export function genericSystemPrompt(tools: ValidTool[], choice: ToolChoice): string {
-  const offered = typeof choice === 'object' ? tools.filter((t) => t.name === choice.name) : tools;
-  const list = offered.map((t) => JSON.stringify({ name: t.name, description: t.description, parameters: t.parameters })).join('\n');
+  const list = offeredTools(tools, choice)
+    .map((t) => JSON.stringify({ name: t.name, description: t.description, parameters: t.parameters }))
+    .join('\n');
   const answer =
     choice === 'auto'
       ? 'Answer with a JSON object: {"tool_calls": [{"name": ..., "arguments": {...}}]} to call tools, or {"response": "..."} to reply.'
@@ -210,22 +219,26 @@ export function genericSystemPrompt(tools: ValidTool[], choice: ToolChoice): str
   return `You can call these tools:\n${list}\n${answer}`;
 }
 
-/** The generic format's reply read back: the calls (name and arguments text) or the answer. */
+/**
+ * The generic format's reply read back: the calls (name and arguments text) or the answer;
+ * undefined for anything that is not the envelope, including a call without a string name or an
+ * arguments object (the envelope requires both).
+ */
 export function parseGenericReply(text: string): { calls: { name: string; arguments: string }[]; content: string } | undefined {
-  let value: unknown;
+  let reply: unknown;
   try {
-    value = JSON.parse(text);
+    reply = JSON.parse(text);
   } catch {
     return undefined;
   }
-  if (value === null || typeof value !== 'object') return undefined;
-  const reply = value as { tool_calls?: { name?: unknown; arguments?: unknown }[]; response?: unknown };
+  if (!isObject(reply)) return undefined;
   if (Array.isArray(reply.tool_calls)) {
-    if (reply.tool_calls.some((c) => c === null || typeof c !== 'object')) return undefined;
-    return {
-      calls: reply.tool_calls.map((c) => ({ name: String(c.name), arguments: JSON.stringify(c.arguments ?? {}) })),
-      content: '',
-    };
+    const calls: { name: string; arguments: string }[] = [];
+    for (const c of reply.tool_calls as unknown[]) {
+      if (!isObject(c) || typeof c.name !== 'string' || !isObject(c.arguments)) return undefined;
+      calls.push({ name: c.name, arguments: JSON.stringify(c.arguments) });
+    }
+    return { calls, content: '' };
   }
   return typeof reply.response === 'string' ? { calls: [], content: reply.response } : undefined;
 }

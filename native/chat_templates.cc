@@ -36,11 +36,6 @@ bool IsBuiltinName(const std::string& name) {
   return std::any_of(names.begin(), names.end(), [&](const char* n) { return name == n; });
 }
 
-std::string StringField(Napi::Object object, const char* key) {
-  Napi::Value value = object.Get(key);
-  return value.IsString() ? value.As<Napi::String>().Utf8Value() : std::string();
-}
-
 // Everything read from JS before common runs, so no N-API call happens inside the try blocks.
 struct ChatRequest {
   std::string override_template;  // empty: the model's own
@@ -54,11 +49,11 @@ common_chat_msg MessageFromJs(Napi::Env env, Napi::Value item) {
   if (!item.IsObject()) throw Napi::TypeError::New(env, "messages must be objects { role, content }");
   Napi::Object object = item.As<Napi::Object>();
   common_chat_msg message;
-  message.role = StringField(object, "role");
-  message.content = StringField(object, "content");
-  message.reasoning_content = StringField(object, "reasoning");
-  message.tool_call_id = StringField(object, "toolCallId");
-  message.tool_name = StringField(object, "toolName");
+  message.role = OptionalString(object, "role");
+  message.content = OptionalString(object, "content");
+  message.reasoning_content = OptionalString(object, "reasoning");
+  message.tool_call_id = OptionalString(object, "toolCallId");
+  message.tool_name = OptionalString(object, "toolName");
   Napi::Value calls = object.Get("toolCalls");
   if (calls.IsArray()) {
     Napi::Array list = calls.As<Napi::Array>();
@@ -66,7 +61,7 @@ common_chat_msg MessageFromJs(Napi::Env env, Napi::Value item) {
       if (!list.Get(i).IsObject()) throw Napi::TypeError::New(env, "toolCalls must hold objects");
       Napi::Object call = list.Get(i).As<Napi::Object>();
       message.tool_calls.push_back(
-          {StringField(call, "name"), StringField(call, "arguments"), StringField(call, "id")});
+          {OptionalString(call, "name"), OptionalString(call, "arguments"), OptionalString(call, "id")});
     }
   }
   return message;
@@ -99,7 +94,7 @@ ChatRequest ReadRequest(const Napi::CallbackInfo& info) {
     Napi::Array keys = object.GetPropertyNames();
     for (uint32_t i = 0; i < keys.Length(); i++) {
       std::string key = keys.Get(i).As<Napi::String>();
-      request.inputs.chat_template_kwargs[key] = StringField(object, key.c_str());
+      request.inputs.chat_template_kwargs[key] = OptionalString(object, key.c_str());
     }
   }
   Napi::Value tools = options.Get("tools");
@@ -109,15 +104,15 @@ ChatRequest ReadRequest(const Napi::CallbackInfo& info) {
       if (!array.Get(i).IsObject()) throw Napi::TypeError::New(env, "tools must hold objects");
       Napi::Object tool = array.Get(i).As<Napi::Object>();
       request.inputs.tools.push_back(
-          {StringField(tool, "name"), StringField(tool, "description"), StringField(tool, "parameters")});
+          {OptionalString(tool, "name"), OptionalString(tool, "description"), OptionalString(tool, "parameters")});
     }
   }
-  const std::string choice = StringField(options, "toolChoice");
+  const std::string choice = OptionalString(options, "toolChoice");
   request.inputs.tool_choice = choice == "required" ? COMMON_CHAT_TOOL_CHOICE_REQUIRED
                                : choice == "none"   ? COMMON_CHAT_TOOL_CHOICE_NONE
                                                     : COMMON_CHAT_TOOL_CHOICE_AUTO;
-  request.only_tool = StringField(options, "onlyTool");
-  request.inputs.json_schema = StringField(options, "jsonSchema");
+  request.only_tool = OptionalString(options, "onlyTool");
+  request.inputs.json_schema = OptionalString(options, "jsonSchema");
   return request;
 }
 
@@ -382,12 +377,13 @@ void AlignWithPrefill(const llama_vocab* vocab, const std::string& generation_pr
   if (skipped.empty() || generation_prompt.compare(0, skipped.size(), skipped) != 0) return;
   // The literal is the generation prompt up to the reasoning start tag (common_chat_peg_builder::prefix);
   // the longest prefix of it that the grammar holds as one literal is the one at the start of root.
+  const std::string root = "root ::= ";
   for (size_t length = generation_prompt.size(); length > skipped.size(); length--) {
     const std::string literal = gbnf_format_literal(generation_prompt.substr(0, length));
-    const size_t at = grammar.find("root ::= " + literal);
+    const size_t at = grammar.find(root + literal);
     if (at == std::string::npos) continue;
     const std::string rest = gbnf_format_literal(generation_prompt.substr(skipped.size(), length - skipped.size()));
-    grammar.replace(at + 9, literal.size(), rest);
+    grammar.replace(at + root.size(), literal.size(), rest);
     return;
   }
 }
@@ -503,8 +499,8 @@ Napi::Value ParseChatOutput(const Napi::CallbackInfo& info) {
   Napi::Object prompt = info[1].As<Napi::Object>();
   int format = static_cast<int>(OptionalNumber(prompt, "format").value_or(0));
   if (format < 0 || format >= COMMON_CHAT_FORMAT_COUNT) throw Napi::RangeError::New(env, "format out of range");
-  std::string generation_prompt = StringField(prompt, "generationPrompt");
-  std::string parser = StringField(prompt, "parser");
+  std::string generation_prompt = OptionalString(prompt, "generationPrompt");
+  std::string parser = OptionalString(prompt, "parser");
   const bool tool_calls = info.Length() > 3 && info[3].ToBoolean();
   SilenceCommonLog();
   common_chat_msg message;

@@ -63,4 +63,26 @@ std::optional<bool> OptionalBool(Napi::Object object, const char* key) {
   return value.As<Napi::Boolean>().Value();
 }
 
+std::string OptionalString(Napi::Object object, const char* key) {
+  Napi::Value value = object.Get(key);
+  if (value.IsUndefined()) return std::string();
+  if (!value.IsString()) throw Napi::TypeError::New(object.Env(), std::string(key) + " must be a string");
+  return value.As<Napi::String>().Utf8Value();
+}
+
+std::vector<std::string> OptionalStrings(Napi::Object object, const char* key) {
+  std::vector<std::string> out;
+  Napi::Value value = object.Get(key);
+  if (value.IsUndefined()) return out;
+  const std::string expected = std::string(key) + " must be an array of strings";
+  if (!value.IsArray()) throw Napi::TypeError::New(object.Env(), expected);
+  Napi::Array array = value.As<Napi::Array>();
+  for (uint32_t i = 0; i < array.Length(); i++) {
+    Napi::Value item = array.Get(i);
+    if (!item.IsString()) throw Napi::TypeError::New(object.Env(), expected);
+    out.push_back(item.As<Napi::String>().Utf8Value());
+  }
+  return out;
+}
+
 }  // namespace cuda_llama

@@ -68,5 +68,9 @@ T* UnwrapTagged(Napi::Value value, const napi_type_tag& tag, const char* what) {
 // Reads an optional number property; undefined means "let llama.cpp's default stand".
 std::optional<double> OptionalNumber(Napi::Object object, const char* key);
 std::optional<bool> OptionalBool(Napi::Object object, const char* key);
+// An optional string property ('' when undefined); a TypeError naming `key` for any other type.
+std::string OptionalString(Napi::Object object, const char* key);
+// An optional array of strings (empty when undefined); a TypeError naming `key` otherwise.
+std::vector<std::string> OptionalStrings(Napi::Object object, const char* key);
 
 }  // namespace cuda_llama

@@ -381,12 +381,8 @@ void Engine::Arrive(GenerationRequest* request) {
 void Engine::AdmitWaiting() {
   while (!waiting_.empty()) {
     GenerationRequest* request = waiting_.front();
-    if (request->leader != nullptr) {
-      // Never ahead of its leader in the queue; should it be, it runs on its own.
-      auto& followers = request->leader->followers;
-      followers.erase(std::remove(followers.begin(), followers.end(), request), followers.end());
-      request->leader = nullptr;
-    }
+    // Never ahead of its leader in the queue; should it be, it runs on its own.
+    if (request->leader != nullptr) LeaveGroup(request);
     if (request->awaiting > 0) break;  // its group's other members are still on their way
     if (!request->followers.empty()) {
       // A group is admitted whole: the leader and a sequence for each follower.
@@ -405,13 +401,20 @@ void Engine::AdmitWaiting() {
   }
 }
 
-void Engine::ReleaseFollowers(GenerationRequest* leader) {
-  for (GenerationRequest* follower : leader->followers) follower->leader = nullptr;
-  leader->followers.clear();
-  if (leader->awaiting > 0) {
-    auto it = forming_.find(leader->group);
-    if (it != forming_.end() && it->second.leader == leader) it->second.leader = nullptr;
-    leader->awaiting = 0;
+void Engine::LeaveGroup(GenerationRequest* request) {
+  // As a leader: its followers become requests of their own.
+  for (GenerationRequest* follower : request->followers) follower->leader = nullptr;
+  request->followers.clear();
+  if (request->awaiting > 0) {
+    auto it = forming_.find(request->group);
+    if (it != forming_.end() && it->second.leader == request) it->second.leader = nullptr;
+    request->awaiting = 0;
+  }
+  // As a follower: its leader no longer waits for it.
+  if (request->leader != nullptr) {
+    auto& followers = request->leader->followers;
+    followers.erase(std::remove(followers.begin(), followers.end(), request), followers.end());
+    request->leader = nullptr;
   }
 }
 
@@ -555,6 +558,7 @@ bool Engine::Step() {
 void Engine::Sample() {
   greedy_rows_.clear();
   masked_rows_.clear();
+  masked_logits_.clear();
   // The JS thread may cancel a request at any moment: each row's flag is read once, so that the
   // rows picked together and the requests given their tokens are the same ones. Read twice, a
   // cancellation in between gave every later greedy request the token of the row before its own.
@@ -580,7 +584,7 @@ void Engine::Sample() {
       request->status = status;
       Finish(request, "aborted");
     } else if (request->argmax_only) {
-      sampled_ = SampledToken();
+      sampled_.Reset();
       sampled_.token = greedy_tokens_[next_greedy++];
       Accept(request, sampled_);
     } else {
@@ -590,22 +594,12 @@ void Engine::Sample() {
 }
 
 void Engine::SampleWithSampler(GenerationRequest* request, int32_t index) {
-  sampled_.token = LLAMA_TOKEN_NULL;
-  sampled_.error_code = nullptr;
-  sampled_.error_message.clear();
-  sampled_.top_tokens.clear();
-  sampled_.top_logprobs.clear();
+  sampled_.Reset();
   request->sampler->Sample(ctx_, index, sampled_);
-  const bool masked =
-      std::any_of(masked_rows_.begin(), masked_rows_.end(), [index](const auto& row) { return row.first == index; });
-  if (sampled_.error_code != nullptr && masked) {
+  if (sampled_.error_code != nullptr && UnmaskEog(index)) {
     // Nothing but an end is left (a grammar that is complete, with min_tokens or ignore_eos): the
     // masked ends are given back and the request ends the way its grammar does.
-    UnmaskEog(index);
-    sampled_.error_code = nullptr;
-    sampled_.error_message.clear();
-    sampled_.top_tokens.clear();
-    sampled_.top_logprobs.clear();
+    sampled_.Reset();
     request->sampler->Sample(ctx_, index, sampled_);
   }
   if (sampled_.error_code != nullptr) {
@@ -620,27 +614,24 @@ void Engine::SampleWithSampler(GenerationRequest* request, int32_t index) {
 
 void Engine::MaskEog(int32_t index) {
   if (eog_tokens_.empty()) return;
-  for (const auto& row : masked_rows_) {
-    if (row.first == index) return;  // a leader's row its followers share, masked once
-  }
+  // A leader's row its followers share is masked once.
+  if (std::find(masked_rows_.begin(), masked_rows_.end(), index) != masked_rows_.end()) return;
   float* logits = llama_get_logits_ith(ctx_, index);
-  std::vector<float> kept;
-  kept.reserve(eog_tokens_.size());
+  masked_rows_.push_back(index);
   for (llama_token t : eog_tokens_) {
-    kept.push_back(logits[t]);
+    masked_logits_.push_back(logits[t]);
     logits[t] = -INFINITY;
   }
-  masked_rows_.emplace_back(index, std::move(kept));
 }
 
-void Engine::UnmaskEog(int32_t index) {
-  for (auto& row : masked_rows_) {
-    if (row.first != index) continue;
-    float* logits = llama_get_logits_ith(ctx_, index);
-    for (size_t k = 0; k < eog_tokens_.size(); k++) logits[eog_tokens_[k]] = row.second[k];
-    row.first = -1;  // given back; a second unmask of this row is a no-op
-    return;
-  }
+bool Engine::UnmaskEog(int32_t index) {
+  const auto row = std::find(masked_rows_.begin(), masked_rows_.end(), index);
+  if (row == masked_rows_.end()) return false;
+  const float* kept = masked_logits_.data() + (row - masked_rows_.begin()) * eog_tokens_.size();
+  float* logits = llama_get_logits_ith(ctx_, index);
+  for (size_t k = 0; k < eog_tokens_.size(); k++) logits[eog_tokens_[k]] = kept[k];
+  *row = -1;  // given back; a second unmask of this row does nothing
+  return true;
 }
 
 void Engine::Accept(GenerationRequest* request, SampledToken& sampled) {
@@ -702,12 +693,7 @@ void Engine::RollBack() {
 }
 
 void Engine::Preempt(GenerationRequest* request) {
-  ReleaseFollowers(request);
-  if (request->leader != nullptr) {
-    auto& followers = request->leader->followers;
-    followers.erase(std::remove(followers.begin(), followers.end(), request), followers.end());
-    request->leader = nullptr;
-  }
+  LeaveGroup(request);
   Sequence& seq = sequences_[request->seq];
   if (request->generating) {
     // Everything decoded so far plus the token still to decode; its logits give the next sample,
@@ -744,12 +730,7 @@ void Engine::FailBatch(const std::vector<GenerationRequest*>& in_batch, int32_t 
 
 void Engine::Finish(GenerationRequest* request, const char* reason) {
   request->stop_reason = reason;
-  ReleaseFollowers(request);
-  if (request->leader != nullptr) {
-    auto& followers = request->leader->followers;
-    followers.erase(std::remove(followers.begin(), followers.end(), request), followers.end());
-    request->leader = nullptr;
-  }
+  LeaveGroup(request);
   if (request->seq >= 0) {
     Sequence& seq = sequences_[request->seq];
     if (request->dropped > 0) {
@@ -807,19 +788,17 @@ void Engine::DeliverEvents(Napi::Env env) {
     if (env == nullptr) continue;
     Napi::HandleScope scope(env);
     try {
+      std::vector<napi_value> args{Napi::Number::New(env, event.token),
+                                   Napi::Buffer<char>::Copy(env, event.piece.data(), event.piece.size()),
+                                   Napi::Number::New(env, event.at_ms)};
       if (event.has_logprobs) {
         Napi::Int32Array top_tokens = Napi::Int32Array::New(env, event.top_tokens.size());
         Napi::Float32Array top_logprobs = Napi::Float32Array::New(env, event.top_logprobs.size());
         std::copy(event.top_tokens.begin(), event.top_tokens.end(), top_tokens.Data());
         std::copy(event.top_logprobs.begin(), event.top_logprobs.end(), top_logprobs.Data());
-        request->on_token.Call(
-            {Napi::Number::New(env, event.token), Napi::Buffer<char>::Copy(env, event.piece.data(), event.piece.size()),
-             Napi::Number::New(env, event.at_ms), Napi::Number::New(env, event.logprob), top_tokens, top_logprobs});
-      } else {
-        request->on_token.Call({Napi::Number::New(env, event.token),
-                                Napi::Buffer<char>::Copy(env, event.piece.data(), event.piece.size()),
-                                Napi::Number::New(env, event.at_ms)});
+        args.insert(args.end(), {Napi::Number::New(env, event.logprob), top_tokens, top_logprobs});
       }
+      request->on_token.Call(args);
     } catch (const Napi::Error& error) {
       if (!first_error) first_error = error;
     }

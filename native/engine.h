@@ -110,15 +110,17 @@ class Engine {
   void Sample();
   // Masks the end-of-generation logits of `row` (min_tokens, ignore_eos), keeping what they were.
   void MaskEog(int32_t index);
-  void UnmaskEog(int32_t index);
+  // Gives `row`'s masked logits back; false when it was not masked.
+  bool UnmaskEog(int32_t index);
   // Chooses `request`'s token for batch row `index` with its own sampler (not argmax_only).
   void SampleWithSampler(GenerationRequest* request, int32_t index);
   // A request leaves the queue for the engine: n-completion groups are formed here.
   void Arrive(GenerationRequest* request);
   // Admits waiting requests while sequences are free, first come, first served.
   void AdmitWaiting();
-  // A leader's followers become requests of their own (it ended, or was preempted, first).
-  void ReleaseFollowers(GenerationRequest* leader);
+  // The request leaves its n-completion group (it ended, was preempted, or runs on its own): as a
+  // leader, its followers become requests of their own; as a follower, its leader stops waiting.
+  void LeaveGroup(GenerationRequest* request);
   // At the step a leader's last prompt token was decoded: its followers get a copy of its
   // sequence and sample from its logits row `index`.
   void ShareLeaderPrompt(GenerationRequest* leader, int32_t index);
@@ -201,8 +203,10 @@ class Engine {
   };
   std::unordered_map<uint32_t, FormingGroup> forming_;
   std::vector<llama_token> eog_tokens_;  // llama_vocab_is_eog over the vocabulary, read once
-  // This step's masked rows: batch index, then the eog_tokens_ logits as they were.
-  std::vector<std::pair<int32_t, std::vector<float>>> masked_rows_;
+  // This step's masked rows (batch indices; -1 once given back) and, eog_tokens_.size() per row in
+  // the same order, their end-of-generation logits as they were.
+  std::vector<int32_t> masked_rows_;
+  std::vector<float> masked_logits_;
   SampledToken sampled_;  // one row's outcome, kept to reuse its vectors' capacity
   // Requests of the decode in flight, read by AbortCallback: a decode is interrupted only when
   // every request in it is cancelled, so one cancellation never costs the others their step.

@@ -15,34 +15,14 @@ namespace {
 // llguidance (common/sampling.cpp, GGML_ABORT); lib/ refuses it first, this is the last guard.
 constexpr const char* kLlguidancePrefix = "%llguidance";
 
-std::vector<std::string> StringArray(Napi::Env env, Napi::Value value, const char* key) {
-  std::vector<std::string> out;
-  if (value.IsUndefined()) return out;
-  if (!value.IsArray()) throw Napi::TypeError::New(env, std::string(key) + " must be an array of strings");
-  Napi::Array array = value.As<Napi::Array>();
-  for (uint32_t i = 0; i < array.Length(); i++) {
-    Napi::Value item = array.Get(i);
-    if (!item.IsString()) throw Napi::TypeError::New(env, std::string(key) + " must be an array of strings");
-    out.push_back(item.As<Napi::String>().Utf8Value());
-  }
-  return out;
-}
-
-std::string StringOf(Napi::Object object, const char* key) {
-  Napi::Value value = object.Get(key);
-  if (value.IsUndefined()) return std::string();
-  if (!value.IsString()) throw Napi::TypeError::New(object.Env(), std::string(key) + " must be a string");
-  return value.As<Napi::String>().Utf8Value();
-}
-
 // NativeSamplerParams.grammar -> common's grammar, lazy flag, triggers and generation prompt.
 void ReadGrammar(Napi::Env env, Napi::Object grammar, const llama_vocab* vocab, common_params_sampling& params) {
-  const std::string text = StringOf(grammar, "text");
+  const std::string text = OptionalString(grammar, "text");
   if (text.compare(0, std::char_traits<char>::length(kLlguidancePrefix), kLlguidancePrefix) == 0) {
     throw MakeError(env, code::kGrammar,
                     "grammars starting with %llguidance need llama.cpp's llguidance backend, which this build lacks");
   }
-  const std::string kind = StringOf(grammar, "kind");
+  const std::string kind = OptionalString(grammar, "kind");
   common_grammar_type type = COMMON_GRAMMAR_TYPE_USER;
   if (kind == "output") {
     type = COMMON_GRAMMAR_TYPE_OUTPUT_FORMAT;
@@ -54,14 +34,14 @@ void ReadGrammar(Napi::Env env, Napi::Object grammar, const llama_vocab* vocab, 
   if (text.empty()) throw Napi::TypeError::New(env, "grammar.text must not be empty");
   params.grammar = common_grammar(type, text);
   params.grammar_lazy = OptionalBool(grammar, "lazy").value_or(false);
-  params.generation_prompt = StringOf(grammar, "generationPrompt");
+  params.generation_prompt = OptionalString(grammar, "generationPrompt");
   Napi::Value triggers = grammar.Get("triggers");
   if (triggers.IsArray()) {
     Napi::Array list = triggers.As<Napi::Array>();
     for (uint32_t i = 0; i < list.Length(); i++) {
       if (!list.Get(i).IsObject()) throw Napi::TypeError::New(env, "grammar.triggers must hold objects");
       Napi::Object item = list.Get(i).As<Napi::Object>();
-      const std::string type_name = StringOf(item, "type");
+      const std::string type_name = OptionalString(item, "type");
       common_grammar_trigger trigger;
       if (type_name == "token") {
         const double token = OptionalNumber(item, "token").value_or(-1);
@@ -70,7 +50,7 @@ void ReadGrammar(Napi::Env env, Napi::Object grammar, const llama_vocab* vocab, 
         }
         trigger.type = COMMON_GRAMMAR_TRIGGER_TYPE_TOKEN;
         trigger.token = static_cast<llama_token>(token);
-        trigger.value = StringOf(item, "value");
+        trigger.value = OptionalString(item, "value");
       } else {
         trigger.type = type_name == "word"          ? COMMON_GRAMMAR_TRIGGER_TYPE_WORD
                        : type_name == "pattern"     ? COMMON_GRAMMAR_TRIGGER_TYPE_PATTERN
@@ -79,7 +59,7 @@ void ReadGrammar(Napi::Env env, Napi::Object grammar, const llama_vocab* vocab, 
         if (trigger.type == static_cast<common_grammar_trigger_type>(-1)) {
           throw Napi::TypeError::New(env, "grammar trigger type must be 'token', 'word', 'pattern' or 'patternFull'");
         }
-        trigger.value = StringOf(item, "value");
+        trigger.value = OptionalString(item, "value");
       }
       params.grammar_triggers.push_back(std::move(trigger));
     }
@@ -92,14 +72,14 @@ void ReadGrammar(Napi::Env env, Napi::Object grammar, const llama_vocab* vocab, 
 // NativeSamplerParams.reasoningBudget -> common's reasoning budget sampler inputs (tags as tokens).
 void ReadReasoningBudget(Napi::Object budget, const llama_vocab* vocab, common_params_sampling& params) {
   params.reasoning_budget_tokens = static_cast<int32_t>(OptionalNumber(budget, "tokens").value_or(-1));
-  params.reasoning_budget_start = common_tokenize(vocab, StringOf(budget, "startTag"), false, true);
-  for (const std::string& tag : StringArray(budget.Env(), budget.Get("endTags"), "reasoningBudget.endTags")) {
+  params.reasoning_budget_start = common_tokenize(vocab, OptionalString(budget, "startTag"), false, true);
+  for (const std::string& tag : OptionalStrings(budget, "endTags")) {
     if (!tag.empty()) params.reasoning_budget_end.push_back(common_tokenize(vocab, tag, false, true));
   }
   if (!params.reasoning_budget_end.empty()) {
     // What is forced when the budget runs out: the message, then the first end tag.
     llama_tokens forced = params.reasoning_budget_end.front();
-    const std::string message = StringOf(budget, "message");
+    const std::string message = OptionalString(budget, "message");
     if (!message.empty()) {
       llama_tokens words = common_tokenize(vocab, message, false, true);
       forced.insert(forced.begin(), words.begin(), words.end());
@@ -146,7 +126,7 @@ Sampler::Sampler(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Sampler>(inf
   params.dry_base = static_cast<float>(number("dryBase"));
   params.dry_allowed_length = static_cast<int32_t>(number("dryAllowedLength"));
   params.dry_penalty_last_n = static_cast<int32_t>(number("dryPenaltyLastN"));
-  params.dry_sequence_breakers = StringArray(env, options.Get("drySequenceBreakers"), "drySequenceBreakers");
+  params.dry_sequence_breakers = OptionalStrings(options, "drySequenceBreakers");
   params.mirostat = static_cast<int32_t>(number("mirostat"));
   params.mirostat_tau = static_cast<float>(number("mirostatTau"));
   params.mirostat_eta = static_cast<float>(number("mirostatEta"));

@@ -34,6 +34,16 @@ struct SampledToken {
   float logprob = 0;
   std::vector<llama_token> top_tokens;
   std::vector<float> top_logprobs;
+
+  // Back to "nothing decided", keeping the vectors' capacity (one is reused for every row).
+  void Reset() {
+    token = LLAMA_TOKEN_NULL;
+    error_code = nullptr;
+    error_message.clear();
+    logprob = 0;
+    top_tokens.clear();
+    top_logprobs.clear();
+  }
 };
 
 class Sampler : public Napi::ObjectWrap<Sampler> {
@@ -57,12 +67,12 @@ class Sampler : public Napi::ObjectWrap<Sampler> {
   // Context thread: the chosen token is part of the output (penalties, grammar and reasoning
   // budget advance). False, with `out`'s error set, when the grammar refused it.
   bool Accept(llama_token token, SampledToken& out);
-  // Log probabilities of an argmax_only row never come here: such a sampler asked for none.
-  // Fills `out` from the full-vocabulary softmax of `logits` (greedy rows).
-  void LogprobsFromLogits(const float* logits, SampledToken& out);
 
  private:
   Napi::Value Dispose(const Napi::CallbackInfo& info);
+  // Log probabilities into `out`: a greedy row's from the full-vocabulary softmax of its logits, a
+  // sampled row's from the candidates it was drawn from.
+  void LogprobsFromLogits(const float* logits, SampledToken& out);
   void LogprobsFromCandidates(SampledToken& out);
 
   common_sampler* common_ = nullptr;

@@ -153,7 +153,7 @@ export interface NativeGrammarTrigger {
   token?: number;
 }
 
-/** common_params_sampling as lib/ resolves it: every field is set (lib/options.ts owns the defaults). */
+/** common_params_sampling as lib/ resolves it: every field is set (lib/sampling.ts samplerParams owns the defaults). */
 export interface NativeSamplerParams {
   temperature: number;
   topK: number;

@@ -9,16 +9,12 @@
  * What llama.cpp refuses by returning an error (a syntax error, an undefined rule, left
  * recursion) is reported from its own parser (lib/binding: grammarProblem), as ERR_GRAMMAR too.
  */
-import { CudaLlamaError, ErrorCode } from '../errors.js';
+import { ErrorCode, GrammarError } from '../errors.js';
 
 /** Larger grammars are refused: llama.cpp parses them on the calling thread, and its left-recursion check recurses once per rule in a chain. */
 export const MAX_GRAMMAR_BYTES = 256 * 1024;
 /** Deeper parenthesized groups are refused: llama.cpp's parser recurses once per level. */
 export const MAX_GRAMMAR_NESTING = 64;
-
-export class GrammarError extends CudaLlamaError {
-  override name = 'GrammarError';
-}
 
 export interface GrammarGuard {
   /** Stable name, used by the tests that drive native-guarded rows. */

@@ -15,7 +15,7 @@
 import { Ajv, type ValidateFunction } from 'ajv';
 import { Ajv2020 } from 'ajv/dist/2020.js';
 import addFormatsModule from 'ajv-formats';
-import { CudaLlamaError, ErrorCode } from '../errors.js';
+import { ErrorCode, JsonSchemaError } from '../errors.js';
 import { MAX_REPETITION, checkPattern } from './json-schema-pattern.js';
 
 /** A JSON Schema object (draft-07 or 2020-12). */
@@ -100,10 +100,6 @@ export const MAX_REFS = 256;
 /** Larger schemas (JSON text, bytes) are refused: a grammar for them would be huge. */
 export const MAX_SCHEMA_BYTES = 256 * 1024;
 
-export class JsonSchemaError extends CudaLlamaError {
-  override name = 'JsonSchemaError';
-}
-
 function refuse(where: string, pointer: string, message: string, remedy: string): never {
   const at = pointer === '' ? '' : ` at ${pointer}`;
   throw new JsonSchemaError(ErrorCode.JSON_SCHEMA, `${where}${at}: ${message}`, { remedy, details: { pointer } });
@@ -129,21 +125,40 @@ function valueFitsTypes(value: unknown, types: string[]): boolean {
   return types.includes(t) || (t === 'integer' && types.includes('number'));
 }
 
-/** The JSON pointer `ref` ("#/a/b") resolved in `root`, or undefined. */
-function resolveRef(root: JsonSchema, ref: string): unknown {
-  let node: unknown = root;
-  for (const part of ref.slice(2).split('/')) {
-    const key = part.replace(/~1/g, '/').replace(/~0/g, '~');
-    if (node === null || typeof node !== 'object' || !(key in node)) return undefined;
-    node = (node as Record<string, unknown>)[key];
-  }
-  return node;
+interface Walk {
+  where: string;
+  /** Every schema checked, by its JSON pointer: what a $ref may point at. */
+  schemas: Map<string, JsonSchema>;
+  /** Every $ref, checked against `schemas` once the walk is done (its target may come later). */
+  refs: { ref: string; pointer: string }[];
+  /** Checks that read through a $ref: run once every $ref is known to point at a checked schema. */
+  deferred: (() => void)[];
+}
+
+/**
+ * The schema `ref` points at, or ERR_JSON_SCHEMA at `pointer`: it must be one the walk has checked,
+ * not a value (a default, an enum) that would reach llama.cpp's conversion unchecked. The only
+ * check of a $ref's target; run after the walk, when every schema has been read.
+ */
+function refTarget(walk: Walk, ref: string, pointer: string): JsonSchema {
+  const target = walk.schemas.get(ref.slice(1));
+  if (target === undefined)
+    refuse(
+      walk.where,
+      pointer,
+      `$ref ${JSON.stringify(ref)} does not point at a schema in this document (nothing there, or a value such as a default)`,
+      'point it at a schema, e.g. "#/$defs/name"',
+    );
+  return target;
+}
+
+/** The schema itself, or the one its $ref points at (one step, as signature and allOf read it). */
+function followRef(walk: Walk, schema: JsonSchema, pointer: string): JsonSchema {
+  return typeof schema.$ref === 'string' ? refTarget(walk, schema.$ref, `${pointer}/$ref`) : schema;
 }
 
 /** What the schema admits at its top level, for the disjointness of oneOf: [types, const values]. */
-function signature(root: JsonSchema, schema: unknown): { types?: string[]; discriminators: Map<string, unknown> } {
-  let s = schema as JsonSchema;
-  if (typeof s.$ref === 'string') s = (resolveRef(root, s.$ref) ?? {}) as JsonSchema;
+function signature(s: JsonSchema): { types?: string[]; discriminators: Map<string, unknown> } {
   const discriminators = new Map<string, unknown>();
   const properties = (s.properties ?? {}) as Record<string, JsonSchema>;
   for (const [key, prop] of Object.entries(properties)) {
@@ -158,8 +173,8 @@ function signature(root: JsonSchema, schema: unknown): { types?: string[]; discr
  * every alternative has one type and no two share it, or all are objects told apart by a required
  * property with a different `const` in each (a discriminated union).
  */
-function oneOfIsDisjoint(root: JsonSchema, alternatives: unknown[]): boolean {
-  const sigs = alternatives.map((a) => signature(root, a));
+function oneOfIsDisjoint(walk: Walk, alternatives: JsonSchema[], pointer: string): boolean {
+  const sigs = alternatives.map((a, i) => signature(followRef(walk, a, `${pointer}/${i}`)));
   const single = sigs.map((s) => (s.types?.length === 1 ? s.types[0] : undefined));
   if (single.every((t) => t !== undefined) && new Set(single).size === single.length && !single.includes('number')) return true;
   for (const key of sigs[0]?.discriminators.keys() ?? []) {
@@ -167,14 +182,6 @@ function oneOfIsDisjoint(root: JsonSchema, alternatives: unknown[]): boolean {
     if (values.every((v) => v !== undefined) && new Set(values).size === values.length) return true;
   }
   return false;
-}
-
-interface Walk {
-  root: JsonSchema;
-  where: string;
-  /** The pointers of every schema checked, and of every $ref (checked once the walk is done). */
-  schemas?: Set<string>;
-  refs?: { ref: string; pointer: string }[];
 }
 
 function checkNode(walk: Walk, node: unknown, pointer: string, depth: number): void {
@@ -189,7 +196,7 @@ function checkNode(walk: Walk, node: unknown, pointer: string, depth: number): v
     );
   }
   const schema = node as JsonSchema;
-  walk.schemas?.add(pointer);
+  walk.schemas.set(pointer, schema);
   for (const key of Object.keys(schema)) {
     if (ANNOTATIONS.has(key) || ENFORCED.has(key)) continue;
     if (key === 'uniqueItems' && schema.uniqueItems === false) continue;
@@ -215,9 +222,10 @@ function checkNode(walk: Walk, node: unknown, pointer: string, depth: number): v
       refuse(where, `${pointer}/type`, `"type" must be one of ${[...TYPES].join(', ')} or an array of them`, 'fix the type');
     }
   }
-  if (typeof schema.$ref === 'string' || schema.$ref !== undefined) {
+  if (schema.$ref !== undefined) {
     const ref = schema.$ref;
-    if (typeof ref !== 'string' || !ref.startsWith('#/') || resolveRef(walk.root, ref) === undefined) {
+    // Where it points is checked once the walk is done (refTarget); here only its form.
+    if (typeof ref !== 'string' || !ref.startsWith('#/')) {
       refuse(
         where,
         `${pointer}/$ref`,
@@ -234,8 +242,8 @@ function checkNode(walk: Walk, node: unknown, pointer: string, depth: number): v
         'name the definition without "/" or "~"',
       );
     // llama.cpp resolves each $ref by recursion: a long chain of them would overflow its stack.
-    if ((walk.refs?.length ?? 0) >= MAX_REFS) refuse(where, `${pointer}/$ref`, `more than ${MAX_REFS} $refs`, 'use fewer references');
-    walk.refs?.push({ ref: ref as string, pointer: `${pointer}/$ref` });
+    if (walk.refs.length >= MAX_REFS) refuse(where, `${pointer}/$ref`, `more than ${MAX_REFS} $refs`, 'use fewer references');
+    walk.refs.push({ ref, pointer: `${pointer}/$ref` });
     const others = Object.keys(schema).filter((k) => k !== '$ref' && !ANNOTATIONS.has(k));
     if (others.length > 0)
       refuse(
@@ -288,26 +296,29 @@ function checkNode(walk: Walk, node: unknown, pointer: string, depth: number): v
         `${key} beside ${others.join(', ')}: llama.cpp uses the alternatives and ignores the rest`,
         'move those keywords into each alternative',
       );
-    if (key === 'oneOf' && !oneOfIsDisjoint(walk.root, alternatives)) {
-      refuse(
-        where,
-        `${pointer}/oneOf`,
-        'oneOf is enforced as anyOf, which admits a value matching two alternatives',
-        'use anyOf, or give each alternative its own type or a required property with a distinct const',
-      );
-    }
     alternatives.forEach((alt, i) => checkNode(walk, alt, `${pointer}/${key}/${i}`, depth + 1));
+    if (key === 'oneOf') {
+      walk.deferred.push(() => {
+        if (!oneOfIsDisjoint(walk, alternatives as JsonSchema[], `${pointer}/oneOf`))
+          refuse(
+            where,
+            `${pointer}/oneOf`,
+            'oneOf is enforced as anyOf, which admits a value matching two alternatives',
+            'use anyOf, or give each alternative its own type or a required property with a distinct const',
+          );
+      });
+    }
     return;
   }
   if ('allOf' in schema) checkAllOf(walk, schema, pointer, depth);
   checkObject(walk, schema, types, pointer, depth);
-  checkArray(walk, schema, types, pointer, depth);
-  checkString(walk, schema, types, pointer);
+  checkArray(walk, schema, pointer, depth);
+  checkString(walk, schema, pointer);
   checkNumber(walk, schema, types, pointer);
 }
 
 function checkAllOf(walk: Walk, schema: JsonSchema, pointer: string, depth: number): void {
-  const { where, root } = walk;
+  const { where } = walk;
   const members = schema.allOf;
   if (!Array.isArray(members) || members.length === 0)
     refuse(where, `${pointer}/allOf`, 'allOf must be a non-empty array of schemas', 'list the schemas');
@@ -327,25 +338,26 @@ function checkAllOf(walk: Walk, schema: JsonSchema, pointer: string, depth: numb
       `allOf beside ${others.join(', ')}: llama.cpp merges the allOf members' properties and ignores the rest`,
       'move those keywords into a member',
     );
-  const seen = new Set<string>();
-  members.forEach((member: unknown, i) => {
-    const at = `${pointer}/allOf/${i}`;
-    checkNode(walk, member, at, depth + 1);
-    let m = member as JsonSchema;
-    if (typeof m.$ref === 'string') m = resolveRef(root, m.$ref) as JsonSchema;
-    const keys = Object.keys(m).filter((k) => !ANNOTATIONS.has(k));
-    if (!keys.every((k) => ['type', 'properties', 'required'].includes(k)) || (m.type !== undefined && m.type !== 'object')) {
-      refuse(
-        where,
-        at,
-        'llama.cpp merges allOf only for objects with properties and required',
-        'write the merged object out, or use only properties/required in each member',
-      );
-    }
-    for (const name of Object.keys((m.properties ?? {}) as object)) {
-      if (seen.has(name)) refuse(where, at, `the property "${name}" is in two allOf members`, 'declare each property once');
-      seen.add(name);
-    }
+  members.forEach((member: unknown, i) => checkNode(walk, member, `${pointer}/allOf/${i}`, depth + 1));
+  walk.deferred.push(() => {
+    const seen = new Set<string>();
+    (members as JsonSchema[]).forEach((member, i) => {
+      const at = `${pointer}/allOf/${i}`;
+      const m = followRef(walk, member, at);
+      const keys = Object.keys(m).filter((k) => !ANNOTATIONS.has(k));
+      if (!keys.every((k) => ['type', 'properties', 'required'].includes(k)) || (m.type !== undefined && m.type !== 'object')) {
+        refuse(
+          where,
+          at,
+          'llama.cpp merges allOf only for objects with properties and required',
+          'write the merged object out, or use only properties/required in each member',
+        );
+      }
+      for (const name of Object.keys((m.properties ?? {}) as object)) {
+        if (seen.has(name)) refuse(where, at, `the property "${name}" is in two allOf members`, 'declare each property once');
+        seen.add(name);
+      }
+    });
   });
 }
 
@@ -377,7 +389,7 @@ function checkObject(walk: Walk, schema: JsonSchema, types: string[] | undefined
   }
 }
 
-function checkArray(walk: Walk, schema: JsonSchema, types: string[] | undefined, pointer: string, depth: number): void {
+function checkArray(walk: Walk, schema: JsonSchema, pointer: string, depth: number): void {
   const { where } = walk;
   const items = schema.items ?? schema.prefixItems;
   const key = schema.items !== undefined ? 'items' : 'prefixItems';
@@ -391,7 +403,6 @@ function checkArray(walk: Walk, schema: JsonSchema, types: string[] | undefined,
     checkNode(walk, items, `${pointer}/${key}`, depth + 1);
   }
   checkBounds(where, pointer, schema, 'minItems', 'maxItems');
-  void types;
 }
 
 function checkBounds(where: string, pointer: string, schema: JsonSchema, lower: string, upper: string): void {
@@ -410,7 +421,7 @@ function checkBounds(where: string, pointer: string, schema: JsonSchema, lower: 
   }
 }
 
-function checkString(walk: Walk, schema: JsonSchema, types: string[] | undefined, pointer: string): void {
+function checkString(walk: Walk, schema: JsonSchema, pointer: string): void {
   const { where } = walk;
   checkBounds(where, pointer, schema, 'minLength', 'maxLength');
   if (schema.format !== undefined) {
@@ -442,7 +453,6 @@ function checkString(walk: Walk, schema: JsonSchema, types: string[] | undefined
         'write the lengths into the pattern ({m,n})',
       );
   }
-  void types;
 }
 
 function checkNumber(walk: Walk, schema: JsonSchema, types: string[] | undefined, pointer: string): void {
@@ -487,9 +497,7 @@ function checkNumber(walk: Walk, schema: JsonSchema, types: string[] | undefined
         ? Math.ceil(schema.exclusiveMaximum as number) - 1
         : Infinity;
   if (low > high) refuse(where, pointer, `no integer lies between the bounds (${low} > ${high})`, 'fix the bounds');
-  if (Math.abs(low) > Number.MAX_SAFE_INTEGER && Number.isFinite(low))
-    refuse(where, pointer, 'bounds beyond ±2^53 cannot be checked exactly', 'use smaller bounds');
-  if (Math.abs(high) > Number.MAX_SAFE_INTEGER && Number.isFinite(high))
+  if ([low, high].some((b) => Number.isFinite(b) && Math.abs(b) > Number.MAX_SAFE_INTEGER))
     refuse(where, pointer, 'bounds beyond ±2^53 cannot be checked exactly', 'use smaller bounds');
 }
 
@@ -509,18 +517,10 @@ export function checkJsonSchema(schema: unknown, where: string): JsonSchema {
   }
   if (Buffer.byteLength(text) > MAX_SCHEMA_BYTES)
     refuse(where, '', `is larger than ${MAX_SCHEMA_BYTES / 1024} KiB as JSON`, 'use a smaller schema');
-  const walk: Walk = { root: schema as JsonSchema, where, schemas: new Set(), refs: [] };
+  const walk: Walk = { where, schemas: new Map(), refs: [], deferred: [] };
   checkNode(walk, schema, '', 0);
-  // A $ref into a value (a default, an enum) would reach llama.cpp's conversion unchecked.
-  for (const { ref, pointer } of walk.refs!) {
-    if (!walk.schemas!.has(ref.slice(1)))
-      refuse(
-        where,
-        pointer,
-        `$ref ${JSON.stringify(ref)} does not point at a schema this check has read`,
-        'point it at a schema, e.g. "#/$defs/name"',
-      );
-  }
+  for (const { ref, pointer } of walk.refs) refTarget(walk, ref, pointer);
+  for (const check of walk.deferred) check();
   compileValidator(schema as JsonSchema, where);
   return schema as JsonSchema;
 }
@@ -532,12 +532,25 @@ const addFormats = ((addFormatsModule as unknown as { default?: typeof addFormat
   ajv: Ajv,
 ) => Ajv;
 
+/** Whether a schema uses the keyword prefixItems (draft 2020-12) anywhere; a property named so does not count. */
+function usesPrefixItems(node: unknown): boolean {
+  if (Array.isArray(node)) return node.some(usesPrefixItems);
+  if (node === null || typeof node !== 'object') return false;
+  const schema = node as JsonSchema;
+  if (schema.prefixItems !== undefined) return true;
+  const named = ['properties', '$defs', 'definitions'].flatMap((k) =>
+    schema[k] !== null && typeof schema[k] === 'object' ? Object.values(schema[k] as object) : [],
+  );
+  return [...named, schema.items, schema.additionalProperties, schema.anyOf, schema.oneOf, schema.allOf].some(usesPrefixItems);
+}
+
 /** Ajv's validator for the schema (draft 2020-12 where it says so or uses prefixItems, else draft-07); cached by its JSON. */
 export function compileValidator(schema: JsonSchema, where: string): ValidateFunction {
+  // By its JSON, not the object: a schema object changed between two calls gets a grammar and a validator of its new self.
   const key = JSON.stringify(schema);
   let validate = validators.get(key);
   if (validate !== undefined) return validate;
-  const draft2020 = String(schema.$schema ?? '').includes('2020-12') || key.includes('"prefixItems"');
+  const draft2020 = String(schema.$schema ?? '').includes('2020-12') || usesPrefixItems(schema);
   const ajv = draft2020 ? new Ajv2020({ strict: false, allErrors: false }) : new Ajv({ strict: false, allErrors: false });
   addFormats(ajv as Ajv);
   try {

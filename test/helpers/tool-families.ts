@@ -15,20 +15,34 @@ export interface ToolFamily {
   added: string[];
   /** The family thinks before it answers (a thinking block the reasoning budget bounds). */
   reasoning?: boolean;
+  /** The single token that opens a call in the family's format, where it has one. */
+  callStart?: string;
 }
 
 export const TOOL_FAMILIES = {
   'llama-3.1': { template: 'meta-llama-Llama-3.1-8B-Instruct', vocab: 'llama-bpe', added: ['<|python_tag|>', '<|eom_id|>'] },
   'llama-3.2': { template: 'meta-llama-Llama-3.2-3B-Instruct', vocab: 'llama-bpe', added: ['<|python_tag|>', '<|eom_id|>'] },
   'llama-3.3': { template: 'meta-llama-Llama-3.3-70B-Instruct', vocab: 'llama-bpe', added: ['<|python_tag|>', '<|eom_id|>'] },
-  'qwen-2.5': { template: 'Qwen-Qwen2.5-7B-Instruct', vocab: 'qwen2', added: ['<tool_call>', '</tool_call>'] },
-  'qwen-3': { template: 'Qwen-Qwen3-0.6B', vocab: 'qwen2', added: ['<think>', '</think>', '<tool_call>', '</tool_call>'], reasoning: true },
+  'qwen-2.5': { template: 'Qwen-Qwen2.5-7B-Instruct', vocab: 'qwen2', added: ['<tool_call>', '</tool_call>'], callStart: '<tool_call>' },
+  'qwen-3': {
+    template: 'Qwen-Qwen3-0.6B',
+    vocab: 'qwen2',
+    added: ['<think>', '</think>', '<tool_call>', '</tool_call>'],
+    reasoning: true,
+    callStart: '<tool_call>',
+  },
   'mistral-nemo': {
     template: 'mistralai-Mistral-Nemo-Instruct-2407',
     vocab: 'llama-spm',
     added: ['[INST]', '[/INST]', '[TOOL_CALLS]', '[AVAILABLE_TOOLS]', '[/AVAILABLE_TOOLS]', '[TOOL_RESULTS]', '[/TOOL_RESULTS]'],
+    callStart: '[TOOL_CALLS]',
   },
-  'hermes-2-pro': { template: 'NousResearch-Hermes-2-Pro-Llama-3-8B-tool_use', vocab: 'qwen2', added: ['<tool_call>', '</tool_call>'] },
+  'hermes-2-pro': {
+    template: 'NousResearch-Hermes-2-Pro-Llama-3-8B-tool_use',
+    vocab: 'qwen2',
+    added: ['<tool_call>', '</tool_call>'],
+    callStart: '<tool_call>',
+  },
   'functionary-3.1': { template: 'meetkai-functionary-medium-v3.1', vocab: 'llama-bpe', added: ['<|eom_id|>'] },
   'functionary-3.2': { template: 'meetkai-functionary-medium-v3.2', vocab: 'llama-bpe', added: [] },
   'deepseek-r1': {
@@ -91,6 +105,11 @@ export const TOOL_FAMILIES = {
 
 export type ToolFamilyName = keyof typeof TOOL_FAMILIES;
 
+/** A family's settings, with every optional field in its type. */
+export function toolFamily(name: ToolFamilyName): ToolFamily {
+  return TOOL_FAMILIES[name];
+}
+
 /** Small: what is tested is the grammar and the parser, not the model. */
 const shape = { nEmbd: 64, nFf: 128, nLayer: 2, nHead: 4, nHeadKv: 2, contextLength: 4096 };
 
@@ -100,7 +119,7 @@ export function templateText(template: string): string {
 
 /** The family's test model (generated once into the test model cache). */
 export function toolFamilyModel(name: ToolFamilyName): Promise<string> {
-  const family: ToolFamily = TOOL_FAMILIES[name];
+  const family = toolFamily(name);
   return ensureSyntheticModel({
     cacheDir,
     shape,

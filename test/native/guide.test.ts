@@ -36,6 +36,10 @@ describe('docs/structured-output.md', () => {
       timeout: 240_000,
     });
     if (name === 'extract') expect(stdout).toMatch(/name: .*\n?.*age: \d+/s);
-    if (name === 'tools') expect(stdout).toMatch(/^answer: /m);
+    if (name === 'tools') {
+      // The first turn is held to a call; the last, to an answer.
+      expect(stdout).toMatch(/^call: get_weather \{.*"city"/m);
+      expect(stdout).toMatch(/^answer: /m);
+    }
   });
 });

@@ -159,7 +159,9 @@ describe('n completions', () => {
       expect(choice.tokens, `choice ${i}`).toEqual(alone.tokens);
     }
     await expect(model.generate(prompt, { n: 5 })).rejects.toThrow(/options\.n must be at most 4/);
-    expect(() => model.stream(prompt, { n: 2 })[Symbol.asyncIterator]()).not.toThrow();
-    await expect(model.stream(prompt, { n: 2 }).result).rejects.toThrow(/options\.n must be 1 with stream/);
+    // Refused the way stream() refuses any option: through its iterator and its result.
+    const stream = model.stream(prompt, { n: 2 });
+    await expect(stream.result).rejects.toThrow(/options\.n must be 1 with stream/);
+    await expect(stream[Symbol.asyncIterator]().next()).rejects.toThrow(/options\.n must be 1 with stream/);
   });
 });

@@ -7,7 +7,8 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it, vi } from 'vitest';
 import { CudaLlamaError, ErrorCode } from '../../lib/errors.js';
-import { GRAMMAR_GUARDS, GrammarError, MAX_GRAMMAR_NESTING, checkGrammar } from '../../lib/structured/grammar-guards.js';
+import { GrammarError } from '../../lib/errors.js';
+import { GRAMMAR_GUARDS, MAX_GRAMMAR_NESTING, checkGrammar } from '../../lib/structured/grammar-guards.js';
 
 const root = fileURLToPath(new URL('../..', import.meta.url));
 const vendor = join(root, 'vendor', 'llama.cpp');

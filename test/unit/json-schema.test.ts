@@ -3,9 +3,8 @@
 // kind of schema it would not hold the output to is ERR_JSON_SCHEMA naming the keyword and its
 // JSON pointer, and schemaViolation reads results back.
 import { describe, expect, it } from 'vitest';
-import { CudaLlamaError, ErrorCode } from '../../lib/errors.js';
+import { CudaLlamaError, ErrorCode, JsonSchemaError } from '../../lib/errors.js';
 import {
-  JsonSchemaError,
   MAX_SCHEMA_BYTES,
   MAX_SCHEMA_DEPTH,
   checkJsonSchema,
@@ -337,6 +336,20 @@ describe('checkJsonSchema refuses, naming the keyword and its JSON pointer', () 
     expectRefused(inProperty({ $ref: 'other.json#/$defs/a' }), '/properties/x/$ref', 'does not point into this schema');
     expectRefused({ $defs: { a: { type: 'string' } }, ...inProperty({ $ref: '#/$defs/b' }) }, '/properties/x/$ref', '"#/$defs/b"');
     expectRefused(inProperty({ $ref: 5 }), '/properties/x/$ref', 'does not point into this schema');
+  });
+
+  it('oneOf and allOf whose members are not schemas, or point nowhere, are refused (not a crash)', () => {
+    expectRefused(inProperty({ oneOf: [null, { type: 'string' }] }), '/properties/x/oneOf/0', 'a schema must be an object');
+    expectRefused(inProperty({ oneOf: [{ type: 'string' }, 3] }), '/properties/x/oneOf/1', 'a schema must be an object');
+    expectRefused(inProperty({ allOf: [null] }), '/properties/x/allOf/0', 'a schema must be an object');
+    expectRefused(inProperty({ oneOf: [{ $ref: '#/$defs/none' }, { type: 'string' }] }), '/properties/x/oneOf/0/$ref', '"#/$defs/none"');
+    expectRefused(inProperty({ allOf: [{ $ref: '#/$defs/none' }] }), '/properties/x/allOf/0/$ref', '"#/$defs/none"');
+    // A $ref into a value, not a schema.
+    expectRefused(
+      { $defs: { a: { type: 'string', default: { x: 1 } } }, ...inProperty({ oneOf: [{ $ref: '#/$defs/a/default' }] }) },
+      '/properties/x/oneOf/0/$ref',
+      'does not point at a schema',
+    );
   });
 
   it('$ref beside other keywords', () => {

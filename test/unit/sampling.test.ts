@@ -104,7 +104,7 @@ describe('validateSamplingOptions', () => {
     // mirostat
     [{ mirostat: true }, TypeError, /options\.mirostat must be an object/],
     [{ mirostat: { version: 3 } }, RangeError, /options\.mirostat\.version must be 1 or 2, got number 3/],
-    [{ mirostat: { version: '2' } }, RangeError, /options\.mirostat\.version must be 1 or 2, got the string "2"/],
+    [{ mirostat: { version: '2' } }, TypeError, /options\.mirostat\.version must be 1 or 2, got the string "2"/],
     [{ mirostat: { tau: -1 } }, RangeError, /options\.mirostat\.tau/],
     [{ mirostat: { eta: 2 } }, RangeError, /options\.mirostat\.eta/],
     [{ mirostat: { mode: 2 } }, TypeError, /options\.mirostat\.mode is not an option/],
@@ -126,7 +126,11 @@ describe('validateSamplingOptions', () => {
     [{ logitBias: [{ token: '', bias: 1 }] }, RangeError, /options\.logitBias\[0\]\.token must be a token id or a non-empty text/],
     [{ logitBias: [{ token: -1, bias: 1 }] }, RangeError, /options\.logitBias\[0\]\.token must be an integer from 0/],
     [{ logitBias: [{ token: 1.5, bias: 1 }] }, RangeError, /options\.logitBias\[0\]\.token/],
-    [{ logitBias: [{ bias: 1 }] }, RangeError, /options\.logitBias\[0\]\.token/],
+    [
+      { logitBias: [{ bias: 1 }] },
+      TypeError,
+      /options\.logitBias\[0\]\.token must be an integer token id or a non-empty text, got undefined/,
+    ],
     [{ logitBias: [{ token: true, bias: 1 }] }, TypeError, /options\.logitBias\[0\]\.token must be an integer/],
     [{ logitBias: [{ token: 1, bias: -101 }] }, RangeError, /options\.logitBias\[0\]\.bias/],
     [{ logitBias: [{ token: 1 }] }, TypeError, /options\.logitBias\[0\]\.bias must be a number/],

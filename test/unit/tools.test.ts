@@ -111,7 +111,8 @@ describe('validateTools', () => {
       TypeError,
       /^options\.tools\[0\]\.type must be 'function', got the string "retrieval"/,
     ],
-    ['a wrapper without function', [{ type: 'function' }], TypeError, /^options\.tools\[0\]\.function\.name must be a string/],
+    ['a wrapper without function', [{ type: 'function' }], TypeError, /^options\.tools\[0\]\.function must be an object, got undefined/],
+    ['a tool that is not an object', [undefined], TypeError, /^options\.tools\[0\] must be an object, got undefined/],
     [
       'parameters of type string',
       [{ name: 'a', parameters: { type: 'string' } }],
@@ -343,8 +344,11 @@ describe('parseGenericReply', () => {
     });
   });
 
-  it('reads missing arguments as {}', () => {
-    expect(parseGenericReply('{"tool_calls": [{"name": "get_time"}]}')).toEqual({
+  it('a call without a string name or an arguments object is not the envelope (the grammar requires both)', () => {
+    for (const call of ['{"name": "get_time"}', '{"name": 1, "arguments": {}}', '{"name": "get_time", "arguments": "{}"}', '[]']) {
+      expect(parseGenericReply(`{"tool_calls": [${call}]}`), call).toBeUndefined();
+    }
+    expect(parseGenericReply('{"tool_calls": [{"name": "get_time", "arguments": {}}]}')).toEqual({
       calls: [{ name: 'get_time', arguments: '{}' }],
       content: '',
     });
