@@ -61,8 +61,11 @@ const finishReasons: Record<StopReason | 'toolCalls', string> = {
 
 const choicesOf = (result: AnyResult): AnyResult[] => (result.choices as AnyResult[] | undefined) ?? [result];
 
+const completionTokensOf = (result: AnyResult) => choicesOf(result).reduce((sum, c) => sum + c.tokens.length, 0);
+
 /** Usage: the prompt once (n completions share its evaluation), the tokens of every completion. */
-function usage(result: AnyResult, completionTokens = choicesOf(result).reduce((sum, c) => sum + c.tokens.length, 0)) {
+function usage(result: AnyResult) {
+  const completionTokens = completionTokensOf(result);
   return {
     prompt_tokens: result.promptTokens,
     completion_tokens: completionTokens,
@@ -119,6 +122,20 @@ function textLogprobs(entries: TokenLogprob[] | undefined, offset = 0) {
   };
 }
 
+/**
+ * Our extension: what the library could not read of a reply, which would otherwise vanish (an invalid
+ * call under 'auto' is no call, and its finish_reason is 'stop'): `tool_call_errors` for calls that
+ * are not valid calls, `parse_error` for a reply that is not the template's format or not the JSON
+ * value its format asks for. Absent when there is nothing to say.
+ */
+function readErrors(result: AnyResult) {
+  const errors = (result as ChatResult).toolCallErrors;
+  return {
+    ...(errors !== undefined && errors.length > 0 ? { tool_call_errors: errors } : {}),
+    ...(result.parseError !== undefined ? { parse_error: result.parseError } : {}),
+  };
+}
+
 function chatMessage(result: ChatResult) {
   const toolCalls = result.toolCalls.map((c) => ({ id: c.id, type: 'function', function: { name: c.name, arguments: c.arguments } }));
   return {
@@ -127,6 +144,7 @@ function chatMessage(result: ChatResult) {
     content: toolCalls.length > 0 && result.text === '' ? null : result.text,
     ...(result.reasoning ? { reasoning_content: result.reasoning } : {}),
     ...(toolCalls.length > 0 ? { tool_calls: toolCalls } : {}),
+    ...readErrors(result),
   };
 }
 
@@ -202,7 +220,7 @@ export async function handleGeneration(
     host.metrics.observeGeneration(result);
     record.promptTokens = result.promptTokens;
     record.cachedTokens = result.cachedTokens;
-    record.completionTokens = choicesOf(result).reduce((sum, c) => sum + c.tokens.length, 0);
+    record.completionTokens = completionTokensOf(result);
     if (result.tokens.length > 0) record.firstTokenMs = result.timings.timeToFirstTokenMs;
   };
   try {
@@ -221,7 +239,13 @@ export async function handleGeneration(
               logprobs: chatLogprobs(choice.logprobs),
               finish_reason: finishReasons[choice.stopReason],
             }
-          : { index, text: choice.text, logprobs: textLogprobs(choice.logprobs), finish_reason: finishReasons[choice.stopReason] },
+          : {
+              index,
+              text: choice.text,
+              logprobs: textLogprobs(choice.logprobs),
+              finish_reason: finishReasons[choice.stopReason],
+              ...readErrors(choice),
+            },
       );
       return {
         id,
@@ -246,10 +270,11 @@ export async function handleGeneration(
     const continuousUsage = body.stream_options?.continuous_usage_stats === true;
     const object = kind === 'chat' ? 'chat.completion.chunk' : 'text_completion';
     const n = options.n ?? 1;
-    const generated = new Array<number>(n).fill(0);
     const opened = new Array<boolean>(n).fill(false);
     const textOffsets = new Array<number>(n).fill(0);
-    const promptTokens = { value: 0 };
+    // Only their sum is reported: the usage covers every choice.
+    let completionTokens = 0;
+    let promptTokens = 0;
     const envelope = (choice: Record<string, unknown>) => ({
       id,
       object,
@@ -258,10 +283,11 @@ export async function handleGeneration(
       choices: [choice],
       ...(continuousUsage ? { usage: usageSoFar() } : includeUsage ? { usage: null } : {}),
     });
-    const usageSoFar = () => {
-      const completion = generated.reduce((a, b) => a + b, 0);
-      return { prompt_tokens: promptTokens.value, completion_tokens: completion, total_tokens: promptTokens.value + completion };
-    };
+    const usageSoFar = () => ({
+      prompt_tokens: promptTokens,
+      completion_tokens: completionTokens,
+      total_tokens: promptTokens + completionTokens,
+    });
     reply.hijack();
     const sse = new SseWriter(reply.raw, { 'x-request-id': request.id });
     sse.startPings(host.pingIntervalMs);
@@ -275,8 +301,8 @@ export async function handleGeneration(
     const sendChat = (delta: ChatDelta) => {
       firstOutput();
       const index = delta.choice;
-      generated[index]! += delta.tokens;
-      promptTokens.value = delta.promptTokens;
+      completionTokens += delta.tokens;
+      promptTokens = delta.promptTokens;
       const body: Record<string, unknown> = {};
       if (!opened[index]) {
         opened[index] = true;
@@ -297,8 +323,8 @@ export async function handleGeneration(
     };
     const sendText = (text: string, index: number, { tokens, logprobs, promptTokens: prompt }: TextInfo) => {
       firstOutput();
-      generated[index]! += tokens;
-      promptTokens.value = prompt;
+      completionTokens += tokens;
+      promptTokens = prompt;
       const offset = textOffsets[index]!;
       textOffsets[index] = offset + text.length;
       sse.send(envelope({ index, text, logprobs: textLogprobs(logprobs, offset), finish_reason: null }));
@@ -318,14 +344,15 @@ export async function handleGeneration(
         result = await model.generate(prompt as string | number[], { ...generate, onText: sendText });
       }
       finish(result);
-      promptTokens.value = result.promptTokens;
+      promptTokens = result.promptTokens;
+      completionTokens = completionTokensOf(result);
       choicesOf(result).forEach((choice, index) => {
-        generated[index] = choice.tokens.length;
         if (kind === 'chat' && !opened[index]) sendChat({ choice: index, tokens: 0, promptTokens: result.promptTokens, content: '' });
+        // The choice's last chunk, with its finish reason, carries what could not be read of it.
         const end =
           kind === 'chat'
-            ? { index, delta: {}, logprobs: null, finish_reason: finishReasons[choice.stopReason] }
-            : { index, text: '', logprobs: null, finish_reason: finishReasons[choice.stopReason] };
+            ? { index, delta: readErrors(choice), logprobs: null, finish_reason: finishReasons[choice.stopReason] }
+            : { index, text: '', logprobs: null, finish_reason: finishReasons[choice.stopReason], ...readErrors(choice) };
         sse.send(envelope(end));
       });
       if (includeUsage) sse.send({ id, object, created, model: host.modelId, choices: [], usage: usage(result), timings: timings(result) });

@@ -107,7 +107,8 @@ const fieldByOption: Record<string, string> = {
   grammar: 'grammar',
   ignoreEos: 'ignore_eos',
   chatTemplateKwargs: 'chat_template_kwargs',
-  reasoning: 'reasoning_budget',
+  // No `reasoning`: its switch comes from chat_template_kwargs.enable_thinking or reasoning_effort,
+  // so only its budget fields (below) have a request field of their own.
   xtc: 'xtc_probability',
   dry: 'dry_multiplier',
   mirostat: 'mirostat',
@@ -127,6 +128,10 @@ const fieldByNestedOption: Record<string, string> = {
   'mirostat.version': 'mirostat',
   'reasoning.budget': 'reasoning_budget',
   'reasoning.budgetMessage': 'reasoning_budget_message',
+  // The server takes only OpenAI's wrapped form, { type: 'function', function: { name } }.
+  'toolChoice.name': 'tool_choice.function.name',
+  'responseFormat.name': 'response_format.json_schema.name',
+  'responseFormat.strict': 'response_format.json_schema.strict',
 };
 
 /** Inside a path: the request's names for the library's message and tool fields. */
@@ -177,6 +182,10 @@ export function toHttpError(error: unknown): HttpError {
   const code = (error as { code?: unknown } | null)?.code;
   if ((error instanceof TypeError || error instanceof RangeError) && (code === 'ERR_INVALID_ARG_TYPE' || code === 'ERR_OUT_OF_RANGE')) {
     return new HttpError(400, error.message, { param: paramOf(error.message), code: 'invalid_value' });
+  }
+  // A key the library does not know inside an object the server passes on whole (a tool, say).
+  if (error instanceof TypeError && code === 'ERR_INVALID_ARG_VALUE') {
+    return new HttpError(400, error.message, { param: paramOf(error.message), code: 'unsupported_field' });
   }
   // Fastify's own errors (body parser, limits, routing) carry their status.
   const fastify = error as { statusCode?: unknown; code?: unknown; message?: unknown; validation?: unknown };

@@ -329,25 +329,69 @@ export function completionOptions(body: CompletionBody): GenerateOptions {
   return options;
 }
 
-/** OpenAI's response_format (and llama-server's json_object with a schema, and its top-level json_schema). */
+const unsupportedKey = (param: string, message: string) => new HttpError(400, message, { param, code: 'unsupported_field' });
+
+/** 400 naming the first key of `object` (at `at`) that is not `known`. */
+function rejectKeys(at: string, object: Record<string, unknown>, known: readonly string[], context = ''): void {
+  const extra = Object.keys(object).find((k) => !known.includes(k));
+  if (extra !== undefined) {
+    throw unsupportedKey(`${at}.${extra}`, `${at}.${extra} is not supported${context}; ${at} takes ${known.join(', ')}`);
+  }
+}
+
+/**
+ * OpenAI's response_format (and llama-server's json_object with a schema, and its top-level
+ * json_schema). Every key is used or refused: a schema the client sent must not vanish. `description`
+ * is accepted and unused: nothing renders it into the prompt.
+ */
 function responseFormat(body: Record<string, unknown>): ResponseFormat | undefined {
   const format = body.response_format as Record<string, unknown> | null | undefined;
-  if (format == null) {
-    return body.json_schema != null ? { type: 'json_schema', schema: body.json_schema as Record<string, unknown> } : undefined;
+  const topLevel = body.json_schema as Record<string, unknown> | null | undefined;
+  // response_format text asks for no format, which leaves llama-server's json_schema in force, as there.
+  if (format == null || format.type === 'text') {
+    if (format != null) rejectKeys('response_format', format, ['type'], " with type 'text'");
+    return topLevel != null ? { type: 'json_schema', schema: topLevel } : undefined;
   }
-  if (format.type === 'text') return undefined;
+  if (topLevel != null && (format.type === 'json_object' || format.type === 'json_schema')) {
+    throw invalid('json_schema', `json_schema and response_format ${String(format.type)} both give a format; send one of them`);
+  }
   if (format.type === 'json_object') {
+    rejectKeys('response_format', format, ['type', 'schema'], " with type 'json_object'");
     return format.schema !== undefined
       ? { type: 'json_object', schema: format.schema as Record<string, unknown> }
       : { type: 'json_object' };
   }
   if (format.type === 'json_schema') {
-    const wrapper = format.json_schema as Record<string, unknown> | undefined;
-    const schema = (wrapper?.schema ?? format.schema) as Record<string, unknown> | undefined;
-    if (schema === undefined || schema === null || typeof schema !== 'object') {
+    rejectKeys('response_format', format, ['type', 'json_schema', 'schema'], " with type 'json_schema'");
+    const wrapper = format.json_schema;
+    if (wrapper === undefined || wrapper === null) {
+      // llama-server's shorthand: the schema beside the type.
+      if (format.schema === undefined || format.schema === null || typeof format.schema !== 'object') {
+        throw invalid('response_format.json_schema.schema', 'response_format json_schema needs json_schema.schema, a JSON Schema object');
+      }
+      return { type: 'json_schema', schema: format.schema as Record<string, unknown> };
+    }
+    if (typeof wrapper !== 'object' || Array.isArray(wrapper)) {
+      throw invalid('response_format.json_schema', 'response_format.json_schema must be an object: { name, schema, strict }');
+    }
+    const w = wrapper as Record<string, unknown>;
+    rejectKeys('response_format.json_schema', w, ['name', 'schema', 'strict', 'description']);
+    if (format.schema !== undefined) {
+      throw invalid(
+        'response_format.schema',
+        'response_format.schema is set beside response_format.json_schema; send the schema once, in json_schema.schema',
+      );
+    }
+    if (w.schema === undefined || w.schema === null || typeof w.schema !== 'object') {
       throw invalid('response_format.json_schema.schema', 'response_format json_schema needs json_schema.schema, a JSON Schema object');
     }
-    return { type: 'json_schema', schema, ...(typeof wrapper?.strict === 'boolean' ? { strict: wrapper.strict } : {}) };
+    // name and strict go to the library, which checks them (errors.ts names them json_schema.name and .strict).
+    return {
+      type: 'json_schema',
+      schema: w.schema as Record<string, unknown>,
+      ...(w.name != null ? { name: w.name as string } : {}),
+      ...(w.strict != null ? { strict: w.strict as boolean } : {}),
+    };
   }
   throw invalid(
     'response_format.type',

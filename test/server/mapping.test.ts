@@ -14,9 +14,8 @@ import {
   rejectUnsupported,
   type ChatCompletionBody,
 } from '../../lib/server/openai-schema.js';
-import { GrammarError } from '../../lib/structured/grammar-guards.js';
-import { JsonSchemaError } from '../../lib/structured/json-schema.js';
-import { rangeError, typeError } from '../../lib/validate.js';
+import { GrammarError, JsonSchemaError } from '../../lib/errors.js';
+import { rangeError, rejectUnknownKeys, typeError } from '../../lib/validate.js';
 
 /** What `fn` throws, as an HttpError. */
 function thrown(fn: () => unknown): HttpError {
@@ -174,20 +173,57 @@ describe('request fields to the library', () => {
     expect(chatOptions(chat({ response_format: { type: 'json_object', schema } }))).toEqual({
       responseFormat: { type: 'json_object', schema },
     });
-    expect(chatOptions(chat({ response_format: { type: 'json_schema', json_schema: { name: 'x', schema, strict: true } } }))).toEqual({
-      responseFormat: { type: 'json_schema', schema, strict: true },
+    expect(
+      chatOptions(chat({ response_format: { type: 'json_schema', json_schema: { name: 'x', schema, strict: true, description: 'd' } } })),
+    ).toEqual({
+      responseFormat: { type: 'json_schema', schema, name: 'x', strict: true },
     });
     expect(chatOptions(chat({ response_format: { type: 'json_schema', json_schema: { name: 'x', schema } } }))).toEqual({
+      responseFormat: { type: 'json_schema', schema, name: 'x' },
+    });
+    // null is the SDK's "not set"; a wrong type goes on to the library, which names it.
+    expect(chatOptions(chat({ response_format: { type: 'json_schema', json_schema: { schema, name: null, strict: null } } }))).toEqual({
       responseFormat: { type: 'json_schema', schema },
+    });
+    expect(chatOptions(chat({ response_format: { type: 'json_schema', json_schema: { schema, strict: 'yes' } } }))).toEqual({
+      responseFormat: { type: 'json_schema', schema, strict: 'yes' },
     });
     expect(chatOptions(chat({ response_format: { type: 'json_schema', schema } }))).toEqual({
       responseFormat: { type: 'json_schema', schema },
     });
     expect(chatOptions(chat({ json_schema: schema }))).toEqual({ responseFormat: { type: 'json_schema', schema } });
+    // response_format text asks for no format, so llama-server's json_schema holds (as it does there).
+    expect(chatOptions(chat({ response_format: { type: 'text' }, json_schema: schema }))).toEqual({
+      responseFormat: { type: 'json_schema', schema },
+    });
     expect(thrown(() => chatOptions(chat({ response_format: { type: 'json_schema', json_schema: { name: 'x' } } }))).param).toBe(
       'response_format.json_schema.schema',
     );
     expect(thrown(() => chatOptions(chat({ response_format: { type: 'yaml' } }))).param).toBe('response_format.type');
+  });
+
+  it('response_format: an unknown key, two formats, or a schema sent twice is a 400 naming the field', () => {
+    const schema = { type: 'object' };
+    const cases: [Record<string, unknown>, string, string][] = [
+      [{ response_format: { type: 'text', schema } }, 'response_format.schema', 'unsupported_field'],
+      [{ response_format: { type: 'json_object', json_schema: { schema } } }, 'response_format.json_schema', 'unsupported_field'],
+      [{ response_format: { type: 'json_object', strict: true } }, 'response_format.strict', 'unsupported_field'],
+      [{ response_format: { type: 'json_schema', json_schema: { schema }, name: 'x' } }, 'response_format.name', 'unsupported_field'],
+      [
+        { response_format: { type: 'json_schema', json_schema: { schema, strcit: true } } },
+        'response_format.json_schema.strcit',
+        'unsupported_field',
+      ],
+      [{ response_format: { type: 'json_schema', json_schema: { schema }, schema } }, 'response_format.schema', 'invalid_value'],
+      [{ response_format: { type: 'json_schema', json_schema: 'x' } }, 'response_format.json_schema', 'invalid_value'],
+      [{ response_format: { type: 'json_object' }, json_schema: schema }, 'json_schema', 'invalid_value'],
+      [{ response_format: { type: 'json_schema', json_schema: { schema } }, json_schema: schema }, 'json_schema', 'invalid_value'],
+    ];
+    for (const [fields, param, code] of cases) {
+      const error = thrown(() => chatOptions(chat(fields)));
+      expect([error.statusCode, error.param, error.code], JSON.stringify(fields)).toEqual([400, param, code]);
+      expect(error.message).toContain(param);
+    }
   });
 
   it('tools and tool_choice: strings, a named function, parallel_tool_calls', () => {
@@ -202,7 +238,7 @@ describe('request fields to the library', () => {
       toolChoice: { name: 'add' },
       parallelToolCalls: false,
     });
-    // A named tool that is not among the tools is the library's to refuse (it names tool_choice.name).
+    // A named tool that is not among the tools is the library's to refuse (errors.ts names it tool_choice.function.name).
     expect(chatOptions(chat({ tools, tool_choice: { type: 'function', function: { name: 'other' } } })).toolChoice).toEqual({
       name: 'other',
     });
@@ -254,10 +290,6 @@ describe('request fields to the library', () => {
         audio: null,
         prediction: null,
         web_search_options: null,
-        n: 4,
-        logprobs: true,
-        tools: [{}],
-        logit_bias: { '1': 2 },
       }),
     ).not.toThrow();
     const error = thrown(() => rejectUnsupported({ echo: true, best_of: 2, suffix: 'x' }));
@@ -408,7 +440,7 @@ describe('errors to HTTP', () => {
       ['options.tools[1].function.parameters.type', 'tools[1].function.parameters.type'],
       ['options.tools[0].function.name', 'tools[0].function.name'],
       ['options.tools', 'tools'],
-      ['options.toolChoice.name', 'tool_choice.name'],
+      ['options.toolChoice.name', 'tool_choice.function.name'],
       ['options.toolChoice', 'tool_choice'],
       ['options.parallelToolCalls', 'parallel_tool_calls'],
       ['messages[2].toolCallId', 'messages[2].tool_call_id'],
@@ -418,6 +450,8 @@ describe('errors to HTTP', () => {
       ['messages[0].name', 'messages[0].name'],
       ['options.responseFormat.schema', 'response_format.json_schema.schema'],
       ['options.responseFormat', 'response_format'],
+      ['options.responseFormat.name', 'response_format.json_schema.name'],
+      ['options.responseFormat.strict', 'response_format.json_schema.strict'],
       ['options.jsonSchema', 'json_schema'],
       ['options.grammar', 'grammar'],
       ['options.chatTemplateKwargs.bos_token', 'chat_template_kwargs.bos_token'],
@@ -438,13 +472,29 @@ describe('errors to HTTP', () => {
       ['options.mirostat.tau', 'mirostat_tau'],
       ['options.mirostat.eta', 'mirostat_eta'],
       ['options.reasoning.budget', 'reasoning_budget'],
+      ['options.reasoning.budgetMessage', 'reasoning_budget_message'],
     ];
     for (const [path, param] of cases) {
       const error = toHttpError(rangeError(path, 'something else', 0));
       expect([error.statusCode, error.code, error.param], path).toEqual([400, 'invalid_value', param]);
     }
-    // A path the server has no name for is no param at all, rather than a wrong one.
+    // A path the server has no name for is no param at all, rather than a wrong one: the thinking
+    // switch comes from chat_template_kwargs.enable_thinking or reasoning_effort, not reasoning_budget.
     expect(toHttpError(rangeError('options.contextShift', 'off', true)).param).toBeNull();
+    expect(toHttpError(typeError('options.reasoning.enabled', 'a boolean', 'yes')).param).toBeNull();
+    expect(toHttpError(typeError('options.reasoning', 'an object', 1)).param).toBeNull();
+  });
+
+  it('a key the library does not know, inside an object passed on whole, is a 400 naming it (never a 500)', () => {
+    let caught: unknown;
+    try {
+      rejectUnknownKeys('options.tools[1]', { type: 'function', function: {}, extra: 1 }, ['type', 'function']);
+    } catch (error) {
+      caught = error;
+    }
+    const error = toHttpError(caught);
+    expect([error.statusCode, error.code, error.param]).toEqual([400, 'unsupported_field', 'tools[1].extra']);
+    expect(errorHeaders(error)).toEqual({ 'x-should-retry': 'false' });
   });
 
   it('a refused JSON schema or grammar is a 400 with its code, naming the field', () => {

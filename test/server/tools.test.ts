@@ -7,7 +7,7 @@
 import { Ajv } from 'ajv';
 import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Llama, createServer, type LlamaModel, type LlamaServer } from '../../lib/index.js';
+import { Llama, createServer, type GenerateOptions, type LlamaModel, type LlamaServer } from '../../lib/index.js';
 import { TEST_TOOLS, toolFamilyModel } from '../helpers/tool-families.js';
 
 type Message = OpenAI.Chat.Completions.ChatCompletionMessageParam;
@@ -118,6 +118,25 @@ function finishReasons(chunks: Chunk[]): Map<number, string> {
   return out;
 }
 
+type ChatParams = OpenAI.Chat.Completions.ChatCompletionCreateParamsNonStreaming;
+
+/**
+ * A request that must answer with one call to a tool (tool_choice 'required' unless `extra` says
+ * otherwise). parallel_tool_calls false: a random model given the choice goes on adding calls until
+ * max_tokens, slowly (most of its tokens are refused by the grammar).
+ */
+const forcedCall = (seed: number, extra: Partial<ChatParams> = {}): ChatParams => ({
+  model: id,
+  messages: question,
+  tools,
+  tool_choice: 'required',
+  parallel_tool_calls: false,
+  max_tokens: 1000,
+  temperature: 1,
+  seed,
+  ...extra,
+});
+
 const normalRequest = async () => {
   const res = await client.chat.completions.create({ model: id, messages: [{ role: 'user', content: 'Hi' }], max_tokens: 3, seed: 1 });
   expect(res.choices).toHaveLength(1);
@@ -126,16 +145,7 @@ const normalRequest = async () => {
 
 describe('tool calls', () => {
   it("tool_choice 'required' without parallel calls: one call that validates, content null, finish_reason tool_calls", async () => {
-    const res = await client.chat.completions.create({
-      model: id,
-      messages: question,
-      tools,
-      tool_choice: 'required',
-      parallel_tool_calls: false,
-      max_tokens: 1000,
-      temperature: 1,
-      seed: 11,
-    });
+    const res = await client.chat.completions.create(forcedCall(11));
     const choice = res.choices[0]!;
     expect(choice.finish_reason).toBe('tool_calls');
     expect(choice.message.role).toBe('assistant');
@@ -147,20 +157,8 @@ describe('tool calls', () => {
     expectValidCall(calls[0]!.function.name, calls[0]!.function.arguments);
   });
 
-  // parallel_tool_calls false in what follows: a random model given the choice goes on adding calls
-  // until max_tokens, slowly (most of its tokens are refused by the grammar).
   it('a named tool_choice: every call is that function (two completions of it)', async () => {
-    const res = await client.chat.completions.create({
-      model: id,
-      messages: question,
-      tools,
-      tool_choice: { type: 'function', function: { name: 'add' } },
-      parallel_tool_calls: false,
-      max_tokens: 1000,
-      temperature: 1,
-      seed: 1,
-      n: 2,
-    });
+    const res = await client.chat.completions.create(forcedCall(1, { tool_choice: { type: 'function', function: { name: 'add' } }, n: 2 }));
     expect(res.choices.map((c) => c.index)).toEqual([0, 1]);
     for (const choice of res.choices) {
       expect(choice.finish_reason).toBe('tool_calls');
@@ -172,16 +170,7 @@ describe('tool calls', () => {
   });
 
   it('a multi-turn tool conversation: the calls and their results go back, and the prefix of turn 1 is reused', async () => {
-    const first = await client.chat.completions.create({
-      model: id,
-      messages: question,
-      tools,
-      tool_choice: 'required',
-      parallel_tool_calls: false,
-      max_tokens: 1000,
-      temperature: 1,
-      seed: 21,
-    });
+    const first = await client.chat.completions.create(forcedCall(21));
     const assistant = first.choices[0]!.message;
     const calls = functionCalls(assistant);
     expect(calls).toHaveLength(1);
@@ -207,19 +196,7 @@ describe('tool calls', () => {
   });
 
   it('the same conversation streamed', async () => {
-    const first = await collect(
-      await client.chat.completions.create({
-        model: id,
-        messages: question,
-        tools,
-        tool_choice: 'required',
-        parallel_tool_calls: false,
-        max_tokens: 1000,
-        temperature: 1,
-        seed: 31,
-        stream: true,
-      }),
-    );
+    const first = await collect(await client.chat.completions.create({ ...forcedCall(31), stream: true }));
     const calls = assembleCalls(first);
     expect(calls).toHaveLength(1);
     expect(finishReasons(first).get(0)).toBe('tool_calls');
@@ -252,19 +229,7 @@ describe('tool calls', () => {
   it('streamed calls: index, id, type and name first, then argument fragments that add up to valid JSON; finish_reason tool_calls; usage last', async () => {
     // Two completions (n: 2), each with its call: the deltas of each choice are its own.
     const chunks = await collect(
-      await client.chat.completions.create({
-        model: id,
-        messages: question,
-        tools,
-        tool_choice: 'required',
-        parallel_tool_calls: false,
-        max_tokens: 1000,
-        temperature: 1,
-        seed: 41,
-        n: 2,
-        stream: true,
-        stream_options: { include_usage: true },
-      }),
+      await client.chat.completions.create({ ...forcedCall(41, { n: 2 }), stream: true, stream_options: { include_usage: true } }),
     );
     const ids: string[] = [];
     for (const index of [0, 1]) {
@@ -329,6 +294,43 @@ describe('response formats', () => {
     expect(value).toBeTypeOf('object');
     expect(value).not.toBeNull();
     expect(Array.isArray(value)).toBe(false);
+  });
+  it('json_schema cut short by max_tokens: finish_reason length and parse_error says so (streamed: on the last chunk)', async () => {
+    const body = {
+      model: id,
+      messages: [{ role: 'user', content: 'A city and a count, as JSON' }],
+      response_format: { type: 'json_schema', json_schema: { name: 'answer', schema } },
+      max_tokens: 3,
+      temperature: 1,
+      seed: 4,
+    };
+    const { status, body: reply } = await post('/v1/chat/completions', body);
+    expect(status).toBe(200);
+    const choice = (reply.choices as { finish_reason: string; message: Record<string, unknown> }[])[0]!;
+    expect(choice.finish_reason).toBe('length');
+    expect(choice.message.parse_error).toMatch(/cut short/);
+    expect(choice.message).not.toHaveProperty('tool_call_errors');
+
+    const chunks = await postStream('/v1/chat/completions', body);
+    const last = chunks.findLast((c) => (c.choices as unknown[]).length > 0)!;
+    const end = (last.choices as { finish_reason: string; delta: Record<string, unknown> }[])[0]!;
+    expect(end.finish_reason).toBe('length');
+    expect(end.delta.parse_error).toBe(choice.message.parse_error);
+    // Only the last chunk says it.
+    expect(chunks.filter((c) => JSON.stringify(c).includes('parse_error'))).toHaveLength(1);
+  });
+
+  it('a reply that is whole has no parse_error or tool_call_errors', async () => {
+    const { body: reply } = await post('/v1/chat/completions', {
+      model: id,
+      messages: [{ role: 'user', content: 'Anything, as JSON' }],
+      response_format: { type: 'json_object' },
+      max_tokens: 1000,
+      temperature: 1,
+      seed: 3,
+    });
+    const message = (reply.choices as { message: Record<string, unknown> }[])[0]!.message;
+    expect(Object.keys(message).filter((k) => k === 'parse_error' || k === 'tool_call_errors')).toEqual([]);
   });
 });
 
@@ -527,13 +529,17 @@ describe("llama-server's and vLLM's fields", () => {
       expect(banned.tokens[0]).not.toBe(first);
       expect((r.body.choices as { text: string }[])[0]!.text).toBe(banned.text);
     }
-    const byText = await post('/v1/chat/completions', {
-      model: id,
-      messages: [{ role: 'user', content: 'Hi' }],
-      max_tokens: 3,
-      logit_bias: { hello: 5 },
-    });
-    expect(byText.status).toBe(200);
+  });
+
+  it("logit_bias by text (llama-server's) biases the text's tokens: the reply is the library's with that bias", async () => {
+    const messages = [{ role: 'user' as const, content: 'Hi' }];
+    const greedy = { maxTokens: 6, temperature: 0 };
+    const without = await model.chat(messages, greedy);
+    const expected = await model.chat(messages, { ...greedy, logitBias: [{ token: 'hello', bias: 100 }] });
+    expect(expected.text).not.toBe(without.text);
+    const r = await post('/v1/chat/completions', { model: id, messages, max_tokens: 6, temperature: 0, logit_bias: { hello: 100 } });
+    expect(r.status, JSON.stringify(r.body)).toBe(200);
+    expect((r.body.choices as { message: { content: string } }[])[0]!.message.content).toBe(expected.text);
   });
 
   it('cache_prompt false evaluates the whole prompt', async () => {
@@ -570,6 +576,43 @@ describe("llama-server's and vLLM's fields", () => {
       expect(chat.status, `${JSON.stringify(extra)}: ${JSON.stringify(chat.body)}`).toBe(200);
       const text = await post('/v1/completions', { model: id, prompt: 'Hi', max_tokens: 3, seed: 1, ...extra });
       expect(text.status, `${JSON.stringify(extra)}: ${JSON.stringify(text.body)}`).toBe(200);
+    }
+  });
+
+  it("the extra samplers reach generation: the text is the library's with the mapped options, which differs from the text without", async () => {
+    const prompt = 'Once upon a time';
+    // Strong settings, so that each changes what a fixed seed gives. DRY and a text logit_bias on
+    // greedy output: a random model repeats itself there, which DRY breaks (its first repeat here
+    // comes after token 16, hence 32 tokens).
+    const cases: { fields: Record<string, unknown>; options: GenerateOptions; greedy?: boolean; tokens?: number }[] = [
+      { fields: { xtc_probability: 1, xtc_threshold: 0.01 }, options: { xtc: { probability: 1, threshold: 0.01 } } },
+      { fields: { typical_p: 0.2 }, options: { typicalP: 0.2 } },
+      { fields: { top_n_sigma: 0.2 }, options: { topNSigma: 0.2 } },
+      { fields: { mirostat: 2, mirostat_tau: 1, mirostat_eta: 0.5 }, options: { mirostat: { version: 2, tau: 1, eta: 0.5 } } },
+      {
+        fields: { dry_multiplier: 3, dry_base: 2, dry_allowed_length: 1, dry_penalty_last_n: 64 },
+        options: { dry: { multiplier: 3, base: 2, allowedLength: 1, penaltyLastN: 64 } },
+        greedy: true,
+        tokens: 32,
+      },
+      { fields: { logit_bias: { hello: 100 } }, options: { logitBias: [{ token: 'hello', bias: 100 }] }, greedy: true },
+    ];
+    for (const { fields, options, greedy = false, tokens = 16 } of cases) {
+      const shared = { maxTokens: tokens, ignoreEos: true, seed: 5, ...(greedy ? { temperature: 0 } : {}) };
+      const without = await model.generate(prompt, shared);
+      const expected = await model.generate(prompt, { ...shared, ...options });
+      expect(expected.text, `${JSON.stringify(fields)} changes the output`).not.toBe(without.text);
+      const r = await post('/v1/completions', {
+        model: id,
+        prompt,
+        max_tokens: tokens,
+        ignore_eos: true,
+        seed: 5,
+        ...(greedy ? { temperature: 0 } : {}),
+        ...fields,
+      });
+      expect(r.status, JSON.stringify(r.body)).toBe(200);
+      expect((r.body.choices as { text: string }[])[0]!.text, JSON.stringify(fields)).toBe(expected.text);
     }
   });
 
@@ -633,7 +676,7 @@ describe("llama-server's and vLLM's fields", () => {
 
 describe('malformed conversations are 400s naming the field; the server goes on', () => {
   const call = { id: 'call_1', type: 'function', function: { name: 'add', arguments: '{"a":1,"b":2}' } };
-  const cases: { what: string; path?: string; body: Record<string, unknown>; param: string; code?: string }[] = [
+  const cases: { what: string; path?: string; body: Record<string, unknown>; param: string; code: string }[] = [
     {
       what: 'a tool result for no earlier call',
       body: {
@@ -645,6 +688,7 @@ describe('malformed conversations are 400s naming the field; the server goes on'
         tools,
       },
       param: 'messages[2].tool_call_id',
+      code: 'invalid_value',
     },
     {
       what: 'call arguments that are not JSON',
@@ -660,16 +704,19 @@ describe('malformed conversations are 400s naming the field; the server goes on'
         tools,
       },
       param: 'messages[1].tool_calls[1].function.arguments',
+      code: 'invalid_value',
     },
     {
       what: 'a named tool_choice naming no tool',
       body: { messages: [{ role: 'user', content: 'Hi' }], tools, tool_choice: { type: 'function', function: { name: 'multiply' } } },
-      param: 'tool_choice.name',
+      param: 'tool_choice.function.name',
+      code: 'invalid_value',
     },
     {
       what: "tool_choice 'required' without tools",
       body: { messages: [{ role: 'user', content: 'Hi' }], tool_choice: 'required' },
       param: 'tool_choice',
+      code: 'invalid_value',
     },
     {
       what: 'an unsupported keyword in the parameters of a tool',
@@ -697,21 +744,51 @@ describe('malformed conversations are 400s naming the field; the server goes on'
       code: 'ERR_JSON_SCHEMA',
     },
     {
+      what: 'an unknown key in response_format.json_schema',
+      body: {
+        messages: [{ role: 'user', content: 'Hi' }],
+        response_format: { type: 'json_schema', json_schema: { name: 'x', schema: { type: 'object' }, strcit: true } },
+      },
+      param: 'response_format.json_schema.strcit',
+      code: 'unsupported_field',
+    },
+    {
+      what: "response_format json_object and llama-server's json_schema together",
+      body: { messages: [{ role: 'user', content: 'Hi' }], response_format: { type: 'json_object' }, json_schema: { type: 'object' } },
+      param: 'json_schema',
+      code: 'invalid_value',
+    },
+    {
+      what: 'an unknown key in a tool',
+      body: { messages: [{ role: 'user', content: 'Hi' }], tools: [tools[0], { ...tools[1], cache_control: {} }] },
+      param: 'tools[1].cache_control',
+      code: 'unsupported_field',
+    },
+    {
       what: 'a name on a message that is not a tool result',
       body: { messages: [{ role: 'user', content: 'Hi', name: 'bob' }] },
       param: 'messages[0].name',
+      code: 'invalid_value',
     },
-    { what: 'n above the sequences', body: { messages: [{ role: 'user', content: 'Hi' }], n: 5 }, param: 'n' },
+    { what: 'n above the sequences', body: { messages: [{ role: 'user', content: 'Hi' }], n: 5 }, param: 'n', code: 'invalid_value' },
     {
       what: 'ignore_eos without max_tokens',
       body: { messages: [{ role: 'user', content: 'Hi' }], ignore_eos: true, max_tokens: null },
       param: 'max_tokens', // the library names the field that is missing
+      code: 'invalid_value',
     },
-    { what: 'a logit_bias out of range', path: '/v1/completions', body: { prompt: 'Hi', logit_bias: { '5': 500 } }, param: 'logit_bias' },
+    {
+      what: 'a logit_bias out of range',
+      path: '/v1/completions',
+      body: { prompt: 'Hi', logit_bias: { '5': 500 } },
+      param: 'logit_bias',
+      code: 'invalid_value',
+    },
     {
       what: 'an xtc_threshold out of range',
       body: { messages: [{ role: 'user', content: 'Hi' }], xtc_probability: 0.5, xtc_threshold: 2 },
       param: 'xtc_threshold',
+      code: 'invalid_value',
     },
     {
       what: 'a grammar with a syntax error',
@@ -733,7 +810,7 @@ describe('malformed conversations are 400s naming the field; the server goes on'
       const r = await post(path, { model: id, max_tokens: 4, ...body, stream });
       expect(r.status, JSON.stringify(r.body)).toBe(400);
       expect(r.body.error!.param).toBe(param);
-      if (code !== undefined) expect(r.body.error!.code).toBe(code);
+      expect(r.body.error!.code).toBe(code);
     }
     await normalRequest();
   });
