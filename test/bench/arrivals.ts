@@ -22,7 +22,7 @@
 import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { SHORT_PROMPT_TOKENS, fail, log } from './common.js';
+import { SHORT_PROMPT_TOKENS, fail, log, positiveInteger, roundOrder } from './common.js';
 import { arrivalMetrics, poissonSchedule, type ArrivalMetrics, type RequestTrace } from './arrivals-metrics.js';
 import { runNodeLlamaCppScenario } from './node-llama-cpp.js';
 import { runCudaLlamaChild } from './ours.js';
@@ -32,9 +32,7 @@ import {
   latestDir,
   machineLines,
   nodeLlamaCppPlacement,
-  positiveInteger,
   resolveModel,
-  roundOrder,
   runOursScenario,
   setUp,
   timedSide,

@@ -19,7 +19,7 @@ import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import type { ContextInfo } from '../../lib/index.js';
-import { CONTEXT_SIZE, SHORT_PROMPT_TOKENS, fail, log } from './common.js';
+import { CONTEXT_SIZE, SHORT_PROMPT_TOKENS, fail, log, positiveInteger, roundOrder } from './common.js';
 import { runNodeLlamaCppScenario } from './node-llama-cpp.js';
 import { runCudaLlamaChild } from './ours.js';
 import {
@@ -27,9 +27,7 @@ import {
   latestDir,
   machineLines,
   nodeLlamaCppPlacement,
-  positiveInteger,
   resolveModel,
-  roundOrder,
   runOursScenario,
   setUp,
   timedSide,

@@ -84,6 +84,18 @@ export function fail(message: string): never {
   process.exit(1);
 }
 
+/** --rounds and friends: a positive integer, or exit with the flag's name (and the script's usage, if given). */
+export function positiveInteger(name: string, value: string | undefined, usage?: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 1) fail(`${name} must be a positive integer, got ${value}${usage ? `\n${usage}` : ''}`);
+  return n;
+}
+
+/** Side orders for paired rounds: forward on even rounds, reversed on odd ones, so every pair of sides alternates which goes first. */
+export function roundOrder<T>(sides: readonly T[], round: number): T[] {
+  return round % 2 === 0 ? [...sides] : [...sides].reverse();
+}
+
 /**
  * Runs one of llama.cpp's programs to the end and gives its output; a failure carries its stderr.
  * `env`: see toolEnv() in llama-bench.ts (undefined: this process's environment).

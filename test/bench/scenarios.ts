@@ -129,18 +129,6 @@ export async function writeOutputs(
 export const defaultOutDir = join(repoRoot, 'test', 'bench', 'results');
 export const latestDir = join(repoRoot, 'test', 'bench', 'results', 'latest');
 
-/** --rounds and friends: positive integers or exit with the flag's name. */
-export function positiveInteger(name: string, value: string | undefined): number {
-  const n = Number(value);
-  if (!Number.isInteger(n) || n < 1) fail(`${name} must be a positive integer, got ${value}`);
-  return n;
-}
-
-/** Side orders for paired rounds: forward on even rounds, reversed on odd ones, so every pair of sides alternates which goes first. */
-export function roundOrder<T>(sides: readonly T[], round: number): T[] {
-  return round % 2 === 0 ? [...sides] : [...sides].reverse();
-}
-
 const oursChildPath = join(repoRoot, 'test', 'bench', 'cuda-llama-child.mjs');
 
 /** cuda-llama's side of a scenario (cuda-llama-scenarios.mjs) in a fresh process on dist/. */

@@ -12,6 +12,8 @@ import { MODEL_ALIAS } from './serve-servers.js';
 /** One streamed request as the client saw it; times in ms from the moment it was sent. */
 export interface RequestRecord {
   client: number;
+  /** RequestSpec.kind of the request. */
+  kind?: string;
   /** Time to the first event with content (a role-only chunk or a ping is not a token). */
   ttftMs?: number;
   /** Gaps between consecutive content events. */
@@ -77,6 +79,8 @@ export function promptText(id: number, tokens: number): string {
 }
 
 export interface RequestSpec {
+  /** The caller's name for what the request is (structured.ts: 'plain' or 'schema'), copied to RequestRecord.kind. */
+  kind?: string;
   content: string;
   maxTokens: number;
   /** More body fields (response_format, ignore_eos...), sent after the defaults above: one of the same name replaces its default. */
@@ -108,7 +112,7 @@ export function streamChat(agent: Agent, baseUrl: string, client: number, spec: 
   return new Promise((resolve) => {
     let started = performance.now();
     let answered = false;
-    const record: RequestRecord = { client, gapsMs: [], totalMs: 0, contentEvents: 0, textHash: '', reconnected: false };
+    const record: RequestRecord = { client, kind: spec.kind, gapsMs: [], totalMs: 0, contentEvents: 0, textHash: '', reconnected: false };
     const hash = createHash('sha256');
     let lastContent: number | undefined;
     let text = '';

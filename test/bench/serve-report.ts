@@ -25,33 +25,40 @@ export interface SideLevel {
   otherCpu: number;
 }
 
-export interface ServeResult {
+/** The settings both serving benchmarks (serve.ts, structured.ts) run their servers and load with. */
+export interface ServeSettings {
+  rounds: number;
+  levels: number[];
+  parallel: number;
+  slotContext: number;
+  threads: number;
+  batch: number;
+  ubatch: number;
+  maxTokens: number;
+  promptTokens: number;
+  gpu: string[] | null;
+}
+
+/** What serve.ts and structured.ts both record of a run: when, where, what, and how the servers started and ended (serve-run.ts runHeader). */
+export interface ServeRunHeader {
   date: string;
   commit: string;
   dirty: boolean;
   machine: string;
   command: string;
   model: { source: string; served: string; zeroedTokens: number[]; shape: ModelShape };
-  settings: {
-    rounds: number;
-    levels: number[];
-    parallel: number;
-    slotContext: number;
-    threads: number;
-    batch: number;
-    ubatch: number;
-    maxTokens: number;
-    promptTokens: number;
-    gpu: string[] | null;
-  };
+  settings: ServeSettings;
   requestsPerLevel: number[];
   commands: Record<ServerName, string>;
-  kvBytes: number;
-  memory: Record<ServerName, SideMemory[]>;
   /** How each server process ended when it was stopped, per round. */
   exits: Record<ServerName, string[]>;
-  rounds: { first: ServerName; levels: { clients: number; sides: Partial<Record<ServerName, SideLevel>> }[] }[];
   wallSeconds: number;
+}
+
+export interface ServeResult extends ServeRunHeader {
+  kvBytes: number;
+  memory: Record<ServerName, SideMemory[]>;
+  rounds: { first: ServerName; levels: { clients: number; sides: Partial<Record<ServerName, SideLevel>> }[] }[];
 }
 
 const MiB = 2 ** 20;
@@ -68,20 +75,28 @@ const rows: { key: Key; label: string; digits: number; target?: 'higher' | 'lowe
 ];
 
 const range = (s: Stats, digits: number) => `${s.median.toFixed(digits)} (${s.min.toFixed(digits)}–${s.max.toFixed(digits)})`;
-const sum = (values: number[]) => values.reduce((a, b) => a + b, 0);
+export const sum = (values: number[]) => values.reduce((a, b) => a + b, 0);
 
 function levelSides(result: ServeResult, li: number): Record<ServerName, SideLevel[]> {
   const pick = (name: ServerName) => result.rounds.flatMap((r) => (r.levels[li]?.sides[name] ? [r.levels[li]!.sides[name]!] : []));
   return { 'cuda-llama': pick('cuda-llama'), 'llama-server': pick('llama-server') };
 }
 
-/** Per-round ratios cuda-llama / llama-server of one figure at one level. */
-function ratios(result: ServeResult, li: number, key: Key): number[] {
-  return result.rounds.flatMap((r) => {
-    const ours = r.levels[li]?.sides['cuda-llama']?.figures[key];
-    const theirs = r.levels[li]?.sides['llama-server']?.figures[key];
+/** Per round where both servers ran: pick(cuda-llama) / pick(llama-server), where that is a finite number. */
+export function serverRatios<T>(rounds: Partial<Record<ServerName, T>>[], pick: (side: T) => number): number[] {
+  return rounds.flatMap((r) => {
+    const ours = r['cuda-llama'] === undefined ? undefined : pick(r['cuda-llama']);
+    const theirs = r['llama-server'] === undefined ? undefined : pick(r['llama-server']);
     return ours !== undefined && theirs !== undefined && theirs > 0 && Number.isFinite(ours / theirs) ? [ours / theirs] : [];
   });
+}
+
+/** Per-round ratios cuda-llama / llama-server of one figure at one level. */
+function ratios(result: ServeResult, li: number, key: Key): number[] {
+  return serverRatios(
+    result.rounds.map((r) => r.levels[li]?.sides ?? {}),
+    (s) => s.figures[key],
+  );
 }
 
 /** Against a target of 1: pass only when the whole interval is on the right side, within noise when it holds 1. */
@@ -96,18 +111,27 @@ function verdict(samples: number[], target: 'higher' | 'lower' | undefined): str
   return `${targetWords(samples, target)} (${target === 'higher' ? '≥' : '≤'} 1); ${interval}`;
 }
 
-/** How many requests generated the same text on both servers, round by round (the same request ids, greedy). */
-function sameText(sides: Record<ServerName, SideLevel[]>): string {
+/**
+ * How many of cuda-llama's requests generated a text that llama-server also generated in the same
+ * round ("same of all"): the same requests went to both, greedy. They finished in different orders
+ * on the two sides, so the hashes are compared as multisets: each of llama-server's counts once.
+ */
+export function sameText<T>(rounds: Partial<Record<ServerName, T>>[], hashes: (side: T) => string[]): string {
   let same = 0;
   let all = 0;
-  sides['cuda-llama'].forEach((ours, i) => {
-    const theirs = new Set(sides['llama-server'][i]?.hashes ?? []);
-    // Finished in different orders on the two sides: compare as multisets of texts.
-    for (const h of ours.hashes) {
+  for (const r of rounds) {
+    if (r['cuda-llama'] === undefined || r['llama-server'] === undefined) continue;
+    const theirs = new Map<string, number>();
+    for (const h of hashes(r['llama-server'])) theirs.set(h, (theirs.get(h) ?? 0) + 1);
+    for (const h of hashes(r['cuda-llama'])) {
       all++;
-      if (theirs.has(h)) same++;
+      const left = theirs.get(h) ?? 0;
+      if (left > 0) {
+        same++;
+        theirs.set(h, left - 1);
+      }
     }
-  });
+  }
   return `${same} of ${all}`;
 }
 
@@ -156,7 +180,10 @@ function levelTable(result: ServeResult, li: number): string {
       ).toFixed(3)} | | |`,
     `| prompt tokens (usage, median) | ${stats(sides['cuda-llama'].map((s) => s.figures.promptTokensMedian)).median} | ${stats(sides['llama-server'].map((s) => s.figures.promptTokensMedian)).median} | | |`,
     `| other processes' CPU share while measured (median) | ${(stats(sides['cuda-llama'].map((s) => s.otherCpu)).median * 100).toFixed(0)}% | ${(stats(sides['llama-server'].map((s) => s.otherCpu)).median * 100).toFixed(0)}% | | |`,
-    `| same generated text on both sides | ${sameText(sides)} | | | |`,
+    `| same generated text on both sides | ${sameText(
+      result.rounds.map((r) => r.levels[li]?.sides ?? {}),
+      (s) => s.hashes,
+    )} | | | |`,
   );
   const errors = SERVERS.flatMap((name) => [...new Set(sides[name].flatMap((s) => s.figures.firstErrors))].map((e) => `- ${name}: ${e}`));
   if (errors.length) lines.push('', 'Errors seen:', '', ...errors);
@@ -207,6 +234,21 @@ function memoryTable(result: ServeResult): string {
   ].join('\n');
 }
 
+/** The page's list of what ran where: the run header, with the model and the slots as each page words them. */
+export function headerLines(result: ServeRunHeader, model: string, slots: string): string[] {
+  return [
+    `- Date (UTC): ${result.date}`,
+    `- Machine: ${result.machine}`,
+    `- cuda-llama commit: ${result.commit}${result.dirty ? ' (with uncommitted changes)' : ''}`,
+    `- Model: ${model}`,
+    `- ${slots}`,
+    `- Command: \`${result.command}\``,
+    `- cuda-llama: \`${result.commands['cuda-llama']}\``,
+    `- llama-server: \`${result.commands['llama-server']}\``,
+    `- How the servers ended on SIGTERM: ${SERVERS.map((n) => `${n} ${[...new Set(result.exits[n])].join(', ')}`).join('; ')}`,
+  ];
+}
+
 export function renderPage(result: ServeResult): string {
   const s = result.settings;
   const shape = result.model.shape;
@@ -239,15 +281,11 @@ export function renderPage(result: ServeResult): string {
     `The model served is a copy of ${result.model.source} whose output rows of tokens ${result.model.zeroedTokens.join(', ')} (end of generation) are zero,`,
     'so greedy decoding never stops early; the tables show completion tokens per request, so an early stop would show.',
     '',
-    `- Date (UTC): ${result.date}`,
-    `- Machine: ${result.machine}`,
-    `- cuda-llama commit: ${result.commit}${result.dirty ? ' (with uncommitted changes)' : ''}`,
-    `- Model: ${result.model.served} (${shape.architecture}, ${shape.layers} layers, embedding ${shape.embedding}, ${shape.heads} heads / ${shape.headsKv} KV heads, vocabulary ${shape.vocab}, ${shape.weightType} weights, ${(shape.fileBytes / MiB).toFixed(0)} MiB)`,
-    `- Slots ${s.parallel} of ${s.slotContext} tokens each (KV cache ${(result.kvBytes / MiB).toFixed(1)} MiB, f16), ${s.threads} threads, batch ${s.batch}, ubatch ${s.ubatch}; clients ${s.levels.join(', ')}; ${s.rounds} rounds; ${result.wallSeconds.toFixed(0)} s`,
-    `- Command: \`${result.command}\``,
-    `- cuda-llama: \`${result.commands['cuda-llama']}\``,
-    `- llama-server: \`${result.commands['llama-server']}\``,
-    `- How the servers ended on SIGTERM: ${SERVERS.map((n) => `${n} ${[...new Set(result.exits[n])].join(', ')}`).join('; ')}`,
+    ...headerLines(
+      result,
+      `${result.model.served} (${shape.architecture}, ${shape.layers} layers, embedding ${shape.embedding}, ${shape.heads} heads / ${shape.headsKv} KV heads, vocabulary ${shape.vocab}, ${shape.weightType} weights, ${(shape.fileBytes / MiB).toFixed(0)} MiB)`,
+      `Slots ${s.parallel} of ${s.slotContext} tokens each (KV cache ${(result.kvBytes / MiB).toFixed(1)} MiB, f16), ${s.threads} threads, batch ${s.batch}, ubatch ${s.ubatch}; clients ${s.levels.join(', ')}; ${s.rounds} rounds; ${result.wallSeconds.toFixed(0)} s`,
+    ),
     '',
     '## Summary',
     '',

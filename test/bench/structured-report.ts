@@ -1,23 +1,15 @@
-/** The structured-output benchmark's result (structured.ts), its markdown page and its section of docs/benchmarks.md. */
-import { readFile, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
-import { repoRoot } from './common.js';
-import type { LevelFigures } from './serve-load.js';
-import { SERVERS, type ModelShape, type ServerName } from './serve-servers.js';
+/** The structured-output benchmark's result (structured.ts) and its markdown page. */
+import { headerLines, sameText, serverRatios, sum, type ServeRunHeader, type ServeSettings, type SideLevel } from './serve-report.js';
+import { SERVERS, type ServerName } from './serve-servers.js';
 import { intervalVerdict, stats } from './stats.js';
 
 export type Kind = 'plain' | 'schema' | 'mixed';
 
 /** One level (clients × kind) on one server in one round. */
-export interface KindLevel {
-  figures: LevelFigures;
+export interface KindLevel extends SideLevel {
   /** Transport errors, requests without exactly max-tokens completion tokens, schema output not opening as the schema's JSON. */
   errors: number;
   firstErrors: string[];
-  /** Per request, in the order the requests finished. */
-  hashes: string[];
-  /** Share of the machine's CPU that neither the server nor the load generator used. */
-  otherCpu: number;
 }
 
 /** The plain requests of clients 1.. at the largest client count: beside client 0's plain requests, or its schema requests. */
@@ -33,36 +25,14 @@ export interface SideRound {
   neighbour: { clients: number; mixed: KindLevel; alone: BesideFigures; beside: BesideFigures };
 }
 
-export interface StructuredResult {
-  date: string;
-  commit: string;
-  dirty: boolean;
-  machine: string;
-  command: string;
-  model: { source: string; served: string; zeroedTokens: number[]; shape: ModelShape };
-  settings: {
-    rounds: number;
-    levels: number[];
-    neighbourClients: number;
-    parallel: number;
-    slotContext: number;
-    threads: number;
-    batch: number;
-    ubatch: number;
-    maxTokens: number;
-    promptTokens: number;
-    gpu: string[] | null;
-  };
-  /** How a schema request carries it: response_format json_schema, or the same grammar as GBNF in `grammar`. */
-  constraint: 'response_format' | 'grammar';
+export interface StructuredResult extends ServeRunHeader {
+  settings: ServeSettings & { neighbourClients: number };
+  /** How a schema request carries it: the schema's grammar as GBNF in `grammar`, or response_format json_schema. */
+  constraint: 'grammar' | 'response_format';
   schema: Record<string, unknown>;
   /** The GBNF sent, with constraint 'grammar'. */
   grammar?: string;
-  requestsPerLevel: number[];
-  commands: Record<ServerName, string>;
-  exits: Record<ServerName, string[]>;
   rounds: { first: ServerName; kindsFirst: Kind; sides: Partial<Record<ServerName, SideRound>> }[];
-  wallSeconds: number;
 }
 
 const fixed = (v: number, digits: number) => (Number.isFinite(v) ? v.toFixed(digits) : '—');
@@ -84,11 +54,11 @@ function withinServer(result: StructuredResult, name: ServerName, a: (s: SideRou
 }
 /** Per round where both servers ran: pick(cuda-llama) / pick(llama-server). */
 function acrossServers(result: StructuredResult, pick: (s: SideRound) => number): number[] {
-  return result.rounds.flatMap((r) =>
-    r.sides['cuda-llama'] && r.sides['llama-server'] ? [pick(r.sides['cuda-llama']) / pick(r.sides['llama-server'])] : [],
+  return serverRatios(
+    result.rounds.map((r) => r.sides),
+    pick,
   );
 }
-const sum = (values: number[]) => values.reduce((a, b) => a + b, 0);
 
 function schemaTable(result: StructuredResult): string {
   const lines = [
@@ -160,28 +130,16 @@ function neighbourTable(result: StructuredResult): string {
   return lines.join('\n');
 }
 
-/** Requests that generated the same text on both servers (multisets of hashes, round by round). */
-function sameText(result: StructuredResult, pick: (s: SideRound) => KindLevel[]): string {
-  let same = 0;
-  let all = 0;
-  for (const r of result.rounds) {
-    const ours = r.sides['cuda-llama'];
-    const theirs = r.sides['llama-server'];
-    if (!ours || !theirs) continue;
-    const theirHashes = new Set(pick(theirs).flatMap((l) => l.hashes));
-    for (const h of pick(ours).flatMap((l) => l.hashes)) {
-      all++;
-      if (theirHashes.has(h)) same++;
-    }
-  }
-  return `${same} of ${all}`;
-}
-
 function checksTable(result: StructuredResult): string {
   const all = (s: SideRound, kind: Kind) => (kind === 'mixed' ? [s.neighbour.mixed] : s.levels.map((l) => l[kind]));
   const row = (label: string, cell: (name: ServerName, kind: Kind) => string) =>
     `| ${label} | ${SERVERS.flatMap((n) => (['plain', 'schema', 'mixed'] as const).map((k) => cell(n, k))).join(' | ')} |`;
   const levels = (name: ServerName, kind: Kind) => sides(result, name).flatMap((s) => all(s, kind));
+  const same = (kind: Kind) =>
+    sameText(
+      result.rounds.map((r) => r.sides),
+      (s) => all(s, kind).flatMap((l) => l.hashes),
+    );
   const errors = SERVERS.flatMap((name) =>
     (['plain', 'schema', 'mixed'] as const).flatMap((kind) =>
       [...new Set(levels(name, kind).flatMap((l) => l.firstErrors))].map((e) => `- ${name}, ${kind}: ${e}`),
@@ -215,15 +173,15 @@ function checksTable(result: StructuredResult): string {
         )}%`,
     ),
     '',
-    `Same generated text on both servers: plain ${sameText(result, (s) => all(s, 'plain'))}, schema ${sameText(result, (s) => all(s, 'schema'))}, mixed ${sameText(result, (s) => all(s, 'mixed'))}.`,
+    `Same generated text on both servers: ${(['plain', 'schema', 'mixed'] as const).map((k) => `${k} ${same(k)}`).join(', ')}.`,
     ...(errors.length ? ['', 'Errors seen:', '', ...errors] : []),
   ].join('\n');
 }
 
-/** What a schema request adds to the plain one, as the page and the docs section say it. */
+/** What a schema request adds to the plain one, as the page says it. */
 function constraintWords(result: StructuredResult): string {
   return result.constraint === 'grammar'
-    ? "`grammar`: llama.cpp's conversion of the schema below to GBNF, without the chat format's generation-prompt prefix (llama-server refuses `response_format` on this model: test/bench/README.md says why)"
+    ? "`grammar`: llama.cpp's conversion of the schema below to GBNF, without the chat format's generation-prompt prefix (the default: llama-server refuses `response_format` on the synthetic models, test/bench/README.md says why)"
     : '`response_format: {type: "json_schema", json_schema: {name: "bench", schema}}`';
 }
 
@@ -245,15 +203,11 @@ export function renderPage(result: StructuredResult): string {
     'Each ratio is the median of the per-round ratios with its distribution-free 95% interval; where the interval holds 1, the rounds',
     'cannot tell the two apart (within noise).',
     '',
-    `- Date (UTC): ${result.date}`,
-    `- Machine: ${result.machine}`,
-    `- cuda-llama commit: ${result.commit}${result.dirty ? ' (with uncommitted changes)' : ''}`,
-    `- Model: ${result.model.served} (${shape.architecture}, ${shape.layers} layers, embedding ${shape.embedding}, vocabulary ${shape.vocab}, ${shape.weightType} weights, ${(shape.fileBytes / 2 ** 20).toFixed(0)} MiB), a copy of ${result.model.source} with the output rows of tokens ${result.model.zeroedTokens.join(', ')} zeroed`,
-    `- Slots ${s.parallel} of ${s.slotContext} tokens each, ${s.threads} threads, batch ${s.batch}, ubatch ${s.ubatch}; clients ${s.levels.join(', ')} (${result.requestsPerLevel.join(', ')} requests per level and kind); ${s.rounds} rounds; ${result.wallSeconds.toFixed(0)} s`,
-    `- Command: \`${result.command}\``,
-    `- cuda-llama: \`${result.commands['cuda-llama']}\``,
-    `- llama-server: \`${result.commands['llama-server']}\``,
-    `- How the servers ended on SIGTERM: ${SERVERS.map((n) => `${n} ${[...new Set(result.exits[n])].join(', ')}`).join('; ')}`,
+    ...headerLines(
+      result,
+      `${result.model.served} (${shape.architecture}, ${shape.layers} layers, embedding ${shape.embedding}, vocabulary ${shape.vocab}, ${shape.weightType} weights, ${(shape.fileBytes / 2 ** 20).toFixed(0)} MiB), a copy of ${result.model.source} with the output rows of tokens ${result.model.zeroedTokens.join(', ')} zeroed`,
+      `Slots ${s.parallel} of ${s.slotContext} tokens each, ${s.threads} threads, batch ${s.batch}, ubatch ${s.ubatch}; clients ${s.levels.join(', ')} (${result.requestsPerLevel.join(', ')} requests per level and kind); ${s.rounds} rounds; ${result.wallSeconds.toFixed(0)} s`,
+    ),
     `- Schema: \`${JSON.stringify(result.schema)}\``,
     ...(result.grammar ? ['', 'The grammar sent:', '', '```', result.grammar, '```'] : []),
     '',
@@ -273,46 +227,4 @@ export function renderPage(result: StructuredResult): string {
     checksTable(result),
     '',
   ].join('\n');
-}
-
-/** The section of docs/benchmarks.md: the run, the two tables, the page. */
-export function docsSection(result: StructuredResult, page: string): string {
-  const s = result.settings;
-  return [
-    '## Structured output',
-    '',
-    `\`${result.command}\` at \`${result.commit}\`${result.dirty ? ' (with uncommitted changes)' : ''}, ${result.date} UTC, ${result.machine}`,
-    `([page](${page})): ${s.rounds} rounds, each server a fresh process per round (alternating which goes first), ${s.parallel} slots of`,
-    `${s.slotContext} tokens, ${s.threads} threads${s.gpu ? `, full offload to ${s.gpu.join(', ')}` : ', CPU only'}; ${s.promptTokens}-word prompts, exactly ${s.maxTokens} greedy tokens`,
-    `(ignore_eos) with and without ${result.constraint === 'grammar' ? 'the GBNF of' : '`response_format`'} a JSON schema (an array of short strings too long to close within them).`,
-    `Model: ${result.model.source} (${result.model.shape.layers} layers, embedding ${result.model.shape.embedding}, vocabulary ${result.model.shape.vocab}, ${result.model.shape.weightType} weights).`,
-    ...(result.constraint === 'grammar'
-      ? [
-          "Both servers get the schema's grammar in the `grammar` field: llama-server refuses `response_format` on this model",
-          '([test/bench/README.md](../test/bench/README.md) says why), which cuda-llama serves.',
-        ]
-      : []),
-    'Each ratio is the median of the per-round ratios with its 95% interval; "within noise" where it holds 1.',
-    '',
-    schemaTable(result),
-    '',
-    `One client of ${s.neighbourClients} sending schema requests, the rest plain, against all ${s.neighbourClients} plain (the plain requests of clients 1–${s.neighbourClients - 1}):`,
-    '',
-    neighbourTable(result),
-    '',
-  ].join('\n');
-}
-
-/** Replaces the `## Structured output` section of docs/benchmarks.md, or adds it before `## GPU` (else at the end). */
-export async function writeDocsSection(section: string, path = join(repoRoot, 'docs', 'benchmarks.md')): Promise<void> {
-  const lines = (await readFile(path, 'utf8')).split('\n');
-  const start = lines.findIndex((l) => l === '## Structured output');
-  if (start !== -1) {
-    const next = lines.findIndex((l, i) => i > start && l.startsWith('## '));
-    lines.splice(start, (next === -1 ? lines.length : next) - start, ...section.split('\n'));
-  } else {
-    const gpu = lines.findIndex((l) => l === '## GPU');
-    lines.splice(gpu === -1 ? lines.length : gpu, 0, ...section.split('\n'));
-  }
-  await writeFile(path, `${lines.join('\n').replace(/\n*$/, '')}\n`);
 }

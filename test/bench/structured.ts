@@ -1,12 +1,12 @@
 /**
- * The structured-output benchmark: what a JSON-schema request (`response_format`) costs against the
- * same request without one, on cuda-llama's server and on llama.cpp's `llama-server` (the same model
- * file, slots, per-slot window, threads and batches as serve.ts gives them), and what one grammar
- * request in the batch costs the plain requests beside it.
+ * The structured-output benchmark: what a JSON-schema request costs against the same request
+ * without one, on cuda-llama's server and on llama.cpp's `llama-server` (the same model file, slots,
+ * per-slot window, threads and batches as serve.ts gives them), and what one grammar request in the
+ * batch costs the plain requests beside it.
  *
  *   npx tsx test/bench/structured.ts [--model tinyllama1b|small|tiny|file.gguf] [--quant Q4_0] [--rounds 8]
  *     [--clients 1,8] [--parallel 8] [--ctx 512] [--max-tokens 48] [--prompt-tokens 32] [--requests 8]
- *     [--threads N] [--batch 2048] [--ubatch 512] [--constraint response_format|grammar] [--gpu] [--out DIR] [--write-docs]
+ *     [--threads N] [--batch 2048] [--ubatch 512] [--constraint grammar|response_format] [--gpu] [--out DIR] [--write-docs]
  *
  * A round starts each server in turn (alternating which goes first), sends one excluded plain and one
  * excluded schema request, then at each client count runs the plain requests and the schema requests
@@ -16,44 +16,27 @@
  * (serve-servers.ts withoutEndOfGeneration), so each generates exactly --max-tokens tokens; the
  * schema (benchSchema below) cannot be completed in fewer, so a grammar never leaves end-of-generation
  * as the only token. A request with another count, or schema output that does not open as the
- * schema's JSON, is an error. `--constraint grammar` sends the schema's grammar as `grammar` instead
- * of `response_format`, which llama-server refuses on these models (RESPONSE_FORMAT_HINT). Ratios are medians of per-round ratios with their 95% interval (stats.ts); the
- * page and the docs section are structured-report.ts.
+ * schema's JSON, is an error. A schema request carries the schema's grammar as `grammar` by default;
+ * `--constraint response_format` sends the schema itself as `response_format`, for real models:
+ * llama-server refuses it on the synthetic ones (RESPONSE_FORMAT_HINT). Ratios are medians of
+ * per-round ratios with their 95% interval (stats.ts); the page is structured-report.ts.
  */
-import { mkdir, readFile, readdir, writeFile } from 'node:fs/promises';
-import { availableParallelism, cpus, totalmem } from 'node:os';
-import { join, relative, resolve } from 'node:path';
+import { mkdir, writeFile } from 'node:fs/promises';
+import { availableParallelism } from 'node:os';
+import { join, relative } from 'node:path';
 import { parseArgs } from 'node:util';
-import { fail, git, log, repoRoot } from './common.js';
-import { compileDist } from './ours.js';
-import { levelFigures, percentile, promptText, runLevel, type LevelRun, type RequestSpec } from './serve-load.js';
-import {
-  SERVERS,
-  buildLlamaServer,
-  modelShape,
-  serverCommand,
-  startServer,
-  withoutEndOfGeneration,
-  type RunningServer,
-  type ServerName,
-  type ServerSetup,
-} from './serve-servers.js';
-import { cpuSnapshot, stats } from './stats.js';
-import {
-  docsSection,
-  renderPage,
-  writeDocsSection,
-  type BesideFigures,
-  type Kind,
-  type KindLevel,
-  type SideRound,
-  type StructuredResult,
-} from './structured-report.js';
+import { fail, log, positiveInteger, repoRoot, roundOrder } from './common.js';
+import { percentile, promptText, runLevel, type LevelRun, type RequestSpec } from './serve-load.js';
+import { measureLevel, prepareServers, resolveServeModel, runHeader } from './serve-run.js';
+import { SERVERS, startServer, type RunningServer, type ServerName } from './serve-servers.js';
+import { stats } from './stats.js';
+import { renderPage, type BesideFigures, type Kind, type KindLevel, type SideRound, type StructuredResult } from './structured-report.js';
 
 const usage =
   'usage: npx tsx test/bench/structured.ts [--model tinyllama1b|small|tiny|file.gguf] [--quant Q4_0] [--rounds 8] [--clients 1,8] ' +
   '[--parallel 8] [--ctx 512] [--max-tokens 48] [--prompt-tokens 32] [--requests 8] [--threads N] [--batch 2048] [--ubatch 512] ' +
-  '[--constraint response_format|grammar] [--gpu] [--out test/bench/results/structured] [--write-docs]';
+  '[--constraint grammar|response_format] [--gpu] [--out test/bench/results/structured] [--write-docs]';
+const positive = (name: string, value: string) => positiveInteger(name, value, usage);
 
 /**
  * An object with one required array of short strings, at least `minItems` of them. Each item takes
@@ -75,7 +58,8 @@ function benchSchema(minItems: number): Record<string, unknown> {
  * llama.cpp's json_schema_to_grammar of benchSchema (as llama-server logs it), without what a chat
  * response format adds to it: the template's generation prompt as the root's first literal and a
  * ```json fence as an alternative. Sent as `grammar` (a user grammar, which neither server feeds the
- * generation prompt through), for models where `response_format` fails (--constraint).
+ * generation prompt through), the default, since llama-server refuses `response_format` on the
+ * synthetic models (RESPONSE_FORMAT_HINT; --constraint).
  */
 function benchGrammar(minItems: number): string {
   return [
@@ -103,40 +87,15 @@ const SCHEMA_OPENING = /^\s*(```json\s*)?\{\s*"items"\s*:\s*\[/;
  */
 const RESPONSE_FORMAT_HINT =
   "response_format may be refused on this model by llama-server (the output grammar is fed the chat template's generation prompt, " +
-  'whose first token " <" it drops: see RESPONSE_FORMAT_HINT in structured.ts); --constraint grammar sends the same grammar as `grammar`';
-
-function positive(name: string, value: string): number {
-  const n = Number(value);
-  if (!Number.isInteger(n) || n < 1) fail(`${name} must be a positive integer, got ${JSON.stringify(value)}\n${usage}`);
-  return n;
-}
-
-/** As serve.ts: a shape name finds the model `compare.ts --prepare-only` makes; anything else is a file. */
-async function resolveModel(model: string, quant: string): Promise<string> {
-  if (!['tinyllama1b', 'small', 'tiny'].includes(model)) return resolve(model);
-  const dir = join(repoRoot, 'test', '.models');
-  const suffix = `-${quant.toLowerCase()}.gguf`;
-  const file = (await readdir(dir).catch(() => [] as string[])).find((f) => f.startsWith(`${model}-ctx32k-`) && f.endsWith(suffix));
-  if (!file)
-    fail(
-      `no test/.models/${model}-ctx32k-*${suffix}: make it with \`npx tsx test/bench/compare.ts --model ${model} --quant ${quant} --prepare-only\`, or pass --model file.gguf`,
-    );
-  return join(dir, file);
-}
-
-async function processTicks(pid: number): Promise<number> {
-  const stat = await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => '');
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return Number(fields[11] ?? 0) + Number(fields[12] ?? 0);
-}
+  'whose first token " <" it drops: see RESPONSE_FORMAT_HINT in structured.ts); --constraint grammar (the default) sends the same grammar as `grammar`';
 
 /** Every request's problem, if any: the checks the header describes. */
-function checkRun(run: LevelRun, maxTokens: number, schemaClient: (client: number) => boolean): { errors: number; firstErrors: string[] } {
+function checkRun(run: LevelRun, maxTokens: number): { errors: number; firstErrors: string[] } {
   const problems = run.requests.flatMap((r) => {
     if (r.error !== undefined) return [r.error];
     if (r.completionTokens !== maxTokens)
       return [`${r.completionTokens ?? 'no usage:'} completion tokens, not ${maxTokens} (finish_reason ${r.finishReason ?? 'none'})`];
-    if (schemaClient(r.client) && !SCHEMA_OPENING.test(r.text ?? ''))
+    if (r.kind === 'schema' && !SCHEMA_OPENING.test(r.text ?? ''))
       return [`not the schema's JSON: ${JSON.stringify(r.text?.slice(0, 60))}`];
     return [];
   });
@@ -159,22 +118,9 @@ function besideFigures(run: LevelRun): BesideFigures {
   };
 }
 
-async function measure(server: RunningServer, clients: number, specs: RequestSpec[], maxTokens: number, kind: Kind) {
-  const [before, s0] = await Promise.all([cpuSnapshot(), processTicks(server.pid)]);
-  const run = await runLevel(server.baseUrl, clients, specs);
-  const [after, s1] = await Promise.all([cpuSnapshot(), processTicks(server.pid)]);
-  const otherCpu =
-    before && after
-      ? Math.max(0, after.busy - before.busy - (after.ours - before.ours) - (s1 - s0)) / Math.max(1, after.all - before.all)
-      : NaN;
-  const schemaClient = (c: number) => kind === 'schema' || (kind === 'mixed' && c === 0);
-  const level: KindLevel = {
-    figures: levelFigures(run, maxTokens),
-    ...checkRun(run, maxTokens, schemaClient),
-    hashes: run.requests.map((r) => r.textHash),
-    otherCpu,
-  };
-  return { run, level };
+async function measure(server: RunningServer, clients: number, specs: RequestSpec[], maxTokens: number) {
+  const { run, level } = await measureLevel(server, clients, specs, maxTokens);
+  return { run, level: { ...level, ...checkRun(run, maxTokens) } satisfies KindLevel };
 }
 
 async function main(): Promise<void> {
@@ -192,7 +138,7 @@ async function main(): Promise<void> {
       threads: { type: 'string' },
       batch: { type: 'string', default: '2048' },
       ubatch: { type: 'string', default: '512' },
-      constraint: { type: 'string', default: 'response_format' },
+      constraint: { type: 'string', default: 'grammar' },
       gpu: { type: 'boolean', default: false },
       out: { type: 'string', default: join(repoRoot, 'test', 'bench', 'results', 'structured') },
       'write-docs': { type: 'boolean', default: false },
@@ -217,31 +163,21 @@ async function main(): Promise<void> {
   const parallel = positive('--parallel', values.parallel);
   const slotContext = positive('--ctx', values.ctx);
   const constraint = values.constraint;
-  if (constraint !== 'response_format' && constraint !== 'grammar')
-    fail(`--constraint must be response_format or grammar, got ${JSON.stringify(constraint)}\n${usage}`);
+  if (constraint !== 'grammar' && constraint !== 'response_format')
+    fail(`--constraint must be grammar or response_format, got ${JSON.stringify(constraint)}\n${usage}`);
   if (promptTokens + maxTokens + 64 > slotContext)
     fail(`--ctx ${slotContext} is too small for --prompt-tokens ${promptTokens} + --max-tokens ${maxTokens} + the chat template (64)`);
 
-  const sourceModel = await resolveModel(values.model, values.quant);
-  let setupGpu: Pick<ServerSetup, 'cudaDevices' | 'toolEnv'> = {};
-  if (values.gpu) {
-    const { requireCuda } = await import('./gpu.js');
-    const { toolEnv } = await import('./llama-bench.js');
-    const build = await requireCuda(sourceModel);
-    setupGpu = { cudaDevices: build.cuda.devices, toolEnv: toolEnv(build) };
-  }
-  buildLlamaServer();
-  compileDist();
-  const noEog = await withoutEndOfGeneration(sourceModel);
-  const setup: ServerSetup = {
-    modelPath: noEog.path,
+  const sourceModel = await resolveServeModel(values.model, values.quant);
+  const served = await prepareServers(sourceModel, {
     parallel,
     slotContext,
     threads,
     batch: positive('--batch', values.batch),
     ubatch: positive('--ubatch', values.ubatch),
-    ...setupGpu,
-  };
+    gpu: values.gpu,
+  });
+  const { setup } = served;
   const schema = benchSchema(Math.max(40, 2 * maxTokens));
   const grammar = benchGrammar(Math.max(40, 2 * maxTokens));
   const bodies: Record<'plain' | 'schema', Record<string, unknown>> = {
@@ -252,6 +188,7 @@ async function main(): Promise<void> {
         : { ignore_eos: true, response_format: { type: 'json_schema', json_schema: { name: 'bench', schema } } },
   };
   const spec = (id: number, kind: 'plain' | 'schema'): RequestSpec => ({
+    kind,
     content: promptText(id, promptTokens),
     maxTokens,
     body: bodies[kind],
@@ -270,7 +207,7 @@ async function main(): Promise<void> {
   const warmup = [spec(9_000_000, 'plain'), spec(9_000_001, 'schema')];
   log(
     `${rounds} rounds x ${SERVERS.join(' and ')} x clients ${levels.join(', ')} x plain and schema (${perLevel.join(', ')} requests), mixed at ${neighbourClients}; ` +
-      `${parallel} slots of ${slotContext} tokens, ${threads} threads, model ${relative(repoRoot, noEog.path)}`,
+      `${parallel} slots of ${slotContext} tokens, ${threads} threads, model ${relative(repoRoot, served.path)}`,
   );
 
   const started = Date.now();
@@ -278,7 +215,7 @@ async function main(): Promise<void> {
   const commands: Partial<Record<ServerName, string>> = {};
   const exits: Record<ServerName, string[]> = { 'cuda-llama': [], 'llama-server': [] };
   for (let r = 0; r < rounds; r++) {
-    const order: ServerName[] = r % 2 === 0 ? ['cuda-llama', 'llama-server'] : ['llama-server', 'cuda-llama'];
+    const order = roundOrder(SERVERS, r);
     // Every two rounds, so that each server order meets each kind order.
     const kinds: ('plain' | 'schema')[] = Math.floor(r / 2) % 2 === 0 ? ['plain', 'schema'] : ['schema', 'plain'];
     const round: StructuredResult['rounds'][number] = { first: order[0]!, kindsFirst: kinds[0]!, sides: {} };
@@ -290,11 +227,12 @@ async function main(): Promise<void> {
       try {
         // One client: the plain request, then the schema one; either failing a check stops the run at once.
         const warm = await runLevel(server.baseUrl, 1, warmup);
-        const problems = warm.requests.flatMap((q, i) => checkRun({ ...warm, requests: [q] }, maxTokens, () => i === 1).firstErrors);
+        const problems = checkRun(warm, maxTokens).firstErrors;
+        const schemaRefused = warm.requests.some((q) => q.kind === 'schema' && q.error !== undefined);
         if (problems.length)
           throw new Error(
             `${name}: the warm-up requests (plain, then schema): ${problems.join(' | ')}` +
-              `${constraint === 'response_format' && warm.requests[1]?.error !== undefined ? `\n${RESPONSE_FORMAT_HINT}` : ''}\n${server.outputTail()}`,
+              `${constraint === 'response_format' && schemaRefused ? `\n${RESPONSE_FORMAT_HINT}` : ''}\n${server.outputTail()}`,
           );
         const levelsOut: SideRound['levels'] = [];
         let neighbour: SideRound['neighbour'] | undefined;
@@ -302,7 +240,7 @@ async function main(): Promise<void> {
           const steps: Kind[] = clients === neighbourClients ? [kinds[0]!, 'mixed', kinds[1]!] : kinds;
           const got: Partial<Record<Kind, { run: LevelRun; level: KindLevel }>> = {};
           for (const kind of steps) {
-            got[kind] = await measure(server, clients, specs(li, kind), maxTokens, kind);
+            got[kind] = await measure(server, clients, specs(li, kind), maxTokens);
             const { figures: f, errors, firstErrors, otherCpu } = got[kind].level;
             log(
               `round ${r + 1}/${rounds} ${name} ${clients} clients ${kind}: ${f.tokensPerSecond.toFixed(1)} tok/s, ITL p50 ${f.itlP50Ms.toFixed(1)} ms, ` +
@@ -326,57 +264,42 @@ async function main(): Promise<void> {
   }
   const wallS = (Date.now() - started) / 1000;
 
-  const cpuModel =
-    /^model name\s*:\s*(.+)$/m.exec(await readFile('/proc/cpuinfo', 'utf8').catch(() => ''))?.[1]?.trim() ?? cpus()[0]?.model ?? 'unknown';
   const structured: StructuredResult = {
-    date: new Date()
-      .toISOString()
-      .replace('T', ' ')
-      .replace(/\.\d+Z$/, ''),
-    commit: git(['rev-parse', '--short', 'HEAD']),
-    dirty: git(['status', '--porcelain', '--untracked-files=no']) !== '',
-    machine: `${cpuModel}, ${cpus().length} logical CPUs, ${(totalmem() / 2 ** 30).toFixed(1)} GiB RAM`,
-    command: `npx tsx test/bench/structured.ts ${process.argv.slice(2).join(' ')}`.trim(),
-    model: {
-      source: relative(repoRoot, sourceModel),
-      served: relative(repoRoot, noEog.path),
-      zeroedTokens: noEog.tokens,
-      shape: await modelShape(noEog.path),
-    },
-    settings: {
-      rounds,
-      levels,
-      neighbourClients,
-      parallel,
-      slotContext,
-      threads,
-      batch: setup.batch,
-      ubatch: setup.ubatch,
-      maxTokens,
-      promptTokens,
-      gpu: setupGpu.cudaDevices ?? null,
-    },
+    ...(await runHeader({
+      script: 'structured.ts',
+      sourceModel,
+      served,
+      settings: {
+        rounds,
+        levels,
+        neighbourClients,
+        parallel,
+        slotContext,
+        threads,
+        batch: setup.batch,
+        ubatch: setup.ubatch,
+        maxTokens,
+        promptTokens,
+        gpu: setup.cudaDevices ?? null,
+      },
+      requestsPerLevel: perLevel,
+      commands,
+      exits,
+      wallSeconds: wallS,
+    })),
     constraint,
     schema,
     ...(constraint === 'grammar' ? { grammar } : {}),
-    requestsPerLevel: perLevel,
-    commands: Object.fromEntries(SERVERS.map((n) => [n, commands[n] ?? serverCommand(n, setup, 0).args.join(' ')])) as Record<
-      ServerName,
-      string
-    >,
-    exits,
     rounds: result,
-    wallSeconds: wallS,
   };
   const page = renderPage(structured);
   await mkdir(values.out, { recursive: true });
   await writeFile(join(values.out, 'result.json'), `${JSON.stringify(structured, null, 1)}\n`);
   await writeFile(join(values.out, 'structured.md'), page);
   if (values['write-docs']) {
-    const name = values.gpu ? 'structured-gpu.md' : 'structured.md';
-    await writeFile(join(repoRoot, 'test', 'bench', 'results', 'latest', name), page);
-    await writeDocsSection(docsSection(structured, `../test/bench/results/latest/${name}`));
-    log(`wrote test/bench/results/latest/${name} and the "Structured output" section of docs/benchmarks.md`);
+    const docs = join(repoRoot, 'test', 'bench', 'results', 'latest', values.gpu ? 'structured-gpu.md' : 'structured.md');
+    await writeFile(docs, page);
+    log(`wrote ${relative(repoRoot, docs)}`);
   }
   process.stderr.write(`\n${page}\n`);
   process.stdout.write(`${JSON.stringify(structured)}\n`);
