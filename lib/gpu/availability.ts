@@ -15,7 +15,14 @@ export interface CudaAvailability {
   remedy?: string;
   /** Per NVIDIA GPU (NVML order), what the driver runs of it: "SASS sm_90", or PTX it compiles at first use. */
   runsAs?: string[];
+  /** The GPUs (NVML names) that run some of the module from PTX, compiled by the driver on the first load. */
+  jitGpus?: string[];
 }
+
+/** What a first load from PTX costs, and how to pay it once: doctor prints it for the GPUs in `jitGpus`. */
+export const PTX_JIT_NOTE =
+  'the NVIDIA driver compiles that PTX on the first load (a one-time wait) and keeps the result in its JIT cache ' +
+  '(~/.nv/ComputeCache); set CUDA_CACHE_MAXSIZE=4294967296 (4 GiB, the most CUDA allows) so that all of it stays cached';
 
 type Binary = Pick<LoadedBinary, 'addon' | 'dir' | 'cudaModule'>;
 
@@ -25,6 +32,8 @@ export function cudaAvailability(binary: Binary): CudaAvailability {
   if (!registry) return whyNoCudaBackend(binary);
   const devices = cudaGpuNames(binary.addon.listDevices());
   if (devices.length === 0) {
+    const tooOld = driverTooOld(binary);
+    if (tooOld) return { available: false, devices, ...tooOld };
     return {
       available: false,
       devices,
@@ -55,7 +64,45 @@ function whyNoCudaBackend({ addon, dir, cudaModule }: Binary): CudaAvailability 
   };
 }
 
-const rebuild = (cc: string) => `rebuild the CUDA module for it: \`npm run build:cuda -- --arch ${cc.replace('.', '')}\``;
+/**
+ * The oldest driver for CUDA 13.0 on Linux (NVIDIA's CUDA 13.0 release notes, "CUDA Toolkit and
+ * Corresponding Driver Versions"): an older one has no CUDA 13 runtime support at all, so the CUDA
+ * backend loads and sees no device.
+ */
+export const CUDA13_MINIMUM_LINUX_DRIVER = '580.65.06';
+/** CUDA 13 builds no code for GPUs before Turing (compute capability 7.5); CUDA 12 still does. */
+export const CUDA13_OLDEST_COMPUTE_CAPABILITY = 7.5;
+
+function rebuild(cc: string): string {
+  const arch = cc.replace('.', '');
+  if (Number(cc) < CUDA13_OLDEST_COMPUTE_CAPABILITY)
+    return (
+      `CUDA 13 has no code for compute capability ${cc} (it starts at ${CUDA13_OLDEST_COMPUTE_CAPABILITY}, Turing): build the CUDA module ` +
+      `with a CUDA 12 toolkit (\`CUDA_PATH=/usr/local/cuda-12.9 npm run build:cuda -- --arch ${arch}\`), or pass gpu: 'cpu'`
+    );
+  return `rebuild the CUDA module for it: \`npm run build:cuda -- --arch ${arch}\``;
+}
+
+/**
+ * When the CUDA backend sees no device but NVML sees GPUs under a driver older than the CUDA
+ * version the module was built with: the reason and the remedy. Otherwise null.
+ */
+function driverTooOld({ addon, cudaModule }: Binary): { reason: string; remedy: string } | null {
+  const telemetry = sampleGpus(addon);
+  if (!telemetry.available || telemetry.devices.length === 0 || telemetry.cudaDriverVersion === null) return null;
+  const built = cudaModule?.metadata?.cudaCompilerVersion ?? '13.0';
+  // A driver runs every runtime of its own major version and older ones (CUDA's minor version
+  // compatibility), so only an older major version is too old.
+  const driverMajor = Number(telemetry.cudaDriverVersion.split('.')[0]);
+  const builtMajor = Number(built.split('.')[0]);
+  if (!(driverMajor < builtMajor)) return null;
+  return {
+    reason:
+      `the NVIDIA driver ${telemetry.driverVersion ?? ''} supports CUDA ${telemetry.cudaDriverVersion}, and the CUDA module was built with CUDA ${built}: ` +
+      'the CUDA runtime finds no device under a driver that old',
+    remedy: `update the NVIDIA driver to ${builtMajor === 13 ? `${CUDA13_MINIMUM_LINUX_DRIVER} or newer (a driver for CUDA 13)` : `one for CUDA ${builtMajor}`}, or pass gpu: 'cpu'`,
+  };
+}
 
 /**
  * A device the module has no usable code for would list fine and then abort the process at its
@@ -72,9 +119,10 @@ function gpuCodeVerdict({ addon, cudaModule }: Binary, devices: string[], archs:
   if (code) {
     const { perGpu, noneRuns } = cudaCodeVerdicts(code, telemetry.devices, telemetry.cudaDriverVersion);
     const runsAs = perGpu.flatMap(({ gpu, verdict }) => (verdict.runs ? [`${gpu}: ${verdict.via}`] : []));
+    const jitGpus = perGpu.flatMap(({ gpu, verdict }) => (verdict.runs && verdict.jit ? [gpu] : []));
     const first = perGpu[0];
     // noneRuns means every GPU was judged and refused; the last two tests only narrow the types.
-    if (!noneRuns || !first || first.verdict.runs) return { available: true, devices, runsAs };
+    if (!noneRuns || !first || first.verdict.runs) return { available: true, devices, runsAs, ...(jitGpus.length > 0 ? { jitGpus } : {}) };
     const { verdict } = first;
     return {
       available: false,

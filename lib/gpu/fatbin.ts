@@ -13,7 +13,14 @@
  * The fatbin layout is NVIDIA's, undocumented but stable since CUDA 4: a section of blobs, each a
  * 16-byte header (magic 0xBA55ED50, version, header size, payload size) followed by entries, each
  * with its own header: kind (1 PTX, 2 ELF/SASS), header size, padded payload size, the PTX ISA
- * (for PTX entries) and the architecture. Only headers are read, never the (compressed) code.
+ * (for PTX entries), the architecture, and flags, whose bits 0x100000 and 0x200000 mark code
+ * built for an arch-specific target (sm_120a, compute_120a) or a family-specific one (sm_120f)
+ * (read from CUDA 13.0 nvcc's output for the same kernel built for 120, 120a and 120f). Only
+ * headers are read, never the (compressed) code.
+ *
+ * Why the variants matter: ggml builds every 12X architecture as 12Xa (for Blackwell's FP4
+ * instructions), and arch-specific code runs only on exactly that compute capability. An sm_120a
+ * cubin does not run on a 12.1 GPU (a DGX Spark's GB10), where a plain sm_120 one would.
  */
 import { closeSync, openSync, readSync } from 'node:fs';
 
@@ -21,6 +28,11 @@ export interface CudaCodeImage {
   kind: 'sass' | 'ptx';
   /** Architecture as nvcc numbers it: 90 for sm_90 / compute_90, 121 for sm_121. */
   arch: number;
+  /**
+   * 'a': arch-specific (sm_120a), runs only on exactly that compute capability. 'f': family-specific
+   * (sm_120f), runs on that one and later minor versions of the same major one. Absent: plain.
+   */
+  variant?: 'a' | 'f';
   /** PTX entries: the PTX ISA version ("9.1"), which fixes the oldest driver that can compile it. */
   ptxIsa?: string;
 }
@@ -38,6 +50,10 @@ const ELF_MAGIC = 0x464c457f; // "\x7fELF", little-endian
 const FATBIN_MAGIC = 0xba55ed50;
 const FATBIN_HEADER_BYTES = 16;
 const ENTRY_HEADER_MIN_BYTES = 32;
+/** Where an entry header's flags are, when the header is long enough to hold them (nvcc's are 64 bytes and more). */
+const ENTRY_FLAGS_OFFSET = 40;
+const FLAG_ARCH_SPECIFIC = 0x100000;
+const FLAG_FAMILY_SPECIFIC = 0x200000;
 
 class FileReader {
   private readonly fd: number;
@@ -113,18 +129,22 @@ export function readFatbinEntries(path: string): FatbinEntry[] | null {
       const entriesEnd = entriesStart + Number(header.readBigUInt64LE(8));
       if (entriesEnd > end) return null;
       for (let entry = entriesStart; entry < entriesEnd;) {
-        const e = file.read(entry, ENTRY_HEADER_MIN_BYTES);
-        const kind = e.readUInt16LE(0);
-        const headerBytes = e.readUInt32LE(4);
-        const payloadBytes = Number(e.readBigUInt64LE(8));
+        const first = file.read(entry, ENTRY_HEADER_MIN_BYTES);
+        const kind = first.readUInt16LE(0);
+        const headerBytes = first.readUInt32LE(4);
+        const payloadBytes = Number(first.readBigUInt64LE(8));
         if (headerBytes < ENTRY_HEADER_MIN_BYTES || entry + headerBytes + payloadBytes > entriesEnd) return null;
+        const e = headerBytes >= ENTRY_FLAGS_OFFSET + 4 ? file.read(entry, ENTRY_FLAGS_OFFSET + 4) : first;
         const arch = e.readUInt32LE(28);
+        const flags = e.length >= ENTRY_FLAGS_OFFSET + 4 ? e.readUInt32LE(ENTRY_FLAGS_OFFSET) : 0;
+        const variant: CudaCodeImage['variant'] = flags & FLAG_ARCH_SPECIFIC ? 'a' : flags & FLAG_FAMILY_SPECIFIC ? 'f' : undefined;
+        const withVariant = variant ? { variant } : {};
         // Kind 1 is PTX, with its ISA as minor/major at 24/26; kind 2 is a cubin.
         const image: FatbinEntry['image'] =
           kind === 1
-            ? { kind: 'ptx', arch, ptxIsa: `${e.readUInt16LE(26)}.${e.readUInt16LE(24)}` }
+            ? { kind: 'ptx', arch, ptxIsa: `${e.readUInt16LE(26)}.${e.readUInt16LE(24)}`, ...withVariant }
             : kind === 2
-              ? { kind: 'sass', arch }
+              ? { kind: 'sass', arch, ...withVariant }
               : { kind: 'other', arch };
         entries.push({ unit, image, payloadOffset: entry + headerBytes, payloadBytes });
         entry += headerBytes + payloadBytes;
@@ -166,14 +186,28 @@ export function cudaVersionForPtxIsa(isa: string): [number, number] | null {
   return [major + 4, minor];
 }
 
-const archName = (image: CudaCodeImage) => `${image.kind === 'sass' ? 'sm' : 'compute'}_${image.arch}`;
+/** "sm_90", "compute_100", "sm_120a". */
+export const archName = (image: CudaCodeImage) => `${image.kind === 'sass' ? 'sm' : 'compute'}_${image.arch}${image.variant ?? ''}`;
 const archParts = (arch: number): [number, number] => [Math.floor(arch / 10), arch % 10];
+
+/**
+ * Whether a device of architecture `deviceArch` (nvcc's number: 121 for 12.1) can use the image:
+ * SASS of the same major version and at most its minor one (arch-specific: exactly it); PTX of
+ * any architecture at or below it (arch-specific: exactly it; family-specific: the same major one).
+ */
+export function imageFitsDevice(image: CudaCodeImage, deviceArch: number): boolean {
+  if (image.variant === 'a') return image.arch === deviceArch;
+  const [major, minor] = archParts(image.arch);
+  const [deviceMajor, deviceMinor] = archParts(deviceArch);
+  if (image.kind === 'sass' || image.variant === 'f') return major === deviceMajor && minor <= deviceMinor;
+  return image.arch <= deviceArch;
+}
 const versionAtLeast = (have: [number, number], need: [number, number]) => have[0] > need[0] || (have[0] === need[0] && have[1] >= need[1]);
 
 /** "SASS sm_86, sm_90; PTX compute_75, compute_100 (PTX ISA 9.0: CUDA 13.0 drivers and newer)": the images any unit has. */
 export function describeCudaCode(code: CudaModuleCode): string {
   const distinct = new Map<string, CudaCodeImage>();
-  for (const image of code.units.flat()) distinct.set(`${image.kind} ${image.arch} ${image.ptxIsa ?? ''}`, image);
+  for (const image of code.units.flat()) distinct.set(`${archName(image)} ${image.ptxIsa ?? ''}`, image);
   const images = [...distinct.values()].sort((a, b) => a.arch - b.arch);
   const sass = images.filter((i) => i.kind === 'sass').map(archName);
   const ptx = images.filter((i) => i.kind === 'ptx');
@@ -184,14 +218,20 @@ export function describeCudaCode(code: CudaModuleCode): string {
       return `PTX ISA ${isa}${cuda ? `: CUDA ${cuda.join('.')} drivers and newer` : ''}`;
     })
     .join('; ');
-  const parts = [];
+  const parts: string[] = [];
   if (sass.length) parts.push(`SASS ${[...new Set(sass)].join(', ')}`);
   if (ptx.length) parts.push(`PTX ${[...new Set(ptx.map(archName))].join(', ')} (${isaNote})`);
   return parts.join('; ') || 'no GPU code';
 }
 
 export type CudaCodeVerdict =
-  | { runs: true; /** What the driver uses, e.g. "SASS sm_90" or "PTX compute_90, compiled by the driver at first use". */ via: string }
+  | {
+      runs: true;
+      /** What the driver uses, e.g. "SASS sm_90" or "PTX compute_90, compiled by the driver at first use". */
+      via: string;
+      /** Whether some of it is PTX the driver compiles on the first load (a one-time wait, then its JIT cache). */
+      jit: boolean;
+    }
   | { runs: false; reason: string; fix: 'rebuild' }
   /** The PTX there is needs a newer driver than this one: `driverCuda` ("13.1") or later. */
   | { runs: false; reason: string; fix: 'driver'; driverCuda: string };
@@ -203,21 +243,19 @@ export type CudaCodeVerdict =
  * PTX at or below the device, which it must be new enough to compile.
  */
 export function cudaCodeVerdict(code: CudaModuleCode, capability: string, driverCuda: string | null): CudaCodeVerdict {
-  const device = archParts(Math.round(Number(capability) * 10));
-  const deviceArch = device[0] * 10 + device[1];
+  const deviceArch = Math.round(Number(capability) * 10);
   const driver = driverCuda === null ? null : (driverCuda.split('.').map(Number) as [number, number]);
   const ways = new Set<string>();
+  let jit = false;
   let missing = 0;
   let tooNewPtx: { image: CudaCodeImage; need: [number, number] } | undefined;
   for (const unit of code.units) {
-    const sass = unit
-      .filter((i) => i.kind === 'sass' && archParts(i.arch)[0] === device[0] && archParts(i.arch)[1] <= device[1])
-      .sort((a, b) => b.arch - a.arch)[0];
+    const sass = unit.filter((i) => i.kind === 'sass' && imageFitsDevice(i, deviceArch)).sort((a, b) => b.arch - a.arch)[0];
     if (sass) {
       ways.add(`SASS ${archName(sass)}`);
       continue;
     }
-    const ptx = unit.filter((i) => i.kind === 'ptx' && i.arch <= deviceArch).sort((a, b) => b.arch - a.arch)[0];
+    const ptx = unit.filter((i) => i.kind === 'ptx' && imageFitsDevice(i, deviceArch)).sort((a, b) => b.arch - a.arch)[0];
     if (!ptx) {
       missing++;
       continue;
@@ -229,8 +267,9 @@ export function cudaCodeVerdict(code: CudaModuleCode, capability: string, driver
       continue;
     }
     ways.add(`PTX ${archName(ptx)}, compiled by the driver at first use`);
+    jit = true;
   }
-  if (missing === 0) return { runs: true, via: [...ways].join(' / ') };
+  if (missing === 0) return { runs: true, via: [...ways].join(' / '), jit };
   const of = missing === code.units.length ? '' : ` (${missing} of its ${code.units.length} code units)`;
   if (tooNewPtx) {
     return {

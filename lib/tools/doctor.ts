@@ -14,6 +14,7 @@ import { packageRoot } from '../binding/load-native.js';
 import type { NativeDevice } from '../binding/native.js';
 import { ensureSyntheticModel } from '../gguf/synthetic-model.js';
 import type { GpuTelemetry } from '../gpu/telemetry.js';
+import { PTX_JIT_NOTE } from '../gpu/availability.js';
 
 export interface DoctorOptions {
   /** Check the GPU path (default true); false checks the CPU path only. */
@@ -159,6 +160,7 @@ export function formatDoctorReport(report: DoctorReport): string {
     }
     lines.push(`CUDA: ${build.cuda.available ? `usable on ${build.cuda.devices.join(', ')}` : `not usable - ${build.cuda.reason}`}`);
     for (const way of build.cuda.runsAs ?? []) lines.push(`  runs on ${way}`);
+    if (build.cuda.jitGpus) lines.push(`  ${build.cuda.jitGpus.join(', ')}: ${PTX_JIT_NOTE}`);
     for (const lib of build.cudaRuntime?.preloaded ?? []) lines.push(`  CUDA runtime ${lib.soname}: ${lib.path} (${lib.source})`);
   }
   for (const d of report.devices)

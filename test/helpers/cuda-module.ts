@@ -7,8 +7,17 @@ import { join } from 'node:path';
 import type { CudaCodeImage } from '../../lib/gpu/fatbin.js';
 
 type Image = CudaCodeImage;
-export const sass = (arch: number): Image => ({ kind: 'sass', arch });
-export const ptx = (arch: number, ptxIsa: string): Image => ({ kind: 'ptx', arch, ptxIsa });
+export const sass = (arch: number, variant?: 'a' | 'f'): Image => ({ kind: 'sass', arch, ...(variant ? { variant } : {}) });
+export const ptx = (arch: number, ptxIsa: string, variant?: 'a' | 'f'): Image => ({
+  kind: 'ptx',
+  arch,
+  ptxIsa,
+  ...(variant ? { variant } : {}),
+});
+
+/** The flags nvcc (CUDA 13.0) writes at byte 40 of an entry header, read from its output: 64-bit, Linux, and the variant bit. */
+const entryFlags = (image: Image) =>
+  (image.kind === 'ptx' ? 0x8011 : 0x1000011) | (image.variant === 'a' ? 0x100000 : image.variant === 'f' ? 0x200000 : 0);
 
 function fatbinBlob(images: Image[]): Buffer {
   const entries = images.map((image, i) => {
@@ -22,6 +31,7 @@ function fatbinBlob(images: Image[]): Buffer {
     header.writeUInt16LE(minor!, 24);
     header.writeUInt16LE(major!, 26);
     header.writeUInt32LE(image.arch, 28);
+    header.writeUInt32LE(entryFlags(image), 40);
     return Buffer.concat([header, payload]);
   });
   const body = Buffer.concat(entries);

@@ -53,19 +53,49 @@ describe('can this device and driver run it', () => {
   const code = (units: Image[][]) => ({ path: 'libggml-cuda.so', units });
 
   it('takes SASS of the same major version and at most the device minor one', () => {
-    expect(cudaCodeVerdict(code([ours]), '9.0', '13.0')).toEqual({ runs: true, via: 'SASS sm_90' });
-    expect(cudaCodeVerdict(code([ours]), '8.9', '13.0')).toEqual({ runs: true, via: 'SASS sm_89' });
+    expect(cudaCodeVerdict(code([ours]), '9.0', '13.0')).toEqual({ runs: true, via: 'SASS sm_90', jit: false });
+    expect(cudaCodeVerdict(code([ours]), '8.9', '13.0')).toEqual({ runs: true, via: 'SASS sm_89', jit: false });
     // sm_121 does not run on 12.0, sm_120 does; sm_86 never runs on 9.0.
-    expect(cudaCodeVerdict(code([[sass(121), sass(120)]]), '12.0', '13.0')).toEqual({ runs: true, via: 'SASS sm_120' });
+    expect(cudaCodeVerdict(code([[sass(121), sass(120)]]), '12.0', '13.0')).toEqual({ runs: true, via: 'SASS sm_120', jit: false });
     expect(cudaCodeVerdict(code([[sass(86)]]), '9.0', '13.0')).toMatchObject({ runs: false, fix: 'rebuild' });
+  });
+
+  it('arch-specific code (sm_120a, as ggml builds every 12X) runs only on exactly that compute capability; family-specific on its major version', () => {
+    expect(cudaCodeVerdict(code([[sass(120, 'a')]]), '12.0', '13.0')).toEqual({ runs: true, via: 'SASS sm_120a', jit: false });
+    // A plain sm_120 cubin would run on a 12.1 GPU (a DGX Spark's GB10); sm_120a does not.
+    expect(cudaCodeVerdict(code([[sass(120)]]), '12.1', '13.0')).toMatchObject({ runs: true, via: 'SASS sm_120' });
+    expect(cudaCodeVerdict(code([[sass(120, 'a')]]), '12.1', '13.0')).toMatchObject({ runs: false, fix: 'rebuild' });
+    expect(cudaCodeVerdict(code([[sass(120, 'a'), ptx(100, '9.0')]]), '12.1', '13.0')).toMatchObject({
+      runs: true,
+      via: 'PTX compute_100, compiled by the driver at first use',
+    });
+    expect(cudaCodeVerdict(code([[sass(120, 'f')]]), '12.1', '13.0')).toMatchObject({ runs: true, via: 'SASS sm_120f' });
+    // PTX: arch-specific only for that capability, family-specific only within its major version, plain for any newer one.
+    expect(cudaCodeVerdict(code([[ptx(120, '9.0', 'a')]]), '12.1', '13.0').runs).toBe(false);
+    expect(cudaCodeVerdict(code([[ptx(100, '9.0', 'f')]]), '10.3', '13.0').runs).toBe(true);
+    expect(cudaCodeVerdict(code([[ptx(100, '9.0', 'f')]]), '12.0', '13.0').runs).toBe(false);
+    expect(cudaCodeVerdict(code([[ptx(100, '9.0')]]), '12.0', '13.0').runs).toBe(true);
+  });
+
+  it("reads the variant from the entry header's flags, as nvcc writes them", () => {
+    const images = [sass(86), sass(120, 'a'), ptx(120, '9.0', 'f'), ptx(100, '9.0')];
+    expect(readCudaModuleCode(writeModule([images]))!.units).toEqual([images]);
+    expect(describeCudaCode({ path: 'x', units: [images] })).toBe(
+      'SASS sm_86, sm_120a; PTX compute_100, compute_120f (PTX ISA 9.0: CUDA 13.0 drivers and newer)',
+    );
   });
 
   it('falls back to the newest PTX at or below the device, compiled by the driver', () => {
     expect(cudaCodeVerdict(code([ours]), '10.0', '13.0')).toEqual({
       runs: true,
       via: 'PTX compute_100, compiled by the driver at first use',
+      jit: true,
     });
-    expect(cudaCodeVerdict(code([ours]), '7.5', null)).toEqual({ runs: true, via: 'PTX compute_75, compiled by the driver at first use' });
+    expect(cudaCodeVerdict(code([ours]), '7.5', null)).toEqual({
+      runs: true,
+      via: 'PTX compute_75, compiled by the driver at first use',
+      jit: true,
+    });
   });
 
   it('refuses PTX newer than the driver: a CUDA 13.1 build has only PTX for an H100 under a 13.0 driver', () => {
@@ -80,8 +110,9 @@ describe('can this device and driver run it', () => {
     expect(cudaCodeVerdict(code([cuda131Build]), '9.0', '13.1')).toEqual({
       runs: true,
       via: 'PTX compute_90, compiled by the driver at first use',
+      jit: true,
     });
-    expect(cudaCodeVerdict(code([cuda131Build]), '8.6', '13.0')).toEqual({ runs: true, via: 'SASS sm_86' });
+    expect(cudaCodeVerdict(code([cuda131Build]), '8.6', '13.0')).toEqual({ runs: true, via: 'SASS sm_86', jit: false });
   });
 
   it('checks every unit: one without code for the device is enough to refuse', () => {
@@ -151,6 +182,7 @@ describe('the GPU policy reads the module it would load', () => {
       available: true,
       devices: ['CUDA0'],
       runsAs: ['NVIDIA H100 80GB HBM3: PTX compute_90, compiled by the driver at first use'],
+      jitGpus: ['NVIDIA H100 80GB HBM3'],
     });
     expect(cudaAvailability(binary('8.9', 13000))).toMatchObject({ available: true, runsAs: ['NVIDIA H100 80GB HBM3: SASS sm_89'] });
   });
@@ -184,5 +216,40 @@ describe('doctor', () => {
         '  its GPU code: SASS sm_86, sm_89, sm_90; PTX compute_75 (PTX ISA 9.0: CUDA 13.0 drivers and newer)\n' +
         'CUDA: usable on CUDA0\n  runs on NVIDIA H100 80GB HBM3: SASS sm_90',
     );
+    expect(text).not.toContain('JIT cache');
+  });
+
+  it('says when a GPU runs the module from PTX: the first load compiles it, and how to keep it cached', async () => {
+    const { formatDoctorReport } = await import('../../lib/tools/doctor.js');
+    const { PTX_JIT_NOTE } = await import('../../lib/gpu/availability.js');
+    const text = formatDoctorReport({
+      ok: true,
+      build: {
+        path: '/pkg/cuda_llama.node',
+        source: 'prebuild',
+        metadata: null,
+        llamaCppCommit: 'de3ff815ea7d559ee917f063901b8986f038abc6',
+        backends: [],
+        systemInfo: '',
+        cudaRuntime: null,
+        cudaModule: null,
+        cudaModuleCode: null,
+        cuda: {
+          available: true,
+          devices: ['CUDA0'],
+          runsAs: ['NVIDIA Jetson Thor: PTX compute_100, compiled by the driver at first use'],
+          jitGpus: ['NVIDIA Jetson Thor'],
+        },
+      },
+      devices: [],
+      telemetry: null,
+      probes: [],
+      problems: [],
+      warnings: [],
+    });
+    expect(text).toContain(
+      `  runs on NVIDIA Jetson Thor: PTX compute_100, compiled by the driver at first use\n  NVIDIA Jetson Thor: ${PTX_JIT_NOTE}`,
+    );
+    expect(PTX_JIT_NOTE).toMatch(/first load .*CUDA_CACHE_MAXSIZE=4294967296/);
   });
 });
