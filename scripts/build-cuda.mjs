@@ -9,6 +9,8 @@
 // Usage: node scripts/build-cuda.mjs [--arch 90] [--install-wheels]
 //   --arch LIST        CMAKE_CUDA_ARCHITECTURES, e.g. 90 or "86-real;90-real" (default: Turing..Blackwell)
 //   --install-wheels   pip-install the CUDA 13.0 wheels into build/cuda-wheels first (PyPI only)
+// Release builds (the published @cuda-llama/linux-x64-cuda13 package): `npm run release:cuda`
+// (scripts/release-cuda.ts), which runs this script with the release architecture list, resumably.
 import { execFileSync, spawnSync } from 'node:child_process';
 import { chmodSync, copyFileSync, existsSync, mkdirSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';

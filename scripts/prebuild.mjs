@@ -15,14 +15,26 @@
 // build/) as the optional npm package @cuda-llama/<platform>-<arch>-cuda13 in
 // prebuilds/<platform>-<arch>-cuda13/: the CUDA module is tens of MiB per architecture, too big
 // for the main tarball (the registry refuses packages of about 200 MB and over), and only GPU users need it.
+// The folder is made by scripts/cuda-release.mjs packageCudaModule; `npm run release:cuda` builds
+// the release architecture list, packs it and writes its manifest (scripts/release-cuda.ts).
 import { execFileSync, spawnSync } from 'node:child_process';
 import { copyFileSync, existsSync, lstatSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { join, relative } from 'node:path';
 import { repoRoot, say } from './build-common.mjs';
+import { packageCudaModule } from './cuda-release.mjs';
 
 const argv = process.argv.slice(2);
 if (argv.includes('--cuda')) {
-  packageCudaModule(argv.includes('--from') ? argv[argv.indexOf('--from') + 1] : 'build');
+  try {
+    const from = argv.includes('--from') ? argv[argv.indexOf('--from') + 1] : 'build';
+    const pkg = packageCudaModule({ from });
+    say(
+      `${relative(repoRoot, pkg.dir)}: ${pkg.name}@${pkg.version}, libggml-cuda.so ${(lstatSync(pkg.module).size / 2 ** 20).toFixed(1)} MiB (stripped), architectures ${pkg.metadata.cudaArchitectures}`,
+    );
+  } catch (error) {
+    say(error.message);
+    process.exit(1);
+  }
   process.exit(0);
 }
 const variants = argv.includes('--cpu-variants') ? argv[argv.indexOf('--cpu-variants') + 1] : 'all';
@@ -79,59 +91,3 @@ if (existsSync(vocab)) {
   copyFileSync(vocab, join(repoRoot, 'assets', 'ggml-vocab-llama-spm.gguf'));
 }
 say(`prebuilds/${process.platform}-${process.arch}: ${copied.join(', ')}`);
-
-function packageCudaModule(fromDirName) {
-  const release = join(repoRoot, fromDirName, 'Release');
-  const modulePath = join(release, 'libggml-cuda.so');
-  const metadataPath = join(release, 'cuda-llama-build.json');
-  if (!existsSync(modulePath) || !existsSync(metadataPath)) {
-    say(`${fromDirName}/Release has no CUDA build (libggml-cuda.so and cuda-llama-build.json): run \`npm run build:cuda\` first`);
-    process.exit(1);
-  }
-  const metadata = JSON.parse(readFileSync(metadataPath, 'utf8'));
-  const pin = JSON.parse(readFileSync(join(repoRoot, 'vendor', 'llama.cpp.pin.json'), 'utf8'));
-  if (metadata.variant !== 'cuda' || metadata.llamaCppCommit !== pin.commit) {
-    say(
-      `${fromDirName}/Release is a ${metadata.variant} build of llama.cpp ${metadata.llamaCppCommit}; the pin is ${pin.commit}: rebuild with \`npm run build:cuda\``,
-    );
-    process.exit(1);
-  }
-  const major = String(metadata.cudaCompilerVersion ?? '').split('.')[0];
-  if (major !== '13') {
-    say(`the CUDA build used CUDA ${metadata.cudaCompilerVersion}; the package is named for CUDA 13`);
-    process.exit(1);
-  }
-  const root = JSON.parse(readFileSync(join(repoRoot, 'package.json'), 'utf8'));
-  const name = `@cuda-llama/${process.platform}-${process.arch}-cuda13`;
-  const dir = join(repoRoot, 'prebuilds', `${process.platform}-${process.arch}-cuda13`);
-  rmSync(dir, { recursive: true, force: true });
-  mkdirSync(dir, { recursive: true });
-  copyFileSync(modulePath, join(dir, 'libggml-cuda.so'));
-  writeFileSync(join(dir, 'cuda-llama-build.json'), `${JSON.stringify({ ...metadata, prebuild: true }, null, 2)}\n`);
-  // Same version as cuda-llama: the loader also checks the llama.cpp commit, so a mismatched pair is refused, never loaded.
-  writeFileSync(
-    join(dir, 'package.json'),
-    `${JSON.stringify(
-      {
-        name,
-        version: root.version,
-        description: `The CUDA ${metadata.cudaCompilerVersion} backend module for cuda-llama ${root.version} (architectures ${metadata.cudaArchitectures})`,
-        license: root.license,
-        os: [process.platform],
-        cpu: [process.arch],
-        files: ['libggml-cuda.so', 'cuda-llama-build.json'],
-      },
-      null,
-      2,
-    )}\n`,
-  );
-  writeFileSync(
-    join(dir, 'README.md'),
-    `# ${name}\n\nThe CUDA backend module of cuda-llama ${root.version}, built from llama.cpp ${metadata.llamaCppCommit.slice(0, 12)} ` +
-      `with CUDA ${metadata.cudaCompilerVersion} for architectures ${metadata.cudaArchitectures}. Install it next to cuda-llama: \`npm install ${name}\`. ` +
-      'It needs the NVIDIA driver and the CUDA 13 runtime and cuBLAS (see cuda-llama\'s README, "GPU set-up").\n',
-  );
-  say(
-    `prebuilds/${process.platform}-${process.arch}-cuda13: ${name}@${root.version}, libggml-cuda.so ${(lstatSync(join(dir, 'libggml-cuda.so')).size / 2 ** 20).toFixed(1)} MiB, architectures ${metadata.cudaArchitectures}`,
-  );
-}
