@@ -17,9 +17,11 @@
  *     coldWarm  { shortPrompt, requestTokens } -> ColdWarmRun (ours.ts)
  *     parallel  { prompts, counts, genTokens } -> OursParallelRun (parallel.ts); loadOptions carry the
  *               context size and one sequence per prompt
- *     pp, tg    { tokens, samples, shortPrompt } -> the samples (tok/s), each after an unmeasured run of
- *               the same test, as llama-bench warms up: pp decodes the first `tokens` tokens of the
- *               sample text; tg generates `tokens` tokens after a `shortPrompt`-token prompt
+ *     pp, tg    { tokens, samples, shortPrompt, stream? } -> the samples (tok/s), each after an unmeasured
+ *               run of the same test, as llama-bench warms up: pp decodes the first `tokens` tokens of the
+ *               sample text; tg generates `tokens` tokens after a `shortPrompt`-token prompt, with
+ *               generate() (the engine's own clock: timings.tokensPerSecond), or with `stream: true`
+ *               through model.stream() and a for-await loop, timed by that loop as the pieces reach it
  *     prompts   { shortPrompt } -> { shortPrompt, longPrompt }: the token ids every side decodes
  *     chatTexts, chat, arrivals: the scenario benchmarks' kinds, in cuda-llama-scenarios.mjs
  *   stdout: exactly one JSON line, the result
@@ -166,8 +168,10 @@ async function engineSamples(r) {
       r.kind === 'pp'
         ? (await model.generate(text.slice(0, r.tokens), { maxTokens: 1, temperature: 0, cachePrompt: false })).timings
             .promptTokensPerSecond
-        : (await model.generate(text.slice(0, r.shortPrompt), { maxTokens: r.tokens, temperature: 0, cachePrompt: false })).timings
-            .tokensPerSecond;
+        : r.stream
+          ? streamedTokensPerSecond(model, text.slice(0, r.shortPrompt), r.tokens)
+          : (await model.generate(text.slice(0, r.shortPrompt), { maxTokens: r.tokens, temperature: 0, cachePrompt: false })).timings
+              .tokensPerSecond;
     await once();
     const samples = [];
     for (let i = 0; i < r.samples; i++) samples.push(await once());
@@ -175,6 +179,36 @@ async function engineSamples(r) {
   } finally {
     await model.dispose();
   }
+}
+
+/**
+ * tg as a streaming caller sees it: the tokens after the first piece's, per second from the first
+ * piece reaching the for-await loop to the last (each piece's token count from onText, which the
+ * stream calls as it queues that piece). generate()'s tokensPerSecond is the decoding thread's pace,
+ * which a caller slow to take the pieces would not show.
+ */
+async function streamedTokensPerSecond(model, prompt, tokens) {
+  const counts = [];
+  const stream = model.stream(prompt, {
+    maxTokens: tokens,
+    temperature: 0,
+    cachePrompt: false,
+    onText: (_text, _choice, info) => counts.push(info.tokens),
+  });
+  let pieces = 0;
+  let first = 0;
+  let last = 0;
+  let text = '';
+  for await (const piece of stream) {
+    last = performance.now();
+    if (pieces++ === 0) first = last;
+    text += piece;
+  }
+  const result = await stream.result;
+  if (text !== result.text) throw new Error('the streamed pieces do not spell the result text');
+  const after = counts.slice(1, pieces).reduce((a, b) => a + b, 0);
+  if (after < 1 || last <= first) throw new Error(`${pieces} streamed pieces are too few to time`);
+  return (after * 1000) / (last - first);
 }
 
 const required = {

@@ -7,9 +7,12 @@
  * minute, alternating which goes first, and the figure is the median of the per-round ratios
  * (each round's mean of `--samples` against llama-bench's avg_ts over -r `--samples`).
  *
- *   npx tsx test/bench/paired.ts [--metrics pp128,pp512,tg128,parallel,node-llama-cpp] [--rounds 8] [--samples 3] [--threads N]
+ *   npx tsx test/bench/paired.ts [--metrics pp128,pp512,tg128,tg128-stream,parallel,node-llama-cpp] [--rounds 8] [--samples 3] [--threads N]
  *                                [--gpu] [--model file.gguf] [--write-docs [--docs test/bench/results/latest/paired.md]]
  *
+ * `tgN-stream` is tgN with cuda-llama's side streaming (model.stream() in a for-await loop, timed by
+ * that loop: cuda-llama-child.mjs), against the same llama-bench tgN: the single-stream target holds
+ * for a caller that streams as much as for one that awaits generate().
  * `parallel` pairs compare.ts's parallel-sequences measurement (1, 4 and 16 sequences in one
  * context, parallel.ts) against llama-batched-bench, one run of each per round: a figure per count.
  * `node-llama-cpp` pairs compare.ts's workload against node-llama-cpp (installed as compare.ts
@@ -53,6 +56,8 @@ interface Metric {
   name: string;
   kind: 'pp' | 'tg';
   tokens: number;
+  /** tgN-stream: cuda-llama streams (its side's clock is the for-await loop's). */
+  stream: boolean;
 }
 
 const NODE_LLAMA_CPP = 'node-llama-cpp';
@@ -61,10 +66,10 @@ const PARALLEL = 'parallel';
 /** NODE_LLAMA_CPP (the workload against node-llama-cpp), PARALLEL (against llama-batched-bench) or an engine metric against llama-bench. */
 function parseMetric(name: string): Metric | typeof NODE_LLAMA_CPP | typeof PARALLEL {
   if (name === NODE_LLAMA_CPP || name === PARALLEL) return name;
-  const match = /^(pp|tg)(\d+)$/.exec(name);
-  if (!match || Number(match[2]) < 1 || Number(match[2]) > 2048)
-    fail(`--metrics: '${name}' is not ppN, tgN (N from 1 to 2048), ${PARALLEL} or ${NODE_LLAMA_CPP}`);
-  return { name, kind: match[1] as 'pp' | 'tg', tokens: Number(match[2]) };
+  const match = /^(pp|tg)(\d+)(-stream)?$/.exec(name);
+  if (!match || Number(match[2]) < 1 || Number(match[2]) > 2048 || (match[3] !== undefined && match[1] !== 'tg'))
+    fail(`--metrics: '${name}' is not ppN, tgN, tgN-stream (N from 1 to 2048), ${PARALLEL} or ${NODE_LLAMA_CPP}`);
+  return { name, kind: match[1] as 'pp' | 'tg', tokens: Number(match[2]), stream: match[3] !== undefined };
 }
 
 /** The placement both sides of every round use, and the environment llama.cpp's programs need for it. */
@@ -80,7 +85,7 @@ function runChild<T>(
   modelPath: string,
   placement: Placement,
   threads: number,
-  request: { kind: 'pp' | 'tg' | 'prompts'; tokens?: number; samples?: number },
+  request: { kind: 'pp' | 'tg' | 'prompts'; tokens?: number; samples?: number; stream?: boolean },
 ): Promise<T> {
   return runCudaLlamaChild<T>({ ...request, modelPath, loadOptions: loadOptionsFor(placement, threads), shortPrompt: SHORT_PROMPT_TOKENS });
 }
@@ -209,7 +214,12 @@ async function main(): Promise<void> {
       let llamaBench: number[] = [];
       for (const side of oursFirst ? ['ours', 'bench'] : ['bench', 'ours']) {
         if (side === 'ours')
-          cudaLlama = await runChild<number[]>(modelPath, placement, threads, { kind: metric.kind, tokens: metric.tokens, samples });
+          cudaLlama = await runChild<number[]>(modelPath, placement, threads, {
+            kind: metric.kind,
+            tokens: metric.tokens,
+            samples,
+            stream: metric.stream,
+          });
         else llamaBench = await runLlamaBenchRound(modelPath, placement, metric, samples, threads);
       }
       const ratio = mean(cudaLlama) / mean(llamaBench);
@@ -387,7 +397,8 @@ async function main(): Promise<void> {
       "machine's noise; more rounds narrow it.",
       "cuda-llama's side is `test/bench/cuda-llama-child.mjs` on the compiled package (dist/, compiled from lib/ at the start) under plain",
       'node, as a user runs it and as node-llama-cpp runs in compare.ts; a generate() without streaming, so the event loop wakes',
-      'for the first token and at the end only.',
+      'for the first token and at the end only, and timed by the decoding thread; a `-stream` metric (tg128-stream) streams instead,',
+      'model.stream() in a for-await loop, and is timed by that loop as the pieces reach it, against the same llama-bench run.',
       ...(versus
         ? [
             '',
