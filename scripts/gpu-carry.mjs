@@ -62,8 +62,10 @@ say(`packing node ${process.version} and npm from ${prefix}`);
 tarXz(join(carry, 'node.tar.xz'), [relative(prefix, process.execPath), ...npmFiles], prefix);
 
 say('packing vendor/llama.cpp');
-// Left out: what no target of ours configures or builds (the server and its web UI, docs, media,
-// benchmark logs, CI files) and every vocab file but llama-spm, the one the tests and demo use.
+// Left out: what no target of ours configures or builds (docs, media, benchmark logs, CI files,
+// the server's and web UI's tests) and every vocab file but llama-spm, the one the tests and demo
+// use. tools/server and tools/ui stay: CMakeLists.txt configures them (llama-server for the
+// serving benchmarks), and the UI's asset step reads its sources list even without the UI.
 tarXz(join(carry, 'llama.tar.xz'), [
   ...[
     '.git',
@@ -71,8 +73,9 @@ tarXz(join(carry, 'llama.tar.xz'), [
     'docs',
     'media',
     'benches',
-    'tools/server',
-    'tools/ui',
+    'tools/server/tests',
+    'tools/server/bench',
+    'tools/ui/tests',
     'models/ggml-vocab-[a-km-z]*',
     'models/ggml-vocab-llama-bpe*',
   ].map((path) => `--exclude=vendor/llama.cpp/${path}`),
