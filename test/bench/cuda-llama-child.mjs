@@ -23,6 +23,8 @@
  *               generate() (the engine's own clock: timings.tokensPerSecond), or with `stream: true`
  *               through model.stream() and a for-await loop, timed by that loop as the pieces reach it
  *     prompts   { shortPrompt } -> { shortPrompt, longPrompt }: the token ids every side decodes
+ *     firstUse  { prompt, tokens } -> { loadMs, firstMs, againMs, text }: the load without warm-up, the
+ *               first generation (the GPU code's first use) and the same again (jit.ts)
  *     chatTexts, chat, arrivals: the scenario benchmarks' kinds, in cuda-llama-scenarios.mjs
  *   stdout: exactly one JSON line, the result
  *   stderr: everything else; on failure the error and exit code 1
@@ -147,6 +149,26 @@ const kinds = {
   tg: (r) => engineSamples(r),
   ...scenarioKinds,
 
+  // jit.ts: what the first use of the GPU code costs. The load without warm-up, then the first
+  // generation (where the CUDA driver loads the kernels it needs, and compiles them first when it
+  // runs PTX), then the same generation again; the text, to check that every mode computes the same.
+  async firstUse(r) {
+    const started = performance.now();
+    const model = await Llama.load(r.modelPath, { ...r.loadOptions, warmup: false });
+    const loadMs = performance.now() - started;
+    try {
+      const request = { maxTokens: r.tokens, temperature: 0, cachePrompt: false };
+      const firstStarted = performance.now();
+      const first = await model.generate(r.prompt, request);
+      const firstMs = performance.now() - firstStarted;
+      const againStarted = performance.now();
+      await model.generate(r.prompt, request);
+      return { loadMs, firstMs, againMs: performance.now() - againStarted, text: first.text };
+    } finally {
+      await model.dispose();
+    }
+  },
+
   async prompts(r) {
     // No warm-up: nothing is timed.
     const model = await Llama.load(r.modelPath, { ...r.loadOptions, warmup: false });
@@ -218,6 +240,7 @@ const required = {
   pp: ['tokens', 'samples', 'shortPrompt'],
   tg: ['tokens', 'samples', 'shortPrompt'],
   prompts: ['shortPrompt'],
+  firstUse: ['prompt', 'tokens'],
   ...scenarioRequired,
 };
 

@@ -83,7 +83,7 @@ const childPath = join(repoRoot, 'test', 'bench', 'cuda-llama-child.mjs');
 
 /** A request to cuda-llama-child.mjs; its header lists the kinds and what each needs. */
 export interface CudaLlamaChildRequest {
-  kind: 'workload' | 'coldWarm' | 'parallel' | 'pp' | 'tg' | 'prompts';
+  kind: 'workload' | 'coldWarm' | 'parallel' | 'pp' | 'tg' | 'prompts' | 'firstUse';
   modelPath: string;
   /** Without warmup: each kind sets it. */
   loadOptions: Omit<LoadOptions, 'warmup'>;
@@ -91,8 +91,8 @@ export interface CudaLlamaChildRequest {
 }
 
 /** cuda-llama's side of a measurement, in a fresh process on dist/. Call compileDist() first. */
-export function runCudaLlamaChild<T>(request: CudaLlamaChildRequest): Promise<T> {
-  return runJsonChild<T>(childPath, request);
+export function runCudaLlamaChild<T>(request: CudaLlamaChildRequest, env?: NodeJS.ProcessEnv): Promise<T> {
+  return runJsonChild<T>(childPath, request, env);
 }
 
 /** dist/ from lib/ as it is now: the child measures the compiled package, which must not be stale. */
