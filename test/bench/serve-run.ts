@@ -5,9 +5,9 @@
  * imported, so none of this can live in either.
  */
 import { readFile, readdir } from 'node:fs/promises';
-import { cpus, totalmem } from 'node:os';
+import { availableParallelism, cpus, totalmem } from 'node:os';
 import { join, relative, resolve } from 'node:path';
-import { fail, git, repoRoot } from './common.js';
+import { fail, git, positiveInteger, repoRoot } from './common.js';
 import { compileDist } from './ours.js';
 import { levelFigures, runLevel, type LevelRun, type RequestSpec } from './serve-load.js';
 import type { ServeRunHeader, ServeSettings, SideLevel } from './serve-report.js';
@@ -35,6 +35,80 @@ export async function resolveServeModel(model: string, quant: string): Promise<s
       `no test/.models/${model}-ctx32k-*${suffix}: make it with \`npx tsx test/bench/compare.ts --model ${model} --quant ${quant} --prepare-only\`, or pass --model file.gguf`,
     );
   return join(dir, file);
+}
+
+/** Each script's own defaults for the options both serving benchmarks take. */
+export interface ServeBenchDefaults {
+  clients: string;
+  parallel: string;
+  ctx: string;
+  maxTokens: string;
+  out: string;
+}
+
+/** parseArgs options both serving benchmarks take (a script adds its own beside them). */
+export function serveBenchOptions(defaults: ServeBenchDefaults) {
+  return {
+    model: { type: 'string', default: 'tinyllama1b' },
+    quant: { type: 'string', default: 'Q4_0' },
+    rounds: { type: 'string', default: '8' },
+    clients: { type: 'string', default: defaults.clients },
+    parallel: { type: 'string', default: defaults.parallel },
+    ctx: { type: 'string', default: defaults.ctx },
+    'max-tokens': { type: 'string', default: defaults.maxTokens },
+    'prompt-tokens': { type: 'string', default: '32' },
+    requests: { type: 'string', default: '8' },
+    threads: { type: 'string' },
+    batch: { type: 'string', default: '2048' },
+    ubatch: { type: 'string', default: '512' },
+    gpu: { type: 'boolean', default: false },
+    out: { type: 'string', default: defaults.out },
+    'write-docs': { type: 'boolean', default: false },
+    help: { type: 'boolean', default: false },
+  } as const;
+}
+
+/** The shared options read, each a positive integer where it must be (else exit with `usage`). */
+export interface ServeBenchSettings {
+  rounds: number;
+  /** --clients, distinct and ascending. */
+  levels: number[];
+  maxTokens: number;
+  promptTokens: number;
+  minRequests: number;
+  threads: number;
+  parallel: number;
+  slotContext: number;
+  batch: number;
+  ubatch: number;
+}
+
+export function serveBenchSettings(
+  values: {
+    [K in 'rounds' | 'clients' | 'max-tokens' | 'prompt-tokens' | 'requests' | 'parallel' | 'ctx' | 'batch' | 'ubatch']: string;
+  } & {
+    threads?: string;
+  },
+  usage: string,
+): ServeBenchSettings {
+  const positive = (name: string, value: string) => positiveInteger(name, value, usage);
+  const settings: ServeBenchSettings = {
+    rounds: positive('--rounds', values.rounds),
+    levels: [...new Set(values.clients.split(',').map((c) => positive('--clients', c)))].sort((a, b) => a - b),
+    maxTokens: positive('--max-tokens', values['max-tokens']),
+    promptTokens: positive('--prompt-tokens', values['prompt-tokens']),
+    minRequests: positive('--requests', values.requests),
+    threads: values.threads === undefined ? availableParallelism() : positive('--threads', values.threads),
+    parallel: positive('--parallel', values.parallel),
+    slotContext: positive('--ctx', values.ctx),
+    batch: positive('--batch', values.batch),
+    ubatch: positive('--ubatch', values.ubatch),
+  };
+  // The chat template wraps the message in a few dozen tokens at most.
+  const { promptTokens, maxTokens, slotContext } = settings;
+  if (promptTokens + maxTokens + 64 > slotContext)
+    fail(`--ctx ${slotContext} is too small for --prompt-tokens ${promptTokens} + --max-tokens ${maxTokens} + the chat template (64)`);
+  return settings;
 }
 
 export interface ServedModel {

@@ -19,66 +19,46 @@
  * (serve-servers.ts withoutEndOfGeneration), so every request generates --max-tokens tokens.
  */
 import { mkdir, writeFile } from 'node:fs/promises';
-import { availableParallelism } from 'node:os';
 import { join, relative } from 'node:path';
 import { parseArgs } from 'node:util';
-import { fail, log, positiveInteger, repoRoot, roundOrder } from './common.js';
+import { log, repoRoot, roundOrder } from './common.js';
 import { promptText, runLevel, type RequestSpec } from './serve-load.js';
 import { renderPage, type SideMemory, type ServeResult } from './serve-report.js';
-import { measureLevel, prepareServers, resolveServeModel, runHeader } from './serve-run.js';
+import { measureLevel, prepareServers, resolveServeModel, runHeader, serveBenchOptions, serveBenchSettings } from './serve-run.js';
 import { SERVERS, kvCacheBytes, readMemory, startServer, type ServerName } from './serve-servers.js';
 
 const usage =
   'usage: npx tsx test/bench/serve.ts [--model tinyllama1b|small|tiny|file.gguf] [--quant Q4_0] [--rounds 8] [--clients 1,4,16,64] ' +
   '[--parallel 16] [--ctx 256] [--max-tokens 32] [--prompt-tokens 32] [--requests 8] [--threads N] [--batch 2048] [--ubatch 512] ' +
   '[--gpu] [--out test/bench/results/serve] [--write-docs]';
-const positive = (name: string, value: string) => positiveInteger(name, value, usage);
 
 async function main(): Promise<void> {
   const { values } = parseArgs({
-    options: {
-      model: { type: 'string', default: 'tinyllama1b' },
-      quant: { type: 'string', default: 'Q4_0' },
-      rounds: { type: 'string', default: '8' },
-      clients: { type: 'string', default: '1,4,16,64' },
-      parallel: { type: 'string', default: '16' },
-      ctx: { type: 'string', default: '256' },
-      'max-tokens': { type: 'string', default: '32' },
-      'prompt-tokens': { type: 'string', default: '32' },
-      requests: { type: 'string', default: '8' },
-      threads: { type: 'string' },
-      batch: { type: 'string', default: '2048' },
-      ubatch: { type: 'string', default: '512' },
-      gpu: { type: 'boolean', default: false },
-      out: { type: 'string', default: join(repoRoot, 'test', 'bench', 'results', 'serve') },
-      'write-docs': { type: 'boolean', default: false },
-      help: { type: 'boolean', default: false },
-    },
+    options: serveBenchOptions({
+      clients: '1,4,16,64',
+      parallel: '16',
+      ctx: '256',
+      maxTokens: '32',
+      out: join(repoRoot, 'test', 'bench', 'results', 'serve'),
+    }),
     strict: true,
   });
   if (values.help) {
     process.stderr.write(`${usage}\n`);
     return;
   }
-  const rounds = positive('--rounds', values.rounds);
-  const levels = values.clients.split(',').map((c) => positive('--clients', c));
-  const maxTokens = positive('--max-tokens', values['max-tokens']);
-  const promptTokens = positive('--prompt-tokens', values['prompt-tokens']);
-  const minRequests = positive('--requests', values.requests);
-  const threads = values.threads === undefined ? availableParallelism() : positive('--threads', values.threads);
-  const parallel = positive('--parallel', values.parallel);
-  const slotContext = positive('--ctx', values.ctx);
-  // The chat template wraps the message in a few dozen tokens at most.
-  if (promptTokens + maxTokens + 64 > slotContext)
-    fail(`--ctx ${slotContext} is too small for --prompt-tokens ${promptTokens} + --max-tokens ${maxTokens} + the chat template (64)`);
+  const { rounds, levels, maxTokens, promptTokens, minRequests, threads, parallel, slotContext, batch, ubatch } = serveBenchSettings(
+    values,
+    usage,
+  );
 
   const sourceModel = await resolveServeModel(values.model, values.quant);
   const served = await prepareServers(sourceModel, {
     parallel,
     slotContext,
     threads,
-    batch: positive('--batch', values.batch),
-    ubatch: positive('--ubatch', values.ubatch),
+    batch,
+    ubatch,
     gpu: values.gpu,
   });
   const { setup } = served;

@@ -22,12 +22,11 @@
  * per-round ratios with their 95% interval (stats.ts); the page is structured-report.ts.
  */
 import { mkdir, writeFile } from 'node:fs/promises';
-import { availableParallelism } from 'node:os';
 import { join, relative } from 'node:path';
 import { parseArgs } from 'node:util';
-import { fail, log, positiveInteger, repoRoot, roundOrder } from './common.js';
+import { fail, log, repoRoot, roundOrder } from './common.js';
 import { percentile, promptText, runLevel, type LevelRun, type RequestSpec } from './serve-load.js';
-import { measureLevel, prepareServers, resolveServeModel, runHeader } from './serve-run.js';
+import { measureLevel, prepareServers, resolveServeModel, runHeader, serveBenchOptions, serveBenchSettings } from './serve-run.js';
 import { SERVERS, startServer, type RunningServer, type ServerName } from './serve-servers.js';
 import { stats } from './stats.js';
 import { renderPage, type BesideFigures, type Kind, type KindLevel, type SideRound, type StructuredResult } from './structured-report.js';
@@ -36,7 +35,6 @@ const usage =
   'usage: npx tsx test/bench/structured.ts [--model tinyllama1b|small|tiny|file.gguf] [--quant Q4_0] [--rounds 8] [--clients 1,8] ' +
   '[--parallel 8] [--ctx 512] [--max-tokens 48] [--prompt-tokens 32] [--requests 8] [--threads N] [--batch 2048] [--ubatch 512] ' +
   '[--constraint grammar|response_format] [--gpu] [--out test/bench/results/structured] [--write-docs]';
-const positive = (name: string, value: string) => positiveInteger(name, value, usage);
 
 /**
  * An object with one required array of short strings, at least `minItems` of them. Each item takes
@@ -126,23 +124,14 @@ async function measure(server: RunningServer, clients: number, specs: RequestSpe
 async function main(): Promise<void> {
   const { values } = parseArgs({
     options: {
-      model: { type: 'string', default: 'tinyllama1b' },
-      quant: { type: 'string', default: 'Q4_0' },
-      rounds: { type: 'string', default: '8' },
-      clients: { type: 'string', default: '1,8' },
-      parallel: { type: 'string', default: '8' },
-      ctx: { type: 'string', default: '512' },
-      'max-tokens': { type: 'string', default: '48' },
-      'prompt-tokens': { type: 'string', default: '32' },
-      requests: { type: 'string', default: '8' },
-      threads: { type: 'string' },
-      batch: { type: 'string', default: '2048' },
-      ubatch: { type: 'string', default: '512' },
+      ...serveBenchOptions({
+        clients: '1,8',
+        parallel: '8',
+        ctx: '512',
+        maxTokens: '48',
+        out: join(repoRoot, 'test', 'bench', 'results', 'structured'),
+      }),
       constraint: { type: 'string', default: 'grammar' },
-      gpu: { type: 'boolean', default: false },
-      out: { type: 'string', default: join(repoRoot, 'test', 'bench', 'results', 'structured') },
-      'write-docs': { type: 'boolean', default: false },
-      help: { type: 'boolean', default: false },
     },
     strict: true,
   });
@@ -150,31 +139,25 @@ async function main(): Promise<void> {
     process.stderr.write(`${usage}\n`);
     return;
   }
-  const rounds = positive('--rounds', values.rounds);
-  const levels = [...new Set(values.clients.split(',').map((c) => positive('--clients', c)))].sort((a, b) => a - b);
+  const { rounds, levels, maxTokens, promptTokens, minRequests, threads, parallel, slotContext, batch, ubatch } = serveBenchSettings(
+    values,
+    usage,
+  );
   const neighbourClients = levels.at(-1)!;
   if (neighbourClients < 2) fail(`--clients ${values.clients}: the largest count is the neighbour level, which needs 2 clients at least`);
-  const maxTokens = positive('--max-tokens', values['max-tokens']);
   if (2 * maxTokens > 2000)
     fail(`--max-tokens ${maxTokens}: the schema's minItems (2 × max-tokens) must stay within llama.cpp's repetition limit, 2000`);
-  const promptTokens = positive('--prompt-tokens', values['prompt-tokens']);
-  const minRequests = positive('--requests', values.requests);
-  const threads = values.threads === undefined ? availableParallelism() : positive('--threads', values.threads);
-  const parallel = positive('--parallel', values.parallel);
-  const slotContext = positive('--ctx', values.ctx);
   const constraint = values.constraint;
   if (constraint !== 'grammar' && constraint !== 'response_format')
     fail(`--constraint must be grammar or response_format, got ${JSON.stringify(constraint)}\n${usage}`);
-  if (promptTokens + maxTokens + 64 > slotContext)
-    fail(`--ctx ${slotContext} is too small for --prompt-tokens ${promptTokens} + --max-tokens ${maxTokens} + the chat template (64)`);
 
   const sourceModel = await resolveServeModel(values.model, values.quant);
   const served = await prepareServers(sourceModel, {
     parallel,
     slotContext,
     threads,
-    batch: positive('--batch', values.batch),
-    ubatch: positive('--ubatch', values.ubatch),
+    batch,
+    ubatch,
     gpu: values.gpu,
   });
   const { setup } = served;
