@@ -8,7 +8,14 @@ import { ErrorCode, ModelFileError } from '../../lib/errors.js';
 import { GgmlType, ggmlTensorByteSize, ggmlTypeName } from '../../lib/gguf/ggml-types.js';
 import { alignUp, ggufNumber, ggufString, readGguf, type GgufFile } from '../../lib/gguf/reader.js';
 import { GgufWriter, gguf } from '../../lib/gguf/writer.js';
-import { ensureSyntheticModel, floatToHalfBits, shapes, syntheticTensorPlan, writeSyntheticModel } from '../../lib/gguf/synthetic-model.js';
+import {
+  GENERATOR_VERSION,
+  ensureSyntheticModel,
+  floatToHalfBits,
+  shapes,
+  syntheticTensorPlan,
+  writeSyntheticModel,
+} from '../../lib/gguf/synthetic-model.js';
 
 const vocabPath = fileURLToPath(new URL('../../vendor/llama.cpp/models/ggml-vocab-llama-spm.gguf', import.meta.url));
 
@@ -130,6 +137,21 @@ describe('synthetic model round trip', () => {
     expect(await sha256(again)).toBe(ref);
     expect(await sha256(other)).not.toBe(ref);
     expect((await stat(other)).size).toBe(tiny.fileSize);
+  });
+
+  it('keeps the bytes of the existing shapes, which caches rely on (a change must bump GENERATOR_VERSION)', async () => {
+    // With llama.cpp's llama-spm vocab at our pin; a vendor upgrade that changes it changes these too.
+    const pinned = {
+      tiny: '6e6fef8699652851b4a2229a1098536fb0456d9ef24829652270d176bbe4cd7d',
+      tinySwa: 'e65fd30f56b3ca659eb808f8040013ce6403534bcba21691a58e388e2a74c991',
+      tinyMamba: '47a3ead15f17f58fe88966e907515b116ca2d1378c839c5bf35a7c224eade4ea',
+    } as const;
+    expect(GENERATOR_VERSION).toBe(1);
+    for (const [name, sum] of Object.entries(pinned) as [keyof typeof pinned, string][]) {
+      const path = join(dir, `pinned-${name}.gguf`);
+      await writeSyntheticModel({ path, shape: shapes[name], vocabPath, seed: 1 });
+      expect(await sha256(path), name).toBe(sum);
+    }
   });
 
   it('caches ensureSyntheticModel results', async () => {
