@@ -51,6 +51,7 @@ Addon::Addon(Napi::Env env, Napi::Object exports) {
           InstanceValue("quantize", Napi::Function::New(env, Quantize), napi_enumerable),
           InstanceValue("architectureSupported", Napi::Function::New(env, ArchitectureSupported), napi_enumerable),
           InstanceValue("layerPlacement", Napi::Function::New(env, LayerPlacement), napi_enumerable),
+          InstanceValue("embeddingTraits", Napi::Function::New(env, EmbeddingTraits), napi_enumerable),
           InstanceValue("memoryBreakdown", Napi::Function::New(env, MemoryBreakdown), napi_enumerable),
           InstanceValue("fitParams", Napi::Function::New(env, FitParams), napi_enumerable),
           InstanceValue("graphPlacement", Napi::Function::New(env, GraphPlacement), napi_enumerable),

@@ -30,6 +30,7 @@ inline constexpr const char* kCudaUnavailable = "ERR_CUDA_UNAVAILABLE";
 inline constexpr const char* kChatTemplate = "ERR_CHAT_TEMPLATE";
 inline constexpr const char* kGrammar = "ERR_GRAMMAR";
 inline constexpr const char* kJsonSchema = "ERR_JSON_SCHEMA";
+inline constexpr const char* kEmbeddingsOnly = "ERR_EMBEDDINGS_ONLY";
 }  // namespace code
 
 // A token's text as UTF-8 bytes (possibly part of a character). Never truncated: a piece longer

@@ -1,5 +1,6 @@
 #include "context.h"
 
+#include <cstring>
 #include <memory>
 #include <string>
 #include <vector>
@@ -7,6 +8,7 @@
 #include "addon.h"
 #include "cancel_flag.h"
 #include "common.h"
+#include "embedding.h"
 #include "engine.h"
 #include "generation.h"
 #include "ggml-backend.h"
@@ -64,6 +66,7 @@ class CreateWorker : public PromiseWorker {
       : PromiseWorker(env, "cuda-llama-context", code::kContextCreate), model_(model), params_(params) {
     model_ref_ = Napi::Persistent(model_object);
     parts_.park_budget = park_budget;
+    parts_.embeddings = params.embeddings;
   }
   ~CreateWorker() override { parts_.Free(); }
 
@@ -129,6 +132,8 @@ llama_context_params ContextParamsFromJs(Napi::Object options) {
   if (auto v = OptionalBool(options, "offloadKqv")) params.offload_kqv = *v;
   if (auto v = OptionalBool(options, "opOffload")) params.op_offload = *v;
   if (auto v = OptionalBool(options, "kvUnified")) params.kv_unified = *v;
+  if (auto v = OptionalBool(options, "embeddings")) params.embeddings = *v;
+  if (auto v = OptionalNumber(options, "poolingType")) params.pooling_type = static_cast<enum llama_pooling_type>(*v);
   return params;
 }
 
@@ -154,7 +159,8 @@ Napi::Function Context::Define(Napi::Env env) {
       {StaticMethod<&Context::Create>("create"), InstanceMethod<&Context::Info>("info"),
        InstanceMethod<&Context::Submit>("submit"), InstanceMethod<&Context::EndSession>("endSession"),
        InstanceMethod<&Context::ForkSession>("forkSession"), InstanceMethod<&Context::EngineStats>("engineStats"),
-       InstanceMethod<&Context::Dispose>("dispose"), InstanceAccessor<&Context::IsDisposed>("disposed")});
+       InstanceMethod<&Context::Embed>("embed"), InstanceMethod<&Context::Dispose>("dispose"),
+       InstanceAccessor<&Context::IsDisposed>("disposed")});
 }
 
 Context::Context(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Context>(info) {
@@ -167,11 +173,16 @@ Context::Context(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Context>(inf
   owner_ = Model::Unwrap(info[1].As<Napi::Object>());
   owner_ref_ = Napi::Persistent(info[1].As<Napi::Object>());
   owner_->AddContext(this);
-  engine_ = Engine::Create(env, parts_.ctx, parts_.host_backend, parts_.park_budget);
-  llama_set_abort_callback(parts_.ctx, &Engine::AbortCallback, engine_);
   thread_ = std::make_unique<ContextThread>(env.GetInstanceData<Addon>()->log_sink);
-  Engine* engine = engine_;
-  thread_->Post([engine] { engine->Run(); }, nullptr);
+  if (parts_.embeddings) {
+    // An embeddings context runs embed jobs on its thread, one at a time; no engine, no generation.
+    llama_set_abort_callback(parts_.ctx, &Context::EmbedAbortCallback, &stop_embedding_);
+  } else {
+    engine_ = Engine::Create(env, parts_.ctx, parts_.host_backend, parts_.park_budget);
+    llama_set_abort_callback(parts_.ctx, &Engine::AbortCallback, engine_);
+    Engine* engine = engine_;
+    thread_->Post([engine] { engine->Run(); }, nullptr);
+  }
   TagObject(info.This().As<Napi::Object>(), kContextTag);
 }
 
@@ -184,6 +195,8 @@ void Context::Free() {
     engine_->Release();
     engine_ = nullptr;
   }
+  stop_embedding_.store(true);
+  thread_.reset();  // an embed job in flight stops at its next decode (or inside it, on the CPU)
   parts_.Free();
   if (owner_ != nullptr) {
     owner_->RemoveContext(this);
@@ -234,6 +247,7 @@ Napi::Value Context::Info(const Napi::CallbackInfo& info) {
 Napi::Value Context::Submit(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   llama_context* ctx = Get(env);
+  RequireEngine(env);
   std::unique_ptr<GenerationRequest> request = RequestFromJs(info, ctx);
   request->context_ref = Napi::Persistent(info.This().As<Napi::Object>());
   Napi::Promise promise = request->deferred.Promise();
@@ -244,6 +258,7 @@ Napi::Value Context::Submit(const Napi::CallbackInfo& info) {
 Napi::Value Context::EndSession(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Get(env);
+  RequireEngine(env);
   if (info.Length() < 1 || !info[0].IsNumber()) throw Napi::TypeError::New(env, "endSession(id: number)");
   engine_->EndSession(info[0].As<Napi::Number>().Uint32Value());
   return env.Undefined();
@@ -252,6 +267,7 @@ Napi::Value Context::EndSession(const Napi::CallbackInfo& info) {
 Napi::Value Context::ForkSession(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Get(env);
+  RequireEngine(env);
   if (info.Length() < 2 || !info[0].IsNumber() || !info[1].IsNumber()) {
     throw Napi::TypeError::New(env, "forkSession(parent: number, child: number)");
   }
@@ -262,7 +278,7 @@ Napi::Value Context::ForkSession(const Napi::CallbackInfo& info) {
 Napi::Value Context::EngineStats(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Get(env);
-  const cuda_llama::EngineStats stats = engine_->Stats();
+  const cuda_llama::EngineStats stats = engine_ != nullptr ? engine_->Stats() : cuda_llama::EngineStats{};
   Napi::Object result = Napi::Object::New(env);
   result.Set("usedCells", static_cast<double>(stats.used_cells));
   result.Set("totalCells", static_cast<double>(stats.total_cells));
@@ -272,6 +288,87 @@ Napi::Value Context::EngineStats(const Napi::CallbackInfo& info) {
   result.Set("decodeMs", stats.decode_ms);
   result.Set("hostMs", stats.host_ms);
   return result;
+}
+
+void Context::RequireEngine(Napi::Env env) const {
+  if (engine_ == nullptr) {
+    throw MakeError(env, code::kEmbeddingsOnly, "this is an embeddings context: it embeds, it does not generate");
+  }
+}
+
+bool Context::EmbedAbortCallback(void* stop) { return static_cast<std::atomic<bool>*>(stop)->load(); }
+
+namespace {
+
+// One embed() call between the JS thread and the context thread: the job, and the promise its
+// outcome settles (on the JS thread, through the thread-safe function).
+struct EmbedCall {
+  EmbedJob job;
+  Napi::Promise::Deferred deferred;
+  Napi::ObjectReference context_ref;  // keeps the Context alive while its thread runs the job
+  explicit EmbedCall(Napi::Env env) : deferred(Napi::Promise::Deferred::New(env)) {}
+};
+
+void SettleEmbedCall(Napi::Env env, Napi::Function, EmbedCall* call) {
+  std::unique_ptr<EmbedCall> owned(call);
+  if (env == nullptr) return;  // the environment is going away
+  EmbedJob& job = call->job;
+  if (!job.error.empty()) {
+    call->deferred.Reject(
+        MakeError(env, job.error_code, job.error, job.status != 0 ? std::optional<int>(job.status) : std::nullopt)
+            .Value());
+    return;
+  }
+  Napi::Float32Array vectors = Napi::Float32Array::New(env, job.vectors.size());
+  if (!job.vectors.empty()) std::memcpy(vectors.Data(), job.vectors.data(), job.vectors.size() * sizeof(float));
+  Napi::Object result = Napi::Object::New(env);
+  result.Set("vectors", vectors);
+  result.Set("width", job.width);
+  result.Set("decodes", job.decodes);
+  call->deferred.Resolve(result);
+}
+
+}  // namespace
+
+Napi::Value Context::Embed(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  llama_context* ctx = Get(env);
+  if (!parts_.embeddings) {
+    throw MakeError(env, code::kEmbeddingsOnly, "this context generates; embed() needs an embeddings context");
+  }
+  if (info.Length() < 2 || !info[0].IsTypedArray() ||
+      info[0].As<Napi::TypedArray>().TypedArrayType() != napi_int32_array || !info[1].IsTypedArray() ||
+      info[1].As<Napi::TypedArray>().TypedArrayType() != napi_uint32_array) {
+    throw Napi::TypeError::New(env, "embed(tokens: Int32Array, lengths: Uint32Array)");
+  }
+  Napi::Int32Array tokens = info[0].As<Napi::Int32Array>();
+  Napi::Uint32Array lengths = info[1].As<Napi::Uint32Array>();
+  auto call = std::make_unique<EmbedCall>(env);
+  call->job.tokens.assign(tokens.Data(), tokens.Data() + tokens.ElementLength());
+  call->job.lengths.assign(lengths.Data(), lengths.Data() + lengths.ElementLength());
+  uint64_t total = 0;
+  for (uint32_t n : call->job.lengths) {
+    if (n == 0) throw Napi::RangeError::New(env, "every text needs at least one token");
+    total += n;
+  }
+  if (total != call->job.tokens.size()) throw Napi::RangeError::New(env, "lengths must add up to tokens.length");
+  call->job.stop = &stop_embedding_;
+  call->context_ref = Napi::Persistent(info.This().As<Napi::Object>());
+  Napi::Promise promise = call->deferred.Promise();
+  auto tsfn = std::make_shared<Napi::ThreadSafeFunction>(Napi::ThreadSafeFunction::New(
+      env, Napi::Function::New(env, [](const Napi::CallbackInfo&) {}), "cuda-llama-embed", 0, 1));
+  EmbedCall* raw = call.get();
+  const bool posted = thread_->Post([ctx, raw] { RunEmbedJob(ctx, raw->job); },
+                                    [tsfn, raw] {
+                                      tsfn->BlockingCall(raw, SettleEmbedCall);
+                                      tsfn->Release();
+                                    });
+  if (!posted) {
+    tsfn->Release();
+    throw MakeError(env, code::kBusy, "an embed() call is already running on this context");
+  }
+  call.release();  // SettleEmbedCall owns it now
+  return promise;
 }
 
 Napi::Value Context::Dispose(const Napi::CallbackInfo& info) {

@@ -35,6 +35,9 @@ struct ContextParts {
   // Null without a threadpool or with a one-thread pool; freed before the pool.
   ggml_backend_t host_backend = nullptr;
   size_t park_budget = 0;  // bytes for parked session states (Engine), from lib's parkedSessionBytes
+  // An embeddings context (llama_context_params.embeddings): embed jobs run on its thread, and it
+  // has no engine.
+  bool embeddings = false;
   void Free();
 };
 
@@ -68,7 +71,16 @@ class Context : public Napi::ObjectWrap<Context> {
   // JS: engineStats() -> { usedCells, totalCells, parkedSessions, parkedBytes, steps, decodeMs, hostMs }
   // Atomic reads of what the engine published after its last step; never waits for it.
   Napi::Value EngineStats(const Napi::CallbackInfo& info);
+  // JS: embed(tokens: Int32Array, lengths: Uint32Array) -> Promise<{ vectors: Float32Array,
+  //     width, decodes }>: the texts (lengths[i] tokens each, end to end in `tokens`) through an
+  //     embeddings context, packed into batches (native/embedding.h). One call at a time: lib/
+  //     queues them (ERR_BUSY otherwise).
+  Napi::Value Embed(const Napi::CallbackInfo& info);
   Napi::Value Dispose(const Napi::CallbackInfo& info);
+  // ERR_EMBEDDINGS_ONLY for the generation methods of an embeddings context.
+  void RequireEngine(Napi::Env env) const;
+  // ggml abort callback of an embeddings context: true once Free() has begun.
+  static bool EmbedAbortCallback(void* stop);
   Napi::Value IsDisposed(const Napi::CallbackInfo& info);
 
   ContextParts parts_;
@@ -76,7 +88,8 @@ class Context : public Napi::ObjectWrap<Context> {
   Napi::ObjectReference owner_ref_;  // keeps the model alive as long as this context
   // Owned by its own thread-safe function's finalizer (Engine::Release); null once freed.
   Engine* engine_ = nullptr;
-  std::unique_ptr<ContextThread> thread_;  // runs engine_->Run()
+  std::atomic<bool> stop_embedding_{false};
+  std::unique_ptr<ContextThread> thread_;  // runs engine_->Run(), or an embeddings context's embed jobs
 };
 
 }  // namespace cuda_llama

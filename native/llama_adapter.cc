@@ -200,6 +200,18 @@ Napi::Value LayerPlacement(const Napi::CallbackInfo& info) {
   return result;
 }
 
+Napi::Value EmbeddingTraits(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Model* wrapper = UnwrapTagged<Model>(info[0], kModelTag, "Model");
+  const llama_model* model = wrapper->Get(env);
+  Napi::Object result = Napi::Object::New(env);
+  result.Set("poolingType", static_cast<int>(model->hparams.pooling_type));
+  result.Set("causalAttention", model->hparams.causal_attn);
+  result.Set("languageModelHead", model->output != nullptr);
+  result.Set("rankingHead", model->cls != nullptr || model->cls_out != nullptr);
+  return result;
+}
+
 Napi::Value MemoryBreakdown(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Context* wrapper = UnwrapTagged<Context>(info[0], kContextTag, "Context");

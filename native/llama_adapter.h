@@ -31,6 +31,14 @@ Napi::Value MemoryBreakdown(const Napi::CallbackInfo& info);
 // nTokens. Call it only while the context is idle; the next decode builds its own graph.
 Napi::Value GraphPlacement(const Napi::CallbackInfo& info);
 
+// JS: embeddingTraits(model) -> { poolingType, causalAttention, languageModelHead, rankingHead }
+//   poolingType: the file's own (hparams.pooling_type: llama.h's enum, NONE when the file says
+//   nothing); causalAttention: hparams.causal_attn (false for BERT-style encoders);
+//   languageModelHead: an output projection to the vocabulary exists (tied or not), so the model
+//   can generate; rankingHead: a classifier (cls or cls_out) that RANK pooling applies, so
+//   rerank() scores mean something.
+Napi::Value EmbeddingTraits(const Napi::CallbackInfo& info);
+
 // What llama.cpp's GBNF parser (llama_grammar_parser, src/llama-grammar.h) finds wrong with
 // `text`, in its own words: a syntax error, an undefined rule, no rule named `root`, or left
 // recursion; empty when llama.cpp will accept it. The checks of llama_grammar_init_impl without its

@@ -264,6 +264,23 @@ Napi::Value Model::Info(const Napi::CallbackInfo& info) {
   result.Set("addBos", llama_vocab_get_add_bos(vocab));
   result.Set("hasEncoder", llama_model_has_encoder(model));
   result.Set("hasDecoder", llama_model_has_decoder(model));
+  // What embeddings and rerank prompts need: the pooled vector's size, the ranking head's outputs
+  // and labels, the file's rerank prompt, and the separator tokens llama.cpp's tools join a query
+  // and a document with when the file has no rerank prompt.
+  result.Set("embeddingOutputSize", llama_model_n_embd_out(model));
+  const uint32_t n_cls_out = llama_model_n_cls_out(model);
+  result.Set("classifierOutputs", n_cls_out);
+  Napi::Array labels = Napi::Array::New(env, n_cls_out);
+  for (uint32_t i = 0; i < n_cls_out; i++) {
+    const char* label = llama_model_cls_label(model, i);
+    labels.Set(i, label != nullptr ? Napi::Value(Napi::String::New(env, label)) : env.Null());
+  }
+  result.Set("classifierLabels", labels);
+  const char* rerank = llama_model_chat_template(model, "rerank");
+  result.Set("rerankTemplate", rerank != nullptr ? Napi::Value(Napi::String::New(env, rerank)) : env.Null());
+  result.Set("sepToken", llama_vocab_sep(vocab));
+  result.Set("addSep", llama_vocab_get_add_sep(vocab));
+  result.Set("addEos", llama_vocab_get_add_eos(vocab));
   return result;
 }
 

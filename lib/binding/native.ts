@@ -51,6 +51,10 @@ export interface NativeContextParams {
   offloadKqv?: boolean;
   opOffload?: boolean;
   kvUnified?: boolean;
+  /** llama_context_params.embeddings: an embeddings context, which embeds and has no engine. */
+  embeddings?: boolean;
+  /** llama_context_params.pooling_type (llama.h's enum; -1 the model's own). */
+  poolingType?: number;
   /** Not llama.cpp's: the engine's host-memory budget for parked session states (0: none). */
   parkedSessionBytes?: number;
 }
@@ -75,6 +79,38 @@ export interface NativeModelInfo {
   addBos: boolean;
   hasEncoder: boolean;
   hasDecoder: boolean;
+  /** llama_model_n_embd_out: the size of a pooled embedding. */
+  embeddingOutputSize: number;
+  /** llama_model_n_cls_out: the ranking head's outputs (1 when the file says nothing). */
+  classifierOutputs: number;
+  /** llama_model_cls_label for each output; null where the file names none. */
+  classifierLabels: (string | null)[];
+  /** llama_model_chat_template(model, "rerank"): the file's rerank prompt with {query} and {document}. */
+  rerankTemplate: string | null;
+  /** llama_vocab_sep, llama_vocab_get_add_sep, llama_vocab_get_add_eos */
+  sepToken: number;
+  addSep: boolean;
+  addEos: boolean;
+}
+
+/** What embeddings need to know about a model that llama.h does not say (native/llama_adapter.h). */
+export interface NativeEmbeddingTraits {
+  /** The file's pooling type (llama.h's enum: 0 none, 1 mean, 2 cls, 3 last, 4 rank). */
+  poolingType: number;
+  /** False for BERT-style encoders, which see a whole text at once. */
+  causalAttention: boolean;
+  /** An output projection to the vocabulary: the model can generate. */
+  languageModelHead: boolean;
+  /** A classifier head that RANK pooling applies. */
+  rankingHead: boolean;
+}
+
+export interface NativeEmbedResult {
+  /** Rows of `width` floats: one per text (pooled) or one per token (pooling none), in order. */
+  vectors: Float32Array;
+  width: number;
+  /** llama_decode calls it took. */
+  decodes: number;
 }
 
 export interface NativeContextInfo {
@@ -300,6 +336,13 @@ export interface NativeContext {
   forkSession(parent: number, child: number): void;
   /** The engine's KV-cache, parking and step-time figures (no llama.cpp call: atomics it publishes after each step). */
   engineStats(): NativeEngineStats;
+  /**
+   * Embeddings contexts only: the texts (lengths[i] tokens each, end to end in `tokens`) packed
+   * into as few llama_decode calls as the batch size and sequence count allow, then
+   * llama_get_embeddings_seq per text (or llama_get_embeddings_ith per token with pooling none).
+   * One call at a time (ERR_BUSY otherwise); a generation context throws ERR_EMBEDDINGS_ONLY.
+   */
+  embed(tokens: Int32Array, lengths: Uint32Array): Promise<NativeEmbedResult>;
   /** llama_free + ggml_threadpool_free */
   dispose(): void;
   readonly disposed: boolean;
@@ -441,6 +484,7 @@ export interface NativeAddon {
   architectureSupported(name: string): boolean;
   /** adapter: llama_model::dev_layer / dev_output / tensor buffers */
   layerPlacement(model: NativeModel): NativeLayerPlacement;
+  embeddingTraits(model: NativeModel): NativeEmbeddingTraits;
   /** adapter: llama_get_memory_breakdown (src/llama-ext.h) */
   memoryBreakdown(context: NativeContext): NativeMemoryEntry[];
   /** common_fit_params (llama.cpp's common/fit.h): layers that fit free device memory, no_alloc projection */
@@ -481,6 +525,7 @@ export const nativeExportNames = [
   'quantize',
   'architectureSupported',
   'layerPlacement',
+  'embeddingTraits',
   'memoryBreakdown',
   'fitParams',
   'graphPlacement',
