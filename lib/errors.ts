@@ -52,6 +52,14 @@ export const ErrorCode = {
   GRAMMAR: 'ERR_GRAMMAR',
   /** A JSON Schema uses what llama.cpp's grammar cannot enforce, cannot be satisfied, or is not a schema. */
   JSON_SCHEMA: 'ERR_JSON_SCHEMA',
+  /** generate(), stream(), chat() or a session on an embedding model, which has no text to generate. */
+  EMBEDDINGS_ONLY: 'ERR_EMBEDDINGS_ONLY',
+  /** embed() or rerank() on a model loaded without embeddings (LoadOptions.embeddings). */
+  NO_EMBEDDINGS: 'ERR_NO_EMBEDDINGS',
+  /** A text is longer than an embedding batch holds; `details` has its index and token count. */
+  TEXT_TOO_LONG: 'ERR_TEXT_TOO_LONG',
+  /** rerank(), or pooling: 'rank', on a model without a ranking head. */
+  NO_RANKING_HEAD: 'ERR_NO_RANKING_HEAD',
 } as const;
 
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
@@ -115,6 +123,11 @@ export class JsonSchemaError extends CudaLlamaError {
   override name = 'JsonSchemaError';
 }
 
+/** Embeddings asked of a model that cannot give them, or generation of one that only embeds, or a text too long to embed. */
+export class EmbeddingError extends CudaLlamaError {
+  override name = 'EmbeddingError';
+}
+
 /** Use of a disposed model or context. */
 export class DisposedError extends CudaLlamaError {
   override name = 'DisposedError';
@@ -140,6 +153,10 @@ const errorClassByCode: Partial<Record<ErrorCode, typeof CudaLlamaError>> = {
   [ErrorCode.GPU_PLACEMENT]: GpuError,
   [ErrorCode.GRAMMAR]: GrammarError,
   [ErrorCode.JSON_SCHEMA]: JsonSchemaError,
+  [ErrorCode.EMBEDDINGS_ONLY]: EmbeddingError,
+  [ErrorCode.NO_EMBEDDINGS]: EmbeddingError,
+  [ErrorCode.TEXT_TOO_LONG]: EmbeddingError,
+  [ErrorCode.NO_RANKING_HEAD]: EmbeddingError,
 };
 
 /** Builds the right subclass for a code. */

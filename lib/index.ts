@@ -27,6 +27,7 @@ export type { SamplingOptions, LogitBiasEntry } from './sampling.js';
 export type { TokenLogprob, TokenAlternative } from './logprobs.js';
 export type { JsonSchema } from './structured/json-schema.js';
 export { LlamaSession } from './session.js';
+export type { Pooling, EmbedOptions, EmbedResult, RerankOptions, RerankResult } from './embedding.js';
 export type { LoadOptions, GenerateOptions, BatchGenerateOptions, GpuPolicy, FlashAttention, KvCacheType } from './options.js';
 export type { LayerReport, DeviceUsage, GraphUsage } from './layer-report.js';
 export type { LoadPlan, PlannedDevice, PlannedHost } from './plan.js';
@@ -40,6 +41,7 @@ export {
   GpuError,
   GrammarError,
   JsonSchemaError,
+  EmbeddingError,
   DisposedError,
   ErrorCode,
 } from './errors.js';

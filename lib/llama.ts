@@ -3,7 +3,8 @@
  */
 import { stat } from 'node:fs/promises';
 import { describeCudaCode } from './gpu/fatbin.js';
-import { ErrorCode, GpuError, ModelFileError, fromNativeError } from './errors.js';
+import { EmbeddingError, ErrorCode, GpuError, ModelFileError, fromNativeError } from './errors.js';
+import { POOLING_IDS, poolingName, type Pooling } from './embedding.js';
 import { ggufNumber, ggufString, readGguf } from './gguf/reader.js';
 import { checkLoaderGuards } from './gguf/loader-guards.js';
 import { cudaAvailability, cudaModuleCode, type CudaAvailability } from './gpu/availability.js';
@@ -16,8 +17,22 @@ import { LlamaModel } from './model.js';
 import { dryRun, formatPlan, gpuFits, insufficientMemoryError, refuseCellsBeyondRam, type LoadPlan } from './plan.js';
 import { safeCallback } from './safe-callback.js';
 import { sampleGpus, type GpuTelemetry } from './gpu/telemetry.js';
-import { LlamaFileType, type NativeBackend, type NativeContext, type NativeDevice, type NativeModel } from './binding/native.js';
-import { contextParams, defaultThreadCount, resolveContextSize, validateLoadOptions, type LoadOptions } from './options.js';
+import {
+  LlamaFileType,
+  type NativeBackend,
+  type NativeContext,
+  type NativeDevice,
+  type NativeEmbeddingTraits,
+  type NativeModel,
+} from './binding/native.js';
+import {
+  contextParams,
+  defaultThreadCount,
+  embeddingContextParams,
+  resolveContextSize,
+  validateLoadOptions,
+  type LoadOptions,
+} from './options.js';
 import { tune, type TuneOptions, type TuneResult } from './tools/tune.js';
 import { expectString, optionalEnum, typeError } from './validate.js';
 
@@ -61,7 +76,7 @@ function binary(): LoadedBinary {
 }
 
 /** Checks the file before llama.cpp sees it: llama.cpp asserts abort the process, our errors don't. */
-async function inspectModelFile(path: string): Promise<{ fileSizeBytes: number; trainingContextSize: number }> {
+async function inspectModelFile(path: string): Promise<ModelFileFacts> {
   let info;
   try {
     info = await stat(path);
@@ -100,7 +115,42 @@ async function inspectModelFile(path: string): Promise<{ fileSizeBytes: number; 
     );
   }
   checkLoaderGuards(gguf, architecture);
-  return { fileSizeBytes: info.size, trainingContextSize: ggufNumber(gguf, `${architecture}.context_length`) ?? 0 };
+  const pooling = ggufNumber(gguf, `${architecture}.pooling_type`);
+  const causal = gguf.metadata.get(`${architecture}.attention.causal`);
+  return {
+    fileSizeBytes: info.size,
+    trainingContextSize: ggufNumber(gguf, `${architecture}.context_length`) ?? 0,
+    // llama.cpp reads the same two keys (llama_model::load_hparams): a pooling type, or attention
+    // that is not causal (an encoder), makes an embedding model.
+    pooling: pooling !== undefined && pooling > 0 && pooling <= POOLING_IDS.rank ? poolingName(pooling) : null,
+    causalAttention: causal?.type !== 'bool' || causal.value !== false,
+  };
+}
+
+interface ModelFileFacts {
+  fileSizeBytes: number;
+  trainingContextSize: number;
+  /** The pooling type the file declares; null when it declares none. */
+  pooling: Pooling | null;
+  causalAttention: boolean;
+}
+
+/** What the load makes of embeddings: which contexts, and how embed() pools. */
+interface EmbeddingDecision {
+  embeddingModel: boolean;
+  /** Null: no embeddings context. */
+  pooling: Pooling | null;
+}
+
+function decideEmbeddings(path: string, valid: LoadOptions, file: ModelFileFacts): EmbeddingDecision {
+  const embeddingModel = file.pooling !== null || !file.causalAttention;
+  if (embeddingModel && valid.embeddings === false) {
+    throw new EmbeddingError(ErrorCode.EMBEDDINGS_ONLY, `${path} is an embedding model: it cannot be loaded without embeddings`, {
+      remedy: 'leave out embeddings: false and call model.embed() (or rerank()); load a generative model to generate',
+    });
+  }
+  if (!embeddingModel && valid.embeddings !== true) return { embeddingModel, pooling: null };
+  return { embeddingModel, pooling: valid.pooling ?? file.pooling ?? (file.causalAttention ? 'last' : 'mean') };
 }
 
 /**
@@ -130,14 +180,26 @@ async function prepare(path: string, options: LoadOptions) {
   const file = await inspectModelFile(path);
   const contextSize = resolveContextSize(valid.contextSize, file.trainingContextSize);
   const loaded = binary();
-  const context = contextParams(valid, contextSize);
+  const embedding = decideEmbeddings(path, valid, file);
+  const embeddingContext = embedding.pooling === null ? null : embeddingContextParams(valid, contextSize, POOLING_IDS[embedding.pooling]);
+  // An embedding model has its embeddings context only; that is the context the plan and the fit count.
+  const context = embedding.embeddingModel ? embeddingContext! : contextParams(valid, contextSize);
   let decision = decideGpu(valid, loaded);
   try {
     decision = await fitLayers(loaded.addon, path, decision, context);
   } catch (error) {
     throw fromNativeError(error);
   }
-  return { valid, file, loaded, decision, modelParams: modelParams(decision, valid), contextParams: context };
+  return {
+    valid,
+    file,
+    loaded,
+    decision,
+    embedding,
+    modelParams: modelParams(decision, valid),
+    contextParams: context,
+    embeddingContextParams: embeddingContext,
+  };
 }
 
 /**
@@ -176,6 +238,20 @@ async function fitOrFallBack(path: string, prepared: Prepared): Promise<GpuDecis
   return decision;
 }
 
+/** What llama.cpp made of the model, against what the load decided from the file's keys. */
+function checkEmbeddingTraits(path: string, embedding: EmbeddingDecision, traits: NativeEmbeddingTraits): void {
+  if (!embedding.embeddingModel && !traits.languageModelHead) {
+    throw new EmbeddingError(ErrorCode.EMBEDDINGS_ONLY, `${path} has no output head: it cannot generate`, {
+      remedy: 'load it with { embeddings: true } to embed with it',
+    });
+  }
+  if (embedding.pooling === 'rank' && !traits.rankingHead) {
+    throw new EmbeddingError(ErrorCode.NO_RANKING_HEAD, `pooling: 'rank' needs a ranking head, and ${path} has none`, {
+      remedy: "load a reranker for rerank(), or choose another pooling ('mean', 'cls', 'last') to embed",
+    });
+  }
+}
+
 /**
  * The native load and context creation, cancellable through the signal and reporting progress.
  * On any failure nothing stays allocated, and the error is the progress callback's, the signal's
@@ -190,25 +266,37 @@ async function loadNative(path: string, prepared: Prepared, decision: GpuDecisio
   signal?.addEventListener('abort', onAbort, { once: true });
   // A throwing progress callback stops the load and becomes its error (never reaches native code).
   const progress = valid.onProgress && safeCallback(valid.onProgress, () => cancel.cancel());
+  const { embedding } = prepared;
   let native: NativeModel | undefined;
   let context: NativeContext | undefined;
+  let embeddingContext: NativeContext | undefined;
   try {
     // From the decision as it stands now: an 'auto' load that did not fit has become a CPU one.
     native = await addon.Model.load(path, modelParams(decision, valid), progress?.call, cancel);
     progress?.rethrow();
     signal?.throwIfAborted();
+    const traits = addon.embeddingTraits(native);
+    checkEmbeddingTraits(path, embedding, traits);
     context = await addon.Context.create(native, prepared.contextParams);
     signal?.throwIfAborted();
+    if (embedding.embeddingModel) embeddingContext = context;
+    else if (prepared.embeddingContextParams !== null) {
+      embeddingContext = await addon.Context.create(native, prepared.embeddingContextParams);
+      signal?.throwIfAborted();
+    }
     return new LlamaModel({
       binary: loaded,
       native,
       context,
+      embeddingContext: embeddingContext ?? null,
+      embedding: { ...embedding, rankingHead: traits.rankingHead },
       decision,
       offloadKvCache: valid.offloadKvCache !== false,
       path,
       fileSizeBytes: file.fileSizeBytes,
     });
   } catch (error) {
+    if (embeddingContext !== context) embeddingContext?.dispose();
     context?.dispose();
     native?.dispose();
     progress?.rethrow();

@@ -19,7 +19,17 @@ import {
   type ChatTemplateOptions,
 } from './chat.js';
 import { ChatStreamState } from './chat-stream.js';
-import { DisposedError, fromNativeError } from './errors.js';
+import { DisposedError, EmbeddingError, ErrorCode, fromNativeError } from './errors.js';
+import {
+  embedTexts,
+  rerankDocuments,
+  type EmbedOptions,
+  type EmbedResult,
+  type EmbeddingHost,
+  type Pooling,
+  type RerankOptions,
+  type RerankResult,
+} from './embedding.js';
 import { runGenerations, type BatchResult, type GenerateResult } from './generation.js';
 import { TokenTexts } from './logprobs.js';
 import { prepareRequest, tokenIds, type RequestHost } from './request.js';
@@ -27,7 +37,14 @@ import { LlamaSession } from './session.js';
 import type { GpuDecision } from './gpu/decision.js';
 import { buildLayerReport, type LayerReport } from './layer-report.js';
 import type { LoadedBinary } from './binding/load-native.js';
-import type { NativeCancelFlag, NativeContext, NativeContextInfo, NativeModel, NativeModelInfo } from './binding/native.js';
+import type {
+  NativeCancelFlag,
+  NativeContext,
+  NativeContextInfo,
+  NativeEmbedResult,
+  NativeModel,
+  NativeModelInfo,
+} from './binding/native.js';
 import { validateGenerateOptions, type BatchGenerateOptions, type GenerateOptions } from './options.js';
 import { expectObject, expectString, optionalBoolean, rejectUnknownKeys, typeError, rangeError } from './validate.js';
 
@@ -35,6 +52,12 @@ export type { ChatDelta, ChatMessage, ChatOptions, ChatResult, ChatStream, ChatT
 
 export interface ModelInfo extends Omit<NativeModelInfo, 'fileType'> {
   path: string;
+  /** The model only embeds (an encoder such as BERT, or a file that declares a pooling type): no generate(), chat() or sessions. */
+  embeddingModel: boolean;
+  /** How embed() pools token vectors; null when the model was loaded without embeddings. */
+  pooling: Pooling | null;
+  /** A classifier head that rerank() applies (pooling 'rank'). */
+  rankingHead: boolean;
   /** Size of the file on disk. */
   fileSizeBytes: number;
   /** Quantization / file type, e.g. "Q4_0", "F16" (llama_ftype_name). */
@@ -72,7 +95,11 @@ export interface TextStream extends AsyncIterable<string> {
 export interface ModelParts {
   binary: LoadedBinary;
   native: NativeModel;
+  /** The generation context; for an embedding model, its embeddings context (which refuses to generate). */
   context: NativeContext;
+  /** The embeddings context: `context` itself for an embedding model, a second one for a generative model loaded with embeddings, else null. */
+  embeddingContext: NativeContext | null;
+  embedding: { embeddingModel: boolean; pooling: Pooling | null; rankingHead: boolean };
   decision: GpuDecision;
   /** The load's offloadKvCache (false: the KV cache on the CPU was asked for). */
   offloadKvCache: boolean;
@@ -96,6 +123,9 @@ export class LlamaModel implements AsyncDisposable {
   readonly #binary: LoadedBinary;
   readonly #native: NativeModel;
   readonly #context: NativeContext;
+  readonly #embeddingContext: NativeContext | null;
+  /** embed() and rerank() calls run one after another on the embeddings context: the tail of that queue. */
+  #embedQueue: Promise<unknown> = Promise.resolve();
   readonly #decision: GpuDecision;
   readonly #offloadKvCache: boolean;
   /** What a new request waits for: resolved, or an exclusive operation (layerReport) in progress. */
@@ -112,10 +142,17 @@ export class LlamaModel implements AsyncDisposable {
     this.#binary = parts.binary;
     this.#native = parts.native;
     this.#context = parts.context;
+    this.#embeddingContext = parts.embeddingContext;
     this.#decision = parts.decision;
     this.#offloadKvCache = parts.offloadKvCache;
     const { fileType: _fileType, ...info } = parts.native.info();
-    this.info = Object.freeze({ ...info, path: parts.path, fileSizeBytes: parts.fileSizeBytes, quantization: info.fileTypeName });
+    this.info = Object.freeze({
+      ...info,
+      ...parts.embedding,
+      path: parts.path,
+      fileSizeBytes: parts.fileSizeBytes,
+      quantization: info.fileTypeName,
+    });
     this.contextInfo = Object.freeze(parts.context.info());
   }
 
@@ -232,6 +269,7 @@ export class LlamaModel implements AsyncDisposable {
   /** A session; with a parent id, one whose sequence starts as a copy of the parent's (fork()). */
   #createSession(parent: number): LlamaSession {
     this.#assertAlive();
+    this.#assertGenerative();
     const id = nextSessionId++;
     if (parent !== 0) this.#context.forkSession(parent, id);
     const isDisposed = () => this.disposed;
@@ -403,6 +441,10 @@ export class LlamaModel implements AsyncDisposable {
    * is at most a one-token prefix that a later prompt may reuse.
    */
   async warmUp(): Promise<void> {
+    if (this.info.embeddingModel) {
+      await this.#embedNative(Int32Array.of(0), Uint32Array.of(1));
+      return;
+    }
     const bos = this.tokenize('', { addSpecial: true });
     // Token 0 exists in every vocabulary; a model without BOS still gets a real decode.
     await this.generate(bos.length > 0 ? bos : [0], { maxTokens: 1, temperature: 0 });
@@ -434,6 +476,8 @@ export class LlamaModel implements AsyncDisposable {
       for (const request of running) request.cancel();
       await Promise.allSettled(running.map((request) => request.done));
       await this.#gate.catch(() => undefined);
+      // A running embed() stops at its next decode (ERR_DISPOSED); the contexts wait for it.
+      if (this.#embeddingContext !== this.#context) this.#embeddingContext?.dispose();
       this.#context.dispose();
       this.#native.dispose();
     })();
@@ -446,6 +490,84 @@ export class LlamaModel implements AsyncDisposable {
 
   #assertAlive(): void {
     if (this.#disposing !== undefined) throw new DisposedError('model');
+  }
+
+  #assertGenerative(): void {
+    if (this.info.embeddingModel) {
+      throw new EmbeddingError(
+        ErrorCode.EMBEDDINGS_ONLY,
+        `${this.info.architecture} model ${this.info.name || this.info.path} is an embedding model: it does not generate text`,
+        {
+          remedy: 'call model.embed(texts) (or model.rerank(query, documents) for a reranker); load a generative model to generate or chat',
+        },
+      );
+    }
+  }
+
+  /**
+   * Vectors for texts (or token-id arrays), pooled per text as the load's `pooling` says (the
+   * model's own by default), packed together into as few decodes as the context allows. A text
+   * longer than contextInfo.batchSize tokens is ERR_TEXT_TOO_LONG unless `truncate: true`.
+   */
+  embed(texts: string | (string | ArrayLike<number>)[], options: EmbedOptions = {}): Promise<EmbedResult> {
+    return this.#embedding((host) => embedTexts(host, texts, options));
+  }
+
+  /**
+   * Scores each document's relevance to `query` with the model's ranking head (a reranker:
+   * pooling 'rank'), in the documents' order, and ranks them best first. The pair is written
+   * as the file's rerank prompt says, else as llama.cpp's tools write it.
+   */
+  rerank(query: string, documents: string[], options: RerankOptions = {}): Promise<RerankResult> {
+    return this.#embedding((host) => rerankDocuments(host, query, documents, options));
+  }
+
+  #embedding<T>(operation: (host: EmbeddingHost) => Promise<T>): Promise<T> {
+    try {
+      this.#assertAlive();
+      const context = this.#embeddingContext;
+      const { pooling } = this.info;
+      if (context === null || pooling === null) {
+        throw new EmbeddingError(ErrorCode.NO_EMBEDDINGS, 'this model was loaded without embeddings', {
+          remedy:
+            'load it with { embeddings: true } (serve: --embeddings); it then keeps a second, embeddings context beside the one that generates',
+        });
+      }
+      const { addEos, addSep, eosToken, sepToken } = this.info;
+      const special = (token: number) => this.#native.detokenize(Int32Array.of(token), false, true).toString('utf8');
+      const host: EmbeddingHost = {
+        pooling,
+        maxTokens: this.#embeddingContextInfo().batchSize,
+        vocabSize: this.info.vocabSize,
+        rankingHead: this.info.rankingHead,
+        rerankTemplate: this.info.rerankTemplate,
+        pairSeparator: (addEos && eosToken >= 0 ? special(eosToken) : '') + (addSep && sepToken >= 0 ? special(sepToken) : ''),
+        tokenize: (text) => Array.from(this.#native.tokenize(text, true, true)),
+        embed: (tokens, lengths) => this.#embedNative(tokens, lengths),
+      };
+      return operation(host);
+    } catch (error) {
+      return Promise.reject(fromNativeError(error));
+    }
+  }
+
+  /** The embeddings context's sizes (contextInfo for an embedding model). */
+  #embeddingContextInfo(): ContextInfo {
+    return this.#embeddingContext === this.#context ? this.contextInfo : this.#embeddingContext!.info();
+  }
+
+  /** One native embed at a time on the embeddings context, in call order. */
+  #embedNative(tokens: Int32Array, lengths: Uint32Array): Promise<NativeEmbedResult> {
+    const context = this.#embeddingContext!;
+    const run = this.#embedQueue.then(() => {
+      this.#assertAlive();
+      return context.embed(tokens, lengths);
+    });
+    this.#embedQueue = run.catch(() => undefined);
+    return run.catch((error: unknown) => {
+      if (this.#disposing !== undefined) throw new DisposedError('model');
+      throw fromNativeError(error);
+    });
   }
 
   /** Runs a request once no exclusive operation is in the way; requests run concurrently with each other. */
@@ -477,6 +599,7 @@ export class LlamaModel implements AsyncDisposable {
 
   #chatPlan(messages: ChatMessage[], options: ChatOptions): { plan: ChatPlan; generate: GenerateOptions } {
     this.#assertAlive();
+    this.#assertGenerative();
     const valid = validateMessages(messages);
     const { template, generate } = splitChatOptions(options);
     try {
@@ -544,6 +667,7 @@ export class LlamaModel implements AsyncDisposable {
   ): Promise<BatchResult> {
     try {
       this.#assertAlive();
+      this.#assertGenerative();
       const options = validateGenerateOptions(rawOptions);
       const { addon } = this.#binary;
       const prepared = prepareRequest(

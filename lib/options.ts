@@ -5,6 +5,7 @@
 import { readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import type { NativeContextParams } from './binding/native.js';
+import { POOLINGS, type Pooling } from './embedding.js';
 import type { TextInfo } from './generation.js';
 import { samplingHints, samplingKeys, validateSamplingOptions, type SamplingOptions } from './sampling.js';
 import type { JsonSchema } from './structured/json-schema.js';
@@ -91,6 +92,21 @@ export interface LoadOptions {
    * kernels and cuBLAS initialized. `false` makes load() faster and the first request slower.
    */
   warmup?: boolean;
+  /**
+   * Embeddings (model.embed, model.rerank). Default: true for an embedding model (an encoder such
+   * as BERT, or a file that declares a pooling type, as embedding models and rerankers do), which
+   * then only embeds; false for a generative model, where true adds a second, embeddings context
+   * of `contextSize` tokens beside the one that generates (its KV cache and compute buffers cost
+   * memory of their own, which Llama.plan() does not count yet).
+   */
+  embeddings?: boolean;
+  /**
+   * How embed() pools a text's token vectors (llama.cpp's pooling type). Default: the model's own;
+   * for a model that declares none, 'last' when its attention is causal (decoder embedding
+   * models), else 'mean'. 'rank' applies a reranker's ranking head (rerank()); 'none' gives one
+   * vector per token.
+   */
+  pooling?: Pooling;
   /** Load progress from 0 to 1. */
   onProgress?: (fraction: number) => void;
   /** Aborts the load; the promise rejects with `signal.reason` and nothing stays allocated. */
@@ -182,6 +198,8 @@ export const loadKeys = [
   'offloadKvCache',
   'mmap',
   'warmup',
+  'embeddings',
+  'pooling',
   'onProgress',
   'signal',
 ] as const;
@@ -281,6 +299,8 @@ export function validateLoadOptions(input: unknown): ValidLoadOptions {
   optionalBoolean('options.offloadKvCache', options.offloadKvCache);
   optionalBoolean('options.mmap', options.mmap);
   optionalBoolean('options.warmup', options.warmup);
+  optionalBoolean('options.embeddings', options.embeddings);
+  optionalEnum('options.pooling', options.pooling, POOLINGS);
   optionalFunction('options.onProgress', options.onProgress);
   optionalSignal('options.signal', options.signal);
   return { ...(options as LoadOptions), gpu };
@@ -346,6 +366,37 @@ export function contextParams(options: LoadOptions, contextSize: number): Native
     parkedSessionBytes: options.parkedSessionBytes ?? DEFAULT_PARKED_SESSION_BYTES,
   };
 }
+
+/**
+ * The embeddings context: one window of `contextSize` tokens that every text of a call shares
+ * (a unified KV cache, up to llama.cpp's 256 sequences per batch), and a batch equal to its
+ * ubatch, so that each text is computed whole in one ubatch: an encoder must see all of a text
+ * at once, and a pooled mean over a text split across ubatches would be wrong. `pooling`: the
+ * llama.h id, or undefined for the model's own.
+ */
+export function embeddingContextParams(options: LoadOptions, contextSize: number, pooling: number | undefined): NativeContextParams {
+  const threads = options.threads ?? defaultThreadCount();
+  const batch = Math.min(options.batchSize ?? contextSize, contextSize);
+  return {
+    nCtx: contextSize,
+    nSeqMax: EMBEDDING_SEQUENCES,
+    kvUnified: true,
+    nBatch: batch,
+    nUbatch: batch,
+    nThreads: threads,
+    nThreadsBatch: options.threadsBatch ?? threads,
+    flashAttnType: options.flashAttention === undefined ? undefined : flashAttnIds[options.flashAttention],
+    typeK: options.kvCacheType === undefined ? undefined : ggmlTypeIds[options.kvCacheType],
+    typeV: options.kvCacheType === undefined ? undefined : ggmlTypeIds[options.kvCacheType],
+    offloadKqv: options.offloadKvCache,
+    embeddings: true,
+    poolingType: pooling,
+    parkedSessionBytes: 0,
+  };
+}
+
+/** Texts one embedding decode may hold: llama.cpp's LLAMA_MAX_SEQ. */
+export const EMBEDDING_SEQUENCES = 256;
 
 export interface ValidGenerateOptions extends GenerateOptions {
   stopSequences: string[];
