@@ -2,10 +2,10 @@
  * GGUF models with seeded random F16 weights, for tests and benchmarks that need a real model
  * shape (up to TinyLlama-1.1B) without downloading one. The output is byte-identical for the same
  * shape, seed, vocab and GENERATOR_VERSION. Llama by default; a shape may instead ask for gemma2
- * (sliding-window attention) or mamba (recurrent state). Each family lives in its own module
- * under synthetic/, with the tensor names and shapes its load_arch_tensors in
- * vendor/llama.cpp/src/models/ expects; this file picks the family and owns the writing, the cache
- * and the public names.
+ * (sliding-window attention), mamba (recurrent state), or an embedding model: bert, nomic-bert, or
+ * qwen3 as an embedding model or a reranker. Each family lives in its own module under synthetic/,
+ * with the tensor names and shapes its load_arch_tensors in vendor/llama.cpp/src/models/ expects;
+ * this file picks the family and owns the writing, the cache and the public names.
  */
 import { createHash } from 'node:crypto';
 import { mkdir, readdir, stat, unlink } from 'node:fs/promises';
@@ -13,6 +13,7 @@ import { basename, join } from 'node:path';
 import { ErrorCode, ModelFileError } from '../errors.js';
 import { GgmlType } from './ggml-types.js';
 import { readGguf, type GgufValue } from './reader.js';
+import { bert } from './synthetic/bert.js';
 import {
   OPTIONAL_SHAPE_FIELDS,
   addCommonKvs,
@@ -24,10 +25,12 @@ import {
 import { gemma2 } from './synthetic/gemma2.js';
 import { llama } from './synthetic/llama.js';
 import { mamba } from './synthetic/mamba.js';
+import { nomicBert } from './synthetic/nomic-bert.js';
+import { qwen3 } from './synthetic/qwen3.js';
 import { CHUNK_BYTES, HalfStream, f32Values, writeRandomF16 } from './synthetic/random.js';
 import { GgufWriter, gguf } from './writer.js';
 
-export type { PlannedTensor, SyntheticArchitecture, SyntheticModelShape } from './synthetic/common.js';
+export type { PlannedTensor, SyntheticArchitecture, SyntheticModelShape, SyntheticPooling } from './synthetic/common.js';
 export { floatToHalfBits } from './synthetic/random.js';
 
 /** Bump whenever the bytes written for a given shape and seed change, so caches regenerate. */
@@ -41,6 +44,51 @@ export const shapes = {
   /** tiny as gemma2, with a window shorter than a typical test prompt. */
   tinySwa: { architecture: 'gemma2', nEmbd: 64, nFf: 128, nLayer: 4, nHead: 4, nHeadKv: 2, contextLength: 2048, slidingWindow: 8 },
   tinyMamba: { architecture: 'mamba', nEmbd: 64, nFf: 0, nLayer: 2, nHead: 0, nHeadKv: 0, contextLength: 2048 },
+  /** A BGE-style BERT embedding model: CLS pooling, BERT's 512-token context, FFN 4 × nEmbd. */
+  tinyBert: { architecture: 'bert', pooling: 'cls', nEmbd: 64, nFf: 256, nLayer: 2, nHead: 4, nHeadKv: 4, contextLength: 512 },
+  /** nomic-embed-text v1.5's kind: mean pooling, RoPE base 1000, its 2048-token context. */
+  tinyNomicBert: {
+    architecture: 'nomic-bert',
+    pooling: 'mean',
+    nEmbd: 64,
+    nFf: 256,
+    nLayer: 2,
+    nHead: 4,
+    nHeadKv: 4,
+    contextLength: 2048,
+    ropeFreqBase: 1000,
+  },
+  /**
+   * Qwen3-Embedding's kind: last-token pooling, heads wider than nEmbd / nHead (as Qwen3-0.6B's
+   * 16 × 128 in 1024), grouped-query attention, Qwen3's RoPE base and norm epsilon.
+   */
+  tinyQwen3Embedding: {
+    architecture: 'qwen3',
+    pooling: 'last',
+    nEmbd: 64,
+    nFf: 192,
+    nLayer: 2,
+    nHead: 4,
+    nHeadKv: 2,
+    headDim: 32,
+    contextLength: 2048,
+    ropeFreqBase: 1000000,
+    rmsEps: 1e-6,
+  },
+  /** tinyQwen3Embedding as Qwen3-Reranker: rank pooling through the yes/no head, with the rerank prompt. */
+  tinyQwen3Reranker: {
+    architecture: 'qwen3',
+    pooling: 'rank',
+    nEmbd: 64,
+    nFf: 192,
+    nLayer: 2,
+    nHead: 4,
+    nHeadKv: 2,
+    headDim: 32,
+    contextLength: 2048,
+    ropeFreqBase: 1000000,
+    rmsEps: 1e-6,
+  },
 } as const satisfies Record<string, SyntheticModelShape>;
 
 export type SyntheticShapeName = keyof typeof shapes;
@@ -49,6 +97,9 @@ const FAMILIES: Readonly<Record<SyntheticArchitecture, ArchitectureFamily>> = {
   llama,
   gemma2,
   mamba,
+  bert,
+  'nomic-bert': nomicBert,
+  qwen3,
 };
 const ARCHITECTURES = Object.keys(FAMILIES) as SyntheticArchitecture[];
 
@@ -71,6 +122,15 @@ function checkShape(shape: SyntheticModelShape): void {
 /** The architecture's tensor set, dims ne0-first as GGUF stores them. */
 export function syntheticTensorPlan(shape: SyntheticModelShape, nVocab: number): PlannedTensor[] {
   return familyOf(shape).tensorPlan(shape, nVocab);
+}
+
+/**
+ * The llama.cpp vocabulary file (in vendor/llama.cpp/models/) that a shape is meant to be made
+ * with: its family's real tokenizer kind (WordPiece for the BERT family, Qwen's BPE for qwen3,
+ * SentencePiece for the rest).
+ */
+export function syntheticVocabFile(shape: SyntheticShapeName | SyntheticModelShape): string {
+  return familyOf(typeof shape === 'string' ? shapes[shape] : shape).defaultVocab;
 }
 
 export interface WriteSyntheticModelOptions {
@@ -109,10 +169,15 @@ export async function writeSyntheticModel(opts: WriteSyntheticModelOptions): Pro
   const w = new GgufWriter();
   addCommonKvs(w, shape.architecture ?? 'llama', shape, nVocab, opts.name);
   family.addKvs(w, shape);
+  // The family's tokenizer keys replace the vocabulary's in place; the rest follow the template.
+  const tokenizerKvs = family.tokenizerKvs?.(shape, vocab.metadata) ?? new Map<string, GgufValue>();
   for (const [key, value] of vocab.metadata) {
-    if (key.startsWith('tokenizer.') && key !== 'tokenizer.chat_template') w.addKv(key, withAddedTokens(key, value, added));
+    if (!key.startsWith('tokenizer.') || key === 'tokenizer.chat_template') continue;
+    w.addKv(key, withAddedTokens(key, tokenizerKvs.get(key) ?? value, added));
+    tokenizerKvs.delete(key);
   }
   w.addKv('tokenizer.chat_template', opts.chatTemplate ?? 'chatml');
+  for (const [key, value] of tokenizerKvs) w.addKv(key, value);
 
   for (const t of syntheticTensorPlan(shape, nVocab)) w.addTensor(t.name, t.dims, t.type);
 

@@ -3,14 +3,26 @@
  * entries, the interface each family implements, the general.* keys and the shape checks.
  */
 import { GgmlType } from '../ggml-types.js';
+import type { GgufValue } from '../reader.js';
 import { gguf, type GgufWriter, type GgufWriterTensor } from '../writer.js';
 
 /**
  * What general.architecture says. gemma2 is llama's attention and gated FFN plus post-norms, tied
  * output and sliding-window attention on every other layer (layers 0, 2, ...: its default pattern);
- * mamba is Mamba-1, no attention at all, with state that llama.cpp cannot roll back.
+ * mamba is Mamba-1, no attention at all, with state that llama.cpp cannot roll back. bert and
+ * nomic-bert are bidirectional encoders for embeddings; qwen3 is a decoder that, given a pooling,
+ * is an embedding model (Qwen3-Embedding) or a reranker (Qwen3-Reranker).
  */
-export type SyntheticArchitecture = 'llama' | 'gemma2' | 'mamba';
+export type SyntheticArchitecture = 'llama' | 'gemma2' | 'mamba' | 'bert' | 'nomic-bert' | 'qwen3';
+
+/**
+ * How an embedding model pools its token states into one vector per sequence: `<arch>.pooling_type`,
+ * llama.cpp's LLAMA_POOLING_TYPE_*. 'rank' scores a query and document pair through a ranking head.
+ */
+export type SyntheticPooling = 'mean' | 'cls' | 'last' | 'rank';
+
+/** The values llama.cpp's enum llama_pooling_type gives each pooling. */
+export const POOLING_TYPE_IDS: Readonly<Record<SyntheticPooling, number>> = { mean: 1, cls: 2, last: 3, rank: 4 };
 
 export interface SyntheticModelShape {
   /** Default 'llama'. */
@@ -21,7 +33,7 @@ export interface SyntheticModelShape {
   nLayer: number;
   /** 0 for mamba, which has no attention. */
   nHead: number;
-  /** 0 for mamba. */
+  /** 0 for mamba; equal to nHead for bert and nomic-bert, which have no grouped-query attention. */
   nHeadKv: number;
   contextLength: number;
   ropeFreqBase?: number;
@@ -30,11 +42,22 @@ export interface SyntheticModelShape {
   slidingWindow?: number;
   /** mamba only: ssm.state_size, default 16 (Mamba's own). The inner size is 2 × nEmbd, the only expansion llama.cpp supports. */
   ssmStateSize?: number;
+  /**
+   * bert, nomic-bert and qwen3 only: how the model pools (`<arch>.pooling_type`). Without it the
+   * file has no pooling key, as a converted model without a sentence-transformers pooling module
+   * (llama.cpp then pools none unless told), and qwen3 is a plain language model with its own
+   * output head.
+   */
+  pooling?: SyntheticPooling;
+  /** qwen3 only: the attention head size (key_length and value_length), default nEmbd / nHead. Qwen3 decouples them. */
+  headDim?: number;
+  /** bert and nomic-bert only: their LayerNorm epsilon, default 1e-12 (BERT's own). */
+  layerNormEps?: number;
 }
 
 /** The shape fields that only some families read; the others refuse them. */
-export type OptionalShapeField = 'slidingWindow' | 'ssmStateSize';
-export const OPTIONAL_SHAPE_FIELDS: readonly OptionalShapeField[] = ['slidingWindow', 'ssmStateSize'];
+export type OptionalShapeField = 'slidingWindow' | 'ssmStateSize' | 'pooling' | 'headDim' | 'layerNormEps';
+export const OPTIONAL_SHAPE_FIELDS: readonly OptionalShapeField[] = ['slidingWindow', 'ssmStateSize', 'pooling', 'headDim', 'layerNormEps'];
 
 export interface PlannedTensor {
   name: string;
@@ -47,6 +70,8 @@ export const f32 = (name: string, dims: number[]): PlannedTensor => ({ name, dim
 
 /** One architecture family's part of the generator; lib/gguf/synthetic-model.ts picks it by shape.architecture. */
 export interface ArchitectureFamily {
+  /** llama.cpp's vocabulary file (in its models/ folder) that a shape of this family is made with unless told otherwise. */
+  readonly defaultVocab: string;
   /** The optional shape fields it reads; a shape that sets any other is refused. */
   readonly fields: readonly OptionalShapeField[];
   /** Throws a RangeError naming the field for a shape llama.cpp would refuse or that the family cannot write. */
@@ -55,6 +80,12 @@ export interface ArchitectureFamily {
   tensorPlan(shape: SyntheticModelShape, nVocab: number): PlannedTensor[];
   /** Its `<arch>.*` keys, written after the ones every family has (addCommonKvs). */
   addKvs(w: GgufWriter, shape: SyntheticModelShape): void;
+  /**
+   * Tokenizer keys that its converter writes over the vocabulary file's (those replace the file's
+   * value in place) or beside them (those follow tokenizer.chat_template). Never
+   * tokenizer.chat_template itself, which the caller chooses.
+   */
+  tokenizerKvs?(shape: SyntheticModelShape, vocab: ReadonlyMap<string, GgufValue>): Map<string, GgufValue>;
   /**
    * Sets an F32 tensor's values where the family's initialisation is not the default (random.ts
    * f32Values); returns false to leave the default. `base` is the name without its `blk.N.` prefix.
@@ -88,7 +119,7 @@ export function addCommonKvs(
     .addKv(`${arch}.attention.head_count`, gguf.u32(shape.nHead));
 }
 
-type PositiveField = 'nEmbd' | 'nFf' | 'nLayer' | 'nHead' | 'nHeadKv' | 'contextLength' | 'slidingWindow' | 'ssmStateSize';
+type PositiveField = 'nEmbd' | 'nFf' | 'nLayer' | 'nHead' | 'nHeadKv' | 'contextLength' | 'slidingWindow' | 'ssmStateSize' | 'headDim';
 
 export function checkPositive(shape: SyntheticModelShape, ...fields: PositiveField[]): void {
   for (const k of fields) {
@@ -102,4 +133,10 @@ export function checkHeads(shape: SyntheticModelShape): void {
   if (nEmbd % nHead !== 0) throw new RangeError(`shape.nEmbd (${nEmbd}) must be a multiple of nHead (${nHead})`);
   if (nHead % nHeadKv !== 0) throw new RangeError(`shape.nHead (${nHead}) must be a multiple of nHeadKv (${nHeadKv})`);
   if ((nEmbd / nHead) % 2 !== 0) throw new RangeError('the head size (nEmbd / nHead) must be even for RoPE');
+}
+
+export function checkPooling(shape: SyntheticModelShape, arch: SyntheticArchitecture, allowed: readonly SyntheticPooling[]): void {
+  if (shape.pooling !== undefined && !allowed.includes(shape.pooling)) {
+    throw new RangeError(`shape.pooling for ${arch} must be one of ${allowed.join(', ')}, got '${shape.pooling}'`);
+  }
 }

@@ -7,6 +7,7 @@ import { checkPositive, f16, f32, type ArchitectureFamily, type PlannedTensor } 
 import { attentionTensors, checkAttentionShape } from './llama.js';
 
 export const gemma2: ArchitectureFamily = {
+  defaultVocab: 'ggml-vocab-llama-spm.gguf',
   fields: ['slidingWindow'],
 
   check(shape) {

@@ -22,6 +22,7 @@ export function checkAttentionShape(shape: SyntheticModelShape): void {
 }
 
 export const llama: ArchitectureFamily = {
+  defaultVocab: 'ggml-vocab-llama-spm.gguf',
   fields: [],
   check: checkAttentionShape,
 

@@ -11,6 +11,7 @@ function mambaSizes(shape: SyntheticModelShape): { dInner: number; dState: numbe
 }
 
 export const mamba: ArchitectureFamily = {
+  defaultVocab: 'ggml-vocab-llama-spm.gguf',
   fields: ['ssmStateSize'],
 
   check(shape) {

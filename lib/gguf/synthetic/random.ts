@@ -1,6 +1,6 @@
 /**
  * The synthetic models' seeded data: uniform random F16 weights streamed in chunks, and F32
- * values (norms, Mamba's state parameters). Every tensor has its own stream, drawn from the seed
+ * values (norms, biases, small embeddings). Every tensor has its own stream, drawn from the seed
  * and the tensor's index, so the bytes depend only on the shape, seed and vocab.
  */
 import type { GgufChunkWriter, GgufWriterTensor } from '../writer.js';
@@ -126,8 +126,10 @@ export async function writeRandomF16(out: GgufChunkWriter, byteSize: number, str
 }
 
 /**
- * An F32 tensor's values, unless its family sets them (ArchitectureFamily.fillF32): exactly 1.0,
- * so that norm weights (every llama and gemma2 F32 tensor) make the norms plain normalisation.
+ * An F32 tensor's values, unless its family sets them (ArchitectureFamily.fillF32): norm weights
+ * (and any other vector) exactly 1.0 and norm biases 0, so the norms are plain normalisation;
+ * other biases and F32 matrices (BERT's position and token-type embeddings, which converters keep
+ * in F32) uniform in ±WEIGHT_AMPLITUDE like the F16 weights.
  */
 export function f32Values(family: ArchitectureFamily, tensor: GgufWriterTensor, seed: number): Float32Array {
   const n = tensor.dims.reduce((a, b) => a * b, 1);
@@ -136,5 +138,10 @@ export function f32Values(family: ArchitectureFamily, tensor: GgufWriterTensor, 
   const random = tensorSeed(seed, tensor.index);
   const uniform = () => random() / 2 ** 32;
   if (family.fillF32?.(base, tensor, values, uniform)) return values;
+  if (base.endsWith('norm.bias')) return values;
+  if (base.endsWith('.bias') || tensor.dims.length > 1) {
+    for (let i = 0; i < n; i++) values[i] = (2 * uniform() - 1) * WEIGHT_AMPLITUDE;
+    return values;
+  }
   return values.fill(1);
 }
