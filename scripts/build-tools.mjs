@@ -3,7 +3,7 @@
 // build folder, so that the reference test and the benchmarks run exactly the libllama/libggml the addon links;
 // and our own reference programs (cuda-llama-chat-reference, test/reference/), which link the same way.
 // llama-server (the serving benchmark's reference, test/bench/serve.ts) is built without its web UI.
-// llama-embedding checks by hand that the synthetic embedding and reranker models (lib/gguf/synthetic/) load and embed.
+// llama-embedding is the embeddings and rerank reference, run on the synthetic embedding and reranker models (lib/gguf/synthetic/).
 //
 // Usage: node scripts/build-tools.mjs [target...]     (default: llama-simple llama-bench)
 import { spawnSync } from 'node:child_process';
