@@ -162,12 +162,47 @@ class ClientClosedError extends Error {
 }
 
 /** An abort reason as the answer (which, for a client that left, nobody reads; the log and metrics do). */
-function abortAnswer(error: unknown): unknown {
+export function abortAnswer(error: unknown): unknown {
   if (error instanceof DeadlineError) return new HttpError(504, error.message, { code: 'timeout' });
   if (error instanceof ShutdownError) return new HttpError(503, error.message, { code: 'shutting_down', headers: { 'retry-after': '1' } });
   // nginx's 499: the client closed the request; counted apart from the server's own failures.
   if (error instanceof ClientClosedError) return new HttpError(499, error.message, { code: 'client_closed' });
   return error;
+}
+
+/** A request's abort signal, and what to undo when it settles. */
+export interface RequestWatch {
+  signal: AbortSignal;
+  release(): void;
+}
+
+/**
+ * Aborts a request when its client goes away, its deadline passes or close() gives up on it
+ * (through host.controllers); the reason is one abortAnswer() turns into the response.
+ */
+export function watchRequest(host: GenerationHost, reply: FastifyReply): RequestWatch {
+  const controller = new AbortController();
+  const onClose = () => {
+    if (!reply.raw.writableFinished) controller.abort(new ClientClosedError('the client closed the connection'));
+  };
+  reply.raw.on('close', onClose);
+  const deadline =
+    host.timeoutMs > 0
+      ? setTimeout(
+          () => controller.abort(new DeadlineError(`the request ran past its deadline of ${host.timeoutMs / 1000} s`)),
+          host.timeoutMs,
+        )
+      : undefined;
+  deadline?.unref();
+  host.controllers.add(controller);
+  return {
+    signal: controller.signal,
+    release() {
+      clearTimeout(deadline);
+      host.controllers.delete(controller);
+      reply.raw.off('close', onClose);
+    },
+  };
 }
 
 export async function handleGeneration(
@@ -196,26 +231,13 @@ export async function handleGeneration(
     });
   }
 
-  const controller = new AbortController();
-  const onClose = () => {
-    if (!reply.raw.writableFinished) controller.abort(new ClientClosedError('the client closed the connection'));
-  };
-  reply.raw.on('close', onClose);
-  const deadline =
-    host.timeoutMs > 0
-      ? setTimeout(
-          () => controller.abort(new DeadlineError(`the request ran past its deadline of ${host.timeoutMs / 1000} s`)),
-          host.timeoutMs,
-        )
-      : undefined;
-  deadline?.unref();
-  host.controllers.add(controller);
+  const watch = watchRequest(host, reply);
   host.inFlight++;
   const record = host.record(request);
   const started = performance.now();
   const id = `${kind === 'chat' ? 'chatcmpl' : 'cmpl'}-${request.id.replace(/-/g, '')}`;
   const created = Math.floor(Date.now() / 1000);
-  const generate: GenerateOptions = { ...options, signal: controller.signal };
+  const generate: GenerateOptions = { ...options, signal: watch.signal };
   const finish = (result: AnyResult) => {
     host.metrics.observeGeneration(result);
     record.promptTokens = result.promptTokens;
@@ -259,10 +281,8 @@ export async function handleGeneration(
     }
     return await streamGeneration();
   } finally {
-    clearTimeout(deadline);
-    host.controllers.delete(controller);
+    watch.release();
     host.inFlight--;
-    reply.raw.off('close', onClose);
   }
 
   async function streamGeneration(): Promise<unknown> {
