@@ -72,6 +72,10 @@ const statusByCode: Partial<Record<ErrorCode, number>> = {
   [ErrorCode.CHAT_TEMPLATE]: 400,
   [ErrorCode.GRAMMAR]: 400,
   [ErrorCode.JSON_SCHEMA]: 400,
+  [ErrorCode.EMBEDDINGS_ONLY]: 400,
+  [ErrorCode.NO_EMBEDDINGS]: 400,
+  [ErrorCode.TEXT_TOO_LONG]: 400,
+  [ErrorCode.NO_RANKING_HEAD]: 400,
   [ErrorCode.DISPOSED]: 503,
   [ErrorCode.BUSY]: 503,
   [ErrorCode.INSUFFICIENT_MEMORY]: 503,
@@ -176,7 +180,12 @@ export function toHttpError(error: unknown): HttpError {
       if (typeof details.contextSize === 'number') extra.context_size = details.contextSize;
     }
     const param = error.code === ErrorCode.CONTEXT_FULL ? 'messages' : paramOf(error.message);
-    return new HttpError(status, error.message, { code: error.code, param, extra, headers: status === 503 ? { 'retry-after': '1' } : {} });
+    // A generation route on an embedding model: the remedy is another route, not the library's embed().
+    const message =
+      error.code === ErrorCode.EMBEDDINGS_ONLY
+        ? `${error.message.split('\nRemedy:')[0]!}; send its texts to POST /v1/embeddings (a reranker's documents to POST /v1/rerank)`
+        : error.message;
+    return new HttpError(status, message, { code: error.code, param, extra, headers: status === 503 ? { 'retry-after': '1' } : {} });
   }
   // The library's argument checks (lib/validate.ts): the client sent a value it refuses.
   const code = (error as { code?: unknown } | null)?.code;

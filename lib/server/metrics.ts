@@ -25,6 +25,8 @@ export class ServerMetrics {
   readonly interTokenLatency: Histogram;
   readonly requestDuration: Histogram<'route'>;
   readonly queueTime: Histogram;
+  readonly embeddingTexts: Counter<'kind'>;
+  readonly embeddingTokens: Counter<'kind'>;
 
   constructor(options: {
     sequences: () => number;
@@ -92,6 +94,19 @@ export class ServerMetrics {
       buckets: latencyBuckets,
       registers,
     });
+    // kind: 'embeddings' (POST /v1/embeddings: one text per input) or 'rerank' (one query–document pair per document).
+    this.embeddingTexts = new Counter({
+      name: `${p}embedding_texts_total`,
+      help: 'Texts embedded, or query–document pairs scored, by kind (embeddings, rerank)',
+      labelNames: ['kind'],
+      registers,
+    });
+    this.embeddingTokens = new Counter({
+      name: `${p}embedding_tokens_total`,
+      help: 'Tokens of the texts embedded or pairs scored, by kind (embeddings, rerank)',
+      labelNames: ['kind'],
+      registers,
+    });
     registerEngineGauges(registers, options.engineStats);
     registerGpuGauges(this.registry, options.telemetry);
   }
@@ -112,6 +127,15 @@ export class ServerMetrics {
         for (let i = 0; i < gaps; i++) this.interTokenLatency.observe(gap);
       }
     }
+  }
+
+  /** A finished embeddings or rerank request: its texts (or pairs) and their tokens. */
+  observeEmbedding(kind: 'embeddings' | 'rerank', tokenCounts: readonly number[]): void {
+    this.embeddingTexts.inc({ kind }, tokenCounts.length);
+    this.embeddingTokens.inc(
+      { kind },
+      tokenCounts.reduce((a, b) => a + b, 0),
+    );
   }
 }
 

@@ -15,6 +15,7 @@ import type { LlamaModel } from '../model.js';
 import type { GpuTelemetry } from '../gpu/telemetry.js';
 import { expectObject, optionalInteger, optionalNumber, rejectUnknownKeys, typeError } from '../validate.js';
 import { ShutdownError, handleGeneration, type GenerationHost, type RequestRecord } from './completions.js';
+import { EmbeddingLine, embeddingsSchema, embeddingsSchemaErrors, handleEmbeddings, handleRerank, rerankSchema } from './embeddings.js';
 import { HttpError, errorHeaders, toHttpError } from './errors.js';
 import { ServerMetrics } from './metrics.js';
 import { chatCompletionSchema, completionSchema, detokenizeSchema, tokenizeSchema } from './openai-schema.js';
@@ -203,9 +204,12 @@ export function createServer(model: LlamaModel | Promise<LlamaModel>, options: S
     handleGeneration(host, 'chat', request, reply),
   );
   app.post('/v1/completions', { schema: { body: completionSchema } }, (request, reply) => handleGeneration(host, 'text', request, reply));
-  app.post('/v1/embeddings', async () => {
-    throw new HttpError(501, 'embeddings are not implemented yet', { code: 'not_implemented' });
-  });
+  const embeddingLine = new EmbeddingLine();
+  app.post('/v1/embeddings', { schema: { body: embeddingsSchema }, schemaErrorFormatter: embeddingsSchemaErrors }, (request, reply) =>
+    handleEmbeddings(host, embeddingLine, request, reply),
+  );
+  for (const url of ['/v1/rerank', '/rerank'])
+    app.post(url, { schema: { body: rerankSchema } }, (request, reply) => handleRerank(host, embeddingLine, request, reply));
 
   const modelEntry = () => ({ id: host.modelId, object: 'model', created: Math.floor(Date.now() / 1000), owned_by: 'cuda-llama' });
   app.get('/v1/models', async () => {

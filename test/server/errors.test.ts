@@ -58,6 +58,10 @@ function expectError(r: { res: Response; status: number; body: ErrorBody }, stat
 const chat = (extra: Record<string, unknown> = {}) => ({ model: id, messages: [{ role: 'user', content: 'Hi' }], max_tokens: 2, ...extra });
 
 describe('400: the request is wrong', () => {
+  it('embeddings from a model loaded without them (embeddings.test.ts has the rest)', async () => {
+    expectError(await post('/v1/embeddings', { model: id, input: 'Hi' }), 400, 'ERR_NO_EMBEDDINGS');
+  });
+
   it('malformed JSON', async () => {
     const r = await post('/v1/chat/completions', '{"model": "tiny", "messages": [');
     expectError(r, 400);
@@ -195,10 +199,6 @@ describe('other statuses', () => {
   it('413 for a body over the limit', async () => {
     const r = await post('/v1/completions', { model: id, prompt: 'x'.repeat(100 * 1024) });
     expectError(r, 413, 'body_too_large');
-  });
-
-  it('501 for embeddings', async () => {
-    expectError(await post('/v1/embeddings', { model: id, input: 'Hi' }), 501, 'not_implemented');
   });
 
   it('503 with Retry-After when the queue is full', async () => {
