@@ -1,6 +1,7 @@
 // `cuda-llama serve` as a child process: the startup line, SIGTERM during a generation lets it finish
 // and exits 0 with one JSON log line per request (no prompt text), and `--gpu cuda` on a machine
-// without CUDA refuses to start with the typed error's message and exit 1.
+// without CUDA refuses to start with the typed error's message and exit 1; --embeddings and --pooling
+// serve embeddings from a generative model, and an embedding model serves them without a flag.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -126,6 +127,33 @@ describe('cuda-llama serve', () => {
     } finally {
       if (keyed.child.exitCode === null) keyed.child.kill('SIGKILL');
       rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('--embeddings and --pooling serve /v1/embeddings from a generative model; an embedding model needs no flag', async () => {
+    const embed = async (url: string) =>
+      fetch(`${url}/v1/embeddings`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ model: 'm', input: ['hello', 'world'] }),
+      });
+    const runs: [string, string[], RegExp][] = [
+      [await syntheticModel('tiny'), ['--embeddings', '--pooling', 'mean'], /; embeddings \(pooling mean, \/v1\/embeddings\)/],
+      [await syntheticModel('tinyBert'), [], /; embedding model \(pooling cls, \/v1\/embeddings\)/],
+    ];
+    for (const [path, flags, line] of runs) {
+      const c = serve(path, '--port', '0', '--gpu', 'cpu', '--no-log', '--context-size', '256', '--alias', 'm', ...flags);
+      try {
+        const url = await readyAddress(c);
+        expect(c.stderr()).toMatch(line);
+        const res = await embed(url);
+        expect(res.status).toBe(200);
+        expect(((await res.json()) as { data: unknown[] }).data).toHaveLength(2);
+        c.child.kill('SIGTERM');
+        expect(await c.exited, c.stderr()).toBe(0);
+      } finally {
+        if (c.child.exitCode === null) c.child.kill('SIGKILL');
+      }
     }
   });
 

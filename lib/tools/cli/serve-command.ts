@@ -8,6 +8,7 @@
 import { readFile } from 'node:fs/promises';
 import { InvalidArgumentError, Option, type Command } from 'commander';
 import { Llama } from '../../llama.js';
+import { POOLINGS, type Pooling } from '../../embedding.js';
 import type { LlamaModel } from '../../model.js';
 import type { FlashAttention, GpuPolicy, KvCacheType, LoadOptions } from '../../options.js';
 import { createServer } from '../../server/server.js';
@@ -32,6 +33,8 @@ interface ServeFlags {
   offloadKvCache: boolean;
   mmap?: boolean;
   warmup: boolean;
+  embeddings?: boolean;
+  pooling?: Pooling;
   apiKey?: string;
   apiKeyFile?: string;
   alias?: string;
@@ -67,7 +70,18 @@ function loadOptions(flags: ServeFlags): LoadOptions {
   if (!flags.offloadKvCache) options.offloadKvCache = false;
   if (flags.mmap === false) options.mmap = false;
   if (!flags.warmup) options.warmup = false;
+  // A pooling asks for embeddings: without them a generative model would not use it.
+  if (flags.embeddings === true || flags.pooling !== undefined) options.embeddings = true;
+  if (flags.pooling !== undefined) options.pooling = flags.pooling;
   return options;
+}
+
+/** What the startup line says about embeddings: the routes they serve and the pooling. */
+function embeddingsNote(model: LlamaModel): string {
+  const { pooling, embeddingModel } = model.info;
+  if (pooling === null) return '';
+  const route = pooling === 'rank' ? '/v1/rerank' : '/v1/embeddings';
+  return `; ${embeddingModel ? 'embedding model' : 'embeddings'} (pooling ${pooling}, ${route})`;
 }
 
 export function registerServe(program: Command, context: CliContext): void {
@@ -100,6 +114,15 @@ export function registerServe(program: Command, context: CliContext): void {
     .option('--no-offload-kv-cache', 'keep the KV cache on the CPU')
     .option('--no-mmap', 'read the file instead of memory-mapping it')
     .option('--no-warmup', 'skip the warm-up decode')
+    .option(
+      '--embeddings',
+      'serve /v1/embeddings from a generative model too (a second, embeddings context); an embedding model always does',
+    )
+    .addOption(
+      new Option('--pooling <type>', "how embeddings pool a text's token vectors; implies --embeddings (default: the model's own)").choices(
+        POOLINGS,
+      ),
+    )
     .option('--api-key <key>', 'require Authorization: Bearer <key> (visible in ps: prefer --api-key-file)')
     .option('--api-key-file <file>', 'read the API key from a file (first line)')
     .option('--alias <name>', 'model id for /v1/models and the model field (default: the file name)')
@@ -173,7 +196,7 @@ export function registerServe(program: Command, context: CliContext): void {
       const { sequences, contextSize } = model.contextInfo;
       context.err(
         `cuda-llama serve: ready on ${address}: model ${flags.alias ?? path} (${model.info.quantization}), ${report.summary}; ${gpuOutcome}; ` +
-          `${sequences} parallel x ${contextSize} tokens${apiKey === undefined ? '' : '; API key required'}\n`,
+          `${sequences} parallel x ${contextSize} tokens${embeddingsNote(model)}${apiKey === undefined ? '' : '; API key required'}\n`,
       );
       await stoppedBySignal;
       await model.dispose();
