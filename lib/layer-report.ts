@@ -40,8 +40,8 @@ export interface LayerReport {
   input: string;
   /** Device the output layer is computed on. */
   output: string;
-  /** Device holding the output projection tensor. */
-  outputTensor: string;
+  /** Device holding the output projection tensor; null for a model without one (an encoder such as BERT). */
+  outputTensor: string | null;
   kvCache: { devices: string[]; bytes: number };
   devices: DeviceUsage[];
   /** Where the ops of a generation step (one token per sequence) and of a prompt batch are scheduled. */
@@ -125,7 +125,7 @@ export function buildLayerReport({ decision, placement, memory, tokenGraph, prom
     layers,
     input: placement.input ?? CPU,
     output,
-    outputTensor: placement.outputTensor ?? CPU,
+    outputTensor: placement.hasOutputTensor ? (placement.outputTensor ?? CPU) : null,
     kvCache,
     devices,
     graph,
@@ -154,7 +154,7 @@ export function formatLayerReport(report: LayerReport): string {
   const lines = [
     `policy: gpu '${report.policy.requested}' -> ${report.policy.target}${report.policy.fallback ? ` (fallback: ${report.policy.fallback.reason})` : ''}`,
     `layers: ${layerRuns(report.layers).join(', ')}`,
-    `input (token_embd): ${report.input}   output layer: ${report.output}   output tensor: ${report.outputTensor}`,
+    `input (token_embd): ${report.input}   output layer: ${report.output}   output tensor: ${report.outputTensor ?? 'none'}`,
     `KV cache: ${report.kvCache.devices.join(', ') || 'none'} (${mib(report.kvCache.bytes)})`,
     'device          weights        KV cache       compute',
     ...report.devices.map(

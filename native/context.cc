@@ -95,7 +95,10 @@ class CreateWorker : public PromiseWorker {
         // A step of several sequences is a batch, which llama.cpp computes on the batch pool (the
         // generation pool when there is one only): that pool's threads are the ones just awake.
         ggml_threadpool* step_pool = parts_.threadpool_batch != nullptr ? parts_.threadpool_batch : parts_.threadpool;
-        parts_.host_backend = CreateHostBackend(fns, step_pool, llama_n_threads_batch(parts_.ctx));
+        // The host backend serves the engine's argmax; an embeddings context has no engine.
+        if (!params_.embeddings) {
+          parts_.host_backend = CreateHostBackend(fns, step_pool, llama_n_threads_batch(parts_.ctx));
+        }
       }
     }
   }

@@ -195,8 +195,9 @@ Napi::Value LayerPlacement(const Napi::CallbackInfo& info) {
   // Where the weights actually are (a buffer's device), as opposed to where compute is assigned.
   result.Set("input", TensorDevice(env, model, "token_embd.weight"));
   Napi::Value output_tensor = TensorDevice(env, model, "output.weight");
-  // Tied embeddings: the output projection reuses token_embd.
+  // Tied embeddings: the output projection reuses token_embd. An encoder (BERT) has none at all.
   result.Set("outputTensor", output_tensor.IsNull() ? TensorDevice(env, model, "token_embd.weight") : output_tensor);
+  result.Set("hasOutputTensor", model->output != nullptr);
   return result;
 }
 

@@ -17,7 +17,9 @@ namespace cuda_llama {
 Napi::Value ArchitectureSupported(const Napi::CallbackInfo& info);
 
 // JS: layerPlacement(model) -> { layers: string[], output: string, input: string | null,
-//                                outputTensor: string | null }   (device names)
+//                                outputTensor: string | null, hasOutputTensor }   (device names;
+//                                null: a host buffer without a device; hasOutputTensor false: an
+//                                encoder without an output projection)
 Napi::Value LayerPlacement(const Napi::CallbackInfo& info);
 
 // JS: memoryBreakdown(context) -> [{ bufferType, device, deviceType, model, context, compute }]

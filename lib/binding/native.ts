@@ -399,6 +399,8 @@ export interface NativeLayerPlacement {
   output: string | null;
   input: string | null;
   outputTensor: string | null;
+  /** False for a model without an output projection (an encoder such as BERT): outputTensor then means nothing. */
+  hasOutputTensor: boolean;
 }
 
 export interface NativeGraphPlacement {

@@ -288,7 +288,7 @@ describe('layer report formatting', async () => {
   it('summarises a partial offload from API data', () => {
     const report = buildLayerReport({
       decision: { target: 'cuda', requested: 'cuda', devices: ['CUDA0'], gpuLayers: 2, fallback: null },
-      placement: { layers: ['CPU', 'CPU', 'CUDA0', 'CUDA0'], output: 'CPU', input: 'CPU', outputTensor: 'CPU' },
+      placement: { layers: ['CPU', 'CPU', 'CUDA0', 'CUDA0'], output: 'CPU', input: 'CPU', outputTensor: 'CPU', hasOutputTensor: true },
       memory: [
         { bufferType: 'CUDA0', device: 'CUDA0', deviceType: 'gpu', isHost: false, model: 2 << 20, context: 1 << 20, compute: 3 << 20 },
         { bufferType: 'CPU_Mapped', device: null, deviceType: null, isHost: true, model: 5 << 20, context: 0, compute: 0 },
@@ -310,7 +310,7 @@ describe('layer report formatting', async () => {
     const example = { op: 'FLASH_ATTN_EXT', node: '__fattn__-0', backend: 'CPU', tensor: 'cache_k_l0', device: 'CUDA0' };
     const report = buildLayerReport({
       decision: { target: 'cuda', requested: 'cuda', devices: ['CUDA0'], gpuLayers: 'max', fallback: null },
-      placement: { layers: ['CUDA0', 'CUDA0'], output: 'CUDA0', input: 'CPU', outputTensor: 'CUDA0' },
+      placement: { layers: ['CUDA0', 'CUDA0'], output: 'CUDA0', input: 'CPU', outputTensor: 'CUDA0', hasOutputTensor: true },
       memory: [
         { bufferType: 'CUDA0', device: 'CUDA0', deviceType: 'gpu', isHost: false, model: 2 << 20, context: 1 << 20, compute: 3 << 20 },
       ],
