@@ -34,7 +34,7 @@ import {
   type LoadOptions,
 } from './options.js';
 import { tune, type TuneOptions, type TuneResult } from './tools/tune.js';
-import { expectString, optionalEnum, typeError } from './validate.js';
+import { expectString, optionalEnum, rangeError, typeError } from './validate.js';
 
 export interface BuildReport {
   /** The .node file that was loaded. */
@@ -149,7 +149,17 @@ function decideEmbeddings(path: string, valid: LoadOptions, file: ModelFileFacts
       remedy: 'leave out embeddings: false and call model.embed() (or rerank()); load a generative model to generate',
     });
   }
-  if (!embeddingModel && valid.embeddings !== true) return { embeddingModel, pooling: null };
+  if (!embeddingModel && valid.embeddings !== true) {
+    if (valid.pooling !== undefined) {
+      throw rangeError(
+        'options.pooling',
+        'given with embeddings: true on a generative model',
+        valid.pooling,
+        'add embeddings: true: pooling is how embed() pools, and a generative model embeds only when asked to',
+      );
+    }
+    return { embeddingModel, pooling: null };
+  }
   return { embeddingModel, pooling: valid.pooling ?? file.pooling ?? (file.causalAttention ? 'last' : 'mean') };
 }
 

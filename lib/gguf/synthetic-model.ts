@@ -89,6 +89,24 @@ export const shapes = {
     ropeFreqBase: 1000000,
     rmsEps: 1e-6,
   },
+  /** A BERT a quarter of BGE-small's compute per token: the embeddings benchmark's model on a 2-core CPU. */
+  smallBert: { architecture: 'bert', pooling: 'cls', nEmbd: 256, nFf: 1024, nLayer: 6, nHead: 4, nHeadKv: 4, contextLength: 512 },
+  /** The BGE-small shape (bge-small-en-v1.5: 384 wide, 12 layers, 12 heads): the embeddings benchmark's model. */
+  bgeSmall: { architecture: 'bert', pooling: 'cls', nEmbd: 384, nFf: 1536, nLayer: 12, nHead: 12, nHeadKv: 12, contextLength: 512 },
+  /** A reranker of Qwen3-Reranker's kind sized for a 2-core CPU run of the rerank benchmark. */
+  smallQwen3Reranker: {
+    architecture: 'qwen3',
+    pooling: 'rank',
+    nEmbd: 256,
+    nFf: 768,
+    nLayer: 6,
+    nHead: 8,
+    nHeadKv: 4,
+    headDim: 32,
+    contextLength: 2048,
+    ropeFreqBase: 1000000,
+    rmsEps: 1e-6,
+  },
 } as const satisfies Record<string, SyntheticModelShape>;
 
 export type SyntheticShapeName = keyof typeof shapes;
