@@ -25,6 +25,8 @@
  *     prompts   { shortPrompt } -> { shortPrompt, longPrompt }: the token ids every side decodes
  *     firstUse  { prompt, tokens } -> { loadMs, firstMs, againMs, text }: the load without warm-up, the
  *               first generation (the GPU code's first use) and the same again (jit.ts)
+ *     embed     { texts, samples } -> { loadMs, ms: [...], tokens, decodes }: model.embed(texts) `samples`
+ *               times after an unmeasured embed of the first 8 texts (embeddings.ts)
  *     chatTexts, chat, arrivals: the scenario benchmarks' kinds, in cuda-llama-scenarios.mjs
  *   stdout: exactly one JSON line, the result
  *   stderr: everything else; on failure the error and exit code 1
@@ -51,6 +53,23 @@ const warmUpLikeLlamaBench = (model, text) =>
   model.generate(text.slice(0, WARM_UP_TOKENS), { maxTokens: 2, temperature: 0, cachePrompt: false });
 
 const kinds = {
+  async embed(r) {
+    const started = performance.now();
+    const model = await Llama.load(r.modelPath, { ...r.loadOptions, warmup: false });
+    const loadMs = performance.now() - started;
+    try {
+      let last = await model.embed(r.texts.slice(0, 8));
+      const ms = [];
+      for (let i = 0; i < r.samples; i++) {
+        const t0 = performance.now();
+        last = await model.embed(r.texts);
+        ms.push(performance.now() - t0);
+      }
+      return { loadMs, ms, tokens: last.tokenCounts.reduce((a, b) => a + b, 0), decodes: last.decodes };
+    } finally {
+      await model.dispose();
+    }
+  },
   async workload(r) {
     const started = performance.now();
     const model = await Llama.load(r.modelPath, { ...r.loadOptions, warmup: false });
@@ -241,6 +260,7 @@ const required = {
   tg: ['tokens', 'samples', 'shortPrompt'],
   prompts: ['shortPrompt'],
   firstUse: ['prompt', 'tokens'],
+  embed: ['texts', 'samples'],
   ...scenarioRequired,
 };
 

@@ -9,6 +9,10 @@
  *                   sequence per prompt (getSequence()), each prompt evaluated on its own sequence at
  *                   its scheduled time (sequence.evaluate, greedy), every token timed as it arrives
  *
+ *   mode 'embed'    { texts, samples, contextSize } -> its LlamaEmbeddingContext (model.createEmbeddingContext),
+ *                   getEmbeddingFor(text) for each text in turn (its API embeds one text per call),
+ *                   `samples` times after an unmeasured call on the first 8 texts (embeddings.ts)
+ *
  * `helpers` are the child's own: generate(sequence, prompt, count) and clear(sequence).
  */
 import { performance } from 'node:perf_hooks';
@@ -16,6 +20,7 @@ import { performance } from 'node:perf_hooks';
 export const scenarioKeys = {
   chat: ['installDir', 'modelPath', 'threads', 'contextSize', 'batchSize', 'system', 'turns', 'genTokens', 'warmUp', 'gpuLayers'],
   arrivals: ['installDir', 'modelPath', 'threads', 'window', 'batchSize', 'prompts', 'schedule', 'genTokens', 'warmUpTokens', 'gpuLayers'],
+  embed: ['installDir', 'modelPath', 'threads', 'contextSize', 'batchSize', 'texts', 'samples', 'gpuLayers'],
 };
 
 async function load(llama, request, contextOptions) {
@@ -115,4 +120,33 @@ async function arrivals(_nlc, llama, request, { generate, clear }) {
   return result;
 }
 
-export const scenarioModes = { chat, arrivals };
+async function embed(_nlc, llama, request) {
+  const started = performance.now();
+  const model = await llama.loadModel({
+    modelPath: request.modelPath,
+    gpuLayers: request.gpu === false ? 0 : request.gpuLayers,
+    ignoreMemorySafetyChecks: true,
+  });
+  const context = await model.createEmbeddingContext({
+    contextSize: request.contextSize,
+    batchSize: request.batchSize,
+    threads: request.threads,
+    ignoreMemorySafetyChecks: true,
+  });
+  const loadMs = performance.now() - started;
+  try {
+    for (const text of request.texts.slice(0, 8)) await context.getEmbeddingFor(text);
+    const ms = [];
+    for (let i = 0; i < request.samples; i++) {
+      const t0 = performance.now();
+      for (const text of request.texts) await context.getEmbeddingFor(text);
+      ms.push(performance.now() - t0);
+    }
+    return { loadMs, ms };
+  } finally {
+    await context.dispose();
+    await model.dispose();
+  }
+}
+
+export const scenarioModes = { chat, arrivals, embed };

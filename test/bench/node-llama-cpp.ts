@@ -319,7 +319,7 @@ export interface NodeLlamaCppScenarioArgs {
 }
 
 /** A scenario benchmark's side (chat-turns.ts, arrivals.ts: node-llama-cpp-scenarios.mjs) in a fresh child process; batch 512 as everywhere here. */
-export function runNodeLlamaCppScenario<T>(mode: 'chat' | 'arrivals', args: NodeLlamaCppScenarioArgs): Promise<T> {
+export function runNodeLlamaCppScenario<T>(mode: 'chat' | 'arrivals' | 'embed', args: NodeLlamaCppScenarioArgs): Promise<T> {
   return runChild<T>({ ...args, mode, batchSize: 512, gpuLayers: args.gpuLayers ?? 'max', installDir: nodeLlamaCppDir });
 }
 

@@ -33,6 +33,8 @@ export interface ServerSetup {
   cudaDevices?: string[];
   /** The environment llama-server needs for the CUDA module cuda-llama loads (llama-bench.ts toolEnv). */
   toolEnv?: NodeJS.ProcessEnv;
+  /** Flags appended to each server's command line (a later flag overrides an earlier one in both). */
+  extraArgs?: Partial<Record<ServerName, string[]>>;
 }
 
 /** The command line of one server, as run (also printed on the page). */
@@ -66,6 +68,7 @@ export function serverCommand(name: ServerName, setup: ServerSetup, port: number
         ...(setup.cudaDevices ? ['--gpu', 'cuda', '--gpu-layers', 'max'] : ['--gpu', 'cpu']),
         // One JSON line per request on stdout is work llama-server's default log does not match.
         '--no-log',
+        ...(setup.extraArgs?.['cuda-llama'] ?? []),
       ],
     };
   }
@@ -100,6 +103,7 @@ export function serverCommand(name: ServerName, setup: ServerSetup, port: number
       '--cache-ram',
       '0',
       '--no-ui',
+      ...(setup.extraArgs?.['llama-server'] ?? []),
     ],
   };
 }
