@@ -63,8 +63,8 @@ tarXz(join(carry, 'node.tar.xz'), [relative(prefix, process.execPath), ...npmFil
 
 say('packing vendor/llama.cpp');
 // Left out: what no target of ours configures or builds (docs, media, benchmark logs, CI files,
-// the server's and web UI's tests) and every vocab file but llama-spm, the one the tests and demo
-// use. tools/server and tools/ui stay: CMakeLists.txt configures them (llama-server for the
+// the server's and web UI's tests) and every vocab file but those the synthetic models use
+// (llama-spm; bert-bge and qwen2 for the embedding and reranker shapes) and their test texts. tools/server and tools/ui stay: CMakeLists.txt configures them (llama-server for the
 // serving benchmarks), and the UI's asset step reads its sources list even without the UI.
 tarXz(join(carry, 'llama.tar.xz'), [
   ...[
@@ -76,7 +76,11 @@ tarXz(join(carry, 'llama.tar.xz'), [
     'tools/server/tests',
     'tools/server/bench',
     'tools/ui/tests',
-    'models/ggml-vocab-[a-km-z]*',
+    'models/ggml-vocab-[ac-km-pr-z]*',
+    'models/ggml-vocab-baichuan*',
+    'models/ggml-vocab-qwen35*',
+    'models/ggml-vocab-*.inp',
+    'models/ggml-vocab-*.out',
     'models/ggml-vocab-llama-bpe*',
   ].map((path) => `--exclude=vendor/llama.cpp/${path}`),
   'vendor/llama.cpp',

@@ -19,9 +19,10 @@
 #   bash scripts/gpu-session.sh bench    the GPU benchmark: CPU / full / partial offload, sweeps, parallel,
 #                                        against node-llama-cpp too when .carry has it
 #   bash scripts/gpu-session.sh extras   paired rounds (GPU, GPU against node-llama-cpp, CPU), npm test, tune (two workloads), the tarball with the CUDA package
-#   bash scripts/gpu-session.sh serving  issues 26, 27 and 31 on the GPU: arrivals at 1/16/64 sequences against llama-batched-bench,
+#   bash scripts/gpu-session.sh serving  issues 26, 27, 31 and 33 on the GPU: arrivals at 1/16/64 sequences against llama-batched-bench,
 #                                        multi-turn chat, the serving benchmark against llama-server at 1/16/64 clients,
-#                                        and structured output (a JSON schema against plain requests, against llama-server)
+#                                        structured output (a JSON schema against plain requests, against llama-server),
+#                                        and embeddings and rerank (against llama-embedding and llama-server)
 #
 #   bash scripts/gpu-session.sh STEP NAME...   only the step's commands with these names (to redo
 #                                              one that failed, e.g. `extras test-pack-cuda`)
@@ -186,6 +187,9 @@ case "$step" in
     run chat-turns npx tsx test/bench/chat-turns.ts --gpu --rounds 8 --out "$OUT/chat-turns" --write-docs --docs "$OUT/chat-turns-gpu.md"
     # The schema's grammar as `grammar` (structured.ts's default): llama-server refuses `response_format` on the synthetic model.
     run structured npx tsx test/bench/structured.ts --gpu --clients 1,16 --parallel 16 --rounds 6 --out "$OUT/structured"
+    # Issue 33: texts/s at 256 and 4,096 short texts and 64 long ones (BGE-small shape) against llama-embedding,
+    # documents/s of 100-document rerank requests against llama-server; node-llama-cpp is not in .carry.
+    run embeddings npx tsx test/bench/embeddings.ts --gpu --rounds 6 --no-node-llama-cpp --out "$OUT/embeddings"
     ;;
   proof)
     # Issue 32 in one call. The seconds in the comments are estimates for a 16-core H100 host, made from

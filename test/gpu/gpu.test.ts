@@ -239,3 +239,39 @@ describe.skipIf(!cuda)('CUDA op placement (synthetic tiny shape: head size 16, w
     }
   });
 });
+
+describe.skipIf(!cuda)('CUDA embeddings and rerank (synthetic BGE-small and Qwen3-Reranker shapes)', () => {
+  const cosine = (a: Float32Array, b: Float32Array) => a.reduce((sum, x, i) => sum + x * b[i]!, 0);
+
+  it("gpu: 'cuda' puts an encoder's layers on CUDA0, and its vectors equal the CPU's (cosine >= 0.999)", async () => {
+    const path = await syntheticModel('bgeSmall');
+    const texts = Array.from({ length: 300 }, (_, i) => `passage ${i} about local retrieval on a GPU`);
+    const onGpu = await Llama.load(path, { gpu: 'cuda', contextSize: 512 });
+    const onCpu = await Llama.load(path, { gpu: 'cpu', contextSize: 512 });
+    try {
+      const report = await onGpu.layerReport();
+      expect(report.layers.every((l) => l.device === 'CUDA0')).toBe(true);
+      expect(report.problems).toEqual([]);
+      const [gpuResult, cpuResult] = [await onGpu.embed(texts), await onCpu.embed(texts)];
+      expect(gpuResult.decodes).toBeLessThan(20);
+      gpuResult.embeddings.forEach((v, i) => expect(cosine(v, cpuResult.embeddings[i]!)).toBeGreaterThanOrEqual(0.999));
+    } finally {
+      await onGpu.dispose();
+      await onCpu.dispose();
+    }
+  });
+
+  it('a reranker on CUDA0 ranks as on the CPU', async () => {
+    const path = await syntheticModel('smallQwen3Reranker');
+    const documents = ['pandas eat bamboo', 'the giant panda is a bear', 'paris is in france', 'hello'];
+    const onGpu = await Llama.load(path, { gpu: 'cuda', contextSize: 2048 });
+    const onCpu = await Llama.load(path, { gpu: 'cpu', contextSize: 2048 });
+    try {
+      const [g, c] = [await onGpu.rerank('what is a panda?', documents), await onCpu.rerank('what is a panda?', documents)];
+      g.scores.forEach((s, i) => expect(Math.abs(s - c.scores[i]!)).toBeLessThan(1e-2));
+    } finally {
+      await onGpu.dispose();
+      await onCpu.dispose();
+    }
+  });
+});
