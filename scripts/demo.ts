@@ -4,7 +4,7 @@
 import { mkdir } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import { Llama } from '../lib/index.js';
-import { ensureSyntheticModel, shapes, type SyntheticShapeName } from '../lib/gguf/synthetic-model.js';
+import { ensureSyntheticModel, shapes, syntheticVocabFile, type SyntheticShapeName } from '../lib/gguf/synthetic-model.js';
 
 const shapeName = (process.argv[2] ?? 'small') as SyntheticShapeName;
 if (!(shapeName in shapes)) {
@@ -12,7 +12,12 @@ if (!(shapeName in shapes)) {
   process.exit(2);
 }
 const cacheDir = fileURLToPath(new URL('../test/.models', import.meta.url));
-const vocabPath = fileURLToPath(new URL('../vendor/llama.cpp/models/ggml-vocab-llama-spm.gguf', import.meta.url));
+const vocabOf = (shape: SyntheticShapeName) =>
+  fileURLToPath(new URL(`../vendor/llama.cpp/models/${syntheticVocabFile(shape)}`, import.meta.url));
+if ('pooling' in shapes[shapeName]) {
+  console.error(`${shapeName} is an embedding model: the demo generates with a generative shape, and embeds with tinyBert at the end`);
+  process.exit(2);
+}
 await mkdir(cacheDir, { recursive: true });
 
 const build = Llama.build();
@@ -26,7 +31,7 @@ console.log(
 );
 
 const t0 = performance.now();
-const path = await ensureSyntheticModel({ cacheDir, shape: shapeName, vocabPath });
+const path = await ensureSyntheticModel({ cacheDir, shape: shapeName, vocabPath: vocabOf(shapeName) });
 console.log(`model: ${path} (${(performance.now() - t0).toFixed(0)} ms to make or find)`);
 
 const loadStart = performance.now();
@@ -58,4 +63,17 @@ const batch = await model.generateBatch(['Once upon a time', 'The river ran', 'I
 console.log(
   `4 prompts at once (generateBatch): ${batch.timings.generatedTokens} tokens at ${batch.timings.tokensPerSecond.toFixed(1)} tok/s in total ` +
     `(${(batch.timings.tokensPerSecond / timings.tokensPerSecond).toFixed(2)}x one prompt's pace)`,
+);
+
+// Embeddings: a BERT-shaped embedding model (random weights, llama.cpp's BGE vocabulary).
+process.stdout.write('\n--- embeddings (tinyBert: random weights, so the vectors mean nothing; the packing and speed are real) ---\n');
+const bertPath = await ensureSyntheticModel({ cacheDir, shape: 'tinyBert', vocabPath: vocabOf('tinyBert') });
+await using embedder = await Llama.load(bertPath);
+const texts = Array.from({ length: 1000 }, (_, i) => `passage ${i} of a small local corpus`);
+const embedStart = performance.now();
+const embedded = await embedder.embed(texts);
+const embedMs = performance.now() - embedStart;
+console.log(
+  `${texts.length} texts embedded in ${embedded.decodes} decodes, ${embedMs.toFixed(0)} ms (${((texts.length / embedMs) * 1000).toFixed(0)} texts/s), ` +
+    `${embedded.dimensions} dimensions, pooling ${embedded.pooling}`,
 );
