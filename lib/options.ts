@@ -348,21 +348,28 @@ export function defaultThreadCount(cpuinfo?: string): number {
   return count;
 }
 
-/** `contextSize` is one sequence's window; llama.cpp's n_ctx is the whole cache, split per sequence. */
-export function contextParams(options: LoadOptions, contextSize: number): NativeContextParams {
+/** What every context of a load shares: threads, flash attention and the KV cache's type and place. */
+function computeParams(options: LoadOptions): NativeContextParams {
   const threads = options.threads ?? defaultThreadCount();
-  const sequences = options.sequences ?? 1;
   return {
-    nCtx: contextSize * sequences,
-    nSeqMax: options.sequences,
-    nBatch: options.batchSize === undefined ? undefined : Math.min(options.batchSize, contextSize * sequences),
-    nUbatch: options.ubatchSize,
     nThreads: threads,
     nThreadsBatch: options.threadsBatch ?? threads,
     flashAttnType: options.flashAttention === undefined ? undefined : flashAttnIds[options.flashAttention],
     typeK: options.kvCacheType === undefined ? undefined : ggmlTypeIds[options.kvCacheType],
     typeV: options.kvCacheType === undefined ? undefined : ggmlTypeIds[options.kvCacheType],
     offloadKqv: options.offloadKvCache,
+  };
+}
+
+/** `contextSize` is one sequence's window; llama.cpp's n_ctx is the whole cache, split per sequence. */
+export function contextParams(options: LoadOptions, contextSize: number): NativeContextParams {
+  const sequences = options.sequences ?? 1;
+  return {
+    ...computeParams(options),
+    nCtx: contextSize * sequences,
+    nSeqMax: options.sequences,
+    nBatch: options.batchSize === undefined ? undefined : Math.min(options.batchSize, contextSize * sequences),
+    nUbatch: options.ubatchSize,
     parkedSessionBytes: options.parkedSessionBytes ?? DEFAULT_PARKED_SESSION_BYTES,
   };
 }
@@ -375,20 +382,14 @@ export function contextParams(options: LoadOptions, contextSize: number): Native
  * llama.h id, or undefined for the model's own.
  */
 export function embeddingContextParams(options: LoadOptions, contextSize: number, pooling: number | undefined): NativeContextParams {
-  const threads = options.threads ?? defaultThreadCount();
   const batch = Math.min(options.batchSize ?? contextSize, contextSize);
   return {
+    ...computeParams(options),
     nCtx: contextSize,
     nSeqMax: EMBEDDING_SEQUENCES,
     kvUnified: true,
     nBatch: batch,
     nUbatch: batch,
-    nThreads: threads,
-    nThreadsBatch: options.threadsBatch ?? threads,
-    flashAttnType: options.flashAttention === undefined ? undefined : flashAttnIds[options.flashAttention],
-    typeK: options.kvCacheType === undefined ? undefined : ggmlTypeIds[options.kvCacheType],
-    typeV: options.kvCacheType === undefined ? undefined : ggmlTypeIds[options.kvCacheType],
-    offloadKqv: options.offloadKvCache,
     embeddings: true,
     poolingType: pooling,
     parkedSessionBytes: 0,

@@ -2,6 +2,7 @@
  * What the synthetic generator's architecture modules share: the shape type, the tensor plan
  * entries, the interface each family implements, the general.* keys and the shape checks.
  */
+import { POOLING_IDS, type Pooling } from '../../embedding.js';
 import { GgmlType } from '../ggml-types.js';
 import type { GgufValue } from '../reader.js';
 import { gguf, type GgufWriter, type GgufWriterTensor } from '../writer.js';
@@ -19,10 +20,10 @@ export type SyntheticArchitecture = 'llama' | 'gemma2' | 'mamba' | 'bert' | 'nom
  * How an embedding model pools its token states into one vector per sequence: `<arch>.pooling_type`,
  * llama.cpp's LLAMA_POOLING_TYPE_*. 'rank' scores a query and document pair through a ranking head.
  */
-export type SyntheticPooling = 'mean' | 'cls' | 'last' | 'rank';
+export type SyntheticPooling = Exclude<Pooling, 'none'>;
 
-/** The values llama.cpp's enum llama_pooling_type gives each pooling. */
-export const POOLING_TYPE_IDS: Readonly<Record<SyntheticPooling, number>> = { mean: 1, cls: 2, last: 3, rank: 4 };
+/** The values llama.cpp's enum llama_pooling_type gives each pooling (lib/embedding.ts holds the table). */
+export const POOLING_TYPE_IDS: Readonly<Record<SyntheticPooling, number>> = POOLING_IDS;
 
 export interface SyntheticModelShape {
   /** Default 'llama'. */
