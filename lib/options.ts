@@ -97,7 +97,7 @@ export interface LoadOptions {
    * as BERT, or a file that declares a pooling type, as embedding models and rerankers do), which
    * then only embeds; false for a generative model, where true adds a second, embeddings context
    * of `contextSize` tokens beside the one that generates (its KV cache and compute buffers cost
-   * memory of their own, which Llama.plan() does not count yet).
+   * memory of their own, which Llama.plan() and the layer report do not count yet).
    */
   embeddings?: boolean;
   /**
