@@ -115,14 +115,16 @@ async function inspectModelFile(path: string): Promise<ModelFileFacts> {
     );
   }
   checkLoaderGuards(gguf, architecture);
-  const pooling = ggufNumber(gguf, `${architecture}.pooling_type`);
+  // As llama.cpp reads them: a u32 (checkLoaderGuards has refused one above llama.h's range; another
+  // type is llama.cpp's own "wrong type" refusal at load) and a bool.
+  const pooling = gguf.metadata.get(`${architecture}.pooling_type`);
   const causal = gguf.metadata.get(`${architecture}.attention.causal`);
   return {
     fileSizeBytes: info.size,
     trainingContextSize: ggufNumber(gguf, `${architecture}.context_length`) ?? 0,
     // llama.cpp reads the same two keys (llama_model::load_hparams): a pooling type, or attention
     // that is not causal (an encoder), makes an embedding model.
-    pooling: pooling !== undefined && pooling > 0 && pooling <= POOLING_IDS.rank ? poolingName(pooling) : null,
+    pooling: pooling?.type === 'u32' && pooling.value > 0 ? poolingName(pooling.value) : null,
     causalAttention: causal?.type !== 'bool' || causal.value !== false,
   };
 }

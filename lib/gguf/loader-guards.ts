@@ -9,6 +9,7 @@
  * wrong type, an array of the wrong length) are not listed: it catches those and returns null,
  * which reaches the user as ERR_MODEL_LOAD. docs/robustness.md says what was audited.
  */
+import { POOLING_IDS } from '../embedding.js';
 import { ErrorCode, ModelFileError } from '../errors.js';
 import type { GgufFile, GgufTensorInfo, GgufValue } from './reader.js';
 
@@ -438,6 +439,19 @@ export const LOADER_GUARDS: readonly LoaderGuard[] = [
       invalid: { 'llama.attention.layer_norm_rms_epsilon': f32(Number.NaN) },
       valid: { 'llama.attention.layer_norm_rms_epsilon': f32(0) },
     },
+  },
+  {
+    key: '{arch}.pooling_type',
+    rule: (m) => {
+      const v = m.u32('{arch}.pooling_type');
+      return v !== undefined && v > POOLING_IDS.rank
+        ? violation(m, '{arch}.pooling_type', v, `0 to ${POOLING_IDS.rank} (llama_pooling_type)`)
+        : undefined;
+    },
+    message: "an embeddings context's graph aborts on a pooling type llama.cpp does not know",
+    llamaCppSource: 'src/llama-graph.cpp:3767',
+    assertText: 'GGML_ABORT("unknown pooling type");',
+    examples: { invalid: { 'llama.pooling_type': u32(7) }, valid: { 'llama.pooling_type': u32(1) } },
   },
   {
     key: '{arch}.attention.layer_norm_epsilon',
