@@ -18,10 +18,28 @@ interface ReferenceRun {
   rows: number[][];
 }
 
-/** llama-embedding's JSON output for `prompts` (one per line), as a row per output. */
+/**
+ * llama-embedding's JSON output for `prompts` (one per line), as a row per output. Its output goes
+ * through llama.cpp's asynchronous log writer (common/log.cpp), which on a loaded machine has
+ * garbled a long output once in CI ("0.1405482,.1405482,-"): a run whose output is not JSON is
+ * run again, up to three times in all.
+ */
 function reference(path: string, prompts: string[], pooling: Pooling, normalize: boolean): ReferenceRun {
+  for (let attempt = 1; ; attempt++) {
+    let parsed: { data: { embedding: number[] }[] };
+    try {
+      parsed = JSON.parse(runReference(path, prompts, pooling, normalize)) as typeof parsed;
+    } catch (error) {
+      if (!(error instanceof SyntaxError) || attempt === 3) throw error;
+      continue;
+    }
+    return { rows: parsed.data.map((d) => d.embedding) };
+  }
+}
+
+function runReference(path: string, prompts: string[], pooling: Pooling, normalize: boolean): string {
   if (!existsSync(llamaEmbedding)) throw new Error(`${llamaEmbedding} is missing: run \`node scripts/build-tools.mjs llama-embedding\``);
-  const stdout = execFileSync(
+  return execFileSync(
     llamaEmbedding,
     [
       '-m',
@@ -41,8 +59,6 @@ function reference(path: string, prompts: string[], pooling: Pooling, normalize:
     ],
     { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], maxBuffer: 64 * 2 ** 20 },
   );
-  const parsed = JSON.parse(stdout) as { data: { embedding: number[] }[] };
-  return { rows: parsed.data.map((d) => d.embedding) };
 }
 
 function cosine(a: ArrayLike<number>, b: ArrayLike<number>): number {
