@@ -183,12 +183,14 @@ export async function embedTexts(host: EmbeddingHost, input: unknown, optionsInp
   const { tokens, truncated } = tokenizeAll(host, 'texts', texts, truncate);
   const native = await runPacked(host, tokens);
   const { width } = native;
+  // Views into the one array the addon filled for this call: each text's rows are its own, so
+  // normalizing them in place touches nothing else, and no vector is copied again.
   const tokenCounts = tokens.map((t) => t.length);
   if (host.pooling === 'none') {
     let row = 0;
     const tokenEmbeddings = tokenCounts.map((count) =>
       Array.from({ length: count }, () => {
-        const vector = native.vectors.slice(row * width, (row + 1) * width);
+        const vector = native.vectors.subarray(row * width, (row + 1) * width);
         row++;
         if (normalize) normalizeInPlace(vector);
         return vector;
@@ -197,7 +199,7 @@ export async function embedTexts(host: EmbeddingHost, input: unknown, optionsInp
     return { pooling: 'none', dimensions: width, embeddings: [], tokenEmbeddings, tokenCounts, truncated, decodes: native.decodes };
   }
   const embeddings = texts.map((_, i) => {
-    const vector = native.vectors.slice(i * width, (i + 1) * width);
+    const vector = native.vectors.subarray(i * width, (i + 1) * width);
     if (normalize) normalizeInPlace(vector);
     return vector;
   });
