@@ -42,6 +42,7 @@ export {
   GrammarError,
   JsonSchemaError,
   EmbeddingError,
+  RpcError,
   DisposedError,
   ErrorCode,
 } from './errors.js';

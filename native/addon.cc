@@ -47,6 +47,8 @@ Addon::Addon(Napi::Env env, Napi::Object exports) {
           InstanceValue("preloadLibrary", Napi::Function::New(env, PreloadLibrary), napi_enumerable),
           InstanceValue("listBackends", Napi::Function::New(env, ListBackends), napi_enumerable),
           InstanceValue("listDevices", Napi::Function::New(env, ListDevices), napi_enumerable),
+          InstanceValue("rpcAddServer", Napi::Function::New(env, RpcAddServerJs), napi_enumerable),
+          InstanceValue("rpcServe", Napi::Function::New(env, RpcServe), napi_enumerable),
           InstanceValue("setLogger", Napi::Function::New(env, SetLogger), napi_enumerable),
           InstanceValue("quantize", Napi::Function::New(env, Quantize), napi_enumerable),
           InstanceValue("architectureSupported", Napi::Function::New(env, ArchitectureSupported), napi_enumerable),

@@ -26,6 +26,18 @@ Napi::Value ListBackends(const Napi::CallbackInfo& info);
 // JS: listDevices() -> [{ index, name, description, type, backend, memoryFree, memoryTotal, deviceId }]
 Napi::Value ListDevices(const Napi::CallbackInfo& info);
 
+// JS: rpcAddServer(endpoint) -> string[]. Registers the devices of the rpc-server at endpoint
+// (ggml_backend_rpc_add_server + ggml_backend_device_register, in llama_adapter.cc) and returns their
+// names. Blocks for one connection and handshake; ggml aborts if the server cannot be reached, so lib/
+// probes the endpoint first.
+Napi::Value RpcAddServerJs(const Napi::CallbackInfo& info);
+
+// JS: rpcServe(endpoint, device, cacheDir, threads, memoryCapBytes) -> Promise<string>.
+// ggml_backend_rpc_start_server on a thread of its own, serving `device` ('' for the CPU), with
+// memory reports capped at memoryCapBytes (0: no cap). The promise settles only if the server stops
+// (with why); the process ends it otherwise.
+Napi::Value RpcServe(const Napi::CallbackInfo& info);
+
 // Device type as the string lib/ uses ("cpu", "gpu", "igpu", "accel", "meta").
 const char* DeviceTypeName(int type);
 

@@ -1,7 +1,9 @@
 // Internals live here only. See llama_adapter.h for why.
 #include "llama_adapter.h"
 
+#include <algorithm>
 #include <map>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <vector>
@@ -9,7 +11,9 @@
 #include "backend.h"
 #include "common.h"
 #include "context.h"
+#include "ggml-backend-impl.h"
 #include "ggml-backend.h"
+#include "ggml-rpc.h"
 #include "llama-arch.h"
 #include "llama-context.h"
 #include "llama-ext.h"
@@ -371,6 +375,134 @@ std::string GrammarProblem(const llama_vocab* vocab, const std::string& text, co
            "' is left-recursive (it can start with itself), which llama.cpp refuses";
   }
   return std::string();
+}
+
+// --- RPC -------------------------------------------------------------------------------------
+
+namespace {
+
+// The RPC module's functions, by the names ggml_backend_rpc_get_proc_address answers to. The
+// typedefs come from ggml-rpc.h, so a changed signature fails to compile here.
+using RpcAddServerFn = decltype(&ggml_backend_rpc_add_server);
+using RpcStartServerFn = decltype(&ggml_backend_rpc_start_server);
+
+ggml_backend_reg_t RpcReg() { return ggml_backend_reg_by_name("RPC"); }
+
+// ggml's device registry has no lock; registrations from two environments (worker threads) take turns.
+std::mutex rpc_register_mutex;
+
+bool Registered(ggml_backend_dev_t dev) {
+  for (size_t i = 0; i < ggml_backend_dev_count(); i++) {
+    if (ggml_backend_dev_get(i) == dev) return true;
+  }
+  return false;
+}
+
+// --mem of `cuda-llama rpc-server`. ggml's RPC server answers RPC_CMD_GET_DEVICE_MEMORY with
+// ggml_backend_dev_memory(ggml_backend_get_device(backend)), and no public API lets a caller
+// change what a device reports. So the served device is a copy of the real one (same context, same
+// functions) whose memory functions cap the numbers, and whose init_backend points the backend it
+// makes back at the copy (the server asks the backend for its device). Only what clients are told
+// changes: the fit checks of a client that plans by free memory (llama.cpp's fitter, our plan) stay
+// within the cap; the server itself does not refuse an allocation beyond it.
+struct CappedDevice {
+  ggml_backend_device device;
+  ggml_backend_dev_t real;
+  uint64_t cap;
+};
+std::map<ggml_backend_dev_t, CappedDevice*>
+    capped_devices;  // wrapper -> its facts; never freed (the server runs until exit)
+std::mutex capped_mutex;
+
+CappedDevice* Capped(ggml_backend_dev_t dev) {
+  std::lock_guard<std::mutex> lock(capped_mutex);
+  auto it = capped_devices.find(dev);
+  return it == capped_devices.end() ? nullptr : it->second;
+}
+
+void CappedMemory(ggml_backend_dev_t dev, size_t* free, size_t* total) {
+  CappedDevice* capped = Capped(dev);
+  capped->real->iface.get_memory(capped->real, free, total);
+  *free = std::min<uint64_t>(*free, capped->cap);
+  *total = std::min<uint64_t>(*total, capped->cap);
+}
+
+void CappedProps(ggml_backend_dev_t dev, ggml_backend_dev_props* props) {
+  CappedDevice* capped = Capped(dev);
+  capped->real->iface.get_props(capped->real, props);
+  props->memory_free = std::min<uint64_t>(props->memory_free, capped->cap);
+  props->memory_total = std::min<uint64_t>(props->memory_total, capped->cap);
+}
+
+ggml_backend_t CappedInit(ggml_backend_dev_t dev, const char* params) {
+  CappedDevice* capped = Capped(dev);
+  ggml_backend_t backend = capped->real->iface.init_backend(capped->real, params);
+  if (backend != nullptr) backend->device = dev;
+  return backend;
+}
+
+}  // namespace
+
+bool RpcAddServer(const std::string& endpoint, std::vector<std::string>& names, std::string& error) {
+  ggml_backend_reg_t rpc = RpcReg();
+  if (rpc == nullptr) {
+    error = "the RPC backend module (libggml-rpc.so) is not loaded";
+    return false;
+  }
+  auto add_server =
+      reinterpret_cast<RpcAddServerFn>(ggml_backend_reg_get_proc_address(rpc, "ggml_backend_rpc_add_server"));
+  if (add_server == nullptr) {
+    error = "the RPC backend module has no ggml_backend_rpc_add_server";
+    return false;
+  }
+  std::lock_guard<std::mutex> lock(rpc_register_mutex);
+  ggml_backend_reg_t reg = add_server(endpoint.c_str());  // cached per endpoint by ggml
+  if (reg == nullptr) {
+    error = "the rpc-server at " + endpoint + " has no device";
+    return false;
+  }
+  for (size_t i = 0; i < ggml_backend_reg_dev_count(reg); i++) {
+    ggml_backend_dev_t dev = ggml_backend_reg_dev_get(reg, i);
+    if (!Registered(dev)) ggml_backend_device_register(dev);
+    names.emplace_back(ggml_backend_dev_name(dev));
+  }
+  return true;
+}
+
+bool IsRpcDevice(ggml_backend_dev_t dev) {
+  ggml_backend_reg_t reg = ggml_backend_dev_backend_reg(dev);
+  return reg != nullptr && std::string(ggml_backend_reg_name(reg)) == "RPC";
+}
+
+ggml_backend_dev_t RpcServeDevice(const std::string& name, uint64_t memory_cap_bytes, std::string& error) {
+  ggml_backend_dev_t dev =
+      name.empty() ? ggml_backend_dev_by_type(GGML_BACKEND_DEVICE_TYPE_CPU) : ggml_backend_dev_by_name(name.c_str());
+  if (dev == nullptr || IsRpcDevice(dev)) {
+    error = "no device named '" + name + "'";
+    return nullptr;
+  }
+  if (memory_cap_bytes == 0) return dev;
+  auto* capped = new CappedDevice{*dev, dev, memory_cap_bytes};
+  capped->device.iface.get_memory = CappedMemory;
+  capped->device.iface.get_props = CappedProps;
+  capped->device.iface.init_backend = CappedInit;
+  std::lock_guard<std::mutex> lock(capped_mutex);
+  capped_devices[&capped->device] = capped;
+  return &capped->device;
+}
+
+std::string RpcRunServer(const std::string& endpoint, ggml_backend_dev_t device, const std::string& cache_dir,
+                         size_t threads) {
+  ggml_backend_reg_t rpc = RpcReg();
+  if (rpc == nullptr) return "the RPC backend module (libggml-rpc.so) is not loaded";
+  auto start =
+      reinterpret_cast<RpcStartServerFn>(ggml_backend_reg_get_proc_address(rpc, "ggml_backend_rpc_start_server"));
+  if (start == nullptr) return "the RPC backend module has no ggml_backend_rpc_start_server";
+  ggml_backend_dev_t devices[] = {device};
+  // Returns only when the socket could not be created or bound, or accept() failed.
+  start(endpoint.c_str(), cache_dir.empty() ? nullptr : cache_dir.c_str(), threads, 1, devices);
+  return "ggml's RPC server stopped: it could not bind " + endpoint +
+         " (in use, or not an address of this machine), or accept() failed";
 }
 
 }  // namespace cuda_llama

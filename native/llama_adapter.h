@@ -7,8 +7,11 @@
 
 #include <napi.h>
 
+#include <cstdint>
 #include <string>
+#include <vector>
 
+#include "ggml-backend.h"
 #include "llama.h"
 
 namespace cuda_llama {
@@ -47,5 +50,30 @@ Napi::Value EmbeddingTraits(const Napi::CallbackInfo& info);
 // prints to stderr. lib/structured/grammar-guards.ts has refused what would hang or crash the
 // parser before this is called (repetitions {m,n} with m > n, deep nesting). JS thread.
 std::string GrammarProblem(const llama_vocab* vocab, const std::string& text, const std::string& root);
+
+// ggml's RPC backend (ggml/src/ggml-rpc, a backend module under GGML_BACKEND_DL, reached through
+// its registry's proc addresses as common/arg.cpp does).
+
+// Registers the devices of the rpc-server at `endpoint` ("host:port") with ggml's device registry
+// (ggml_backend_rpc_add_server, then ggml_backend_device_register for each device not registered
+// yet) and returns their names (RPC0, RPC1, ...). Idempotent per endpoint. ggml ABORTS the process
+// when it cannot connect or the handshake fails: call it only for an endpoint lib/gpu/rpc.ts has
+// just probed. On failure (no RPC module, a server with no device) returns false with `error` set.
+bool RpcAddServer(const std::string& endpoint, std::vector<std::string>& names, std::string& error);
+
+// Whether a device is a remote one of the RPC backend (its memory query is a network round trip,
+// and an ABORT when the server has gone away).
+bool IsRpcDevice(ggml_backend_dev_t dev);
+
+// The device an rpc-server serves: `name` from the registry (empty: the CPU). With
+// `memory_cap_bytes` > 0, a wrapper device that reports at most that much free and total memory
+// (see the .cc for why a wrapper). Null with `error` set for an unknown name.
+ggml_backend_dev_t RpcServeDevice(const std::string& name, uint64_t memory_cap_bytes, std::string& error);
+
+// ggml_backend_rpc_start_server on `device`: blocks for as long as the server runs, which is until
+// the process ends unless binding or accepting fails; returns why it stopped. Prints llama.cpp's own
+// banner and per-connection lines to stdout (the server is a command's whole process).
+std::string RpcRunServer(const std::string& endpoint, ggml_backend_dev_t device, const std::string& cache_dir,
+                         size_t threads);
 
 }  // namespace cuda_llama

@@ -476,8 +476,24 @@ export interface NativeAddon {
   preloadLibrary(path: string): string | null;
   /** ggml_backend_reg_* + ggml_backend_get_features */
   listBackends(): NativeBackend[];
-  /** ggml_backend_dev_get_props */
+  /**
+   * ggml_backend_dev_get_props; for a remote device of the RPC backend only its name, description
+   * (the endpoint) and type, with memory 0: its props would be a network round trip, and ggml aborts
+   * when its server has gone away. lib/gpu/rpc.ts fills in the memory its own probe read.
+   */
   listDevices(): NativeDevice[];
+  /**
+   * adapter: ggml_backend_rpc_add_server (the RPC module's proc address) + ggml_backend_device_register
+   * for each of its devices not yet registered; returns their names (RPC0, ...). Idempotent per endpoint.
+   * ggml aborts the process when the server cannot be reached: lib/gpu/rpc.ts probes it first.
+   */
+  rpcAddServer(endpoint: string): string[];
+  /**
+   * adapter: ggml_backend_rpc_start_server on a thread of its own, serving `device` ('' for the CPU) with
+   * its memory reports capped at memoryCapBytes (0: no cap). Resolves, with why, only if the server stops
+   * (it could not bind, or accept failed); otherwise it serves until the process ends.
+   */
+  rpcServe(endpoint: string, device: string, cacheDir: string, threads: number, memoryCapBytes: number): Promise<string>;
   /** llama_log_set (installed once; this only changes where lines go) */
   setLogger(logger: ((level: number, text: string) => void) | null, minLevel: number): void;
   /** llama_model_quantize */
@@ -523,6 +539,8 @@ export const nativeExportNames = [
   'preloadLibrary',
   'listBackends',
   'listDevices',
+  'rpcAddServer',
+  'rpcServe',
   'setLogger',
   'quantize',
   'architectureSupported',
