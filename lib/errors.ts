@@ -41,6 +41,12 @@ export const ErrorCode = {
   CUDA_UNAVAILABLE: 'ERR_CUDA_UNAVAILABLE',
   /** The model loaded, but not where gpu: 'cuda' asked (layers, output or KV cache on the CPU). */
   GPU_PLACEMENT: 'ERR_GPU_PLACEMENT',
+  /**
+   * A fatal llama_decode error (a status below -1: llama.h's "error while decoding") left the context
+   * unusable. Every request on it, running or waiting, and every later one fails with this code;
+   * `details.started` is false for a request that never ran, which can be sent elsewhere unchanged.
+   */
+  CONTEXT_FAILED: 'ERR_CONTEXT_FAILED',
   /** Another generation already runs on this native context (lib/ queues, so this is a bug guard). */
   BUSY: 'ERR_BUSY',
   /** Llama.tune() could measure none of its configurations; `details.candidates` has each one's error. */
@@ -163,6 +169,7 @@ const errorClassByCode: Partial<Record<ErrorCode, typeof CudaLlamaError>> = {
   [ErrorCode.CONTEXT_CREATE]: ContextError,
   [ErrorCode.CONTEXT_FULL]: ContextError,
   [ErrorCode.DECODE]: ContextError,
+  [ErrorCode.CONTEXT_FAILED]: ContextError,
   [ErrorCode.BUSY]: ContextError,
   [ErrorCode.CUDA_UNAVAILABLE]: GpuError,
   [ErrorCode.GPU_PLACEMENT]: GpuError,
@@ -198,6 +205,8 @@ const nativeRemedies: Partial<Record<ErrorCode, string>> = {
     'lower batchSize or contextSize; status 1 means no KV-cache slot was free, negative values are errors inside llama.cpp',
   [ErrorCode.CHAT_TEMPLATE]:
     "fix the template (llama.cpp's reason is in the message), or pass options.template: Jinja text or a llama.cpp built-in name such as 'chatml'",
+  [ErrorCode.CONTEXT_FAILED]:
+    'dispose the model and load it again (a replica pool does this itself); NODE_DEBUG=cuda-llama shows what llama.cpp logged before the failure',
   [ErrorCode.QUANTIZE]: 'check that the input is an F32/F16 GGUF and that the output folder is writable',
   [ErrorCode.GRAMMAR]:
     'a grammar that can dead-end (allow no token) ends its request here: make every path of the grammar complete, or remove a logitBias of -Infinity on the tokens it needs',
@@ -213,12 +222,13 @@ const nativeRemedies: Partial<Record<ErrorCode, string>> = {
  */
 export function fromNativeError(error: unknown, callSite?: Error): unknown {
   if (!(error instanceof Error) || error instanceof CudaLlamaError) return error;
-  const { code, status } = error as Error & { code?: string; status?: number };
+  const { code, status, started } = error as Error & { code?: string; status?: number; started?: boolean };
   if (!code || !(Object.values(ErrorCode) as string[]).includes(code)) return error;
   const wrapped = makeError(code as ErrorCode, error.message, {
     remedy: nativeRemedies[code as ErrorCode],
     status,
     cause: error,
+    ...(started !== undefined ? { details: { started } } : {}),
   });
   if (callSite?.stack) wrapped.stack = `${wrapped.name}: ${wrapped.message}\n${callSite.stack.split('\n').slice(1).join('\n')}`;
   return wrapped;

@@ -47,6 +47,7 @@ import type {
 } from './binding/native.js';
 import { validateGenerateOptions, type BatchGenerateOptions, type GenerateOptions } from './options.js';
 import { expectObject, expectString, optionalBoolean, rejectUnknownKeys, typeError, rangeError } from './validate.js';
+import { registerFaultTarget } from './internal/fault.js';
 
 export type { ChatDelta, ChatMessage, ChatOptions, ChatResult, ChatStream, ChatTemplateOptions } from './chat.js';
 
@@ -154,6 +155,7 @@ export class LlamaModel implements AsyncDisposable {
       quantization: info.fileTypeName,
     });
     this.contextInfo = Object.freeze(parts.context.info());
+    registerFaultTarget(this, parts.context);
   }
 
   get disposed(): boolean {

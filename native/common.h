@@ -31,6 +31,7 @@ inline constexpr const char* kChatTemplate = "ERR_CHAT_TEMPLATE";
 inline constexpr const char* kGrammar = "ERR_GRAMMAR";
 inline constexpr const char* kJsonSchema = "ERR_JSON_SCHEMA";
 inline constexpr const char* kEmbeddingsOnly = "ERR_EMBEDDINGS_ONLY";
+inline constexpr const char* kContextFailed = "ERR_CONTEXT_FAILED";
 }  // namespace code
 
 // A token's text as UTF-8 bytes (possibly part of a character). Never truncated: a piece longer

@@ -162,8 +162,8 @@ Napi::Function Context::Define(Napi::Env env) {
       {StaticMethod<&Context::Create>("create"), InstanceMethod<&Context::Info>("info"),
        InstanceMethod<&Context::Submit>("submit"), InstanceMethod<&Context::EndSession>("endSession"),
        InstanceMethod<&Context::ForkSession>("forkSession"), InstanceMethod<&Context::EngineStats>("engineStats"),
-       InstanceMethod<&Context::Embed>("embed"), InstanceMethod<&Context::Dispose>("dispose"),
-       InstanceAccessor<&Context::IsDisposed>("disposed")});
+       InstanceMethod<&Context::InjectDecodeFault>("injectDecodeFault"), InstanceMethod<&Context::Embed>("embed"),
+       InstanceMethod<&Context::Dispose>("dispose"), InstanceAccessor<&Context::IsDisposed>("disposed")});
 }
 
 Context::Context(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Context>(info) {
@@ -291,6 +291,17 @@ Napi::Value Context::EngineStats(const Napi::CallbackInfo& info) {
   result.Set("decodeMs", stats.decode_ms);
   result.Set("hostMs", stats.host_ms);
   return result;
+}
+
+Napi::Value Context::InjectDecodeFault(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Get(env);
+  RequireEngine(env);
+  if (info.Length() < 1 || !info[0].IsNumber()) throw Napi::TypeError::New(env, "injectDecodeFault(rc: number)");
+  const int32_t rc = info[0].As<Napi::Number>().Int32Value();
+  if (rc == 0) throw Napi::RangeError::New(env, "injectDecodeFault: rc must not be 0 (success)");
+  engine_->InjectDecodeFault(rc);
+  return env.Undefined();
 }
 
 void Context::RequireEngine(Napi::Env env) const {

@@ -71,6 +71,9 @@ class Context : public Napi::ObjectWrap<Context> {
   // JS: engineStats() -> { usedCells, totalCells, parkedSessions, parkedBytes, steps, decodeMs, hostMs }
   // Atomic reads of what the engine published after its last step; never waits for it.
   Napi::Value EngineStats(const Napi::CallbackInfo& info);
+  // Test hook, not public API (reached only from lib/internal/fault.ts): the engine's next decode
+  // returns `rc` without calling llama_decode.
+  Napi::Value InjectDecodeFault(const Napi::CallbackInfo& info);
   // JS: embed(tokens: Int32Array, lengths: Uint32Array) -> Promise<{ vectors: Float32Array,
   //     width, decodes }>: the texts (lengths[i] tokens each, end to end in `tokens`) through an
   //     embeddings context, packed into batches (native/embedding.h). One call at a time: lib/

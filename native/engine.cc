@@ -442,6 +442,10 @@ void Engine::ShareLeaderPrompt(GenerationRequest* leader, int32_t index) {
 
 bool Engine::Step() {
   DropCancelled();
+  if (failed_) {
+    RefuseWaiting();
+    return false;
+  }
   AdmitWaiting();
 
   std::vector<GenerationRequest*> running;
@@ -504,12 +508,19 @@ bool Engine::Step() {
   }
 
   const auto decode_started = std::chrono::steady_clock::now();
-  const int32_t rc = llama_decode(ctx_, batch.get());
+  const int32_t injected = injected_rc_.exchange(0);
+  const int32_t rc = injected != 0 ? injected : llama_decode(ctx_, batch.get());
   // llama_decode only queues the work on a GPU backend; sampling would wait for it anyway, and
   // waiting here keeps that wait out of the host time.
   if (rc == 0) llama_synchronize(ctx_);
   step_decode_ns_ = static_cast<uint64_t>(
       std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - decode_started).count());
+  if (rc < -1) {
+    // Nothing of this context is touched again (no rollback): its state is unknown.
+    in_batch_.clear();
+    FailContext(rc);
+    return true;
+  }
   if (rc != 0) {
     RollBack();
     std::vector<GenerationRequest*> in_batch;
@@ -726,6 +737,43 @@ void Engine::FailBatch(const std::vector<GenerationRequest*>& in_batch, int32_t 
     seq.cached.clear();
     Finish(request, "aborted");
   }
+}
+
+void Engine::FailContext(int32_t rc) {
+  failed_ = true;
+  failed_rc_ = rc;
+  for (Sequence& seq : sequences_) {
+    if (seq.request != nullptr) FailRequest(seq.request, true);
+    seq.cached.clear();
+    seq.session = 0;
+  }
+  RefuseWaiting();
+}
+
+void Engine::RefuseWaiting() {
+  while (!waiting_.empty()) {
+    GenerationRequest* request = waiting_.front();
+    waiting_.pop_front();
+    // A preempted request was admitted once: its tokens may have been streamed.
+    FailRequest(request, request->admitted_once);
+  }
+}
+
+void Engine::FailRequest(GenerationRequest* request, bool started) {
+  request->error_code = code::kContextFailed;
+  request->error_message =
+      "the context failed: llama_decode returned " + std::to_string(failed_rc_) +
+      (started ? ", after " + std::to_string(request->generated) + " generated tokens of this request"
+               : "; this request had not started");
+  request->status = failed_rc_;
+  request->started = started;
+  request->dropped = 0;  // Finish must not trim the failed context's memory
+  Finish(request, "aborted");
+}
+
+void Engine::InjectDecodeFault(int32_t rc) {
+  injected_rc_.store(rc);
+  wake_.notify_one();
 }
 
 void Engine::Finish(GenerationRequest* request, const char* reason) {

@@ -76,6 +76,9 @@ class Engine {
   // Any thread: makes Run() finish every request as aborted and return; a running CPU decode is
   // interrupted through the ggml abort callback.
   void Stop();
+  // Test hook (lib/internal/fault.ts): the next llama_decode of this engine is not called and
+  // `rc` stands for its result. JS thread; read once by the context thread.
+  void InjectDecodeFault(int32_t rc);
   // JS thread, after Run() has returned: no more events will come; frees the engine once the
   // queued ones are delivered.
   void Release();
@@ -136,6 +139,9 @@ class Engine {
   void Preempt(GenerationRequest* request);
   void RollBack();
   void FailBatch(const std::vector<GenerationRequest*>& in_batch, int32_t rc);
+  void FailContext(int32_t rc);
+  void FailRequest(GenerationRequest* request, bool started);
+  void RefuseWaiting();
   void Accept(GenerationRequest* request, SampledToken& sampled);
   bool Shift(GenerationRequest* request);
   void Emit(EngineEvent event, bool wake);
@@ -170,6 +176,12 @@ class Engine {
   std::vector<uint32_t> ended_sessions_;                      // guarded by mutex_
   std::vector<std::pair<uint32_t, uint32_t>> forks_;          // guarded by mutex_: (parent, child)
   std::atomic<bool> quit_{false};
+  std::atomic<int32_t> injected_rc_{0};  // InjectDecodeFault's rc, 0 for none
+  // Context thread only: set by a fatal llama_decode result (rc < -1, llama.h's "error while
+  // decoding": the context's state is unknown). From then on nothing is decoded: every request,
+  // running, waiting or arriving later, ends with code::kContextFailed.
+  bool failed_ = false;
+  int32_t failed_rc_ = 0;
 
   std::mutex events_mutex_;
   std::vector<EngineEvent> events_;  // guarded by events_mutex_

@@ -79,7 +79,9 @@ void SettleRequest(Napi::Env env, GenerationRequest* request) {
   if (env == nullptr) return;
   try {
     if (request->error_code != nullptr) {
-      request->deferred.Reject(MakeError(env, request->error_code, request->error_message, request->status).Value());
+      Napi::Error error = MakeError(env, request->error_code, request->error_message, request->status);
+      if (request->started) error.Set("started", Napi::Boolean::New(env, *request->started));
+      request->deferred.Reject(error.Value());
       return;
     }
     Napi::Object result = Napi::Object::New(env);

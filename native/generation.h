@@ -88,6 +88,10 @@ struct GenerationRequest {
   const char* error_code = nullptr;
   std::string error_message;
   std::optional<int> status;
+  // Set when the context failed (code::kContextFailed): whether the request had been admitted to a
+  // sequence before (true), or was refused before any of its work ran (false), which a router may
+  // safely submit elsewhere.
+  std::optional<bool> started;
 
   // JS thread only.
   Napi::Promise::Deferred deferred;

@@ -337,6 +337,12 @@ export interface NativeContext {
   /** The engine's KV-cache, parking and step-time figures (no llama.cpp call: atomics it publishes after each step). */
   engineStats(): NativeEngineStats;
   /**
+   * Test hook, not public API (lib/internal/fault.ts): the engine's next step returns `rc` in place
+   * of calling llama_decode. rc < -1 is llama.h's fatal error: the context is marked failed and every
+   * request, running, waiting or later, rejects with ERR_CONTEXT_FAILED (`started` says which had run).
+   */
+  injectDecodeFault(rc: number): void;
+  /**
    * Embeddings contexts only: the texts (lengths[i] tokens each, end to end in `tokens`) packed
    * into as few llama_decode calls as the batch size and sequence count allow, then
    * llama_get_embeddings_seq per text (or llama_get_embeddings_ith per token with pooling none).
