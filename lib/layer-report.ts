@@ -6,12 +6,15 @@
 import { formatBytes } from './format.js';
 import type { GpuDecision } from './gpu/decision.js';
 import { onGpu } from './gpu/devices.js';
+import { rpcEndpointOf } from './gpu/rpc.js';
 import { placementProblems, type CpuOpsOnGpuMemory, type PlacementProblem } from './gpu/placement.js';
 import type { NativeGraphPlacement, NativeLayerPlacement, NativeMemoryEntry } from './binding/native.js';
 
 export interface DeviceUsage {
-  /** ggml device name ('CPU', 'CUDA0', ...), or the buffer type name for host buffers without a device. */
+  /** ggml device name ('CPU', 'CUDA0', 'RPC0', ...), or the buffer type name for host buffers without a device. */
   device: string;
+  /** For a remote device of ggml's RPC backend: the rpc-server's 'host:port'. Absent for local devices. */
+  endpoint?: string;
   weightsBytes: number;
   kvCacheBytes: number;
   computeBytes: number;
@@ -78,7 +81,8 @@ export function memoryByDevice(memory: NativeMemoryEntry[]): DeviceUsage[] {
   for (const entry of memory) {
     // Host buffer types without a device (CPU_Mapped: the mmapped file) are CPU memory.
     const device = entry.device ?? (entry.isHost ? CPU : entry.bufferType);
-    const usage = byDevice.get(device) ?? { device, weightsBytes: 0, kvCacheBytes: 0, computeBytes: 0 };
+    const endpoint = rpcEndpointOf(device);
+    const usage = byDevice.get(device) ?? { device, ...(endpoint ? { endpoint } : {}), weightsBytes: 0, kvCacheBytes: 0, computeBytes: 0 };
     usage.weightsBytes += entry.model;
     usage.kvCacheBytes += entry.context;
     usage.computeBytes += entry.compute;
@@ -158,7 +162,8 @@ export function formatLayerReport(report: LayerReport): string {
     `KV cache: ${report.kvCache.devices.join(', ') || 'none'} (${mib(report.kvCache.bytes)})`,
     'device          weights        KV cache       compute',
     ...report.devices.map(
-      (d) => `${d.device.padEnd(16)}${mib(d.weightsBytes).padEnd(15)}${mib(d.kvCacheBytes).padEnd(15)}${mib(d.computeBytes)}`,
+      (d) =>
+        `${(d.endpoint ? `${d.device} ${d.endpoint}` : d.device).padEnd(15)} ${mib(d.weightsBytes).padEnd(15)}${mib(d.kvCacheBytes).padEnd(15)}${mib(d.computeBytes)}`,
     ),
     `graph (step):    ${report.graph.tokenGeneration.splits} split(s), ops ${JSON.stringify(report.graph.tokenGeneration.opsByBackend)}`,
     `graph (prompt):  ${report.graph.promptProcessing.splits} split(s), ops ${JSON.stringify(report.graph.promptProcessing.opsByBackend)}`,

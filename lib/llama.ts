@@ -8,7 +8,8 @@ import { POOLING_IDS, poolingName, type Pooling } from './embedding.js';
 import { ggufNumber, ggufString, readGguf } from './gguf/reader.js';
 import { checkLoaderGuards } from './gguf/loader-guards.js';
 import { cudaAvailability, cudaModuleCode, type CudaAvailability } from './gpu/availability.js';
-import { cpuFallback, decideGpu, fitLayers, modelParams, type GpuDecision } from './gpu/decision.js';
+import { cpuFallback, decideGpu, fitLayers, modelParams, offloads, type GpuDecision } from './gpu/decision.js';
+import { addRpcServers, listDevices, parseRpcEndpoint, useRpcServers } from './gpu/rpc.js';
 import { CPU_FALLBACK_WARNING, cpuFallbackMessage } from './gpu/fallback.js';
 import { placementRemedy, type PlacementProblem } from './gpu/placement.js';
 import { nativeBinary, type BuildMetadata, type LoadedBinary } from './binding/load-native.js';
@@ -196,7 +197,9 @@ async function prepare(path: string, options: LoadOptions) {
   const embeddingContext = embedding.pooling === null ? null : embeddingContextParams(valid, contextSize, POOLING_IDS[embedding.pooling]);
   // An embedding model has its embeddings context only; that is the context the plan and the fit count.
   const context = embedding.embeddingModel ? embeddingContext! : contextParams(valid, contextSize);
-  let decision = decideGpu(valid, loaded);
+  // Probed first (a typed error instead of ggml's abort), then registered with ggml.
+  const remoteDevices = await addRpcServers(loaded.addon, valid.rpcServers ?? []);
+  let decision = decideGpu(valid, loaded, remoteDevices);
   try {
     decision = await fitLayers(loaded.addon, path, decision, context);
   } catch (error) {
@@ -233,7 +236,7 @@ async function fitOrFallBack(path: string, prepared: Prepared): Promise<GpuDecis
   };
   let { decision } = prepared;
   let planned = await plan(decision);
-  if (decision.target === 'cuda' && !gpuFits(planned, addon.listDevices())) {
+  if (offloads(decision) && !gpuFits(planned, listDevices(addon))) {
     if (decision.requested === 'cuda') {
       throw new GpuError(ErrorCode.GPU_PLACEMENT, `gpu: 'cuda' was requested, but the model does not fit: ${formatPlan(planned)}`, {
         remedy: 'lower contextSize, use a smaller quantization, offload fewer layers (gpuLayers), or free GPU memory',
@@ -282,6 +285,8 @@ async function loadNative(path: string, prepared: Prepared, decision: GpuDecisio
   let native: NativeModel | undefined;
   let context: NativeContext | undefined;
   let embeddingContext: NativeContext | undefined;
+  // While the model lives it holds each rpc-server's one connection (see addRpcServers).
+  const releaseRpc = useRpcServers(decision.target === 'cpu' ? [] : (valid.rpcServers ?? []));
   try {
     // From the decision as it stands now: an 'auto' load that did not fit has become a CPU one.
     native = await addon.Model.load(path, modelParams(decision, valid), progress?.call, cancel);
@@ -306,11 +311,13 @@ async function loadNative(path: string, prepared: Prepared, decision: GpuDecisio
       offloadKvCache: valid.offloadKvCache !== false,
       path,
       fileSizeBytes: file.fileSizeBytes,
+      onDispose: releaseRpc,
     });
   } catch (error) {
     if (embeddingContext !== context) embeddingContext?.dispose();
     context?.dispose();
     native?.dispose();
+    releaseRpc();
     progress?.rethrow();
     if (signal?.aborted) throw signal.reason;
     throw fromNativeError(error, callSite);
@@ -327,7 +334,7 @@ async function finishLoad(
   callSite: Error,
 ): Promise<PlacementProblem[]> {
   try {
-    const problems = decision.target === 'cuda' ? await verifyPlacement(model, decision) : [];
+    const problems = offloads(decision) ? await verifyPlacement(model, decision) : [];
     if (valid.warmup !== false) await model.warmUp();
     valid.signal?.throwIfAborted();
     return problems;
@@ -375,9 +382,27 @@ export class Llama {
     }
   }
 
-  /** Backends and their devices, with free and total memory. */
+  /**
+   * Backends and their devices, with free and total memory. Remote (RPC) devices appear once their
+   * servers were added (addRpcServers, or a load or plan with rpcServers), with the memory their
+   * server reported then.
+   */
   static devices(): NativeDevice[] {
-    return binary().addon.listDevices();
+    return listDevices(binary().addon);
+  }
+
+  /**
+   * Probes ggml rpc-servers ('host:port') and registers their devices (RPC0, RPC1, ...), which
+   * Llama.devices() then lists; returns those devices, with the memory each server reports now.
+   * Refuses with ERR_RPC_ENDPOINT, ERR_RPC_UNREACHABLE, ERR_RPC_VERSION or ERR_RPC_BUSY, naming the
+   * endpoint. `options.timeoutMs`: how long to wait for a connection and the handshake (default 5000).
+   */
+  static async addRpcServers(endpoints: string[], options: { timeoutMs?: number } = {}): Promise<NativeDevice[]> {
+    if (!Array.isArray(endpoints)) throw typeError('endpoints', "an array of 'host:port' strings", endpoints);
+    endpoints.forEach((endpoint, i) => parseRpcEndpoint(endpoint, `endpoints[${i}]`));
+    const { addon } = binary();
+    const names = await addRpcServers(addon, endpoints, options);
+    return listDevices(addon).filter((d) => names.includes(d.name));
   }
 
   /** Which binary is loaded, what it was built with, and whether CUDA is usable (and why not). */

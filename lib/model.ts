@@ -106,6 +106,8 @@ export interface ModelParts {
   offloadKvCache: boolean;
   path: string;
   fileSizeBytes: number;
+  /** Called once when the model is disposed (releases its hold on the rpc-servers it uses). */
+  onDispose?: () => void;
 }
 
 /** A stream refused before it started (a promise-returning call reports failures, never throws). */
@@ -129,6 +131,7 @@ export class LlamaModel implements AsyncDisposable {
   #embedQueue: Promise<unknown> = Promise.resolve();
   readonly #decision: GpuDecision;
   readonly #offloadKvCache: boolean;
+  readonly #onDispose: (() => void) | undefined;
   /** What a new request waits for: resolved, or an exclusive operation (layerReport) in progress. */
   #gate: Promise<unknown> = Promise.resolve();
   /** Every request submitted and not settled: how to stop it, and its settlement. */
@@ -146,6 +149,7 @@ export class LlamaModel implements AsyncDisposable {
     this.#embeddingContext = parts.embeddingContext;
     this.#decision = parts.decision;
     this.#offloadKvCache = parts.offloadKvCache;
+    this.#onDispose = parts.onDispose;
     const { fileType: _fileType, ...info } = parts.native.info();
     this.info = Object.freeze({
       ...info,
@@ -482,6 +486,7 @@ export class LlamaModel implements AsyncDisposable {
       if (this.#embeddingContext !== this.#context) this.#embeddingContext?.dispose();
       this.#context.dispose();
       this.#native.dispose();
+      this.#onDispose?.();
     })();
     return this.#disposing;
   }

@@ -10,6 +10,7 @@ import type { TextInfo } from './generation.js';
 import { samplingHints, samplingKeys, validateSamplingOptions, type SamplingOptions } from './sampling.js';
 import type { JsonSchema } from './structured/json-schema.js';
 import { GgmlType } from './gguf/ggml-types.js';
+import { parseRpcEndpoint, RPC_MAX_SERVERS } from './gpu/rpc.js';
 import {
   expectObject,
   expectString,
@@ -49,6 +50,17 @@ export interface LoadOptions {
   splitMode?: 'none' | 'layer' | 'row';
   /** Share of the model per GPU, e.g. [3, 1]. Default: by free memory (llama.cpp). */
   tensorSplit?: number[];
+  /**
+   * Remote devices: endpoints ('host:port', IPv4 or a host name) of ggml rpc-servers
+   * (`cuda-llama rpc-server`, or llama.cpp's rpc-server of the same llama.cpp). Each is probed first
+   * (ERR_RPC_UNREACHABLE, ERR_RPC_VERSION, ERR_RPC_BUSY) and its devices (RPC0, RPC1, ...) take part in
+   * placement like local GPUs, placed first as llama.cpp does: the device order is these servers' devices
+   * in the order given, then the local CUDA GPUs. gpu 'auto' offloads to them (and to local CUDA GPUs,
+   * if any) without a CPU-fallback warning; 'cuda' still needs a local CUDA GPU; 'cpu' refuses them.
+   * gpuLayers, tensorSplit (one share per device in that order) and splitMode apply across them, and
+   * the fit check uses the memory each server reports. Default: none.
+   */
+  rpcServers?: string[];
   /**
    * Context window in tokens (a prompt and its output), per sequence. Default: 4096, or the model's
    * training context when smaller. A bigger window costs KV-cache memory on every device that holds
@@ -186,6 +198,7 @@ export const loadKeys = [
   'mainGpu',
   'splitMode',
   'tensorSplit',
+  'rpcServers',
   'contextSize',
   'sequences',
   'parkedSessionBytes',
@@ -262,6 +275,24 @@ export function validateLoadOptions(input: unknown): ValidLoadOptions {
   if (options.tensorSplit !== undefined) {
     if (!Array.isArray(options.tensorSplit)) throw typeError('options.tensorSplit', 'an array of numbers', options.tensorSplit);
     options.tensorSplit.forEach((share, i) => optionalNumber(`options.tensorSplit[${i}]`, share, 0, 1e9));
+  }
+  if (options.rpcServers !== undefined) {
+    if (!Array.isArray(options.rpcServers)) throw typeError('options.rpcServers', "an array of 'host:port' strings", options.rpcServers);
+    options.rpcServers.forEach((endpoint, i) => parseRpcEndpoint(endpoint, `options.rpcServers[${i}]`));
+    if (new Set(options.rpcServers).size !== options.rpcServers.length) {
+      throw rangeError('options.rpcServers', 'distinct endpoints', options.rpcServers);
+    }
+    if (options.rpcServers.length > RPC_MAX_SERVERS) {
+      throw rangeError('options.rpcServers', `at most ${RPC_MAX_SERVERS} endpoints (GGML_RPC_MAX_SERVERS)`, options.rpcServers);
+    }
+    if (gpu === 'cpu' && options.rpcServers.length > 0) {
+      throw rangeError(
+        'options.rpcServers',
+        "empty with gpu: 'cpu'",
+        options.rpcServers,
+        "remote devices are offload devices; use gpu: 'auto' to place layers on them",
+      );
+    }
   }
   optionalInteger('options.contextSize', options.contextSize, 1, 16_777_216);
   // llama.cpp's LLAMA_MAX_SEQ; every sequence's next token goes into one batch.

@@ -11,6 +11,7 @@ import { CudaLlamaError, ErrorCode } from './errors.js';
 import { formatBytes } from './format.js';
 import type { GpuDecision } from './gpu/decision.js';
 import { hostMemory, type HostMemory } from './host-memory.js';
+import { listDevices } from './gpu/rpc.js';
 import { layerDevices, memoryByDevice, type DeviceUsage } from './layer-report.js';
 import type {
   NativeAddon,
@@ -264,7 +265,7 @@ export async function dryRun(
   options: DryRunHost = {},
 ): Promise<LoadPlan> {
   const { memory, placement, contextSize, cells } = await measure(addon, path, modelParams, contextParams);
-  const devices = addon.listDevices();
+  const devices = listDevices(addon);
   const host = planHost({ memory, cells, mmap: loadMaps(modelParams, devices), host: options.host ?? hostMemory() });
   const planned = planDevices(memoryByDevice(memory), devices, host);
   return Object.freeze({

@@ -11,11 +11,11 @@ import type { LoadOptions } from '../options.js';
 import { cudaAvailability } from './availability.js';
 
 export interface GpuDecision {
-  /** Where the model goes. */
-  target: 'cuda' | 'cpu';
+  /** Where the model goes: local CUDA GPUs (and remote devices, if any), remote devices only, or the CPU. */
+  target: 'cuda' | 'rpc' | 'cpu';
   /** What the caller asked for. */
   requested: NonNullable<LoadOptions['gpu']>;
-  /** The CUDA device names used (empty for the CPU). */
+  /** The offload devices used, in llama.cpp's order: remote (RPC) devices first, then CUDA GPUs. Empty for the CPU. */
   devices: string[];
   /** Layers asked for on the GPU: a count, or 'max' / 'auto'. */
   gpuLayers: number | 'max' | 'auto';
@@ -25,15 +25,28 @@ export interface GpuDecision {
   fittedLayers?: number;
 }
 
+/** Whether a decision offloads anything: to CUDA GPUs, remote devices, or both. */
+export function offloads(decision: Pick<GpuDecision, 'target'>): boolean {
+  return decision.target !== 'cpu';
+}
+
+/**
+ * `remoteDevices`: the RPC devices of options.rpcServers, registered and probed (lib/gpu/rpc.ts).
+ * They come first in the device list, as llama.cpp orders them (fewer network transfers).
+ */
 export function decideGpu(
   options: LoadOptions & { gpu: NonNullable<LoadOptions['gpu']> },
   binary: Pick<LoadedBinary, 'addon' | 'dir' | 'cudaModule'>,
+  remoteDevices: readonly string[] = [],
 ): GpuDecision {
   const gpuLayers = options.gpuLayers ?? 'max';
   if (options.gpu === 'cpu') return { target: 'cpu', requested: 'cpu', devices: [], gpuLayers: 0, fallback: null };
   const cuda = cudaAvailability(binary);
   if (cuda.available) {
-    return { target: 'cuda', requested: options.gpu, devices: cuda.devices, gpuLayers, fallback: null };
+    return { target: 'cuda', requested: options.gpu, devices: [...remoteDevices, ...cuda.devices], gpuLayers, fallback: null };
+  }
+  if (options.gpu === 'auto' && remoteDevices.length > 0) {
+    return { target: 'rpc', requested: 'auto', devices: [...remoteDevices], gpuLayers, fallback: null };
   }
   if (options.gpu === 'cuda') {
     throw new GpuError(ErrorCode.CUDA_UNAVAILABLE, `gpu: 'cuda' was requested, but ${cuda.reason}`, {
@@ -96,7 +109,7 @@ export async function fitLayers(
   decision: GpuDecision,
   context: NativeContextParams,
 ): Promise<GpuDecision> {
-  if (decision.target !== 'cuda' || decision.gpuLayers !== 'auto') return decision;
+  if (!offloads(decision) || decision.gpuLayers !== 'auto') return decision;
   const fit = await addon.fitParams(path, { ...context, devices: decision.devices }, FIT_MARGIN_BYTES);
   if (fit.status === 'success' && fit.tensorOverrides === 0) return { ...decision, fittedLayers: fit.nGpuLayers };
   const reason =

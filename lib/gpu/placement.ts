@@ -3,7 +3,7 @@
  * and the graph's ops where they were asked to go, judged from the layer report's API facts.
  */
 import type { NativeCpuOpsOnGpuMemory } from '../binding/native.js';
-import { nGpuLayers, repeatingLayersOffloaded, type GpuDecision } from './decision.js';
+import { nGpuLayers, offloads, repeatingLayersOffloaded, type GpuDecision } from './decision.js';
 import { onGpu } from './devices.js';
 
 /** Ops of one scheduled graph that run on the CPU although their weights or KV cache sit in GPU memory. */
@@ -31,7 +31,7 @@ export interface PlacementProblem {
  * placement is as asked. gpu: 'cuda' turns problems into ERR_GPU_PLACEMENT, gpu: 'auto' into a warning.
  */
 export function placementProblems(decision: GpuDecision, facts: PlacementFacts, options: { offloadKvCache?: boolean }): PlacementProblem[] {
-  if (decision.target !== 'cuda') return [];
+  if (!offloads(decision)) return [];
   const gpu = (device: string) => onGpu(decision.devices, device);
   const total = facts.layers.length;
   const offloaded = facts.layers.filter((l) => gpu(l.device)).length;

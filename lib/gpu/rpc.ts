@@ -20,6 +20,9 @@ export const RPC_PROTOCOL_VERSION = { major: 7, minor: 0, patch: 0 } as const;
 /** The RPC backend's backend name in ggml's registry (ggml_backend_rpc_reg_get_name). */
 export const RPC_BACKEND = 'RPC';
 
+/** GGML_RPC_MAX_SERVERS of ggml-rpc.h. */
+export const RPC_MAX_SERVERS = 16;
+
 /** ggml's rpc-server's default port (tools/rpc/rpc-server.cpp). */
 export const RPC_DEFAULT_PORT = 50052;
 

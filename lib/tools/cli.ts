@@ -3,8 +3,9 @@
 // `cuda-llama --help` lists them, `cuda-llama <command> --help` gives its options.
 import { registerDoctor } from './cli/doctor-command.js';
 import { createCli } from './cli/program.js';
+import { registerRpcServer } from './cli/rpc-server-command.js';
 import { registerServe } from './cli/serve-command.js';
 import { registerTune } from './cli/tune-command.js';
 
-const cli = createCli([registerDoctor, registerTune, registerServe]);
+const cli = createCli([registerDoctor, registerTune, registerServe, registerRpcServer]);
 process.exitCode = await cli.run(process.argv.slice(2));
