@@ -22,7 +22,8 @@ import {
   type SamplingBody,
 } from './openai-schema.js';
 import { SseWriter } from './sse.js';
-import { queueMs, type ServerMetrics } from './metrics.js';
+import { queueMs, type ReplicaLabels, type ServerMetrics } from './metrics.js';
+import { chatKey, messageKey, promptKey } from './routing.js';
 
 /** What a request's log line and metrics record about its generation. */
 export interface RequestRecord {
@@ -31,6 +32,8 @@ export interface RequestRecord {
   completionTokens?: number;
   firstTokenMs?: number;
   error?: string;
+  /** The replica that ran it (a pool's server): its metrics labels. */
+  replica?: { replica: string; device: string };
 }
 
 /** The server's state that every generation route needs. */
@@ -46,6 +49,19 @@ export interface GenerationHost {
   /** Every running request's controller, for close() to abort after its deadline. */
   controllers: Set<AbortController>;
   record(request: FastifyRequest): RequestRecord;
+  /** Requests that run at once: the model's sequences, or those of a pool's serving replicas together. */
+  capacity(): number;
+  /**
+   * Runs one generation: on the model, or on the replica a pool's router picks for `key`
+   * (lib/server/routing.ts), with failover (lib/server/replicas.ts). `reply` gives the text the
+   * routing key grows by (the reply); `onRoute` learns where it runs before it does.
+   */
+  run<T>(
+    key: string,
+    attempt: (model: LlamaModel) => Promise<T>,
+    reply: (value: T) => string,
+    onRoute: (labels: ReplicaLabels) => void,
+  ): Promise<T>;
 }
 
 type AnyResult = GenerateResult | ChatResult;
@@ -213,7 +229,7 @@ export async function handleGeneration(
 ): Promise<unknown> {
   const body = request.body as SamplingBody;
   rejectUnsupported(body);
-  const model = host.model();
+  host.model(); // 503 while nothing can serve
   if (body.model !== host.modelId) {
     throw new HttpError(404, `The model '${body.model}' does not exist; this server serves '${host.modelId}' (GET /v1/models)`, {
       param: 'model',
@@ -223,7 +239,7 @@ export async function handleGeneration(
   const options = kind === 'chat' ? chatOptions(body as ChatCompletionBody) : completionOptions(body as CompletionBody);
   const messages = kind === 'chat' ? chatMessages(body as ChatCompletionBody) : undefined;
   const prompt = kind === 'text' ? (body as CompletionBody).prompt : undefined;
-  const { sequences } = model.contextInfo;
+  const sequences = host.capacity();
   if (host.inFlight >= sequences + host.maxQueue) {
     throw new HttpError(503, `the queue is full: ${sequences} requests running and ${host.maxQueue} waiting`, {
       code: 'queue_full',
@@ -238,8 +254,22 @@ export async function handleGeneration(
   const id = `${kind === 'chat' ? 'chatcmpl' : 'cmpl'}-${request.id.replace(/-/g, '')}`;
   const created = Math.floor(Date.now() / 1000);
   const generate: GenerateOptions = { ...options, signal: watch.signal };
+  // Routing: the canonical text of the conversation (or the prompt), and what the reply adds to it.
+  const key = messages ? chatKey(messages as Parameters<typeof chatKey>[0]) : promptKey(prompt as string | (string | number)[]);
+  const replyKey = (result: AnyResult) => {
+    const text = choicesOf(result)[0]?.text ?? '';
+    return messages ? messageKey('assistant', text) : text;
+  };
+  const sseHeaders: Record<string, string> = { 'x-request-id': request.id };
+  const onRoute = (labels: ReplicaLabels) => {
+    if (!('replica' in labels)) return;
+    record.replica = labels as { replica: string; device: string };
+    // Which replica answered: for clients and tests; a stream's header goes out with its first event.
+    sseHeaders['x-replica'] = labels.replica;
+    if (!reply.sent) void reply.header('x-replica', labels.replica);
+  };
   const finish = (result: AnyResult) => {
-    host.metrics.observeGeneration(result);
+    host.metrics.observeGeneration(result, record.replica ?? {});
     record.promptTokens = result.promptTokens;
     record.cachedTokens = result.cachedTokens;
     record.completionTokens = completionTokensOf(result);
@@ -247,11 +277,16 @@ export async function handleGeneration(
   };
   try {
     if (body.stream !== true) {
-      const result = await (messages ? model.chat(messages, generate) : model.generate(prompt as string | number[], generate)).catch(
-        (e: unknown) => {
+      const result = await host
+        .run<AnyResult>(
+          key,
+          (model) => (messages ? model.chat(messages, generate) : model.generate(prompt as string | number[], generate)),
+          replyKey,
+          onRoute,
+        )
+        .catch((e: unknown) => {
           throw abortAnswer(e);
-        },
-      );
+        });
       finish(result);
       const choices = choicesOf(result).map((choice, index) =>
         kind === 'chat'
@@ -309,7 +344,7 @@ export async function handleGeneration(
       total_tokens: promptTokens + completionTokens,
     });
     reply.hijack();
-    const sse = new SseWriter(reply.raw, { 'x-request-id': request.id });
+    const sse = new SseWriter(reply.raw, sseHeaders);
     sse.startPings(host.pingIntervalMs);
     let first = true;
     const firstOutput = () => {
@@ -351,18 +386,23 @@ export async function handleGeneration(
     };
     let result: AnyResult;
     try {
-      if (messages) {
-        const stream = model.chatStream(messages, generate);
-        try {
-          for await (const delta of stream) sendChat(delta);
-        } catch (caught) {
-          await stream.result.catch(() => undefined); // the sequence is free once the engine let go of it
-          throw caught;
-        }
-        result = await stream.result;
-      } else {
-        result = await model.generate(prompt as string | number[], { ...generate, onText: sendText });
-      }
+      // A replica that fails before this request started there sends nothing: the pool runs it again elsewhere.
+      result = await host.run<AnyResult>(
+        key,
+        async (model) => {
+          if (!messages) return model.generate(prompt as string | number[], { ...generate, onText: sendText });
+          const stream = model.chatStream(messages, generate);
+          try {
+            for await (const delta of stream) sendChat(delta);
+          } catch (caught) {
+            await stream.result.catch(() => undefined); // the sequence is free once the engine let go of it
+            throw caught;
+          }
+          return stream.result;
+        },
+        replyKey,
+        onRoute,
+      );
       finish(result);
       promptTokens = result.promptTokens;
       completionTokens = completionTokensOf(result);

@@ -13,18 +13,33 @@ const latencyBuckets = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10,
 const tokenBuckets = [0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1];
 const durationBuckets = [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300];
 
+/** A replica's labels: `replica` (its index) and `device` (ggml's name). Empty for a single-model server. */
+export type ReplicaLabels = { replica: string; device: string } | Record<string, never>;
+
+/** What the metrics read of one replica at scrape time (a pool's server only). */
+export interface ReplicaView {
+  labels: { replica: string; device: string };
+  up: boolean;
+  /** Generations dispatched and not settled. */
+  load: number;
+  sequences: number;
+  failovers: number;
+  engineStats(): EngineStats | undefined;
+}
+
 export class ServerMetrics {
   readonly registry = new Registry();
-  readonly requests: Counter<'route' | 'status'>;
-  readonly running: Gauge;
-  readonly waiting: Gauge;
-  readonly promptTokens: Counter;
-  readonly cachedTokens: Counter;
-  readonly generationTokens: Counter;
-  readonly timeToFirstToken: Histogram;
-  readonly interTokenLatency: Histogram;
-  readonly requestDuration: Histogram<'route'>;
-  readonly queueTime: Histogram;
+  /** With a pool, `replica` and `device` label the request, token and queue series as well. */
+  readonly requests: Counter<string>;
+  readonly running: Gauge<string>;
+  readonly waiting: Gauge<string>;
+  readonly promptTokens: Counter<string>;
+  readonly cachedTokens: Counter<string>;
+  readonly generationTokens: Counter<string>;
+  readonly timeToFirstToken: Histogram<string>;
+  readonly interTokenLatency: Histogram<string>;
+  readonly requestDuration: Histogram<string>;
+  readonly queueTime: Histogram<string>;
   readonly embeddingTexts: Counter<'kind'>;
   readonly embeddingTokens: Counter<'kind'>;
 
@@ -34,14 +49,19 @@ export class ServerMetrics {
     inFlight: () => number;
     /** The model's engineStats(), undefined while it loads or once it is disposed. */
     engineStats: () => EngineStats | undefined;
+    /** A pool's replicas: every series below gets `replica` and `device` labels, plus replica_up and replica_failovers_total. */
+    replicas?: () => readonly ReplicaView[];
   }) {
     const registers = [this.registry];
     const p = 'cuda_llama_';
     collectDefaultMetrics({ register: this.registry, prefix: p });
+    const { replicas } = options;
+    // A single-model server's series keep no replica labels (unchanged); a pool's all have them.
+    const rl = replicas ? ['replica', 'device'] : [];
     this.requests = new Counter({
       name: `${p}requests_total`,
       help: 'HTTP requests answered, by route and status',
-      labelNames: ['route', 'status'],
+      labelNames: ['route', 'status', ...rl],
       registers,
     });
     // The engine runs up to `sequences` requests and queues the rest first come first served.
@@ -49,48 +69,63 @@ export class ServerMetrics {
     this.running = new Gauge({
       name: `${p}requests_running`,
       help: 'Generation requests holding a sequence',
+      labelNames: rl,
       registers,
       collect() {
-        this.set(Math.min(inFlight(), sequences()));
+        if (!replicas) return this.set(Math.min(inFlight(), sequences()));
+        this.reset();
+        for (const r of replicas()) this.set(r.labels, Math.min(r.load, r.sequences));
       },
     });
     this.waiting = new Gauge({
       name: `${p}requests_waiting`,
       help: 'Generation requests queued for a sequence',
+      labelNames: rl,
       registers,
       collect() {
-        this.set(Math.max(0, inFlight() - sequences()));
+        if (!replicas) return this.set(Math.max(0, inFlight() - sequences()));
+        this.reset();
+        for (const r of replicas()) this.set(r.labels, Math.max(0, r.load - r.sequences));
       },
     });
-    this.promptTokens = new Counter({ name: `${p}prompt_tokens_total`, help: 'Prompt tokens of finished requests', registers });
+    this.promptTokens = new Counter({
+      name: `${p}prompt_tokens_total`,
+      help: 'Prompt tokens of finished requests',
+      labelNames: rl,
+      registers,
+    });
     this.cachedTokens = new Counter({
       name: `${p}prompt_tokens_cached_total`,
       help: 'Prompt tokens reused from the KV cache, not evaluated again',
+      labelNames: rl,
       registers,
     });
-    this.generationTokens = new Counter({ name: `${p}generation_tokens_total`, help: 'Tokens generated', registers });
+    this.generationTokens = new Counter({ name: `${p}generation_tokens_total`, help: 'Tokens generated', labelNames: rl, registers });
     this.timeToFirstToken = new Histogram({
       name: `${p}time_to_first_token_seconds`,
       help: 'From the request to its first token',
+      labelNames: rl,
       buckets: latencyBuckets,
       registers,
     });
     this.interTokenLatency = new Histogram({
       name: `${p}inter_token_latency_seconds`,
       help: 'Between two tokens of one request, at the engine',
+      labelNames: rl,
       buckets: tokenBuckets,
       registers,
     });
     this.requestDuration = new Histogram({
       name: `${p}request_duration_seconds`,
       help: 'Whole HTTP request',
-      labelNames: ['route'],
+      labelNames: ['route', ...rl],
       buckets: durationBuckets,
       registers,
     });
     this.queueTime = new Histogram({
       name: `${p}queue_time_seconds`,
       help: 'From the request to a sequence taking its prompt',
+      labelNames: rl,
       buckets: latencyBuckets,
       registers,
     });
@@ -107,24 +142,32 @@ export class ServerMetrics {
       labelNames: ['kind'],
       registers,
     });
-    registerEngineGauges(registers, options.engineStats);
+    if (replicas) {
+      registerEngineGauges(registers, () => replicas().map((r) => ({ labels: r.labels, stats: r.up ? r.engineStats() : undefined })), rl);
+      registerReplicaSeries(registers, replicas);
+    } else {
+      registerEngineGauges(registers, () => [{ labels: {}, stats: options.engineStats() }], rl);
+    }
     registerGpuGauges(this.registry, options.telemetry);
   }
 
-  /** A finished generation's tokens and latencies: the prompt once, every completion's tokens (n). */
-  observeGeneration(result: ObservedGeneration): void {
+  /**
+   * A finished generation's tokens and latencies: the prompt once, every completion's tokens (n).
+   * `labels`: the replica that ran it (a pool's server), or none.
+   */
+  observeGeneration(result: ObservedGeneration, labels: ReplicaLabels = {}): void {
     const { timings } = result;
-    this.promptTokens.inc(result.promptTokens);
-    this.cachedTokens.inc(result.cachedTokens);
-    if (result.tokens.length > 0) this.timeToFirstToken.observe(timings.timeToFirstTokenMs / 1000);
-    this.queueTime.observe(queueMs(result) / 1000);
+    this.promptTokens.inc(labels, result.promptTokens);
+    this.cachedTokens.inc(labels, result.cachedTokens);
+    if (result.tokens.length > 0) this.timeToFirstToken.observe(labels, timings.timeToFirstTokenMs / 1000);
+    this.queueTime.observe(labels, queueMs(result) / 1000);
     for (const choice of result.choices ?? [result]) {
-      this.generationTokens.inc(choice.tokens.length);
+      this.generationTokens.inc(labels, choice.tokens.length);
       // One observation per gap, at the engine's average pace for this completion.
       const gaps = choice.tokens.length - 1;
       if (gaps > 0) {
         const gap = choice.timings.generationMs / gaps / 1000;
-        for (let i = 0; i < gaps; i++) this.interTokenLatency.observe(gap);
+        for (let i = 0; i < gaps; i++) this.interTokenLatency.observe(labels, gap);
       }
     }
   }
@@ -151,8 +194,38 @@ export function queueMs(result: Pick<GenerateResult, 'tokens' | 'timings'>): num
   return Math.max(0, untilFirst - promptMs);
 }
 
+/** A pool's replicas: whether each serves, and how often it was taken out of rotation. */
+function registerReplicaSeries(registers: Registry[], replicas: () => readonly ReplicaView[]): void {
+  const p = 'cuda_llama_replica_';
+  new Gauge({
+    name: `${p}up`,
+    help: 'Whether the replica serves (1) or is failed, reloading or loading (0)',
+    labelNames: ['replica', 'device'],
+    registers,
+    collect() {
+      this.reset();
+      for (const r of replicas()) this.set(r.labels, r.up ? 1 : 0);
+    },
+  });
+  // The pool counts failovers itself; each scrape reports its (monotonic) count.
+  new Counter({
+    name: `${p}failovers_total`,
+    help: 'Times the replica was taken out of rotation after its context failed',
+    labelNames: ['replica', 'device'],
+    registers,
+    collect() {
+      this.reset();
+      for (const r of replicas()) this.inc(r.labels, r.failovers);
+    },
+  });
+}
+
 /** The KV cache's fill and the parked sessions, read at scrape time (atomics the engine publishes each step). */
-function registerEngineGauges(registers: Registry[], engineStats: () => EngineStats | undefined): void {
+function registerEngineGauges(
+  registers: Registry[],
+  engineStats: () => { labels: ReplicaLabels; stats: EngineStats | undefined }[],
+  labelNames: string[],
+): void {
   const p = 'cuda_llama_kv_cache_';
   const gauges: { name: string; help: string; value: (s: EngineStats) => number }[] = [
     {
@@ -167,10 +240,10 @@ function registerEngineGauges(registers: Registry[], engineStats: () => EngineSt
     new Gauge({
       name: `${p}${g.name}`,
       help: g.help,
+      labelNames,
       registers,
       collect() {
-        const stats = engineStats();
-        this.set(stats === undefined ? 0 : g.value(stats));
+        for (const { labels, stats } of engineStats()) this.set(labels, stats === undefined ? 0 : g.value(stats));
       },
     });
   }

@@ -17,7 +17,8 @@ import { expectObject, optionalInteger, optionalNumber, rejectUnknownKeys, typeE
 import { ShutdownError, handleGeneration, type GenerationHost, type RequestRecord } from './completions.js';
 import { EmbeddingLine, embeddingsSchema, embeddingsSchemaErrors, handleEmbeddings, handleRerank, rerankSchema } from './embeddings.js';
 import { HttpError, errorHeaders, toHttpError } from './errors.js';
-import { ServerMetrics } from './metrics.js';
+import { ServerMetrics, type ReplicaLabels } from './metrics.js';
+import { ReplicaPool } from './replicas.js';
 import { chatCompletionSchema, completionSchema, detokenizeSchema, tokenizeSchema } from './openai-schema.js';
 
 export interface ServerOptions {
@@ -65,9 +66,24 @@ function routeLabel(request: FastifyRequest): string {
 
 /**
  * An OpenAI-compatible server for `model` (or for the model a promise will give: until it does,
- * /health and generations answer 503). Nothing listens until listen().
+ * /health and generations answer 503), or for a ReplicaPool: several instances of one model behind
+ * a router with failover (lib/server/replicas.ts). Nothing listens until listen().
  */
-export function createServer(model: LlamaModel | Promise<LlamaModel>, options: ServerOptions = {}): LlamaServer {
+export function createServer(model: LlamaModel | Promise<LlamaModel> | ReplicaPool, options: ServerOptions = {}): LlamaServer {
+  if (model instanceof ReplicaPool)
+    return createServerOn(
+      model,
+      model.ready.then(() => undefined),
+      options,
+    );
+  return createServerOn(undefined, model, options);
+}
+
+function createServerOn(
+  pool: ReplicaPool | undefined,
+  model: LlamaModel | Promise<LlamaModel | undefined>,
+  options: ServerOptions,
+): LlamaServer {
   const o = expectObject('options', options);
   rejectUnknownKeys('options', o, serverKeys);
   if (options.apiKey !== undefined && (typeof options.apiKey !== 'string' || options.apiKey === ''))
@@ -87,7 +103,7 @@ export function createServer(model: LlamaModel | Promise<LlamaModel>, options: S
   let loadError: unknown;
   let draining = false;
   const ready = Promise.resolve(model).then(
-    (m) => (loaded = m),
+    (m) => (loaded = m ?? undefined),
     (error: unknown) => {
       loadError = error;
     },
@@ -115,6 +131,11 @@ export function createServer(model: LlamaModel | Promise<LlamaModel>, options: S
 
   const host: GenerationHost = {
     model() {
+      if (pool) {
+        if (draining) throw new HttpError(503, 'the server is shutting down', { code: 'shutting_down', headers: { 'retry-after': '1' } });
+        // Requests without a prompt (embeddings, rerank, tokenize) go to the least loaded serving replica.
+        return pool.pick().model!;
+      }
       if (loaded === undefined) {
         const message =
           loadError === undefined
@@ -137,8 +158,23 @@ export function createServer(model: LlamaModel | Promise<LlamaModel>, options: S
       if (!r) records.set(request, (r = {}));
       return r;
     },
+    capacity: () => (pool ? pool.capacity() : (loaded?.contextInfo.sequences ?? 1)),
+    run(key, attempt, reply, onRoute) {
+      if (!pool) {
+        onRoute({});
+        return attempt(host.model());
+      }
+      return pool.run(
+        key,
+        (m, replica) => {
+          onRoute(replica.labels);
+          return attempt(m);
+        },
+        reply,
+      );
+    },
   };
-  const modelPath = model instanceof Promise ? undefined : model.info.path;
+  const modelPath = pool ? pool.path : model instanceof Promise ? undefined : model.info.path;
   host.modelId = options.alias ?? (modelPath ? basename(modelPath).replace(/\.gguf$/i, '') : 'model');
   void ready.then(() => {
     if (options.alias === undefined && loaded) host.modelId = basename(loaded.info.path).replace(/\.gguf$/i, '');
@@ -149,7 +185,23 @@ export function createServer(model: LlamaModel | Promise<LlamaModel>, options: S
     telemetry,
     inFlight: () => host.inFlight,
     engineStats: () => (loaded === undefined || loaded.disposed ? undefined : loaded.engineStats()),
+    ...(pool
+      ? {
+          replicas: () =>
+            pool.replicas.map((r) => ({
+              labels: r.labels,
+              up: r.serving,
+              load: r.load,
+              sequences: r.model?.contextInfo.sequences ?? 1,
+              failovers: r.failovers,
+              engineStats: () => (r.model === undefined || r.model.disposed ? undefined : r.model.engineStats()),
+            })),
+        }
+      : {}),
   });
+  // A pool's request series carry the replica that ran the request ('' for one that ran on none).
+  const replicaLabels = (record: { replica?: ReplicaLabels } | undefined): ReplicaLabels =>
+    pool ? (record?.replica ?? { replica: '', device: '' }) : {};
   host.metrics = metrics;
 
   app.addHook('onRequest', async (request, reply) => {
@@ -161,8 +213,8 @@ export function createServer(model: LlamaModel | Promise<LlamaModel>, options: S
       const route = routeLabel(request);
       const record = records.get(request) ?? {};
       const durationMs = performance.now() - started;
-      metrics.requests.inc({ route, status: String(status) });
-      metrics.requestDuration.observe({ route }, durationMs / 1000);
+      metrics.requests.inc({ route, status: String(status), ...replicaLabels(record) });
+      metrics.requestDuration.observe({ route, ...replicaLabels(record) }, durationMs / 1000);
       request.log.info(
         {
           method: request.method,
@@ -225,6 +277,12 @@ export function createServer(model: LlamaModel | Promise<LlamaModel>, options: S
 
   app.get('/health', async (_request, reply) => {
     if (draining) return reply.code(503).header('retry-after', '1').send({ status: 'shutting_down' });
+    if (pool) {
+      // 'degraded' still serves (200): some replicas are failed or reloading, the others take their requests.
+      const health = pool.health();
+      if (health.status === 'ok' || health.status === 'degraded') return health;
+      return reply.code(503).header('retry-after', '1').send(health);
+    }
     if (loaded === undefined)
       return reply
         .code(503)

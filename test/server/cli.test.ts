@@ -164,4 +164,49 @@ describe('cuda-llama serve', () => {
     expect(c.stderr()).toMatch(/^ERR_CUDA_UNAVAILABLE: gpu: 'cuda' was requested/m);
     expect(c.stderr()).not.toContain('ready on');
   });
+
+  it('--replicas 2 starts two replicas, lists each on the startup line, and /health lists both', async () => {
+    const c = serve(
+      await syntheticModel('tiny'),
+      '--port',
+      '0',
+      '--gpu',
+      'cpu',
+      '--context-size',
+      '512',
+      '--threads',
+      '1',
+      '--replicas',
+      '2',
+      '--alias',
+      'tiny',
+    );
+    try {
+      const url = await readyAddress(c);
+      expect(c.stderr()).toMatch(/model tiny \(F16\), 2 replicas/);
+      expect(c.stderr()).toMatch(/replica 0 on CPU: offloaded: 0\/4 layers; .*gpu cpu -> cpu; 1 parallel x 512 tokens/);
+      expect(c.stderr()).toMatch(/replica 1 on CPU: offloaded: 0\/4 layers/);
+      const health = (await (await fetch(`${url}/health`)).json()) as {
+        status: string;
+        replicas: { replica: number; device: string; state: string }[];
+      };
+      expect(health.status).toBe('ok');
+      expect(health.replicas.map((r) => [r.replica, r.device, r.state])).toEqual([
+        [0, 'CPU', 'ok'],
+        [1, 'CPU', 'ok'],
+      ]);
+      const res = await fetch(`${url}/v1/completions`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ model: 'tiny', prompt: 'Hello', max_tokens: 4, temperature: 0 }),
+      });
+      expect(res.status).toBe(200);
+      expect(['0', '1']).toContain(res.headers.get('x-replica'));
+      c.child.kill('SIGTERM');
+      expect(await c.exited, c.stderr()).toBe(0);
+      expect(c.stderr()).toContain('cuda-llama serve: stopped');
+    } finally {
+      if (c.child.exitCode === null) c.child.kill('SIGKILL');
+    }
+  });
 });
