@@ -60,7 +60,7 @@ const wanted = (name) =>
   name === 'cuda_llama.node' ||
   name === 'cuda-llama-build.json' ||
   /^lib(llama|llama-common|ggml|ggml-base)\.so\.\d+$/.test(name) ||
-  /^libggml-(cpu|cuda)[\w-]*\.so$/.test(name);
+  /^libggml-(cpu|cuda|rpc)[\w-]*\.so$/.test(name);
 rmSync(platformDir, { recursive: true, force: true });
 mkdirSync(platformDir, { recursive: true });
 const copied = [];

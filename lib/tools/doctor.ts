@@ -15,12 +15,15 @@ import type { NativeDevice } from '../binding/native.js';
 import { ensureSyntheticModel } from '../gguf/synthetic-model.js';
 import type { GpuTelemetry } from '../gpu/telemetry.js';
 import { PTX_JIT_NOTE } from '../gpu/availability.js';
+import { isRpcDevice } from '../gpu/rpc.js';
 
 export interface DoctorOptions {
   /** Check the GPU path (default true); false checks the CPU path only. */
   gpu?: boolean;
   /** Load and run the probe model (default true). */
   probe?: boolean;
+  /** rpc-server endpoints ('host:port') to probe and list as remote devices (`doctor --rpc`). */
+  rpcServers?: string[];
 }
 
 export interface ProbeResult {
@@ -84,6 +87,10 @@ export async function runDoctor(options: DoctorOptions = {}): Promise<DoctorRepo
   const report: DoctorReport = { ok: false, build: null, devices: [], telemetry: null, probes: [], problems: [], warnings: [] };
   try {
     report.build = Llama.build();
+    for (const endpoint of options.rpcServers ?? []) {
+      // One problem per endpoint that cannot be used; the others are still listed.
+      await Llama.addRpcServers([endpoint]).catch((error: unknown) => report.problems.push(problemLine(error)));
+    }
     report.devices = Llama.devices();
     report.telemetry = Llama.telemetry();
   } catch (error) {
@@ -164,7 +171,9 @@ export function formatDoctorReport(report: DoctorReport): string {
     for (const lib of build.cudaRuntime?.preloaded ?? []) lines.push(`  CUDA runtime ${lib.soname}: ${lib.path} (${lib.source})`);
   }
   for (const d of report.devices)
-    lines.push(`device ${d.name} [${d.type}] ${d.description}: ${gib(d.memoryFree)} free of ${gib(d.memoryTotal)}`);
+    lines.push(
+      `device ${d.name} [${isRpcDevice(d) ? 'remote rpc-server' : d.type}] ${d.description}: ${gib(d.memoryFree)} free of ${gib(d.memoryTotal)}`,
+    );
   const t = report.telemetry;
   if (t && t.available) {
     lines.push(`NVIDIA driver ${t.driverVersion ?? '?'}, CUDA driver API ${t.cudaDriverVersion ?? '?'}`);

@@ -268,6 +268,23 @@ describe('cuda-llama rpc-server', () => {
   }, 60_000);
 });
 
+describe('cuda-llama doctor --rpc', () => {
+  it('lists the remote devices with their endpoints, and a dead endpoint as a problem', async () => {
+    const dead = `127.0.0.1:${await freePort()}`;
+    const child = track(
+      spawn(process.execPath, ['--import', 'tsx', cliPath, 'doctor', '--cpu', '--no-probe', '--rpc', `${theirs},${dead}`], {
+        cwd: repoRoot,
+        stdio: ['ignore', 'pipe', 'pipe'],
+      }),
+    );
+    const output = collect(child);
+    const code = await new Promise((resolve) => child.once('exit', (c) => resolve(c)));
+    expect(output.out()).toMatch(new RegExp(`device RPC\\d+ \\[remote rpc-server\\] ${theirs.replace(/\./g, '\\.')}: `));
+    expect(output.out()).toContain(`no rpc-server answers at ${dead}`);
+    expect(code).toBe(1);
+  }, 60_000);
+});
+
 describe('a server that dies mid-generation', () => {
   it('aborts the client process (ggml RPC_STATUS_ASSERT): measured in a child', async () => {
     const port = await freePort();
