@@ -12,6 +12,7 @@ import { POOLINGS, type Pooling } from '../../embedding.js';
 import type { LlamaModel } from '../../model.js';
 import type { FlashAttention, GpuPolicy, KvCacheType, LoadOptions } from '../../options.js';
 import { createServer } from '../../server/server.js';
+import { ReplicaPool } from '../../server/replicas.js';
 import { isArgumentError, positiveInteger, type CliContext } from './program.js';
 
 interface ServeFlags {
@@ -24,6 +25,7 @@ interface ServeFlags {
   mainGpu?: number;
   splitMode?: 'none' | 'layer' | 'row';
   tensorSplit?: string;
+  rpc?: string;
   rpc?: string;
   batchSize?: number;
   ubatchSize?: number;
@@ -44,6 +46,14 @@ interface ServeFlags {
   bodyLimit?: number;
   drainTimeout?: number;
   log: boolean;
+  replicas?: number | 'auto';
+  devices?: string;
+}
+
+function replicaCount(value: string): number | 'auto' {
+  if (value === 'auto') return 'auto';
+  if (!/^[1-9]\d*$/.test(value)) throw new InvalidArgumentError("Expected a positive integer or 'auto'.");
+  return Number(value);
 }
 
 function nonNegativeInteger(value: string): number {
@@ -62,6 +72,7 @@ function loadOptions(flags: ServeFlags): LoadOptions {
   if (flags.mainGpu !== undefined) options.mainGpu = flags.mainGpu;
   if (flags.splitMode !== undefined) options.splitMode = flags.splitMode;
   if (flags.tensorSplit !== undefined) options.tensorSplit = flags.tensorSplit.split(',').map(Number);
+  if (flags.rpc !== undefined) options.rpcServers = flags.rpc.split(',');
   if (flags.rpc !== undefined) options.rpcServers = flags.rpc.split(',');
   if (flags.batchSize !== undefined) options.batchSize = flags.batchSize;
   if (flags.ubatchSize !== undefined) options.ubatchSize = flags.ubatchSize;
@@ -106,6 +117,7 @@ export function registerServe(program: Command, context: CliContext): void {
     .addOption(new Option('--split-mode <mode>', 'how to split across GPUs').choices(['none', 'layer', 'row']))
     .option('--tensor-split <shares>', 'share of the model per GPU, e.g. 3,1')
     .option('--rpc <endpoints>', 'remote devices: ggml rpc-servers host:port,host:port (see `cuda-llama rpc-server`)')
+    .option('--rpc <endpoints>', 'remote devices: ggml rpc-servers host:port,host:port (see `cuda-llama rpc-server`)')
     .option('--batch-size <tokens>', 'logical batch', positiveInteger)
     .option('--ubatch-size <tokens>', 'physical batch', positiveInteger)
     .option('--threads <n>', 'CPU threads for generation', positiveInteger)
@@ -134,6 +146,12 @@ export function registerServe(program: Command, context: CliContext): void {
     .option('--body-limit <bytes>', 'largest request body (default 16 MiB)', positiveInteger)
     .option('--drain-timeout <seconds>', 'on SIGTERM/SIGINT, how long running requests may finish (default 30)', nonNegativeInteger)
     .option('--no-log', 'no JSON request log on stdout')
+    .option(
+      '--replicas <n|auto>',
+      'model instances behind a router with failover (auto: one per CUDA GPU, or one on the CPU)',
+      replicaCount,
+    )
+    .option('--devices <names>', 'devices for --replicas, round-robin, e.g. CUDA0,CUDA1 (default: every CUDA GPU, else CPU)')
     .action(async (path: string, flags: ServeFlags, command: Command) => {
       if (flags.apiKey !== undefined && flags.apiKeyFile !== undefined) command.error('error: pass --api-key or --api-key-file, not both');
       let apiKey = flags.apiKey;
@@ -146,6 +164,11 @@ export function registerServe(program: Command, context: CliContext): void {
           `\n*** WARNING: listening on ${flags.host} without an API key: anyone who can reach this address can use the model. ***\n` +
             '*** Pass --api-key-file <file> (or bind 127.0.0.1). ***\n\n',
         );
+      }
+      if (flags.devices !== undefined && flags.replicas === undefined) command.error('error: --devices needs --replicas');
+      if (flags.replicas !== undefined) {
+        await serveReplicas(path, flags, apiKey, context, command);
+        return;
       }
       const loading = Llama.load(path, loadOptions(flags));
       loading.catch(() => undefined); // reported below, after the port is closed
@@ -205,4 +228,80 @@ export function registerServe(program: Command, context: CliContext): void {
       await model.dispose();
       context.err('cuda-llama serve: stopped\n');
     });
+}
+
+/** `serve --replicas`: a ReplicaPool behind the same server, one startup line listing every replica. */
+async function serveReplicas(
+  path: string,
+  flags: ServeFlags,
+  apiKey: string | undefined,
+  context: CliContext,
+  command: Command,
+): Promise<void> {
+  let pool: ReplicaPool;
+  try {
+    pool = new ReplicaPool(path, {
+      replicas: flags.replicas,
+      ...(flags.devices !== undefined ? { devices: flags.devices.split(',').map((d) => d.trim()) } : {}),
+      load: loadOptions(flags),
+    });
+  } catch (error) {
+    if (isArgumentError(error))
+      command.error(`error: ${error.message.replace(/options\.devices/g, '--devices').replace(/options\.replicas/g, '--replicas')}`);
+    throw error;
+  }
+  const server = createServer(pool, {
+    apiKey,
+    alias: flags.alias,
+    maxQueue: flags.maxQueue,
+    timeout: flags.timeout,
+    bodyLimit: flags.bodyLimit,
+    logger: flags.log ? { level: 'info' } : false,
+  });
+  const drainTimeout = flags.drainTimeout ?? 30;
+  let stopping = false;
+  let stopped!: () => void;
+  const stoppedBySignal = new Promise<void>((resolve) => (stopped = resolve));
+  const stop = (signal: NodeJS.Signals) => {
+    if (stopping) {
+      context.err(`cuda-llama serve: ${signal} again, stopping running requests now\n`);
+      void server.close({ drainTimeout: 0 });
+      return;
+    }
+    stopping = true;
+    context.err(`cuda-llama serve: ${signal}, draining (up to ${drainTimeout} s)\n`);
+    void server.close({ drainTimeout }).then(stopped, stopped);
+  };
+  process.on('SIGTERM', stop);
+  process.on('SIGINT', stop);
+  const address = await server.listen({ host: flags.host, port: flags.port });
+  context.err(`cuda-llama serve: listening on ${address}, loading ${pool.replicas.length} replicas of ${path}\n`);
+  try {
+    await pool.ready;
+  } catch (error) {
+    if (!stopping) await server.close({ drainTimeout: 0 });
+    if (isArgumentError(error)) command.error(`error: ${error.message}`);
+    throw error;
+  }
+  if (!stopping) {
+    const lines: string[] = [];
+    for (const replica of pool.replicas) {
+      const model = replica.model!;
+      const report = await model.layerReport();
+      const { policy } = report;
+      const { sequences, contextSize } = model.contextInfo;
+      lines.push(
+        `  replica ${replica.index} on ${replica.device}: ${report.summary}; gpu ${policy.requested} -> ${policy.target}` +
+          `${policy.fallback ? ` (fallback: ${policy.fallback.reason})` : ''}; ${sequences} parallel x ${contextSize} tokens`,
+      );
+    }
+    const first = pool.replicas[0]!.model!;
+    context.err(
+      `cuda-llama serve: ready on ${address}: model ${flags.alias ?? path} (${first.info.quantization}), ${pool.replicas.length} replicas` +
+        `${embeddingsNote(first)}${apiKey === undefined ? '' : '; API key required'}\n${lines.join('\n')}\n`,
+    );
+  }
+  await stoppedBySignal;
+  await pool.dispose();
+  context.err('cuda-llama serve: stopped\n');
 }
