@@ -26,7 +26,6 @@ interface ServeFlags {
   splitMode?: 'none' | 'layer' | 'row';
   tensorSplit?: string;
   rpc?: string;
-  rpc?: string;
   batchSize?: number;
   ubatchSize?: number;
   threads?: number;
@@ -73,7 +72,6 @@ function loadOptions(flags: ServeFlags): LoadOptions {
   if (flags.splitMode !== undefined) options.splitMode = flags.splitMode;
   if (flags.tensorSplit !== undefined) options.tensorSplit = flags.tensorSplit.split(',').map(Number);
   if (flags.rpc !== undefined) options.rpcServers = flags.rpc.split(',');
-  if (flags.rpc !== undefined) options.rpcServers = flags.rpc.split(',');
   if (flags.batchSize !== undefined) options.batchSize = flags.batchSize;
   if (flags.ubatchSize !== undefined) options.ubatchSize = flags.ubatchSize;
   if (flags.threads !== undefined) options.threads = flags.threads;
@@ -116,7 +114,6 @@ export function registerServe(program: Command, context: CliContext): void {
     .option('--main-gpu <index>', 'GPU for an unsplit model', nonNegativeInteger)
     .addOption(new Option('--split-mode <mode>', 'how to split across GPUs').choices(['none', 'layer', 'row']))
     .option('--tensor-split <shares>', 'share of the model per GPU, e.g. 3,1')
-    .option('--rpc <endpoints>', 'remote devices: ggml rpc-servers host:port,host:port (see `cuda-llama rpc-server`)')
     .option('--rpc <endpoints>', 'remote devices: ggml rpc-servers host:port,host:port (see `cuda-llama rpc-server`)')
     .option('--batch-size <tokens>', 'logical batch', positiveInteger)
     .option('--ubatch-size <tokens>', 'physical batch', positiveInteger)
