@@ -52,4 +52,5 @@ export type { PlacementProblem, CpuOpsOnGpuMemory } from './gpu/placement.js';
 export type { GpuTelemetry, GpuReading, ThrottleReason } from './gpu/telemetry.js';
 export type { TuneOptions, TuneResult, TuneCandidate, TunedLoadOptions } from './tools/tune.js';
 export { createServer, type ServerOptions, type LlamaServer } from './server/server.js';
+export { ReplicaPool, Replica, type ReplicaPoolOptions, type ReplicaState, type ReplicaHealth } from './server/replicas.js';
 export type { OpenAiErrorBody } from './server/errors.js';
