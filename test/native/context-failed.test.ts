@@ -32,7 +32,7 @@ describe('a failed context', () => {
     expect(a).toMatchObject({ code: 'ERR_CONTEXT_FAILED', details: { started: true } });
     expect(b).toMatchObject({ code: 'ERR_CONTEXT_FAILED', details: { started: false } });
     expect(await failure(m.generate('Later', { maxTokens: 2 }))).toMatchObject({ code: 'ERR_CONTEXT_FAILED', details: { started: false } });
-    expect(String((a as Error).message)).toMatch(/the context failed: llama_decode returned -3/);
+    expect(String((a as unknown as Error).message)).toMatch(/the context failed: llama_decode returned -3/);
   });
 
   it('an ordinary decode failure (-1) fails that batch with ERR_DECODE; the context goes on', async () => {
