@@ -155,15 +155,17 @@ function layerRuns(layers: LayerReport['layers']): string[] {
 }
 
 export function formatLayerReport(report: LayerReport): string {
+  // A remote device's name carries its endpoint ('RPC0 10.0.0.2:50052'): the column fits the longest.
+  const deviceNames = report.devices.map((d) => (d.endpoint ? `${d.device} ${d.endpoint}` : d.device));
+  const width = Math.max(15, ...deviceNames.map((name) => name.length + 1));
   const lines = [
     `policy: gpu '${report.policy.requested}' -> ${report.policy.target}${report.policy.fallback ? ` (fallback: ${report.policy.fallback.reason})` : ''}`,
     `layers: ${layerRuns(report.layers).join(', ')}`,
     `input (token_embd): ${report.input}   output layer: ${report.output}   output tensor: ${report.outputTensor ?? 'none'}`,
     `KV cache: ${report.kvCache.devices.join(', ') || 'none'} (${mib(report.kvCache.bytes)})`,
-    'device          weights        KV cache       compute',
+    `${'device'.padEnd(width)} weights        KV cache       compute`,
     ...report.devices.map(
-      (d) =>
-        `${(d.endpoint ? `${d.device} ${d.endpoint}` : d.device).padEnd(15)} ${mib(d.weightsBytes).padEnd(15)}${mib(d.kvCacheBytes).padEnd(15)}${mib(d.computeBytes)}`,
+      (d, i) => `${deviceNames[i]!.padEnd(width)} ${mib(d.weightsBytes).padEnd(15)}${mib(d.kvCacheBytes).padEnd(15)}${mib(d.computeBytes)}`,
     ),
     `graph (step):    ${report.graph.tokenGeneration.splits} split(s), ops ${JSON.stringify(report.graph.tokenGeneration.opsByBackend)}`,
     `graph (prompt):  ${report.graph.promptProcessing.splits} split(s), ops ${JSON.stringify(report.graph.promptProcessing.opsByBackend)}`,
