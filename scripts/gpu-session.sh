@@ -24,6 +24,12 @@
 #                                        structured output (a JSON schema against plain requests, against llama-server),
 #                                        and embeddings and rerank (against llama-embedding and llama-server)
 #
+#   bash scripts/gpu-session.sh scale    issue 34 on the GPU (about 3 minutes): two replicas on the one GPU against one
+#                                        replica with the same sequences at 16 and 64 clients (replicas.ts), and the
+#                                        local GPU against the same GPU behind a cuda-llama rpc-server on this host
+#                                        (rpc.ts); the GPU suite's scale.test.ts (in `proof` and `setup`) checks
+#                                        their placement and tokens
+#
 #   bash scripts/gpu-session.sh STEP NAME...   only the step's commands with these names (to redo
 #                                              one that failed, e.g. `extras test-pack-cuda`)
 #
@@ -46,7 +52,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 
 step=${1:-}
-case "$step" in setup | bench | extras | serving | proof) ;; *) echo "usage: bash scripts/gpu-session.sh setup|bench|extras|serving|proof [NAME...]" >&2; exit 2 ;; esac
+case "$step" in setup | bench | extras | serving | proof | scale) ;; *) echo "usage: bash scripts/gpu-session.sh setup|bench|extras|serving|proof|scale [NAME...]" >&2; exit 2 ;; esac
 only=" ${*:2} "
 rehearse=0
 [ "${GPU_SESSION_REHEARSE:-0}" = 1 ] && rehearse=1
@@ -190,6 +196,16 @@ case "$step" in
     # Issue 33: texts/s at 256 and 4,096 short texts and 64 long ones (BGE-small shape) against llama-embedding,
     # documents/s of 100-document rerank requests against llama-server; node-llama-cpp is not in .carry.
     run embeddings npx tsx test/bench/embeddings.ts --gpu --rounds 6 --no-node-llama-cpp --out "$OUT/embeddings"
+    ;;
+  scale)
+    # Issue 34. The 1.1B shape as the other GPU benchmarks; the rehearsal runs the tiny one on the CPU.
+    if ((rehearse)); then
+      run replicas npx tsx test/bench/replicas.ts --model tiny --rounds 1 --clients 4 --sequences 2 --max-tokens 8 --out "$OUT/replicas.md"
+      run rpc npx tsx test/bench/rpc.ts --model small --rounds 1 --out "$OUT/rpc.md"
+    else
+      run replicas npx tsx test/bench/replicas.ts --gpu --model tinyllama1b --rounds 6 --clients 16,64 --sequences 16 --max-tokens 64 --out "$OUT/replicas-gpu.md"
+      run rpc npx tsx test/bench/rpc.ts --gpu --model tinyllama1b --rounds 6 --out "$OUT/rpc-gpu.md"
+    fi
     ;;
   proof)
     # Issue 32 in one call. The seconds in the comments are estimates for a 16-core H100 host, made from

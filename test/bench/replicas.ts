@@ -22,7 +22,7 @@ import { Llama, createServer, type LlamaModel, type LlamaServer } from '../../li
 import { ReplicaPool } from '../../lib/server/replicas.js';
 import type { LoadOptions } from '../../lib/options.js';
 import type { SyntheticShapeName } from '../../lib/gguf/synthetic-model.js';
-import { syntheticModel } from '../helpers/models.js';
+import { quantizedModel, syntheticModel } from '../helpers/models.js';
 import { git, log, positiveInteger, repoRoot, roundOrder } from './common.js';
 import { levelFigures, promptText, runLevel, type RequestSpec } from './serve-load.js';
 import { MODEL_ALIAS } from './serve-servers.js';
@@ -61,7 +61,9 @@ async function main(): Promise<void> {
   const promptTokens = positiveInteger('--prompt-tokens', values['prompt-tokens'], usage);
   const threads = positiveInteger('--threads', values.threads, usage);
   if (sequences % 2 !== 0) throw new RangeError('--sequences must be even: the two replicas get half each');
-  const path = await syntheticModel(values.model as SyntheticShapeName);
+  // The 1.1B shape is the GPU benchmarks' model: Q4_0, as they use it.
+  const path =
+    values.model === 'tinyllama1b' ? await quantizedModel('tinyllama1b', 'Q4_0') : await syntheticModel(values.model as SyntheticShapeName);
   const contextSize = 2 * (promptTokens * 2 + maxTokens + 64);
   const base: LoadOptions = { gpu: values.gpu ? 'cuda' : 'cpu', contextSize, warmup: true };
 
@@ -75,6 +77,7 @@ async function main(): Promise<void> {
     load: { ...base, sequences: sequences / 2, threads: Math.max(1, Math.floor(threads / 2)) },
   });
   await pool.ready;
+  const sharedDevice = pool.replicas[0]!.device === pool.replicas[1]!.device;
   const servers: Record<Side, LlamaServer> = {
     one: createServer(single, { alias: MODEL_ALIAS }),
     two: createServer(pool, { alias: MODEL_ALIAS }),
@@ -158,7 +161,10 @@ async function main(): Promise<void> {
       .map((row) => `| ${row} |`),
     '',
     values.gpu
-      ? 'One replica per GPU: the throughput ratio is the gain from the second GPU, less the router.'
+      ? sharedDevice
+        ? `Both replicas on ${pool.replicas[0]!.device}, one set of weights and two contexts: the ratio says whether two engines ` +
+          'keep one GPU busier than one engine with the same sequences, less the router.'
+        : 'One replica per GPU: the throughput ratio is the gain from the second GPU, less the router.'
       : `Both sides share the same ${cpus().length} logical CPUs (and this process, whose event loop also runs the load generator), ` +
         'so two replicas add no compute: on a CPU this measures the router and the split batch (two engines each decoding half the ' +
         'sequences), not a gain. ' +
