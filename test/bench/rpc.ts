@@ -1,20 +1,41 @@
-// RPC benchmark (not a test): tokens per second of a synthetic model split across two loopback CPU
-// rpc-servers (ours and llama.cpp's ggml-rpc-server), against the same model on the local CPU.
-// Interleaved paired rounds (local, then split, each round), medians with a 95% interval of each
-// round's ratio. Writes results/latest/rpc.md.
-//
-// Usage: npx tsx test/bench/rpc.ts [rounds=5]
+/**
+ * RPC benchmark (issue 34; not a test): what ggml's RPC protocol costs per token. Tokens per second
+ * (prompt and generation, greedy, a fixed prompt) of the same model loaded two ways in one process:
+ *
+ *   CPU (default): on the local CPU, against every layer and the output layer split over two loopback
+ *                  rpc-servers on this machine's CPU (`cuda-llama rpc-server` and llama.cpp's own
+ *                  ggml-rpc-server, tensorSplit [1, 1]).
+ *   --gpu:         on the local GPU (CUDA0), against the same GPU behind one `cuda-llama rpc-server
+ *                  --device CUDA0` on this host, the client process with the CPU and RPC only.
+ *
+ * Rounds are paired and interleaved (which side goes first alternates); each figure is a median
+ * over rounds with its 95% interval (stats.ts), the ratio the median of the per-round ratios.
+ *
+ *   npx tsx test/bench/rpc.ts [--model small|tinyllama1b] [--rounds 8] [--gpu] [--out test/bench/results/latest/rpc.md]
+ */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
-import { join } from 'node:path';
-import { Llama } from '../../lib/index.js';
+import { cpus } from 'node:os';
+import { dirname, join, relative } from 'node:path';
+import { parseArgs } from 'node:util';
+import { Llama, type LoadOptions } from '../../lib/index.js';
 import { probeRpcServer } from '../../lib/gpu/rpc.js';
-import { syntheticModel } from '../helpers/models.js';
-import { log, repoRoot } from './common.js';
+import { quantizedModel, syntheticModel } from '../helpers/models.js';
+import { cpuBackendLine, git, log, positiveInteger, repoRoot, roundOrder } from './common.js';
 import { medianWithInterval } from './stats.js';
 
-const rounds = Number(process.argv[2] ?? 5);
+const usage = 'usage: npx tsx test/bench/rpc.ts [--model small|tinyllama1b] [--rounds 8] [--gpu] [--out FILE]';
+const { values } = parseArgs({
+  options: {
+    model: { type: 'string', default: 'small' },
+    rounds: { type: 'string', default: '8' },
+    gpu: { type: 'boolean', default: false },
+    out: { type: 'string', default: join(repoRoot, 'test', 'bench', 'results', 'latest', 'rpc.md') },
+  },
+});
+const rounds = positiveInteger('--rounds', values.rounds, usage);
+const gpuMode = values.gpu!;
 const PROMPT_TOKENS = 256;
 const GEN_TOKENS = 64;
 const children: ChildProcess[] = [];
@@ -52,49 +73,89 @@ async function measure(path: string, options: Parameters<typeof Llama.load>[1]):
   }
 }
 
+function startServer(args: string[], ours: boolean): ChildProcess {
+  const child = ours
+    ? spawn(process.execPath, ['--import', 'tsx', join(repoRoot, 'lib', 'tools', 'cli.ts'), 'rpc-server', ...args], { stdio: 'ignore' })
+    : spawn(join(repoRoot, 'build', 'Release', 'ggml-rpc-server'), args, { stdio: 'ignore' });
+  children.push(child);
+  return child;
+}
+
 async function main(): Promise<void> {
-  const path = await syntheticModel('small');
-  const [a, b] = [await freePort(), await freePort()];
-  const ours = `127.0.0.1:${a}`;
-  const theirs = `127.0.0.1:${b}`;
-  children.push(
-    spawn(process.execPath, ['--import', 'tsx', join(repoRoot, 'lib', 'tools', 'cli.ts'), 'rpc-server', '--port', String(a)], {
-      stdio: 'ignore',
-    }),
-    spawn(join(repoRoot, 'build', 'Release', 'ggml-rpc-server'), ['-p', String(b)], { stdio: 'ignore' }),
-  );
-  await waitFor(ours);
-  await waitFor(theirs);
+  const modelName = values.model as 'small' | 'tinyllama1b';
+  // The 1.1B shape is a GPU model: Q4_0 as the other GPU benchmarks use it.
+  const path = modelName === 'tinyllama1b' ? await quantizedModel('tinyllama1b', 'Q4_0') : await syntheticModel(modelName);
+  const threads = Math.max(1, Math.floor(cpus().length / (gpuMode ? 1 : 3)));
+  let sides: { name: string; load: LoadOptions }[];
+  let setup: string;
+  if (gpuMode) {
+    const port = await freePort();
+    const endpoint = `127.0.0.1:${port}`;
+    startServer(['--port', String(port), '--device', 'CUDA0'], true);
+    await waitFor(endpoint);
+    sides = [
+      { name: 'local GPU', load: { gpu: 'cuda' } },
+      // Devices in llama.cpp's order, RPC0 then the local CUDA0: every layer and the output to the server's GPU.
+      { name: 'same GPU behind rpc-server', load: { rpcServers: [endpoint], tensorSplit: [1, 0] } },
+    ];
+    setup = `\`cuda-llama rpc-server --device CUDA0\` on 127.0.0.1, the client with every layer and the output layer on it (RPC0).`;
+  } else {
+    const [a, b] = [await freePort(), await freePort()];
+    const ours = `127.0.0.1:${a}`;
+    const theirs = `127.0.0.1:${b}`;
+    // Three processes share the cores: each server gets a third of them, as the client does.
+    startServer(['--port', String(a), '--threads', String(threads)], true);
+    startServer(['-p', String(b), '-t', String(threads)], false);
+    await waitFor(ours);
+    await waitFor(theirs);
+    sides = [
+      { name: 'local CPU', load: { gpu: 'cpu', threads } },
+      { name: 'split over 2 rpc-servers', load: { rpcServers: [ours, theirs], tensorSplit: [1, 1], threads } },
+    ];
+    setup =
+      `\`cuda-llama rpc-server\` and llama.cpp's ggml-rpc-server on 127.0.0.1, CPU device, ${threads} thread(s) each and the client's; ` +
+      'every layer and the output layer remote, tensorSplit [1, 1].';
+  }
+  const results = sides.map(() => ({ pp: [] as number[], tg: [] as number[] }));
   const ratios = { pp: [] as number[], tg: [] as number[] };
-  const local = { pp: [] as number[], tg: [] as number[] };
-  const split = { pp: [] as number[], tg: [] as number[] };
   for (let round = 0; round < rounds; round++) {
-    const l = await measure(path, { gpu: 'cpu' });
-    const s = await measure(path, { rpcServers: [ours, theirs], tensorSplit: [1, 1] });
+    const measured: { pp: number; tg: number }[] = [];
+    for (const index of roundOrder([0, 1], round)) measured[index] = await measure(path, sides[index]!.load);
     for (const k of ['pp', 'tg'] as const) {
-      local[k].push(l[k]);
-      split[k].push(s[k]);
-      ratios[k].push(s[k] / l[k]);
+      results[0]![k].push(measured[0]![k]);
+      results[1]![k].push(measured[1]![k]);
+      ratios[k].push(measured[1]![k] / measured[0]![k]);
     }
     log(
-      `round ${round + 1}/${rounds}: local pp ${l.pp.toFixed(0)} tg ${l.tg.toFixed(1)}; split pp ${s.pp.toFixed(0)} tg ${s.tg.toFixed(1)} tok/s`,
+      `round ${round + 1}/${rounds}: ` +
+        sides.map((side, i) => `${side.name} pp ${measured[i]!.pp.toFixed(0)} tg ${measured[i]!.tg.toFixed(1)}`).join('; ') +
+        ' tok/s',
     );
   }
+  const build = Llama.build();
+  const dirty = git(['status', '--porcelain', '--', 'lib', 'native']) !== '';
   const lines = [
-    '# RPC: a model split across two loopback CPU rpc-servers against the local CPU',
+    `# RPC benchmark: ${sides[1]!.name} against ${sides[0]!.name}`,
     '',
-    `Synthetic 'small' model (6 layers), prompt ${PROMPT_TOKENS} tokens, ${GEN_TOKENS} generated, greedy; ${rounds} interleaved paired rounds.`,
-    `Servers: \`cuda-llama rpc-server\` and llama.cpp's ggml-rpc-server on 127.0.0.1, CPU device, every layer and the output layer remote, tensorSplit [1, 1].`,
-    'Medians with a 95% interval. Same machine for every number.',
+    `- Date (UTC): ${new Date().toISOString().replace('T', ' ').slice(0, 19)}`,
+    `- Machine: ${cpus()[0]?.model.trim() ?? 'unknown CPU'}, ${cpus().length} logical CPUs`,
+    gpuMode
+      ? `- GPU: ${Llama.devices().find((d) => d.name === 'CUDA0')?.description ?? 'none'}`
+      : `- CPU backend: ${cpuBackendLine(build)}`,
+    `- cuda-llama commit: ${git(['rev-parse', '--short', 'HEAD'])}${dirty ? ' (with uncommitted changes in lib/ or native/)' : ''}`,
+    `- Model: ${relative(repoRoot, path)}; prompt ${PROMPT_TOKENS} tokens, ${GEN_TOKENS} generated, greedy`,
+    `- Servers: ${setup}`,
+    `- Command: \`npx tsx test/bench/rpc.ts ${process.argv.slice(2).join(' ')}\``,
+    `- ${rounds} paired rounds, the side that goes first alternating; medians with a 95% interval.`,
     '',
-    '| | local CPU (tok/s) | split over 2 rpc-servers (tok/s) | split / local |',
+    `| | ${sides[0]!.name} (tok/s) | ${sides[1]!.name} (tok/s) | ratio |`,
     '|---|---|---|---|',
-    `| pp${PROMPT_TOKENS} | ${medianWithInterval(local.pp, 0)} | ${medianWithInterval(split.pp, 0)} | ${medianWithInterval(ratios.pp, 2)} |`,
-    `| tg${GEN_TOKENS} | ${medianWithInterval(local.tg, 1)} | ${medianWithInterval(split.tg, 1)} | ${medianWithInterval(ratios.tg, 2)} |`,
+    `| pp${PROMPT_TOKENS} | ${medianWithInterval(results[0]!.pp, 0)} | ${medianWithInterval(results[1]!.pp, 0)} | ${medianWithInterval(ratios.pp, 2)} |`,
+    `| tg${GEN_TOKENS} | ${medianWithInterval(results[0]!.tg, 1)} | ${medianWithInterval(results[1]!.tg, 1)} | ${medianWithInterval(ratios.tg, 2)} |`,
     '',
   ];
-  await mkdir(join(repoRoot, 'results', 'latest'), { recursive: true });
-  await writeFile(join(repoRoot, 'results', 'latest', 'rpc.md'), lines.join('\n'));
+  await mkdir(dirname(values.out!), { recursive: true });
+  await writeFile(values.out!, lines.join('\n'));
   log(lines.join('\n'));
 }
 
