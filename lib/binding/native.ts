@@ -492,6 +492,9 @@ export interface NativeAddon {
    * adapter: ggml_backend_rpc_add_server (the RPC module's proc address) + ggml_backend_device_register
    * for each of its devices not yet registered; returns their names (RPC0, ...). Idempotent per endpoint.
    * ggml aborts the process when the server cannot be reached: lib/gpu/rpc.ts probes it first.
+   * Synchronous on purpose, though it is a network round trip (the handshake and the device count, once
+   * per endpoint and process): it appends to ggml's device registry, which has no lock and which the JS
+   * thread reads (listDevices, placement), so it runs where those reads do rather than on a pool thread.
    */
   rpcAddServer(endpoint: string): string[];
   /**
