@@ -2,6 +2,8 @@
 
 #include <dlfcn.h>
 
+#include <cstdio>
+
 #include <mutex>
 #include <string>
 
@@ -19,6 +21,16 @@ struct nvmlMemory_t {
   unsigned long long total;
   unsigned long long free;
   unsigned long long used;
+};
+// nvmlPciInfo_t (the same layout for the _v2 and _v3 calls); only domain, bus and device are read.
+struct nvmlPciInfo_t {
+  char bus_id_legacy[16];
+  unsigned int domain;
+  unsigned int bus;
+  unsigned int device;
+  unsigned int pci_device_id;
+  unsigned int pci_sub_system_id;
+  char bus_id[32];
 };
 constexpr nvmlReturn_t kSuccess = 0;
 constexpr int kClockSm = 1;
@@ -43,6 +55,7 @@ struct Nvml {
   nvmlReturn_t (*throttle_reasons)(nvmlDevice_t, unsigned long long*) = nullptr;
   nvmlReturn_t (*compute_capability)(nvmlDevice_t, int*, int*) = nullptr;
   nvmlReturn_t (*memory)(nvmlDevice_t, nvmlMemory_t*) = nullptr;
+  nvmlReturn_t (*pci_info)(nvmlDevice_t, nvmlPciInfo_t*) = nullptr;
 };
 
 template <typename F>
@@ -79,6 +92,7 @@ Nvml& Instance() {
          "nvmlDeviceGetCurrentClocksThrottleReasons");
     Bind(nvml, nvml.compute_capability, "nvmlDeviceGetCudaComputeCapability");
     Bind(nvml, nvml.memory, "nvmlDeviceGetMemoryInfo");
+    Bind(nvml, nvml.pci_info, "nvmlDeviceGetPciInfo_v3", "nvmlDeviceGetPciInfo_v2");
     if (nvml.init == nullptr || nvml.device_count == nullptr || nvml.device_by_index == nullptr) {
       nvml.error = "libnvidia-ml.so.1 lacks nvmlInit/nvmlDeviceGetCount/nvmlDeviceGetHandleByIndex";
     } else if (nvml.init() != kSuccess) {
@@ -165,6 +179,16 @@ Napi::Value NvmlSample(const Napi::CallbackInfo& info) {
             have_memory ? Napi::Value(Napi::Number::New(env, static_cast<double>(memory.total))) : env.Null());
       d.Set("memoryFree",
             have_memory ? Napi::Value(Napi::Number::New(env, static_cast<double>(memory.free))) : env.Null());
+      // As ggml's CUDA backend writes a device's id (cudaDeviceGetPCIBusId, lower case): NVML's order is
+      // the PCI bus's, CUDA's may differ (CUDA_DEVICE_ORDER), and this is how lib/ matches the two.
+      nvmlPciInfo_t pci{};
+      if (nvml.pci_info != nullptr && nvml.pci_info(dev, &pci) == kSuccess) {
+        char bus_id[32] = {0};
+        snprintf(bus_id, sizeof(bus_id), "%04x:%02x:%02x.0", pci.domain, pci.bus, pci.device);
+        d.Set("pciBusId", bus_id);
+      } else {
+        d.Set("pciBusId", env.Null());
+      }
       devices.Set(devices.Length(), d);
     }
   }

@@ -440,6 +440,8 @@ export interface NativeNvmlDevice {
   throttleReasons: number | null;
   memoryTotal: number | null;
   memoryFree: number | null;
+  /** 'dddd:bb:dd.0' in lower-case hex (nvmlDeviceGetPciInfo), as ggml's CUDA devices give their deviceId; null when NVML cannot say. */
+  pciBusId: string | null;
 }
 
 export type NativeNvmlSample =

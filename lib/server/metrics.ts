@@ -7,7 +7,7 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { GenerateResult } from '../generation.js';
 import type { EngineStats } from '../model.js';
-import { throttleReasonBits, type GpuTelemetry, type ThrottleReason } from '../gpu/telemetry.js';
+import { throttleReasonBits, type GpuReading, type GpuTelemetry, type ThrottleReason } from '../gpu/telemetry.js';
 
 const latencyBuckets = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60];
 const tokenBuckets = [0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1];
@@ -19,6 +19,8 @@ export type ReplicaLabels = { replica: string; device: string } | Record<string,
 /** What the metrics read of one replica at scrape time (a pool's server only). */
 export interface ReplicaView {
   labels: { replica: string; device: string };
+  /** Its device's PCI bus id (ggml's deviceId for a CUDA device), which finds its NVML readings; null on the CPU. */
+  pciBusId: string | null;
   up: boolean;
   /** Generations dispatched and not settled. */
   load: number;
@@ -56,6 +58,7 @@ export class ServerMetrics {
     const p = 'cuda_llama_';
     collectDefaultMetrics({ register: this.registry, prefix: p });
     const { replicas } = options;
+    const gpuReadings = sampledReadings(options.telemetry);
     // A single-model server's series keep no replica labels (unchanged); a pool's all have them.
     const rl = replicas ? ['replica', 'device'] : [];
     this.requests = new Counter({
@@ -144,11 +147,11 @@ export class ServerMetrics {
     });
     if (replicas) {
       registerEngineGauges(registers, () => replicas().map((r) => ({ labels: r.labels, stats: r.up ? r.engineStats() : undefined })), rl);
-      registerReplicaSeries(registers, replicas);
+      registerReplicaSeries(registers, replicas, gpuReadings);
     } else {
       registerEngineGauges(registers, () => [{ labels: {}, stats: options.engineStats() }], rl);
     }
-    registerGpuGauges(this.registry, options.telemetry);
+    registerGpuGauges(this.registry, gpuReadings);
   }
 
   /**
@@ -195,8 +198,25 @@ export function queueMs(result: Pick<GenerateResult, 'tokens' | 'timings'>): num
 }
 
 /** A pool's replicas: whether each serves, and how often it was taken out of rotation. */
-function registerReplicaSeries(registers: Registry[], replicas: () => readonly ReplicaView[]): void {
+function registerReplicaSeries(registers: Registry[], replicas: () => readonly ReplicaView[], gpuReadings: () => GpuReading[]): void {
   const p = 'cuda_llama_replica_';
+  // The NVML series (cuda_llama_gpu_*) are per GPU, labelled with NVML's index; a replica's are found
+  // by joining on `gpu`. NVML counts GPUs in PCI bus order and CUDA (CUDA0, ...) may not, so the two
+  // are matched by PCI bus id, never by position.
+  new Gauge({
+    name: `${p}gpu_info`,
+    help: '1 for each replica on a GPU: `gpu` is the NVML index of its device (join with cuda_llama_gpu_* on gpu)',
+    labelNames: ['replica', 'device', 'gpu'],
+    registers,
+    collect() {
+      this.reset();
+      const readings = gpuReadings();
+      for (const r of replicas()) {
+        const gpu = nvmlIndexOf(r.pciBusId, readings);
+        if (gpu !== null) this.set({ ...r.labels, gpu: String(gpu) }, 1);
+      }
+    },
+  });
   new Gauge({
     name: `${p}up`,
     help: 'Whether the replica serves (1) or is failed, reloading or loading (0)',
@@ -249,10 +269,10 @@ function registerEngineGauges(
   }
 }
 
-function registerGpuGauges(registry: Registry, telemetry: () => GpuTelemetry): void {
+function registerGpuGauges(registry: Registry, read: () => GpuReading[]): void {
   const p = 'cuda_llama_gpu_';
   const labelNames = ['gpu', 'name'] as const;
-  type Reading = Extract<GpuTelemetry, { available: true }>['devices'][number];
+  type Reading = GpuReading;
   const gauges: { name: string; help: string; value: (d: Reading) => number | null }[] = [
     { name: 'sm_clock_hertz', help: 'SM clock', value: (d) => (d.smClockMHz === null ? null : d.smClockMHz * 1e6) },
     { name: 'sm_clock_max_hertz', help: 'Highest SM clock', value: (d) => (d.maxSmClockMHz === null ? null : d.maxSmClockMHz * 1e6) },
@@ -273,13 +293,6 @@ function registerGpuGauges(registry: Registry, telemetry: () => GpuTelemetry): v
     { name: 'memory_total_bytes', help: 'Device memory', value: (d) => d.memoryTotal },
     { name: 'memory_free_bytes', help: 'Free device memory', value: (d) => d.memoryFree },
   ];
-  // One NVML sample per scrape, shared by every GPU gauge.
-  let sample: { at: number; value: GpuTelemetry } | undefined;
-  const read = (): Reading[] => {
-    const now = Date.now();
-    if (!sample || now - sample.at > 500) sample = { at: now, value: telemetry() };
-    return sample.value.available ? sample.value.devices : [];
-  };
   const labels = (d: Reading) => ({ gpu: String(d.index), name: d.name ?? 'unknown' });
   for (const g of gauges) {
     new Gauge({
@@ -309,4 +322,34 @@ function registerGpuGauges(registry: Registry, telemetry: () => GpuTelemetry): v
       }
     },
   });
+}
+
+/** One NVML sample per scrape, shared by every gauge that reads the GPUs. */
+function sampledReadings(telemetry: () => GpuTelemetry): () => GpuReading[] {
+  let sample: { at: number; value: GpuTelemetry } | undefined;
+  return () => {
+    const now = Date.now();
+    if (!sample || now - sample.at > 500) sample = { at: now, value: telemetry() };
+    return sample.value.available ? sample.value.devices : [];
+  };
+}
+
+/**
+ * The NVML index of the GPU at `pciBusId` (ggml's deviceId of a CUDA device: 'dddd:bb:dd.f' in lower
+ * case, '-vN' appended for a virtual device), or null. Compared as numbers, as the two libraries
+ * may write the domain and the function differently.
+ */
+export function nvmlIndexOf(pciBusId: string | null, readings: readonly Pick<GpuReading, 'index' | 'pciBusId'>[]): number | null {
+  const key = (id: string | null) => {
+    const m = id === null ? null : /^([0-9a-f]+):([0-9a-f]+):([0-9a-f]+)/i.exec(id);
+    return m
+      ? m
+          .slice(1, 4)
+          .map((part) => Number.parseInt(part, 16))
+          .join(':')
+      : null;
+  };
+  const wanted = key(pciBusId);
+  if (wanted === null) return null;
+  return readings.find((d) => key(d.pciBusId) === wanted)?.index ?? null;
 }

@@ -64,6 +64,12 @@ function routeLabel(request: FastifyRequest): string {
   return request.routeOptions.url ?? 'unmatched';
 }
 
+/** A CUDA device's PCI bus id (ggml's deviceId), which finds its NVML readings; null for the CPU or an unknown name. */
+function pciBusIdOf(device: string): string | null {
+  if (device === 'CPU') return null;
+  return Llama.devices().find((d) => d.name === device)?.deviceId ?? null;
+}
+
 /**
  * An OpenAI-compatible server for `model` (or for the model a promise will give: until it does,
  * /health and generations answer 503), or for a ReplicaPool: several instances of one model behind
@@ -190,6 +196,7 @@ function createServerOn(
           replicas: () =>
             pool.replicas.map((r) => ({
               labels: r.labels,
+              pciBusId: pciBusIdOf(r.device),
               up: r.serving,
               load: r.load,
               sequences: r.model?.contextInfo.sequences ?? 1,

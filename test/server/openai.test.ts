@@ -316,6 +316,7 @@ describe('other endpoints', () => {
             throttled: true,
             memoryTotal: 1e11,
             memoryFree: 5e10,
+            pciBusId: '0000:01:00.0',
           },
         ],
       }),
