@@ -14,7 +14,7 @@ import { CPU_FALLBACK_WARNING, cpuFallbackMessage } from './gpu/fallback.js';
 import { placementRemedy, type PlacementProblem } from './gpu/placement.js';
 import { nativeBinary, type BuildMetadata, type LoadedBinary } from './binding/load-native.js';
 import { installLogger, type Logger, type LogLevel } from './log.js';
-import { LlamaModel } from './model.js';
+import { LlamaModel, SharedWeights } from './model.js';
 import { dryRun, formatPlan, gpuFits, insufficientMemoryError, refuseCellsBeyondRam, type LoadPlan } from './plan.js';
 import { safeCallback } from './safe-callback.js';
 import { sampleGpus, type GpuTelemetry } from './gpu/telemetry.js';
@@ -303,15 +303,18 @@ async function loadNative(path: string, prepared: Prepared, decision: GpuDecisio
     }
     return new LlamaModel({
       binary: loaded,
-      native,
+      // While the weights live (this model and its forks) they hold the rpc-servers.
+      weights: new SharedWeights(native, releaseRpc),
       context,
       embeddingContext: embeddingContext ?? null,
+      contextParams: Object.freeze({ ...prepared.contextParams }),
+      embeddingContextParams:
+        embeddingContext === undefined || embeddingContext === context ? null : Object.freeze({ ...prepared.embeddingContextParams! }),
       embedding: { ...embedding, rankingHead: traits.rankingHead },
       decision,
       offloadKvCache: valid.offloadKvCache !== false,
       path,
       fileSizeBytes: file.fileSizeBytes,
-      onDispose: releaseRpc,
     });
   } catch (error) {
     if (embeddingContext !== context) embeddingContext?.dispose();

@@ -1,5 +1,6 @@
 /**
- * LlamaModel: a loaded model with its context. Owns the native model and context, submits every
+ * LlamaModel: a loaded model with its context. Owns its context and a reference on the native model
+ * (SharedWeights: a fork made by forkModel() holds another over the same weights), submits every
  * generation to the context's engine (which runs up to `sequences` at once and queues the rest),
  * holds requests back while an operation needs the context to itself, and disposes in cascade.
  */
@@ -41,6 +42,7 @@ import type {
   NativeCancelFlag,
   NativeContext,
   NativeContextInfo,
+  NativeContextParams,
   NativeEmbedResult,
   NativeModel,
   NativeModelInfo,
@@ -93,21 +95,70 @@ export interface TextStream extends AsyncIterable<string> {
   result: Promise<GenerateResult>;
 }
 
+/**
+ * The native model (the weights) and the LlamaModels over it: the one Llama.load() returned and each
+ * fork (forkModel). The one place that counts them: each holds one reference from its construction to
+ * its dispose(), and the last release() disposes the native model and runs `onDispose` (which releases
+ * the load's hold on the rpc-servers it uses).
+ */
+export class SharedWeights {
+  readonly native: NativeModel;
+  readonly #onDispose: (() => void) | undefined;
+  #references = 1;
+
+  /** Holds the first reference: the loading model's. */
+  constructor(native: NativeModel, onDispose?: () => void) {
+    this.native = native;
+    this.#onDispose = onDispose;
+  }
+
+  /** LlamaModels holding the weights (0 once they are freed). */
+  get references(): number {
+    return this.#references;
+  }
+
+  /** The last reference was released: the native model is disposed. */
+  get disposed(): boolean {
+    return this.#references === 0;
+  }
+
+  acquire(): void {
+    if (this.#references === 0) throw new DisposedError('model');
+    this.#references++;
+  }
+
+  release(): void {
+    if (this.#references === 0) return;
+    if (--this.#references > 0) return;
+    this.native.dispose();
+    this.#onDispose?.();
+  }
+}
+
 export interface ModelParts {
   binary: LoadedBinary;
-  native: NativeModel;
+  /** The native model, with a reference already held for the model these parts make. */
+  weights: SharedWeights;
   /** The generation context; for an embedding model, its embeddings context (which refuses to generate). */
   context: NativeContext;
   /** The embeddings context: `context` itself for an embedding model, a second one for a generative model loaded with embeddings, else null. */
   embeddingContext: NativeContext | null;
+  /** What `context` was created with (a fork creates its own context with them). */
+  contextParams: Readonly<NativeContextParams>;
+  /** What a separate `embeddingContext` was created with; null when there is none (or it is `context`). */
+  embeddingContextParams: Readonly<NativeContextParams> | null;
   embedding: { embeddingModel: boolean; pooling: Pooling | null; rankingHead: boolean };
   decision: GpuDecision;
   /** The load's offloadKvCache (false: the KV cache on the CPU was asked for). */
   offloadKvCache: boolean;
   path: string;
   fileSizeBytes: number;
-  /** Called once when the model is disposed (releases its hold on the rpc-servers it uses). */
-  onDispose?: () => void;
+}
+
+/** forkModel()'s options. */
+export interface ForkOptions {
+  /** One throwaway decode on the new context, as a load does (default true). */
+  warmup?: boolean;
 }
 
 /** A stream refused before it started (a promise-returning call reports failures, never throws). */
@@ -120,10 +171,16 @@ function failedStream<T = GenerateResult>(error: unknown): AsyncIterable<string>
 /** Session ids for the engine (0 is none); unique per process, so never reused by another model's session either. */
 let nextSessionId = 1;
 
+/** LlamaModel's private fork and weights, for forkModel() and sharedWeights() below (set by its static block). */
+let forkOf!: (model: LlamaModel, options: ForkOptions) => Promise<LlamaModel>;
+let weightsOf!: (model: LlamaModel) => SharedWeights;
+
 export class LlamaModel implements AsyncDisposable {
   readonly info: Readonly<ModelInfo>;
   readonly contextInfo: Readonly<ContextInfo>;
   readonly #binary: LoadedBinary;
+  readonly #parts: ModelParts;
+  readonly #weights: SharedWeights;
   readonly #native: NativeModel;
   readonly #context: NativeContext;
   readonly #embeddingContext: NativeContext | null;
@@ -131,7 +188,6 @@ export class LlamaModel implements AsyncDisposable {
   #embedQueue: Promise<unknown> = Promise.resolve();
   readonly #decision: GpuDecision;
   readonly #offloadKvCache: boolean;
-  readonly #onDispose: (() => void) | undefined;
   /** What a new request waits for: resolved, or an exclusive operation (layerReport) in progress. */
   #gate: Promise<unknown> = Promise.resolve();
   /** Every request submitted and not settled: how to stop it, and its settlement. */
@@ -141,16 +197,22 @@ export class LlamaModel implements AsyncDisposable {
   readonly #thinkingDefaults = new Map<string | null, boolean>();
   readonly #tokenTexts = new Map<boolean, TokenTexts>();
 
+  static {
+    forkOf = (model, options) => model.#fork(options);
+    weightsOf = (model) => model.#weights;
+  }
+
   /** @internal Use Llama.load(). */
   constructor(parts: ModelParts) {
     this.#binary = parts.binary;
-    this.#native = parts.native;
+    this.#parts = parts;
+    this.#weights = parts.weights;
+    this.#native = parts.weights.native;
     this.#context = parts.context;
     this.#embeddingContext = parts.embeddingContext;
     this.#decision = parts.decision;
     this.#offloadKvCache = parts.offloadKvCache;
-    this.#onDispose = parts.onDispose;
-    const { fileType: _fileType, ...info } = parts.native.info();
+    const { fileType: _fileType, ...info } = this.#native.info();
     this.info = Object.freeze({
       ...info,
       ...parts.embedding,
@@ -456,7 +518,11 @@ export class LlamaModel implements AsyncDisposable {
     await this.generate(bos.length > 0 ? bos : [0], { maxTokens: 1, temperature: 0 });
   }
 
-  /** Where every layer, tensor, cache and op of this model lives. Waits for running generations; later ones wait for it. */
+  /**
+   * Where every layer, tensor, cache and op of this model lives. Waits for running generations; later
+   * ones wait for it. A fork (forkModel) reports the same layers and weights as the model it shares
+   * them with: `devices[].weightsBytes` counts the one shared copy in each of their reports.
+   */
   layerReport(): Promise<LayerReport> {
     return this.#exclusive(async () => {
       const { addon } = this.#binary;
@@ -473,8 +539,8 @@ export class LlamaModel implements AsyncDisposable {
   }
 
   /**
-   * Frees the context and the model. Running generations are stopped and reject with
-   * ERR_DISPOSED, as do queued ones. Safe to call more than once.
+   * Frees the context, and the model's weights unless a fork (forkModel) still holds them. Running
+   * generations are stopped and reject with ERR_DISPOSED, as do queued ones. Safe to call more than once.
    */
   dispose(): Promise<void> {
     this.#disposing ??= (async () => {
@@ -485,10 +551,42 @@ export class LlamaModel implements AsyncDisposable {
       // A running embed() stops at its next decode (ERR_DISPOSED); the contexts wait for it.
       if (this.#embeddingContext !== this.#context) this.#embeddingContext?.dispose();
       this.#context.dispose();
-      this.#native.dispose();
-      this.#onDispose?.();
+      this.#weights.release();
     })();
     return this.#disposing;
+  }
+
+  /** A LlamaModel over these weights with fresh contexts made with the same parameters (forkModel). */
+  async #fork(options: ForkOptions): Promise<LlamaModel> {
+    this.#assertAlive();
+    const warmup = optionalBoolean('options.warmup', options.warmup) ?? true;
+    const parts = this.#parts;
+    const { addon } = this.#binary;
+    // Held from now: this model may be disposed while the contexts are created.
+    this.#weights.acquire();
+    let context: NativeContext | undefined;
+    let embeddingContext: NativeContext | undefined;
+    try {
+      context = await addon.Context.create(this.#native, parts.contextParams);
+      if (parts.embeddingContext === parts.context) embeddingContext = context;
+      else if (parts.embeddingContextParams !== null)
+        embeddingContext = await addon.Context.create(this.#native, parts.embeddingContextParams);
+    } catch (error) {
+      if (embeddingContext !== context) embeddingContext?.dispose();
+      context?.dispose();
+      this.#weights.release();
+      throw fromNativeError(error);
+    }
+    const fork = new LlamaModel({ ...parts, context, embeddingContext: embeddingContext ?? null });
+    if (warmup) {
+      try {
+        await fork.warmUp();
+      } catch (error) {
+        await fork.dispose();
+        throw fromNativeError(error);
+      }
+    }
+    return fork;
   }
 
   [Symbol.asyncDispose](): Promise<void> {
@@ -701,4 +799,30 @@ export class LlamaModel implements AsyncDisposable {
       return Promise.reject(fromNativeError(error));
     }
   }
+}
+
+/**
+ * @internal Not public API (lib/index.ts does not export it); the replica pool's. A second LlamaModel
+ * over `model`'s native model (its weights, loaded once) with its own generation context (and its
+ * own embeddings context when `model` has one), created with the parameters `model`'s were, and so
+ * its own engine: llama.cpp runs several llama_context on one llama_model. Its info and contextInfo
+ * equal `model`'s. Disposing either leaves the other working: each holds a reference on the weights
+ * (SharedWeights), and the last one disposed frees them. Warms the new context up unless
+ * `warmup: false`. Rejects with ERR_DISPOSED when `model` is disposed.
+ */
+export function forkModel(model: LlamaModel, options: ForkOptions = {}): Promise<LlamaModel> {
+  try {
+    if (!(model instanceof LlamaModel)) throw typeError('model', 'a LlamaModel', model);
+    const o = expectObject('options', options);
+    rejectUnknownKeys('options', o, ['warmup']);
+    return forkOf(model, options);
+  } catch (error) {
+    return Promise.reject(error);
+  }
+}
+
+/** @internal The weights `model` holds a reference on: the same object for a model and its forks. */
+export function sharedWeights(model: LlamaModel): SharedWeights {
+  if (!(model instanceof LlamaModel)) throw typeError('model', 'a LlamaModel', model);
+  return weightsOf(model);
 }

@@ -4,16 +4,18 @@
  * lib/server/routing.ts. A replica whose context fails (ERR_CONTEXT_FAILED: a fatal llama_decode)
  * leaves the rotation: its running requests end with 503 replica_failed, the ones that had not
  * started are dispatched again to the others, and the pool reloads it in the background with
- * exponential backoff (dispose, load again).
+ * exponential backoff (dispose, then fork or load again).
  *
- * Weights are not shared between replicas: each one loads the file itself. On the CPU the file is
- * memory-mapped (unless mmap: false), so N replicas share one copy in the page cache and cost N
- * contexts (KV cache and compute buffers) on top; on a GPU each replica holds its own copy of the
- * weights on its device, which is the point of one replica per GPU, but N replicas on one GPU cost
- * N copies of the weights there.
+ * Weights are loaded once per device: the first replica on a device loads the file, and each further
+ * one on that device is a fork of it (forkModel: one llama_model, one llama_context per replica), so N
+ * replicas on one GPU (or on the CPU) hold one copy of the weights and N contexts (KV cache and
+ * compute buffers). A replica on another GPU loads its own copy there. A failed replica is reloaded by
+ * forking a serving replica on its device, since only its context failed; with none serving there, it
+ * loads the file again. The weights live while any replica holds them (SharedWeights counts them), so
+ * disposing the replica that loaded them leaves its forks working.
  */
 import { Llama } from '../llama.js';
-import type { LlamaModel } from '../model.js';
+import { forkModel, type LlamaModel } from '../model.js';
 import type { LoadOptions } from '../options.js';
 import { CudaLlamaError, ErrorCode } from '../errors.js';
 import { cudaGpuNames } from '../gpu/devices.js';
@@ -95,6 +97,11 @@ export class Replica {
   reloadAttempts = 0;
   /** What the router sent it lately: its guess of the prefixes the engine's idle sequences hold. */
   record = new PrefixRecord(1);
+  /**
+   * The replica whose model this one forked at its last load, sharing its weights on the device;
+   * undefined when it loaded the file itself.
+   */
+  sharesWeightsWith: number | undefined;
 
   constructor(index: number, placement: ReplicaPlacement) {
     this.index = index;
@@ -113,7 +120,7 @@ export class Replica {
 
 const poolKeys = ['replicas', 'devices', 'load', 'reloadDelayMs', 'maxReloadDelayMs', 'affinitySlack'] as const;
 
-/** How the pool loads an instance: Llama.load, replaceable in tests. */
+/** How the pool loads the file for a replica (the first on its device, or none there serves): Llama.load, replaceable in tests. */
 export type ReplicaLoader = (path: string, options: LoadOptions) => Promise<LlamaModel>;
 
 export class ReplicaPool {
@@ -149,8 +156,17 @@ export class ReplicaPool {
     this.ready.catch(() => undefined); // the caller awaits it; never unhandled here
   }
 
+  /** Devices load at once; on each, its first replica loads the file and the others then fork it, one by one. */
   async #loadAll(): Promise<void> {
-    const settled = await Promise.allSettled(this.replicas.map((r) => this.#loadReplica(r)));
+    const last = new Map<string, Promise<void>>();
+    const loads = this.replicas.map((r) => {
+      const before = last.get(r.device);
+      // A failed load fails the replicas after it on its device with its error (the pool is disposed).
+      const load = before === undefined ? this.#loadReplica(r) : before.then(() => this.#loadReplica(r));
+      last.set(r.device, load);
+      return load;
+    });
+    const settled = await Promise.allSettled(loads);
     const failure = settled.find((s): s is PromiseRejectedResult => s.status === 'rejected');
     if (failure) {
       await this.dispose();
@@ -158,13 +174,19 @@ export class ReplicaPool {
     }
   }
 
+  /** Forks a serving replica on the same device (the weights once per device), else loads the file. */
   async #loadReplica(replica: Replica): Promise<void> {
-    const model = await this.#loader(this.path, replica.options);
+    // Replicas on one device have the same load options (placeReplicas), so a fork is what a load would be.
+    const donor = this.replicas.find((r) => r !== replica && r.device === replica.device && r.serving);
+    const model = donor
+      ? await forkModel(donor.model!, { warmup: replica.options.warmup !== false })
+      : await this.#loader(this.path, replica.options);
     if (this.#disposed) {
       await model.dispose();
       throw new CudaLlamaError(ErrorCode.DISPOSED, 'the replica pool was disposed while a replica loaded');
     }
     replica.model = model;
+    replica.sharesWeightsWith = donor?.index;
     replica.record = new PrefixRecord(model.contextInfo.sequences);
     replica.state = 'ok';
     replica.lastError = undefined;
@@ -258,6 +280,7 @@ export class ReplicaPool {
     replica.reloadAttempts++;
     const failed = replica.model;
     replica.model = undefined;
+    // Frees its context; its weights stay while another replica (a fork, or the one it forked) holds them.
     await failed?.dispose().catch(() => undefined); // a failed context's requests have all ended
     try {
       await this.#loadReplica(replica);

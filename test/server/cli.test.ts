@@ -165,7 +165,7 @@ describe('cuda-llama serve', () => {
     expect(c.stderr()).not.toContain('ready on');
   });
 
-  it('--replicas 2 starts two replicas, lists each on the startup line, and /health lists both', async () => {
+  it('--replicas 2 starts two replicas (the second shares the weights), lists each on the startup line, and /health lists both', async () => {
     const c = serve(
       await syntheticModel('tiny'),
       '--port',
@@ -184,8 +184,9 @@ describe('cuda-llama serve', () => {
     try {
       const url = await readyAddress(c);
       expect(c.stderr()).toMatch(/model tiny \(F16\), 2 replicas/);
-      expect(c.stderr()).toMatch(/replica 0 on CPU: offloaded: 0\/4 layers; .*gpu cpu -> cpu; 1 parallel x 512 tokens/);
-      expect(c.stderr()).toMatch(/replica 1 on CPU: offloaded: 0\/4 layers/);
+      expect(c.stderr()).toMatch(/replica 0 on CPU: offloaded: 0\/4 layers; .*gpu cpu -> cpu; 1 parallel x 512 tokens\n/);
+      // The second replica on the CPU forks the first: one copy of the weights.
+      expect(c.stderr()).toMatch(/replica 1 on CPU: offloaded: 0\/4 layers; .*1 parallel x 512 tokens; weights shared with replica 0\n/);
       const health = (await (await fetch(`${url}/health`)).json()) as {
         status: string;
         replicas: { replica: number; device: string; state: string }[];

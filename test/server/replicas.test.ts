@@ -1,10 +1,13 @@
-// Two CPU replicas of a synthetic model behind one server (lib/server/replicas.ts): requests spread by
+// Two CPU replicas of a synthetic model behind one server (lib/server/replicas.ts): the file is loaded
+// once and the second replica forks the first (one set of weights, two contexts), requests spread by
 // load, a conversation keeps its replica and its cached tokens, and an injected fatal decode on
-// replica 0 while requests run: its running ones get replica_failed, the one that had not started
-// completes on replica 1, /health says degraded, and the reload brings replica 0 back. With every
+// replica 0 (the one that loaded the weights) while requests run: its running ones get
+// replica_failed, the one that had not started completes on replica 1, /health says degraded, and
+// the reload brings replica 0 back as a fork of replica 1, without loading the file again. With every
 // replica failed, requests get no_replica.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createServer, type LlamaServer } from '../../lib/index.js';
+import { Llama, createServer, type LlamaServer } from '../../lib/index.js';
+import { sharedWeights } from '../../lib/model.js';
 import { ReplicaPool } from '../../lib/server/replicas.js';
 import { injectDecodeFault } from '../../lib/internal/fault.js';
 import { syntheticModel } from '../helpers/models.js';
@@ -14,9 +17,14 @@ const load = { gpu: 'cpu' as const, contextSize: 1024, sequences: 2, threads: 1 
 let pool: ReplicaPool;
 let server: LlamaServer;
 let url: string;
+/** Loads of the file by the pool (its loader); forks are not loads. */
+let fileLoads = 0;
 
 beforeAll(async () => {
-  pool = new ReplicaPool(await syntheticModel('tiny'), { replicas: 2, load, reloadDelayMs: 1000 });
+  pool = new ReplicaPool(await syntheticModel('tiny'), { replicas: 2, load, reloadDelayMs: 1000 }, (path, options) => {
+    fileLoads++;
+    return Llama.load(path, options);
+  });
   await pool.ready;
   server = createServer(pool, { alias: id, pingInterval: 3600 });
   url = await server.listen({ port: 0 });
@@ -74,6 +82,20 @@ function stream(prompt: string, maxTokens: number) {
   })();
   return { replica: response.then((r) => r.headers.get('x-replica')), first, done };
 }
+
+describe('shared weights', () => {
+  it('the second replica on the CPU forks the first: the file is loaded once, the weights held by both', () => {
+    const [zero, one] = pool.replicas.map((r) => r.model!);
+    expect(fileLoads).toBe(1);
+    expect(pool.replicas.map((r) => r.sharesWeightsWith)).toEqual([undefined, 0]);
+    const weights = sharedWeights(zero!);
+    expect(sharedWeights(one!)).toBe(weights);
+    expect(weights.references).toBe(2);
+    expect(one).not.toBe(zero);
+    expect(one!.info).toEqual(zero!.info);
+    expect(one!.contextInfo).toEqual(zero!.contextInfo);
+  });
+});
 
 describe('routing', () => {
   it('spreads concurrent requests by load: two long requests land on different replicas', async () => {
@@ -157,6 +179,14 @@ describe('failover', () => {
     expect(during.status).toBe(200);
 
     await until(async () => (await health()).status === 'ok', 'the reload of replica 0');
+    // Reloaded as a fork of replica 1: the failed replica's weights (it had loaded them) were fine and
+    // stayed alive through replica 1's reference; the file was not loaded again.
+    expect(fileLoads).toBe(1);
+    expect(pool.replicas[0]!.sharesWeightsWith).toBe(1);
+    const weights = sharedWeights(pool.replicas[1]!.model!);
+    expect(sharedWeights(pool.replicas[0]!.model!)).toBe(weights);
+    expect(weights.references).toBe(2);
+    expect(weights.disposed).toBe(false);
     const back = await post('/v1/completions', { model: id, prompt: 'Back again after the reload', max_tokens: 4, temperature: 0 });
     expect(back.status).toBe(200);
     expect(back.headers.get('x-replica')).toBe('0');

@@ -289,7 +289,8 @@ async function serveReplicas(
       const { sequences, contextSize } = model.contextInfo;
       lines.push(
         `  replica ${replica.index} on ${replica.device}: ${report.summary}; gpu ${policy.requested} -> ${policy.target}` +
-          `${policy.fallback ? ` (fallback: ${policy.fallback.reason})` : ''}; ${sequences} parallel x ${contextSize} tokens`,
+          `${policy.fallback ? ` (fallback: ${policy.fallback.reason})` : ''}; ${sequences} parallel x ${contextSize} tokens` +
+          `${replica.sharesWeightsWith === undefined ? '' : `; weights shared with replica ${replica.sharesWeightsWith}`}`,
       );
     }
     const first = pool.replicas[0]!.model!;
