@@ -28,6 +28,7 @@ const flags = serve.options.map((o) => o.long!);
 /** Load options that are not a flag of their own, and why. */
 const notFlags: Record<string, string> = {
   sequences: '--parallel', // named as llama-server names it
+  rpcServers: '--rpc', // named as llama-server names it
   offloadKvCache: '--no-offload-kv-cache',
   mmap: '--no-mmap',
   warmup: '--no-warmup',
