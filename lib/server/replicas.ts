@@ -133,6 +133,7 @@ export class ReplicaPool {
   readonly #maxReloadDelayMs: number;
   readonly #slack: number;
   readonly #timers = new Set<NodeJS.Timeout>();
+  readonly #deviceTurns = new Map<string, Promise<unknown>>();
   #disposed = false;
 
   constructor(path: string, options: ReplicaPoolOptions = {}, loader: ReplicaLoader = (p, o) => Llama.load(p, o)) {
@@ -174,8 +175,26 @@ export class ReplicaPool {
     }
   }
 
+  /**
+   * One load or fork at a time on each device, whoever asks (the first loads, a reload after a
+   * failover): two contexts are never being created at once on one llama_model, and a reload that
+   * comes while its device's first replica still loads forks it instead of loading the file twice.
+   */
+  #onDevice<T>(device: string, work: () => Promise<T>): Promise<T> {
+    const turn = (this.#deviceTurns.get(device) ?? Promise.resolve()).then(work);
+    this.#deviceTurns.set(
+      device,
+      turn.catch(() => undefined),
+    );
+    return turn;
+  }
+
   /** Forks a serving replica on the same device (the weights once per device), else loads the file. */
-  async #loadReplica(replica: Replica): Promise<void> {
+  #loadReplica(replica: Replica): Promise<void> {
+    return this.#onDevice(replica.device, () => this.#loadOrFork(replica));
+  }
+
+  async #loadOrFork(replica: Replica): Promise<void> {
     // Replicas on one device have the same load options (placeReplicas), so a fork is what a load would be.
     const donor = this.replicas.find((r) => r !== replica && r.device === replica.device && r.serving);
     const model = donor
