@@ -10,8 +10,9 @@ import { InvalidArgumentError, Option, type Command } from 'commander';
 import { Llama } from '../../llama.js';
 import { POOLINGS, type Pooling } from '../../embedding.js';
 import type { LlamaModel } from '../../model.js';
+import type { LayerReport } from '../../layer-report.js';
 import type { FlashAttention, GpuPolicy, KvCacheType, LoadOptions } from '../../options.js';
-import { createServer } from '../../server/server.js';
+import { createServer, type LlamaServer } from '../../server/server.js';
 import { ReplicaPool } from '../../server/replicas.js';
 import { isArgumentError, positiveInteger, type CliContext } from './program.js';
 
@@ -95,6 +96,56 @@ function embeddingsNote(model: LlamaModel): string {
   return `; ${embeddingModel ? 'embedding model' : 'embeddings'} (pooling ${pooling}, ${route})`;
 }
 
+/** A library refusal (`options.gpuLayers`, `options.devices`, ...) in the words of the flag that set it. */
+function flagMessage(message: string): string {
+  return message.replace(/options\.(\w+)/g, (_name, key: string) =>
+    key === 'sequences' ? '--parallel' : `--${key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`,
+  );
+}
+
+/** The GPU policy's outcome for a startup line: `gpu auto -> cpu (fallback: ...)`. */
+function gpuOutcome({ policy }: LayerReport): string {
+  return `gpu ${policy.requested} -> ${policy.target}${policy.fallback ? ` (fallback: ${policy.fallback.reason})` : ''}`;
+}
+
+/**
+ * The server of both shapes of `serve` (one model, or a replica pool), with SIGTERM and SIGINT
+ * installed before anything is printed, so that a signal right after the startup line already drains:
+ * the first drains for --drain-timeout, a second stops the running requests at once.
+ */
+function startServer(
+  target: Promise<LlamaModel> | ReplicaPool,
+  flags: ServeFlags,
+  apiKey: string | undefined,
+  context: CliContext,
+): { server: LlamaServer; stopping: () => boolean; stoppedBySignal: Promise<void> } {
+  const server = createServer(target, {
+    apiKey,
+    alias: flags.alias,
+    maxQueue: flags.maxQueue,
+    timeout: flags.timeout,
+    bodyLimit: flags.bodyLimit,
+    logger: flags.log ? { level: 'info' } : false,
+  });
+  const drainTimeout = flags.drainTimeout ?? 30;
+  let stopping = false;
+  let stopped!: () => void;
+  const stoppedBySignal = new Promise<void>((resolve) => (stopped = resolve));
+  const stop = (signal: NodeJS.Signals) => {
+    if (stopping) {
+      context.err(`cuda-llama serve: ${signal} again, stopping running requests now\n`);
+      void server.close({ drainTimeout: 0 });
+      return;
+    }
+    stopping = true;
+    context.err(`cuda-llama serve: ${signal}, draining (up to ${drainTimeout} s)\n`);
+    void server.close({ drainTimeout }).then(stopped, stopped);
+  };
+  process.on('SIGTERM', stop);
+  process.on('SIGINT', stop);
+  return { server, stopping: () => stopping, stoppedBySignal };
+}
+
 export function registerServe(program: Command, context: CliContext): void {
   program
     .command('serve')
@@ -169,56 +220,27 @@ export function registerServe(program: Command, context: CliContext): void {
       }
       const loading = Llama.load(path, loadOptions(flags));
       loading.catch(() => undefined); // reported below, after the port is closed
-      const server = createServer(loading, {
-        apiKey,
-        alias: flags.alias,
-        maxQueue: flags.maxQueue,
-        timeout: flags.timeout,
-        bodyLimit: flags.bodyLimit,
-        logger: flags.log ? { level: 'info' } : false,
-      });
-      // Installed before anything is printed: a signal right after the startup line must already drain.
-      const drainTimeout = flags.drainTimeout ?? 30;
-      let stopping = false;
-      let stopped!: () => void;
-      const stoppedBySignal = new Promise<void>((resolve) => (stopped = resolve));
-      const stop = (signal: NodeJS.Signals) => {
-        if (stopping) {
-          context.err(`cuda-llama serve: ${signal} again, stopping running requests now\n`);
-          void server.close({ drainTimeout: 0 });
-          return;
-        }
-        stopping = true;
-        context.err(`cuda-llama serve: ${signal}, draining (up to ${drainTimeout} s)\n`);
-        void server.close({ drainTimeout }).then(stopped, stopped);
-      };
-      process.on('SIGTERM', stop);
-      process.on('SIGINT', stop);
+      const { server, stopping, stoppedBySignal } = startServer(loading, flags, apiKey, context);
       const address = await server.listen({ host: flags.host, port: flags.port });
       context.err(`cuda-llama serve: listening on ${address}, loading ${path}\n`);
       let model: LlamaModel;
       try {
         model = await loading;
       } catch (error) {
-        if (!stopping) await server.close({ drainTimeout: 0 });
+        if (!stopping()) await server.close({ drainTimeout: 0 });
         // A value the library refuses (--gpu-layers abc) is a usage mistake, named by its flag.
-        if (isArgumentError(error))
-          command.error(
-            `error: ${error.message.replace(/options\.(\w+)/g, (_name, key: string) => (key === 'sequences' ? '--parallel' : `--${key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`))}`,
-          );
+        if (isArgumentError(error)) command.error(`error: ${flagMessage(error.message)}`);
         throw error;
       }
-      if (stopping) {
+      if (stopping()) {
         await stoppedBySignal;
         await model.dispose();
         return;
       }
       const report = await model.layerReport();
-      const { policy } = report;
-      const gpuOutcome = `gpu ${policy.requested} -> ${policy.target}${policy.fallback ? ` (fallback: ${policy.fallback.reason})` : ''}`;
       const { sequences, contextSize } = model.contextInfo;
       context.err(
-        `cuda-llama serve: ready on ${address}: model ${flags.alias ?? path} (${model.info.quantization}), ${report.summary}; ${gpuOutcome}; ` +
+        `cuda-llama serve: ready on ${address}: model ${flags.alias ?? path} (${model.info.quantization}), ${report.summary}; ${gpuOutcome(report)}; ` +
           `${sequences} parallel x ${contextSize} tokens${embeddingsNote(model)}${apiKey === undefined ? '' : '; API key required'}\n`,
       );
       await stoppedBySignal;
@@ -243,53 +265,27 @@ async function serveReplicas(
       load: loadOptions(flags),
     });
   } catch (error) {
-    if (isArgumentError(error))
-      command.error(`error: ${error.message.replace(/options\.devices/g, '--devices').replace(/options\.replicas/g, '--replicas')}`);
+    if (isArgumentError(error)) command.error(`error: ${flagMessage(error.message)}`);
     throw error;
   }
-  const server = createServer(pool, {
-    apiKey,
-    alias: flags.alias,
-    maxQueue: flags.maxQueue,
-    timeout: flags.timeout,
-    bodyLimit: flags.bodyLimit,
-    logger: flags.log ? { level: 'info' } : false,
-  });
-  const drainTimeout = flags.drainTimeout ?? 30;
-  let stopping = false;
-  let stopped!: () => void;
-  const stoppedBySignal = new Promise<void>((resolve) => (stopped = resolve));
-  const stop = (signal: NodeJS.Signals) => {
-    if (stopping) {
-      context.err(`cuda-llama serve: ${signal} again, stopping running requests now\n`);
-      void server.close({ drainTimeout: 0 });
-      return;
-    }
-    stopping = true;
-    context.err(`cuda-llama serve: ${signal}, draining (up to ${drainTimeout} s)\n`);
-    void server.close({ drainTimeout }).then(stopped, stopped);
-  };
-  process.on('SIGTERM', stop);
-  process.on('SIGINT', stop);
+  const { server, stopping, stoppedBySignal } = startServer(pool, flags, apiKey, context);
   const address = await server.listen({ host: flags.host, port: flags.port });
   context.err(`cuda-llama serve: listening on ${address}, loading ${pool.replicas.length} replicas of ${path}\n`);
   try {
     await pool.ready;
   } catch (error) {
-    if (!stopping) await server.close({ drainTimeout: 0 });
-    if (isArgumentError(error)) command.error(`error: ${error.message}`);
+    if (!stopping()) await server.close({ drainTimeout: 0 });
+    if (isArgumentError(error)) command.error(`error: ${flagMessage(error.message)}`);
     throw error;
   }
-  if (!stopping) {
+  if (!stopping()) {
     const lines: string[] = [];
     for (const replica of pool.replicas) {
       const model = replica.model!;
       const report = await model.layerReport();
-      const { policy } = report;
       const { sequences, contextSize } = model.contextInfo;
       lines.push(
-        `  replica ${replica.index} on ${replica.device}: ${report.summary}; gpu ${policy.requested} -> ${policy.target}` +
-          `${policy.fallback ? ` (fallback: ${policy.fallback.reason})` : ''}; ${sequences} parallel x ${contextSize} tokens` +
+        `  replica ${replica.index} on ${replica.device}: ${report.summary}; ${gpuOutcome(report)}; ${sequences} parallel x ${contextSize} tokens` +
           `${replica.sharesWeightsWith === undefined ? '' : `; weights shared with replica ${replica.sharesWeightsWith}`}`,
       );
     }
