@@ -15,13 +15,12 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdir, writeFile } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { cpus } from 'node:os';
 import { dirname, join, relative } from 'node:path';
 import { parseArgs } from 'node:util';
 import { Llama, type LoadOptions } from '../../lib/index.js';
-import { probeRpcServer } from '../../lib/gpu/rpc.js';
 import { quantizedModel, syntheticModel } from '../helpers/models.js';
+import { freePort, waitForRpcServer } from '../helpers/rpc.js';
 import { cpuBackendLine, git, log, positiveInteger, repoRoot, roundOrder } from './common.js';
 import { medianWithInterval } from './stats.js';
 
@@ -39,26 +38,6 @@ const gpuMode = values.gpu!;
 const PROMPT_TOKENS = 256;
 const GEN_TOKENS = 64;
 const children: ChildProcess[] = [];
-
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as { port: number };
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
-}
-
-async function waitFor(endpoint: string): Promise<void> {
-  for (let i = 0; i < 300; i++) {
-    try {
-      await probeRpcServer(endpoint, { timeoutMs: 2000 });
-      return;
-    } catch {
-      await new Promise((resolve) => setTimeout(resolve, 100));
-    }
-  }
-  throw new Error(`no rpc-server at ${endpoint}`);
-}
 
 /** Prompt processing and generation speed of one load (tokens/s). */
 async function measure(path: string, options: Parameters<typeof Llama.load>[1]): Promise<{ pp: number; tg: number }> {
@@ -92,7 +71,7 @@ async function main(): Promise<void> {
     const port = await freePort();
     const endpoint = `127.0.0.1:${port}`;
     startServer(['--port', String(port), '--device', 'CUDA0'], true);
-    await waitFor(endpoint);
+    await waitForRpcServer(endpoint);
     sides = [
       { name: 'local GPU', load: { gpu: 'cuda' } },
       // Devices in llama.cpp's order, RPC0 then the local CUDA0: every layer and the output to the server's GPU.
@@ -106,8 +85,8 @@ async function main(): Promise<void> {
     // Three processes share the cores: each server gets a third of them, as the client does.
     startServer(['--port', String(a), '--threads', String(threads)], true);
     startServer(['-p', String(b), '-t', String(threads)], false);
-    await waitFor(ours);
-    await waitFor(theirs);
+    await waitForRpcServer(ours);
+    await waitForRpcServer(theirs);
     sides = [
       { name: 'local CPU', load: { gpu: 'cpu', threads } },
       { name: 'split over 2 rpc-servers', load: { rpcServers: [ours, theirs], tensorSplit: [1, 1], threads } },

@@ -5,12 +5,11 @@
 // skip into a failure. CUDA_LLAMA_GPU_TIER_ON_CPU=1 runs it on the CPU instead (the tiny shape, the
 // server's CPU device), to rehearse it before a GPU session spends its minutes on it.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { createServer as netServer } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Llama, ReplicaPool, type LlamaModel, type LoadOptions } from '../../lib/index.js';
-import { probeRpcServer } from '../../lib/gpu/rpc.js';
 import { quantizedModel, repoRoot } from '../helpers/models.js';
+import { freePort, waitForRpcServer } from '../helpers/rpc.js';
 
 const build = Llama.build();
 const rehearsal = process.env.CUDA_LLAMA_GPU_TIER_ON_CPU === '1';
@@ -79,25 +78,14 @@ describe.skipIf(!cuda && !rehearsal)(`a model on ${device} behind a cuda-llama r
   let model: LlamaModel;
 
   beforeAll(async () => {
-    const probe = netServer();
-    await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve));
-    const port = (probe.address() as { port: number }).port;
-    await new Promise<void>((resolve) => probe.close(() => resolve()));
+    const port = await freePort();
     endpoint = `127.0.0.1:${port}`;
     server = spawn(
       process.execPath,
       ['--import', 'tsx', join(repoRoot, 'lib', 'tools', 'cli.ts'), 'rpc-server', '--port', String(port), '--device', device],
       { stdio: 'ignore' },
     );
-    for (let i = 0; ; i++) {
-      try {
-        await probeRpcServer(endpoint, { timeoutMs: 2000 });
-        break;
-      } catch (error) {
-        if (i === 300) throw error;
-        await new Promise((resolve) => setTimeout(resolve, 100));
-      }
-    }
+    await waitForRpcServer(endpoint, server);
     // The devices in llama.cpp's order are RPC0, then any local CUDA GPU: [1, 0] puts every layer on the server.
     model = await Llama.load(path, { rpcServers: [endpoint], tensorSplit: cuda ? [1, 0] : [1], contextSize: 256, threads: 1 });
   }, 600_000);

@@ -10,6 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ErrorCode, Llama, RpcError } from '../../lib/index.js';
 import { probeRpcServer, RPC_PROTOCOL_VERSION } from '../../lib/gpu/rpc.js';
 import { repoRoot, syntheticModel } from '../helpers/models.js';
+import { freePort, waitForRpcServer } from '../helpers/rpc.js';
 
 const release = join(repoRoot, 'build', 'Release');
 const cliPath = join(repoRoot, 'lib', 'tools', 'cli.ts');
@@ -22,15 +23,6 @@ function track(child: ChildProcess): ChildProcess {
   return child;
 }
 
-/** A port nobody listens on now (the OS picks it; closed again before use). */
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as { port: number };
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
-}
-
 /** Output of a child so far, both streams. */
 function collect(child: ChildProcess): { out: () => string; err: () => string } {
   let out = '';
@@ -38,20 +30,6 @@ function collect(child: ChildProcess): { out: () => string; err: () => string } 
   child.stdout?.on('data', (d: Buffer) => (out += d.toString()));
   child.stderr?.on('data', (d: Buffer) => (err += d.toString()));
   return { out: () => out, err: () => err };
-}
-
-/** Waits until the probe answers (the server is listening and free). */
-async function waitForServer(endpoint: string, child: ChildProcess): Promise<void> {
-  for (let i = 0; i < 300; i++) {
-    if (child.exitCode !== null) throw new Error(`the server for ${endpoint} exited (${child.exitCode})`);
-    try {
-      await probeRpcServer(endpoint, { timeoutMs: 2000 });
-      return;
-    } catch {
-      await new Promise((resolve) => setTimeout(resolve, 100));
-    }
-  }
-  throw new Error(`no rpc-server at ${endpoint}`);
 }
 
 function startOurs(port: number, extra: string[] = []): { child: ChildProcess; output: ReturnType<typeof collect> } {
@@ -86,8 +64,8 @@ beforeAll(async () => {
   theirs = `127.0.0.1:${b}`;
   ourChild = startOurs(a, ['--mem', '4096']);
   const theirChild = startTheirs(b);
-  await waitForServer(ours, ourChild.child);
-  await waitForServer(theirs, theirChild);
+  await waitForRpcServer(ours, ourChild.child);
+  await waitForRpcServer(theirs, theirChild);
 }, 120_000);
 
 afterAll(async () => {
@@ -252,7 +230,7 @@ describe('cuda-llama rpc-server', () => {
     expect(ourChild.output.out()).toMatch(new RegExp(`rpc-server listening on ${ours.replace(/\./g, '\\.')} .*CPU`));
     const port = await freePort();
     const exposed = startOurs(port, ['--host', '0.0.0.0']);
-    await waitForServer(`127.0.0.1:${port}`, exposed.child);
+    await waitForRpcServer(`127.0.0.1:${port}`, exposed.child);
     expect(exposed.output.err()).toMatch(/WARNING: rpc-server binds 0\.0\.0\.0/);
     exposed.child.kill('SIGTERM');
     const code = await new Promise((resolve) => exposed.child.once('exit', (c) => resolve(c)));
@@ -290,7 +268,7 @@ describe('a server that dies mid-generation', () => {
     const port = await freePort();
     const victim = startTheirs(port);
     const endpoint = `127.0.0.1:${port}`;
-    await waitForServer(endpoint, victim);
+    await waitForRpcServer(endpoint, victim);
     const script = `
       import { Llama } from ${JSON.stringify(join(repoRoot, 'lib', 'index.ts'))};
       const model = await Llama.load(${JSON.stringify(modelPath)}, { rpcServers: [${JSON.stringify(endpoint)}], contextSize: 256 });
