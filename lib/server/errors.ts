@@ -79,6 +79,8 @@ const statusByCode: Partial<Record<ErrorCode, number>> = {
   [ErrorCode.DISPOSED]: 503,
   [ErrorCode.BUSY]: 503,
   [ErrorCode.INSUFFICIENT_MEMORY]: 503,
+  // A single model's dead context: nothing on this server can answer until it is restarted (/health says failed).
+  [ErrorCode.CONTEXT_FAILED]: 503,
 };
 
 /** Request fields by the library's option names, so that a refused value names what the client sent. */

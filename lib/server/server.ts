@@ -16,6 +16,7 @@ import type { GpuTelemetry } from '../gpu/telemetry.js';
 import { expectObject, optionalInteger, optionalNumber, rejectUnknownKeys, typeError } from '../validate.js';
 import { ShutdownError, handleGeneration, type GenerationHost, type RequestRecord } from './completions.js';
 import { EmbeddingLine, embeddingsSchema, embeddingsSchemaErrors, handleEmbeddings, handleRerank, rerankSchema } from './embeddings.js';
+import { CudaLlamaError, ErrorCode } from '../errors.js';
 import { HttpError, errorHeaders, toHttpError } from './errors.js';
 import { ServerMetrics, type ReplicaLabels } from './metrics.js';
 import { ReplicaPool } from './replicas.js';
@@ -107,6 +108,9 @@ function createServerOn(
 
   let loaded: LlamaModel | undefined;
   let loadError: unknown;
+  // A single model whose context failed (ERR_CONTEXT_FAILED) stays failed: every later request would
+  // be refused, so /health says so, for a supervisor to restart the server. A pool reloads instead.
+  let contextFailed: CudaLlamaError | undefined;
   let draining = false;
   const ready = Promise.resolve(model).then(
     (m) => (loaded = m ?? undefined),
@@ -150,6 +154,14 @@ function createServerOn(
         throw new HttpError(503, message, { code: 'model_not_ready', headers: { 'retry-after': '1' } });
       }
       if (draining) throw new HttpError(503, 'the server is shutting down', { code: 'shutting_down', headers: { 'retry-after': '1' } });
+      if (contextFailed)
+        throw new HttpError(
+          503,
+          `the model's context failed and this server cannot answer until it is restarted: ${contextFailed.message}`,
+          {
+            code: 'context_failed',
+          },
+        );
       return loaded;
     },
     modelId: '',
@@ -168,7 +180,10 @@ function createServerOn(
     run(key, attempt, reply, onRoute) {
       if (!pool) {
         onRoute({});
-        return attempt(host.model());
+        return attempt(host.model()).catch((error: unknown) => {
+          if (error instanceof CudaLlamaError && error.code === ErrorCode.CONTEXT_FAILED) contextFailed ??= error;
+          throw error;
+        });
       }
       return pool.run(
         key,
@@ -295,6 +310,7 @@ function createServerOn(
         .code(503)
         .header('retry-after', '1')
         .send({ status: loadError === undefined ? 'loading' : 'failed' });
+    if (contextFailed) return reply.code(503).send({ status: 'failed', error: contextFailed.message });
     return { status: 'ok' };
   });
 
