@@ -8,18 +8,9 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DisposedError, ErrorCode, Llama, type GenerateResult, type LlamaModel, type LoadOptions } from '../../lib/index.js';
 import { quantizedModel } from '../helpers/models.js';
+import { gpuTier } from '../helpers/gpu-tier.js';
 
-const build = Llama.build();
-const rehearsal = process.env.CUDA_LLAMA_GPU_TIER_ON_CPU === '1';
-const requireGpu = process.env.CUDA_LLAMA_REQUIRE_GPU === '1';
-if (rehearsal && requireGpu)
-  throw new Error('CUDA_LLAMA_GPU_TIER_ON_CPU=1 runs this suite on the CPU, which CUDA_LLAMA_REQUIRE_GPU=1 forbids: unset one of them');
-const cuda = build.cuda.available && !rehearsal;
-if (!cuda && !rehearsal) {
-  const why = `GPU engine suite skipped: ${build.cuda.reason}`;
-  if (requireGpu) throw new Error(`${why} (CUDA_LLAMA_REQUIRE_GPU=1)`);
-  console.warn(`${why} (CUDA_LLAMA_GPU_TIER_ON_CPU=1 rehearses it on the CPU)`);
-}
+const { cuda, rehearsal } = gpuTier('GPU engine suite');
 
 const title = cuda
   ? 'engine on CUDA, full offload (synthetic TinyLlama-1.1B shape, Q4_0)'
