@@ -74,7 +74,7 @@ export const ErrorCode = {
   RPC_VERSION: 'ERR_RPC_VERSION',
   /** An rpc-server accepted the connection but did not answer the handshake in time (it serves one client at a time). */
   RPC_BUSY: 'ERR_RPC_BUSY',
-  /** `cuda-llama rpc-server` cannot serve: the port is in use, the host is not this machine's, or the device does not exist. */
+  /** `cuda-llama rpc-server` cannot serve: the port is in use, or the host is not this machine's. */
   RPC_LISTEN: 'ERR_RPC_LISTEN',
 } as const;
 

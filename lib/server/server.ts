@@ -201,6 +201,8 @@ function createServerOn(
     if (options.alias === undefined && loaded) host.modelId = basename(loaded.info.path).replace(/\.gguf$/i, '');
   });
   // The sequence count is known once the model is; until then nothing runs.
+  // A replica's device never changes: its PCI bus id is read from the registry once, not at every scrape.
+  const replicaBusIds = pool ? pool.replicas.map((r) => pciBusIdOf(r.device)) : [];
   const metrics = new ServerMetrics({
     sequences: () => loaded?.contextInfo.sequences ?? 1,
     telemetry,
@@ -209,9 +211,9 @@ function createServerOn(
     ...(pool
       ? {
           replicas: () =>
-            pool.replicas.map((r) => ({
+            pool.replicas.map((r, i) => ({
               labels: r.labels,
-              pciBusId: pciBusIdOf(r.device),
+              pciBusId: replicaBusIds[i]!,
               up: r.serving,
               load: r.load,
               sequences: r.model?.contextInfo.sequences ?? 1,

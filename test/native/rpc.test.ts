@@ -237,6 +237,13 @@ describe('cuda-llama rpc-server', () => {
     expect(code).toBe(0);
   }, 60_000);
 
+  it('takes a --device that is not here as a usage error (exit code 2) naming the devices there are', async () => {
+    const wrong = startOurs(await freePort(), ['--device', 'CUDA99']);
+    const code = await new Promise((resolve) => wrong.child.once('exit', (c) => resolve(c)));
+    expect(code).toBe(2);
+    expect(wrong.output.err()).toMatch(/--device must be one of .*CPU.*, got the string "CUDA99"/);
+  }, 60_000);
+
   it('refuses a port in use with ERR_RPC_LISTEN and exit code 1', async () => {
     const taken = Number(ours.split(':')[1]);
     const second = startOurs(taken);

@@ -10,12 +10,13 @@ import { readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import type { Command } from 'commander';
 import { nativeBinary } from '../../binding/load-native.js';
-import { CudaLlamaError, ErrorCode, RpcError } from '../../errors.js';
+import { ErrorCode, RpcError } from '../../errors.js';
 import { formatBytes } from '../../format.js';
 import { isCudaGpu } from '../../gpu/devices.js';
 import { isRpcDevice, parseRpcEndpoint, RPC_DEFAULT_PORT, RPC_PROTOCOL_VERSION } from '../../gpu/rpc.js';
 import { defaultThreadCount } from '../../options.js';
-import { positiveInteger, type CliContext } from './program.js';
+import { isArgumentError, positiveInteger, type CliContext } from './program.js';
+import { rangeError } from '../../validate.js';
 
 interface RpcServerFlags {
   host: string;
@@ -62,25 +63,24 @@ async function checkBindable(host: string, port: number): Promise<void> {
 }
 
 /** Whether a TCP socket listens on `port` (Linux /proc/net/tcp, state 0A): no connection, so the server sees no client. */
-function listening(port: number): boolean | null {
-  try {
-    const hexPort = port.toString(16).toUpperCase().padStart(4, '0');
-    return ['/proc/net/tcp', '/proc/net/tcp6'].some((file) => {
-      let text = '';
-      try {
-        text = readFileSync(file, 'utf8');
-      } catch {
-        return false;
-      }
-      return text.split('\n').some((line) => {
-        const fields = line.trim().split(/\s+/);
-        return fields[1]?.endsWith(`:${hexPort}`) && fields[3] === '0A';
-      });
+function listening(port: number): boolean {
+  const hexPort = port.toString(16).toUpperCase().padStart(4, '0');
+  return ['/proc/net/tcp', '/proc/net/tcp6'].some((file) => {
+    let text = '';
+    try {
+      text = readFileSync(file, 'utf8');
+    } catch {
+      return false;
+    }
+    return text.split('\n').some((line) => {
+      const fields = line.trim().split(/\s+/);
+      return fields[1]?.endsWith(`:${hexPort}`) && fields[3] === '0A';
     });
-  } catch {
-    return null;
-  }
+  });
 }
+
+/** How long the startup line waits for the socket to appear (it says "listening" only once it does). */
+const LISTEN_WAIT_MS = 10_000;
 
 export async function runRpcServer(flags: RpcServerFlags, context: CliContext): Promise<void> {
   const { host, port } = parseRpcEndpoint(`${flags.host}:${flags.port}`, '--host:--port');
@@ -91,12 +91,8 @@ export async function runRpcServer(flags: RpcServerFlags, context: CliContext): 
     flags.device === undefined
       ? (devices.find(isCudaGpu) ?? devices.find((d) => d.type === 'cpu'))
       : devices.find((d) => d.name === flags.device);
-  if (!device) {
-    throw new CudaLlamaError(ErrorCode.RPC_LISTEN, `rpc-server: no device named ${JSON.stringify(flags.device ?? 'CPU')}`, {
-      remedy: `pass --device with one of: ${devices.map((d) => d.name).join(', ')}`,
-      details: { devices: devices.map((d) => d.name) },
-    });
-  }
+  // A device name that is not here is a usage mistake (the action turns it into commander's error), not a listen failure.
+  if (!device) throw rangeError('--device', `one of ${devices.map((d) => d.name).join(', ')}`, flags.device ?? 'CPU');
   await checkBindable(host, port);
   const capBytes = flags.mem === undefined ? 0 : flags.mem * 2 ** 20;
   const free = capBytes > 0 ? Math.min(device.memoryFree, capBytes) : device.memoryFree;
@@ -113,8 +109,15 @@ export async function runRpcServer(flags: RpcServerFlags, context: CliContext): 
   // Wait for the socket to listen (or the server to give up), then say so in one line.
   let outcome: string | null = null;
   void stopped.then((why) => (outcome = why));
-  while (outcome === null && listening(port) === false) await new Promise((resolve) => setTimeout(resolve, 20));
-  if (outcome === null) {
+  const since = Date.now();
+  let up = false;
+  while (outcome === null && !(up = listening(port)) && Date.now() - since < LISTEN_WAIT_MS)
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  if (outcome === null && !up)
+    context.err(
+      `rpc-server: no listening socket seen on port ${port} after ${LISTEN_WAIT_MS / 1000} s (no /proc/net/tcp?); serving anyway\n`,
+    );
+  if (outcome === null && up) {
     const version = `${RPC_PROTOCOL_VERSION.major}.${RPC_PROTOCOL_VERSION.minor}.${RPC_PROTOCOL_VERSION.patch}`;
     context.out(
       `rpc-server listening on ${host}:${port} (RPC protocol ${version}): ${device.name} (${device.description}), ` +
@@ -141,9 +144,14 @@ export function registerRpcServer(program: Command, context: CliContext): void {
     .addHelpText(
       'after',
       '\nServes one client connection at a time. Binds 127.0.0.1 by default: the protocol has no authentication.\n' +
-        'Runs until SIGINT or SIGTERM (exit 0); a port in use or a device that does not exist exits 1.',
+        'Runs until SIGINT or SIGTERM (exit 0); a port in use exits 1, a device that is not here is a usage error (exit 2).',
     )
-    .action(async (flags: RpcServerFlags) => {
-      await runRpcServer(flags, context);
+    .action(async (flags: RpcServerFlags, command: Command) => {
+      try {
+        await runRpcServer(flags, context);
+      } catch (error) {
+        if (isArgumentError(error)) command.error(`error: ${error.message}`);
+        throw error;
+      }
     });
 }
